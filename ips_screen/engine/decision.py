@@ -1,0 +1,126 @@
+"""Decisions and their traces: frozen value objects, serialisable to plain JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Status = Literal["pass", "fail", "unknown"]
+Outcome = Literal["propose", "not-eligible", "excluded"]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One exclusion or criterion as evaluated.
+
+    ``status`` is from the patient's side: ``pass`` means the step kept the patient (an exclusion
+    that does not apply, a criterion that holds), ``fail`` means it stopped them.
+    """
+
+    id: str
+    kind: str
+    status: Status
+    refs: tuple[str, ...] = ()
+    detail: str = ""
+    parts: tuple[Step, ...] = ()
+    reason: str | None = None
+
+    def to_dict(self) -> dict:
+        out: dict = {"id": self.id, "kind": self.kind, "status": self.status}
+        if self.reason:
+            out["reason"] = self.reason
+        out["refs"] = list(self.refs)
+        if self.detail:
+            out["detail"] = self.detail
+        if self.parts:
+            out["parts"] = [p.to_dict() for p in self.parts]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Step:
+        return cls(
+            id=data["id"],
+            kind=data["kind"],
+            status=data["status"],
+            refs=tuple(data.get("refs", ())),
+            detail=data.get("detail", ""),
+            parts=tuple(cls.from_dict(p) for p in data.get("parts", ())),
+            reason=data.get("reason"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """References the proposal is built from (only on `propose`)."""
+
+    reasons: tuple[str, ...] = ()  # ServiceRequest.reasonReference
+    supporting: tuple[str, ...] = ()  # ServiceRequest.supportingInfo (fit notes)
+    pain: tuple[str, ...] = ()  # Conditions the care plan addresses
+    owner: str | None = None  # the patient's general practitioner, if recorded
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    patient: str  # "Patient/<id>"
+    outcome: Outcome
+    reasons: tuple[str, ...]
+    flags: tuple[str, ...]
+    priority: Literal["early", "routine"] | None
+    trace: tuple[Step, ...]
+    as_of: str
+    ruleset: str  # "<id>@<version>"
+    links: Links = field(default_factory=Links)
+    quality: tuple[str, ...] = ()  # data-quality notes, e.g. "no-employment-status"
+
+    def to_dict(self) -> dict:
+        out = {
+            "patient": self.patient,
+            "outcome": self.outcome,
+            "reasons": list(self.reasons),
+            "flags": list(self.flags),
+            "priority": self.priority,
+            "as_of": self.as_of,
+            "ruleset": self.ruleset,
+            "trace": [s.to_dict() for s in self.trace],
+        }
+        if self.outcome == "propose":
+            out["links"] = {
+                "reasons": list(self.links.reasons),
+                "supporting": list(self.links.supporting),
+                "pain": list(self.links.pain),
+                "owner": self.links.owner,
+            }
+        if self.quality:
+            out["quality"] = list(self.quality)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Decision:
+        links = data.get("links") or {}
+        return cls(
+            patient=data["patient"],
+            outcome=data["outcome"],
+            reasons=tuple(data["reasons"]),
+            flags=tuple(data["flags"]),
+            priority=data.get("priority"),
+            trace=tuple(Step.from_dict(s) for s in data["trace"]),
+            as_of=data["as_of"],
+            ruleset=data["ruleset"],
+            links=Links(
+                reasons=tuple(links.get("reasons", ())),
+                supporting=tuple(links.get("supporting", ())),
+                pain=tuple(links.get("pain", ())),
+                owner=links.get("owner"),
+            ),
+            quality=tuple(data.get("quality", ())),
+        )
+
+    def step(self, step_id: str) -> Step | None:
+        """Find a step (at any depth) by id."""
+        stack = list(self.trace)
+        while stack:
+            s = stack.pop(0)
+            if s.id == step_id:
+                return s
+            stack.extend(s.parts)
+        return None

@@ -1,0 +1,57 @@
+"""User-facing errors.
+
+Every error a user can cause (bad input, bad rules, an unreachable server, a conflict) is a
+subclass of `UserError`. The CLI turns these, and only these, into one line on stderr and an exit
+code; anything else is a bug and shows a traceback.
+
+    UserError                 exit 2   generic / usage
+    ├── InputError            exit 3   input data that cannot be read (names file and line)
+    ├── RulesError            exit 4   a ruleset, codelist or config file is invalid
+    ├── ServerError           exit 5   the FHIR server or network failed or refused
+    │   └── ConflictError     exit 6   someone else changed a resource first (If-Match)
+    └── LockHeld              exit 7   another run holds the practice lock
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """An error the user can fix; shown as one line, never a traceback."""
+
+    exit_code = 2
+
+
+class InputError(UserError):
+    exit_code = 3
+
+
+class RulesError(UserError):
+    exit_code = 4
+
+
+ConfigError = RulesError
+
+
+class ServerError(UserError):
+    exit_code = 5
+
+
+class ConflictError(ServerError):
+    exit_code = 6
+
+
+class LockHeld(UserError):
+    exit_code = 7
+
+
+EXIT_CODES = {
+    0: "success",
+    1: "internal error (a bug: please report it with the traceback)",
+    2: "usage error (bad command-line arguments)",
+    3: "input data error (the message names the file and line)",
+    4: "ruleset, codelist or configuration error",
+    5: "FHIR server or network error",
+    6: "conflict: a resource was changed by someone else; nothing was changed",
+    7: "another run holds the lock for this practice",
+    8: "rules test failed: an example patient did not get its expected outcome",
+}

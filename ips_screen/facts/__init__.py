@@ -1,0 +1,1 @@
+"""Facts: what the rules need from each FHIR resource, and nothing more."""

@@ -1,0 +1,275 @@
+"""Reduce FHIR resources (plain dicts) to `Record`s, keeping only what the ruleset can use.
+
+This is the hot path of a screen: most resources are dropped after a look at `resourceType`, and
+a clinical resource is kept only when one of its codings (code, value or component) is in one of
+the ruleset's codelists. Resources the ruleset ignores everywhere (entered-in-error, refuted,
+cancelled, not-done, superseded) are dropped here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ips_screen.dates import parse_fhir_date
+from ips_screen.facts.model import Coding, Component, Record
+from ips_screen.ruleset.codelists import ICD_SYSTEMS, Codelist
+
+# Resource types that can carry evidence, and the field that names their patient.
+SUBJECT_FIELD = {
+    "Condition": "subject",
+    "Observation": "subject",
+    "Procedure": "subject",
+    "DocumentReference": "subject",
+    "ServiceRequest": "subject",
+    "Task": "for",
+}
+CODE_FIELD = {
+    "Condition": "code",
+    "Observation": "code",
+    "Procedure": "code",
+    "DocumentReference": "type",
+    "ServiceRequest": "code",
+}
+IGNORED_STATUS = {
+    "Observation": frozenset({"entered-in-error", "cancelled"}),
+    "Procedure": frozenset({"entered-in-error", "not-done"}),
+    "DocumentReference": frozenset({"entered-in-error", "superseded"}),
+    "ServiceRequest": frozenset({"entered-in-error"}),
+    "Task": frozenset({"entered-in-error"}),
+}
+IGNORED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+RELEVANT_TYPES = frozenset(SUBJECT_FIELD) | {"Patient"}
+
+
+class CodeIndex:
+    """The union of a ruleset's codelists, for a fast "could this coding matter?" test."""
+
+    def __init__(self, codelists: Iterable[Codelist]) -> None:
+        exact: set[Coding] = set()
+        prefixes: dict[str, set[str]] = {}
+        for codelist in codelists:
+            exact |= codelist.exact_keys()
+            for system, found in codelist.prefix_keys().items():
+                prefixes.setdefault(system, set()).update(found)
+        self.exact = frozenset(exact)
+        self.prefixes = {s: tuple(p) for s, p in prefixes.items()}
+
+    def __contains__(self, key: Coding) -> bool:
+        if key in self.exact:
+            return True
+        return any(key[1].startswith(p) for p in self.prefixes.get(key[0], ()))
+
+
+def codings(concept: object) -> tuple[Coding, ...]:
+    """Normalised (system, code) pairs of a CodeableConcept (or a list of them)."""
+    if isinstance(concept, list):
+        return tuple(c for item in concept for c in codings(item))
+    if not isinstance(concept, dict):
+        return ()
+    out = []
+    for coding in concept.get("coding") or ():
+        if not isinstance(coding, dict):
+            continue
+        system, code = coding.get("system"), coding.get("code")
+        if isinstance(system, str) and isinstance(code, str):
+            system = system.strip()
+            code = code.strip().upper()
+            if system in ICD_SYSTEMS:
+                code = code.replace(".", "")
+            out.append((system, code))
+    return tuple(out)
+
+
+def _status_code(concept: object) -> str | None:
+    if isinstance(concept, dict):
+        for coding in concept.get("coding") or ():
+            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                return coding["code"]
+    return None
+
+
+def _display(concept: object) -> str | None:
+    if not isinstance(concept, dict):
+        return None
+    for coding in concept.get("coding") or ():
+        if isinstance(coding, dict) and isinstance(coding.get("display"), str):
+            return coding["display"].strip()
+    text = concept.get("text")
+    return text if isinstance(text, str) else None
+
+
+def _period_start(period: object) -> object:
+    return period.get("start") if isinstance(period, dict) else None
+
+
+def record_date(resource: dict, rtype: str):
+    """The date of a record as default-ruleset.md defines it (London day), or None."""
+    get = resource.get
+    if rtype == "Condition":
+        value = get("onsetDateTime") or _period_start(get("onsetPeriod")) or get("recordedDate")
+    elif rtype == "Observation":
+        value = (
+            get("effectiveDateTime")
+            or get("effectiveInstant")
+            or _period_start(get("effectivePeriod"))
+            or get("issued")
+        )
+    elif rtype == "Procedure":
+        value = get("performedDateTime") or _period_start(get("performedPeriod"))
+    elif rtype == "DocumentReference":
+        context = get("context")
+        value = _period_start(context.get("period")) if isinstance(context, dict) else None
+        value = value or get("date")
+    else:  # ServiceRequest, Task
+        value = get("authoredOn")
+    return parse_fhir_date(value)
+
+
+Resolver = Callable[[str], str | None]
+
+
+def reference_to(value: object, resolve: Resolver | None = None) -> str | None:
+    """A Reference (or reference string) as "Type/id"; resolves urn:uuid via `resolve`."""
+    ref = value.get("reference") if isinstance(value, dict) else value
+    if not isinstance(ref, str) or not ref:
+        return None
+    if ref.startswith("urn:"):
+        return resolve(ref) if resolve else None
+    parts = ref.split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    if len(parts) < 2:
+        return None
+    return f"{parts[-2]}/{parts[-1]}"
+
+
+def patient_of(resource: dict, resolve: Resolver | None = None) -> str | None:
+    """The id of the Patient a clinical resource is about, or None."""
+    field_name = SUBJECT_FIELD.get(resource.get("resourceType", ""))
+    ref = reference_to(resource.get(field_name), resolve) if field_name else None
+    if ref and ref.startswith("Patient/"):
+        return ref[8:]
+    return None
+
+
+def _components(resource: dict) -> tuple[Component, ...]:
+    out = []
+    for component in resource.get("component") or ():
+        if isinstance(component, dict):
+            values = codings(component.get("valueCodeableConcept"))
+            out.append((codings(component.get("code")), values))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientInfo:
+    id: str
+    birth_date: object
+    deceased: bool
+    deceased_date: object
+    general_practitioners: tuple[str, ...]
+
+
+def extract_patient(resource: dict, resolve: Resolver | None = None) -> PatientInfo:
+    gps = tuple(
+        ref
+        for ref in (reference_to(gp, resolve) for gp in resource.get("generalPractitioner") or ())
+        if ref
+    )
+    return PatientInfo(
+        id=str(resource.get("id")),
+        birth_date=parse_fhir_date(resource.get("birthDate")),
+        deceased=resource.get("deceasedBoolean") is True,
+        deceased_date=parse_fhir_date(resource.get("deceasedDateTime")),
+        general_practitioners=gps,
+    )
+
+
+def extract_record(
+    resource: dict, index: CodeIndex, resolve: Resolver | None = None
+) -> Record | None:
+    """The `Record` for a clinical resource, or None when the rules cannot use it."""
+    rtype = resource.get("resourceType")
+    if rtype not in SUBJECT_FIELD:
+        return None
+    status = resource.get("status")
+    if status in IGNORED_STATUS.get(rtype, ()):
+        return None
+    ref = f"{rtype}/{resource.get('id')}"
+
+    if rtype == "Task":
+        focus = reference_to(resource.get("focus"), resolve)
+        if not focus or not focus.startswith("ServiceRequest/"):
+            return None
+        return Record(
+            ref=ref,
+            resource_type=rtype,
+            date=parse_fhir_date(resource.get("authoredOn")),
+            status=status,
+            intent=resource.get("intent"),
+            focus=focus,
+            changed=parse_fhir_date(resource.get("lastModified") or resource.get("authoredOn")),
+        )
+
+    concept = resource.get(CODE_FIELD[rtype])
+    codes = codings(concept)
+    values: tuple[Coding, ...] = ()
+    components: tuple[Component, ...] = ()
+    if rtype == "Observation":
+        values = codings(resource.get("valueCodeableConcept"))
+        if resource.get("component"):
+            components = _components(resource)
+    relevant = any(c in index for c in codes) or any(v in index for v in values)
+    if not relevant and components:
+        relevant = any(c in index for codes_, vals in components for c in codes_ + vals)
+    if not relevant:
+        return None
+
+    if rtype == "Condition":
+        verification = _status_code(resource.get("verificationStatus"))
+        if verification in IGNORED_VERIFICATION:
+            return None
+        abatement = resource.get("abatementDateTime") or _period_start(
+            resource.get("abatementPeriod")
+        )
+        return Record(
+            ref=ref,
+            resource_type=rtype,
+            codes=codes,
+            date=record_date(resource, rtype),
+            clinical_status=_status_code(resource.get("clinicalStatus")),
+            abatement=parse_fhir_date(abatement),
+            abatement_undated=abatement is None
+            and ("abatementBoolean" in resource or "abatementString" in resource),
+            display=_display(concept),
+        )
+    if rtype == "ServiceRequest":
+        identifiers = tuple(
+            (str(i.get("system", "")), str(i.get("value", "")))
+            for i in resource.get("identifier") or ()
+            if isinstance(i, dict)
+        )
+        meta = resource.get("meta")
+        updated = meta.get("lastUpdated") if isinstance(meta, dict) else None
+        return Record(
+            ref=ref,
+            resource_type=rtype,
+            codes=codes,
+            date=record_date(resource, rtype),
+            status=status,
+            intent=resource.get("intent"),
+            identifiers=identifiers,
+            changed=parse_fhir_date(updated or resource.get("authoredOn")),
+            display=_display(concept),
+        )
+    return Record(
+        ref=ref,
+        resource_type=rtype,
+        codes=codes,
+        date=record_date(resource, rtype),
+        status=status,
+        values=values,
+        components=components,
+        display=_display(concept),
+    )

@@ -1,0 +1,1 @@
+"""Rules as data: the ruleset file model, its loader and the codelists it names."""

@@ -1,0 +1,212 @@
+"""Load a ruleset file: YAML -> strict model -> codelists, with errors that name file and line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from ips_screen.errors import RulesError
+from ips_screen.ruleset.codelists import Codelist, check_pinned, read_codelist
+from ips_screen.ruleset.model import (
+    AllOf,
+    AnyOf,
+    Criterion,
+    LatestCategory,
+    Records,
+    Ruleset,
+)
+
+DEFAULT_RULESET = Path(__file__).resolve().parents[2] / "rules" / "ips-chronic-pain.yaml"
+
+
+@dataclass(frozen=True)
+class CompiledRuleset:
+    """A validated ruleset with its codelists loaded."""
+
+    model: Ruleset
+    path: Path
+    codelists: dict[str, Codelist]
+
+    @property
+    def id(self) -> str:
+        return self.model.id
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    def codelist(self, name: str) -> Codelist:
+        return self.codelists[name]
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that remembers the line of every mapping value and sequence item."""
+
+
+def _load_with_lines(text: str, path: Path) -> tuple[object, dict[tuple, int]]:
+    loader = _LineLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise RulesError(f"{path}: the file is empty")
+        lines: dict[tuple, int] = {}
+
+        def walk(n: yaml.Node, loc: tuple) -> None:
+            lines[loc] = n.start_mark.line + 1
+            if isinstance(n, yaml.MappingNode):
+                for key, value in n.value:
+                    k = key.value
+                    lines[(*loc, k)] = key.start_mark.line + 1
+                    walk(value, (*loc, k))
+                    lines[(*loc, k)] = key.start_mark.line + 1
+            elif isinstance(n, yaml.SequenceNode):
+                for i, item in enumerate(n.value):
+                    walk(item, (*loc, i))
+
+        walk(node, ())
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise RulesError(f"{path}{line}: invalid YAML: {exc.problem}") from None
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+def _line_for(loc: tuple, lines: dict[tuple, int]) -> int | None:
+    # pydantic inserts the discriminator value into locations of tagged unions: drop unknown parts
+    clean: list = []
+    for part in loc:
+        candidate = (*clean, part)
+        if candidate in lines:
+            clean.append(part)
+    return lines.get(tuple(clean))
+
+
+def _format_error(exc: ValidationError, path: Path, lines: dict[tuple, int]) -> str:
+    first = exc.errors()[0]
+    loc = tuple(first["loc"])
+    line = _line_for(loc, lines)
+    where = ".".join(str(p) for p in loc if p not in _DISCRIMINATORS) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (not part of the ruleset format; check the spelling)"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{path}{f':{line}' if line else ''}: {where}: {message}{more}"
+
+
+_DISCRIMINATORS = {
+    "deceased",
+    "outside-age-range",
+    "records",
+    "referral-open",
+    "referral-declined",
+    "latest-category",
+    "any-of",
+    "all-of",
+}
+
+
+def walk_criteria(criterion: Criterion) -> Iterator[Criterion]:
+    """The criterion and every criterion nested in it."""
+    yield criterion
+    if isinstance(criterion, AnyOf | AllOf):
+        for child in criterion.criteria:
+            yield from walk_criteria(child)
+    if isinstance(criterion, LatestCategory):
+        yield from walk_criteria(criterion.otherwise.criterion)
+
+
+def _all_criteria(model: Ruleset) -> Iterator[Criterion]:
+    for exclusion in model.exclusions:
+        yield from walk_criteria(exclusion.rule)
+    for inclusion in model.criteria:
+        yield from walk_criteria(inclusion.rule)
+
+
+def _codelists_used(model: Ruleset) -> set[str]:
+    used: set[str] = set()
+    for criterion in _all_criteria(model):
+        if hasattr(criterion, "codelist"):
+            used.add(criterion.codelist)
+        if isinstance(criterion, LatestCategory):
+            used.update(s.question_codelist for s in criterion.sources if s.question_codelist)
+    if model.priority:
+        used.add(model.priority.fit_notes.codelist)
+    used.add(model.proposal.supporting_info.codelist)
+    used.add(model.proposal.request_codelist)
+    return used
+
+
+def _check_references(model: Ruleset, path: Path, codelists: dict[str, Codelist]) -> None:
+    ids: dict[str, int] = {}
+    for criterion in _all_criteria(model):
+        ids[criterion.id] = ids.get(criterion.id, 0) + 1
+    duplicates = sorted(i for i, n in ids.items() if n > 1)
+    if duplicates:
+        raise RulesError(f"{path}: criterion ids must be unique; repeated: {', '.join(duplicates)}")
+    for name in sorted(_codelists_used(model)):
+        if name not in model.codelists:
+            raise RulesError(f"{path}: codelist {name!r} is used but not listed under codelists")
+    top_ids = {inc.rule.id for inc in model.criteria}
+    for name in [*model.proposal.reason_criteria, model.proposal.pain_criterion]:
+        if name not in top_ids:
+            raise RulesError(f"{path}: proposal names criterion {name!r}, which is not a criterion")
+    if model.priority:
+        target = next((c for c in _all_criteria(model) if c.id == model.priority.employment), None)
+        if not isinstance(target, LatestCategory):
+            raise RulesError(
+                f"{path}: priority.employment must name a latest-category criterion, "
+                f"not {model.priority.employment!r}"
+            )
+    for criterion in _all_criteria(model):
+        if isinstance(criterion, LatestCategory):
+            listed = codelists[criterion.codelist].categories
+            unmapped = sorted(listed - set(criterion.classes))
+            if unmapped:
+                raise RulesError(
+                    f"{path}: criterion {criterion.id!r}: categories {unmapped} of codelist "
+                    f"{criterion.codelist!r} have no class"
+                )
+        if isinstance(criterion, Records) and criterion.categories:
+            listed = codelists[criterion.codelist].categories
+            unknown = sorted(set(criterion.categories) - listed)
+            if unknown:
+                raise RulesError(
+                    f"{path}: criterion {criterion.id!r}: categories {unknown} are not in "
+                    f"codelist {criterion.codelist!r}"
+                )
+
+
+def load_ruleset(path: Path | str | None = None, *, check_pins: bool = True) -> CompiledRuleset:
+    """Read, validate and compile a ruleset file (YAML)."""
+    path = Path(path) if path else DEFAULT_RULESET
+    if path.is_dir():
+        candidates = sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml"))
+        if len(candidates) != 1:
+            raise RulesError(f"{path}: expected exactly one ruleset (*.yaml) in the folder")
+        path = candidates[0]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RulesError(f"{path}: ruleset file not found") from None
+    data, lines = _load_with_lines(text, path)
+    if not isinstance(data, dict):
+        raise RulesError(f"{path}:1: a ruleset must be a mapping of keys to values")
+    try:
+        model = Ruleset.model_validate(data)
+    except ValidationError as exc:
+        raise RulesError(_format_error(exc, path, lines)) from None
+    codelists: dict[str, Codelist] = {}
+    for name, relative in model.codelists.items():
+        csv_path = (path.parent / relative).resolve()
+        codelists[name] = read_codelist(name, csv_path)
+        if check_pins:
+            check_pinned(csv_path)
+    _check_references(model, path, codelists)
+    return CompiledRuleset(model=model, path=path.resolve(), codelists=codelists)

@@ -49,7 +49,7 @@ def parse_fhir_date(value: object) -> date | None:
 
 
 def add_months(d: date, months: int) -> date:
-    """Calendar months: keeps the day, or the last day of the target month when it does not exist."""
+    """Calendar months: keep the day, or take the last day of the month when it does not exist."""
     index = d.year * 12 + (d.month - 1) + months
     year, month0 = divmod(index, 12)
     last = calendar.monthrange(year, month0 + 1)[1]

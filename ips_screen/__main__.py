@@ -1,0 +1,3 @@
+from ips_screen.cli.main import entry_point
+
+entry_point()

@@ -1,0 +1,1 @@
+"""Command-line interface: `main.py` wires arguments, `commands.py` holds the commands."""

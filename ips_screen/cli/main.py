@@ -1,0 +1,131 @@
+"""Argument parsing and the one place where user errors become a message and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import date
+
+import orjson
+
+from ips_screen import __version__
+from ips_screen.errors import EXIT_CODES, UserError
+
+EPILOG = "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+
+
+def _as_of(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ips-screen",
+        description="Find people with chronic pain who are out of work and may want IPS.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"ips-screen {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="log lines on stderr"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    screen = sub.add_parser(
+        "screen",
+        help="screen FHIR data and write decisions, summary, report and proposals",
+        description="Screen FHIR data (files, folders, or a FHIR server base URL). Without "
+        "--write nothing is written anywhere but --out.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    screen.add_argument("sources", nargs="+", metavar="SOURCE", help="file, folder or FHIR URL")
+    _common_screen_args(screen)
+    screen.add_argument("--out", required=True, help="output folder")
+    screen.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="skip unreadable records (counted and listed in summary.json) instead of stopping",
+    )
+    screen.add_argument("--owner", help="Task owner for proposals (default: the patient's GP)")
+
+    explain = sub.add_parser("explain", help="print one patient's decision and trace")
+    explain.add_argument("sources", nargs="+", metavar="SOURCE")
+    explain.add_argument("--patient", required=True, help="patient id (or Patient/<id>)")
+    _common_screen_args(explain)
+    explain.add_argument("--json", action="store_true", help="print the decision as JSON")
+
+    rules = sub.add_parser("rules", help="check, test and pin rulesets")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
+    validate = rules_sub.add_parser("validate", help="check a ruleset and its codelists")
+    validate.add_argument("path", nargs="?", help="ruleset file (default: the built-in one)")
+    test = rules_sub.add_parser("test", help="run the example patients kept in the ruleset")
+    test.add_argument("path", nargs="?", help="ruleset file (default: the built-in one)")
+    pin = rules_sub.add_parser("pin", help="record the sha256 of every codelist in a folder")
+    pin.add_argument("path", nargs="?", help="codelists folder (default: rules/codelists)")
+    return parser
+
+
+def _common_screen_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--as-of",
+        type=_as_of,
+        help="screen as of this date (YYYY-MM-DD; default: today in Europe/London)",
+    )
+    parser.add_argument("--rules", help="ruleset file (default: rules/ips-chronic-pain.yaml)")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if hasattr(record, "event"):
+            payload["event"] = record.event
+        return orjson.dumps(payload).decode()
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    if args.log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("ips_screen")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run a command; returns the exit code. Tests call this directly."""
+    from ips_screen.cli import commands
+
+    environ = os.environ if environ is None else environ
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args)
+    try:
+        return commands.dispatch(args, environ)
+    except UserError as exc:
+        print(f"ips-screen: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ips-screen: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry_point() -> None:
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The screen as one flow: source -> facts -> decisions -> proposals -> outputs.
+
+Used by the `screen` command and (later) by the nightly job; each stage lives in its own
+sub-package and this module only wires them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from ips_screen import __version__
+from ips_screen.engine import Decision, evaluate
+from ips_screen.facts.model import PatientFacts
+from ips_screen.ruleset.loader import CompiledRuleset
+
+log = logging.getLogger("ips_screen.pipeline")
+
+
+@dataclass
+class ScreenResult:
+    decisions: list[Decision]
+    summary: dict
+    proposals: dict | None
+    out_dir: Path | None = None
+
+
+def decide_all(
+    ruleset: CompiledRuleset,
+    patients: Iterable[PatientFacts],
+    as_of: date,
+    progress: Callable[[int], None] | None = None,
+) -> list[Decision]:
+    """Evaluate every patient; sorted by patient reference for deterministic output."""
+    decisions = []
+    for n, facts in enumerate(patients, start=1):
+        decisions.append(evaluate(ruleset, facts, as_of))
+        if progress and n % 10_000 == 0:
+            progress(n)
+    decisions.sort(key=lambda d: d.patient)
+    return decisions
+
+
+def read_report_dict(report) -> dict:
+    """The sources layer's ReadReport as the plain dict the outputs use."""
+    return {
+        "files": report.files_read,
+        "resources": report.resources_read,
+        "by_type": dict(sorted(report.by_type.items())),
+        "skipped_count": report.skipped_count,
+        "skipped": [{"where": s.where, "problem": s.problem} for s in report.skipped],
+    }
+
+
+def screen_files(
+    sources: list[Path],
+    ruleset: CompiledRuleset,
+    *,
+    as_of: date,
+    out_dir: Path | None,
+    now: datetime,
+    skip_invalid: bool = False,
+    owner: str | None = None,
+) -> ScreenResult:
+    """Dry run over files: decisions, summary, report and the proposals Bundle, written to out_dir."""
+    from ips_screen.sources import collect
+
+    population = collect(sources, ruleset, skip_invalid=skip_invalid, progress=_progress("read"))
+    log.info(
+        "read %d resources from %d files: %d patients",
+        population.report.resources_read,
+        population.report.files_read,
+        len(population.patients),
+    )
+    decisions = decide_all(
+        ruleset, population.patients.values(), as_of, progress=_progress("screened")
+    )
+    return finish(
+        decisions,
+        ruleset,
+        as_of=as_of,
+        now=now,
+        out_dir=out_dir,
+        read_report=read_report_dict(population.report),
+        orphans=population.orphans,
+        unlinked=population.unlinked,
+        owner=owner,
+    )
+
+
+def finish(
+    decisions: list[Decision],
+    ruleset: CompiledRuleset,
+    *,
+    as_of: date,
+    now: datetime,
+    out_dir: Path | None,
+    read_report: dict,
+    orphans: dict[str, int],
+    unlinked: int,
+    owner: str | None = None,
+    trends: list[dict] | None = None,
+) -> ScreenResult:
+    """Summarise, build proposals and write the outputs (when out_dir is given)."""
+    from ips_screen.outputs.report import render_report
+    from ips_screen.outputs.summary import summarise
+    from ips_screen.outputs.write import write_outputs
+    from ips_screen.proposals.build import build_transaction
+
+    summary = summarise(
+        decisions,
+        ruleset,
+        read_report=read_report,
+        orphans=orphans,
+        unlinked=unlinked,
+        as_of=as_of,
+    )
+    proposals = build_transaction(
+        decisions, ruleset, now=now, owner=owner, tool_version=__version__
+    )
+    if out_dir is not None:
+        html = render_report(summary, decisions, ruleset, trends=trends)
+        write_outputs(out_dir, decisions, summary, proposals, html)
+        log.info("wrote %s", out_dir)
+    return ScreenResult(decisions, summary, proposals, out_dir)
+
+
+def _progress(what: str) -> Callable[[int], None]:
+    def report(n: int) -> None:
+        log.info("%s %d so far", what, n)
+
+    return report

@@ -1,0 +1,18 @@
+"""Reading FHIR input files (Bundles, NDJSON, NDJSON.gz) and grouping them into per-patient facts.
+
+`files` finds and streams resources with a "file:line" location for every problem; `population`
+reduces them to `PatientFacts`, keeping only what the ruleset's codelists can use.
+"""
+
+from ips_screen.sources.files import ReadReport, Skipped, discover, iter_resources
+from ips_screen.sources.population import Population, collect, collect_resources
+
+__all__ = [
+    "Population",
+    "ReadReport",
+    "Skipped",
+    "collect",
+    "collect_resources",
+    "discover",
+    "iter_resources",
+]

@@ -1,0 +1,158 @@
+"""Group streamed resources into per-patient facts, keeping only what the ruleset can use.
+
+Memory grows with the number of patients and kept records, never with the size of the input:
+each resource dict is reduced (or dropped) as soon as it is read. The same resource ("Type/id")
+read twice, e.g. the same data in two layouts, is kept once: the last copy read wins, including a
+last copy the rules cannot use (an entered-in-error update removes the earlier record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Protocol
+
+from ips_screen.facts.extract import (
+    SUBJECT_FIELD,
+    CodeIndex,
+    PatientInfo,
+    Resolver,
+    extract_patient,
+    extract_record,
+    patient_of,
+)
+from ips_screen.facts.model import PatientFacts, Record
+from ips_screen.ruleset.codelists import Codelist
+from ips_screen.sources.files import ReadReport, discover, iter_resources, resources_of
+
+PROGRESS_EVERY = 10_000
+
+
+class HasCodelists(Protocol):
+    """What collecting needs of a ruleset (a `CompiledRuleset` has it)."""
+
+    @property
+    def codelists(self) -> Mapping[str, Codelist]: ...
+
+
+@dataclass
+class Population:
+    """The patients found in the input, with what could not be linked to one."""
+
+    patients: dict[str, PatientFacts]  # by id, in sorted id order
+    report: ReadReport
+    orphans: dict[str, int] = field(default_factory=dict)  # patient id absent -> records kept
+    unlinked: int = 0  # relevant records with no resolvable patient reference
+
+    def __iter__(self) -> Iterator[PatientFacts]:
+        return (self.patients[pid] for pid in sorted(self.patients))
+
+    def __len__(self) -> int:
+        return len(self.patients)
+
+
+def collect(
+    paths: Iterable[Path | str],
+    ruleset: HasCodelists,
+    skip_invalid: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Population:
+    """Read every input file under `paths` and build each patient's facts."""
+    report = ReadReport(skip_invalid=skip_invalid)
+    files = discover(paths, report)
+    collector = _Collector(ruleset, report)
+    for count, (resource, where, resolve) in enumerate(iter_resources(files, report), 1):
+        collector.add(resource, where, resolve)
+        if progress is not None and count % PROGRESS_EVERY == 0:
+            progress(count)
+    return collector.population()
+
+
+def collect_resources(
+    resources: Iterable[dict], ruleset: HasCodelists, skip_invalid: bool = False
+) -> Population:
+    """`collect` for resources already in memory; a Bundle among them is flattened.
+
+    Problems are located as "resource N" (the first is 1).
+    """
+    report = ReadReport(skip_invalid=skip_invalid)
+    collector = _Collector(ruleset, report)
+    for n, value in enumerate(resources, 1):
+        for resource, where, resolve in resources_of(value, f"resource {n}", report):
+            collector.add(resource, where, resolve)
+    return collector.population()
+
+
+def _as_date(value: object) -> date | None:
+    return value if isinstance(value, date) else None
+
+
+def _order(record: Record) -> tuple[date, str]:
+    return (record.date or date.min, record.ref)
+
+
+class _Collector:
+    def __init__(self, ruleset: HasCodelists, report: ReadReport) -> None:
+        self.index = CodeIndex(ruleset.codelists.values())
+        self.report = report
+        self.patients: dict[str, PatientInfo] = {}
+        self.records: dict[str, dict[str, Record]] = {}  # patient id -> ref -> record
+        self.owner: dict[str, str] = {}  # ref -> patient id, for records kept
+        self.unlinked: set[str] = set()
+
+    def add(self, resource: dict, where: str, resolve: Resolver | None) -> None:
+        rtype = resource["resourceType"]
+        if rtype == "Patient":
+            if resource.get("id") is None:
+                self.report.problem(where, "Patient has no id")
+                return
+            info = extract_patient(resource, resolve)
+            self.patients[info.id] = info
+            return
+        if rtype not in SUBJECT_FIELD:
+            return
+        record = extract_record(resource, self.index, resolve)
+        if record is None:
+            if resource.get("id") is not None:
+                self._forget(f"{rtype}/{resource['id']}")
+            return
+        if resource.get("id") is None:
+            self.report.problem(where, f"{rtype} has no id")
+            return
+        self._forget(record.ref)
+        pid = patient_of(resource, resolve)
+        if pid is None:
+            self.unlinked.add(record.ref)
+            return
+        self.records.setdefault(pid, {})[record.ref] = record
+        self.owner[record.ref] = pid
+
+    def _forget(self, ref: str) -> None:
+        """Drop an earlier copy of a resource (a later copy replaces it)."""
+        pid = self.owner.pop(ref, None)
+        if pid is not None:
+            del self.records[pid][ref]
+        self.unlinked.discard(ref)
+
+    def population(self) -> Population:
+        patients: dict[str, PatientFacts] = {}
+        for pid in sorted(self.patients):
+            info = self.patients[pid]
+            patients[pid] = PatientFacts(
+                id=pid,
+                birth_date=_as_date(info.birth_date),
+                deceased=info.deceased,
+                deceased_date=_as_date(info.deceased_date),
+                general_practitioners=info.general_practitioners,
+                records=tuple(sorted(self.records.get(pid, {}).values(), key=_order)),
+            )
+        orphans = {
+            pid: len(self.records[pid])
+            for pid in sorted(self.records)
+            if pid not in self.patients and self.records[pid]
+        }
+        return Population(
+            patients=patients, report=self.report, orphans=orphans, unlinked=len(self.unlinked)
+        )

@@ -65,7 +65,7 @@ def screen_files(
     skip_invalid: bool = False,
     owner: str | None = None,
 ) -> ScreenResult:
-    """Dry run over files: decisions, summary, report and the proposals Bundle, written to out_dir."""
+    """Dry run over files: decisions, summary, report and proposals, written to out_dir."""
     from ips_screen.sources import collect
 
     population = collect(sources, ruleset, skip_invalid=skip_invalid, progress=_progress("read"))

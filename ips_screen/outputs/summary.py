@@ -1,0 +1,213 @@
+"""The summary of a screen (summary.json) and the worklist of proposed patients.
+
+`summarise` reduces decisions to counts: outcomes, reasons, flags, priority, an attrition funnel
+in ruleset order, and data-quality figures. `worklist_frame` lists the proposed patients with a
+one-line reason taken from their trace. Both are deterministic: the same decisions, in any order,
+give the same result.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import TypedDict
+
+import pandas as pd
+
+from ips_screen.engine.decision import Decision, Step
+from ips_screen.ruleset.loader import CompiledRuleset
+from ips_screen.ruleset.model import OutsideAgeRange
+
+OUTCOMES = ("propose", "not-eligible", "excluded")
+PRIORITIES = ("early", "routine")
+SKIPPED_SHOWN = 50
+# Trace steps whose details explain a proposal (the default ruleset's proposal.reason_criteria).
+REASON_STEPS = ("chronic-pain", "out-of-work")
+WORKLIST_COLUMNS = ["patient", "priority", "flags", "reason"]
+_PRIORITY_ORDER = {"early": 0, "routine": 1}
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class SkippedRecord(TypedDict):
+    where: str  # file and line / entry, never patient identity
+    problem: str
+
+
+class ReadReport(TypedDict):
+    """What the source reader saw: the `read_report` argument of `summarise`."""
+
+    files: int
+    resources: int
+    by_type: dict[str, int]
+    skipped_count: int
+    skipped: list[SkippedRecord]
+
+
+def empty_read_report() -> ReadReport:
+    """A read report for a source that read nothing (or does not report)."""
+    return {"files": 0, "resources": 0, "by_type": {}, "skipped_count": 0, "skipped": []}
+
+
+def ruleset_steps(ruleset: CompiledRuleset) -> list[tuple[str, str]]:
+    """(step id, "exclusion" | "criterion") for every top-level step, in evaluation order."""
+    model = ruleset.model
+    return [(e.rule.id, "exclusion") for e in model.exclusions] + [
+        (c.rule.id, "criterion") for c in model.criteria
+    ]
+
+
+def removal_step(decision: Decision, steps: Sequence[tuple[str, str]]) -> str | None:
+    """The first top-level step that stopped this patient; None when they were proposed.
+
+    An exclusion stops a patient when it fails, or is unknown with a reason (no birth date: the
+    age check cannot be made); a criterion stops them unless it passes. A decision that was not
+    proposed but whose trace shows no such step (not expected) is counted at the last step, so the
+    funnel always adds up.
+    """
+    if decision.outcome == "propose" or not steps:
+        return None
+    by_id = {s.id: s for s in decision.trace}
+    for step_id, kind in steps:
+        step = by_id.get(step_id)
+        if step is None or step.status == "pass":
+            continue
+        if step.status == "fail" or kind == "criterion" or step.reason:
+            return step_id
+    return steps[-1][0]
+
+
+def attrition(decisions: Sequence[Decision], ruleset: CompiledRuleset) -> list[dict]:
+    """The funnel: all patients, then the patients kept after each exclusion and criterion."""
+    steps = ruleset_steps(ruleset)
+    removed = Counter(removal_step(d, steps) for d in decisions)
+    kept = len(decisions)
+    rows: list[dict] = [{"kept": kept, "step": "all patients"}]
+    for step_id, kind in steps:
+        count = removed.get(step_id, 0)
+        kept -= count
+        rows.append({"kept": kept, "kind": kind, "removed": count, "step": step_id})
+    return rows
+
+
+def _missing_birth_date_reasons(ruleset: CompiledRuleset) -> frozenset[str]:
+    found = {
+        e.rule.missing_reason
+        for e in ruleset.model.exclusions
+        if isinstance(e.rule, OutsideAgeRange)
+    }
+    return frozenset(found or {"birth-date-missing"})
+
+
+def _birth_date_missing(decision: Decision, reasons: frozenset[str]) -> bool:
+    if any(r in reasons for r in decision.reasons):
+        return True
+    return any(s.status == "unknown" and s.reason in reasons for s in decision.trace)
+
+
+def _counts(counter: Counter) -> dict[str, int]:
+    return {key: counter[key] for key in sorted(counter)}
+
+
+def summarise(
+    decisions: Iterable[Decision],
+    ruleset: CompiledRuleset,
+    *,
+    read_report: ReadReport | dict,
+    orphans: dict[str, int],
+    unlinked: int,
+    as_of: date,
+) -> dict:
+    """The content of summary.json.
+
+    `orphans` maps the reference of each patient that resources point to but the input did not
+    hold to the number of such resources; `unlinked` counts resources naming no patient at all.
+    """
+    chosen = sorted(decisions, key=lambda d: d.patient)
+    outcomes = Counter(d.outcome for d in chosen)
+    priority = Counter(d.priority for d in chosen if d.priority)
+    quality = Counter(q for d in chosen for q in set(d.quality))
+    missing = _missing_birth_date_reasons(ruleset)
+    skipped = [
+        {"problem": str(s.get("problem", "")), "where": str(s.get("where", ""))}
+        for s in list(read_report.get("skipped", ()))[:SKIPPED_SHOWN]
+    ]
+    by_type = read_report.get("by_type", {})
+    return {
+        "as_of": as_of.isoformat(),
+        "attrition": attrition(chosen, ruleset),
+        "data_quality": {
+            "birth_date_missing": sum(_birth_date_missing(d, missing) for d in chosen),
+            "chronic_pain_no_employment_status": quality["chronic-pain-no-employment-status"],
+            "patients_absent": len(orphans),
+            "records_skipped": int(read_report.get("skipped_count", 0)),
+            "resources_for_absent_patients": sum(orphans.values()),
+            "resources_without_patient": unlinked,
+            "skipped": skipped,
+            "undated_employment_status": quality["undated-employment-status"],
+        },
+        "flags": _counts(Counter(f for d in chosen for f in d.flags)),
+        "input": {
+            "by_type": {key: int(by_type[key]) for key in sorted(by_type)},
+            "files": int(read_report.get("files", 0)),
+            "resources": int(read_report.get("resources", 0)),
+        },
+        "outcomes": {key: outcomes[key] for key in sorted(OUTCOMES)},
+        "patients": len(chosen),
+        "priority": {key: priority[key] for key in sorted(PRIORITIES)},
+        "reasons": _counts(Counter(r for d in chosen for r in d.reasons)),
+        "ruleset": f"{ruleset.model.id}@{ruleset.model.version}",
+    }
+
+
+def _why(step: Step) -> str:
+    """What held for a step: for any-of, the details of the parts that held."""
+    held = [p.detail for p in step.parts if p.status == "pass" and p.detail]
+    text = "; ".join(held) if step.kind == "any-of" and held else step.detail
+    return " ".join(text.split())
+
+
+def one_line_reason(decision: Decision, step_ids: Sequence[str] = REASON_STEPS) -> str:
+    """Why a patient was proposed, in one line, from the details of the named trace steps."""
+    parts = []
+    for step_id in step_ids:
+        step = next((s for s in decision.trace if s.id == step_id), None)
+        if step is not None and (text := _why(step)):
+            parts.append(f"{step_id}: {text}")
+    return " | ".join(parts)
+
+
+def proposed_in_order(decisions: Iterable[Decision]) -> list[Decision]:
+    """Proposed decisions, early priority first, then by patient reference."""
+    chosen = [d for d in decisions if d.outcome == "propose"]
+    return sorted(chosen, key=lambda d: (_PRIORITY_ORDER.get(d.priority or "", 2), d.patient))
+
+
+def _cell(text: str) -> str:
+    """Stop a spreadsheet reading a cell as a formula."""
+    return f"'{text}" if text.startswith(_FORMULA_START) else text
+
+
+def worklist_frame(
+    decisions: Iterable[Decision], step_ids: Sequence[str] = REASON_STEPS
+) -> pd.DataFrame:
+    """Proposed patients: patient, priority, flags (joined by ';') and a one-line reason."""
+    rows = [
+        {
+            "patient": _cell(d.patient),
+            "priority": d.priority or "",
+            "flags": _cell(";".join(d.flags)),
+            "reason": _cell(one_line_reason(d, step_ids)),
+        }
+        for d in proposed_in_order(decisions)
+    ]
+    return pd.DataFrame(rows, columns=WORKLIST_COLUMNS, dtype="object")
+
+
+def write_worklist_csv(
+    decisions: Iterable[Decision], path: Path, step_ids: Sequence[str] = REASON_STEPS
+) -> None:
+    """The worklist as CSV (UTF-8, "\\n" line endings, a header even when empty)."""
+    frame = worklist_frame(decisions, step_ids)
+    frame.to_csv(path, index=False, lineterminator="\n", encoding="utf-8")

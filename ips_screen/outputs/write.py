@@ -1,0 +1,93 @@
+"""Write a screen's outputs to a folder, atomically and byte-reproducibly.
+
+Every file is first written in full into a temporary sibling folder, flushed to disk, and only
+then moved into place with `os.replace` (atomic on one file system), so a crash never leaves a
+half-written file in the output folder. The same input always gives byte-identical files: JSON
+keys are sorted, decisions are sorted by patient, and nothing records the time of the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from ips_screen.engine.decision import Decision
+from ips_screen.outputs.summary import write_worklist_csv
+
+DECISIONS = "decisions.ndjson"
+SUMMARY = "summary.json"
+PROPOSALS = "proposals.json"
+REPORT = "report.html"
+WORKLIST = "worklist.csv"
+_JSON = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+
+
+def decisions_ndjson(decisions: list[Decision]) -> bytes:
+    """One sorted-key JSON object per line, decisions sorted by patient."""
+    ordered = sorted(decisions, key=lambda d: d.patient)
+    return b"".join(orjson.dumps(d.to_dict(), option=orjson.OPT_SORT_KEYS) + b"\n" for d in ordered)
+
+
+def _write_synced(path: Path, produce: Callable[[Path], None]) -> None:
+    produce(path)
+    with path.open("rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _sync_dir(path: Path) -> None:
+    """Make the renames durable (POSIX; elsewhere a no-op)."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _bytes_writer(data: bytes) -> Callable[[Path], None]:
+    return lambda path: path.write_bytes(data)
+
+
+def write_outputs(
+    out_dir: Path,
+    decisions: list[Decision],
+    summary: dict,
+    proposals_bundle: dict | None,
+    html: str,
+) -> None:
+    """Write decisions.ndjson, summary.json, proposals.json (when given), report.html and
+    worklist.csv into `out_dir` (created if missing).
+
+    Without a proposals bundle, a proposals.json left by an earlier run is removed, so the folder
+    never pairs this run's summary with another run's proposals.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: list[tuple[str, Callable[[Path], None]]] = [
+        (DECISIONS, _bytes_writer(decisions_ndjson(decisions))),
+        (WORKLIST, lambda path: write_worklist_csv(decisions, path)),
+    ]
+    if proposals_bundle is not None:
+        files.append((PROPOSALS, _bytes_writer(orjson.dumps(proposals_bundle, option=_JSON))))
+    files += [
+        (REPORT, _bytes_writer(html.encode("utf-8"))),
+        (SUMMARY, _bytes_writer(orjson.dumps(summary, option=_JSON))),
+    ]
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        for name, produce in files:
+            _write_synced(staging / name, produce)
+        for name, _ in files:
+            os.replace(staging / name, out_dir / name)
+        if proposals_bundle is None:
+            (out_dir / PROPOSALS).unlink(missing_ok=True)
+        _sync_dir(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

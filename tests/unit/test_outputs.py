@@ -1,0 +1,440 @@
+"""Outputs: summary counts and attrition, the worklist, the HTML report, and atomic writing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import xml.etree.ElementTree as ET
+from collections import Counter
+from datetime import date
+from html.parser import HTMLParser
+from itertools import pairwise
+from pathlib import Path
+
+import orjson
+import pytest
+
+import ips_screen
+from ips_screen.engine import evaluate
+from ips_screen.engine.decision import Decision, Links, Step
+from ips_screen.facts.extract import CodeIndex, extract_patient, extract_record
+from ips_screen.facts.model import PatientFacts
+from ips_screen.outputs.report import render_report
+from ips_screen.outputs.summary import summarise, worklist_frame, write_worklist_csv
+from ips_screen.outputs.write import write_outputs
+from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
+
+AS_OF = date(2026, 11, 26)
+EXCLUSIONS = ["deceased", "working-age", "end-of-life", "ips-referral-open", "ips-declined"]
+CRITERIA = ["chronic-pain", "out-of-work"]
+SCT = "http://snomed.info/sct"
+
+
+@pytest.fixture(scope="module")
+def ruleset() -> CompiledRuleset:
+    return load_ruleset()
+
+
+def trace(**changes: tuple[str, str | None, str]) -> tuple[Step, ...]:
+    """Top-level steps in ruleset order, all passing unless changed: id=(status, reason, detail)."""
+    steps = []
+    for step_id in EXCLUSIONS + CRITERIA:
+        status, reason, detail = changes.get(step_id.replace("-", "_"), ("pass", None, ""))
+        steps.append(Step(step_id, "x", status, (), detail, (), reason))  # type: ignore[arg-type]
+    return tuple(steps)
+
+
+def decision(patient: str, outcome: str, reasons=(), *, flags=(), priority=None, quality=(), **tr):
+    return Decision(
+        patient=f"Patient/{patient}",
+        outcome=outcome,  # type: ignore[arg-type]
+        reasons=tuple(reasons),
+        flags=tuple(flags),
+        priority=priority,
+        trace=trace(**tr),
+        as_of=AS_OF.isoformat(),
+        ruleset="ips-chronic-pain@1.0.0",
+        links=Links(),
+        quality=tuple(quality),
+    )
+
+
+PAIN = (
+    "pass",
+    None,
+    "1 record(s) in chronic-pain (active): Chronic pain (Condition/c1, 2025-01-01)",
+)
+WORK = ("pass", None, "latest evidence 2026-01-01: unemployed (Observation/o1)")
+UNKNOWN_WORK = ("fail", "employment-status-unknown", "no dated employment status recorded")
+NO_BIRTH = ("unknown", "birth-date-missing", "no birth date recorded")
+
+
+@pytest.fixture
+def decisions() -> list[Decision]:
+    return [
+        decision(
+            "p2",
+            "propose",
+            flags=["employment-status-unconfirmed"],
+            priority="routine",
+            quality=["chronic-pain-no-employment-status"],
+            chronic_pain=PAIN,
+            out_of_work=WORK,
+        ),
+        decision("p1", "propose", priority="early", chronic_pain=PAIN, out_of_work=WORK),
+        decision(
+            "x1",
+            "excluded",
+            ["deceased", "end-of-life"],
+            deceased=("fail", "deceased", ""),
+            end_of_life=("fail", "end-of-life", ""),
+        ),
+        decision(
+            "x2",
+            "not-eligible",
+            ["birth-date-missing", "employment-status-unknown"],
+            quality=["chronic-pain-no-employment-status"],
+            working_age=NO_BIRTH,
+            out_of_work=UNKNOWN_WORK,
+        ),
+        decision(
+            "x3",
+            "excluded",
+            ["ips-declined"],
+            working_age=NO_BIRTH,
+            ips_declined=("fail", "ips-declined", ""),
+        ),
+        decision(
+            "n1",
+            "not-eligible",
+            ["no-chronic-pain", "employment-status-unknown"],
+            chronic_pain=("fail", "no-chronic-pain", ""),
+            out_of_work=UNKNOWN_WORK,
+        ),
+        decision(
+            "n2",
+            "not-eligible",
+            ["in-work"],
+            quality=["undated-employment-status"],
+            out_of_work=("fail", "in-work", "latest evidence 2026-01-01: employed"),
+        ),
+    ]
+
+
+def read_report(skipped: int = 3) -> dict:
+    return {
+        "files": 2,
+        "resources": 40,
+        "by_type": {"Patient": 7, "Condition": 12},
+        "skipped_count": skipped,
+        "skipped": [
+            {"where": f"bundle.json entry {i}", "problem": "not JSON", "extra": 1}
+            for i in range(skipped)
+        ],
+    }
+
+
+def make_summary(decisions, ruleset, skipped: int = 3) -> dict:
+    return summarise(
+        decisions,
+        ruleset,
+        read_report=read_report(skipped),
+        orphans={"Patient/gone": 3, "Patient/away": 2},
+        unlinked=4,
+        as_of=AS_OF,
+    )
+
+
+# --- summary ---------------------------------------------------------------------------------
+
+
+def test_attrition_rows_add_up_and_end_at_the_proposals(decisions, ruleset):
+    summary = make_summary(decisions, ruleset)
+    rows = summary["attrition"]
+    assert rows[0] == {"step": "all patients", "kept": 7}
+    assert [r["step"] for r in rows[1:]] == EXCLUSIONS + CRITERIA
+    assert [r["kind"] for r in rows[1:]] == ["exclusion"] * 5 + ["criterion"] * 2
+    for before, row in pairwise(rows):
+        assert row["kept"] == before["kept"] - row["removed"]
+    removed = {r["step"]: r["removed"] for r in rows[1:]}
+    # x3 (no birth date, and declined) is removed at working-age, the first step that stopped it.
+    assert removed == {
+        "deceased": 1,
+        "working-age": 2,
+        "end-of-life": 0,
+        "ips-referral-open": 0,
+        "ips-declined": 0,
+        "chronic-pain": 1,
+        "out-of-work": 1,
+    }
+    assert rows[-1]["kept"] == summary["outcomes"]["propose"] == 2
+    assert sum(removed.values()) == summary["patients"] - summary["outcomes"]["propose"]
+
+
+def test_every_reason_flag_outcome_and_priority_is_counted(decisions, ruleset):
+    summary = make_summary(decisions, ruleset)
+    expected = Counter(r for d in decisions for r in d.reasons)
+    assert summary["reasons"] == dict(expected)
+    assert list(summary["reasons"]) == sorted(expected)
+    assert summary["flags"] == {"employment-status-unconfirmed": 1}
+    assert summary["outcomes"] == {"excluded": 2, "not-eligible": 3, "propose": 2}
+    assert summary["priority"] == {"early": 1, "routine": 1}
+    assert summary["ruleset"] == "ips-chronic-pain@1.0.0"
+    assert summary["as_of"] == "2026-11-26"
+    assert summary["patients"] == 7
+
+
+def test_all_outcome_keys_are_present_even_when_zero(decisions, ruleset):
+    summary = make_summary(decisions[:1], ruleset)
+    assert summary["outcomes"] == {"excluded": 0, "not-eligible": 0, "propose": 1}
+    assert summary["priority"] == {"early": 0, "routine": 1}
+    empty = make_summary([], ruleset)
+    assert empty["attrition"][-1]["kept"] == 0
+    assert empty["reasons"] == {} and empty["flags"] == {}
+
+
+def test_data_quality_and_input(decisions, ruleset):
+    summary = make_summary(decisions, ruleset, skipped=75)
+    dq = summary["data_quality"]
+    assert dq["chronic_pain_no_employment_status"] == 2
+    assert dq["undated_employment_status"] == 1
+    assert dq["birth_date_missing"] == 2  # x2 (not eligible) and x3 (excluded for another reason)
+    assert dq["records_skipped"] == 75
+    assert len(dq["skipped"]) == 50
+    assert dq["skipped"][0] == {"where": "bundle.json entry 0", "problem": "not JSON"}
+    assert dq["resources_for_absent_patients"] == 5
+    assert dq["patients_absent"] == 2
+    assert dq["resources_without_patient"] == 4
+    assert summary["input"] == {
+        "files": 2,
+        "resources": 40,
+        "by_type": {"Condition": 12, "Patient": 7},
+    }
+
+
+def test_summary_is_deterministic(decisions, ruleset):
+    one = make_summary(decisions, ruleset)
+    two = make_summary(list(reversed(decisions)), ruleset)
+    assert json.dumps(one) == json.dumps(two)
+    assert list(one) == sorted(one) and list(one["data_quality"]) == sorted(one["data_quality"])
+
+
+def test_summary_of_real_decisions(ruleset):
+    """Decisions from the engine, on inline FHIR: the funnel agrees with the outcomes."""
+    index = CodeIndex(ruleset.codelists.values())
+
+    def facts(pid: str, birth: str | None, codes: list[tuple[str, str, str]]) -> PatientFacts:
+        info = extract_patient({"resourceType": "Patient", "id": pid, "birthDate": birth})
+        resources = [
+            {
+                "resourceType": rtype,
+                "id": f"{pid}-{i}",
+                "status": "final",
+                "subject": {"reference": f"Patient/{pid}"},
+                "code": {"coding": [{"system": SCT, "code": code}]},
+                "onsetDateTime" if rtype == "Condition" else "effectiveDateTime": when,
+            }
+            for i, (rtype, code, when) in enumerate(codes)
+        ]
+        records = tuple(r for r in (extract_record(x, index) for x in resources) if r)
+        return PatientFacts(id=pid, birth_date=info.birth_date, records=records)
+
+    pain = ("Condition", "82423001", "2025-01-01")
+    cases = [
+        facts("a", "1980-01-01", [pain, ("Observation", "73438004", "2026-01-01")]),
+        facts("b", "1980-01-01", [pain]),
+        facts("c", None, [pain]),
+        facts("d", "1950-01-01", []),
+        facts("e", "1980-01-01", [pain, ("Observation", "160903007", "2026-01-01")]),
+    ]
+    real = [evaluate(ruleset, f, AS_OF) for f in cases]
+    summary = make_summary(real, ruleset)
+    assert summary["outcomes"] == {"excluded": 1, "not-eligible": 3, "propose": 1}
+    assert summary["attrition"][-1]["kept"] == 1
+    removed = {r["step"]: r["removed"] for r in summary["attrition"][1:]}
+    assert removed["working-age"] == 2 and removed["out-of-work"] == 2
+    assert summary["data_quality"]["birth_date_missing"] == 1
+    assert summary["data_quality"]["chronic_pain_no_employment_status"] == 2
+    frame = worklist_frame(real)
+    assert list(frame["patient"]) == ["Patient/a"]
+    assert "unemployed (Observation/a-1)" in frame["reason"][0]
+
+
+# --- worklist --------------------------------------------------------------------------------
+
+
+def test_worklist_lists_proposed_patients_early_first(decisions, tmp_path):
+    path = tmp_path / "worklist.csv"
+    write_worklist_csv(decisions, path)
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["patient"] for r in rows] == ["Patient/p1", "Patient/p2"]
+    assert [r["priority"] for r in rows] == ["early", "routine"]
+    assert rows[1]["flags"] == "employment-status-unconfirmed"
+    assert rows[0]["reason"].startswith("chronic-pain: 1 record(s) in chronic-pain")
+    assert "out-of-work: latest evidence 2026-01-01: unemployed" in rows[0]["reason"]
+    assert b"\r" not in path.read_bytes()
+
+
+def test_empty_worklist_has_a_header(tmp_path):
+    path = tmp_path / "worklist.csv"
+    write_worklist_csv([], path)
+    assert path.read_text(encoding="utf-8") == "patient,priority,flags,reason\n"
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+class TagBalance(HTMLParser):
+    VOID = frozenset(
+        {"meta", "link", "br", "hr", "img", "input", "col", "area", "base", "wbr", "source"}
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+        else:
+            self.stack.pop()
+
+
+def svgs(html: str) -> list[ET.Element]:
+    found, start = [], 0
+    while (i := html.find("<svg", start)) >= 0:
+        end = html.index("</svg>", i) + len("</svg>")
+        found.append(ET.fromstring(html[i:end]))
+        start = end
+    return found
+
+
+def test_report_renders_a_complete_page(decisions, ruleset):
+    summary = make_summary(decisions, ruleset)
+    html = render_report(summary, decisions, ruleset)
+    assert html.lstrip().startswith("<!DOCTYPE html>") and "</html>" in html
+    assert "{{" not in html and "{%" not in html
+    assert ruleset.model.title in html and "2026-11-26" in html
+    assert f"ips-screen {ips_screen.__version__}" in html and "ips-chronic-pain@1.0.0" in html
+    parser = TagBalance()
+    parser.feed(html)
+    assert parser.errors == [] and parser.stack == []
+    (funnel,) = svgs(html)  # well-formed XML; no trends chart unless asked for
+    ns = "{http://www.w3.org/2000/svg}"
+    assert funnel.get("role") == "img"
+    assert funnel.find(f"{ns}title") is not None and funnel.find(f"{ns}desc") is not None
+    assert len(funnel.findall(f"{ns}rect")) == len(summary["attrition"])
+    widths = [float(r.get("width")) for r in funnel.findall(f"{ns}rect")]
+    assert widths == sorted(widths, reverse=True) and widths[-1] == pytest.approx(widths[0] * 2 / 7)
+    assert "<table" in html and "Patients removed and kept at each step" in html
+    assert html.index("Patient/p1") < html.index("Patient/p2")  # early first
+    assert "chronic pain but no recorded employment status" in html.lower()
+    assert "bundle.json entry 2" in html
+    assert "<script" not in html and "http://" not in html.replace(
+        '"http://www.w3.org/2000/svg"', ""
+    )
+
+
+def test_report_escapes_hostile_text(decisions, ruleset):
+    hostile = '<script>alert("x")</script>'
+    decisions = [
+        *decisions,
+        decision(
+            "evil",
+            "propose",
+            priority="early",
+            chronic_pain=("pass", None, hostile),
+            out_of_work=WORK,
+        ),
+    ]
+    summary = make_summary(decisions, ruleset)
+    summary["data_quality"]["skipped"].append({"where": hostile, "problem": hostile})
+    html = render_report(summary, decisions, ruleset, explain=lambda name: hostile)
+    assert "<script" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_report_uses_explanations(decisions, ruleset):
+    summary = make_summary(decisions, ruleset)
+    html = render_report(summary, decisions, ruleset, explain=lambda name: f"MEANS {name}")
+    assert "MEANS no-chronic-pain" in html and "MEANS employment-status-unconfirmed" in html
+    default = render_report(summary, decisions, ruleset)
+    assert "no chronic pain recorded" in default
+
+
+def test_report_trends_chart(decisions, ruleset):
+    summary = make_summary(decisions, ruleset)
+    trends = [
+        {
+            "run": f"run-{i}",
+            "as_of": f"2026-11-{20 + i}",
+            "propose": 2 + i,
+            "not_eligible": 5,
+            "excluded": 1,
+            "open_proposals": i,
+        }
+        for i in range(4)
+    ]
+    html = render_report(summary, decisions, ruleset, trends=trends)
+    charts = svgs(html)
+    assert len(charts) == 2
+    assert len(charts[1].findall("{http://www.w3.org/2000/svg}polyline")) == 4
+    assert "Outcomes by run" in html and "run-3" in html
+    one = render_report(summary, decisions, ruleset, trends=trends[:1])
+    assert len(svgs(one)) == 2
+    assert "No earlier runs" in render_report(summary, decisions, ruleset, trends=[])
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def test_write_outputs_is_byte_identical_and_leaves_no_temporary_files(
+    decisions, ruleset, tmp_path
+):
+    summary = make_summary(decisions, ruleset)
+    html = render_report(summary, decisions, ruleset)
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
+    first, second = tmp_path / "one" / "out", tmp_path / "two"
+    write_outputs(first, decisions, summary, bundle, html)
+    write_outputs(second, list(reversed(decisions)), summary, bundle, html)
+    names = ["decisions.ndjson", "proposals.json", "report.html", "summary.json", "worklist.csv"]
+    assert sorted(p.name for p in first.iterdir()) == names
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["out"]
+
+    lines = (first / "decisions.ndjson").read_bytes().splitlines()
+    assert [orjson.loads(line)["patient"] for line in lines] == sorted(d.patient for d in decisions)
+    by_patient = {d.patient: d for d in decisions}
+    for line in lines:
+        data = orjson.loads(line)
+        assert Decision.from_dict(data) == by_patient[data["patient"]]
+    assert json.loads((first / "summary.json").read_text()) == summary
+    assert (first / "report.html").read_text(encoding="utf-8") == html
+
+    write_outputs(first, decisions, summary, None, html)  # rerun without proposals
+    assert not (first / "proposals.json").exists()
+    assert (first / "summary.json").read_bytes() == (second / "summary.json").read_bytes()
+
+
+def test_write_outputs_cleans_up_after_a_failure(decisions, ruleset, tmp_path):
+    out = tmp_path / "out"
+    summary = make_summary(decisions, ruleset)
+    write_outputs(out, decisions, summary, None, "<html></html>")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(TypeError):
+        write_outputs(out, decisions, summary, {"not json": object()}, "<html>new</html>")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_template_ships_inside_the_package():
+    import ips_screen.outputs
+
+    assert (Path(ips_screen.outputs.__file__).parent / "templates" / "report.html.j2").is_file()

@@ -1,0 +1,37 @@
+"""A real FHIR R4 server (sekmet-fhir on 127.0.0.1) started once per test session.
+
+The integration tests are skipped only when sekmet-fhir cannot be installed because the package
+index is unreachable; any other failure to install or start the server fails them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ips_screen.fhir.client import FhirClient
+from ips_screen.fhir.testserver import FhirTestServer, IndexUnreachable
+
+
+@pytest.fixture(scope="session")
+def fhir_server() -> Iterator[FhirTestServer]:
+    server = FhirTestServer()
+    try:
+        server.start()
+    except IndexUnreachable as exc:
+        pytest.skip(f"no FHIR test server: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fhir_client(fhir_server: FhirTestServer) -> Iterator[FhirClient]:
+    """A client that asks the server to reject what it does not understand (unknown search
+    parameters are otherwise silently ignored)."""
+    with FhirClient(
+        fhir_server.base_url, headers={"Prefer": "handling=strict"}, timeout=(5, 30)
+    ) as client:
+        yield client

@@ -1,0 +1,137 @@
+"""Small FHIR pieces shared by build.py and review.py: validation, datetimes, deterministic
+fullUrls, the tool's Device and transaction Bundles.
+
+Every resource is validated by its `fhir.resources.R4B` model and dumped with
+``model_dump(mode="json", exclude_none=True)``, so its key order is the model's and stable. (The
+R4B Bundle model does not check the resources inside it, so each is validated on its own.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
+from uuid import NAMESPACE_URL, uuid5
+
+from fhir.resources.R4B import get_fhir_model_class
+
+from ips_screen.codes import DEVICE_ID_SYSTEM, IPS_SYSTEM, PROVENANCE_AGENT_SYSTEM
+
+TOOL_NAME = "ips-screen"
+DATA_OPERATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+PRIORITY_CODES: dict[str, dict[str, str]] = {
+    "early": {
+        "system": IPS_SYSTEM,
+        "code": "priority-early",
+        "display": "IPS screen priority: early (recently out of work)",
+    },
+    "routine": {
+        "system": IPS_SYSTEM,
+        "code": "priority-routine",
+        "display": "IPS screen priority: routine",
+    },
+}
+
+
+def validated(resource: dict) -> dict:
+    """The resource checked by its R4B model, as plain JSON (None values dropped)."""
+    model = get_fhir_model_class(resource["resourceType"])
+    return model.model_validate(resource).model_dump(mode="json", exclude_none=True)
+
+
+def fhir_datetime(now: datetime) -> str:
+    """A timezone-aware datetime as a FHIR dateTime/instant, to the second."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    return now.replace(microsecond=0).isoformat()
+
+
+def agent_type(code: str) -> dict:
+    """Provenance.agent.type for "author", "assembler", ..."""
+    return {"coding": [{"system": PROVENANCE_AGENT_SYSTEM, "code": code, "display": code.title()}]}
+
+
+def data_operation(code: str) -> dict:
+    """Provenance.activity: "CREATE" or "UPDATE"."""
+    return {"coding": [{"system": DATA_OPERATION_SYSTEM, "code": code, "display": code.lower()}]}
+
+
+def if_none_exist(system: str, value: str) -> str:
+    """The search for a conditional create; the value is percent-encoded (e.g. "+" in a version)."""
+    return f"identifier={system}|{quote(value, safe='-._~')}"
+
+
+def full_url(resource_type: str, system: str, value: str) -> str:
+    """The deterministic fullUrl of a resource with this business identifier."""
+    name = f"{resource_type}?{if_none_exist(system, value)}"
+    return f"urn:uuid:{uuid5(NAMESPACE_URL, name)}"
+
+
+def device_identifier(tool_version: str) -> tuple[str, str]:
+    """The conditional-create key of the tool's Device: one Device per tool version."""
+    return DEVICE_ID_SYSTEM, f"{TOOL_NAME}-{tool_version}"
+
+
+def device_full_url(tool_version: str) -> str:
+    return full_url("Device", *device_identifier(tool_version))
+
+
+def device_reference(tool_version: str) -> dict:
+    """A reference to the tool's Device by the fullUrl the transactions give it."""
+    return {"reference": device_full_url(tool_version), "display": f"{TOOL_NAME} {tool_version}"}
+
+
+def device_resource(tool_version: str) -> dict:
+    """The tool as a Device: identifier "ips-screen" plus a per-version identifier."""
+    _, versioned = device_identifier(tool_version)
+    return validated(
+        {
+            "resourceType": "Device",
+            "identifier": [
+                {"system": DEVICE_ID_SYSTEM, "value": TOOL_NAME},
+                {"system": DEVICE_ID_SYSTEM, "value": versioned},
+            ],
+            "status": "active",
+            "deviceName": [{"name": TOOL_NAME, "type": "manufacturer-name"}],
+            "type": {"text": "software: IPS screening tool"},
+            "version": [{"value": tool_version}],
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A transaction entry: a conditional POST when `if_none_exist` is set."""
+
+    patient: str  # patient id, "" for the Device (sorts first)
+    full_url: str
+    resource: dict
+    if_none_exist: str | None = None
+
+    def to_dict(self) -> dict:
+        request = {"method": "POST", "url": self.resource["resourceType"]}
+        if self.if_none_exist:
+            request["ifNoneExist"] = self.if_none_exist
+        return {"fullUrl": self.full_url, "resource": self.resource, "request": request}
+
+
+def device_entry(tool_version: str) -> Entry:
+    return Entry(
+        "",
+        device_full_url(tool_version),
+        device_resource(tool_version),
+        if_none_exist(*device_identifier(tool_version)),
+    )
+
+
+def transaction(entries: Iterable[Entry]) -> dict:
+    """A transaction Bundle of the entries (sorted by patient, then resource type), validated."""
+    ordered = sorted(entries, key=lambda e: (e.patient, e.resource["resourceType"], e.full_url))
+    urls = [e.full_url for e in ordered]
+    if len(set(urls)) != len(urls):
+        raise ValueError("two entries share a fullUrl (the same patient twice?)")
+    bundle = {"resourceType": "Bundle", "type": "transaction"}
+    if ordered:
+        bundle["entry"] = [e.to_dict() for e in ordered]
+    return validated(bundle)

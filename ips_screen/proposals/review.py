@@ -1,0 +1,255 @@
+"""Pure builders for a clinician's decision on a proposal (the FHIR I/O lives elsewhere).
+
+Accept: an IPS ServiceRequest intent order (basedOn the proposal), a "Work and health" CarePlan
+addressing the pain Conditions with the order as its activity and the fit notes as supporting
+information, the review Task completed, the proposal completed, and a Provenance naming the
+clinician (author) and the tool (assembler). Decline: the Task rejected with a coded
+statusReason, the proposal revoked (which suppresses new proposals for 12 months), and a
+Provenance. The new resources refer to each other and to the tool's Device by urn:uuid fullUrls:
+write them with `review_transaction`, which assigns exactly those fullUrls.
+
+The project's CodeSystems (decline reasons, IPS code) are in codesystems.py, re-exported here.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import datetime
+from uuid import NAMESPACE_URL, uuid5
+
+from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS, PROPOSAL_ID_SYSTEM
+from ips_screen.facts.extract import reference_to
+from ips_screen.proposals.codesystems import decline_reason_codesystem, ips_codesystem
+from ips_screen.proposals.common import (
+    agent_type,
+    data_operation,
+    device_entry,
+    device_reference,
+    fhir_datetime,
+    full_url,
+    if_none_exist,
+    validated,
+)
+
+__all__ = [
+    "accept_resources",
+    "decline_reason_codesystem",
+    "decline_resources",
+    "ips_codesystem",
+    "review_transaction",
+]
+
+DECIDED = frozenset({"completed", "rejected", "cancelled", "failed", "entered-in-error"})
+_BY = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
+
+
+def _checked(proposal_sr: dict, task: dict, by: str) -> tuple[str, str, str]:
+    """(proposal reference, task reference, proposal identifier value), or ValueError."""
+    if not _BY.match(by):
+        raise ValueError(f"by must be Practitioner/<id> or PractitionerRole/<id>, not {by!r}")
+    if proposal_sr.get("resourceType") != "ServiceRequest" or not proposal_sr.get("id"):
+        raise ValueError("proposal_sr must be a ServiceRequest read from the server (with an id)")
+    if proposal_sr.get("intent") != "proposal":
+        raise ValueError(f"ServiceRequest/{proposal_sr['id']} is not a proposal")
+    if task.get("resourceType") != "Task" or not task.get("id"):
+        raise ValueError("task must be a Task read from the server (with an id)")
+    proposal_ref = f"ServiceRequest/{proposal_sr['id']}"
+    if reference_to(task.get("focus")) != proposal_ref:
+        raise ValueError(f"Task/{task['id']} is not the review of {proposal_ref}")
+    if task.get("status") in DECIDED:
+        raise ValueError(f"Task/{task['id']} is already {task['status']}")
+    value = next(
+        (
+            i.get("value")
+            for i in proposal_sr.get("identifier") or ()
+            if i.get("system") == PROPOSAL_ID_SYSTEM
+        ),
+        None,
+    )
+    if not value:
+        raise ValueError(f"{proposal_ref} has no {PROPOSAL_ID_SYSTEM} identifier")
+    return proposal_ref, f"Task/{task['id']}", value
+
+
+def _agents(by: str, tool_version: str) -> list[dict]:
+    return [
+        {"type": agent_type("author"), "who": {"reference": by}},
+        {"type": agent_type("assembler"), "who": device_reference(tool_version)},
+    ]
+
+
+def _updated(resource: dict, **changes: object) -> dict:
+    out = copy.deepcopy(resource)
+    out.update(changes)
+    return validated(out)
+
+
+def accept_resources(
+    proposal_sr: dict,
+    task: dict,
+    *,
+    by: str,
+    now: datetime,
+    tool_version: str,
+    pain_conditions: list[str],
+    fit_notes: list[str],
+) -> dict:
+    """{"order", "careplan", "task", "proposal", "provenance"} for an accepted proposal."""
+    proposal_ref, task_ref, value = _checked(proposal_sr, task, by)
+    when = fhir_datetime(now)
+    bad = [ref for ref in pain_conditions if not ref.startswith("Condition/")]
+    if bad:
+        raise ValueError(f"pain_conditions must be Condition references: {bad}")
+    order_url = full_url("ServiceRequest", PROPOSAL_ID_SYSTEM, f"{value}-order")
+    careplan_url = full_url("CarePlan", PROPOSAL_ID_SYSTEM, f"{value}-careplan")
+    order = {
+        "resourceType": "ServiceRequest",
+        "identifier": [{"system": PROPOSAL_ID_SYSTEM, "value": f"{value}-order"}],
+        "basedOn": [{"reference": proposal_ref}],
+        "status": "active",
+        "intent": "order",
+        "priority": "routine",
+        "authoredOn": when,
+        "requester": {"reference": by},
+    }
+    for key in (
+        "extension",
+        "category",
+        "code",
+        "subject",
+        "reasonReference",
+        "supportingInfo",
+        "patientInstruction",
+    ):
+        if proposal_sr.get(key):
+            order[key] = copy.deepcopy(proposal_sr[key])
+    careplan: dict = {
+        "resourceType": "CarePlan",
+        "identifier": [{"system": PROPOSAL_ID_SYSTEM, "value": f"{value}-careplan"}],
+        "status": "active",
+        "intent": "plan",
+        "category": [{"text": "work and health"}],
+        "title": "Work and health",
+        "description": "Individual Placement and Support (IPS) alongside care for chronic pain",
+        "subject": copy.deepcopy(proposal_sr["subject"]),
+        "created": when,
+        "author": {"reference": by},
+        "addresses": [{"reference": ref} for ref in pain_conditions],
+        "supportingInfo": [{"reference": ref} for ref in fit_notes],
+        "activity": [{"reference": {"reference": order_url}}],
+    }
+    for key in ("addresses", "supportingInfo"):
+        if not careplan[key]:
+            del careplan[key]
+    output = [
+        *task.get("output", []),
+        {"type": {"text": "IPS referral order"}, "valueReference": {"reference": order_url}},
+    ]
+    provenance = {
+        "resourceType": "Provenance",
+        "target": [{"reference": ref} for ref in (order_url, careplan_url, task_ref)],
+        "recorded": when,
+        "activity": data_operation("CREATE"),
+        "agent": _agents(by, tool_version),
+        "entity": [{"role": "source", "what": {"reference": proposal_ref}}],
+    }
+    return {
+        "order": validated(order),
+        "careplan": validated(careplan),
+        "task": _updated(task, status="completed", lastModified=when, output=output),
+        "proposal": _updated(proposal_sr, status="completed"),
+        "provenance": validated(provenance),
+    }
+
+
+def decline_resources(
+    proposal_sr: dict,
+    task: dict,
+    *,
+    by: str,
+    reason_code: str,
+    note: str | None = None,
+    now: datetime,
+    tool_version: str,
+) -> dict:
+    """{"task", "proposal", "provenance"} for a declined proposal.
+
+    ValueError for an unknown `reason_code` (naming the allowed codes), or "other" with no note.
+    """
+    if reason_code not in DECLINE_REASONS:
+        raise ValueError(
+            f"unknown decline reason {reason_code!r}; use one of: {', '.join(DECLINE_REASONS)}"
+        )
+    if reason_code == "other" and not (note and note.strip()):
+        raise ValueError("decline reason 'other' needs a note")
+    proposal_ref, task_ref, _ = _checked(proposal_sr, task, by)
+    when = fhir_datetime(now)
+    display = DECLINE_REASONS[reason_code]
+    changes: dict = {
+        "status": "rejected",
+        "statusReason": {
+            "coding": [{"system": DECLINE_REASON_SYSTEM, "code": reason_code, "display": display}],
+            "text": display,
+        },
+        "lastModified": when,
+    }
+    if note and note.strip():
+        entry = {"authorReference": {"reference": by}, "time": when, "text": note.strip()}
+        changes["note"] = [*task.get("note", []), entry]
+    provenance = {
+        "resourceType": "Provenance",
+        "target": [{"reference": task_ref}, {"reference": proposal_ref}],
+        "recorded": when,
+        "activity": data_operation("UPDATE"),
+        "agent": _agents(by, tool_version),
+    }
+    return {
+        "task": _updated(task, **changes),
+        "proposal": _updated(proposal_sr, status="revoked"),
+        "provenance": validated(provenance),
+    }
+
+
+def review_transaction(resources: dict, *, tool_version: str) -> dict:
+    """The transaction Bundle that writes `accept_resources` or `decline_resources` output.
+
+    New resources are conditional creates on their identifier, with the fullUrls the other
+    resources refer to; the Task and the proposal are updates (PUT), with ``ifMatch`` when the
+    resource read carried meta.versionId; the Device is included so its fullUrl resolves.
+    """
+    device = device_entry(tool_version).to_dict()
+    entries = [device]
+    for key in ("order", "careplan"):
+        if key in resources:
+            resource = resources[key]
+            system, value = resource["identifier"][0]["system"], resource["identifier"][0]["value"]
+            entries.append(
+                {
+                    "fullUrl": full_url(resource["resourceType"], system, value),
+                    "resource": resource,
+                    "request": {
+                        "method": "POST",
+                        "url": resource["resourceType"],
+                        "ifNoneExist": if_none_exist(system, value),
+                    },
+                }
+            )
+    for key in ("task", "proposal"):
+        resource = resources[key]
+        url = f"{resource['resourceType']}/{resource['id']}"
+        request = {"method": "PUT", "url": url}
+        version = (resource.get("meta") or {}).get("versionId")
+        if version:
+            request["ifMatch"] = f'W/"{version}"'
+        entries.append({"resource": resource, "request": request})
+    provenance = resources["provenance"]
+    name = f"Provenance?target={resources['task']['id']}&recorded={provenance['recorded']}"
+    entries.append(
+        {
+            "fullUrl": f"urn:uuid:{uuid5(NAMESPACE_URL, name)}",
+            "resource": provenance,
+            "request": {"method": "POST", "url": "Provenance"},
+        }
+    )
+    return validated({"resourceType": "Bundle", "type": "transaction", "entry": entries})

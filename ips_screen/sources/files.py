@@ -75,10 +75,15 @@ def file_kind(path: Path) -> str | None:
     return None
 
 
+# Metadata that lives beside Bulk Data NDJSON files: a Bulk export manifest, never FHIR data.
+NOT_DATA = frozenset({"manifest.json"})
+
+
 def discover(paths: Iterable[Path | str], report: ReadReport | None = None) -> list[Path]:
     """The input files named by `paths` (files, or folders searched recursively in sorted order).
 
-    Other files inside folders are ignored and counted in ``report.files_ignored``; a path given
+    Other files inside folders (and Bulk export ``manifest.json`` files) are ignored and counted
+    in ``report.files_ignored``; a path given
     explicitly must exist and be a supported file. Each file is listed once, in the order found.
     """
     found: list[Path] = []
@@ -97,7 +102,7 @@ def discover(paths: Iterable[Path | str], report: ReadReport | None = None) -> l
             for child in sorted(path.rglob("*")):
                 if not child.is_file():
                     continue
-                if file_kind(child) is None:
+                if file_kind(child) is None or child.name in NOT_DATA:
                     ignored += 1
                 else:
                     add(child)

@@ -1,0 +1,76 @@
+"""Write a synthetic practice list as a FHIR Bulk Data export: one NDJSON file per resource type.
+
+Streaming: each patient's resources are written as soon as they are generated, so memory does not
+grow with the number of patients. Each line is one resource, serialised by orjson with sorted
+keys, so the same seed and as-of date give byte-identical files. Beside the NDJSON files,
+``manifest.json`` records the parameters and the counts.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from datetime import date
+from pathlib import Path
+
+import orjson
+
+from ips_screen import __version__
+from ips_screen.synth.population import generate
+from ips_screen.synth.rates import HISTORY_YEARS
+
+RESOURCE_TYPES = (
+    "Patient",
+    "Condition",
+    "Observation",
+    "Procedure",
+    "DocumentReference",
+    "ServiceRequest",
+    "Task",
+    "Encounter",
+)
+MANIFEST = "manifest.json"  # beside the NDJSON, like a Bulk export (not read as data)
+_LINE = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+_BUFFER = 1 << 20
+
+
+def file_name(resource_type: str) -> str:
+    return f"{resource_type}.000.ndjson"
+
+
+def write_bulk(out_dir: Path, n_patients: int, seed: int, as_of: date) -> dict[str, int]:
+    """Write `n_patients` synthetic patients into `out_dir`; returns the count of each type.
+
+    Every file of `RESOURCE_TYPES` is written (empty when no resource has that type); existing
+    files of the same names are replaced.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = dict.fromkeys(RESOURCE_TYPES, 0)
+    with ExitStack() as stack:
+        files = {
+            rtype: stack.enter_context((out_dir / file_name(rtype)).open("wb", buffering=_BUFFER))
+            for rtype in RESOURCE_TYPES
+        }
+        for resources in generate(n_patients, seed, as_of):
+            for resource in resources:
+                rtype = resource["resourceType"]
+                files[rtype].write(orjson.dumps(resource, option=_LINE))
+                counts[rtype] += 1
+    manifest = {
+        "generator": f"ips-screen {__version__} synth",
+        "synthetic": True,
+        "seed": seed,
+        "patients": n_patients,
+        "as_of": as_of.isoformat(),
+        "history_years": HISTORY_YEARS,
+        "counts": counts,
+        # as in a Bulk Data export manifest, with relative urls
+        "output": [
+            {"type": rtype, "url": file_name(rtype), "count": counts[rtype]}
+            for rtype in RESOURCE_TYPES
+        ],
+        "documentation": "docs/synthetic-population.md",
+    }
+    data = orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+    (out_dir / MANIFEST).write_bytes(data + b"\n")
+    return counts

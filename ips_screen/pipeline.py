@@ -11,11 +11,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ips_screen import __version__
 from ips_screen.engine import Decision, evaluate
 from ips_screen.facts.model import PatientFacts
 from ips_screen.ruleset.loader import CompiledRuleset
+
+if TYPE_CHECKING:
+    from ips_screen.fhir.client import FhirClient
+    from ips_screen.sources.population import Population
 
 log = logging.getLogger("ips_screen.pipeline")
 
@@ -75,6 +80,50 @@ def screen_files(
         population.report.files_read,
         len(population.patients),
     )
+    return _screen(population, ruleset, as_of=as_of, out_dir=out_dir, now=now, owner=owner)
+
+
+def screen_server(
+    client: FhirClient,
+    ruleset: CompiledRuleset,
+    *,
+    as_of: date,
+    out_dir: Path | None,
+    now: datetime,
+    owner: str | None = None,
+    patients: list[str] | None = None,
+    page_size: int = 500,
+    skip_invalid: bool = False,
+) -> ScreenResult:
+    """Dry run over a FHIR server (every patient, or only `patients`): reads by search, writes
+    nothing to the server; outputs go to out_dir as for files."""
+    from ips_screen.sources.fhir_rest import read_server
+
+    population = read_server(
+        client,
+        ruleset,
+        patients=patients,
+        page_size=page_size,
+        skip_invalid=skip_invalid,
+        progress=_progress("read"),
+    )
+    log.info(
+        "read %d resources from the FHIR server: %d patients",
+        population.report.resources_read,
+        len(population.patients),
+    )
+    return _screen(population, ruleset, as_of=as_of, out_dir=out_dir, now=now, owner=owner)
+
+
+def _screen(
+    population: Population,
+    ruleset: CompiledRuleset,
+    *,
+    as_of: date,
+    out_dir: Path | None,
+    now: datetime,
+    owner: str | None,
+) -> ScreenResult:
     decisions = decide_all(
         ruleset, population.patients.values(), as_of, progress=_progress("screened")
     )

@@ -241,7 +241,7 @@ def extract_record(
             clinical_status=_status_code(resource.get("clinicalStatus")),
             abatement=parse_fhir_date(abatement),
             abatement_undated=abatement is None
-            and ("abatementBoolean" in resource or "abatementString" in resource),
+            and (resource.get("abatementBoolean") is True or "abatementString" in resource),
             display=_display(concept),
         )
     if rtype == "ServiceRequest":

@@ -1,14 +1,21 @@
 """Reading FHIR input files (Bundles, NDJSON, NDJSON.gz) and grouping them into per-patient facts.
 
 `files` finds and streams resources with a "file:line" location for every problem; `population`
-reduces them to `PatientFacts`, keeping only what the ruleset's codelists can use.
+reduces them to `PatientFacts`, keeping only what the ruleset's codelists can use. `fhir_rest`
+reads the same from a FHIR server by search (import it from there: it needs the HTTP client).
 """
 
 from ips_screen.sources.files import ReadReport, Skipped, discover, iter_resources
-from ips_screen.sources.population import Population, collect, collect_resources
+from ips_screen.sources.population import (
+    Population,
+    PopulationBuilder,
+    collect,
+    collect_resources,
+)
 
 __all__ = [
     "Population",
+    "PopulationBuilder",
     "ReadReport",
     "Skipped",
     "collect",

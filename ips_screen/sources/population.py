@@ -62,12 +62,10 @@ def collect(
     """Read every input file under `paths` and build each patient's facts."""
     report = ReadReport(skip_invalid=skip_invalid)
     files = discover(paths, report)
-    collector = _Collector(ruleset, report)
-    for count, (resource, where, resolve) in enumerate(iter_resources(files, report), 1):
-        collector.add(resource, where, resolve)
-        if progress is not None and count % PROGRESS_EVERY == 0:
-            progress(count)
-    return collector.population()
+    builder = PopulationBuilder(ruleset, report, progress=progress)
+    for resource, where, resolve in iter_resources(files, report):
+        builder.add(resource, where, resolve)
+    return builder.finish()
 
 
 def collect_resources(
@@ -78,11 +76,11 @@ def collect_resources(
     Problems are located as "resource N" (the first is 1).
     """
     report = ReadReport(skip_invalid=skip_invalid)
-    collector = _Collector(ruleset, report)
+    builder = PopulationBuilder(ruleset, report)
     for n, value in enumerate(resources, 1):
         for resource, where, resolve in resources_of(value, f"resource {n}", report):
-            collector.add(resource, where, resolve)
-    return collector.population()
+            builder.add(resource, where, resolve)
+    return builder.finish()
 
 
 def _as_date(value: object) -> date | None:
@@ -93,16 +91,35 @@ def _order(record: Record) -> tuple[date, str]:
     return (record.date or date.min, record.ref)
 
 
-class _Collector:
-    def __init__(self, ruleset: HasCodelists, report: ReadReport) -> None:
+class PopulationBuilder:
+    """Reduces resources, one at a time, to the population's facts (any source: files, a FHIR
+    server, memory). Feed it checked resources (`files.iter_resources` / `files.resources_of`
+    items) with `add`, then call `finish` once.
+
+    `progress` is called with the number of resources added so far, every PROGRESS_EVERY.
+    """
+
+    def __init__(
+        self,
+        ruleset: HasCodelists,
+        report: ReadReport | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         self.index = CodeIndex(ruleset.codelists.values())
-        self.report = report
+        self.report = report if report is not None else ReadReport()
+        self.progress = progress
+        self.added = 0
         self.patients: dict[str, PatientInfo] = {}
         self.records: dict[str, dict[str, Record]] = {}  # patient id -> ref -> record
         self.owner: dict[str, str] = {}  # ref -> patient id, for records kept
         self.unlinked: set[str] = set()
 
-    def add(self, resource: dict, where: str, resolve: Resolver | None) -> None:
+    def add(self, resource: dict, where: str, resolve: Resolver | None = None) -> None:
+        """Take one resource; `where` locates it in messages, `resolve` maps its Bundle's urn:
+        fullUrls (None outside Bundles)."""
+        self.added += 1
+        if self.progress is not None and self.added % PROGRESS_EVERY == 0:
+            self.progress(self.added)
         rtype = resource["resourceType"]
         if rtype == "Patient":
             if resource.get("id") is None:
@@ -136,7 +153,8 @@ class _Collector:
             del self.records[pid][ref]
         self.unlinked.discard(ref)
 
-    def population(self) -> Population:
+    def finish(self) -> Population:
+        """The population built from everything added."""
         patients: dict[str, PatientFacts] = {}
         for pid in sorted(self.patients):
             info = self.patients[pid]

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ips_screen.cli.server_args import client_from_args, is_server_url, server_options_given
 from ips_screen.dates import LONDON, today_london
 from ips_screen.engine import Decision, evaluate
 from ips_screen.engine.decision import Step
 from ips_screen.errors import InputError, UserError
 from ips_screen.ruleset.loader import DEFAULT_RULESET, load_ruleset
+
+if TYPE_CHECKING:
+    from ips_screen.fhir.client import FhirClient
+    from ips_screen.ruleset.loader import CompiledRuleset
 
 log = logging.getLogger("ips_screen.cli")
 RULES_TEST_FAILED = 8
@@ -22,11 +29,17 @@ def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.command == "screen":
         return cmd_screen(args, environ)
     if args.command == "explain":
-        return cmd_explain(args)
+        return cmd_explain(args, environ)
     if args.command == "rules":
         return {"validate": cmd_rules_validate, "test": cmd_rules_test, "pin": cmd_rules_pin}[
             args.rules_command
         ](args)
+    if args.command == "review":
+        from ips_screen.cli.review_cmd import run_review
+
+        return run_review(args, environ)
+    if args.command == "synth":
+        return cmd_synth(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 
@@ -34,30 +47,109 @@ def _as_of(args: argparse.Namespace) -> date:
     return args.as_of or today_london()
 
 
-def _paths(sources: list[str]) -> list[Path]:
-    urls = [s for s in sources if s.startswith(("http://", "https://"))]
-    if urls:
-        raise UserError(f"{urls[0]}: reading from a FHIR server needs the FHIR source (not built)")
-    return [Path(s) for s in sources]
+def _source(args: argparse.Namespace) -> str | list[Path]:
+    """One FHIR server base URL, or the files and folders to read.
+
+    Server-only options with files are refused rather than ignored."""
+    sources: list[str] = args.sources
+    urls = [s for s in sources if is_server_url(s)]
+    if not urls:
+        given = server_options_given(args)
+        if given:
+            raise UserError(f"{given[0]} only applies when the source is a FHIR server URL")
+        return [Path(s) for s in sources]
+    if len(sources) > 1:
+        what = "several FHIR servers" if len(urls) > 1 else "a FHIR server and files"
+        raise UserError(f"give one FHIR server base URL or files and folders, not {what}")
+    return urls[0]
 
 
 def cmd_screen(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from ips_screen.pipeline import screen_files
+    from ips_screen.pipeline import screen_files, screen_server
 
     ruleset = load_ruleset(args.rules)
     as_of = _as_of(args)
     out = Path(args.out)
-    result = screen_files(
-        _paths(args.sources),
-        ruleset,
-        as_of=as_of,
-        out_dir=out,
-        now=datetime.now(tz=LONDON),
-        skip_invalid=args.skip_invalid,
-        owner=args.owner,
-    )
+    now = datetime.now(tz=LONDON)
+    source = _source(args)
+    _check_write_args(args, source)
+    if isinstance(source, str):
+        from ips_screen.sources.fhir_rest import DEFAULT_PAGE_SIZE
+
+        with client_from_args(args, environ, source) as client:
+            if args.write:
+                return _screen_and_write(args, environ, client, ruleset, as_of, now)
+            result = screen_server(
+                client,
+                ruleset,
+                as_of=as_of,
+                out_dir=out,
+                now=now,
+                owner=args.owner,
+                patients=args.patient_id,
+                page_size=args.page_size or DEFAULT_PAGE_SIZE,
+                skip_invalid=args.skip_invalid,
+            )
+    else:
+        result = screen_files(
+            source,
+            ruleset,
+            as_of=as_of,
+            out_dir=out,
+            now=now,
+            skip_invalid=args.skip_invalid,
+            owner=args.owner,
+        )
     _print_summary(result.summary, out)
     return 0
+
+
+def _check_write_args(args: argparse.Namespace, source: str | list[Path]) -> None:
+    if args.owner is not None:
+        from ips_screen.fhir.writer import check_owner
+
+        check_owner(args.owner)
+    if args.write and not isinstance(source, str):
+        raise UserError("--write needs a FHIR server as SOURCE")
+
+
+def _screen_and_write(
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    client: FhirClient,
+    ruleset: CompiledRuleset,
+    as_of: date,
+    now: datetime,
+) -> int:
+    """Screen the server and write the proposals back (under the practice lock); exit 5 when a
+    patient could not be written or the duplicate sweep failed."""
+    from ips_screen.errors import ServerError
+    from ips_screen.fhir.writer import default_lock_path
+    from ips_screen.pipeline import write_to_server
+    from ips_screen.sources.fhir_rest import DEFAULT_PAGE_SIZE
+
+    out = Path(args.out)
+    result, written = write_to_server(
+        client,
+        ruleset,
+        lock_path=default_lock_path(client.base_url, environ),
+        as_of=as_of,
+        out_dir=out,
+        now=now,
+        owner=args.owner,
+        patients=args.patient_id,
+        page_size=args.page_size or DEFAULT_PAGE_SIZE,
+        skip_invalid=args.skip_invalid,
+    )
+    _print_summary(result.summary, out)
+    print(written.summary_line())
+    if written.repaired:
+        print(f"Restored the missing review Task of {written.repaired} proposals.")
+    for patient, message in written.failed:
+        print(f"ips-screen: {patient} not written: {message}", file=sys.stderr)
+    if written.sweep_error:
+        print(f"ips-screen: duplicate sweep: {written.sweep_error}", file=sys.stderr)
+    return 0 if written.ok else ServerError.exit_code
 
 
 def _print_summary(summary: dict, out: Path) -> None:
@@ -73,12 +165,24 @@ def _print_summary(summary: dict, out: Path) -> None:
     print(f"Outputs in {out}/: decisions.ndjson, proposals.json, summary.json, report.html")
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
-    from ips_screen.sources import collect
-
+def cmd_explain(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     ruleset = load_ruleset(args.rules)
     patient_id = args.patient.removeprefix("Patient/")
-    population = collect(_paths(args.sources), ruleset)
+    source = _source(args)
+    if isinstance(source, str):
+        from ips_screen.sources.fhir_rest import DEFAULT_PAGE_SIZE, read_server
+
+        with client_from_args(args, environ, source) as client:
+            population = read_server(
+                client,
+                ruleset,
+                patients=[patient_id],
+                page_size=args.page_size or DEFAULT_PAGE_SIZE,
+            )
+    else:
+        from ips_screen.sources import collect
+
+        population = collect(source, ruleset)
     facts = population.patients.get(patient_id)
     if facts is None:
         raise InputError(f"Patient/{patient_id} is not in the input")
@@ -158,4 +262,18 @@ def cmd_rules_pin(args: argparse.Namespace) -> int:
         raise UserError(f"{directory}: not a folder")
     pinned = pin_directory(directory)
     print(f"pinned {len(pinned)} codelists in {directory / 'manifest.json'}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from ips_screen.synth import write_bulk
+
+    if args.patients < 1:
+        raise UserError("--patients must be at least 1")
+    out = Path(args.out)
+    counts = write_bulk(out, args.patients, args.seed, _as_of(args))
+    total = sum(counts.values())
+    print(f"Wrote {args.patients} patients ({total} resources) to {out}/ as Bulk NDJSON:")
+    for kind, n in sorted(counts.items()):
+        print(f"  {kind:<18} {n:>9}")
     return 0

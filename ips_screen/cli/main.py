@@ -12,6 +12,8 @@ from datetime import date
 import orjson
 
 from ips_screen import __version__
+from ips_screen.cli.review_cmd import add_review_parser
+from ips_screen.cli.server_args import add_server_args
 from ips_screen.errors import EXIT_CODES, UserError
 
 EPILOG = "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
@@ -55,12 +57,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip unreadable records (counted and listed in summary.json) instead of stopping",
     )
-    screen.add_argument("--owner", help="Task owner for proposals (default: the patient's GP)")
+    screen.add_argument(
+        "--owner",
+        metavar="REF",
+        help="Task owner for proposals: Organization/<id>, PractitionerRole/<id> or "
+        "Practitioner/<id> (default: the patient's general practitioner)",
+    )
+    screen.add_argument(
+        "--write",
+        action="store_true",
+        help="write the proposals (ServiceRequest, review Task, Provenance) back to the FHIR "
+        "server SOURCE; one run at a time per server (exit 7 if another holds the lock)",
+    )
 
     explain = sub.add_parser("explain", help="print one patient's decision and trace")
-    explain.add_argument("sources", nargs="+", metavar="SOURCE")
+    explain.add_argument("sources", nargs="+", metavar="SOURCE", help="file, folder or FHIR URL")
     explain.add_argument("--patient", required=True, help="patient id (or Patient/<id>)")
-    _common_screen_args(explain)
+    _common_screen_args(explain, patient_ids=False)
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
 
     rules = sub.add_parser("rules", help="check, test and pin rulesets")
@@ -71,16 +84,26 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("path", nargs="?", help="ruleset file (default: the built-in one)")
     pin = rules_sub.add_parser("pin", help="record the sha256 of every codelist in a folder")
     pin.add_argument("path", nargs="?", help="codelists folder (default: rules/codelists)")
+    add_review_parser(sub)
+
+    synth = sub.add_parser(
+        "synth", help="write a synthetic UK practice population as Bulk Data NDJSON"
+    )
+    synth.add_argument("--patients", type=int, required=True, help="number of patients")
+    synth.add_argument("--seed", type=int, default=1, help="random seed (same seed, same files)")
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--as-of", type=_as_of, help="reference date (default: today, London)")
     return parser
 
 
-def _common_screen_args(parser: argparse.ArgumentParser) -> None:
+def _common_screen_args(parser: argparse.ArgumentParser, *, patient_ids: bool = True) -> None:
     parser.add_argument(
         "--as-of",
         type=_as_of,
         help="screen as of this date (YYYY-MM-DD; default: today in Europe/London)",
     )
     parser.add_argument("--rules", help="ruleset file (default: rules/ips-chronic-pain.yaml)")
+    add_server_args(parser, patient_ids=patient_ids)
 
 
 class _JsonFormatter(logging.Formatter):

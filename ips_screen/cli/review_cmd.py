@@ -1,0 +1,223 @@
+"""`ips-screen review`: list, show, accept or decline IPS proposals on the practice's FHIR server.
+
+    review list [--owner REF] [--priority early|routine] [--json]
+    review show TASK [--json]
+    review accept TASK --by Practitioner/ID
+    review decline TASK --by Practitioner/ID --reason CODE [--note TEXT]
+
+The server is `--server URL`, else $IPS_SCREEN_FHIR_BASE. TASK is ``ID`` or ``Task/ID``; a Task the
+server does not have is a usage error (exit 2). A concurrent change gives exit 6, nothing changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import textwrap
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import orjson
+
+from ips_screen import __version__
+from ips_screen.cli.server_args import add_server_args, client_from_args
+from ips_screen.codes import DECLINE_REASONS
+from ips_screen.dates import LONDON
+from ips_screen.errors import UserError
+from ips_screen.fhir.client import FhirClient
+
+if TYPE_CHECKING:  # imported when a review command runs: it needs the FHIR models
+    from ips_screen.fhir import review
+
+SERVER_ENV = "IPS_SCREEN_FHIR_BASE"
+_BY = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
+
+
+def _by(value: str) -> str:
+    if not _BY.match(value):
+        raise argparse.ArgumentTypeError(
+            f"expected Practitioner/<id> or PractitionerRole/<id>, not {value!r}"
+        )
+    return value
+
+
+def add_review_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add `review` and its actions to the top-level subparsers."""
+    parser = subparsers.add_parser(
+        "review",
+        help="list, show, accept or decline IPS proposals on the FHIR server",
+        description="Clinician review of the IPS proposals the screen wrote to the FHIR server.",
+    )
+    actions = parser.add_subparsers(dest="review_command", required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", help="open reviews, newest first")
+    listing.add_argument("--owner", metavar="REF", help="only Tasks owned by REF (Type/id)")
+    listing.add_argument("--priority", choices=["early", "routine"], help="only this priority")
+    listing.add_argument("--json", action="store_true", help="print the reviews as JSON")
+
+    show = actions.add_parser("show", help="one review with its evidence and fit notes")
+    show.add_argument("task", metavar="TASK", help="Task id (ID or Task/ID)")
+    show.add_argument("--json", action="store_true", help="print the review as JSON")
+
+    accept = actions.add_parser("accept", help="accept: order, care plan, Task completed")
+    accept.add_argument("task", metavar="TASK", help="Task id (ID or Task/ID)")
+
+    decline = actions.add_parser("decline", help="decline: Task rejected, proposal revoked")
+    decline.add_argument("task", metavar="TASK", help="Task id (ID or Task/ID)")
+    decline.add_argument("--reason", required=True, choices=list(DECLINE_REASONS))
+    decline.add_argument("--note", help="free text for the record (required with --reason other)")
+
+    for action in (accept, decline):
+        action.add_argument(
+            "--by", required=True, type=_by, metavar="Practitioner/ID", help="the clinician"
+        )
+    for action in (listing, show, accept, decline):
+        action.add_argument(
+            "--server", metavar="URL", help=f"FHIR base URL (default ${SERVER_ENV})"
+        )
+        if action in (show, accept):
+            action.add_argument("--rules", help="ruleset file (default: the built-in one)")
+        add_server_args(action, patient_ids=False)
+
+
+def _client(args: argparse.Namespace, environ: Mapping[str, str]) -> FhirClient:
+    url = args.server or environ.get(SERVER_ENV)
+    if not url:
+        raise UserError(f"no FHIR server: pass --server or set {SERVER_ENV}")
+    return client_from_args(args, environ, url)
+
+
+def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Run `review <action>`; returns the exit code (user errors are raised)."""
+    from ips_screen.fhir import review
+    from ips_screen.ruleset.loader import load_ruleset
+
+    now = datetime.now(tz=LONDON)
+    with _client(args, environ) as client:
+        if args.review_command == "list":
+            items = review.open_reviews(client, owner=args.owner, priority=args.priority)
+            if args.json:
+                _print_json([asdict(i) for i in items])
+            else:
+                print(format_list(items))
+        elif args.review_command == "show":
+            detail = review.review_detail(client, args.task, ruleset=load_ruleset(args.rules))
+            if args.json:
+                _print_json(asdict(detail))
+            else:
+                print(format_detail(detail))
+        elif args.review_command == "accept":
+            ruleset = load_ruleset(args.rules)
+            done = review.accept(
+                client, args.task, by=args.by, now=now, tool_version=__version__, ruleset=ruleset
+            )
+            print(
+                f"Accepted {done.task}: created {done.order} (order, based on {done.proposal}) "
+                f"and {done.careplan} (work and health); {done.task} and {done.proposal} "
+                f"completed; {done.provenance} records {args.by}."
+            )
+        elif args.review_command == "decline":
+            declined = review.decline(
+                client,
+                args.task,
+                by=args.by,
+                reason_code=args.reason,
+                note=args.note,
+                now=now,
+                tool_version=__version__,
+            )
+            print(
+                f"Declined {declined.task} ({declined.reason_code}): {declined.task} rejected, "
+                f"{declined.proposal} revoked (no new proposal for 12 months); "
+                f"{declined.provenance} records {args.by}."
+            )
+        else:
+            raise AssertionError(f"unhandled review action {args.review_command}")
+    return 0
+
+
+def _print_json(value: object) -> None:
+    print(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+def format_list(items: list[review.ReviewItem]) -> str:
+    """An aligned table (task, authored date, patient, priority, reason) and a count line."""
+    if not items:
+        return "No open reviews."
+    rows = [("TASK", "AUTHORED", "PATIENT", "PRIORITY", "REASON")]
+    rows += [
+        (
+            f"Task/{i.task_id}",
+            (i.authored or "")[:10] or "-",
+            i.patient or "-",
+            i.priority or "-",
+            i.reason,
+        )
+        for i in items
+    ]
+    widths = [max(len(row[n]) for row in rows) for n in range(4)]
+    lines = [
+        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[4]])
+        for row in rows
+    ]
+    noun = "review" if len(items) == 1 else "reviews"
+    return "\n".join([*(line.rstrip() for line in lines), f"{len(items)} open {noun}"])
+
+
+def _evidence_line(e: review.Evidence) -> str:
+    if not e.found:
+        return f"  - {e.ref}: not found"
+    what = e.display or e.ref
+    if e.value and e.value != e.display:
+        what = f"{what}: {e.value}"
+    facts = [e.date or "undated", *([e.status] if e.status else [])]
+    return f"  - {what} ({e.ref}), {', '.join(facts)}"
+
+
+def _indent(text: str) -> list[str]:
+    out: list[str] = []
+    for paragraph in text.strip().splitlines():
+        out.extend(
+            textwrap.wrap(
+                paragraph, 96, initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False
+            )
+        )
+    return out or ["  (none)"]
+
+
+def format_detail(detail: review.ReviewDetail) -> str:
+    """Readable sections: Why, Chronic pain, Employment, Fit notes timeline, For the patient."""
+    item = detail.item
+    lines = [
+        f"Task/{item.task_id} ({item.status}): review of {item.proposal} ({item.proposal_status})",
+        f"Patient {item.patient or '-'}; priority {item.priority or '-'}; "
+        f"authored {(item.authored or '-')[:10]}; owner {item.owner or '-'}",
+        "",
+        "Why",
+        *_indent(item.reason),
+        *_indent(detail.clinician_note),
+        "",
+        "Chronic pain",
+        *([_evidence_line(e) for e in detail.pain] or ["  (none linked)"]),
+        "",
+        "Employment",
+        *([_evidence_line(e) for e in detail.employment] or ["  (none linked)"]),
+        "",
+        "Fit notes timeline",
+    ]
+    for note in detail.fit_notes:
+        if not note.found:
+            lines.append(f"  {'?':10}  {'not found':12}  {note.ref}")
+        else:
+            fitness = note.fitness or "unspecified"
+            lines.append(
+                f"  {note.date or 'undated':10}  {fitness:12}  {note.ref}  {note.display or ''}"
+            )
+    if not detail.fit_notes:
+        lines.append("  (none linked)")
+    if detail.not_found:
+        lines += ["", "Not found on the server", *(f"  - {e.ref}" for e in detail.not_found)]
+    lines += ["", "For the patient", *_indent(detail.patient_explanation)]
+    return "\n".join(lines)

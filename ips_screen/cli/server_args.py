@@ -1,0 +1,150 @@
+"""Command-line options for reading a FHIR server, shared by the commands that talk to one.
+
+    add_server_args(parser)                  --auth, --token-env, SMART options, --page-size
+                                             (and --patient-id unless patient_ids=False)
+    client_from_args(args, environ, url)     a FhirClient for the server at `url`
+
+Options that only make sense for a server are None unless given, so a command reading files can
+refuse them (`server_options_given`) instead of silently ignoring them. The client sends
+`Prefer: handling=strict`, so a server rejects a search parameter it does not know instead of
+ignoring it (which would return every resource of the type).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from ips_screen.errors import UserError
+
+if TYPE_CHECKING:  # imported when used: the HTTP and crypto libraries slow every command's start
+    from ips_screen.fhir.auth import FhirAuth
+    from ips_screen.fhir.client import FhirClient
+
+# The same as ips_screen.fhir.auth's defaults (a test checks), for --help without importing it.
+DEFAULT_TOKEN_ENV = "IPS_SCREEN_FHIR_TOKEN"  # noqa: S105 (a variable name, not a secret)
+DEFAULT_SCOPE = "system/*.rs"
+AUTH_CHOICES = ("none", "bearer", "smart")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MAX_PAGES = 100_000  # per search; with --page-size 500, 50 million resources of one type
+_SMART_OPTIONS = {
+    "client_id": "--client-id",
+    "private_key": "--private-key",
+    "kid": "--kid",
+    "scope": "--scope",
+    "token_url": "--token-url",
+}
+
+
+def is_server_url(source: str) -> bool:
+    return source.lower().startswith(("http://", "https://"))
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {value!r}")
+    return number
+
+
+def add_server_args(parser: argparse.ArgumentParser, *, patient_ids: bool = True) -> None:
+    group = parser.add_argument_group("FHIR server (when the source is a base URL)")
+    group.add_argument(
+        "--auth",
+        choices=AUTH_CHOICES,
+        help="how to authenticate: none (default), bearer (a token from --token-env) or smart "
+        "(SMART Backend Services)",
+    )
+    group.add_argument(
+        "--token-env",
+        metavar="VAR",
+        help=f"environment variable holding the bearer token (default {DEFAULT_TOKEN_ENV})",
+    )
+    group.add_argument("--client-id", help="SMART: the registered client id")
+    group.add_argument("--private-key", metavar="FILE", help="SMART: PEM private key (RS384/ES384)")
+    group.add_argument("--kid", help="SMART: the key id registered with the public key")
+    group.add_argument("--scope", help=f"SMART: scopes to ask for (default {DEFAULT_SCOPE})")
+    group.add_argument(
+        "--token-url",
+        help="SMART: token endpoint, when .well-known/smart-configuration does not name one",
+    )
+    group.add_argument(
+        "--page-size",
+        type=_positive,
+        metavar="N",
+        help="resources per page of search results (default 500; servers may send fewer)",
+    )
+    if patient_ids:
+        group.add_argument(
+            "--patient-id",
+            action="append",
+            metavar="ID",
+            help="screen only this patient (repeatable)",
+        )
+
+
+def server_options_given(args: argparse.Namespace) -> list[str]:
+    """The server-only options given on the command line, as option names."""
+    names = {
+        "auth": "--auth",
+        "token_env": "--token-env",
+        **_SMART_OPTIONS,
+        "page_size": "--page-size",
+        "patient_id": "--patient-id",
+    }
+    return [option for attr, option in names.items() if getattr(args, attr, None) is not None]
+
+
+def auth_from_args(args: argparse.Namespace, environ: Mapping[str, str], base_url: str) -> FhirAuth:
+    """The authentication strategy the options ask for (credentials are read here)."""
+    from ips_screen.fhir.auth import BearerTokenAuth, NoAuth, SmartBackendAuth
+
+    kind = getattr(args, "auth", None) or "none"
+    smart_given = [o for a, o in _SMART_OPTIONS.items() if getattr(args, a, None) is not None]
+    if kind != "smart" and smart_given:
+        raise UserError(f"{smart_given[0]} only applies with --auth smart")
+    if kind != "bearer" and getattr(args, "token_env", None) is not None:
+        raise UserError("--token-env only applies with --auth bearer")
+    if kind == "none":
+        return NoAuth(base_url)
+    parts = urlsplit(base_url)
+    if parts.scheme.lower() != "https" and (parts.hostname or "") not in LOOPBACK_HOSTS:
+        raise UserError(f"{base_url}: refusing to send credentials without https")
+    if kind == "bearer":
+        return BearerTokenAuth(base_url, args.token_env or DEFAULT_TOKEN_ENV, environ)
+    missing = [o for a, o in list(_SMART_OPTIONS.items())[:3] if not getattr(args, a, None)]
+    if missing:
+        raise UserError(f"--auth smart needs {', '.join(missing)}")
+    return SmartBackendAuth(
+        base_url,
+        client_id=args.client_id,
+        private_key_path=args.private_key,
+        kid=args.kid,
+        scope=args.scope or DEFAULT_SCOPE,
+        token_url=args.token_url,
+    )
+
+
+def client_from_args(
+    args: argparse.Namespace, environ: Mapping[str, str], base_url: str | None = None
+) -> FhirClient:
+    """A client for `base_url` (default: `args.base_url`) with the options' authentication.
+    Close it (or use it as a context manager) when done."""
+    from ips_screen.fhir.client import FhirClient
+
+    url = base_url or getattr(args, "base_url", None)
+    if not url:
+        raise UserError("no FHIR server base URL given")
+    if not is_server_url(url):
+        raise UserError(f"{url}: a FHIR server base URL starts with http:// or https://")
+    return FhirClient(
+        url,
+        auth=auth_from_args(args, environ, url),
+        headers={"Prefer": "handling=strict"},
+        max_pages=MAX_PAGES,
+    )

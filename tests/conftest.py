@@ -27,7 +27,9 @@ def frozen_clock():
     """Every test runs at 2026-11-26 09:30 Europe/London (20:30 the same day in Auckland)."""
     import time_machine
 
-    with time_machine.travel(FROZEN_NOW, tick=False) as traveller:
+    # A timestamp, not the aware datetime: time-machine would otherwise switch the local zone to
+    # London while frozen, hiding code that wrongly uses local time.
+    with time_machine.travel(FROZEN_NOW.timestamp(), tick=False) as traveller:
         yield traveller
 
 

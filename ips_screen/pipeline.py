@@ -20,6 +20,7 @@ from ips_screen.ruleset.loader import CompiledRuleset
 
 if TYPE_CHECKING:
     from ips_screen.fhir.client import FhirClient
+    from ips_screen.fhir.writer import WriteReport
     from ips_screen.sources.population import Population
 
 log = logging.getLogger("ips_screen.pipeline")
@@ -175,6 +176,48 @@ def finish(
         write_outputs(out_dir, decisions, summary, proposals, html)
         log.info("wrote %s", out_dir)
     return ScreenResult(decisions, summary, proposals, out_dir)
+
+
+def write_to_server(
+    client: FhirClient,
+    ruleset: CompiledRuleset,
+    *,
+    lock_path: Path,
+    as_of: date,
+    out_dir: Path | None,
+    now: datetime,
+    owner: str | None = None,
+    patients: list[str] | None = None,
+    page_size: int = 500,
+    skip_invalid: bool = False,
+) -> tuple[ScreenResult, WriteReport]:
+    """Screen the server and write the proposals back to it, then sweep duplicates, all under the
+    practice lock (`LockHeld` when another run holds it), so the screen sees what is on the
+    server when writing starts. A failed patient does not stop the others: see the report."""
+    from ips_screen.fhir.writer import PracticeLock, write_proposals
+
+    with PracticeLock(lock_path, base_url=client.base_url):
+        result = screen_server(
+            client,
+            ruleset,
+            as_of=as_of,
+            out_dir=out_dir,
+            now=now,
+            owner=owner,
+            patients=patients,
+            page_size=page_size,
+            skip_invalid=skip_invalid,
+        )
+        written = write_proposals(
+            client,
+            result.decisions,
+            ruleset,
+            now=now,
+            owner=owner,
+            tool_version=__version__,
+            progress=_progress("written"),
+        )
+    return result, written
 
 
 def _progress(what: str) -> Callable[[int], None]:

@@ -38,6 +38,8 @@ def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         from ips_screen.cli.review_cmd import run_review
 
         return run_review(args, environ)
+    if args.command == "load":
+        return cmd_load(args, environ)
     if args.command == "synth":
         return cmd_synth(args)
     raise AssertionError(f"unhandled command {args.command}")
@@ -276,4 +278,16 @@ def cmd_synth(args: argparse.Namespace) -> int:
     print(f"Wrote {args.patients} patients ({total} resources) to {out}/ as Bulk NDJSON:")
     for kind, n in sorted(counts.items()):
         print(f"  {kind:<18} {n:>9}")
+    return 0
+
+
+def cmd_load(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from ips_screen.cli.server_args import client_from_args, is_server_url
+    from ips_screen.fhir.load import load_bundles
+
+    if not is_server_url(args.server):
+        raise UserError(f"{args.server}: expected a FHIR base URL (http:// or https://)")
+    client = client_from_args(args, environ, args.server)
+    written = load_bundles(client, [Path(s) for s in args.sources])
+    print(f"Loaded {written} resources into {args.server}")
     return 0

@@ -86,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     pin.add_argument("path", nargs="?", help="codelists folder (default: rules/codelists)")
     add_review_parser(sub)
 
+    load = sub.add_parser(
+        "load",
+        help="PUT FHIR files into a server (for test servers and demos, not a practice's system)",
+    )
+    load.add_argument("server", metavar="URL", help="FHIR base URL")
+    load.add_argument("sources", nargs="+", metavar="SOURCE", help="files or folders to load")
+    add_server_args(load, patient_ids=False)
+
     synth = sub.add_parser(
         "synth", help="write a synthetic UK practice population as Bulk Data NDJSON"
     )

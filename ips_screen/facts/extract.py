@@ -55,10 +55,63 @@ class CodeIndex:
         self.exact = frozenset(exact)
         self.prefixes = {s: tuple(p) for s, p in prefixes.items()}
 
+        self._raw: dict[tuple[object, object], bool] = {}  # raw (system, code) -> relevant
+
     def __contains__(self, key: Coding) -> bool:
         if key in self.exact:
             return True
         return any(key[1].startswith(p) for p in self.prefixes.get(key[0], ()))
+
+    def any_raw(self, concept: object) -> bool:
+        """Whether a CodeableConcept has a coding in the index, without building tuples.
+
+        The hot path: most resources are irrelevant, and the same few hundred raw codings recur,
+        so each raw (system, code) pair is normalised once and its answer cached.
+        """
+        if not isinstance(concept, dict):
+            return False
+        cache = self._raw
+        for coding in concept.get("coding") or ():
+            if not isinstance(coding, dict):
+                continue
+            key = (coding.get("system"), coding.get("code"))
+            hit = cache.get(key)
+            if hit is None:
+                system, code = key
+                hit = (
+                    isinstance(system, str)
+                    and isinstance(code, str)
+                    and (_normalise(system, code) in self)
+                )
+                if len(cache) < 1_000_000:
+                    cache[key] = hit
+            if hit:
+                return True
+        return False
+
+
+def _normalise(system: str, code: str) -> Coding:
+    system = system.strip()
+    code = code.strip().upper()
+    if system in ICD_SYSTEMS:
+        code = code.replace(".", "")
+    return system, code
+
+
+def _relevant(resource: dict, concept: object, index: CodeIndex, observation: bool) -> bool:
+    if index.any_raw(concept):
+        return True
+    if not observation:
+        return False
+    if index.any_raw(resource.get("valueCodeableConcept")):
+        return True
+    for component in resource.get("component") or ():
+        if isinstance(component, dict) and (
+            index.any_raw(component.get("code"))
+            or index.any_raw(component.get("valueCodeableConcept"))
+        ):
+            return True
+    return False
 
 
 def codings(concept: object) -> tuple[Coding, ...]:
@@ -213,6 +266,8 @@ def extract_record(
         )
 
     concept = resource.get(CODE_FIELD[rtype])
+    if not _relevant(resource, concept, index, rtype == "Observation"):
+        return None
     codes = codings(concept)
     values: tuple[Coding, ...] = ()
     components: tuple[Component, ...] = ()
@@ -220,11 +275,6 @@ def extract_record(
         values = codings(resource.get("valueCodeableConcept"))
         if resource.get("component"):
             components = _components(resource)
-    relevant = any(c in index for c in codes) or any(v in index for v in values)
-    if not relevant and components:
-        relevant = any(c in index for codes_, vals in components for c in codes_ + vals)
-    if not relevant:
-        return None
 
     if rtype == "Condition":
         verification = _status_code(resource.get("verificationStatus"))

@@ -147,6 +147,8 @@ class _Reader:
     def ndjson_file(self, path: Path) -> Iterator[Item]:
         gz = file_kind(path) == "ndjson.gz"
         lineno = 0
+        name, known, report = str(path), R4_RESOURCE_TYPES, self.report
+        by_type = report.by_type
         try:
             with gzip.open(path, "rb") if gz else path.open("rb") as lines:
                 self.report.files_read += 1
@@ -155,7 +157,7 @@ class _Reader:
                         line = line[3:]
                     if not line or line.isspace():
                         continue
-                    where = f"{path}:{lineno}"
+                    where = f"{name}:{lineno}"
                     try:
                         value = orjson.loads(line)
                     except orjson.JSONDecodeError as exc:
@@ -164,7 +166,14 @@ class _Reader:
                             hint = "; is this a JSON file named .ndjson?"
                         self.report.problem(where, f"not valid JSON ({_json_error(exc)}{hint})")
                         continue
-                    yield from self.value(value, where)
+                    # The common case inline (a known, non-Bundle resource): no generator.
+                    rtype = value.get("resourceType") if type(value) is dict else None
+                    if rtype in known and rtype != "Bundle":
+                        report.resources_read += 1
+                        by_type[rtype] += 1
+                        yield value, where, None
+                    else:
+                        yield from self.value(value, where)
         except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
             what = "cannot read the file"
             if gz and not isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):

@@ -8,7 +8,9 @@ last copy the rules cannot use (an entered-in-error update removes the earlier r
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -63,9 +65,24 @@ def collect(
     report = ReadReport(skip_invalid=skip_invalid)
     files = discover(paths, report)
     builder = PopulationBuilder(ruleset, report, progress=progress)
-    for resource, where, resolve in iter_resources(files, report):
-        builder.add(resource, where, resolve)
+    with gc_paused():
+        for resource, where, resolve in iter_resources(files, report):
+            builder.add(resource, where, resolve)
     return builder.finish()
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while streaming: parsed resources hold no cycles and
+    are freed by reference counting, so the collector's passes over millions of short-lived
+    dicts are pure overhead (about 10% of a screen)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def collect_resources(

@@ -1,0 +1,450 @@
+"""Downloading the files of a Bulk Data export manifest, for `ips_screen.fhir.bulk`.
+
+- `BulkHttp` sends through the FhirClient's session: every request asks the client's auth afresh
+  (a renewed token is used at once), credentials go only to the FHIR server's origin (also on
+  redirects), a 401 re-authenticates once, and timeouts, connection errors and 408/429/5xx are
+  retried with the client's RetryPolicy (Retry-After honoured up to its cap) via `sleep`.
+- `file_auth`: the token is never sent to another origin; a manifest that `requiresAccessToken`
+  for files on another origin is refused.
+- `Downloader` streams at most `max_parallel` files at once into `files/` (which it owns: earlier
+  NDJSON files there are removed), each to a `.part` name renamed when complete. Every NDJSON
+  line must be JSON with the entry's resourceType (`Bundle` for deleted, `OperationOutcome` for
+  error files), else a `ServerError` names the file and line. Output of a type with
+  `_typeFilter`s is filtered again for the token parameters the client can check.
+
+Logs name paths, types and counts only: no query strings, bodies or tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urljoin, urlsplit
+
+import orjson
+import requests
+
+from ips_screen.errors import ServerError
+from ips_screen.fhir.auth import describe_origin, origin_of
+from ips_screen.fhir.client import (
+    RETRY_STATUSES,
+    FhirClient,
+    error_detail,
+    outcome_summary,
+    parse_retry_after,
+)
+
+log = logging.getLogger("ips_screen.fhir.bulk")
+
+T = TypeVar("T")
+CHUNK_SIZE = 1 << 16
+MAX_ERRORS = 1000  # OperationOutcome summaries kept from error files
+KINDS = ("output", "deleted", "error")
+_LINE_TYPE = {"deleted": "Bundle", "error": "OperationOutcome"}
+_TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
+_TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+# Search parameters the client can check again itself: token parameters -> element names.
+_TOKEN_PARAMS: Mapping[str, tuple[str, ...]] = {
+    "_id": ("id",),
+    "code": ("code", "medicationCodeableConcept"),
+    "status": ("status",),
+    "intent": ("intent",),
+    "category": ("category",),
+    "clinical-status": ("clinicalStatus",),
+    "verification-status": ("verificationStatus",),
+}
+Criterion = tuple[tuple[str, tuple[str, ...]], ...] | None  # None: cannot be checked here
+
+
+class TransientError(ServerError):
+    """A failure worth retrying; `retry_after` is the server's Retry-After, if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def failure(resp: requests.Response, what: str) -> str:
+    """'HTTP 500 from GET /path: <OperationOutcome summary>'."""
+    detail = error_detail(resp)
+    return f"HTTP {resp.status_code} from {what}" + (f": {detail}" if detail else "")
+
+
+def label(method: str, url: str) -> str:
+    """'METHOD /path' for messages and logs: never the query string."""
+    return f"{method} {urlsplit(url).path or '/'}"
+
+
+def _without_auth(r: requests.PreparedRequest) -> requests.PreparedRequest:
+    r.headers.pop("Authorization", None)
+    return r
+
+
+class BulkHttp:
+    """Requests through a FhirClient's session (its auth, timeouts, headers and retry policy)."""
+
+    def __init__(self, client: FhirClient, sleep: Callable[[float], None]) -> None:
+        self.client = client
+        self.sleep = sleep
+
+    def now(self) -> float:
+        """Wall-clock time for Retry-After dates: the client's (injectable) clock."""
+        return self.client._clock()
+
+    def retry_after(self, resp: requests.Response) -> float | None:
+        return parse_retry_after(resp.headers.get("Retry-After"), now=self.now())
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Sequence[tuple[str, str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        stream: bool = False,
+        send_auth: bool = True,
+    ) -> requests.Response:
+        """One request (plus one re-authenticated retry after a 401); any status is returned."""
+        what = label(method, url)
+        reauthenticated = False
+        while True:
+            try:
+                resp = self.client._session.request(
+                    method,
+                    url,
+                    params=params,
+                    headers=dict(headers or {}),
+                    stream=stream,
+                    timeout=self.client.timeout,
+                    auth=None if send_auth else _without_auth,
+                )
+            except _TRANSIENT_ERRORS as exc:
+                reason = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
+                raise TransientError(f"{what}: {reason}") from exc
+            except requests.RequestException as exc:
+                raise ServerError(f"{what}: request failed ({type(exc).__name__})") from exc
+            if (
+                resp.status_code == 401
+                and send_auth
+                and not reauthenticated
+                and self.client.auth.reauthenticate()
+            ):
+                resp.close()
+                reauthenticated = True
+                log.info("%s -> 401; re-authenticating once", what)
+                continue
+            return resp
+
+    def transient(self, resp: requests.Response, what: str) -> TransientError | None:
+        if resp.status_code not in RETRY_STATUSES:
+            return None
+        return TransientError(f"HTTP {resp.status_code} from {what}", self.retry_after(resp))
+
+    def retrying(self, what: str, attempt: Callable[[], T]) -> T:
+        """Call `attempt` until it does not raise TransientError, at most max_attempts times."""
+        policy = self.client.retry
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return attempt()
+            except TransientError as exc:
+                if tries >= policy.max_attempts:
+                    raise ServerError(f"{exc} (gave up after {tries} attempts)") from exc
+                delay = exc.retry_after if exc.retry_after is not None else policy.backoff(tries)
+                delay = min(delay, policy.retry_after_cap)
+                log.warning("%s; retry %d in %.1f s", exc, tries, delay)
+                self.sleep(delay)
+
+    def call(self, method: str, url: str, what: str, **kwargs: Any) -> requests.Response:
+        """`send`, retrying timeouts, connection errors and 408/429/5xx answers."""
+
+        def attempt() -> requests.Response:
+            resp = self.send(method, url, **kwargs)
+            transient = self.transient(resp, what)
+            if transient is not None:
+                resp.close()
+                raise transient
+            return resp
+
+        return self.retrying(what, attempt)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a manifest; `line_type` is the resourceType every line must have."""
+
+    kind: str
+    line_type: str
+    url: str
+    count: int | None
+
+
+def manifest_files(manifest: Mapping[str, Any], base: str, types: Sequence[str]) -> list[FileEntry]:
+    """The output, deleted and error files of a manifest (relative URLs resolved on `base`).
+
+    Output files of a type the request did not ask for are skipped (logged)."""
+    entries: list[FileEntry] = []
+    for kind in KINDS:
+        items = manifest.get(kind) or []
+        if not isinstance(items, list):
+            raise ServerError(f"the export manifest's {kind} is not a list")
+        for n, item in enumerate(items, 1):
+            url = item.get("url") if isinstance(item, dict) else None
+            if not isinstance(url, str) or not url:
+                raise ServerError(f"the export manifest's {kind} entry {n} has no url")
+            declared = item.get("type")
+            line_type = _LINE_TYPE.get(kind, declared)
+            if not isinstance(line_type, str) or not _TYPE_RE.match(line_type):
+                raise ServerError(f"the export manifest's {kind} entry {n} has no valid type")
+            if kind == "output" and types and line_type not in types:
+                log.warning("skipping an output file of %s, a type not asked for", line_type)
+                continue
+            count = item.get("count") if isinstance(item.get("count"), int) else None
+            entries.append(FileEntry(kind, line_type, urljoin(base, url), count))
+    return entries
+
+
+def file_auth(entries: Sequence[FileEntry], client: FhirClient, requires_token: object) -> bool:
+    """Whether to send the client's credentials with file requests (they only ever go to the
+    FHIR server's origin). Refuses a manifest that requires a token for files elsewhere."""
+    for entry in entries:
+        try:
+            origin = origin_of(entry.url)
+        except ValueError as exc:
+            raise ServerError(
+                f"the export manifest lists a {entry.kind} file URL that is not usable"
+            ) from exc
+        if requires_token is True and origin != client.origin:
+            raise ServerError(
+                f"the export manifest requires an access token for files on "
+                f"{describe_origin(origin)}, which is not the FHIR server "
+                f"({describe_origin(client.origin)}): refusing to send the token there"
+            )
+    return requires_token is not False
+
+
+def parse_type_filters(filters: Sequence[str]) -> dict[str, list[Criterion]]:
+    """_typeFilter queries by resource type; a query with a parameter (or modifier) the client
+    cannot check becomes None (left to the server)."""
+    parsed: dict[str, list[Criterion]] = {}
+    for text in filters:
+        rtype, _, query = text.partition("?")
+        pairs = parse_qsl(query, keep_blank_values=True)
+        criterion: Criterion = tuple((name, tuple(value.split(","))) for name, value in pairs)
+        if not pairs or any(name not in _TOKEN_PARAMS for name, _ in pairs):
+            log.info("a _typeFilter for %s is left to the server (not checkable here)", rtype)
+            criterion = None
+        parsed.setdefault(rtype, []).append(criterion)
+    return parsed
+
+
+def matches(resource: Mapping[str, Any], criteria: Sequence[Criterion]) -> bool:
+    """True when any criterion matches (None always does): _typeFilter queries are ORed."""
+    return any(
+        criterion is None
+        or all(_param_matches(resource, name, values) for name, values in criterion)
+        for criterion in criteria
+    )
+
+
+def _param_matches(resource: Mapping[str, Any], name: str, values: tuple[str, ...]) -> bool:
+    tokens = [t for element in _TOKEN_PARAMS[name] for t in _tokens(resource.get(element))]
+    for value in values:
+        system, bar, code = value.rpartition("|")
+        for token_system, token_code in tokens:
+            if not bar and token_code == code:
+                return True
+            if bar and (token_system or "") == system and (not code or token_code == code):
+                return True
+    return False
+
+
+def _tokens(value: object) -> Iterator[tuple[str | None, str]]:
+    if isinstance(value, str):
+        yield None, value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _tokens(item)
+    elif isinstance(value, dict):
+        if "coding" in value:
+            yield from _tokens(value["coding"])
+        elif isinstance(value.get("code"), str):
+            system = value.get("system")
+            yield (system if isinstance(system, str) else None), value["code"]
+
+
+@dataclass
+class Downloaded:
+    """One downloaded file: its lines (resources) and what was kept after client filtering."""
+
+    entry: FileEntry
+    path: Path
+    lines: int = 0
+    kept: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def event(self, **extra: int) -> dict:
+        kind, rtype, path = self.entry.kind, self.entry.line_type, str(self.path)
+        return {"kind": kind, "type": rtype, "path": path, "resources": self.lines, **extra}
+
+
+class _Lines:
+    """Checks NDJSON lines as chunks arrive; returns the bytes to write."""
+
+    def __init__(self, done: Downloaded, criteria: Sequence[Criterion] | None) -> None:
+        self.done = done
+        self.criteria = criteria
+        self.buf = bytearray()
+        self.lineno = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        self.buf += chunk
+        end = self.buf.rfind(b"\n")
+        if end < 0:
+            return b""
+        block = bytes(self.buf[: end + 1])
+        del self.buf[: end + 1]
+        return b"".join(self._line(line) for line in block.split(b"\n")[:-1])
+
+    def finish(self) -> bytes:
+        rest = bytes(self.buf)
+        self.buf.clear()
+        return self._line(rest) if rest.strip() else b""
+
+    def _line(self, raw: bytes) -> bytes:
+        self.lineno += 1
+        if self.lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        line = raw.strip()
+        if not line:
+            return b""
+        where = f"{self.done.path}:{self.lineno} (from {label('GET', self.done.entry.url)})"
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ServerError(f"{where}: not valid JSON ({exc.msg})") from exc
+        expected = self.done.entry.line_type
+        rtype = value.get("resourceType") if isinstance(value, dict) else None
+        if rtype != expected:
+            got = repr(rtype)[:70] if isinstance(rtype, str) else "no resourceType"
+            raise ServerError(f"{where}: expected resourceType {expected}, got {got}")
+        self.done.lines += 1
+        if self.done.entry.kind == "error" and len(self.done.errors) < MAX_ERRORS:
+            self.done.errors.append(outcome_summary(value))
+        if self.criteria is not None and not matches(value, self.criteria):
+            return b""
+        self.done.kept += 1
+        return line + b"\n"
+
+
+@dataclass
+class Downloader:
+    """Downloads a manifest's files into `files_dir`, `max_parallel` at a time; `filters` are
+    `parse_type_filters` of the request's _typeFilter."""
+
+    http: BulkHttp
+    files_dir: Path
+    send_auth: bool
+    filters: dict[str, list[Criterion]]
+    max_parallel: int
+    notify: Callable[[str, dict], None]
+
+    def run(self, entries: Sequence[FileEntry]) -> list[Downloaded]:
+        """Every file, in manifest order; the first failure stops the others and is raised."""
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        for old in self.files_dir.iterdir():  # files/ belongs to the export: drop earlier files
+            if old.is_file() and old.name.endswith((".ndjson", ".part")):
+                old.unlink()
+        stop = threading.Event()
+        results: list[Downloaded | None] = [None] * len(entries)
+        with ThreadPoolExecutor(self.max_parallel, thread_name_prefix="bulk-download") as pool:
+            futures: dict[Future[Downloaded], int] = {
+                pool.submit(self._fetch, n, entry, stop): n for n, entry in enumerate(entries)
+            }
+            try:
+                for done_count, future in enumerate(as_completed(futures), 1):
+                    done = future.result()
+                    results[futures[future]] = done
+                    self.notify("file", done.event(done=done_count, total=len(entries)))
+            except BaseException:
+                stop.set()
+                for future in futures:
+                    future.cancel()
+                raise
+        return [done for done in results if done is not None]
+
+    def _fetch(self, n: int, entry: FileEntry, stop: threading.Event) -> Downloaded:
+        path = self.files_dir / f"{entry.kind}-{n + 1:04d}-{entry.line_type}.ndjson"
+        what = f"{label('GET', entry.url)} ({entry.kind} file)"
+        criteria = self.filters.get(entry.line_type) if entry.kind == "output" else None
+
+        def attempt() -> Downloaded:
+            if stop.is_set():
+                raise ServerError(f"{what}: cancelled")
+            done = Downloaded(entry, path)
+            headers = {"Accept": "application/fhir+ndjson"}
+            auth = self.send_auth
+            with self.http.send(
+                "GET", entry.url, headers=headers, stream=True, send_auth=auth
+            ) as resp:
+                transient = self.http.transient(resp, what)
+                if transient is not None:
+                    raise transient
+                if not 200 <= resp.status_code < 300:
+                    raise ServerError(failure(resp, what))
+                self._write(resp, path, _Lines(done, criteria), stop, what)
+            return done
+
+        done = self.http.retrying(what, attempt)
+        if entry.count is not None and entry.count != done.lines:
+            log.warning(
+                "%s %s file: count %d in the manifest, %d lines in the file",
+                entry.kind,
+                entry.line_type,
+                entry.count,
+                done.lines,
+            )
+        if done.kept != done.lines:
+            log.info(
+                "%s %s file: dropped %d of %d resources failing the _typeFilter",
+                entry.kind,
+                entry.line_type,
+                done.lines - done.kept,
+                done.lines,
+            )
+        return done
+
+    @staticmethod
+    def _write(
+        resp: requests.Response, path: Path, lines: _Lines, stop: threading.Event, what: str
+    ) -> None:
+        part = path.with_name(path.name + ".part")
+        try:
+            with part.open("wb") as out:
+                for chunk in resp.iter_content(CHUNK_SIZE):
+                    if stop.is_set():
+                        raise ServerError(f"{what}: cancelled")
+                    out.write(lines.feed(chunk))
+                out.write(lines.finish())
+            os.replace(part, path)
+        except _TRANSIENT_ERRORS as exc:
+            part.unlink(missing_ok=True)
+            raise TransientError(f"{what}: the download broke off ({type(exc).__name__})") from exc
+        except requests.RequestException as exc:  # e.g. a body that does not decompress
+            part.unlink(missing_ok=True)
+            raise ServerError(f"{what}: the download failed ({type(exc).__name__})") from exc
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise

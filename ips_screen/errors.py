@@ -10,6 +10,8 @@ code; anything else is a bug and shows a traceback.
     ├── ServerError           exit 5   the FHIR server or network failed or refused
     │   └── ConflictError     exit 6   someone else changed a resource first (If-Match)
     └── LockHeld              exit 7   another run holds the practice lock
+
+Exit 9 (`COMPLETED_WITH_ERRORS`) is not an exception: the nightly run finished, with errors.
 """
 
 from __future__ import annotations
@@ -54,4 +56,6 @@ EXIT_CODES = {
     6: "conflict: a resource was changed by someone else; nothing was changed",
     7: "another run holds the lock for this practice",
     8: "rules test failed: an example patient did not get its expected outcome",
+    9: "completed with errors (some proposals not written, or export errors for needed data)",
 }
+COMPLETED_WITH_ERRORS = 9

@@ -1,0 +1,250 @@
+"""The practice config file of the nightly job (TOML), as strict pydantic models.
+
+Every setting is documented by its `description` here and in docs/practice.example.toml. Unknown
+keys are errors, and so is anything that looks like a secret written into the file: credentials
+are only ever named (an environment variable, a key file), never inlined. Relative paths are
+relative to the folder holding the config file.
+
+Errors are one line naming the file and the key ("practice.toml: [export] mode: ..."). They carry
+no line number: `tomllib` reports positions only for syntax errors, not for the keys of a
+document it parsed, so a value that parses but is invalid can only be located by its key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ips_screen.errors import ConfigError
+
+_SECRET_KEY = re.compile(r"(^|_)(token|secret|password|passwd|passphrase|api_?key|credentials?)$")
+_NAMED_SECRETS = frozenset({"token_env", "token_url", "private_key_file"})  # names, not secrets
+_SECRET_VALUE = re.compile(r"^(eyJ[\w-]{8,}\.[\w-]{8,}\.|-----BEGIN [A-Z ]*PRIVATE KEY-----)")
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Section):
+    kind: Literal["server", "files"] = Field(
+        description="where the records come from: 'server' (a FHIR R4 server, read by Bulk export "
+        "or REST search) or 'files' (a folder of FHIR JSON/NDJSON, reloaded in full every run; "
+        "for demos and benchmarks)"
+    )
+    base_url: str | None = Field(
+        None, description="server: the FHIR base URL (https, or http on this machine only)"
+    )
+    path: Path | None = Field(None, description="files: the folder (or file) to read")
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> SourceConfig:
+        if self.kind == "server":
+            if not self.base_url:
+                raise ValueError("base_url is required when kind = 'server'")
+            if self.path is not None:
+                raise ValueError("path only applies when kind = 'files'")
+        else:
+            if self.path is None:
+                raise ValueError("path is required when kind = 'files'")
+            if self.base_url is not None:
+                raise ValueError("base_url only applies when kind = 'server'")
+        return self
+
+
+class AuthConfig(_Section):
+    method: Literal["none", "bearer", "smart"] = Field(
+        "none",
+        description="'none', 'bearer' (a token read from the environment variable token_env) "
+        "or 'smart' (SMART Backend Services with a private key file)",
+    )
+    token_env: str | None = Field(
+        None,
+        pattern=_ENV_NAME,
+        description="bearer: the NAME of the environment variable holding the token "
+        "(default IPS_SCREEN_FHIR_TOKEN)",
+    )
+    client_id: str | None = Field(None, description="smart: the registered client id")
+    private_key_file: Path | None = Field(
+        None, description="smart: the PEM private key file (RS384 or ES384), readable by this job"
+    )
+    kid: str | None = Field(None, description="smart: the key id registered with the public key")
+    scope: str | None = Field(None, description="smart: the scopes asked for (default system/*.rs)")
+    token_url: str | None = Field(
+        None, description="smart: the token endpoint, when .well-known/smart-configuration lacks it"
+    )
+
+    @model_validator(mode="after")
+    def _method_fields(self) -> AuthConfig:
+        smart = {"client_id", "private_key_file", "kid", "scope", "token_url"}
+        given = {name for name in smart if getattr(self, name) is not None}
+        if self.method != "smart" and given:
+            raise ValueError(f"{sorted(given)[0]} only applies when method = 'smart'")
+        if self.method != "bearer" and self.token_env is not None:
+            raise ValueError("token_env only applies when method = 'bearer'")
+        if self.method == "smart":
+            missing = [n for n in ("client_id", "private_key_file", "kid") if n not in given]
+            if missing:
+                raise ValueError(f"method = 'smart' needs {', '.join(missing)}")
+        return self
+
+
+class ExportConfig(_Section):
+    mode: Literal["auto", "bulk", "rest"] = Field(
+        "auto",
+        description="'auto' (Bulk export when the server offers it, else REST search), 'bulk' "
+        "(Bulk export only: a server without it is an error) or 'rest' (search every night; the "
+        "store is reloaded in full, as REST has no _since)",
+    )
+    level: Literal["system", "patient", "group"] = Field(
+        "system", description="Bulk export level: system ($export), patient or group"
+    )
+    group_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9\-.]{1,64}$",
+        description="level = 'group': the id of the Group of the practice's patients",
+    )
+    max_parallel_downloads: int = Field(
+        2, ge=1, le=16, description="Bulk export files downloaded at once"
+    )
+    poll_max_wait_seconds: float = Field(
+        3600.0,
+        gt=0,
+        le=86_400,
+        description="how long to wait for the server to finish preparing a Bulk export",
+    )
+    page_size: int = Field(500, ge=1, le=10_000, description="REST: resources per search page")
+
+    @model_validator(mode="after")
+    def _group(self) -> ExportConfig:
+        if (self.level == "group") != (self.group_id is not None):
+            raise ValueError("group_id is required with level = 'group', and only then")
+        return self
+
+
+class ScreenConfig(_Section):
+    rules: Path | None = Field(
+        None, description="the ruleset file (default: the built-in rules/ips-chronic-pain.yaml)"
+    )
+    owner: str | None = Field(
+        None,
+        pattern=r"^(Organization|PractitionerRole|Practitioner)/[A-Za-z0-9\-.]{1,64}$",
+        description="Task owner of proposals: Organization/<id>, PractitionerRole/<id> or "
+        "Practitioner/<id> (default: each patient's general practitioner)",
+    )
+    write: bool = Field(
+        True,
+        description="write proposals (ServiceRequest, review Task, Provenance) to the server; "
+        "false: outputs only. Never written for kind = 'files'",
+    )
+
+
+class OutputConfig(_Section):
+    state_dir: Path = Field(
+        description="the job's own folder: store.sqlite (facts: keep it private), locks/, "
+        "exports/ (emptied after each run), runs/<run id>/ (report.html, worklist.csv, "
+        "decisions.ndjson, summary.json) and runs/latest"
+    )
+    keep_runs: int = Field(30, ge=1, le=10_000, description="run folders kept under runs/")
+
+
+class PracticeConfig(_Section):
+    source: SourceConfig
+    auth: AuthConfig = AuthConfig()
+    export: ExportConfig = ExportConfig()
+    screen: ScreenConfig = ScreenConfig()
+    output: OutputConfig
+
+    def rebased(self, folder: Path) -> PracticeConfig:
+        """Relative paths made relative to `folder` (the config file's)."""
+
+        def fix(value: Path | None) -> Path | None:
+            return None if value is None else (folder / value.expanduser()).resolve()
+
+        return self.model_copy(
+            update={
+                "source": self.source.model_copy(update={"path": fix(self.source.path)}),
+                "auth": self.auth.model_copy(
+                    update={"private_key_file": fix(self.auth.private_key_file)}
+                ),
+                "screen": self.screen.model_copy(update={"rules": fix(self.screen.rules)}),
+                "output": self.output.model_copy(update={"state_dir": fix(self.output.state_dir)}),
+            }
+        )
+
+
+def load_config(path: Path | str) -> PracticeConfig:
+    """Read and check a practice config file; `ConfigError` (exit 4) names the file and key."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    _refuse_secrets(data, path, ())
+    try:
+        config = PracticeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, path)) from None
+    return config.rebased(path.resolve().parent)
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if not parts:
+        return "(top level)"
+    if len(parts) == 1:
+        return f"[{parts[0]}]" if parts[0] in PracticeConfig.model_fields else parts[0]
+    return f"[{'.'.join(parts[:-1])}] {parts[-1]}"
+
+
+def _refuse_secrets(data: dict[str, Any], path: Path, loc: tuple[str, ...]) -> None:
+    for key, value in data.items():
+        here = (*loc, key)
+        if isinstance(value, dict):
+            _refuse_secrets(value, path, here)
+            continue
+        lowered = key.lower()
+        if lowered not in _NAMED_SECRETS and _SECRET_KEY.search(lowered):
+            raise ConfigError(
+                f"{path}: {_where(here)}: secrets must not be written in the config file; "
+                "name an environment variable instead ([auth] token_env) or a key file "
+                "([auth] private_key_file)"
+            )
+        if isinstance(value, str) and _SECRET_VALUE.match(value.strip()):
+            raise ConfigError(
+                f"{path}: {_where(here)}: this looks like a token or private key written into "
+                "the config file; name an environment variable ([auth] token_env) or a key file "
+                "([auth] private_key_file) instead"
+            )
+
+
+def _one_line(exc: ValidationError, path: Path) -> str:
+    first = exc.errors()[0]
+    loc = tuple(first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling; see docs/practice.example.toml)"
+    elif first["type"] == "missing":
+        message = "required setting missing"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{path}: {_where(loc)}: {message}{more}"
+
+
+def describe_settings() -> list[tuple[str, str]]:
+    """("[section] key", description) of every setting, for documentation and its test."""
+    out = []
+    for section, info in PracticeConfig.model_fields.items():
+        model = info.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        for key, field in model.model_fields.items():
+            out.append((f"[{section}] {key}", field.description or ""))
+    return out

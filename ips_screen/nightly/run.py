@@ -1,0 +1,293 @@
+"""One nightly run for one practice: sync the facts store, re-screen everyone, write, report.
+
+    1. the practice lock (state_dir/locks/nightly.lock): a second run gets `LockHeld` (exit 7)
+    2. a ledger row (store.sqlite: runs)
+    3. sync the store (nightly/sync.py): Bulk `_since` export, REST reload or files reload; a
+       changed ruleset fingerprint or source means a full reload
+    4. every patient re-evaluated from the store (decisions change with time alone), and the
+       number of patients whose decision differs from the last run's
+    5. proposals written to the server (`screen.write`, server sources only) with the duplicate
+       sweep, under the server's writer lock; what was written is read back into the store
+    6. outputs in runs/<run id>/ (report with trends, worklist.csv, decisions, summary) and
+       runs/latest; old run folders pruned; the ledger row finished
+
+Exit codes: 0, or 9 (`COMPLETED_WITH_ERRORS`) when some proposals were not written, the sweep
+failed, the export reported errors or unreadable resources were skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from ips_screen import __version__
+from ips_screen.engine import Decision, evaluate
+from ips_screen.errors import COMPLETED_WITH_ERRORS, UserError
+from ips_screen.fhir.lock import PracticeLock
+from ips_screen.nightly.config import PracticeConfig
+from ips_screen.nightly.progress import NoProgress, Progress
+from ips_screen.nightly.steps import (
+    link_latest,
+    make_client,
+    prune_runs,
+    screen_all,
+    trend_row,
+    trends_from,
+)
+from ips_screen.nightly.sync import (
+    BulkApi,
+    SyncResult,
+    default_bulk_api,
+    reread_patients,
+    sync_files,
+    sync_server,
+)
+from ips_screen.pipeline import finish, read_report_dict
+from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
+from ips_screen.store.facts_store import FactsStore
+from ips_screen.store.ledger import decision_digest
+
+log = logging.getLogger("ips_screen.nightly")
+
+STORE = "store.sqlite"
+_DEFAULT: Any = object()
+
+
+@dataclass
+class NightlyResult:
+    run_id: int
+    mode: str  # full | incremental
+    method: str  # bulk | rest | files
+    out_dir: Path
+    patients: int
+    proposals_new: int
+    proposals_open: int
+    changes: int
+    errors: list[str] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def report(self) -> Path:
+        return self.out_dir / "report.html"
+
+    @property
+    def exit_code(self) -> int:
+        return COMPLETED_WITH_ERRORS if self.errors else 0
+
+
+def run_nightly(
+    config: PracticeConfig,
+    *,
+    now: datetime,
+    as_of: date,
+    environ: Mapping[str, str],
+    progress: Progress | None = None,
+    bulk_api: BulkApi | None = _DEFAULT,
+) -> NightlyResult:
+    """Run once; `LockHeld` when another run holds the practice's lock. `bulk_api` replaces the
+    Bulk export client (tests); None means "no Bulk export available"."""
+    ruleset = load_ruleset(config.screen.rules)
+    state = config.output.state_dir
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    progress = progress or NoProgress()
+    api = default_bulk_api() if bulk_api is _DEFAULT else bulk_api
+    lock = PracticeLock(state / "locks" / "nightly.lock", base_url=f"the state folder {state}")
+    with lock, FactsStore(state / STORE) as store:
+        planned = "incremental" if _incremental_possible(store, ruleset, config) else "full"
+        tag = f"{ruleset.id}@{ruleset.version}"
+        run_id = store.start_run(started=now, as_of=as_of, ruleset=tag, mode=planned)
+        log.info("run %d started (%s, as of %s)", run_id, tag, as_of.isoformat())
+        try:
+            return _run(store, run_id, config, ruleset, now, as_of, environ, progress, api)
+        except BaseException as exc:
+            message = str(exc) if isinstance(exc, UserError) else type(exc).__name__
+            store.finish_run(
+                run_id,
+                finished=datetime.now(tz=now.tzinfo),
+                status="failed",
+                counts={},
+                new_proposals=0,
+                errors=[message[:500]],
+            )
+            raise
+
+
+def _incremental_possible(store: FactsStore, ruleset: CompiledRuleset, cfg: PracticeConfig) -> bool:
+    if cfg.source.kind != "server" or cfg.export.mode == "rest":
+        return False
+    same_source = store.get_meta("source") == f"server:{(cfg.source.base_url or '').rstrip('/')}"
+    return same_source and store.fingerprint_matches(ruleset) and store.get_since() is not None
+
+
+def _run(
+    store: FactsStore,
+    run_id: int,
+    config: PracticeConfig,
+    ruleset: CompiledRuleset,
+    now: datetime,
+    as_of: date,
+    environ: Mapping[str, str],
+    progress: Progress,
+    api: BulkApi | None,
+) -> NightlyResult:
+    state = config.output.state_dir
+    server = config.source.kind == "server"
+    client = make_client(config, environ) if server else None
+    with client if client is not None else contextlib.nullcontext():
+        if client is None:
+            assert config.source.path is not None
+            synced = sync_files(store, ruleset, config.source.path, progress)
+        else:
+            work_dir = state / "exports" / "current"
+            synced = sync_server(store, ruleset, client, config.export, work_dir, progress, api)
+        errors = list(synced.errors)
+        if synced.read_report.skipped_count:
+            errors.append(
+                f"{synced.read_report.skipped_count} unreadable resources skipped "
+                "(listed in summary.json)"
+            )
+        decisions, tally = screen_all(store, ruleset, as_of, progress)
+        digests = {d.patient.removeprefix("Patient/"): decision_digest(d) for d in decisions}
+        previous = store.decision_digests()
+        changes = sum(1 for pid, digest in digests.items() if previous.get(pid) != digest)
+        changes += sum(1 for pid in previous if pid not in digests)
+
+        new_proposals = 0
+        if client is not None and config.screen.write:
+            new_proposals = _write(
+                store,
+                client,
+                config,
+                ruleset,
+                decisions,
+                digests,
+                now,
+                as_of,
+                environ,
+                errors,
+                progress,
+            )
+    counts = {
+        "patients": len(decisions),
+        "propose": sum(d.outcome == "propose" for d in decisions),
+        "not_eligible": sum(d.outcome == "not-eligible" for d in decisions),
+        "excluded": sum(d.outcome == "excluded" for d in decisions),
+        "open_proposals": tally.open + new_proposals,
+        "accepted_proposals": tally.accepted,
+        "declined_proposals": tally.declined,
+        "changes": changes,
+        "resources_read": synced.read_report.resources_read,
+        "records_removed": synced.stats.removed + synced.deleted,
+        "store_bytes": store.size_bytes(),
+        "method": synced.method,
+    }
+    tonight = trend_row(run_id, as_of.isoformat(), counts)
+    trends = trends_from(store.recent_runs(14), tonight)
+    runs_dir = state / "runs"
+    out_dir = runs_dir / str(run_id)
+    screen = finish(
+        decisions,
+        ruleset,
+        as_of=as_of,
+        now=now,
+        out_dir=out_dir,
+        read_report=read_report_dict(synced.read_report),
+        orphans=store.orphans(),
+        unlinked=store.unlinked(),
+        owner=config.screen.owner,
+        trends=trends,
+    )
+    link_latest(runs_dir, out_dir)
+    prune_runs(runs_dir, config.output.keep_runs, out_dir)
+    store.replace_decision_digests(digests)  # once the run's outputs are written
+    status = "errors" if errors else "ok"
+    store.finish_run(
+        run_id,
+        finished=datetime.now(tz=now.tzinfo),
+        status=status,
+        counts=counts,
+        new_proposals=new_proposals,
+        errors=errors,
+        mode=synced.mode,
+    )
+    _log_end(run_id, synced, counts, new_proposals, errors)
+    return NightlyResult(
+        run_id=run_id,
+        mode=synced.mode,
+        method=synced.method,
+        out_dir=out_dir,
+        patients=len(decisions),
+        proposals_new=new_proposals,
+        proposals_open=int(counts["open_proposals"]),
+        changes=changes,
+        errors=errors,
+        summary=screen.summary,
+    )
+
+
+def _write(
+    store: FactsStore,
+    client: Any,
+    config: PracticeConfig,
+    ruleset: CompiledRuleset,
+    decisions: list[Decision],
+    digests: dict[str, str],
+    now: datetime,
+    as_of: date,
+    environ: Mapping[str, str],
+    errors: list[str],
+    progress: Progress,
+) -> int:
+    """Write the proposals under the server's writer lock (the one `screen --write` takes), read
+    them back into the store, and keep the written patients' decisions as they now stand (their
+    proposal is open), so the next run counts no change for them."""
+    from ips_screen.fhir.writer import default_lock_path, write_proposals
+
+    lock = PracticeLock(default_lock_path(client.base_url, environ), base_url=client.base_url)
+    with lock, progress.stage("written", unit="proposals") as bar:
+        written = write_proposals(
+            client,
+            decisions,
+            ruleset,
+            now=now,
+            owner=config.screen.owner,
+            tool_version=__version__,
+            progress=lambda n: bar.update(100),  # called every 100 proposals
+        )
+    for patient, message in written.failed:
+        errors.append(f"{patient} not written: {message}")
+    if written.sweep_error:
+        errors.append(f"duplicate sweep: {written.sweep_error}")
+    changed = [
+        r.patient.removeprefix("Patient/")
+        for r in written.results
+        if r.status in ("created", "repaired")
+    ]
+    reread_patients(store, ruleset, client, changed, config.export.page_size)
+    for pid in changed:
+        facts = store.get_patient(pid)
+        if facts is not None:
+            digests[pid] = decision_digest(evaluate(ruleset, facts, as_of))
+    return written.created
+
+
+def _log_end(
+    run_id: int, synced: SyncResult, counts: dict, new_proposals: int, errors: list[str]
+) -> None:
+    log.info(
+        "run %d done (%s, %s): %d patients, %d new proposals, %d open, %d changes, %d errors",
+        run_id,
+        synced.mode,
+        synced.method,
+        counts["patients"],
+        new_proposals,
+        counts["open_proposals"],
+        counts["changes"],
+        len(errors),
+        extra={"event": {"run": run_id, "mode": synced.mode, **counts, "errors": len(errors)}},
+    )

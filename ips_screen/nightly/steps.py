@@ -1,0 +1,161 @@
+"""Steps of the nightly run: the client, screening the store, proposal counts, trends, the run
+folders."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from ips_screen.codes import PROPOSAL_ID_SYSTEM
+from ips_screen.engine import Decision, evaluate
+from ips_screen.errors import ConfigError
+from ips_screen.facts.model import PatientFacts
+from ips_screen.nightly.config import PracticeConfig
+from ips_screen.nightly.progress import Progress
+from ips_screen.ruleset.loader import CompiledRuleset
+from ips_screen.store.facts_store import FactsStore
+
+if TYPE_CHECKING:
+    from ips_screen.fhir.client import FhirClient
+
+log = logging.getLogger("ips_screen.nightly")
+
+LATEST = "latest"
+OPEN_STATUSES = frozenset({"draft", "active", "on-hold"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MAX_PAGES = 100_000
+
+
+def make_client(config: PracticeConfig, environ: Mapping[str, str]) -> FhirClient:
+    """A client for the configured server, with the configured authentication."""
+    from ips_screen.fhir.auth import BearerTokenAuth, FhirAuth, NoAuth, SmartBackendAuth
+    from ips_screen.fhir.client import FhirClient
+
+    url = config.source.base_url
+    assert url is not None
+    auth_cfg = config.auth
+    auth: FhirAuth
+    if auth_cfg.method == "none":
+        auth = NoAuth(url.rstrip("/"))
+    else:
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "https" and (parts.hostname or "") not in LOOPBACK_HOSTS:
+            raise ConfigError(f"[source] base_url {url}: refusing to send credentials over http")
+        if auth_cfg.method == "bearer":
+            from ips_screen.fhir.auth import DEFAULT_TOKEN_ENV
+
+            env_var = auth_cfg.token_env or DEFAULT_TOKEN_ENV
+            auth = BearerTokenAuth(url.rstrip("/"), env_var, environ)
+        else:
+            assert auth_cfg.client_id and auth_cfg.private_key_file and auth_cfg.kid
+            auth = SmartBackendAuth(
+                url.rstrip("/"),
+                client_id=auth_cfg.client_id,
+                private_key_path=auth_cfg.private_key_file,
+                kid=auth_cfg.kid,
+                scope=auth_cfg.scope or "system/*.rs",
+                token_url=auth_cfg.token_url,
+            )
+    return FhirClient(url, auth=auth, headers={"Prefer": "handling=strict"}, max_pages=MAX_PAGES)
+
+
+@dataclass
+class ProposalTally:
+    """The tool's own proposals (ServiceRequests with its proposal identifier) by state."""
+
+    open: int = 0
+    accepted: int = 0
+    declined: int = 0
+
+    def add(self, facts: PatientFacts) -> None:
+        for record in facts.records:
+            if record.resource_type != "ServiceRequest" or record.intent != "proposal":
+                continue
+            if not any(system == PROPOSAL_ID_SYSTEM for system, _ in record.identifiers):
+                continue
+            if record.status in OPEN_STATUSES:
+                self.open += 1
+            elif record.status == "completed":
+                self.accepted += 1
+            elif record.status == "revoked":
+                self.declined += 1
+
+
+def trend_row(run_id: int, as_of: str, counts: Mapping[str, object]) -> dict:
+    """One point of the report's trends chart."""
+    return {
+        "run": run_id,
+        "as_of": as_of,
+        "propose": counts.get("propose", 0),
+        "not_eligible": counts.get("not_eligible", 0),
+        "excluded": counts.get("excluded", 0),
+        "open_proposals": counts.get("open_proposals", 0),
+    }
+
+
+def trends_from(runs: list[dict], tonight: dict, keep: int = 14) -> list[dict]:
+    """Earlier completed runs (oldest first) and tonight's, at most `keep` points."""
+    earlier = [
+        trend_row(r["id"], r["as_of"], r["counts"])
+        for r in runs
+        if r["status"] in ("ok", "errors") and r["id"] != tonight["run"]
+    ]
+    return [*earlier, tonight][-keep:]
+
+
+def link_latest(runs_dir: Path, run_dir: Path) -> None:
+    """runs/latest -> this run's folder (a relative symlink, replaced atomically; a copy where
+    symlinks are not available)."""
+    latest = runs_dir / LATEST
+    temporary = runs_dir / f".{LATEST}.tmp"
+    try:
+        if temporary.is_symlink() or temporary.exists():
+            temporary.unlink()
+        os.symlink(run_dir.name, temporary, target_is_directory=True)
+        if latest.is_dir() and not latest.is_symlink():
+            shutil.rmtree(latest)
+        os.replace(temporary, latest)
+    except OSError:
+        log.info("no symlinks here: copying the run to %s", latest)
+        if latest.is_symlink():
+            latest.unlink()
+        shutil.rmtree(latest, ignore_errors=True)
+        shutil.copytree(run_dir, latest)
+
+
+def prune_runs(runs_dir: Path, keep: int, current: Path) -> list[Path]:
+    """Remove the oldest run folders beyond `keep` (never the current one); the removed."""
+    folders = sorted(
+        (p for p in runs_dir.iterdir() if p.is_dir() and not p.is_symlink() and p.name.isdigit()),
+        key=lambda p: int(p.name),
+    )
+    removed = []
+    for folder in folders[: max(0, len(folders) - keep)]:
+        if folder.resolve() != current.resolve():
+            shutil.rmtree(folder)
+            removed.append(folder)
+    if removed:
+        log.info("removed %d old run folders", len(removed))
+    return removed
+
+
+def screen_all(
+    store: FactsStore, ruleset: CompiledRuleset, as_of: date, progress: Progress
+) -> tuple[list[Decision], ProposalTally]:
+    """Every patient in the store evaluated as of `as_of`, and the proposals counted."""
+    decisions: list[Decision] = []
+    tally = ProposalTally()
+    with progress.stage("screened", unit="patients") as bar:
+        for facts in store.iter_patients():
+            decisions.append(evaluate(ruleset, facts, as_of))
+            tally.add(facts)
+            bar.update()
+    decisions.sort(key=lambda d: d.patient)
+    return decisions, tally

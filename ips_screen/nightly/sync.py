@@ -1,0 +1,242 @@
+"""Bring the facts store up to date with the source: Bulk `_since` export, REST search or files.
+
+    server, Bulk export available   export of the needed types since the stored transactionTime
+                                    (everything on a first or full run), its output files and
+                                    deleted files applied; the transactionTime becomes the next
+                                    `since` only after a complete, error-free apply
+    server, REST (mode rest, or auto without Bulk export)
+                                    the store is reset and reloaded by search every night (REST
+                                    has no reliable `_since` for deletions)
+    files                           the store is reset and reloaded from the folder every run
+
+A changed ruleset fingerprint or another source resets the store first (a full reload).
+`ips_screen.fhir.bulk` is imported only when used; until it exists, `auto` falls back to REST.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from ips_screen.errors import InputError, ServerError
+from ips_screen.nightly.config import ExportConfig
+from ips_screen.nightly.progress import Progress
+from ips_screen.sources.files import Item, ReadReport, discover, iter_resources, resources_of
+from ips_screen.sources.population import HasCodelists
+from ips_screen.store.facts_store import ApplyStats, FactsStore
+
+log = logging.getLogger("ips_screen.nightly")
+
+REREAD_CHUNK = 50  # patients per search when reading back what a run wrote
+
+
+class ExportResultLike(Protocol):
+    transaction_time: str
+    files: list[tuple[str, Path]]
+    deleted: list[Path]
+    errors: list[str]
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class BulkApi:
+    """What the nightly uses of `ips_screen.fhir.bulk` (replaceable in tests)."""
+
+    supports_export: Callable[[Any, str], bool]
+    export: Callable[..., ExportResultLike]
+    request: Callable[..., Any]  # ExportRequest
+    unsupported: type[Exception]  # ExportUnsupported
+
+
+def default_bulk_api() -> BulkApi | None:
+    """The real Bulk export client, or None when this build has none."""
+    try:
+        from ips_screen.fhir import bulk
+    except ModuleNotFoundError as exc:
+        if exc.name != "ips_screen.fhir.bulk":
+            raise
+        return None
+    return BulkApi(bulk.supports_export, bulk.export, bulk.ExportRequest, bulk.ExportUnsupported)
+
+
+@dataclass
+class SyncResult:
+    mode: Literal["full", "incremental"]
+    method: Literal["bulk", "rest", "files"]
+    read_report: ReadReport
+    stats: ApplyStats
+    deleted: int = 0  # rows removed by Bulk deleted files
+    errors: list[str] = field(default_factory=list)  # export errors (the data may be incomplete)
+    since: str | None = None  # the `_since` asked for
+
+
+def _apply(
+    store: FactsStore,
+    ruleset: HasCodelists,
+    items: Iterator[Item],
+    report: ReadReport,
+    progress: Progress,
+) -> ApplyStats:
+    with progress.stage("applied", unit="resources") as bar:
+        return store.apply(items, ruleset, report=report, progress=bar.update)
+
+
+def sync_files(
+    store: FactsStore, ruleset: HasCodelists, path: Path, progress: Progress
+) -> SyncResult:
+    store.reset(ruleset, source=f"files:{path}")
+    report = ReadReport(skip_invalid=True)
+    items = iter_resources(discover([path], report), report)
+    stats = _apply(store, ruleset, items, report, progress)
+    return SyncResult("full", "files", report, stats)
+
+
+def sync_server(
+    store: FactsStore,
+    ruleset: HasCodelists,
+    client: Any,
+    export: ExportConfig,
+    work_dir: Path,
+    progress: Progress,
+    bulk_api: BulkApi | None,
+) -> SyncResult:
+    source = f"server:{client.base_url}"
+    if export.mode != "rest":
+        if bulk_api is None:
+            if export.mode == "bulk":
+                raise ServerError("Bulk export is not available in this build of ips-screen")
+            log.info("no Bulk export client in this build: reading by REST search")
+        elif not bulk_api.supports_export(client, export.level):
+            if export.mode == "bulk":
+                raise ServerError(
+                    f"{client.base_url}: the server does not offer a {export.level}-level Bulk "
+                    "export ([export] mode = 'bulk')"
+                )
+            log.info("the server offers no %s-level Bulk export: REST search", export.level)
+        else:
+            try:
+                return _sync_bulk(store, ruleset, client, export, work_dir, progress, bulk_api)
+            except bulk_api.unsupported as exc:
+                if export.mode == "bulk":
+                    raise
+                log.warning("Bulk export refused (%s): reading by REST search", exc)
+    return _sync_rest(store, ruleset, client, export.page_size, source, progress)
+
+
+def _sync_bulk(
+    store: FactsStore,
+    ruleset: HasCodelists,
+    client: Any,
+    export: ExportConfig,
+    work_dir: Path,
+    progress: Progress,
+    api: BulkApi,
+) -> SyncResult:
+    from ips_screen.sources.fhir_rest import SEARCH_ORDER
+
+    source = f"server:{client.base_url}"
+    current = store.fingerprint_matches(ruleset) and store.get_meta("source") == source
+    since = store.get_since() if current else None
+    if since is None:
+        store.reset(ruleset, source=source)
+    request = api.request(
+        level=export.level, group_id=export.group_id, types=SEARCH_ORDER, since=since
+    )
+    log.info("Bulk export (%s level) since %s", export.level, since or "the beginning")
+    result = api.export(
+        client,
+        request,
+        work_dir,
+        max_parallel=export.max_parallel_downloads,
+        poll_max_wait=export.poll_max_wait_seconds,
+        progress=_export_event,
+    )
+    report = ReadReport(skip_invalid=True)
+    files = [Path(p) for _, p in result.files]
+    stats = _apply(store, ruleset, iter_resources(files, report), report, progress)
+    deleted = store.apply_deleted_files([Path(p) for p in result.deleted])
+    errors = [f"Bulk export: {e}" for e in result.errors]
+    if errors:
+        log.warning(
+            "the export reported %d errors: `since` is kept, so the next run asks again",
+            len(errors),
+        )
+    else:
+        store.set_since(result.transaction_time)
+    shutil.rmtree(work_dir, ignore_errors=True)  # the files hold clinical data: not kept
+    mode: Literal["full", "incremental"] = "full" if since is None else "incremental"
+    return SyncResult(mode, "bulk", report, stats, deleted, errors, since)
+
+
+def _export_event(event: str, data: dict) -> None:
+    """Bulk export progress (kick-off, polling, files) as log lines; no patient data in them."""
+    level = logging.DEBUG if event in ("poll", "file") else logging.INFO
+    log.log(level, "export: %s %s", event, data, extra={"event": {"export": event, **data}})
+
+
+def _sync_rest(
+    store: FactsStore,
+    ruleset: HasCodelists,
+    client: Any,
+    page_size: int,
+    source: str,
+    progress: Progress,
+) -> SyncResult:
+    store.reset(ruleset, source=source)
+    report = ReadReport(skip_invalid=True)
+    try:
+        stats = _apply(store, ruleset, rest_resources(client, page_size, report), report, progress)
+    except InputError as exc:  # an unreadable entry in the server's answer
+        raise ServerError(str(exc)) from exc
+    return SyncResult("full", "rest", report, stats)
+
+
+def rest_resources(
+    client: Any,
+    page_size: int,
+    report: ReadReport,
+    params: dict[str, str] | None = None,
+    types: tuple[str, ...] | None = None,
+) -> Iterator[Item]:
+    """Every resource of the needed types on the server (the searches of
+    `sources.fhir_rest.read_server`), page by page, checked as files are."""
+    from urllib.parse import urlsplit
+
+    from ips_screen.sources.fhir_rest import SEARCH_ORDER
+
+    path = urlsplit(client.base_url).path.rstrip("/")
+    for rtype in types or SEARCH_ORDER:
+        query: dict[str, str | int] = {**(params or {}), "_count": page_size}
+        for page, bundle in enumerate(client.search_pages(rtype, query), 1):
+            yield from resources_of(bundle, f"GET {path}/{rtype} (page {page})", report)
+
+
+def reread_patients(
+    store: FactsStore,
+    ruleset: HasCodelists,
+    client: Any,
+    patient_ids: list[str],
+    page_size: int,
+) -> ApplyStats:
+    """Read back the ServiceRequests and Tasks of patients this run wrote proposals for, so the
+    store (and the decisions kept for the next run) include them."""
+    from ips_screen.sources.fhir_rest import chunks, patient_search_param
+
+    statement = client.capabilities() if patient_ids else None
+    total = ApplyStats()
+    for chunk in chunks(patient_ids, REREAD_CHUNK):
+        refs = ",".join(f"Patient/{pid}" for pid in chunk)
+        for rtype in ("ServiceRequest", "Task"):
+            params = {patient_search_param(statement, rtype): refs}
+            items = rest_resources(client, page_size, ReadReport(), params, (rtype,))
+            try:
+                stats = store.apply(items, ruleset)
+            except InputError as exc:
+                raise ServerError(str(exc)) from exc
+            total.resources += stats.resources
+            total.records += stats.records
+    return total

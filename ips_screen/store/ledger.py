@@ -1,0 +1,152 @@
+"""The run ledger and the last decision of each patient, kept beside the facts (same database).
+
+    runs       one row per nightly run: started, finished, status (running | ok | errors |
+               failed), as_of, ruleset "<id>@<version>", counts (JSON), new_proposals, errors
+               (JSON list of one-line messages), mode (full | incremental)
+    decisions  patient id -> digest of the patient's decision after the last run, so the next run
+               can count the patients whose decision changed
+
+Rows hold counts and messages only, never patient data beyond resource ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date, datetime
+from itertools import islice
+from typing import Any
+
+import orjson
+
+from ips_screen.engine.decision import Decision
+
+BATCH_ROWS = 10_000
+
+LEDGER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started TEXT NOT NULL,
+    finished TEXT,
+    status TEXT NOT NULL,
+    as_of TEXT NOT NULL,
+    ruleset TEXT NOT NULL,
+    counts TEXT,
+    new_proposals INTEGER,
+    errors TEXT,
+    mode TEXT NOT NULL CHECK (mode IN ('full', 'incremental'))
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    patient_id TEXT PRIMARY KEY,
+    digest TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+_RUN_COLUMNS = "id, started, finished, status, as_of, ruleset, counts, new_proposals, errors, mode"
+
+
+def decision_digest(decision: Decision) -> str:
+    """What a practice would call "the decision": outcome, reasons, flags, priority, the links a
+    proposal would carry and the ruleset. Not the trace or the as-of date, which change with time
+    alone without changing what anyone should do."""
+    key = {
+        "outcome": decision.outcome,
+        "reasons": list(decision.reasons),
+        "flags": list(decision.flags),
+        "priority": decision.priority,
+        "ruleset": decision.ruleset,
+        "links": [
+            list(decision.links.reasons),
+            list(decision.links.supporting),
+            list(decision.links.pain),
+            decision.links.owner,
+        ],
+    }
+    return hashlib.sha256(orjson.dumps(key, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+class LedgerMixin:
+    """The ledger half of `FactsStore` (which owns the connection)."""
+
+    _db: sqlite3.Connection
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    def start_run(self, *, started: datetime, as_of: date, ruleset: str, mode: str) -> int:
+        """Record that a run began; returns its id (1, 2, ...)."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (started, status, as_of, ruleset, mode) "
+                "VALUES (?, 'running', ?, ?, ?)",
+                (started.isoformat(timespec="seconds"), as_of.isoformat(), ruleset, mode),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        finished: datetime,
+        status: str,
+        counts: Mapping[str, Any],
+        new_proposals: int,
+        errors: list[str],
+        mode: str | None = None,
+    ) -> None:
+        """Record how a run ended (status ok, errors or failed) and what it counted."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE runs SET finished = ?, status = ?, counts = ?, new_proposals = ?, "
+                "errors = ?, mode = COALESCE(?, mode) WHERE id = ?",
+                (
+                    finished.isoformat(timespec="seconds"),
+                    status,
+                    orjson.dumps(dict(counts), option=orjson.OPT_SORT_KEYS).decode(),
+                    new_proposals,
+                    orjson.dumps(list(errors)).decode(),
+                    mode,
+                    run_id,
+                ),
+            )
+
+    def recent_runs(self, n: int) -> list[dict]:
+        """The last `n` runs, oldest first, with counts and errors decoded."""
+        rows = self._db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT ?",  # noqa: S608 (constant)
+            (n,),
+        ).fetchall()
+        names = [c.strip() for c in _RUN_COLUMNS.split(",")]
+        out = []
+        for row in reversed(rows):
+            item = dict(zip(names, row, strict=True))
+            item["counts"] = orjson.loads(item["counts"]) if item["counts"] else {}
+            item["errors"] = orjson.loads(item["errors"]) if item["errors"] else []
+            out.append(item)
+        return out
+
+    # -- decisions --------------------------------------------------------------------------------
+
+    def decision_digests(self) -> dict[str, str]:
+        """Patient id -> digest of their decision after the last run."""
+        return dict(self._db.execute("SELECT patient_id, digest FROM decisions"))
+
+    def replace_decision_digests(self, digests: Mapping[str, str]) -> None:
+        """Make `digests` the whole table, in one transaction."""
+        items = iter(digests.items())
+        with self._transaction() as db:
+            db.execute("DELETE FROM decisions")
+            while chunk := list(islice(items, BATCH_ROWS)):
+                db.executemany("INSERT INTO decisions (patient_id, digest) VALUES (?, ?)", chunk)

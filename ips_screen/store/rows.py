@@ -1,0 +1,144 @@
+"""How resources become store rows and rows become facts (the store's serialisation).
+
+A Patient row is the `PatientFacts` without records, a record row the `Record`, both as orjson;
+rows carry only what `facts.extract` keeps of a resource.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+
+import orjson
+
+from ips_screen import __version__
+from ips_screen.errors import InputError
+from ips_screen.facts.extract import (
+    CodeIndex,
+    Resolver,
+    extract_patient,
+    extract_record,
+    patient_of,
+    reference_to,
+)
+from ips_screen.facts.model import PatientFacts, Record
+from ips_screen.sources.files import ReadReport
+from ips_screen.sources.population import HasCodelists
+
+STORE_FORMAT = "1"  # bump when what is stored per resource changes: forces a full reload
+
+
+def ruleset_fingerprint(ruleset: HasCodelists) -> str:
+    """sha256 of what the stored facts depend on: the ruleset's id and version, the sha256 of every
+    codelist file (the facts keep only coded records in them), and the store format and tool
+    version (the extraction code)."""
+    digest = hashlib.sha256()
+    head = [STORE_FORMAT, __version__, getattr(ruleset, "id", ""), getattr(ruleset, "version", "")]
+    digest.update("\n".join(head).encode())
+    for name in sorted(ruleset.codelists):
+        content = hashlib.sha256(Path(ruleset.codelists[name].path).read_bytes()).hexdigest()
+        digest.update(f"\n{name}={content}".encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class ApplyStats:
+    """What `apply` did."""
+
+    resources: int = 0  # resources given
+    patients: int = 0  # Patient rows written
+    records: int = 0  # record rows written
+    removed: int = 0  # records that were stored and are no longer usable (deleted rows)
+    ignored: int = 0  # resources of types the rules never read
+    unlinked: int = 0  # records written with no resolvable patient
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    patients: dict[str, bytes] = field(default_factory=dict)
+    records: dict[str, tuple[str | None, bytes] | None] = field(default_factory=dict)  # None: drop
+
+    def __len__(self) -> int:
+        return len(self.patients) + len(self.records)
+
+
+def record_order(record: Record) -> tuple[date, str]:
+    return (record.date or date.min, record.ref)  # the order PopulationBuilder.finish gives
+
+
+def as_date(value: object) -> date | None:
+    return value if isinstance(value, date) else None
+
+
+def add_record(
+    batch: Batch,
+    stats: ApplyStats,
+    report: ReadReport,
+    resource: dict,
+    where: str,
+    resolve: Resolver | None,
+    index: CodeIndex,
+) -> None:
+    rid = resource.get("id")
+    record = extract_record(resource, index, resolve)
+    if record is None:
+        if rid is not None:
+            batch.records[f"{resource['resourceType']}/{rid}"] = None
+        return
+    if rid is None:
+        report.problem(where, f"{resource['resourceType']} has no id")
+        return
+    pid = patient_of(resource, resolve)
+    batch.records[record.ref] = (pid, orjson.dumps(record.to_dict()))
+    if pid is None:
+        stats.unlinked += 1
+
+
+def patient_data(resource: dict, resolve: Resolver | None) -> bytes:
+    info = extract_patient(resource, resolve)
+    facts = PatientFacts(
+        id=info.id,
+        birth_date=as_date(info.birth_date),
+        deceased=info.deceased,
+        deceased_date=as_date(info.deceased_date),
+        general_practitioners=info.general_practitioners,
+    )
+    data = facts.to_dict()
+    del data["records"]
+    return orjson.dumps(data)
+
+
+def facts_from(data: bytes, records: list[Record]) -> PatientFacts:
+    base = PatientFacts.from_dict(orjson.loads(data))
+    return replace(base, records=tuple(sorted(records, key=record_order)))
+
+
+def deleted_refs(paths: Iterable[Path]) -> Iterator[str]:
+    """ "Type/id" of every DELETE entry in Bulk `deleted` files (NDJSON, or NDJSON.gz by name)."""
+    for path in paths:
+        path = Path(path)
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rb") as lines:
+            for lineno, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    bundle = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+                if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+                    raise InputError(f"{path}:{lineno}: expected a Bundle of deletions")
+                for entry in bundle.get("entry") or []:
+                    request = entry.get("request") if isinstance(entry, dict) else None
+                    if not isinstance(request, dict):
+                        continue
+                    if str(request.get("method", "")).upper() != "DELETE":
+                        continue
+                    ref = reference_to(str(request.get("url") or "").split("?", 1)[0])
+                    if ref:
+                        yield ref

@@ -42,6 +42,14 @@ def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return cmd_load(args, environ)
     if args.command == "synth":
         return cmd_synth(args)
+    if args.command == "serve":
+        from ips_screen.cli.serve_cmd import run_serve
+
+        return run_serve(args, environ)
+    if args.command == "nightly":
+        from ips_screen.cli.nightly_cmd import run_nightly_cmd
+
+        return run_nightly_cmd(args, environ)
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -12,7 +12,9 @@ from datetime import date
 import orjson
 
 from ips_screen import __version__
+from ips_screen.cli.nightly_cmd import add_nightly_parser
 from ips_screen.cli.review_cmd import add_review_parser
+from ips_screen.cli.serve_cmd import add_serve_parser
 from ips_screen.cli.server_args import add_server_args
 from ips_screen.errors import EXIT_CODES, UserError
 
@@ -85,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     pin = rules_sub.add_parser("pin", help="record the sha256 of every codelist in a folder")
     pin.add_argument("path", nargs="?", help="codelists folder (default: rules/codelists)")
     add_review_parser(sub)
+    add_serve_parser(sub)
+    add_nightly_parser(sub)
 
     load = sub.add_parser(
         "load",

@@ -1,0 +1,310 @@
+"""CDS Hooks patient-view benchmark: the time the service takes to answer one call with prefetch.
+
+Run from the project root::
+
+    .venv/bin/python benchmarks/cds_benchmark.py [--calls 500] [--warmup 50]
+        [--transport uvicorn|testclient] [--filler 400] [--no-write]
+
+1. The request: fixture patient 01 (a `propose` patient: the service builds a full card), plus
+   --filler unrelated records spread over the prefetch searches (blood pressures, weights,
+   medication reviews, letters ... with codes the ruleset does not use), as a GP record of a
+   patient with a long history gives. Prefetch values are searchset Bundles as an EHR sends them.
+2. The service: `create_app` with EHR authentication ON (an RS384 key made here, its JWKS inline
+   in the configuration). Every call carries a fresh JWT (new jti, the replay cache would refuse a
+   reused one); the tokens are signed before timing, since the EHR signs them, not the service.
+3. Transport: a real uvicorn on 127.0.0.1 (default; one keep-alive HTTP/1.1 connection, httpx)
+   or FastAPI's in-process TestClient. --warmup calls first, then --calls timed calls, one after
+   another. Printed: median, p95, mean and max in ms, the goal (p95 < 100 ms; CDS Hooks clients
+   expect answers within about 500 ms), and the machine.
+4. Unless --no-write, the figures are appended to docs/benchmarks.md under the heading
+   "CDS Hooks patient-view" (added once; other sections of that file are left alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import uuid
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import orjson
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ips_screen import __version__  # noqa: E402
+from ips_screen.service.app import create_app  # noqa: E402
+from ips_screen.service.config import parse_config  # noqa: E402
+from ips_screen.service.prefetch import SEARCH_TYPES  # noqa: E402
+
+PUBLIC = "https://cds.bench.example"
+ISS = "https://ehr.bench.example"
+KID = "bench-1"
+PATH = "/cds-services/ips-screen"
+GOAL_P95_MS = 100.0
+DOC = ROOT / "docs" / "benchmarks.md"
+HEADING = "## CDS Hooks patient-view"
+FIXTURE = ROOT / "fhir_fixtures" / "patients" / "01-unemployed-recent.json"
+LOINC, SNOMED = "http://loinc.org", "http://snomed.info/sct"
+FILLER_CODES = {  # codes no codelist of the ruleset holds
+    "Observation": [(LOINC, "8480-6", "Systolic blood pressure"), (LOINC, "29463-7", "Weight")],
+    "Condition": [(SNOMED, "38341003", "Hypertension"), (SNOMED, "195967001", "Asthma")],
+    "Procedure": [(SNOMED, "182836005", "Review of medication")],
+    "DocumentReference": [(LOINC, "11488-4", "Consult note")],
+    "ServiceRequest": [(SNOMED, "306206005", "Referral to service")],
+}
+
+
+def filler(patient_id: str, n: int) -> list[dict[str, Any]]:
+    """n unrelated records of the patient, spread over the types as a GP record has them."""
+    share = {
+        "Observation": 0.6,
+        "Condition": 0.15,
+        "Procedure": 0.1,
+        "DocumentReference": 0.1,
+        "ServiceRequest": 0.05,
+    }
+    out = []
+    for rtype, part in share.items():
+        for i in range(int(n * part)):
+            system, code, display = FILLER_CODES[rtype][i % len(FILLER_CODES[rtype])]
+            concept = {"coding": [{"system": system, "code": code, "display": display}]}
+            day = f"20{10 + i % 16:02d}-{1 + i % 12:02d}-{1 + i % 28:02d}"
+            resource: dict[str, Any] = {
+                "resourceType": rtype,
+                "id": f"{patient_id}-{rtype.lower()}-{i}",
+                "subject": {"reference": f"Patient/{patient_id}"},
+            }
+            if rtype == "Observation":
+                resource.update(
+                    status="final",
+                    code=concept,
+                    effectiveDateTime=day,
+                    valueQuantity={"value": 120 + i % 30, "unit": "mm[Hg]"},
+                )
+            elif rtype == "Condition":
+                resource.update(code=concept, onsetDateTime=day)
+            elif rtype == "Procedure":
+                resource.update(status="completed", code=concept, performedDateTime=day)
+            elif rtype == "DocumentReference":
+                resource.update(
+                    status="current",
+                    type=concept,
+                    date=f"{day}T10:00:00Z",
+                    content=[{"attachment": {"contentType": "text/plain"}}],
+                )
+            else:
+                resource.update(status="completed", intent="order", code=concept, authoredOn=day)
+            out.append(resource)
+    return out
+
+
+def prefetch(n_filler: int) -> tuple[str, dict[str, Any], int]:
+    bundle = orjson.loads(FIXTURE.read_bytes())
+    resources = [entry["resource"] for entry in bundle["entry"]]
+    (patient,) = [r for r in resources if r["resourceType"] == "Patient"]
+    resources += filler(patient["id"], n_filler)
+    out: dict[str, Any] = {"patient": patient}
+    for key, rtype in SEARCH_TYPES.items():
+        found = [r for r in resources if r["resourceType"] == rtype]
+        out[key] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(found),
+            "entry": [{"fullUrl": f"{rtype}/{r['id']}", "resource": r} for r in found],
+        }
+    count = 1 + sum(len(v["entry"]) for k, v in out.items() if k != "patient")
+    return patient["id"], out, count
+
+
+def tokens(key: rsa.RSAPrivateKey, n: int) -> list[str]:
+    now = int(time.time())
+    return [
+        jwt.encode(
+            {
+                "iss": ISS,
+                "sub": "ehr",
+                "aud": PUBLIC + PATH,
+                "iat": now,
+                "exp": now + 600,
+                "jti": str(uuid.uuid4()),
+            },
+            key,
+            algorithm="RS384",
+            headers={"kid": KID},
+        )
+        for _ in range(n)
+    ]
+
+
+def app_for(key: rsa.RSAPrivateKey):
+    jwk = {**RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": KID, "alg": "RS384"}
+    config = parse_config(
+        {
+            "public_base_url": PUBLIC,
+            "fhir": {"base_url": "https://fhir.bench.example/R4"},
+            "ehr_auth": {"issuers": [{"iss": ISS, "jwks": {"keys": [jwk]}}]},
+        }
+    )
+    return create_app(config, environ={})
+
+
+class _Uvicorn:
+    """uvicorn on 127.0.0.1 in a thread, for the length of a `with`."""
+
+    def __init__(self, app: Any) -> None:
+        import socket
+
+        import uvicorn
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    patient_id, data, count = prefetch(args.filler)
+    body = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/bench", "patientId": patient_id},
+        "prefetch": data,
+    }
+    payload = orjson.dumps(body)
+    signed = tokens(key, args.warmup + args.calls)
+    app = app_for(key)
+    times: list[float] = []
+
+    def timed(client: Any, n: int, token: str) -> None:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        started = time.perf_counter()
+        response = client.post(PATH, content=payload, headers=headers)
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 200 or len(response.json()["cards"]) != 1:
+            raise RuntimeError(f"call {n}: HTTP {response.status_code}: {response.text[:200]}")
+        if n >= args.warmup:
+            times.append(elapsed)
+
+    if args.transport == "uvicorn":
+        with _Uvicorn(app) as base, httpx.Client(base_url=base, timeout=30) as client:
+            for n, token in enumerate(signed):
+                timed(client, n, token)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from fastapi.testclient import TestClient
+        with TestClient(app) as client:
+            for n, token in enumerate(signed):
+                timed(client, n, token)
+    times.sort()
+    return {
+        "transport": args.transport,
+        "calls": len(times),
+        "warmup": args.warmup,
+        "resources": count,
+        "bytes": len(payload),
+        "median": statistics.median(times),
+        "p95": times[max(0, round(0.95 * len(times)) - 1)],
+        "mean": statistics.fmean(times),
+        "max": times[-1],
+    }
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def report(result: dict[str, Any]) -> list[str]:
+    ok = result["p95"] < GOAL_P95_MS
+    return [
+        f"- {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, ips-screen {__version__}, "
+        f"{result['transport']}: {result['calls']} calls after {result['warmup']} warm-up, "
+        f"prefetch of {result['resources']} resources ({result['bytes'] / 1024:.0f} KiB), "
+        "JWT verified on every call",
+        f"  - median {result['median']:.1f} ms, p95 {result['p95']:.1f} ms, "
+        f"mean {result['mean']:.1f} ms, max {result['max']:.1f} ms",
+        f"  - goal p95 < {GOAL_P95_MS:.0f} ms: {'met' if ok else 'NOT met'}",
+        f"  - machine: {machine()}",
+    ]
+
+
+def append(lines: list[str]) -> None:
+    """Append to docs/benchmarks.md; the heading and its note only the first time."""
+    existing = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+    block = []
+    if HEADING not in existing:
+        block += [
+            "" if existing else "# Benchmarks",
+            "",
+            HEADING,
+            "",
+            "`benchmarks/cds_benchmark.py`: POST /cds-services/ips-screen with prefetch for one "
+            "`propose` patient (fixture 01 plus unrelated GP-record filler), EHR JWT verified on "
+            "every call, one call at a time. Goal: p95 under 100 ms (CDS Hooks clients expect "
+            "about 500 ms for the whole round trip).",
+            "",
+        ]
+    with DOC.open("a", encoding="utf-8") as out:
+        out.write("\n".join([*block, *lines]) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--filler", type=int, default=400, help="unrelated records in prefetch")
+    parser.add_argument("--transport", choices=["uvicorn", "testclient"], default="uvicorn")
+    parser.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
+    args = parser.parse_args()
+    result = run(args)
+    lines = report(result)
+    print("CDS Hooks patient-view")
+    print("\n".join(lines))
+    if not args.no_write:
+        append(lines)
+        print(f"appended to {DOC.relative_to(ROOT)}")
+    return 0 if result["p95"] < GOAL_P95_MS else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

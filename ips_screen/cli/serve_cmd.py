@@ -1,0 +1,90 @@
+"""`ips-screen serve`: the CDS Hooks service and the review page.
+
+    serve --config serve.toml [--host 127.0.0.1] [--port 8080]
+    serve hash-password [--user NAME --practitioner Practitioner/ID]
+
+`hash-password` reads the password from stdin when it is not a terminal (one line), else asks
+twice without echo, and prints the ``scrypt$...`` hash (or a whole users-file line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import re
+import sys
+from collections.abc import Mapping
+
+from ips_screen.errors import UserError
+
+MIN_PASSWORD = 12
+_USERNAME = re.compile(r"^[A-Za-z0-9._@\-]{1,128}$")
+_PRACTITIONER = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}")
+    return port
+
+
+def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add `serve` (and `serve hash-password`) to the top-level subparsers."""
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the CDS Hooks service and the review page",
+        description="Run the CDS Hooks 2.0 patient-view service and the clinicians' review page.",
+    )
+    serve.add_argument("--config", metavar="FILE", help="service configuration (TOML)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
+    actions = serve.add_subparsers(dest="serve_command", metavar="ACTION")
+    hashing = actions.add_parser(
+        "hash-password", help="print a password hash for the review page's users file"
+    )
+    hashing.add_argument("--user", help="also print the whole users-file line for this username")
+    hashing.add_argument("--practitioner", metavar="Practitioner/ID", help="with --user")
+
+
+def _read_password() -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise UserError("the two passwords differ")
+    return first
+
+
+def run_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    if args.serve_command == "hash-password":
+        return _hash_password(args)
+    if not args.config:
+        raise UserError("serve needs --config FILE (see docs/serve.example.toml)")
+    from ips_screen.service.app import run
+    from ips_screen.service.config import load_config
+
+    run(load_config(args.config), args.host, args.port, environ)
+    return 0
+
+
+def _hash_password(args: argparse.Namespace) -> int:
+    from ips_screen.service.config import hash_password
+
+    if (args.user is None) != (args.practitioner is None):
+        raise UserError("give --user and --practitioner together")
+    if args.user is not None and not _USERNAME.match(args.user):
+        raise UserError("usernames use letters, digits and . _ @ - only")
+    if args.practitioner is not None and not _PRACTITIONER.match(args.practitioner):
+        raise UserError("--practitioner must be Practitioner/<id> or PractitionerRole/<id>")
+    password = _read_password()
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"use a password of at least {MIN_PASSWORD} characters")
+    hashed = hash_password(password)
+    print(f"{args.user}:{hashed}:{args.practitioner}" if args.user else hashed)
+    return 0

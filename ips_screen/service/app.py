@@ -1,0 +1,170 @@
+"""The web application: CDS Hooks endpoints, the review page and a health check.
+
+    create_app(config)   the FastAPI app (tests inject the FHIR client, verifier and clock)
+    run(config, host, port)   serve it with uvicorn (`ips-screen serve --config serve.toml`)
+
+The backend FHIR client (reads for the review page, writes for feedback and decisions) uses the
+service's own credentials from the configuration. The review page's session is a cookie signed
+with the secret from the environment variable the configuration names (HttpOnly, SameSite=Lax,
+Secure when public_base_url is https, path limited to the review page).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+import requests
+from fastapi import FastAPI, Response
+from starlette.middleware.sessions import SessionMiddleware
+
+from ips_screen import __version__
+from ips_screen.dates import LONDON
+from ips_screen.errors import ConfigError
+from ips_screen.fhir.auth import (
+    DEFAULT_TOKEN_ENV,
+    BearerTokenAuth,
+    FhirAuth,
+    NoAuth,
+    SmartBackendAuth,
+)
+from ips_screen.fhir.client import FhirClient, RetryPolicy
+from ips_screen.ruleset.loader import load_ruleset
+from ips_screen.service import cds, review_page
+from ips_screen.service.config import FhirBackendConfig, ServeConfig, load_users
+from ips_screen.service.ehr_auth import EhrVerifier
+from ips_screen.service.signin import Throttle
+from ips_screen.service.state import ServiceState
+
+log = logging.getLogger("ips_screen.service")
+
+SESSION_COOKIE = "ips_screen_review"
+MIN_SECRET_LENGTH = 32
+MAX_JWKS_BYTES = 256 * 1024
+
+
+def backend_client(config: FhirBackendConfig, environ: Mapping[str, str]) -> FhirClient:
+    """A client for the practice FHIR server with the service's own credentials."""
+    base = config.base_url
+    auth: FhirAuth
+    if config.auth == "bearer":
+        auth = BearerTokenAuth(base, config.token_env or DEFAULT_TOKEN_ENV, environ)
+    elif config.auth == "smart":
+        assert config.client_id and config.private_key and config.kid
+        auth = SmartBackendAuth(
+            base,
+            client_id=config.client_id,
+            private_key_path=config.private_key,
+            kid=config.kid,
+            scope=config.scope,
+            token_url=config.token_url,
+        )
+    else:
+        auth = NoAuth(base)
+    return FhirClient(
+        base,
+        auth=auth,
+        timeout=(5.0, config.timeout_seconds),
+        headers={"Prefer": "handling=strict"},
+        retry=RetryPolicy(max_attempts=3, backoff_initial=0.5, backoff_max=4.0),
+    )
+
+
+def fetch_jwks(url: str) -> dict[str, Any]:
+    """GET a JWKS document (https only, no redirects, size-capped)."""
+    if not url.startswith("https://"):
+        raise ValueError("JWKS URLs must be https")
+    with requests.get(url, timeout=(3.05, 5.0), allow_redirects=False, stream=True) as resp:
+        if resp.status_code != 200:
+            raise ValueError(f"HTTP {resp.status_code}")
+        content = resp.raw.read(MAX_JWKS_BYTES + 1, decode_content=True)
+    if len(content) > MAX_JWKS_BYTES:
+        raise ValueError("JWKS document too large")
+    document = orjson.loads(content)
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    return document
+
+
+def _session_secret(config: ServeConfig, environ: Mapping[str, str]) -> str:
+    assert config.review_page is not None
+    name = config.review_page.session_secret_env
+    secret = environ.get(name, "")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"review_page: set the environment variable {name} to a random secret of at least "
+            f"{MIN_SECRET_LENGTH} characters (it signs the session cookies)"
+        )
+    return secret
+
+
+def create_app(
+    config: ServeConfig,
+    *,
+    fhir_client: FhirClient | None = None,
+    verifier: EhrVerifier | None = None,
+    clock: Callable[[], datetime] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> FastAPI:
+    """The service for `config`; `fhir_client`, `verifier`, `clock` and `environ` for tests."""
+    environ = os.environ if environ is None else environ
+    now = clock or (lambda: datetime.now(tz=LONDON))
+    ruleset = load_ruleset(config.rules)
+    if verifier is None and config.ehr_auth is not None:
+        verifier = EhrVerifier(
+            config.ehr_auth, fetch_jwks=fetch_jwks, clock=lambda: now().timestamp()
+        )
+    if config.ehr_auth is None:
+        log.warning("EHR authentication is DISABLED (local demo on %s)", config.public_base_url)
+    page = config.review_page
+    users = load_users(page.users_file) if page is not None and page.users_file else {}
+    secret = _session_secret(config, environ) if page is not None else None
+    state = ServiceState(
+        config=config,
+        ruleset=ruleset,
+        backend=fhir_client or backend_client(config.fhir, environ),
+        verifier=verifier,
+        clock=now,
+        environ=environ,
+        users=users,
+    )
+
+    app = FastAPI(
+        title="ips-screen", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.service = state
+    app.include_router(cds.router)
+    if page is not None and secret is not None:
+        app.include_router(review_page.router)
+        app.state.sign_in_throttle = Throttle()
+        app.add_middleware(
+            SessionMiddleware,
+            secret_key=secret,
+            session_cookie=SESSION_COOKIE,
+            max_age=page.session_max_age_seconds,
+            path=f"{config.base_path}/review",
+            same_site="lax",
+            https_only=config.secure_cookies,
+        )
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        tag = f"{ruleset.id}@{ruleset.version}"
+        body = {"status": "ok", "version": __version__, "ruleset": tag}
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    return app
+
+
+def run(config: ServeConfig, host: str, port: int, environ: Mapping[str, str]) -> None:
+    """Serve until interrupted. The peer address is the direct one (no X-Forwarded-For), so
+    `trusted_proxy_ips` checks the real proxy."""
+    import uvicorn
+
+    app = create_app(config, environ=environ)
+    log.info("serving %s on %s:%d (public URL %s)", __version__, host, port, config.public_base_url)
+    uvicorn.run(app, host=host, port=port, proxy_headers=False, server_header=False)

@@ -1,0 +1,88 @@
+"""The card's detail: markdown from the clinician note (the decision trace in plain words, or a
+pending proposal's stored note) and the fit-note timeline, with the records' words escaped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from ips_screen.facts.extract import CODE_FIELD, codings, record_date
+from ips_screen.ruleset.loader import CompiledRuleset
+
+FITNESS_WORDS = {
+    "not-fit": "not fit for work",
+    "may-be-fit": "may be fit for work",
+    "back-to-work": "back to work",
+    "unspecified": "fitness not stated",
+}
+_MD_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>|#"})
+
+
+def md_escape(text: str) -> str:
+    return text.translate(_MD_SPECIAL)
+
+
+def _note_markdown(note: str) -> list[str]:
+    """The clinician note as markdown: first line bold, "- " lines as bullets."""
+    out: list[str] = []
+    for n, line in enumerate(note.strip().splitlines()):
+        line = line.strip()
+        if not line:
+            out.append("")
+        elif n == 0:
+            out.append(f"**{md_escape(line.rstrip(':'))}**")
+            out.append("")
+        elif line.startswith("- "):
+            out.append(f"- {md_escape(line[2:])}")
+        else:
+            out.append(md_escape(line))
+    return out
+
+
+def _fit_note_lines(
+    refs: Iterable[str], resources: Mapping[str, dict], ruleset: CompiledRuleset
+) -> list[str]:
+    fit_list = ruleset.codelists[ruleset.model.proposal.supporting_info.codelist]
+    rows = []
+    for ref in dict.fromkeys(refs):
+        resource = resources.get(ref)
+        if resource is None:
+            rows.append(("9999", f"- {md_escape(ref)}: not in the record sent"))
+            continue
+        rtype = resource["resourceType"]
+        concept = resource.get(CODE_FIELD.get(rtype, "code")) or {}
+        when = record_date(resource, rtype)
+        fitness = fit_list.first_match(codings(concept)) or "unspecified"
+        display = next(
+            (c.get("display") for c in concept.get("coding") or () if c.get("display")),
+            concept.get("text") or "fit note",
+        )
+        day = when.isoformat() if when else "undated"
+        text = f"{day}: {FITNESS_WORDS.get(fitness, fitness)} ({display})"
+        rows.append((day, f"- {md_escape(text)}"))
+    return [line for _, line in sorted(rows)]
+
+
+def detail_markdown(
+    note: str,
+    fit_notes: Iterable[str],
+    resources: Mapping[str, dict],
+    ruleset: CompiledRuleset,
+    *,
+    pending: bool,
+) -> str:
+    months = ruleset.model.proposal.supporting_info.within_months or 12
+    lines = _note_markdown(note)
+    fit_lines = _fit_note_lines(fit_notes, resources, ruleset)
+    lines += ["", f"**Fit notes in the last {months} months**", ""]
+    lines += fit_lines or ["- none recorded"]
+    done = " It also completes the proposal's review in ips-screen." if pending else ""
+    lines += [
+        "",
+        "**IPS is voluntary.** An employment specialist helps the person find and keep paid work, "
+        "alongside their health care. Offer it; refer only if they want to work and agree.",
+        "",
+        "**What happens next:** *Refer to IPS* creates a draft IPS referral for you to review "
+        f"and sign.{done} If the patient says no, dismiss this card with a reason: IPS will not "
+        "be suggested again for 12 months.",
+    ]
+    return "\n".join(lines).strip()

@@ -1,0 +1,271 @@
+"""CDS Hooks cards for the patient-view hook: pure functions of one patient's resources.
+
+Order of checks (as `cds.handle_patient_view` applies them):
+1. Loop guard: an IPS referral with intent order or plan (e.g. the one this card's suggestion
+   creates) whose status is not revoked or entered-in-error gives no card. A completed referral
+   authored more than 12 months before T does not block: the default ruleset offers IPS again
+   then (docs/default-ruleset.md, `ips-referral-open`).
+2. A pending proposal (the ServiceRequest with the project's proposal identifier, intent
+   proposal, status draft, and its review Task requested) gives a card for that proposal; its
+   detail is the proposal's stored note, so the card says what the reviewer will see.
+3. Otherwise the engine decides live: `propose` gives a card; excluded / not eligible give none.
+
+The card detail is markdown built from the decision trace (or the stored note), with the text of
+the records escaped; it never holds names, birth dates or identifiers beyond resource ids.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from uuid import NAMESPACE_URL, uuid5
+
+from ips_screen import __version__
+from ips_screen.codes import (
+    DECLINE_REASON_SYSTEM,
+    DECLINE_REASONS,
+    IPS_REFERRAL,
+    IPS_SYSTEM,
+    PROPOSAL_ID_SYSTEM,
+    RULESET_EXTENSION,
+    VOCATIONAL_REHAB,
+)
+from ips_screen.dates import months_before, parse_fhir_date
+from ips_screen.engine import Decision
+from ips_screen.facts.extract import codings, reference_to
+from ips_screen.fhir.sweep import is_review_task
+from ips_screen.proposals.build import proposal_identifier
+from ips_screen.proposals.common import PRIORITY_CODES, validated
+from ips_screen.proposals.text import clinician_note, patient_explanation
+from ips_screen.ruleset.loader import CompiledRuleset
+from ips_screen.service.card_detail import detail_markdown
+
+Resource = dict
+ORDER_INTENTS = frozenset(
+    {"order", "original-order", "reflex-order", "filler-order", "instance-order", "plan"}
+)
+NOT_BLOCKING = frozenset({"revoked", "entered-in-error"})
+_IPS_KEYS = frozenset(
+    {
+        (IPS_REFERRAL["system"], IPS_REFERRAL["code"].upper()),
+        (VOCATIONAL_REHAB["system"], VOCATIONAL_REHAB["code"]),
+    }
+)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A proposal awaiting review, as read from the EHR's data."""
+
+    proposal: Resource
+    task: Resource
+
+
+@dataclass(frozen=True)
+class CardResult:
+    card: dict
+    task_id: str | None  # the pending proposal's review Task
+    decision: Decision | None  # the live decision (None for a pending proposal)
+
+
+# --------------------------------------------------------------------------- finding things
+
+
+def by_ref(resources: Iterable[Resource]) -> dict[str, Resource]:
+    return {
+        f"{r['resourceType']}/{r['id']}": r
+        for r in resources
+        if isinstance(r.get("resourceType"), str) and isinstance(r.get("id"), str)
+    }
+
+
+def _is_ips(resource: Resource, ruleset: CompiledRuleset) -> bool:
+    codelist = ruleset.codelists[ruleset.model.proposal.request_codelist]
+    keys = codings(resource.get("code"))
+    return any(k in _IPS_KEYS or k in codelist for k in keys)
+
+
+def blocking_referral(
+    resources: Mapping[str, Resource], ruleset: CompiledRuleset, as_of: date
+) -> str | None:
+    """The reference of an IPS referral (order or plan) that must silence the card, if any."""
+    for ref, resource in resources.items():
+        if resource.get("resourceType") != "ServiceRequest" or not _is_ips(resource, ruleset):
+            continue
+        status = resource.get("status")
+        if resource.get("intent") not in ORDER_INTENTS or status in NOT_BLOCKING:
+            continue
+        if status == "completed":
+            authored = parse_fhir_date(resource.get("authoredOn"))
+            if authored is not None and authored < months_before(as_of, 12):
+                continue
+        return ref
+    return None
+
+
+def pending_proposal(
+    resources: Mapping[str, Resource], ruleset: CompiledRuleset, patient_id: str
+) -> Pending | None:
+    """The patient's proposal awaiting review (draft proposal + requested review Task)."""
+    system, value = proposal_identifier(ruleset, patient_id)
+    for ref, sr in resources.items():
+        if sr.get("resourceType") != "ServiceRequest":
+            continue
+        ids = {(i.get("system"), i.get("value")) for i in sr.get("identifier") or ()}
+        if (system, value) not in ids or (sr.get("intent"), sr.get("status")) != (
+            "proposal",
+            "draft",
+        ):
+            continue
+        for task in resources.values():
+            if (
+                task.get("resourceType") == "Task"
+                and task.get("status") == "requested"
+                and is_review_task(task)
+                and reference_to(task.get("focus")) == ref
+            ):
+                return Pending(sr, task)
+    return None
+
+
+# --------------------------------------------------------------------------- the card
+
+
+def card_uuid(ruleset: CompiledRuleset, patient_id: str, task_id: str | None) -> str:
+    system, value = proposal_identifier(ruleset, patient_id)
+    return str(uuid5(NAMESPACE_URL, f"{system}|{value}|{task_id or 'live'}#card"))
+
+
+def suggestion_uuid(card_id: str) -> str:
+    return str(uuid5(NAMESPACE_URL, f"urn:uuid:{card_id}#refer-to-ips"))
+
+
+def _request_code(ruleset: CompiledRuleset) -> dict:
+    rows = ruleset.codelists[ruleset.model.proposal.request_codelist].rows
+    coding = [{"system": r.system, "code": r.code, "display": r.display} for r in rows]
+    text = next((r.display for r in rows if r.system == IPS_SYSTEM), rows[0].display)
+    return {"coding": coding, "text": text}
+
+
+def order_resource(
+    ruleset: CompiledRuleset,
+    patient_id: str,
+    *,
+    code: dict,
+    reasons: Iterable[str],
+    supporting: Iterable[str],
+    priority: str | None,
+    based_on: str | None,
+) -> dict:
+    """The draft IPS order the suggestion creates. Its identifier is the one `review accept`
+    gives its order, so accepting the proposal later finds it instead of adding a second."""
+    _, value = proposal_identifier(ruleset, patient_id)
+    order: dict = {
+        "resourceType": "ServiceRequest",
+        "extension": [{"url": RULESET_EXTENSION, "valueString": f"{ruleset.id}@{ruleset.version}"}],
+        "identifier": [{"system": PROPOSAL_ID_SYSTEM, "value": f"{value}-order"}],
+        "status": "draft",
+        "intent": "order",
+        "priority": "routine",
+        "code": copy.deepcopy(code),
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "reasonReference": [{"reference": r} for r in dict.fromkeys(reasons)],
+        "supportingInfo": [{"reference": r} for r in dict.fromkeys(supporting)],
+        "patientInstruction": patient_explanation(ruleset),
+    }
+    if priority in PRIORITY_CODES:
+        order["category"] = [{"coding": [PRIORITY_CODES[priority]]}]
+    if based_on:
+        order["basedOn"] = [{"reference": based_on}]
+    for key in ("reasonReference", "supportingInfo"):
+        if not order[key]:
+            del order[key]
+    return validated(order)
+
+
+def override_reasons() -> list[dict]:
+    return [
+        {"system": DECLINE_REASON_SYSTEM, "code": code, "display": display}
+        for code, display in DECLINE_REASONS.items()
+    ]
+
+
+def _priority_of(proposal: Resource) -> str | None:
+    for system, code in codings(proposal.get("category")):
+        if system == IPS_SYSTEM and code.lower().startswith("priority-"):
+            return code.lower().removeprefix("priority-")
+    return None
+
+
+def _refs(values: object) -> list[str]:
+    found = (reference_to(v) for v in values) if isinstance(values, list) else ()
+    return [r for r in found if r]
+
+
+def build_card(
+    ruleset: CompiledRuleset,
+    patient_id: str,
+    resources: Mapping[str, Resource],
+    *,
+    decision: Decision | None,
+    pending: Pending | None,
+    review_url: str | None,
+) -> CardResult:
+    """The card for a pending proposal (when given), else for a live `propose` decision."""
+    if pending is not None:
+        sr, task_id = pending.proposal, pending.task["id"]
+        notes = [n.get("text", "") for n in sr.get("note") or () if isinstance(n, dict)]
+        note = "\n\n".join(n for n in notes if n) or "A proposal is awaiting review."
+        reasons, supporting = _refs(sr.get("reasonReference")), _refs(sr.get("supportingInfo"))
+        priority, code = _priority_of(sr), sr.get("code") or _request_code(ruleset)
+        based_on: str | None = f"ServiceRequest/{sr['id']}"
+        summary = "IPS employment support proposal awaiting review: chronic pain and out of work"
+    else:
+        assert decision is not None and decision.outcome == "propose"
+        task_id, note = None, clinician_note(decision, ruleset)
+        reasons, supporting = list(decision.links.reasons), list(decision.links.supporting)
+        priority, code, based_on = decision.priority, _request_code(ruleset), None
+        summary = "Consider IPS employment support: chronic pain and out of work"
+        if "employment-status-unconfirmed" in decision.flags:
+            summary += " (please confirm employment status)"
+    uuid = card_uuid(ruleset, patient_id, task_id)
+    order = order_resource(
+        ruleset,
+        patient_id,
+        code=code,
+        reasons=reasons,
+        supporting=supporting,
+        priority=priority,
+        based_on=based_on,
+    )
+    card: dict = {
+        "uuid": uuid,
+        "summary": summary,
+        "detail": detail_markdown(
+            note, supporting, resources, ruleset, pending=task_id is not None
+        ),
+        "indicator": "info",
+        "source": {"label": f"ips-screen {__version__} ({ruleset.id}@{ruleset.version})"},
+        "suggestions": [
+            {
+                "label": "Refer to IPS",
+                "uuid": suggestion_uuid(uuid),
+                "isRecommended": True,
+                "actions": [
+                    {
+                        "type": "create",
+                        "description": "Create a draft referral to Individual Placement and "
+                        "Support (IPS) for you to review and sign",
+                        "resource": order,
+                    }
+                ],
+            }
+        ],
+        "selectionBehavior": "at-most-one",
+        "overrideReasons": override_reasons(),
+    }
+    if review_url:
+        card["links"] = [{"label": "Review in ips-screen", "url": review_url, "type": "absolute"}]
+    return CardResult(card, task_id, decision)

@@ -1,0 +1,281 @@
+"""The service's configuration (`ips-screen serve --config serve.toml`), and review-page passwords.
+
+Strict: unknown keys, wrong types and inline secrets are errors (`ConfigError`, naming the key).
+Secrets live in environment variables or files the configuration names, never in the file:
+the backend's bearer token (`fhir.token_env`), its SMART private key (`fhir.private_key`), the
+session-signing secret (`review_page.session_secret_env`) and the users file's password hashes.
+
+    public_base_url = "https://ips.practice.example"   # what EHRs call: the JWT `aud` is built
+                                                       # from it, never from the Host header
+    rules = "rules/ips-chronic-pain.yaml"              # optional; relative to this file
+    ehr_fhir_servers = []                              # allowed fhirServer URLs (empty: https)
+    [fhir]            base_url, auth = none|bearer|smart, token_env | client_id, private_key, kid...
+    [ehr_auth]        disabled (loopback public_base_url only), leeway_seconds, [[ehr_auth.issuers]]
+    [review_page]     users_file | proxy_header + proxy_users + trusted_proxy_ips;
+                      session_secret_env (the NAME of the variable holding the cookie secret)
+
+Users file lines: ``username:scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>:Practitioner/ID`` (blank
+lines and ``#`` comments skipped); make a hash with ``ips-screen serve hash-password``
+(`hash_password`, `verify_password` and `load_users` live in passwords.py).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ips_screen.errors import ConfigError
+from ips_screen.service.ehr_auth import EhrAuthConfig
+from ips_screen.service.passwords import UserEntry, hash_password, load_users, verify_password
+
+__all__ = [
+    "FhirBackendConfig",
+    "ReviewPageConfig",
+    "ServeConfig",
+    "UserEntry",
+    "hash_password",
+    "load_config",
+    "load_users",
+    "parse_config",
+    "verify_password",
+]
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_PRACTITIONER = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
+_HEADER = re.compile(r"^[A-Za-z0-9\-]{1,64}$")
+DEFAULT_BACKEND_SCOPE = (
+    "system/Patient.rs system/Condition.rs system/Observation.rs system/Procedure.rs "
+    "system/DocumentReference.rs system/ServiceRequest.cruds system/Task.cruds "
+    "system/CarePlan.crs system/Provenance.crs system/Device.crs"
+)
+
+
+def is_loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "").lower() in LOOPBACK_HOSTS
+
+
+def _http_url(value: str, what: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"{what} must be an http(s) URL with no query or fragment: {value!r}")
+    return value.rstrip("/")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class FhirBackendConfig(_Strict):
+    """The practice FHIR server the service reads and writes with its OWN credentials."""
+
+    base_url: str
+    auth: Literal["none", "bearer", "smart"] = "none"
+    token_env: str | None = None  # bearer: the variable holding the token
+    client_id: str | None = None  # smart
+    private_key: str | None = None  # smart: PEM key file (a path, never the key)
+    kid: str | None = None
+    scope: str = DEFAULT_BACKEND_SCOPE
+    token_url: str | None = None
+    timeout_seconds: float = Field(default=20.0, gt=0, le=120)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        return _http_url(value, "fhir.base_url")
+
+    @field_validator("token_env")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError("must be the NAME of an environment variable, not a token")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FhirBackendConfig:
+        smart = {"client_id": self.client_id, "private_key": self.private_key, "kid": self.kid}
+        if self.auth != "smart" and any(v is not None for v in smart.values()):
+            raise ValueError("client_id, private_key and kid only apply with auth = 'smart'")
+        if self.auth != "bearer" and self.token_env is not None:
+            raise ValueError("token_env only applies with auth = 'bearer'")
+        if self.auth == "smart" and any(v is None for v in smart.values()):
+            raise ValueError("auth = 'smart' needs client_id, private_key and kid")
+        plain = not self.base_url.startswith("https://")
+        if self.auth != "none" and plain and not is_loopback(self.base_url):
+            raise ValueError("refusing to send credentials without https")
+        return self
+
+
+class ReviewPageConfig(_Strict):
+    """Sign-in for the review page: a users file, or a header set by a trusted proxy."""
+
+    users_file: str | None = None
+    proxy_header: str | None = None
+    proxy_users: dict[str, str] = Field(default_factory=dict)
+    trusted_proxy_ips: list[str] = Field(default_factory=list)
+    session_secret_env: str = "IPS_SCREEN_SESSION_SECRET"  # noqa: S105 (a variable name)
+    session_max_age_seconds: int = Field(default=8 * 3600, ge=300, le=7 * 24 * 3600)
+
+    @field_validator("session_secret_env")
+    @classmethod
+    def _env(cls, value: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise ValueError("must be the NAME of an environment variable, not the secret")
+        return value
+
+    @field_validator("proxy_header")
+    @classmethod
+    def _header(cls, value: str | None) -> str | None:
+        if value is not None and not _HEADER.match(value):
+            raise ValueError(f"not an HTTP header name: {value!r}")
+        return value
+
+    @field_validator("proxy_users")
+    @classmethod
+    def _users(cls, value: dict[str, str]) -> dict[str, str]:
+        for user, ref in value.items():
+            if not _PRACTITIONER.match(ref):
+                raise ValueError(f"{user}: expected Practitioner/<id> or PractitionerRole/<id>")
+        return value
+
+    @field_validator("trusted_proxy_ips")
+    @classmethod
+    def _ips(cls, value: list[str]) -> list[str]:
+        for ip in value:
+            try:
+                ipaddress.ip_network(ip, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {ip!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_method(self) -> ReviewPageConfig:
+        if (self.users_file is None) == (self.proxy_header is None):
+            raise ValueError("give exactly one of users_file or proxy_header")
+        if self.proxy_header is not None and not (self.proxy_users and self.trusted_proxy_ips):
+            raise ValueError("proxy_header needs proxy_users and trusted_proxy_ips")
+        if self.users_file is not None and (self.proxy_users or self.trusted_proxy_ips):
+            raise ValueError("proxy_users and trusted_proxy_ips only apply with proxy_header")
+        return self
+
+    def is_trusted_proxy(self, host: str | None) -> bool:
+        try:
+            address = ipaddress.ip_address(host or "")
+        except ValueError:
+            return False
+        nets = (ipaddress.ip_network(n, strict=False) for n in self.trusted_proxy_ips)
+        return any(address in net for net in nets)
+
+
+class ServeConfig(_Strict):
+    public_base_url: str
+    rules: str | None = None
+    fhir: FhirBackendConfig
+    ehr_auth: EhrAuthConfig | None  # None only when [ehr_auth] disabled = true
+    review_page: ReviewPageConfig | None = None
+    # EHR FHIR servers the service may read with the user's token when prefetch lacks data:
+    # empty = any https server; http is possible only by listing a loopback server here.
+    ehr_fhir_servers: list[str] = Field(default_factory=list)
+
+    @field_validator("ehr_fhir_servers")
+    @classmethod
+    def _ehr_servers(cls, value: list[str]) -> list[str]:
+        urls = [_http_url(url, "ehr_fhir_servers") for url in value]
+        for url in urls:
+            if not url.startswith("https://") and not is_loopback(url):
+                raise ValueError(f"ehr_fhir_servers: {url} must be https (http only on loopback)")
+        return urls
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public(cls, value: str) -> str:
+        url = _http_url(value, "public_base_url")
+        if not url.startswith("https://") and not is_loopback(url):
+            raise ValueError("public_base_url must be https (http only on a loopback address)")
+        return url
+
+    @property
+    def auth_disabled(self) -> bool:
+        return self.ehr_auth is None
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_base_url.startswith("https://")
+
+    @property
+    def base_path(self) -> str:
+        """The path prefix of public_base_url ("" at the root), for links and cookies."""
+        return urlsplit(self.public_base_url).path.rstrip("/")
+
+    def endpoint(self, path: str) -> str:
+        """The exact URL an EHR calls for `path`: the `aud` its JWT must carry."""
+        return self.public_base_url + path
+
+
+def _ehr_auth(section: object, public_base_url: object) -> EhrAuthConfig | None:
+    if not isinstance(section, dict):
+        raise ConfigError("ehr_auth: missing (a table with issuers, or disabled = true)")
+    data = dict(section)
+    disabled = data.pop("disabled", False)
+    if not isinstance(disabled, bool):
+        raise ConfigError("ehr_auth: disabled: must be true or false")
+    if disabled:
+        if not (isinstance(public_base_url, str) and is_loopback(public_base_url)):
+            raise ConfigError("ehr_auth: disabled = true is allowed only on a loopback address")
+        return None
+    return EhrAuthConfig.from_dict(data)
+
+
+def _resolve(path: str | None, folder: Path) -> str | None:
+    if path is None:
+        return None
+    candidate = Path(path).expanduser()
+    return str(candidate if candidate.is_absolute() else (folder / candidate).resolve())
+
+
+def parse_config(data: dict[str, Any], folder: Path | None = None) -> ServeConfig:
+    """Validate a configuration mapping; relative paths are taken from `folder` (default cwd)."""
+    folder = folder or Path.cwd()
+    data = dict(data)
+    ehr_auth = _ehr_auth(data.pop("ehr_auth", None), data.get("public_base_url"))
+    try:
+        config = ServeConfig.model_validate({**data, "ehr_auth": None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{where}: {message}{more}") from None
+    fhir = config.fhir.model_copy(update={"private_key": _resolve(config.fhir.private_key, folder)})
+    page = config.review_page
+    if page is not None:
+        page = page.model_copy(update={"users_file": _resolve(page.users_file, folder)})
+    return config.model_copy(
+        update={
+            "ehr_auth": ehr_auth,
+            "rules": _resolve(config.rules, folder),
+            "fhir": fhir,
+            "review_page": page,
+        }
+    )
+
+
+def load_config(path: Path | str) -> ServeConfig:
+    """Read and validate a TOML configuration file; `ConfigError` names the file and key."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return parse_config(data, path.resolve().parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,215 @@
+"""CDS Hooks feedback on the `ips-screen` card: record the clinician's choice on the practice FHIR
+server with the service's OWN backend client (never the EHR user's token).
+
+- pending proposal, accepted: `review accept` (order, care plan, Task completed), by = the
+  card's context.userId; overridden with a reason: `review decline` with that reason.
+- live card (no proposal yet), accepted: nothing to update (the EHR created the order), logged;
+  overridden with a reason: the proposal is written (as the screen writes it) and declined at
+  once, so the 12-month suppression applies.
+
+Idempotent: a review Task no longer `requested` is left alone, and a live card's proposal is
+found by its deterministic identifier, so the same feedback twice changes nothing. Feedback on
+a card this process did not show (restart, another worker), from another EHR than the one it was
+shown to, overridden without a known reason, or by a user who is not a Practitioner(Role), is
+logged and ignored. A backend failure answers 502 (the EHR may send the feedback again), the
+practice lock held by a screen run 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from ips_screen import __version__
+from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS
+from ips_screen.errors import LockHeld, ServerError, UserError
+from ips_screen.fhir import review
+from ips_screen.fhir.lock import PracticeLock, default_lock_path
+from ips_screen.fhir.sweep import is_review_task, search_all
+from ips_screen.fhir.writer import write_proposals
+from ips_screen.proposals.build import proposal_identifier
+from ips_screen.service.state import BadRequest, CardState, ServiceState
+
+log = logging.getLogger("ips_screen.service")
+
+OUTCOMES = frozenset({"accepted", "overridden"})
+MAX_ITEMS = 100
+NO_COMMENT = "Dismissed in the EHR (CDS Hooks card) with reason 'other'; no comment given."
+_BY = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
+
+
+def _items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    items = body.get("feedback")
+    if not isinstance(items, list) or not items or len(items) > MAX_ITEMS:
+        raise BadRequest(f"feedback must be a list of 1 to {MAX_ITEMS} items")
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("card"), str):
+            raise BadRequest("each feedback item needs a card uuid")
+        if item.get("outcome") not in OUTCOMES:
+            raise BadRequest("outcome must be accepted or overridden")
+        if not isinstance(item.get("outcomeTimestamp"), str):
+            raise BadRequest("outcomeTimestamp is required")
+        for key in ("acceptedSuggestions", "overrideReason"):
+            expected = list if key == "acceptedSuggestions" else dict
+            if item.get(key) is not None and not isinstance(item[key], expected):
+                raise BadRequest(f"{key} is malformed")
+    return items
+
+
+def handle_feedback(
+    state: ServiceState, body: dict[str, Any], claims: dict[str, Any]
+) -> tuple[int, dict]:
+    items = _items(body)
+    try:
+        for item in items:
+            apply(state, item, claims.get("iss"))
+    except LockHeld as exc:
+        log.warning("feedback not recorded: %s", exc)
+        return 503, {"error": "a screen run is writing to the FHIR server; send it again later"}
+    except ServerError as exc:
+        log.warning("feedback not recorded: %s", exc)
+        return 502, {"error": "the practice FHIR server failed; send the feedback again"}
+    return 200, {}
+
+
+def _reason(item: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(decline reason code, comment) from overrideReason, (None, None) when unusable."""
+    override = item.get("overrideReason") or {}
+    coding = override.get("reason") if isinstance(override, dict) else None
+    comment = override.get("userComment") if isinstance(override, dict) else None
+    comment = comment.strip() if isinstance(comment, str) and comment.strip() else None
+    if not isinstance(coding, dict) or coding.get("system") != DECLINE_REASON_SYSTEM:
+        return None, comment
+    code = coding.get("code")
+    return (code if code in DECLINE_REASONS else None), comment
+
+
+def apply(state: ServiceState, item: dict[str, Any], iss: str | None) -> None:
+    """Record one feedback item (see the module docstring); logs what it did."""
+    card_id = item["card"]
+    card = state.cards.get(card_id)
+    if card is None:
+        log.info("feedback on card %s: not a card this process showed; ignored", card_id)
+        return
+    if card.iss != iss:
+        log.warning("feedback on card %s from another EHR than it was shown to; ignored", card_id)
+        return
+    where = f"card {card_id} (Patient/{card.patient_id})"
+    if item["outcome"] == "accepted":
+        accepted = {
+            s.get("id") for s in item.get("acceptedSuggestions") or () if isinstance(s, dict)
+        }
+        if card.suggestion not in accepted:
+            log.info("feedback on %s: accepted without its suggestion; ignored", where)
+        elif card.task_id is None:
+            log.info(
+                "feedback on %s: accepted; the EHR created the order, nothing to update", where
+            )
+        else:
+            _decide(state, card, where, "accept")
+        return
+    code, comment = _reason(item)
+    if code is None:
+        log.info("feedback on %s: overridden without a known reason; nothing recorded", where)
+        return
+    if _by(card, where) is None:
+        return
+    if card.task_id is None:
+        _write_proposal(state, card, where)
+    note = comment or (NO_COMMENT if code == "other" else None)
+    _decide(state, card, where, "decline", code, note)
+
+
+def _by(card: CardState, where: str) -> str | None:
+    """The clinician who decided (context.userId), if it is a Practitioner(Role)."""
+    if card.user_id is not None and _BY.match(card.user_id):
+        return card.user_id
+    log.warning("feedback on %s: userId is not a Practitioner(Role); not recorded", where)
+    return None
+
+
+def _write_proposal(state: ServiceState, card: CardState, where: str) -> None:
+    """Write the live card's proposal (unless it is there already), under the practice lock."""
+    if card.decision is None:
+        return
+    backend = state.backend
+    lock = PracticeLock(
+        default_lock_path(backend.base_url, state.environ), base_url=backend.base_url
+    )
+    with lock:
+        report = write_proposals(
+            backend,
+            [card.decision],
+            state.ruleset,
+            now=state.now(),
+            tool_version=__version__,
+            sweep=False,
+        )
+    result = report.results[0]
+    if result.status == "failed":
+        raise ServerError(result.message or "writing the proposal failed")
+    log.info("feedback on %s: proposal %s (%s)", where, result.service_request, result.status)
+
+
+def _proposal_task(state: ServiceState, card: CardState) -> str | None:
+    """The review Task of the live card's proposal, found by the proposal's identifier."""
+    system, value = proposal_identifier(state.ruleset, card.patient_id)
+    tasks = search_all(state.backend, "Task", {"identifier": f"{system}|{value}-review"})
+    live = [t for t in tasks if is_review_task(t) and t.get("status") != "entered-in-error"]
+    return live[0]["id"] if live else None
+
+
+def _decide(
+    state: ServiceState,
+    card: CardState,
+    where: str,
+    action: str,
+    code: str | None = None,
+    note: str | None = None,
+) -> None:
+    by = _by(card, where)
+    if by is None:
+        return
+    task_id = card.task_id or _proposal_task(state, card)
+    if task_id is None:
+        log.warning("feedback on %s: no review Task found; not recorded", where)
+        return
+    try:
+        loaded = review.load_review(state.backend, task_id)
+    except ServerError:
+        raise
+    except UserError as exc:
+        log.warning("feedback on %s: %s; not recorded", where, exc)
+        return
+    status = loaded.task.get("status")
+    if status != "requested" or loaded.proposal.get("status") != "draft":
+        log.info("feedback on %s: Task/%s is already %s; nothing changed", where, task_id, status)
+        return
+    try:
+        if action == "accept":
+            done = review.accept(
+                state.backend,
+                loaded,
+                by=by,
+                now=state.now(),
+                tool_version=__version__,
+                ruleset=state.ruleset,
+            )
+            log.info("feedback on %s: accepted %s: %s", where, done.task, done.order)
+        else:
+            assert code is not None
+            declined = review.decline(
+                state.backend,
+                loaded,
+                by=by,
+                reason_code=code,
+                note=note,
+                now=state.now(),
+                tool_version=__version__,
+            )
+            log.info("feedback on %s: declined %s (%s)", where, declined.task, code)
+    except ServerError:
+        raise
+    except UserError as exc:
+        log.warning("feedback on %s: %s; not recorded", where, exc)

@@ -1,0 +1,250 @@
+"""The review page: a worklist of open IPS proposals, one proposal's evidence, accept or decline.
+
+Plain server-rendered HTML (templates/*.html.j2, rendered by pages.py), no JavaScript. Every page
+needs a signed-in user (signin.py); every form carries the session's CSRF token and a POST
+without it is 403. Accept and decline go through `ips_screen.fhir.review` exactly as
+`ips-screen review` does, with `by` = the user's Practitioner(Role); a concurrent change is a 409
+page and nothing is changed. Pages are `Cache-Control: no-store` with a strict
+Content-Security-Policy. Logs name ids only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from ips_screen import __version__
+from ips_screen.codes import DECLINE_REASONS
+from ips_screen.errors import ConflictError, ServerError, UserError
+from ips_screen.fhir import review
+from ips_screen.service import signin
+from ips_screen.service.pages import (
+    forbidden,
+    not_found,
+    note_blocks,
+    redirect,
+    render,
+    signed_in,
+    state_of,
+    timeline,
+    unavailable,
+)
+
+log = logging.getLogger("ips_screen.service")
+router = APIRouter()
+_OWNER = re.compile(r"^(Organization|PractitionerRole|Practitioner)/[A-Za-z0-9\-.]{1,64}$")
+BAD_SIGN_IN = "The username or password is not right. Please try again."
+
+
+# --------------------------------------------------------------------------- sign-in
+
+
+@router.get("/review")
+def review_root(request: Request) -> Response:
+    return redirect(request, "/review/")
+
+
+@router.get("/review/login")
+def login_form(request: Request) -> Response:
+    if signin.current_user(request, state_of(request)) is not None:
+        return redirect(request, "/review/")
+    if signin.proxy_mode(state_of(request)):
+        return signed_in(request)
+    return render(request, "login.html.j2", user=None, error=None, username="")
+
+
+@router.post("/review/login")
+def login(
+    request: Request,
+    username: str = Form(""),
+    password: str = Form(""),
+    csrf_token: str = Form(""),
+) -> Response:
+    state = state_of(request)
+    if signin.proxy_mode(state):
+        return signed_in(request)
+    if not signin.csrf_ok(request, csrf_token):
+        return forbidden(request)
+    user = signin.sign_in(request, state, username.strip(), password)
+    if user is None:
+        log.info("review page: a sign-in failed")
+        return render(
+            request,
+            "login.html.j2",
+            200,
+            user=None,
+            error=BAD_SIGN_IN,
+            username=username.strip()[:128],
+        )
+    log.info("review page: %s signed in", user.practitioner)
+    return redirect(request, "/review/")
+
+
+@router.post("/review/logout")
+def logout(request: Request, csrf_token: str = Form("")) -> Response:
+    if not signin.csrf_ok(request, csrf_token):
+        return forbidden(request)
+    request.session.clear()
+    return redirect(request, "/review/login")
+
+
+# --------------------------------------------------------------------------- worklist and task
+
+
+@router.get("/review/")
+def worklist(request: Request, priority: str = "all", owner: str = "") -> Response:
+    user = signed_in(request)
+    if not isinstance(user, signin.User):
+        return user
+    priority = priority if priority in ("early", "routine") else "all"
+    owner = owner.strip()
+    filter_error = None
+    if owner and not _OWNER.match(owner):
+        filter_error = (
+            "Owner must look like Practitioner/ID, PractitionerRole/ID or Organization/ID."
+        )
+    chosen_owner = owner if owner and filter_error is None else None
+    try:
+        items = review.open_reviews(
+            state_of(request).backend,
+            owner=chosen_owner,
+            priority=None if priority == "all" else priority,
+        )
+    except ServerError as exc:
+        log.warning("review page: listing reviews failed: %s", exc)
+        return unavailable(request, user)
+    return render(
+        request,
+        "worklist.html.j2",
+        user=user,
+        items=items,
+        priority=priority,
+        owner=owner,
+        filter_error=filter_error,
+        flash=signin.pop_flash(request),
+    )
+
+
+def _task_page(
+    request: Request, user: signin.User, task_id: str, status: int = 200, error: str | None = None
+) -> Response:
+    state = state_of(request)
+    try:
+        detail = review.review_detail(state.backend, task_id, ruleset=state.ruleset)
+    except ServerError as exc:
+        log.warning("review page: reading Task/%s failed: %s", task_id, exc)
+        return unavailable(request, user)
+    except UserError:
+        return not_found(request, user)
+    return render(
+        request,
+        "task.html.j2",
+        status,
+        user=user,
+        d=detail,
+        item=detail.item,
+        timeline=timeline(detail),
+        why=note_blocks(detail.clinician_note),
+        explanation=[p for p in detail.patient_explanation.split("\n\n") if p.strip()],
+        reasons=DECLINE_REASONS,
+        error=error,
+    )
+
+
+@router.get("/review/task/{task_id}")
+def task_page(request: Request, task_id: str) -> Response:
+    user = signed_in(request)
+    if not isinstance(user, signin.User):
+        return user
+    return _task_page(request, user, task_id)
+
+
+def _decide(
+    request: Request,
+    user: signin.User,
+    task_id: str,
+    action: str,
+    reason: str = "",
+    note: str = "",
+) -> Response:
+    state = state_of(request)
+    try:
+        loaded = review.load_review(state.backend, task_id)
+        task, proposal = loaded.task, loaded.proposal
+        if task.get("status") != "requested" or proposal.get("status") != "draft":
+            signin.flash(
+                request, f"Task/{task['id']} was already {task.get('status')}: nothing changed."
+            )
+            return redirect(request, "/review/")
+        now = state.now()
+        if action == "accept":
+            done = review.accept(
+                state.backend,
+                loaded,
+                by=user.practitioner,
+                now=now,
+                tool_version=__version__,
+                ruleset=state.ruleset,
+            )
+            message = (
+                f"Accepted {done.task}: created {done.order} (IPS referral order) and "
+                f"{done.careplan} (work and health plan)."
+            )
+        else:
+            declined = review.decline(
+                state.backend,
+                loaded,
+                by=user.practitioner,
+                reason_code=reason,
+                note=note or None,
+                now=now,
+                tool_version=__version__,
+            )
+            message = (
+                f"Declined {declined.task} ({DECLINE_REASONS[reason]}): the proposal is "
+                "revoked and IPS will not be suggested again for 12 months."
+            )
+    except ConflictError:
+        log.info("review page: Task/%s changed meanwhile; nothing written", task_id)
+        return render(request, "conflict.html.j2", 409, user=user, task_id=task_id)
+    except ServerError as exc:
+        log.warning("review page: %s of Task/%s failed: %s", action, task_id, exc)
+        return unavailable(request, user, writing=True)
+    except UserError:
+        return not_found(request, user)
+    signin.flash(request, message)
+    return redirect(request, "/review/")
+
+
+@router.post("/review/task/{task_id}/accept")
+def accept(request: Request, task_id: str, csrf_token: str = Form("")) -> Response:
+    user = signed_in(request)
+    if not isinstance(user, signin.User):
+        return user
+    if not signin.csrf_ok(request, csrf_token):
+        return forbidden(request)
+    return _decide(request, user, task_id, "accept")
+
+
+@router.post("/review/task/{task_id}/decline")
+def decline(
+    request: Request,
+    task_id: str,
+    csrf_token: str = Form(""),
+    reason: str = Form(""),
+    note: str = Form(""),
+) -> Response:
+    user = signed_in(request)
+    if not isinstance(user, signin.User):
+        return user
+    if not signin.csrf_ok(request, csrf_token):
+        return forbidden(request)
+    note = note.strip()[:2000]
+    if reason not in DECLINE_REASONS:
+        return _task_page(request, user, task_id, 400, "Choose a reason for declining.")
+    if reason == "other" and not note:
+        return _task_page(request, user, task_id, 400, "Add a note when the reason is Other.")
+    return _decide(request, user, task_id, "decline", reason, note)

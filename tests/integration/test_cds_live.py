@@ -1,0 +1,276 @@
+"""The CDS Hooks service against the real FHIR server: fetching from `fhirServer` when there is no
+prefetch, and feedback recorded on the practice server exactly as `review accept` / `review
+decline` record it (and not twice).
+
+The service's own backend client is built from its configuration (base URL of the test server,
+no auth), as `ips-screen serve` builds it; the EHR's fhirServer is the same test server here.
+Each test loads its own patient (unique ids: the server is shared by the session).
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ips_screen import __version__
+from ips_screen.codes import DECLINE_REASON_SYSTEM, PROPOSAL_ID_SYSTEM
+from ips_screen.engine import evaluate
+from ips_screen.fhir.client import FhirClient
+from ips_screen.fhir.testserver import FhirTestServer
+from ips_screen.proposals.build import build_patient_transaction
+from ips_screen.service.app import create_app
+from ips_screen.service.config import parse_config
+from tests.conftest import FROZEN_NOW
+from tests.helpers import (
+    AS_OF,
+    CHRONIC_PAIN,
+    MAY_BE_FIT,
+    NOT_FIT,
+    UNEMPLOYED,
+    condition,
+    default_ruleset,
+    employment,
+    facts_from,
+    fit_note,
+    patient,
+    ref,
+)
+from tests.unit.test_cds_service import (
+    DR,
+    FEEDBACK,
+    SECRET_ENV,
+    SERVICE,
+    auth,
+    check_card,
+    feedback_item,
+    hook_request,
+    prefetch_of,
+    service_config,
+    users_file,
+)
+
+with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def ehr_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+class Patient:
+    def __init__(self, pid: str, resources: list[dict]) -> None:
+        self.pid, self.resources = pid, resources
+        self.task_id: str | None = None
+        self.sr_id: str | None = None
+
+
+@pytest.fixture
+def load(fhir_client: FhirClient) -> Callable[..., Patient]:
+    """PUT a propose patient's records; with `proposal`, also the screen's proposal."""
+
+    def make(*, proposal: bool = False) -> Patient:
+        pid = f"cds-{uuid.uuid4().hex[:12]}"
+        resources = [
+            patient(pid, "1980-01-01", generalPractitioner=[ref(f"Practitioner/gp-{pid}")]),
+            condition(CHRONIC_PAIN, id=f"{pid}-pain", subject=pid),
+            employment(UNEMPLOYED, "2026-06-01", id=f"{pid}-emp", subject=pid),
+            fit_note(NOT_FIT, "2026-05-01", id=f"{pid}-fit1", subject=pid),
+            fit_note(MAY_BE_FIT, "2026-08-01", "DocumentReference", id=f"{pid}-fit2", subject=pid),
+        ]
+        for resource in resources:
+            fhir_client.update(resource)
+        loaded = Patient(pid, resources)
+        if proposal:
+            ruleset = default_ruleset()
+            decision = evaluate(ruleset, facts_from(resources, ruleset), AS_OF)
+            fhir_client.transaction(
+                build_patient_transaction(
+                    decision, ruleset, now=FROZEN_NOW, tool_version=__version__
+                )
+            )
+            (task,) = search(fhir_client, "Task", {"patient": f"Patient/{pid}"})
+            loaded.task_id = task["id"]
+            loaded.sr_id = task["focus"]["reference"].removeprefix("ServiceRequest/")
+        return loaded
+
+    return make
+
+
+@pytest.fixture
+def service(
+    fhir_server: FhirTestServer,
+    ehr_key,
+    tmp_path: Path,
+    monkeypatch,
+) -> TestClient:
+    monkeypatch.setenv("IPS_SCREEN_STATE_DIR", str(tmp_path / "state"))
+    data = service_config(ehr_key, users_file(tmp_path))
+    data["fhir"] = {"base_url": fhir_server.base_url}
+    data["ehr_fhir_servers"] = [fhir_server.base_url]  # http on loopback: must be listed
+    env = {**SECRET_ENV, "IPS_SCREEN_STATE_DIR": str(tmp_path / "state")}
+    return TestClient(create_app(parse_config(data), environ=env))
+
+
+def search(client: FhirClient, rtype: str, params: dict[str, str]) -> list[dict]:
+    return [r for r in client.search(rtype, params) if r.get("resourceType") == rtype]
+
+
+def snapshot(client: FhirClient, pid: str) -> dict[str, Any]:
+    """Everything feedback may write for the patient, with versions."""
+    out: dict[str, Any] = {}
+    for rtype in ("ServiceRequest", "CarePlan", "Task"):
+        for r in search(client, rtype, {"patient": f"Patient/{pid}"}):
+            out[f"{rtype}/{r['id']}"] = (r["meta"]["versionId"], r.get("status"))
+    for task in [k for k in out if k.startswith("Task/")]:
+        out[f"provenance of {task}"] = len(search(client, "Provenance", {"target": task}))
+    return out
+
+
+def hook(service: TestClient, key, body: dict) -> dict:
+    response = service.post(SERVICE, json=body, headers=auth(key))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def feedback(service: TestClient, key, body: dict) -> None:
+    response = service.post(FEEDBACK, json=body, headers=auth(key, FEEDBACK))
+    assert response.status_code == 200, response.text
+
+
+def from_server(fhir_server: FhirTestServer, pid: str) -> dict:
+    return hook_request(pid, fhir_server=fhir_server.base_url, access_token="ehr-user-token")
+
+
+def test_fetches_from_the_fhir_server_and_gives_the_same_card(
+    service: TestClient,
+    ehr_key,
+    fhir_server: FhirTestServer,
+    load,
+):
+    loaded = load()
+    fetched = hook(service, ehr_key, from_server(fhir_server, loaded.pid))
+    (card,) = fetched["cards"]
+    check_card(card)
+    prefetched = hook(service, ehr_key, hook_request(loaded.pid, prefetch_of(loaded.resources)))
+    assert fetched == prefetched
+    order = card["suggestions"][0]["actions"][0]["resource"]
+    assert [s["reference"] for s in order["supportingInfo"]] == [
+        f"Observation/{loaded.pid}-fit1",
+        f"DocumentReference/{loaded.pid}-fit2",
+    ]
+
+    # Prefetch for some keys, the server for the rest: still the same card.
+    partial = prefetch_of(loaded.resources)
+    for key in ("observations", "documents", "tasks"):
+        del partial[key]
+    body = hook_request(loaded.pid, partial, fhir_server=fhir_server.base_url)
+    assert hook(service, ehr_key, body) == fetched
+
+    missing = from_server(fhir_server, "cds-no-such-patient")
+    response = service.post(SERVICE, json=missing, headers=auth(ehr_key))
+    assert response.status_code == 412
+
+
+def test_feedback_accepted_completes_the_review_as_review_accept_does(
+    service: TestClient,
+    ehr_key,
+    fhir_server,
+    fhir_client: FhirClient,
+    load,
+):
+    loaded = load(proposal=True)
+    (card,) = hook(service, ehr_key, from_server(fhir_server, loaded.pid))["cards"]
+    assert card["links"][0]["url"].endswith(f"/review/task/{loaded.task_id}")
+    suggested = card["suggestions"][0]["actions"][0]["resource"]
+    assert suggested["basedOn"] == [{"reference": f"ServiceRequest/{loaded.sr_id}"}]
+
+    feedback(service, ehr_key, feedback_item(card, "accepted"))
+    task = fhir_client.read("Task", loaded.task_id)[0]
+    assert task["status"] == "completed"
+    assert fhir_client.read("ServiceRequest", loaded.sr_id)[0]["status"] == "completed"
+    based_on = {"based-on": f"ServiceRequest/{loaded.sr_id}"}
+    (order,) = search(fhir_client, "ServiceRequest", based_on)
+    assert (order["intent"], order["requester"]) == ("order", {"reference": DR})
+    assert order["identifier"] == suggested["identifier"]  # the card's order is the same one
+    (careplan,) = search(fhir_client, "CarePlan", {"subject": f"Patient/{loaded.pid}"})
+    assert careplan["activity"][0]["reference"]["reference"] == f"ServiceRequest/{order['id']}"
+    signed = [
+        p
+        for p in search(fhir_client, "Provenance", {"target": f"Task/{loaded.task_id}"})
+        if any(a["who"].get("reference") == DR for a in p["agent"])
+    ]
+    assert len(signed) == 1
+
+    after = snapshot(fhir_client, loaded.pid)
+    feedback(service, ehr_key, feedback_item(card, "accepted"))
+    feedback(service, ehr_key, feedback_item(card, "overridden", "not-now"))
+    assert snapshot(fhir_client, loaded.pid) == after  # sent again: no change
+
+    # The order now on the server silences the card (loop guard).
+    assert hook(service, ehr_key, from_server(fhir_server, loaded.pid)) == {"cards": []}
+
+
+def test_feedback_overridden_declines_as_review_decline_does(
+    service: TestClient,
+    ehr_key,
+    fhir_server,
+    fhir_client: FhirClient,
+    load,
+):
+    loaded = load(proposal=True)
+    (card,) = hook(service, ehr_key, from_server(fhir_server, loaded.pid))["cards"]
+    body = feedback_item(card, "overridden", "already-supported", "Sees the JCP weekly")
+    feedback(service, ehr_key, body)
+    task = fhir_client.read("Task", loaded.task_id)[0]
+    assert task["status"] == "rejected"
+    assert task["statusReason"]["coding"][0]["system"] == DECLINE_REASON_SYSTEM
+    assert task["statusReason"]["coding"][0]["code"] == "already-supported"
+    assert task["note"][-1]["text"] == "Sees the JCP weekly"
+    assert task["note"][-1]["authorReference"] == {"reference": DR}
+    assert fhir_client.read("ServiceRequest", loaded.sr_id)[0]["status"] == "revoked"
+
+    after = snapshot(fhir_client, loaded.pid)
+    feedback(service, ehr_key, body)
+    assert snapshot(fhir_client, loaded.pid) == after
+    assert hook(service, ehr_key, from_server(fhir_server, loaded.pid)) == {"cards": []}
+
+
+def test_live_card_overridden_writes_the_proposal_declined(
+    service: TestClient,
+    ehr_key,
+    fhir_server,
+    fhir_client: FhirClient,
+    load,
+):
+    loaded = load()
+    (card,) = hook(service, ehr_key, from_server(fhir_server, loaded.pid))["cards"]
+    assert card["links"][0]["url"].endswith("/review/")
+
+    feedback(service, ehr_key, feedback_item(card, "accepted"))
+    assert snapshot(fhir_client, loaded.pid) == {}  # accepted live: the EHR wrote the order
+
+    feedback(service, ehr_key, feedback_item(card, "overridden", "not-interested"))
+    value = f"ips-chronic-pain-v1-{loaded.pid}"
+    (proposal,) = search(
+        fhir_client, "ServiceRequest", {"identifier": f"{PROPOSAL_ID_SYSTEM}|{value}"}
+    )
+    assert (proposal["intent"], proposal["status"]) == ("proposal", "revoked")
+    (task,) = search(fhir_client, "Task", {"patient": f"Patient/{loaded.pid}"})
+    assert task["status"] == "rejected"
+    assert task["statusReason"]["coding"][0]["code"] == "not-interested"
+
+    after = snapshot(fhir_client, loaded.pid)
+    feedback(service, ehr_key, feedback_item(card, "overridden", "not-interested"))
+    assert snapshot(fhir_client, loaded.pid) == after
+    # Declined: suppressed for 12 months.
+    assert hook(service, ehr_key, from_server(fhir_server, loaded.pid)) == {"cards": []}

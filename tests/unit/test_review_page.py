@@ -1,0 +1,578 @@
+"""The review page (ips_screen.service.review_page): sign-in, CSRF, worklist, task page, accept and
+decline, conflicts and accessibility basics, through TestClient.
+
+Pages that read or write proposals run against a real FHIR server (sekmet-fhir on 127.0.0.1,
+started once for this module, as tests/integration/conftest.py does); they are skipped only when
+the server cannot be installed because the package index is unreachable. The service builds its
+backend client from the configuration, as `ips-screen serve` does.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ips_screen import __version__
+from ips_screen.codes import DECLINE_REASONS
+from ips_screen.dates import LONDON
+from ips_screen.engine import evaluate
+from ips_screen.errors import ConfigError
+from ips_screen.fhir import review
+from ips_screen.fhir.client import FhirClient
+from ips_screen.fhir.testserver import FhirTestServer, IndexUnreachable
+from ips_screen.proposals.build import build_patient_transaction
+from ips_screen.service.app import create_app
+from ips_screen.service.config import parse_config
+from ips_screen.service.review_page import BAD_SIGN_IN
+from tests.helpers import (
+    AS_OF,
+    CHRONIC_PAIN,
+    MAY_BE_FIT,
+    NOT_FIT,
+    UNEMPLOYED,
+    condition,
+    default_ruleset,
+    employment,
+    facts_from,
+    fit_note,
+    patient,
+    ref,
+)
+from tests.unit.test_cds_service import PASSWORD, SECRET_ENV, users_file
+
+with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+PUBLIC = "https://ips.example.org"
+DR = "Practitioner/dr-page"
+NOW = datetime(2026, 11, 26, 9, 30, tzinfo=LONDON)
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+VOID = frozenset({"area", "base", "br", "col", "hr", "img", "input", "link", "meta", "wbr"})
+
+
+class _Page(HTMLParser):
+    """Every start tag with its attributes, and the text inside each element with an id."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str]]] = []
+        self.text: dict[str, str] = {}
+        self._stack: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        self.elements.append((tag, values))
+        if tag in VOID:
+            return
+        self._stack.append((tag, values.get("id")))
+        if values.get("id"):
+            self.text.setdefault(values["id"], "")
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._stack:
+            if self._stack.pop()[0] == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        for _, element_id in self._stack:
+            if element_id:
+                self.text[element_id] += data
+
+
+def parse(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    return page
+
+
+def one(page: _Page, **attrs: str) -> dict[str, str]:
+    found = [a for _, a in page.elements if all(a.get(k) == v for k, v in attrs.items())]
+    assert len(found) == 1, (attrs, found)
+    return found[0]
+
+
+def tags(page: _Page, tag: str, **attrs: str) -> list[dict[str, str]]:
+    return [
+        a for t, a in page.elements if t == tag and all(a.get(k) == v for k, v in attrs.items())
+    ]
+
+
+def check_accessible(html: str) -> None:
+    """lang="en", one h1, and a <label for> for every form control that is not hidden."""
+    page = parse(html)
+    assert tags(page, "html")[0]["lang"] == "en"
+    assert len(tags(page, "h1")) == 1
+    labelled = {a["for"] for a in tags(page, "label") if a.get("for")}
+    for tag, attrs in page.elements:
+        if tag in ("input", "select", "textarea") and attrs.get("type") != "hidden":
+            assert attrs.get("id") in labelled, (tag, attrs)
+    assert "focus-visible" in html  # a visible focus style
+
+
+def csrf_of(html: str) -> str:
+    (field,) = {a["value"] for a in tags(parse(html), "input", name="csrf_token")}
+    return field
+
+
+# --------------------------------------------------------------------------- server and app
+
+
+@pytest.fixture(scope="module")
+def fhir_server() -> Iterator[FhirTestServer]:
+    server = FhirTestServer()
+    try:
+        server.start()
+    except IndexUnreachable as exc:
+        pytest.skip(f"no FHIR test server: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fhir(fhir_server: FhirTestServer) -> Iterator[FhirClient]:
+    with FhirClient(fhir_server.base_url, timeout=(5, 30)) as client:
+        yield client
+
+
+def page_config(tmp_path: Path, base_url: str, **review_page: Any) -> Any:
+    page: dict[str, Any] = review_page or {"users_file": str(users_file(tmp_path, {"dr": DR}))}
+    return parse_config(
+        {
+            "public_base_url": PUBLIC,
+            "fhir": {"base_url": base_url},
+            "ehr_auth": {
+                "issuers": [
+                    {
+                        "iss": "https://ehr.example.org",
+                        "jwks_url": "https://ehr.example.org/jwks.json",
+                    }
+                ]
+            },
+            "review_page": page,
+        }
+    )
+
+
+@pytest.fixture
+def app_for(tmp_path: Path) -> Callable[..., TestClient]:
+    def make(base_url: str = "http://127.0.0.1:9/fhir", **kwargs: Any) -> TestClient:
+        config = page_config(tmp_path, base_url, **kwargs.pop("review_page", {}))
+        app = create_app(config, environ=SECRET_ENV)
+        return TestClient(app, base_url="https://testserver", follow_redirects=False, **kwargs)
+
+    return make
+
+
+def sign_in(client: TestClient, user: str = "dr", password: str = PASSWORD):
+    form = client.get("/review/login")
+    return client.post(
+        "/review/login",
+        data={"username": user, "password": password, "csrf_token": csrf_of(form.text)},
+    )
+
+
+@pytest.fixture
+def signed_in(app_for, fhir_server: FhirTestServer) -> TestClient:
+    client = app_for(fhir_server.base_url)
+    assert sign_in(client).status_code == 303
+    return client
+
+
+@pytest.fixture
+def propose(fhir: FhirClient) -> Callable[..., tuple[str, str, str]]:
+    """Load a patient and the proposal the screen writes; (patient id, Task id, proposal id)."""
+
+    def make(employed_since: str = "2026-06-01") -> tuple[str, str, str]:
+        pid = f"pg-{uuid.uuid4().hex[:12]}"
+        resources = [
+            patient(pid, "1980-01-01", generalPractitioner=[ref(f"Practitioner/gp-{pid}")]),
+            condition(CHRONIC_PAIN, id=f"{pid}-pain", subject=pid),
+            employment(UNEMPLOYED, employed_since, id=f"{pid}-emp", subject=pid),
+            fit_note(NOT_FIT, "2026-05-01", id=f"{pid}-fit1", subject=pid),
+            fit_note(MAY_BE_FIT, "2026-08-01", "DocumentReference", id=f"{pid}-fit2", subject=pid),
+        ]
+        for resource in resources:
+            fhir.update(resource)
+        ruleset = default_ruleset()
+        decision = evaluate(ruleset, facts_from(resources, ruleset), AS_OF)
+        assert decision.outcome == "propose"
+        fhir.transaction(
+            build_patient_transaction(decision, ruleset, now=NOW, tool_version=__version__)
+        )
+        (task,) = [
+            r
+            for r in fhir.search("Task", {"patient": f"Patient/{pid}"})
+            if r["resourceType"] == "Task"
+        ]
+        return pid, task["id"], task["focus"]["reference"].removeprefix("ServiceRequest/")
+
+    return make
+
+
+# --------------------------------------------------------------------------- sign-in
+
+
+def test_every_page_needs_sign_in(app_for):
+    client = app_for()
+    for path in ("/review/", "/review/task/t-1", "/review"):
+        response = client.get(path)
+        assert response.status_code in (302, 303, 307)
+        assert response.headers["location"].endswith(("/review/login", "/review/"))
+    response = client.post("/review/task/t-1/accept", data={"csrf_token": "x"})
+    assert response.status_code == 303 and response.headers["location"] == "/review/login"
+
+
+def test_login_form_is_labelled_and_has_the_expected_ids(app_for):
+    response = app_for().get("/review/login")
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    page = parse(response.text)
+    form = one(page, id="login-form")
+    assert (form["method"], form["action"]) == ("post", "/review/login")
+    assert one(page, id="username")["name"] == "username"
+    password = one(page, id="password")
+    assert (password["name"], password["type"]) == ("password", "password")
+    assert one(page, id="sign-in")["type"] == "submit"
+    assert len(csrf_of(response.text)) >= 32
+    check_accessible(response.text)
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(app_for):
+    client = app_for()
+    wrong = sign_in(client, password="not the password")
+    unknown = sign_in(client, user="nobody")
+    for response in (wrong, unknown):
+        assert response.status_code == 200
+        page = parse(response.text)
+        one(page, id="login-error")
+        one(page, id="login-form")
+    assert parse(wrong.text).text["login-error"] == parse(unknown.text).text["login-error"]
+    assert client.get("/review/").status_code == 303  # still not signed in
+
+
+def test_sign_in_sets_a_safe_session_cookie(app_for):
+    client = app_for()
+    response = sign_in(client)
+    assert response.status_code == 303 and response.headers["location"] == "/review/"
+    cookie = response.headers["set-cookie"].lower()
+    for flag in ("httponly", "samesite=lax", "secure", "path=/review"):
+        assert flag in cookie
+    form = client.get("/review/login")  # signed in: straight to the worklist
+    assert form.status_code == 303 and form.headers["location"] == "/review/"
+    assert client.post("/review/logout", data={}).status_code == 403
+
+
+def test_repeated_failures_block_the_username_for_a_while(app_for):
+    client = app_for()
+    for _ in range(10):
+        assert sign_in(client, password="guess").status_code == 200
+    blocked = sign_in(client)  # the right password, too late
+    assert blocked.status_code == 200
+    assert parse(blocked.text).text["login-error"].strip() == BAD_SIGN_IN
+
+
+def test_login_without_csrf_is_403(app_for):
+    client = app_for()
+    client.get("/review/login")
+    response = client.post("/review/login", data={"username": "dr", "password": PASSWORD})
+    assert response.status_code == 403
+    assert (
+        client.post(
+            "/review/login",
+            data={"username": "dr", "password": PASSWORD, "csrf_token": "forged" * 8},
+        ).status_code
+        == 403
+    )
+
+
+def test_session_secret_must_be_set(tmp_path: Path):
+    config = page_config(tmp_path, "http://127.0.0.1:9/fhir")
+    with pytest.raises(ConfigError, match="IPS_SCREEN_SESSION_SECRET"):
+        create_app(config, environ={"IPS_SCREEN_SESSION_SECRET": "short"})
+
+
+# --------------------------------------------------------------------------- with a FHIR server
+
+integration = pytest.mark.integration
+
+
+@integration
+def test_worklist_lists_open_reviews_with_filters(signed_in: TestClient, propose):
+    pid, task_id, _ = propose()
+    owner = f"Practitioner/gp-{pid}"
+    response = signed_in.get("/review/", params={"owner": owner})
+    assert response.status_code == 200
+    check_accessible(response.text)
+    page = parse(response.text)
+    one(page, id="worklist")
+    rows = tags(page, "tr")
+    assert [r["data-task"] for r in rows if "data-task" in r] == [task_id]
+    link = one(page, **{"class": "open-task"})
+    assert link["href"] == f"/review/task/{task_id}"
+    filters = one(page, id="filters")
+    assert filters["method"] == "get"
+    assert one(page, id="priority")["name"] == "priority"
+    assert [a["value"] for a in tags(page, "option")] == ["all", "early", "routine"]
+    assert one(page, id="owner")["value"] == owner
+    row_text = response.text.split(f'data-task="{task_id}"')[1].split("</tr>")[0]
+    for words in (f"Patient/{pid}", "early", "Offer IPS", owner, "2026-11-26"):
+        assert words in row_text
+
+    routine = parse(signed_in.get("/review/", params={"owner": owner, "priority": "routine"}).text)
+    assert not [r for r in tags(routine, "tr") if "data-task" in r]
+    one(routine, id="empty")
+
+    everyone = parse(signed_in.get("/review/").text)
+    assert task_id in [r["data-task"] for r in tags(everyone, "tr") if "data-task" in r]
+
+    bad = parse(signed_in.get("/review/", params={"owner": "not a ref"}).text)
+    one(bad, id="filter-error")
+
+
+@integration
+def test_task_page_shows_the_evidence_and_both_forms(signed_in: TestClient, propose):
+    pid, task_id, sr_id = propose()
+    response = signed_in.get(f"/review/task/{task_id}")
+    assert response.status_code == 200
+    check_accessible(response.text)
+    page = parse(response.text)
+    timeline = page.text["timeline"]
+    for words in (
+        f"Condition/{pid}-pain",
+        f"Observation/{pid}-emp",
+        f"Observation/{pid}-fit1",
+        f"DocumentReference/{pid}-fit2",
+        "not fit for work",
+        "may be fit for work",
+    ):
+        assert words in timeline
+    assert (
+        timeline.index("2025-01-15") < timeline.index("2026-05-01") < timeline.index("2026-08-01")
+    )
+    assert "Chronic pain" in page.text["why"] and "Offer IPS" in page.text["why"]
+    assert "voluntary" in page.text["patient-explanation"]
+    assert "@media print" in response.text and "#patient-explanation" in response.text
+    accept = one(page, id="accept-form")
+    assert (accept["method"], accept["action"]) == ("post", f"/review/task/{task_id}/accept")
+    one(page, id="accept")
+    decline = one(page, id="decline-form")
+    assert (decline["method"], decline["action"]) == ("post", f"/review/task/{task_id}/decline")
+    assert one(page, id="reason")["name"] == "reason"
+    assert [a["value"] for a in tags(page, "option")] == list(DECLINE_REASONS)
+    for display in DECLINE_REASONS.values():
+        assert display in response.text
+    assert one(page, id="note")["name"] == "note"
+    one(page, id="decline")
+    assert "ServiceRequest/" + sr_id in response.text
+    assert signed_in.get("/review/task/no-such-task").status_code == 404
+
+
+@integration
+def test_accept_through_the_page(signed_in: TestClient, propose, fhir: FhirClient):
+    _, task_id, sr_id = propose()
+    token = csrf_of(signed_in.get(f"/review/task/{task_id}").text)
+    response = signed_in.post(f"/review/task/{task_id}/accept", data={"csrf_token": token})
+    assert response.status_code == 303 and response.headers["location"] == "/review/"
+    worklist = parse(signed_in.get("/review/").text)
+    assert worklist.text["flash"].startswith(f"Accepted Task/{task_id}: created ServiceRequest/")
+    assert task_id not in [r["data-task"] for r in tags(worklist, "tr") if "data-task" in r]
+    assert fhir.read("Task", task_id)[0]["status"] == "completed"
+    (order,) = [
+        r
+        for r in fhir.search("ServiceRequest", {"based-on": f"ServiceRequest/{sr_id}"})
+        if r["resourceType"] == "ServiceRequest"
+    ]
+    assert order["requester"] == {"reference": DR}
+
+    again = signed_in.post(f"/review/task/{task_id}/accept", data={"csrf_token": token})
+    assert again.status_code == 303
+    assert "already completed" in parse(signed_in.get("/review/").text).text["flash"]
+    assert fhir.read("Task", task_id)[0]["status"] == "completed"
+
+
+@integration
+def test_decline_through_the_page(signed_in: TestClient, propose, fhir: FhirClient):
+    _, task_id, sr_id = propose()
+    token = csrf_of(signed_in.get(f"/review/task/{task_id}").text)
+    path = f"/review/task/{task_id}/decline"
+    missing_note = signed_in.post(path, data={"csrf_token": token, "reason": "other"})
+    assert missing_note.status_code == 400
+    one(parse(missing_note.text), id="form-error")
+    bad_reason = signed_in.post(path, data={"csrf_token": token, "reason": "bored"})
+    assert bad_reason.status_code == 400
+    assert fhir.read("Task", task_id)[0]["status"] == "requested"
+
+    data = {"csrf_token": token, "reason": "not-interested", "note": "Happy volunteering."}
+    response = signed_in.post(path, data=data)
+    assert response.status_code == 303
+    assert (
+        parse(signed_in.get("/review/").text)
+        .text["flash"]
+        .startswith(f"Declined Task/{task_id} (Patient not interested in IPS at present)")
+    )
+    task = fhir.read("Task", task_id)[0]
+    assert task["status"] == "rejected"
+    assert task["statusReason"]["coding"][0]["code"] == "not-interested"
+    assert task["note"][-1] == {
+        "authorReference": {"reference": DR},
+        "time": task["note"][-1]["time"],
+        "text": "Happy volunteering.",
+    }
+    assert fhir.read("ServiceRequest", sr_id)[0]["status"] == "revoked"
+
+
+@integration
+def test_forms_without_the_csrf_token_are_403(signed_in: TestClient, propose, fhir: FhirClient):
+    _, task_id, _ = propose()
+    for data in ({}, {"csrf_token": "x" * 43}):
+        assert signed_in.post(f"/review/task/{task_id}/accept", data=data).status_code == 403
+        decline = {**data, "reason": "not-now"}
+        assert signed_in.post(f"/review/task/{task_id}/decline", data=decline).status_code == 403
+        assert signed_in.post("/review/logout", data=data).status_code == 403
+    assert fhir.read("Task", task_id)[0]["status"] == "requested"
+
+    token = csrf_of(signed_in.get("/review/").text)
+    response = signed_in.post("/review/logout", data={"csrf_token": token})
+    assert response.status_code == 303 and response.headers["location"] == "/review/login"
+    assert signed_in.get("/review/").status_code == 303
+
+
+@integration
+def test_a_concurrent_change_is_a_409_page_and_changes_nothing(
+    signed_in: TestClient, propose, fhir: FhirClient, monkeypatch
+):
+    _, task_id, _ = propose()
+    token = csrf_of(signed_in.get(f"/review/task/{task_id}").text)
+    original = review.load_review
+
+    def load_then_someone_else_edits(client: FhirClient, task: str) -> review.Loaded:
+        loaded = original(client, task)
+        fhir.update(dict(loaded.task, note=[{"text": "Phoned the patient."}]))
+        return loaded
+
+    monkeypatch.setattr(review, "load_review", load_then_someone_else_edits)
+    response = signed_in.post(f"/review/task/{task_id}/accept", data={"csrf_token": token})
+    assert response.status_code == 409
+    page = parse(response.text)
+    assert "someone else" in page.text["conflict"].lower()
+    check_accessible(response.text)
+    assert fhir.read("Task", task_id)[0]["status"] == "requested"
+
+
+@integration
+def test_proxy_header_signs_in_only_from_a_trusted_proxy(app_for, fhir_server, propose):
+    pid, task_id, _ = propose()
+    proxy = {
+        "proxy_header": "X-Remote-User",
+        "proxy_users": {"dr.proxy": DR},
+        "trusted_proxy_ips": ["127.0.0.1"],
+    }
+    trusted = app_for(fhir_server.base_url, review_page=proxy, client=("127.0.0.1", 40000))
+    response = trusted.get(
+        "/review/",
+        params={"owner": f"Practitioner/gp-{pid}"},
+        headers={"X-Remote-User": "dr.proxy"},
+    )
+    assert response.status_code == 200
+    assert task_id in response.text and "dr.proxy" in response.text
+    assert trusted.get("/review/", headers={"X-Remote-User": "mallory"}).status_code == 401
+    assert trusted.get("/review/").status_code == 401
+    assert trusted.get("/review/login", headers={"X-Remote-User": "dr.proxy"}).status_code == 303
+
+    untrusted = app_for(fhir_server.base_url, review_page=proxy, client=("10.1.2.3", 40000))
+    assert untrusted.get("/review/", headers={"X-Remote-User": "dr.proxy"}).status_code == 401
+
+
+# --------------------------------------------------------------------------- passwords and config
+
+
+def test_password_hashes_and_the_users_file(tmp_path: Path):
+    from ips_screen.service.config import hash_password, load_users, verify_password
+
+    hashed = hash_password("a long pass phrase")
+    assert hashed.startswith("scrypt$16384$8$1$")
+    assert verify_password("a long pass phrase", hashed)
+    assert not verify_password("a long pass phrase!", hashed)
+    assert hash_password("a long pass phrase") != hashed  # random salt
+    assert not verify_password("x", "scrypt$3$8$1$AAAA$AAAA")  # bad parameters: never a match
+
+    path = tmp_path / "users.txt"
+    path.write_text(f"# clinicians\n\ndr.a:{hashed}:Practitioner/1\n")
+    assert load_users(path)["dr.a"].practitioner == "Practitioner/1"
+    for line, message in [
+        (f"dr.a:{hashed}", "expected username:scrypt"),
+        ("dr.a:plain-password:Practitioner/1", "bad password hash"),
+        (f"dr.a:{hashed}:Patient/1", "Practitioner/<id>"),
+        (f"dr.a:{hashed}:Practitioner/1\ndr.a:{hashed}:Practitioner/2", "listed twice"),
+    ]:
+        path.write_text(line + "\n")
+        with pytest.raises(ConfigError, match=message) as info:
+            load_users(path)
+        assert hashed not in str(info.value)
+
+
+def test_cli_hash_password_reads_stdin(monkeypatch, capsys):
+    import io
+
+    from ips_screen.cli.main import main
+    from ips_screen.service.config import verify_password
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long pass phrase\n"))
+    args = ["serve", "hash-password", "--user", "dr.a", "--practitioner", "Practitioner/1"]
+    assert main(args) == 0
+    user, hashed, practitioner = capsys.readouterr().out.strip().split(":")
+    assert (user, practitioner) == ("dr.a", "Practitioner/1")
+    assert verify_password("a long pass phrase", hashed)
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["serve", "hash-password"]) == 2
+    assert main(["serve"]) == 2  # no --config
+    assert "--config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"fhir": {"base_url": "https://f.example/R4", "token": "abc"}}, "unknown key"),
+        ({"fhir": {"base_url": "http://f.example/R4", "auth": "bearer"}}, "without https"),
+        ({"fhir": {"base_url": "https://f.example/R4", "token_env": "eyJ.a.b"}}, "NAME"),
+        ({"public_base_url": "http://ips.example.org"}, "must be https"),
+        ({"review_page": {"users_file": "u", "proxy_header": "X-User"}}, "exactly one"),
+        ({"review_page": {"proxy_header": "X-User"}}, "needs proxy_users"),
+        ({"review_page": {"users_file": "u", "session_secret_env": "s3cr3t!"}}, "NAME"),
+        ({"ehr_auth": {"issuers": []}}, "ehr_auth"),
+    ],
+)
+def test_config_is_strict(tmp_path: Path, change: dict, message: str):
+    data: dict[str, Any] = {
+        "public_base_url": PUBLIC,
+        "fhir": {"base_url": "https://fhir.example.org/R4"},
+        "ehr_auth": {"issuers": [{"iss": "https://e.example", "jwks_url": "https://e.example/k"}]},
+    }
+    data.update(change)
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data, tmp_path)
+
+
+def test_example_config_is_valid():
+    from ips_screen.service.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[2] / "docs" / "serve.example.toml")
+    assert config.fhir.auth == "smart" and config.review_page is not None
+    assert config.endpoint("/cds-services/ips-screen") == (
+        "https://ips.practice.example/cds-services/ips-screen"
+    )

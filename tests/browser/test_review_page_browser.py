@@ -1,0 +1,247 @@
+"""The clinician review page in a real browser: sign in with the keyboard, see the worklist, open a
+proposal, decline it with a reason and a note, and find the decline on the FHIR server.
+
+The page is `ips-screen serve`'s app (ips_screen.service.app.create_app) run by uvicorn on
+127.0.0.1, reading and writing the browser tests' own FHIR server, which holds exactly the two
+proposals loaded here; the second is then accepted, leaving the worklist empty. Full-page
+screenshots of the worklist and the task page go to the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from selenium.webdriver import Chrome
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from ips_screen import __version__
+from ips_screen.codes import DECLINE_REASON_SYSTEM
+from ips_screen.dates import LONDON
+from ips_screen.engine import evaluate
+from ips_screen.fhir.client import FhirClient
+from ips_screen.fhir.testserver import FhirTestServer
+from ips_screen.proposals.build import build_patient_transaction
+from ips_screen.service.app import create_app
+from ips_screen.service.config import hash_password, parse_config
+from tests.helpers import (
+    AS_OF,
+    CHRONIC_PAIN,
+    MAY_BE_FIT,
+    NOT_FIT,
+    UNEMPLOYED,
+    condition,
+    default_ruleset,
+    employment,
+    facts_from,
+    fit_note,
+    patient,
+    ref,
+)
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 26, 9, 30, tzinfo=LONDON)
+USERNAME = "dr.review"
+PASSWORD = "correct horse battery staple"
+PRACTITIONER = "Practitioner/dr-review"
+NOTE = "Would rather wait until after knee surgery."
+WAIT = 20  # seconds: the longest any page may take to show what the test waits for
+
+
+@dataclass(frozen=True)
+class Proposed:
+    pid: str
+    task_id: str
+    sr_id: str
+
+
+def propose(client: FhirClient) -> Proposed:
+    """One patient's records PUT on the server in a transaction, then the proposal transaction
+    the screen would write for them."""
+    pid = f"br-{uuid.uuid4().hex[:12]}"
+    resources = [
+        patient(pid, "1980-01-01", generalPractitioner=[ref(f"Practitioner/gp-{pid}")]),
+        condition(CHRONIC_PAIN, id=f"{pid}-pain", subject=pid),
+        employment(UNEMPLOYED, "2026-06-01", id=f"{pid}-emp", subject=pid),
+        fit_note(NOT_FIT, "2026-05-01", id=f"{pid}-fit1", subject=pid),
+        fit_note(MAY_BE_FIT, "2026-08-01", "DocumentReference", id=f"{pid}-fit2", subject=pid),
+    ]
+    client.transaction(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "resource": r,
+                    "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
+                }
+                for r in resources
+            ],
+        }
+    )
+    ruleset = default_ruleset()
+    decision = evaluate(ruleset, facts_from(resources, ruleset), AS_OF)
+    assert decision.outcome == "propose", decision.reasons
+    client.transaction(
+        build_patient_transaction(decision, ruleset, now=NOW, tool_version=__version__)
+    )
+    (task,) = [
+        t
+        for t in client.search("Task", {"patient": f"Patient/{pid}"})
+        if t.get("resourceType") == "Task"
+    ]
+    sr_id = task["focus"]["reference"].removeprefix("ServiceRequest/")
+    return Proposed(pid, task["id"], sr_id)
+
+
+@pytest.fixture
+def review_url(
+    browser_fhir_server: FhirTestServer,
+    serve_app: Callable[[Callable[[str], object]], str],
+    tmp_path: Path,
+) -> Iterator[str]:
+    """The review app on the browser tests' FHIR server, with one user who may sign in (EHR
+    authentication disabled: allowed on loopback, and the CDS Hooks side is not tested here).
+    The app has its own FHIR client: it runs in the server's threads, the test's client in the
+    test's."""
+    users = tmp_path / "users.txt"
+    users.write_text(f"{USERNAME}:{hash_password(PASSWORD)}:{PRACTITIONER}\n")
+    environ = {"IPS_SCREEN_SESSION_SECRET": secrets.token_urlsafe(32)}
+
+    def make_app(base_url: str) -> object:
+        config = parse_config(
+            {
+                "public_base_url": base_url,
+                "fhir": {"base_url": browser_fhir_server.base_url},
+                "ehr_auth": {"disabled": True},
+                "review_page": {"users_file": str(users)},
+            },
+            tmp_path,
+        )
+        return create_app(config, fhir_client=app_client, clock=lambda: NOW, environ=environ)
+
+    with FhirClient(
+        browser_fhir_server.base_url, headers={"Prefer": "handling=strict"}, timeout=(5, 30)
+    ) as app_client:
+        yield serve_app(make_app)
+
+
+def rows(browser: Chrome) -> dict[str, WebElement]:
+    return {
+        row.get_attribute("data-task") or "": row
+        for row in browser.find_elements(By.CSS_SELECTOR, "table#worklist tr[data-task]")
+    }
+
+
+def screenshot(browser: Chrome, path: Path) -> None:
+    """The whole page, not just the 1280x900 viewport (Chromium's DevTools protocol)."""
+    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+    shot = browser.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def signed_by(client: FhirClient, task_id: str) -> set[str]:
+    """Who the Provenance resources targeting the Task name as agents."""
+    return {
+        agent["who"].get("reference", "")
+        for p in client.search("Provenance", {"target": f"Task/{task_id}"})
+        if p.get("resourceType") == "Provenance"
+        for agent in p.get("agent", [])
+    }
+
+
+def test_sign_in_decline_and_accept_proposals(
+    browser: Chrome, review_url: str, browser_fhir_client: FhirClient, tmp_path: Path
+) -> None:
+    first, second = propose(browser_fhir_client), propose(browser_fhir_client)
+    wait = WebDriverWait(browser, WAIT)
+    browser.execute_cdp_cmd("Network.clearBrowserCookies", {})  # cookies ignore the port
+
+    # Not signed in: the worklist sends the browser to the sign-in page.
+    browser.get(f"{review_url}/review/")
+    wait.until(ec.url_contains("/review/login"))
+    wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "form#login-form")))
+
+    # Sign in with the keyboard only: type, Tab to the button, Enter.
+    browser.find_element(By.ID, "username").send_keys(USERNAME)
+    password = browser.find_element(By.ID, "password")
+    password.send_keys(PASSWORD)
+    password.send_keys(Keys.TAB)
+    focused = browser.switch_to.active_element
+    assert focused.get_attribute("id") == "sign-in", "Tab from the password goes to Sign in"
+    focused.send_keys(Keys.ENTER)
+
+    # The worklist shows both proposals, each with a link to its task page.
+    wait.until(ec.url_matches(r"/review/?$"))
+    wait.until(lambda b: len(rows(b)) == 2)
+    listed = rows(browser)
+    assert set(listed) == {first.task_id, second.task_id}
+    for row in listed.values():
+        assert row.find_element(By.CSS_SELECTOR, "a.open-task").is_displayed()
+    assert not browser.find_elements(By.ID, "empty")
+    screenshot(browser, tmp_path / "worklist.png")
+
+    # Open the first proposal.
+    listed[first.task_id].find_element(By.CSS_SELECTOR, "a.open-task").click()
+    wait.until(ec.url_contains(f"/review/task/{first.task_id}"))
+    timeline = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "section#timeline")))
+    why = browser.find_element(By.ID, "why")
+    assert timeline.text.strip(), "the timeline is empty"
+    assert why.text.strip(), "#why is empty"
+    assert browser.find_element(By.CSS_SELECTOR, "section#patient-explanation").text.strip()
+    assert browser.find_element(By.CSS_SELECTOR, "form#accept-form button#accept").is_enabled()
+    screenshot(browser, tmp_path / "task.png")
+
+    # Decline: reason, note, button.
+    form = browser.find_element(By.CSS_SELECTOR, "form#decline-form")
+    Select(form.find_element(By.CSS_SELECTOR, "select#reason")).select_by_value("not-interested")
+    form.find_element(By.CSS_SELECTOR, "textarea#note").send_keys(NOTE)
+    form.find_element(By.CSS_SELECTOR, "button#decline").click()
+
+    # Back on the worklist: a message about the decline, and only the other proposal left.
+    flash = wait.until(ec.visibility_of_element_located((By.ID, "flash")))
+    assert "declin" in flash.text.lower(), flash.text
+    assert browser.current_url.rstrip("/").endswith("/review")
+    wait.until(lambda b: set(rows(b)) == {second.task_id})
+    screenshot(browser, tmp_path / "worklist-after-decline.png")
+
+    # On the FHIR server: the Task rejected with the reason and note, the proposal revoked.
+    task, _ = browser_fhir_client.read("Task", first.task_id)
+    assert task["status"] == "rejected"
+    (reason,) = task["statusReason"]["coding"]
+    assert (reason["system"], reason["code"]) == (DECLINE_REASON_SYSTEM, "not-interested")
+    assert task["note"][-1]["text"] == NOTE
+    proposal, _ = browser_fhir_client.read("ServiceRequest", first.sr_id)
+    assert proposal["status"] == "revoked"
+    assert PRACTITIONER in signed_by(browser_fhir_client, first.task_id)
+    untouched, _ = browser_fhir_client.read("Task", second.task_id)
+    assert untouched["status"] == "requested"
+
+    # Accept the other one: the worklist is then empty.
+    rows(browser)[second.task_id].find_element(By.CSS_SELECTOR, "a.open-task").click()
+    wait.until(ec.url_contains(f"/review/task/{second.task_id}"))
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "form#accept-form button#accept")))
+    browser.find_element(By.ID, "accept").click()
+    empty = wait.until(ec.visibility_of_element_located((By.ID, "empty")))
+    assert "No open IPS proposals" in empty.text
+    flash = browser.find_element(By.ID, "flash")
+    assert "accepted" in flash.text.lower(), flash.text
+    assert not rows(browser)
+    screenshot(browser, tmp_path / "worklist-empty.png")
+    accepted, _ = browser_fhir_client.read("Task", second.task_id)
+    assert accepted["status"] == "completed"
+    assert PRACTITIONER in signed_by(browser_fhir_client, second.task_id)

@@ -21,6 +21,7 @@ import orjson
 import requests
 from fastapi import FastAPI, Response
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ips_screen import __version__
 from ips_screen.dates import LONDON
@@ -138,6 +139,8 @@ def create_app(
     )
     app.state.service = state
     app.include_router(cds.router)
+    if config.cds_cors_origins:
+        app.add_middleware(CdsCors, origins=config.cds_cors_origins)
     if page is not None and secret is not None:
         app.include_router(review_page.router)
         app.state.sign_in_throttle = Throttle()
@@ -158,6 +161,33 @@ def create_app(
         return Response(orjson.dumps(body), media_type="application/json")
 
     return app
+
+
+class CdsCors:
+    """CORS for /cds-services only, for the configured browser-based CDS clients.
+
+    The review page never answers cross-origin requests; no cookies are allowed (the EHR's JWT
+    travels in the Authorization header)."""
+
+    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
+        from starlette.middleware.cors import CORSMiddleware
+
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            allow_credentials=False,
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.endswith("/cds-services") or "/cds-services/" in path:
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def run(config: ServeConfig, host: str, port: int, environ: Mapping[str, str]) -> None:

@@ -9,6 +9,7 @@ session-signing secret (`review_page.session_secret_env`) and the users file's p
                                                        # from it, never from the Host header
     rules = "rules/ips-chronic-pain.yaml"              # optional; relative to this file
     ehr_fhir_servers = []                              # allowed fhirServer URLs (empty: https)
+    cds_cors_origins = []                              # browser CDS clients allowed (CORS)
     [fhir]            base_url, auth = none|bearer|smart, token_env | client_id, private_key, kid...
     [ehr_auth]        disabled (loopback public_base_url only), leeway_seconds, [[ehr_auth.issuers]]
     [review_page]     users_file | proxy_header + proxy_users + trusted_proxy_ips;
@@ -182,6 +183,9 @@ class ServeConfig(_Strict):
     # EHR FHIR servers the service may read with the user's token when prefetch lacks data:
     # empty = any https server; http is possible only by listing a loopback server here.
     ehr_fhir_servers: list[str] = Field(default_factory=list)
+    # Browser-based CDS clients (e.g. the public CDS Hooks sandbox) call the service from a web
+    # page: list their origins to allow cross-origin calls (CORS) to /cds-services only.
+    cds_cors_origins: list[str] = Field(default_factory=list)
 
     @field_validator("ehr_fhir_servers")
     @classmethod

@@ -708,3 +708,23 @@ def test_card_memory_is_bounded():
     for n in range(3):
         memory.put(f"c{n}", CardState(f"p{n}", "s", None, None, None, None))
     assert len(memory) == 2 and memory.get("c0") is None and memory.get("c2") is not None
+
+
+def test_cors_only_for_configured_browser_clients_and_only_on_cds_routes(make_client):
+    sandbox = "https://sandbox.cds-hooks.org"
+    client, _ = make_client(cds_cors_origins=[sandbox])
+    preflight = {
+        "Origin": sandbox,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    answer = client.options(SERVICE, headers=preflight)
+    assert answer.status_code == 200
+    assert answer.headers["access-control-allow-origin"] == sandbox
+    assert "access-control-allow-credentials" not in answer.headers
+    other = client.options(SERVICE, headers={**preflight, "Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+    page = client.get("/review/login", headers={"Origin": sandbox})
+    assert "access-control-allow-origin" not in page.headers
+    discovery = client.get("/cds-services", headers={"Origin": sandbox})
+    assert discovery.headers["access-control-allow-origin"] == sandbox

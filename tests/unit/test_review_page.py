@@ -373,7 +373,8 @@ def test_task_page_shows_the_evidence_and_both_forms(signed_in: TestClient, prop
     decline = one(page, id="decline-form")
     assert (decline["method"], decline["action"]) == ("post", f"/review/task/{task_id}/decline")
     assert one(page, id="reason")["name"] == "reason"
-    assert [a["value"] for a in tags(page, "option")] == list(DECLINE_REASONS)
+    # No reason is chosen for the clinician: the first option is an empty prompt.
+    assert [a["value"] for a in tags(page, "option")] == ["", *DECLINE_REASONS]
     for display in DECLINE_REASONS.values():
         assert display in response.text
     assert one(page, id="note")["name"] == "note"
@@ -415,6 +416,9 @@ def test_decline_through_the_page(signed_in: TestClient, propose, fhir: FhirClie
     one(parse(missing_note.text), id="form-error")
     bad_reason = signed_in.post(path, data={"csrf_token": token, "reason": "bored"})
     assert bad_reason.status_code == 400
+    no_reason = signed_in.post(path, data={"csrf_token": token, "reason": ""})
+    assert no_reason.status_code == 400
+    assert "Choose a reason" in parse(no_reason.text).text["form-error"]
     assert fhir.read("Task", task_id)[0]["status"] == "requested"
 
     data = {"csrf_token": token, "reason": "not-interested", "note": "Happy volunteering."}

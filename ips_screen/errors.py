@@ -16,6 +16,11 @@ Exit 9 (`COMPLETED_WITH_ERRORS`) is not an exception: the nightly run finished, 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class UserError(Exception):
     """An error the user can fix; shown as one line, never a traceback."""
@@ -44,6 +49,16 @@ class ConflictError(ServerError):
 
 class LockHeld(UserError):
     exit_code = 7
+
+
+def validation_problem(exc: ValidationError) -> str:
+    """The first problem pydantic found in a configuration, as "where: what (and N more)"; a key
+    the model does not have is an "unknown key"."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {message}{more}"
 
 
 EXIT_CODES = {

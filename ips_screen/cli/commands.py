@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ips_screen.cli.server_args import client_from_args, is_server_url, server_options_given
 from ips_screen.dates import LONDON, today_london
@@ -84,22 +84,10 @@ def cmd_screen(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     source = _source(args)
     _check_write_args(args, source)
     if isinstance(source, str):
-        from ips_screen.sources.fhir_rest import DEFAULT_PAGE_SIZE
-
         with client_from_args(args, environ, source) as client:
             if args.write:
                 return _screen_and_write(args, environ, client, ruleset, as_of, now)
-            result = screen_server(
-                client,
-                ruleset,
-                as_of=as_of,
-                out_dir=out,
-                now=now,
-                owner=args.owner,
-                patients=args.patient_id,
-                page_size=args.page_size or DEFAULT_PAGE_SIZE,
-                skip_invalid=args.skip_invalid,
-            )
+            result = screen_server(client, ruleset, **_server_screen_options(args, as_of, now))
     else:
         result = screen_files(
             source,
@@ -112,6 +100,21 @@ def cmd_screen(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
     _print_summary(result.summary, out)
     return 0
+
+
+def _server_screen_options(args: argparse.Namespace, as_of: date, now: datetime) -> dict[str, Any]:
+    """The keyword arguments of `screen_server` (and `write_to_server`) from the command line."""
+    from ips_screen.sources.fhir_rest import DEFAULT_PAGE_SIZE
+
+    return {
+        "as_of": as_of,
+        "out_dir": Path(args.out),
+        "now": now,
+        "owner": args.owner,
+        "patients": args.patient_id,
+        "page_size": args.page_size or DEFAULT_PAGE_SIZE,
+        "skip_invalid": args.skip_invalid,
+    }
 
 
 def _check_write_args(args: argparse.Namespace, source: str | list[Path]) -> None:
@@ -136,22 +139,14 @@ def _screen_and_write(
     from ips_screen.errors import ServerError
     from ips_screen.fhir.writer import default_lock_path
     from ips_screen.pipeline import write_to_server
-    from ips_screen.sources.fhir_rest import DEFAULT_PAGE_SIZE
 
-    out = Path(args.out)
     result, written = write_to_server(
         client,
         ruleset,
         lock_path=default_lock_path(client.base_url, environ),
-        as_of=as_of,
-        out_dir=out,
-        now=now,
-        owner=args.owner,
-        patients=args.patient_id,
-        page_size=args.page_size or DEFAULT_PAGE_SIZE,
-        skip_invalid=args.skip_invalid,
+        **_server_screen_options(args, as_of, now),
     )
-    _print_summary(result.summary, out)
+    _print_summary(result.summary, Path(args.out))
     print(written.summary_line())
     if written.repaired:
         print(f"Restored the missing review Task of {written.repaired} proposals.")

@@ -13,10 +13,8 @@
   after success, when a new job fails, and when a job's manifest or files are unusable (that job
   is also deleted); it is kept on a poll timeout or after retries of transient failures, so that
   the next run resumes.
-- Polling: 202 waits Retry-After (seconds or HTTP date) else 1, 2, 4 ... s, within 1..120 s;
-  X-Progress is logged. 429 doubles the interval for the rest of the job. 408/5xx (unless an
-  OperationOutcome says the job failed) are retried, `max_attempts` in a row at most. After
-  `poll_max_wait` s (by `clock`) a ServerError names the status URL.
+- Polling (`bulk_status`): Retry-After else 1, 2, 4 ... s, within 1..120 s; 429 slows down;
+  408/5xx are retried. After `poll_max_wait` s (by `clock`) a ServerError names the status URL.
 - Files are downloaded and checked by `bulk_download`; `error` files end up in `errors` and do
   not fail the export. Then `DELETE` of the status URL (404 ignored, other failures logged).
   Paged manifests (2.0 `link` next) are not followed: a warning is logged.
@@ -38,36 +36,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin
 
 import orjson
-import requests
 
 from ips_screen.errors import ConfigError, ServerError
-from ips_screen.fhir.bulk_download import (
-    BulkHttp,
-    Downloaded,
-    Downloader,
-    TransientError,
-    failure,
-    file_auth,
-    label,
-    manifest_files,
-    parse_type_filters,
-)
-from ips_screen.fhir.client import FHIR_JSON, RETRY_STATUSES, FhirClient
+from ips_screen.fhir.bulk_download import Downloaded, Downloader, file_auth, manifest_files
+from ips_screen.fhir.bulk_filter import parse_type_filters
+from ips_screen.fhir.bulk_http import BulkHttp, TransientError, failure
+from ips_screen.fhir.bulk_status import JobFailed, JobGone, StatusPoller
+from ips_screen.fhir.client import FHIR_JSON, FhirClient
+from ips_screen.fhir.outcome import issue_codes, request_label
 
 log = logging.getLogger("ips_screen.fhir.bulk")
 
 LEVELS = ("system", "patient", "group")
 STATE_FILE = "export-state.json"
 FILES_DIR = "files"
-POLL_WAIT_MIN, POLL_WAIT_CAP, POLL_BACKOFF_MAX = 1.0, 120.0, 60.0
 UNSUPPORTED_STATUSES = frozenset({404, 405, 501})
-# IssueType "transient" and its children: the poll failed, not necessarily the job.
-TRANSIENT_ISSUES = frozenset(
-    {"transient", "lock-error", "no-store", "exception", "timeout", "incomplete", "throttled"}
-)
 BULK_CAPABILITY = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
 _EXPORT_NAMES = {"export": None, "patient-export": "patient", "group-export": "group"}
 _TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
@@ -78,14 +64,6 @@ _INSTANT_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\
 
 class ExportUnsupported(ServerError):
     """The server does not do this $export (the level, or the parameters asked for)."""
-
-
-class _JobGone(ServerError):
-    """The server does not know the status URL (404/410)."""
-
-
-class _JobFailed(ServerError):
-    """The server reported that the export job failed."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +186,7 @@ def export(
     work_dir.mkdir(parents=True, exist_ok=True)
     state_path = work_dir / STATE_FILE
     http = BulkHttp(client, sleep)
-    poller = _Poller(http, sleep, clock, notify, poll_max_wait)
+    poller = StatusPoller(http, sleep, clock, notify, poll_max_wait)
     manifest: dict | None = None
     saved = _saved_state(state_path, client, request)
     status_url: str | None = saved["status_url"] if saved else None
@@ -218,7 +196,7 @@ def export(
         notify("resume", {"level": request.level, "kicked_off_at": saved.get("kicked_off_at")})
         try:
             manifest = poller.manifest(status_url)
-        except (_JobGone, _JobFailed):
+        except (JobGone, JobFailed):
             log.warning("the saved export job is gone or failed; starting a new one")
             state_path.unlink(missing_ok=True)
             resumed = False
@@ -232,7 +210,7 @@ def export(
         )
         try:
             manifest = poller.manifest(status_url)
-        except (_JobGone, _JobFailed):
+        except (JobGone, JobFailed):
             state_path.unlink(missing_ok=True)
             raise
     assert status_url is not None
@@ -291,8 +269,8 @@ def _download(
 def _kick_off(http: BulkHttp, request: ExportRequest) -> str:
     client = http.client
     url = f"{client.base_url}/{request.operation_path()}"
-    what = f"{label('GET', url)} (export kick-off)"
-    headers = {"Accept": FHIR_JSON, "Prefer": client._prefer_with("respond-async")}
+    what = f"{request_label('GET', url)} (export kick-off)"
+    headers = {"Accept": FHIR_JSON, "Prefer": client.prefer_header("respond-async")}
     resp = http.call("GET", url, what, params=request.params(), headers=headers)
     if resp.status_code == 202:
         location = resp.headers.get("Content-Location")
@@ -301,7 +279,7 @@ def _kick_off(http: BulkHttp, request: ExportRequest) -> str:
         log.info("export kicked off at %s level", request.level)
         return urljoin(url, location)
     message = failure(resp, what)
-    if resp.status_code in UNSUPPORTED_STATUSES or "not-supported" in _issue_codes(resp):
+    if resp.status_code in UNSUPPORTED_STATUSES or "not-supported" in issue_codes(resp):
         if request.level == "group" and resp.status_code == 404 and _group_missing(http, request):
             raise ServerError(f"{message} (Group/{request.group_id} does not exist)")
         raise ExportUnsupported(f"the server does not support this $export: {message}")
@@ -318,92 +296,8 @@ def _group_missing(http: BulkHttp, request: ExportRequest) -> bool:
     return resp.status_code in (404, 410)
 
 
-@dataclass
-class _Poller:
-    http: BulkHttp
-    sleep: Callable[[float], None]
-    clock: Callable[[], float]
-    notify: Callable[[str, dict], None]
-    max_wait: float
-
-    def __post_init__(self) -> None:
-        self.deadline = self.clock() + self.max_wait
-
-    def manifest(self, status_url: str) -> dict:
-        """Poll until the manifest; raises _JobGone, _JobFailed or ServerError."""
-        what = f"{label('GET', status_url)} (export status)"
-        retry = self.http.client.retry
-        floor, waits, failures, last = 0.0, 0, 0, POLL_WAIT_MIN
-        while True:
-            status: int | None = None
-            text: str | None = None
-            try:
-                resp = self.http.send("GET", status_url, headers={"Accept": "application/json"})
-            except TransientError as exc:
-                failures += 1
-                if failures >= retry.max_attempts:
-                    raise ServerError(f"{exc} (gave up after {failures} attempts)") from exc
-                log.warning("%s; polling again", exc)
-                delay = retry.backoff(failures)
-            else:
-                status, after = resp.status_code, self.http.retry_after(resp)
-                codes = _issue_codes(resp)
-                if status == 200:
-                    return _manifest_json(resp, what)
-                if status == 202:
-                    failures, waits = 0, waits + 1
-                    backoff = min(POLL_BACKOFF_MAX, 2.0 ** (waits - 1))
-                    delay = max(after if after is not None else backoff, floor)
-                    text = " ".join(resp.headers.get("X-Progress", "").split())[:100] or None
-                    log.info("export in progress (%s)", text or "no X-Progress")
-                elif status == 429:
-                    floor = delay = min(POLL_WAIT_CAP, max(after or 0.0, 2 * max(last, floor)))
-                    log.warning("%s -> 429; slowing down to one poll per %.0f s", what, delay)
-                elif status in (404, 410):
-                    raise _JobGone(f"HTTP {status} from {what}")
-                elif status in RETRY_STATUSES and (not codes or codes & TRANSIENT_ISSUES):
-                    failures += 1
-                    if failures >= retry.max_attempts:
-                        failed = _JobFailed if codes else ServerError
-                        raise failed(f"{failure(resp, what)} (gave up after {failures} attempts)")
-                    delay = after if after is not None else retry.backoff(failures)
-                    log.warning("%s -> %d; polling again", what, status)
-                else:
-                    raise _JobFailed(failure(resp, what))
-            last = delay = min(max(delay, POLL_WAIT_MIN), POLL_WAIT_CAP)
-            self.notify("poll", {"status": status, "progress": text, "wait": delay})
-            remaining = self.deadline - self.clock()
-            if remaining <= 0:
-                raise ServerError(
-                    f"the bulk export at {_without_query(status_url)} did not finish within "
-                    f"{self.max_wait:.0f} s; the next run resumes it"
-                )
-            self.sleep(min(delay, remaining))
-
-
-def _manifest_json(resp: requests.Response, what: str) -> dict:
-    try:
-        manifest = orjson.loads(resp.content)
-    except orjson.JSONDecodeError as exc:
-        raise ServerError(f"{what}: the export manifest is not valid JSON") from exc
-    if not isinstance(manifest, dict) or "resourceType" in manifest:
-        raise ServerError(f"{what}: 200 OK but the body is not an export manifest")
-    return manifest
-
-
-def _issue_codes(resp: requests.Response) -> set[str]:
-    """The issue codes of an OperationOutcome body; empty for any other body."""
-    try:
-        body = orjson.loads(resp.content) if resp.content else None
-    except orjson.JSONDecodeError:
-        return set()
-    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
-        return set()
-    return {str(issue.get("code")) for issue in _dicts(body.get("issue"))}
-
-
 def _delete_job(http: BulkHttp, status_url: str) -> None:
-    what = f"{label('DELETE', status_url)} (export clean-up)"
+    what = f"{request_label('DELETE', status_url)} (export clean-up)"
     try:
         status = http.call("DELETE", status_url, what).status_code
     except ServerError as exc:
@@ -439,11 +333,6 @@ def _write_state(path: Path, state: dict) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(part, path)
-
-
-def _without_query(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def _dicts(value: object) -> list[dict]:

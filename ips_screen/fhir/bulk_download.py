@@ -1,16 +1,13 @@
 """Downloading the files of a Bulk Data export manifest, for `ips_screen.fhir.bulk`.
 
-- `BulkHttp` sends through the FhirClient's session: every request asks the client's auth afresh
-  (a renewed token is used at once), credentials go only to the FHIR server's origin (also on
-  redirects), a 401 re-authenticates once, and timeouts, connection errors and 408/429/5xx are
-  retried with the client's RetryPolicy (Retry-After honoured up to its cap) via `sleep`.
+- Requests go through `bulk_http.BulkHttp` (the client's auth, timeouts and retry policy).
 - `file_auth`: the token is never sent to another origin; a manifest that `requiresAccessToken`
   for files on another origin is refused.
 - `Downloader` streams at most `max_parallel` files at once into `files/` (which it owns: earlier
   NDJSON files there are removed), each to a `.part` name renamed when complete. Every NDJSON
   line must be JSON with the entry's resourceType (`Bundle` for deleted, `OperationOutcome` for
   error files), else a `ServerError` names the file and line. Output of a type with
-  `_typeFilter`s is filtered again for the token parameters the client can check.
+  `_typeFilter`s is filtered again for the token parameters the client can check (`bulk_filter`).
 
 Logs name paths, types and counts only: no query strings, bodies or tokens.
 """
@@ -21,164 +18,31 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urljoin, urlsplit
+from typing import Any
+from urllib.parse import urljoin
 
 import orjson
 import requests
 
 from ips_screen.errors import ServerError
 from ips_screen.fhir.auth import describe_origin, origin_of
-from ips_screen.fhir.client import (
-    RETRY_STATUSES,
-    FhirClient,
-    error_detail,
-    outcome_summary,
-    parse_retry_after,
-)
+from ips_screen.fhir.bulk_filter import Criterion, matches
+from ips_screen.fhir.bulk_http import BulkHttp, TransientError, failure
+from ips_screen.fhir.client import FhirClient
+from ips_screen.fhir.outcome import outcome_summary, request_label
+from ips_screen.fhir.retry import TRANSIENT_ERRORS
 
 log = logging.getLogger("ips_screen.fhir.bulk")
 
-T = TypeVar("T")
 CHUNK_SIZE = 1 << 16
 MAX_ERRORS = 1000  # OperationOutcome summaries kept from error files
 KINDS = ("output", "deleted", "error")
 _LINE_TYPE = {"deleted": "Bundle", "error": "OperationOutcome"}
 _TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
-_TRANSIENT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-)
-# Search parameters the client can check again itself: token parameters -> element names.
-_TOKEN_PARAMS: Mapping[str, tuple[str, ...]] = {
-    "_id": ("id",),
-    "code": ("code", "medicationCodeableConcept"),
-    "status": ("status",),
-    "intent": ("intent",),
-    "category": ("category",),
-    "clinical-status": ("clinicalStatus",),
-    "verification-status": ("verificationStatus",),
-}
-Criterion = tuple[tuple[str, tuple[str, ...]], ...] | None  # None: cannot be checked here
-
-
-class TransientError(ServerError):
-    """A failure worth retrying; `retry_after` is the server's Retry-After, if any."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-def failure(resp: requests.Response, what: str) -> str:
-    """'HTTP 500 from GET /path: <OperationOutcome summary>'."""
-    detail = error_detail(resp)
-    return f"HTTP {resp.status_code} from {what}" + (f": {detail}" if detail else "")
-
-
-def label(method: str, url: str) -> str:
-    """'METHOD /path' for messages and logs: never the query string."""
-    return f"{method} {urlsplit(url).path or '/'}"
-
-
-def _without_auth(r: requests.PreparedRequest) -> requests.PreparedRequest:
-    r.headers.pop("Authorization", None)
-    return r
-
-
-class BulkHttp:
-    """Requests through a FhirClient's session (its auth, timeouts, headers and retry policy)."""
-
-    def __init__(self, client: FhirClient, sleep: Callable[[float], None]) -> None:
-        self.client = client
-        self.sleep = sleep
-
-    def now(self) -> float:
-        """Wall-clock time for Retry-After dates: the client's (injectable) clock."""
-        return self.client._clock()
-
-    def retry_after(self, resp: requests.Response) -> float | None:
-        return parse_retry_after(resp.headers.get("Retry-After"), now=self.now())
-
-    def send(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: Sequence[tuple[str, str]] | None = None,
-        headers: Mapping[str, str] | None = None,
-        stream: bool = False,
-        send_auth: bool = True,
-    ) -> requests.Response:
-        """One request (plus one re-authenticated retry after a 401); any status is returned."""
-        what = label(method, url)
-        reauthenticated = False
-        while True:
-            try:
-                resp = self.client._session.request(
-                    method,
-                    url,
-                    params=params,
-                    headers=dict(headers or {}),
-                    stream=stream,
-                    timeout=self.client.timeout,
-                    auth=None if send_auth else _without_auth,
-                )
-            except _TRANSIENT_ERRORS as exc:
-                reason = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
-                raise TransientError(f"{what}: {reason}") from exc
-            except requests.RequestException as exc:
-                raise ServerError(f"{what}: request failed ({type(exc).__name__})") from exc
-            if (
-                resp.status_code == 401
-                and send_auth
-                and not reauthenticated
-                and self.client.auth.reauthenticate()
-            ):
-                resp.close()
-                reauthenticated = True
-                log.info("%s -> 401; re-authenticating once", what)
-                continue
-            return resp
-
-    def transient(self, resp: requests.Response, what: str) -> TransientError | None:
-        if resp.status_code not in RETRY_STATUSES:
-            return None
-        return TransientError(f"HTTP {resp.status_code} from {what}", self.retry_after(resp))
-
-    def retrying(self, what: str, attempt: Callable[[], T]) -> T:
-        """Call `attempt` until it does not raise TransientError, at most max_attempts times."""
-        policy = self.client.retry
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                return attempt()
-            except TransientError as exc:
-                if tries >= policy.max_attempts:
-                    raise ServerError(f"{exc} (gave up after {tries} attempts)") from exc
-                delay = exc.retry_after if exc.retry_after is not None else policy.backoff(tries)
-                delay = min(delay, policy.retry_after_cap)
-                log.warning("%s; retry %d in %.1f s", exc, tries, delay)
-                self.sleep(delay)
-
-    def call(self, method: str, url: str, what: str, **kwargs: Any) -> requests.Response:
-        """`send`, retrying timeouts, connection errors and 408/429/5xx answers."""
-
-        def attempt() -> requests.Response:
-            resp = self.send(method, url, **kwargs)
-            transient = self.transient(resp, what)
-            if transient is not None:
-                resp.close()
-                raise transient
-            return resp
-
-        return self.retrying(what, attempt)
 
 
 @dataclass(frozen=True)
@@ -235,56 +99,6 @@ def file_auth(entries: Sequence[FileEntry], client: FhirClient, requires_token: 
     return requires_token is not False
 
 
-def parse_type_filters(filters: Sequence[str]) -> dict[str, list[Criterion]]:
-    """_typeFilter queries by resource type; a query with a parameter (or modifier) the client
-    cannot check becomes None (left to the server)."""
-    parsed: dict[str, list[Criterion]] = {}
-    for text in filters:
-        rtype, _, query = text.partition("?")
-        pairs = parse_qsl(query, keep_blank_values=True)
-        criterion: Criterion = tuple((name, tuple(value.split(","))) for name, value in pairs)
-        if not pairs or any(name not in _TOKEN_PARAMS for name, _ in pairs):
-            log.info("a _typeFilter for %s is left to the server (not checkable here)", rtype)
-            criterion = None
-        parsed.setdefault(rtype, []).append(criterion)
-    return parsed
-
-
-def matches(resource: Mapping[str, Any], criteria: Sequence[Criterion]) -> bool:
-    """True when any criterion matches (None always does): _typeFilter queries are ORed."""
-    return any(
-        criterion is None
-        or all(_param_matches(resource, name, values) for name, values in criterion)
-        for criterion in criteria
-    )
-
-
-def _param_matches(resource: Mapping[str, Any], name: str, values: tuple[str, ...]) -> bool:
-    tokens = [t for element in _TOKEN_PARAMS[name] for t in _tokens(resource.get(element))]
-    for value in values:
-        system, bar, code = value.rpartition("|")
-        for token_system, token_code in tokens:
-            if not bar and token_code == code:
-                return True
-            if bar and (token_system or "") == system and (not code or token_code == code):
-                return True
-    return False
-
-
-def _tokens(value: object) -> Iterator[tuple[str | None, str]]:
-    if isinstance(value, str):
-        yield None, value
-    elif isinstance(value, list):
-        for item in value:
-            yield from _tokens(item)
-    elif isinstance(value, dict):
-        if "coding" in value:
-            yield from _tokens(value["coding"])
-        elif isinstance(value.get("code"), str):
-            system = value.get("system")
-            yield (system if isinstance(system, str) else None), value["code"]
-
-
 @dataclass
 class Downloaded:
     """One downloaded file: its lines (resources) and what was kept after client filtering."""
@@ -330,7 +144,7 @@ class _Lines:
         line = raw.strip()
         if not line:
             return b""
-        where = f"{self.done.path}:{self.lineno} (from {label('GET', self.done.entry.url)})"
+        where = f"{self.done.path}:{self.lineno} (from {request_label('GET', self.done.entry.url)})"
         try:
             value = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
@@ -387,7 +201,7 @@ class Downloader:
 
     def _fetch(self, n: int, entry: FileEntry, stop: threading.Event) -> Downloaded:
         path = self.files_dir / f"{entry.kind}-{n + 1:04d}-{entry.line_type}.ndjson"
-        what = f"{label('GET', entry.url)} ({entry.kind} file)"
+        what = f"{request_label('GET', entry.url)} ({entry.kind} file)"
         criteria = self.filters.get(entry.line_type) if entry.kind == "output" else None
 
         def attempt() -> Downloaded:
@@ -407,7 +221,13 @@ class Downloader:
                 self._write(resp, path, _Lines(done, criteria), stop, what)
             return done
 
-        done = self.http.retrying(what, attempt)
+        try:
+            done = self.http.retrying(what, attempt)
+        except BaseException:
+            # Stop the queued downloads from the worker itself: the main thread may see the
+            # failure only after this worker has already started the next file.
+            stop.set()
+            raise
         if entry.count is not None and entry.count != done.lines:
             log.warning(
                 "%s %s file: count %d in the manifest, %d lines in the file",
@@ -439,7 +259,7 @@ class Downloader:
                     out.write(lines.feed(chunk))
                 out.write(lines.finish())
             os.replace(part, path)
-        except _TRANSIENT_ERRORS as exc:
+        except TRANSIENT_ERRORS as exc:
             part.unlink(missing_ok=True)
             raise TransientError(f"{what}: the download broke off ({type(exc).__name__})") from exc
         except requests.RequestException as exc:  # e.g. a body that does not decompress

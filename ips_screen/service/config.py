@@ -31,8 +31,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ips_screen.errors import ConfigError
-from ips_screen.service.ehr_auth import EhrAuthConfig
+from ips_screen.errors import ConfigError, validation_problem
+from ips_screen.service.ehr_auth_config import EhrAuthConfig
 from ips_screen.service.passwords import UserEntry, hash_password, load_users, verify_password
 
 __all__ = [
@@ -251,11 +251,7 @@ def parse_config(data: dict[str, Any], folder: Path | None = None) -> ServeConfi
     try:
         config = ServeConfig.model_validate({**data, "ehr_auth": None})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{where}: {message}{more}") from None
+        raise ConfigError(validation_problem(exc)) from None
     fhir = config.fhir.model_copy(update={"private_key": _resolve(config.fhir.private_key, folder)})
     page = config.review_page
     if page is not None:

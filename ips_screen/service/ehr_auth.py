@@ -26,24 +26,36 @@ re-fetched early (at most once per `jwks_min_refetch_seconds`) when a `kid` is n
 rotation works without letting unknown-`kid` tokens force a fetch per request. Time comes only from
 the injected `clock` (seconds since the epoch), never from PyJWT's own wall clock.
 
-The default `ReplayCache` is in-memory, so it protects one process: a service run with several
-worker processes needs a shared store implementing `ReplayStore`.
+The configuration models are in `ehr_auth_config`. The default `ReplayCache` (`replay_cache`) is
+in-memory, so it protects one process: a service run with several worker processes needs a shared
+store implementing `ReplayStore`.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import jwt
 from jwt import PyJWK, PyJWKSet
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ips_screen.errors import ConfigError
+from ips_screen.service.ehr_auth_config import EhrAuthConfig, TrustedIssuer
+from ips_screen.service.replay_cache import ReplayCache, ReplayCacheFull, ReplayStore
+
+__all__ = [  # with the configuration and replay cache names, re-exported from their modules
+    "ALLOWED_ALGORITHMS",
+    "MAX_TOKEN_LENGTH",
+    "AuthRejected",
+    "EhrAuthConfig",
+    "EhrVerifier",
+    "ReplayCache",
+    "ReplayCacheFull",
+    "ReplayStore",
+    "TrustedIssuer",
+]
 
 ALLOWED_ALGORITHMS: tuple[str, ...] = ("RS384", "ES384")
 """The only signature algorithms accepted (CDS Hooks 2.0 requires the client to support both)."""
@@ -63,156 +75,6 @@ class AuthRejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class ReplayCacheFull(Exception):
-    """The replay cache holds its maximum of unexpired entries; new tokens cannot be recorded."""
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-def _check_url(url: str) -> str:
-    if not url.startswith("https://") or len(url) <= len("https://"):
-        raise ValueError(f"must be an https:// URL, got {url!r}")
-    return url
-
-
-def _check_jwks(jwks: dict[str, Any]) -> dict[str, Any]:
-    keys = jwks.get("keys")
-    if not isinstance(keys, list) or not keys:
-        raise ValueError('a JWKS must be an object with a non-empty "keys" list')
-    for index, key in enumerate(keys):
-        if not isinstance(key, dict):
-            raise ValueError(f"keys[{index}] is not an object")
-        if key.get("kty") == "oct":
-            raise ValueError(f"keys[{index}] is a symmetric (oct) key: only public keys allowed")
-        if "d" in key:
-            raise ValueError(f"keys[{index}] holds private key material (d): public keys only")
-        if not isinstance(key.get("kid"), str) or not key["kid"]:
-            raise ValueError(f"keys[{index}] has no kid")
-    try:
-        PyJWKSet.from_dict(jwks)
-    except jwt.PyJWTError as exc:
-        raise ValueError(f"unusable JWKS: {exc}") from None
-    return jwks
-
-
-class TrustedIssuer(BaseModel):
-    """One EHR allowed to call the service, and where its public keys come from."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    iss: str = Field(min_length=1)
-    jwks: dict[str, Any] | None = None
-    jwks_url: str | None = None
-    jku_allowlist: tuple[str, ...] = ()
-
-    @field_validator("jku_allowlist", mode="before")
-    @classmethod
-    def _list_to_tuple(cls, value: object) -> object:
-        return tuple(value) if isinstance(value, list) else value
-
-    @field_validator("jku_allowlist")
-    @classmethod
-    def _check_allowlist(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_check_url(url) for url in value)
-
-    @field_validator("jwks_url")
-    @classmethod
-    def _check_jwks_url(cls, value: str | None) -> str | None:
-        return None if value is None else _check_url(value)
-
-    @field_validator("jwks")
-    @classmethod
-    def _check_inline_jwks(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return None if value is None else _check_jwks(value)
-
-    @model_validator(mode="after")
-    def _has_a_key_source(self) -> TrustedIssuer:
-        if self.jwks is None and self.jwks_url is None and not self.jku_allowlist:
-            raise ValueError(f"issuer {self.iss!r} needs jwks, jwks_url or jku_allowlist")
-        return self
-
-
-class EhrAuthConfig(BaseModel):
-    """The `ehr_auth` section of the service configuration."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    issuers: list[TrustedIssuer] = Field(min_length=1)
-    leeway_seconds: int = Field(default=30, ge=0, le=300)
-    max_lifetime_seconds: int = Field(default=3600, gt=0)
-
-    @model_validator(mode="after")
-    def _unique_issuers(self) -> EhrAuthConfig:
-        seen: set[str] = set()
-        for issuer in self.issuers:
-            if issuer.iss in seen:
-                raise ValueError(f"issuer {issuer.iss!r} is listed twice")
-            seen.add(issuer.iss)
-        return self
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EhrAuthConfig:
-        """Validate a plain mapping (e.g. from the service's YAML config); raise `ConfigError`."""
-        try:
-            return cls.model_validate(dict(data))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-            message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-            more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-            raise ConfigError(f"ehr_auth: {where}: {message}{more}") from None
-
-
-# --------------------------------------------------------------------------- replay cache
-
-
-class ReplayStore(Protocol):
-    def add(self, iss: str, jti: str, expires_at: float, now: float) -> bool:
-        """Record (iss, jti) until `expires_at`; False if it is already recorded and unexpired.
-
-        May raise `ReplayCacheFull`; the verifier then rejects the token (fails closed)."""
-        ...
-
-
-class ReplayCache:
-    """In-memory, thread-safe replay store bounded to `max_entries` unexpired entries.
-
-    Expired entries are pruned on every `add`. When the cache is full of unexpired entries a new
-    token is refused (`ReplayCacheFull`) rather than evicting an entry that could then be replayed.
-    """
-
-    def __init__(self, max_entries: int = 100_000) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
-        self._max_entries = max_entries
-        self._expiry: dict[tuple[str, str], float] = {}
-        self._heap: list[tuple[float, tuple[str, str]]] = []
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._expiry)
-
-    def add(self, iss: str, jti: str, expires_at: float, now: float) -> bool:
-        key = (iss, jti)
-        with self._lock:
-            self._prune(now)
-            if key in self._expiry:
-                return False
-            if len(self._expiry) >= self._max_entries:
-                raise ReplayCacheFull(f"{len(self._expiry)} unexpired entries")
-            self._expiry[key] = expires_at
-            heapq.heappush(self._heap, (expires_at, key))
-            return True
-
-    def _prune(self, now: float) -> None:
-        while self._heap and self._heap[0][0] < now:
-            expires_at, key = heapq.heappop(self._heap)
-            if self._expiry.get(key) == expires_at:
-                del self._expiry[key]
 
 
 # --------------------------------------------------------------------------- verifier

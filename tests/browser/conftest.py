@@ -25,7 +25,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer, IndexUnreachable
+from ips_screen.fhir.testserver import FhirTestServer
+from tests.fhir_support import running_test_server, strict_client
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -95,22 +96,13 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
 def browser_fhir_server() -> Iterator[FhirTestServer]:
     """The browser tests' own FHIR server (skipped only when its package index is unreachable,
     as for the integration tests)."""
-    server = FhirTestServer()
-    try:
-        server.start()
-    except IndexUnreachable as exc:
-        pytest.skip(f"no FHIR test server: {exc}")
-    try:
+    with running_test_server() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def browser_fhir_client(browser_fhir_server: FhirTestServer) -> Iterator[FhirClient]:
-    with FhirClient(
-        browser_fhir_server.base_url, headers={"Prefer": "handling=strict"}, timeout=(5, 30)
-    ) as client:
+    with strict_client(browser_fhir_server.base_url) as client:
         yield client
 
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -25,29 +23,13 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from ips_screen import __version__
 from ips_screen.codes import DECLINE_REASON_SYSTEM
 from ips_screen.dates import LONDON
-from ips_screen.engine import evaluate
 from ips_screen.fhir.client import FhirClient
 from ips_screen.fhir.testserver import FhirTestServer
-from ips_screen.proposals.build import build_patient_transaction
 from ips_screen.service.app import create_app
 from ips_screen.service.config import hash_password, parse_config
-from tests.helpers import (
-    AS_OF,
-    CHRONIC_PAIN,
-    MAY_BE_FIT,
-    NOT_FIT,
-    UNEMPLOYED,
-    condition,
-    default_ruleset,
-    employment,
-    facts_from,
-    fit_note,
-    patient,
-    ref,
-)
+from tests.fhir_support import Proposed, load_proposed_patient, strict_client
 
 pytestmark = pytest.mark.integration
 
@@ -59,50 +41,10 @@ NOTE = "Would rather wait until after knee surgery."
 WAIT = 20  # seconds: the longest any page may take to show what the test waits for
 
 
-@dataclass(frozen=True)
-class Proposed:
-    pid: str
-    task_id: str
-    sr_id: str
-
-
 def propose(client: FhirClient) -> Proposed:
-    """One patient's records PUT on the server in a transaction, then the proposal transaction
-    the screen would write for them."""
-    pid = f"br-{uuid.uuid4().hex[:12]}"
-    resources = [
-        patient(pid, "1980-01-01", generalPractitioner=[ref(f"Practitioner/gp-{pid}")]),
-        condition(CHRONIC_PAIN, id=f"{pid}-pain", subject=pid),
-        employment(UNEMPLOYED, "2026-06-01", id=f"{pid}-emp", subject=pid),
-        fit_note(NOT_FIT, "2026-05-01", id=f"{pid}-fit1", subject=pid),
-        fit_note(MAY_BE_FIT, "2026-08-01", "DocumentReference", id=f"{pid}-fit2", subject=pid),
-    ]
-    client.transaction(
-        {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [
-                {
-                    "resource": r,
-                    "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
-                }
-                for r in resources
-            ],
-        }
-    )
-    ruleset = default_ruleset()
-    decision = evaluate(ruleset, facts_from(resources, ruleset), AS_OF)
-    assert decision.outcome == "propose", decision.reasons
-    client.transaction(
-        build_patient_transaction(decision, ruleset, now=NOW, tool_version=__version__)
-    )
-    (task,) = [
-        t
-        for t in client.search("Task", {"patient": f"Patient/{pid}"})
-        if t.get("resourceType") == "Task"
-    ]
-    sr_id = task["focus"]["reference"].removeprefix("ServiceRequest/")
-    return Proposed(pid, task["id"], sr_id)
+    """One patient's records PUT on the server, then the proposal transaction the screen would
+    write for them."""
+    return load_proposed_patient(client, "br", now=NOW)
 
 
 @pytest.fixture
@@ -131,9 +73,7 @@ def review_url(
         )
         return create_app(config, fhir_client=app_client, clock=lambda: NOW, environ=environ)
 
-    with FhirClient(
-        browser_fhir_server.base_url, headers={"Prefer": "handling=strict"}, timeout=(5, 30)
-    ) as app_client:
+    with strict_client(browser_fhir_server.base_url) as app_client:
         yield serve_app(make_app)
 
 

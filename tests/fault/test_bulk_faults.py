@@ -30,7 +30,7 @@ from ips_screen.fhir.bulk import (
     export,
     supports_export,
 )
-from ips_screen.fhir.bulk_download import matches, parse_type_filters
+from ips_screen.fhir.bulk_filter import matches, parse_type_filters
 from ips_screen.fhir.client import FhirClient, RetryPolicy
 
 BASE = "https://fhir.example.org/r4"

@@ -21,12 +21,8 @@ from responses import matchers
 
 from ips_screen.errors import ConflictError, ServerError
 from ips_screen.fhir.auth import BearerTokenAuth, SmartBackendAuth
-from ips_screen.fhir.client import (
-    FhirClient,
-    RetryPolicy,
-    capability_search_params,
-    parse_retry_after,
-)
+from ips_screen.fhir.client import FhirClient, RetryPolicy, capability_search_params
+from ips_screen.fhir.retry import parse_retry_after
 
 BASE = "https://fhir.example.org/r4"
 OTHER = "https://elsewhere.example.net/r4"

@@ -11,27 +11,19 @@ from collections.abc import Iterator
 import pytest
 
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer, IndexUnreachable
+from ips_screen.fhir.testserver import FhirTestServer
+from tests.fhir_support import running_test_server, strict_client
 
 
 @pytest.fixture(scope="session")
 def fhir_server() -> Iterator[FhirTestServer]:
-    server = FhirTestServer()
-    try:
-        server.start()
-    except IndexUnreachable as exc:
-        pytest.skip(f"no FHIR test server: {exc}")
-    try:
+    with running_test_server() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def fhir_client(fhir_server: FhirTestServer) -> Iterator[FhirClient]:
     """A client that asks the server to reject what it does not understand (unknown search
     parameters are otherwise silently ignored)."""
-    with FhirClient(
-        fhir_server.base_url, headers={"Prefer": "handling=strict"}, timeout=(5, 30)
-    ) as client:
+    with strict_client(fhir_server.base_url) as client:
         yield client

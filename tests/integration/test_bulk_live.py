@@ -18,7 +18,8 @@ import pytest
 
 from ips_screen.fhir.bulk import STATE_FILE, ExportRequest, export, supports_export
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer, IndexUnreachable
+from ips_screen.fhir.testserver import FhirTestServer
+from tests.fhir_support import running_test_server, strict_client
 
 pytestmark = pytest.mark.integration
 
@@ -29,22 +30,13 @@ INSTANT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[FhirTestServer]:
-    server = FhirTestServer()
-    try:
-        server.start()
-    except IndexUnreachable as exc:
-        pytest.skip(f"no FHIR test server: {exc}")
-    try:
+    with running_test_server() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def client(server: FhirTestServer) -> Iterator[FhirClient]:
-    with FhirClient(
-        server.base_url, headers={"Prefer": "handling=strict"}, timeout=(5, 30)
-    ) as client:
+    with strict_client(server.base_url) as client:
         load_population(client)
         yield client
 

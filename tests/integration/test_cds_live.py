@@ -9,7 +9,6 @@ Each test loads its own patient (unique ids: the server is shared by the session
 
 from __future__ import annotations
 
-import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,28 +17,17 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ips_screen import __version__
 from ips_screen.codes import DECLINE_REASON_SYSTEM, PROPOSAL_ID_SYSTEM
-from ips_screen.engine import evaluate
 from ips_screen.fhir.client import FhirClient
 from ips_screen.fhir.testserver import FhirTestServer
-from ips_screen.proposals.build import build_patient_transaction
 from ips_screen.service.app import create_app
 from ips_screen.service.config import parse_config
 from tests.conftest import FROZEN_NOW
-from tests.helpers import (
-    AS_OF,
-    CHRONIC_PAIN,
-    MAY_BE_FIT,
-    NOT_FIT,
-    UNEMPLOYED,
-    condition,
-    default_ruleset,
-    employment,
-    facts_from,
-    fit_note,
-    patient,
-    ref,
+from tests.fhir_support import (
+    proposed_patient_records,
+    search,
+    unique_patient_id,
+    write_proposal,
 )
 from tests.unit.test_cds_service import (
     DR,
@@ -79,28 +67,15 @@ def load(fhir_client: FhirClient) -> Callable[..., Patient]:
     """PUT a propose patient's records; with `proposal`, also the screen's proposal."""
 
     def make(*, proposal: bool = False) -> Patient:
-        pid = f"cds-{uuid.uuid4().hex[:12]}"
-        resources = [
-            patient(pid, "1980-01-01", generalPractitioner=[ref(f"Practitioner/gp-{pid}")]),
-            condition(CHRONIC_PAIN, id=f"{pid}-pain", subject=pid),
-            employment(UNEMPLOYED, "2026-06-01", id=f"{pid}-emp", subject=pid),
-            fit_note(NOT_FIT, "2026-05-01", id=f"{pid}-fit1", subject=pid),
-            fit_note(MAY_BE_FIT, "2026-08-01", "DocumentReference", id=f"{pid}-fit2", subject=pid),
-        ]
+        pid = unique_patient_id("cds")
+        resources = proposed_patient_records(pid)
         for resource in resources:
             fhir_client.update(resource)
         loaded = Patient(pid, resources)
         if proposal:
-            ruleset = default_ruleset()
-            decision = evaluate(ruleset, facts_from(resources, ruleset), AS_OF)
-            fhir_client.transaction(
-                build_patient_transaction(
-                    decision, ruleset, now=FROZEN_NOW, tool_version=__version__
-                )
+            loaded.task_id, loaded.sr_id = write_proposal(
+                fhir_client, pid, resources, now=FROZEN_NOW
             )
-            (task,) = search(fhir_client, "Task", {"patient": f"Patient/{pid}"})
-            loaded.task_id = task["id"]
-            loaded.sr_id = task["focus"]["reference"].removeprefix("ServiceRequest/")
         return loaded
 
     return make
@@ -119,10 +94,6 @@ def service(
     data["ehr_fhir_servers"] = [fhir_server.base_url]  # http on loopback: must be listed
     env = {**SECRET_ENV, "IPS_SCREEN_STATE_DIR": str(tmp_path / "state")}
     return TestClient(create_app(parse_config(data), environ=env))
-
-
-def search(client: FhirClient, rtype: str, params: dict[str, str]) -> list[dict]:
-    return [r for r in client.search(rtype, params) if r.get("resourceType") == rtype]
 
 
 def snapshot(client: FhirClient, pid: str) -> dict[str, Any]:

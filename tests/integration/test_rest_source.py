@@ -27,12 +27,13 @@ from ips_screen.cli.main import main
 from ips_screen.errors import ServerError
 from ips_screen.facts.extract import RELEVANT_TYPES
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer, IndexUnreachable
+from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.pipeline import decide_all
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.sources import collect, discover, fhir_rest
 from ips_screen.sources.fhir_rest import read_server
 from ips_screen.sources.population import Population
+from tests.fhir_support import running_test_server
 
 pytestmark = pytest.mark.integration
 
@@ -289,12 +290,7 @@ def dataset(
         if not FIXTURES.is_dir() or not any(FIXTURES.rglob("*.json")):
             pytest.skip(f"no fixtures in {FIXTURES}")
         files = discover([FIXTURES])
-    server = FhirTestServer()
-    try:
-        server.start()
-    except IndexUnreachable as exc:
-        pytest.skip(f"no FHIR test server: {exc}")
-    try:
+    with running_test_server() as server:
         held_dir = folder / "held"
         held_dir.mkdir()
         held, revoked = [], set()
@@ -308,8 +304,6 @@ def dataset(
         ruleset = load_ruleset()
         ids = sorted(collect(files, ruleset).patients)
         yield Dataset(request.param, server, files, held, ids, revoked)
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

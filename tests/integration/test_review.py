@@ -8,7 +8,6 @@ screen would write. An unknown Task id is a usage error: exit 2.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
@@ -24,22 +23,9 @@ from ips_screen.errors import ConflictError, UserError
 from ips_screen.fhir import review
 from ips_screen.fhir.client import FhirClient
 from ips_screen.fhir.testserver import FhirTestServer
-from ips_screen.proposals.build import build_patient_transaction
 from ips_screen.sources import collect_resources
-from tests.helpers import (
-    AS_OF,
-    CHRONIC_PAIN,
-    MAY_BE_FIT,
-    NOT_FIT,
-    UNEMPLOYED,
-    condition,
-    default_ruleset,
-    employment,
-    facts_from,
-    fit_note,
-    patient,
-    ref,
-)
+from tests.fhir_support import Proposed, load_proposed_patient, search
+from tests.helpers import AS_OF, default_ruleset
 
 pytestmark = pytest.mark.integration
 
@@ -47,20 +33,6 @@ NOW = datetime(2026, 11, 26, 9, 30, tzinfo=LONDON)
 LATER = NOW + timedelta(hours=2)
 DR = "Practitioner/dr-review"
 COUNTED = ("ServiceRequest", "CarePlan", "Task", "Provenance")
-
-
-class Proposed:
-    """One patient whose records and proposal are on the server."""
-
-    def __init__(self, pid: str, resources: list[dict], task_id: str, sr_id: str) -> None:
-        self.pid, self.resources, self.task_id, self.sr_id = pid, resources, task_id, sr_id
-
-    def ref(self, rtype: str, suffix: str) -> str:
-        return f"{rtype}/{self.pid}-{suffix}"
-
-
-def search(client: FhirClient, rtype: str, params: dict[str, str] | None = None) -> list[dict]:
-    return [r for r in client.search(rtype, params or {}) if r.get("resourceType") == rtype]
 
 
 def snapshot(client: FhirClient, proposed: Proposed) -> dict[str, object]:
@@ -74,25 +46,7 @@ def snapshot(client: FhirClient, proposed: Proposed) -> dict[str, object]:
 @pytest.fixture
 def propose(fhir_client: FhirClient) -> Callable[..., Proposed]:
     def make(*, missing: tuple[str, ...] = ()) -> Proposed:
-        pid = f"rv-{uuid.uuid4().hex[:12]}"
-        resources = [
-            patient(pid, "1980-01-01", generalPractitioner=[ref(f"Practitioner/gp-{pid}")]),
-            condition(CHRONIC_PAIN, id=f"{pid}-pain", subject=pid),
-            employment(UNEMPLOYED, "2026-06-01", id=f"{pid}-emp", subject=pid),
-            fit_note(NOT_FIT, "2026-05-01", id=f"{pid}-fit1", subject=pid),
-            fit_note(MAY_BE_FIT, "2026-08-01", "DocumentReference", id=f"{pid}-fit2", subject=pid),
-        ]
-        for resource in resources:
-            if resource["id"].removeprefix(f"{pid}-") not in missing:
-                fhir_client.update(resource)
-        ruleset = default_ruleset()
-        decision = evaluate(ruleset, facts_from(resources, ruleset), AS_OF)
-        assert decision.outcome == "propose", decision.reasons
-        bundle = build_patient_transaction(decision, ruleset, now=NOW, tool_version=__version__)
-        fhir_client.transaction(bundle)
-        (task,) = search(fhir_client, "Task", {"patient": f"Patient/{pid}"})
-        sr_id = task["focus"]["reference"].removeprefix("ServiceRequest/")
-        return Proposed(pid, resources, task["id"], sr_id)
+        return load_proposed_patient(fhir_client, "rv", now=NOW, missing=missing)
 
     return make
 

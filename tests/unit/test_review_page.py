@@ -9,7 +9,6 @@ backend client from the configuration, as `ips-screen serve` does.
 
 from __future__ import annotations
 
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -19,32 +18,16 @@ from typing import Any
 
 import pytest
 
-from ips_screen import __version__
 from ips_screen.codes import DECLINE_REASONS
 from ips_screen.dates import LONDON
-from ips_screen.engine import evaluate
 from ips_screen.errors import ConfigError
 from ips_screen.fhir import review
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer, IndexUnreachable
-from ips_screen.proposals.build import build_patient_transaction
+from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.service.app import create_app
 from ips_screen.service.config import parse_config
 from ips_screen.service.review_page import BAD_SIGN_IN
-from tests.helpers import (
-    AS_OF,
-    CHRONIC_PAIN,
-    MAY_BE_FIT,
-    NOT_FIT,
-    UNEMPLOYED,
-    condition,
-    default_ruleset,
-    employment,
-    facts_from,
-    fit_note,
-    patient,
-    ref,
-)
+from tests.fhir_support import load_proposed_patient, running_test_server
 from tests.unit.test_cds_service import PASSWORD, SECRET_ENV, users_file
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
@@ -131,15 +114,8 @@ def csrf_of(html: str) -> str:
 
 @pytest.fixture(scope="module")
 def fhir_server() -> Iterator[FhirTestServer]:
-    server = FhirTestServer()
-    try:
-        server.start()
-    except IndexUnreachable as exc:
-        pytest.skip(f"no FHIR test server: {exc}")
-    try:
+    with running_test_server() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -197,28 +173,8 @@ def propose(fhir: FhirClient) -> Callable[..., tuple[str, str, str]]:
     """Load a patient and the proposal the screen writes; (patient id, Task id, proposal id)."""
 
     def make(employed_since: str = "2026-06-01") -> tuple[str, str, str]:
-        pid = f"pg-{uuid.uuid4().hex[:12]}"
-        resources = [
-            patient(pid, "1980-01-01", generalPractitioner=[ref(f"Practitioner/gp-{pid}")]),
-            condition(CHRONIC_PAIN, id=f"{pid}-pain", subject=pid),
-            employment(UNEMPLOYED, employed_since, id=f"{pid}-emp", subject=pid),
-            fit_note(NOT_FIT, "2026-05-01", id=f"{pid}-fit1", subject=pid),
-            fit_note(MAY_BE_FIT, "2026-08-01", "DocumentReference", id=f"{pid}-fit2", subject=pid),
-        ]
-        for resource in resources:
-            fhir.update(resource)
-        ruleset = default_ruleset()
-        decision = evaluate(ruleset, facts_from(resources, ruleset), AS_OF)
-        assert decision.outcome == "propose"
-        fhir.transaction(
-            build_patient_transaction(decision, ruleset, now=NOW, tool_version=__version__)
-        )
-        (task,) = [
-            r
-            for r in fhir.search("Task", {"patient": f"Patient/{pid}"})
-            if r["resourceType"] == "Task"
-        ]
-        return pid, task["id"], task["focus"]["reference"].removeprefix("ServiceRequest/")
+        proposed = load_proposed_patient(fhir, "pg", now=NOW, employed_since=employed_since)
+        return proposed.pid, proposed.task_id, proposed.sr_id
 
     return make
 

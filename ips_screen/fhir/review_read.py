@@ -1,0 +1,303 @@
+"""Reading clinicians' reviews of proposals from the FHIR server: the open reviews (a worklist),
+one review with its evidence shaped for display, and a review as read for a decision
+(`load_review`, with the versions If-Match needs).
+
+A Task id is given as ``ID`` or ``Task/ID``. A Task the server does not have is a `UserError`
+(exit 2: a bad argument), as is a Task that is not an IPS proposal review. Logs name resource ids
+only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ips_screen.codes import IPS_REFERRAL, IPS_SYSTEM, TASK_CODE_SYSTEM
+from ips_screen.errors import ServerError, UserError
+from ips_screen.facts.extract import CODE_FIELD, codings, record_date, reference_to
+from ips_screen.facts.model import Coding
+from ips_screen.fhir.client import FhirClient, Resource
+from ips_screen.ruleset.codelists import Codelist, normalise
+from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset, walk_criteria
+from ips_screen.ruleset.model import Records
+
+log = logging.getLogger("ips_screen.fhir")
+
+_TASK_ID = re.compile(r"^(?:Task/)?([A-Za-z0-9\-.]{1,64})$")
+_PRIORITY = {"priority-early": "early", "priority-routine": "routine"}
+_NOT_FOUND = re.compile(r"^HTTP (404|410)\b")
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One open review: the Task, its proposal and what a worklist shows."""
+
+    task_id: str
+    proposal: str  # "ServiceRequest/<id>"
+    authored: str | None
+    patient: str | None
+    priority: str | None  # early / routine
+    reason: str
+    owner: str | None
+    status: str = "requested"
+    proposal_status: str | None = None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A referenced record, shaped for display; `found` False when the server lacks it."""
+
+    ref: str
+    found: bool = True
+    display: str | None = None
+    date: str | None = None  # YYYY-MM-DD (London day), None when undated
+    status: str | None = None  # Condition clinical status
+    value: str | None = None  # employment: the coded answer, if any
+    fitness: str | None = None  # fit notes: not-fit / may-be-fit / unspecified / back-to-work
+
+
+@dataclass(frozen=True)
+class ReviewDetail:
+    item: ReviewItem
+    pain: list[Evidence] = field(default_factory=list)
+    employment: list[Evidence] = field(default_factory=list)
+    fit_notes: list[Evidence] = field(default_factory=list)  # oldest first
+    not_found: list[Evidence] = field(default_factory=list)  # reasons the server lacks
+    clinician_note: str = ""
+    patient_explanation: str = ""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A review Task and its proposal as read, with their versions (for If-Match)."""
+
+    task: Resource
+    proposal: Resource
+
+
+def task_id_of(value: str) -> str:
+    """The id of a Task given as ``ID`` or ``Task/ID``; UserError otherwise."""
+    found = _TASK_ID.match(value.strip())
+    if found is None:
+        raise UserError(f"not a Task id: {value!r} (give ID or Task/ID)")
+    return found.group(1)
+
+
+def read_resource(client: FhirClient, ref: str) -> Resource | None:
+    """The resource at "Type/id" with meta.versionId set from the read, or None if absent."""
+    rtype, _, rid = ref.partition("/")
+    try:
+        resource, version = client.read(rtype, rid)
+    except ValueError:  # not a type/id the client accepts
+        return None
+    except ServerError as exc:
+        if _NOT_FOUND.match(str(exc)):
+            return None
+        raise
+    if version:
+        resource["meta"] = {**(resource.get("meta") or {}), "versionId": version}
+    return resource
+
+
+def is_proposal(sr: Resource | None) -> bool:
+    """Whether the resource is an IPS referral proposal (a ServiceRequest, intent proposal)."""
+    return (
+        sr is not None
+        and sr.get("resourceType") == "ServiceRequest"
+        and sr.get("intent") == "proposal"
+        and (IPS_SYSTEM, IPS_REFERRAL["code"].upper()) in codings(sr.get("code"))
+    )
+
+
+def is_review(task: Resource) -> bool:
+    """Whether the Task is an approve (review) Task."""
+    return (TASK_CODE_SYSTEM, "APPROVE") in codings(task.get("code"))
+
+
+def _item(task: Resource, sr: Resource) -> ReviewItem:
+    categories = codings(sr.get("category"))
+    priority = next(
+        (_PRIORITY[c.lower()] for s, c in categories if s == IPS_SYSTEM and c.lower() in _PRIORITY),
+        None,
+    )
+    description = (task.get("description") or "").strip()
+    return ReviewItem(
+        task_id=task["id"],
+        proposal=f"ServiceRequest/{sr['id']}",
+        authored=task.get("authoredOn"),
+        patient=reference_to(task.get("for")) or reference_to(sr.get("subject")),
+        priority=priority,
+        reason=description.splitlines()[0] if description else "",
+        owner=reference_to(task.get("owner")),
+        status=task.get("status", ""),
+        proposal_status=sr.get("status"),
+    )
+
+
+def _instant(value: str | None) -> datetime:
+    try:
+        when = datetime.fromisoformat(value or "")
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def open_reviews(
+    client: FhirClient, *, owner: str | None = None, priority: str | None = None
+) -> list[ReviewItem]:
+    """Requested approve Tasks on IPS proposals, newest first (authoredOn desc, then id)."""
+    params = [("code", f"{TASK_CODE_SYSTEM}|approve"), ("status", "requested")]
+    if owner:
+        params.append(("owner", owner))
+    try:
+        found = list(client.search("Task", [*params, ("_include", "Task:focus")]))
+    except ServerError as exc:
+        log.info("Task search with _include failed (%s); reading each focus instead", exc)
+        found = list(client.search("Task", params))
+    included = {f"{r['resourceType']}/{r.get('id')}": r for r in found}
+    tasks = [r for r in found if r.get("resourceType") == "Task"]
+    items = []
+    for task in tasks:
+        focus = reference_to(task.get("focus"))
+        if task.get("status") != "requested" or not is_review(task) or not focus:
+            continue
+        if owner and reference_to(task.get("owner")) != owner:
+            continue
+        if focus not in included:
+            included[focus] = (
+                read_resource(client, focus) if focus.startswith("ServiceRequest/") else {}
+            )
+        sr = included[focus]
+        if not is_proposal(sr):
+            continue
+        item = _item(task, sr)
+        if priority is None or item.priority == priority:
+            items.append(item)
+    items.sort(key=lambda i: i.task_id)
+    items.sort(key=lambda i: _instant(i.authored), reverse=True)
+    return items
+
+
+def load_review(client: FhirClient, task_id: str) -> Loaded:
+    """The review Task and its IPS proposal, read with their versions; UserError when absent or
+    not an IPS proposal review."""
+    tid = task_id_of(task_id)
+    task = read_resource(client, f"Task/{tid}")
+    if task is None:
+        raise UserError(f"Task/{tid} not found on the FHIR server")
+    focus = reference_to(task.get("focus")) or ""
+    proposal = read_resource(client, focus) if focus.startswith("ServiceRequest/") else None
+    if not is_review(task) or not is_proposal(proposal):
+        raise UserError(f"Task/{tid} is not the review of an IPS proposal")
+    assert proposal is not None
+    return Loaded(task, proposal)
+
+
+def pain_codelists(ruleset: CompiledRuleset) -> set[str]:
+    """The names of the codelists the proposal's pain criterion reads."""
+    criterion_id = ruleset.model.proposal.pain_criterion
+    names: set[str] = set()
+    for inclusion in ruleset.model.criteria:
+        if inclusion.rule.id == criterion_id:
+            names |= {r.codelist for r in walk_criteria(inclusion.rule) if isinstance(r, Records)}
+    return names
+
+
+def _all_codings(resource: Resource) -> tuple[tuple[str, str], ...]:
+    concept = resource.get(CODE_FIELD.get(resource.get("resourceType", ""), "code"))
+    parts = [codings(concept), codings(resource.get("valueCodeableConcept"))]
+    for component in resource.get("component") or ():
+        if isinstance(component, dict):
+            parts += [
+                codings(component.get("code")),
+                codings(component.get("valueCodeableConcept")),
+            ]
+    return tuple(c for part in parts for c in part)
+
+
+def in_codelists(ruleset: CompiledRuleset, names: set[str], resource: Resource) -> bool:
+    """Whether any coding of the record is in one of the codelists `names`."""
+    keys = _all_codings(resource)
+    return any(ruleset.codelists[n].first_match(keys) is not None for n in names)
+
+
+def _text(concept: object, names: Mapping[Coding, str]) -> str | None:
+    """A concept's display, else its text, else the codelists' term for it, else its code."""
+    if not isinstance(concept, dict):
+        return None
+    codes = concept.get("coding") or ()
+    for coding in codes:
+        if isinstance(coding, dict) and coding.get("display"):
+            return str(coding["display"])
+    known = [names[c] for c in codings(concept) if c in names]
+    code = next((str(c["code"]) for c in codes if isinstance(c, dict) and c.get("code")), None)
+    return concept.get("text") or (known[0] if known else code)
+
+
+def _evidence(
+    ref: str, resource: Resource | None, names: Mapping[Coding, str], fit: Codelist | None = None
+) -> Evidence:
+    if resource is None:
+        return Evidence(ref, found=False)
+    rtype = resource["resourceType"]
+    concept = resource.get(CODE_FIELD.get(rtype, "code"))
+    when = record_date(resource, rtype) if rtype in CODE_FIELD else None
+    values = [resource.get("valueCodeableConcept")]
+    values += [c.get("valueCodeableConcept") for c in resource.get("component") or ()]
+    return Evidence(
+        ref,
+        display=_text(concept, names),
+        date=when.isoformat() if when else None,
+        status=_text(resource.get("clinicalStatus"), names) if rtype == "Condition" else None,
+        value=next((t for t in (_text(v, names) for v in values) if t), None),
+        fitness=(fit.first_match(codings(concept)) or "unspecified") if fit else None,
+    )
+
+
+def references(values: object) -> list[str]:
+    """The distinct references of a list of Reference elements, in order."""
+    refs = (reference_to(v) for v in values) if isinstance(values, list) else ()
+    return list(dict.fromkeys(r for r in refs if r))
+
+
+def review_detail(
+    client: FhirClient, task_id: str, *, ruleset: CompiledRuleset | None = None
+) -> ReviewDetail:
+    """A review with its evidence read from the server, shaped for display."""
+    ruleset = ruleset or load_ruleset()
+    loaded = load_review(client, task_id)
+    sr = loaded.proposal
+    pain_lists = pain_codelists(ruleset)
+    fit_list = ruleset.codelists[ruleset.model.proposal.supporting_info.codelist]
+    names = {
+        normalise(row.system, row.code): row.display
+        for codelist in ruleset.codelists.values()
+        for row in codelist.rows
+    }
+    pain, employment, missing = [], [], []
+    for ref in references(sr.get("reasonReference")):
+        resource = read_resource(client, ref)
+        if resource is None:
+            missing.append(Evidence(ref, found=False))
+        else:
+            (pain if in_codelists(ruleset, pain_lists, resource) else employment).append(
+                _evidence(ref, resource, names)
+            )
+    fit_notes = [
+        _evidence(r, read_resource(client, r), names, fit_list)
+        for r in references(sr.get("supportingInfo"))
+    ]
+    fit_notes.sort(key=lambda e: (e.date or "9999", e.ref))
+    notes = [n.get("text", "") for n in sr.get("note") or () if isinstance(n, dict)]
+    return ReviewDetail(
+        item=_item(loaded.task, sr),
+        pain=pain,
+        employment=employment,
+        fit_notes=fit_notes,
+        not_found=missing,
+        clinician_note="\n\n".join(n for n in notes if n),
+        patient_explanation=sr.get("patientInstruction", ""),
+    )

@@ -34,13 +34,20 @@ class _Section(BaseModel):
 class SourceConfig(_Section):
     kind: Literal["server", "files"] = Field(
         description="where the records come from: 'server' (a FHIR R4 server, read by Bulk export "
-        "or REST search) or 'files' (a folder of FHIR JSON/NDJSON, reloaded in full every run; "
-        "for demos and benchmarks)"
+        "or REST search) or 'files' (a folder of FHIR JSON/NDJSON, reloaded in full every run "
+        "unless incremental; for demos and benchmarks)"
     )
     base_url: str | None = Field(
         None, description="server: the FHIR base URL (https, or http on this machine only)"
     )
     path: Path | None = Field(None, description="files: the folder (or file) to read")
+    incremental: bool = Field(
+        False,
+        description="files: true applies the folder's resources as the changes since the last "
+        "run (upserts; Bulk-style deleted files in its deleted/ subfolder remove resources) "
+        "instead of reloading the store from it; the first run, or one after a ruleset change, "
+        "loads it in full",
+    )
 
     @model_validator(mode="after")
     def _kind_fields(self) -> SourceConfig:
@@ -49,6 +56,8 @@ class SourceConfig(_Section):
                 raise ValueError("base_url is required when kind = 'server'")
             if self.path is not None:
                 raise ValueError("path only applies when kind = 'files'")
+            if self.incremental:
+                raise ValueError("incremental only applies when kind = 'files'")
         else:
             if self.path is None:
                 raise ValueError("path is required when kind = 'files'")
@@ -141,6 +150,12 @@ class ScreenConfig(_Section):
         True,
         description="write proposals (ServiceRequest, review Task, Provenance) to the server; "
         "false: outputs only. Never written for kind = 'files'",
+    )
+    reuse_decisions: bool = Field(
+        True,
+        description="reuse a patient's cached decision (as of tonight) when their facts have not "
+        "changed and tonight is within the decision's horizon, the first day it could change "
+        "with time alone; false re-evaluates every patient every night (same outputs, slower)",
     )
 
 

@@ -2,10 +2,13 @@
 
     1. the practice lock (state_dir/locks/nightly.lock): a second run gets `LockHeld` (exit 7)
     2. a ledger row (store.sqlite: runs)
-    3. sync the store (nightly/sync.py): Bulk `_since` export, REST reload or files reload; a
-       changed ruleset fingerprint or source means a full reload
-    4. every patient re-evaluated from the store (decisions change with time alone), and the
-       number of patients whose decision differs from the last run's
+    3. sync the store (nightly/sync.py): Bulk `_since` export, REST reload, files reload or files
+       applied as changes; a changed ruleset fingerprint or source means a full reload
+    4. every patient's decision brought up to date as of tonight (decisions change with time
+       alone): evaluated from the store, or a cached decision reused when the patient's facts are
+       unchanged and tonight is within its horizon (nightly/screen.py); decisions.ndjson and
+       proposals.json are streamed into the run folder as they come, and the number of patients
+       whose decision differs from the last run's is counted
     5. proposals written to the server (`screen.write`, server sources only) with the duplicate
        sweep, under the server's writer lock; what was written is read back into the store
     6. outputs in runs/<run id>/ (report with trends, worklist.csv, decisions, summary) and
@@ -30,15 +33,10 @@ from ips_screen.engine import Decision, evaluate
 from ips_screen.errors import COMPLETED_WITH_ERRORS, UserError
 from ips_screen.fhir.lock import PracticeLock
 from ips_screen.nightly.config import PracticeConfig
+from ips_screen.nightly.outputs import NightlyOutputs
 from ips_screen.nightly.progress import NoProgress, Progress
-from ips_screen.nightly.steps import (
-    link_latest,
-    make_client,
-    prune_runs,
-    screen_all,
-    trend_row,
-    trends_from,
-)
+from ips_screen.nightly.screen import screen_all
+from ips_screen.nightly.steps import link_latest, make_client, prune_runs, trend_row, trends_from
 from ips_screen.nightly.sync import (
     BulkApi,
     SyncResult,
@@ -47,7 +45,7 @@ from ips_screen.nightly.sync import (
     sync_files,
     sync_server,
 )
-from ips_screen.pipeline import finish, read_report_dict
+from ips_screen.pipeline import read_report_dict
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.store.facts_store import FactsStore
 from ips_screen.store.ledger import decision_digest
@@ -70,6 +68,8 @@ class NightlyResult:
     changes: int
     errors: list[str] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    evaluated: int = 0  # patients evaluated from their facts
+    reused: int = 0  # patients whose cached decision held tonight
 
     @property
     def report(self) -> Path:
@@ -95,7 +95,8 @@ def run_nightly(
     state = config.output.state_dir
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     progress = progress or NoProgress()
-    api = default_bulk_api() if bulk_api is _DEFAULT else bulk_api
+    if bulk_api is _DEFAULT:  # the Bulk client (and its imports) only for a server
+        bulk_api = default_bulk_api() if config.source.kind == "server" else None
     lock = PracticeLock(state / "locks" / "nightly.lock", base_url=f"the state folder {state}")
     with lock, FactsStore(state / STORE) as store:
         planned = "incremental" if _incremental_possible(store, ruleset, config) else "full"
@@ -103,7 +104,7 @@ def run_nightly(
         run_id = store.start_run(started=now, as_of=as_of, ruleset=tag, mode=planned)
         log.info("run %d started (%s, as of %s)", run_id, tag, as_of.isoformat())
         try:
-            return _run(store, run_id, config, ruleset, now, as_of, environ, progress, api)
+            return _run(store, run_id, config, ruleset, now, as_of, environ, progress, bulk_api)
         except BaseException as exc:
             message = str(exc) if isinstance(exc, UserError) else type(exc).__name__
             store.finish_run(
@@ -118,10 +119,17 @@ def run_nightly(
 
 
 def _incremental_possible(store: FactsStore, ruleset: CompiledRuleset, cfg: PracticeConfig) -> bool:
-    if cfg.source.kind != "server" or cfg.export.mode == "rest":
+    if cfg.source.kind == "files":
+        source = store.get_meta("source") or ""
+        return cfg.source.incremental and source.startswith("files:") and _loaded(store, ruleset)
+    if cfg.export.mode == "rest":
         return False
     same_source = store.get_meta("source") == f"server:{(cfg.source.base_url or '').rstrip('/')}"
-    return same_source and store.fingerprint_matches(ruleset) and store.get_since() is not None
+    return same_source and _loaded(store, ruleset)
+
+
+def _loaded(store: FactsStore, ruleset: CompiledRuleset) -> bool:
+    return store.fingerprint_matches(ruleset) and store.get_since() is not None
 
 
 def _run(
@@ -137,11 +145,19 @@ def _run(
 ) -> NightlyResult:
     state = config.output.state_dir
     server = config.source.kind == "server"
+    runs_dir = state / "runs"
+    out_dir = runs_dir / str(run_id)
     client = make_client(config, environ) if server else None
     with client if client is not None else contextlib.nullcontext():
         if client is None:
             assert config.source.path is not None
-            synced = sync_files(store, ruleset, config.source.path, progress)
+            synced = sync_files(
+                store,
+                ruleset,
+                config.source.path,
+                progress,
+                incremental=config.source.incremental,
+            )
         else:
             work_dir = state / "exports" / "current"
             synced = sync_server(store, ruleset, client, config.export, work_dir, progress, api)
@@ -151,36 +167,38 @@ def _run(
                 f"{synced.read_report.skipped_count} unreadable resources skipped "
                 "(listed in summary.json)"
             )
-        decisions, tally = screen_all(store, ruleset, as_of, progress)
-        digests = {d.patient.removeprefix("Patient/"): decision_digest(d) for d in decisions}
-        previous = store.decision_digests()
-        changes = sum(1 for pid, digest in digests.items() if previous.get(pid) != digest)
-        changes += sum(1 for pid in previous if pid not in digests)
-
-        new_proposals = 0
-        if client is not None and config.screen.write:
-            new_proposals = _write(
-                store,
-                client,
-                config,
-                ruleset,
-                decisions,
-                digests,
-                now,
-                as_of,
-                environ,
-                errors,
-                progress,
+        outputs = NightlyOutputs(out_dir, ruleset, as_of=as_of, now=now, owner=config.screen.owner)
+        try:
+            screened = screen_all(
+                store, ruleset, as_of, progress, outputs, reuse=config.screen.reuse_decisions
             )
+            new_proposals = 0
+            if client is not None and config.screen.write:
+                new_proposals = _write(
+                    store,
+                    client,
+                    config,
+                    ruleset,
+                    outputs.proposed,
+                    now,
+                    as_of,
+                    environ,
+                    errors,
+                    progress,
+                )
+        except BaseException:
+            outputs.discard()
+            raise
+    tally, outcomes = screened.tally, outputs.counted().outcomes
     counts = {
-        "patients": len(decisions),
-        "propose": sum(d.outcome == "propose" for d in decisions),
-        "not_eligible": sum(d.outcome == "not-eligible" for d in decisions),
-        "excluded": sum(d.outcome == "excluded" for d in decisions),
+        "patients": screened.patients,
+        "propose": outcomes["propose"],
+        "not_eligible": outcomes["not-eligible"],
+        "excluded": outcomes["excluded"],
         "open_proposals": tally.open + new_proposals,
         "accepted_proposals": tally.accepted,
         "declined_proposals": tally.declined,
-        "changes": changes,
+        "changes": screened.changes,
         "resources_read": synced.read_report.resources_read,
         "records_removed": synced.stats.removed + synced.deleted,
         "store_bytes": store.size_bytes(),
@@ -188,23 +206,15 @@ def _run(
     }
     tonight = trend_row(run_id, as_of.isoformat(), counts)
     trends = trends_from(store.recent_runs(14), tonight)
-    runs_dir = state / "runs"
-    out_dir = runs_dir / str(run_id)
-    screen = finish(
-        decisions,
-        ruleset,
-        as_of=as_of,
-        now=now,
-        out_dir=out_dir,
+    summary = outputs.finish(
         read_report=read_report_dict(synced.read_report),
         orphans=store.orphans(),
         unlinked=store.unlinked(),
-        owner=config.screen.owner,
         trends=trends,
     )
     link_latest(runs_dir, out_dir)
     prune_runs(runs_dir, config.output.keep_runs, out_dir)
-    store.replace_decision_digests(digests)  # once the run's outputs are written
+    store.commit_digests(drop_gone=screened.gone > 0)  # once the run's outputs are written
     status = "errors" if errors else "ok"
     store.finish_run(
         run_id,
@@ -221,12 +231,14 @@ def _run(
         mode=synced.mode,
         method=synced.method,
         out_dir=out_dir,
-        patients=len(decisions),
+        patients=screened.patients,
         proposals_new=new_proposals,
         proposals_open=int(counts["open_proposals"]),
-        changes=changes,
+        changes=screened.changes,
         errors=errors,
-        summary=screen.summary,
+        summary=summary,
+        evaluated=screened.evaluated,
+        reused=screened.reused,
     )
 
 
@@ -235,8 +247,7 @@ def _write(
     client: Any,
     config: PracticeConfig,
     ruleset: CompiledRuleset,
-    decisions: list[Decision],
-    digests: dict[str, str],
+    proposed: list[Decision],
     now: datetime,
     as_of: date,
     environ: Mapping[str, str],
@@ -252,7 +263,7 @@ def _write(
     with lock, progress.stage("written", unit="proposals") as bar:
         written = write_proposals(
             client,
-            decisions,
+            proposed,
             ruleset,
             now=now,
             owner=config.screen.owner,
@@ -269,10 +280,10 @@ def _write(
         if r.status in ("created", "repaired")
     ]
     reread_patients(store, ruleset, client, changed, config.export.page_size)
-    for pid in changed:
-        facts = store.get_patient(pid)
-        if facts is not None:
-            digests[pid] = decision_digest(evaluate(ruleset, facts, as_of))
+    digests = []
+    for facts in store.facts_of(changed):  # their cached decisions went with the re-read
+        digests.append((facts.id, decision_digest(evaluate(ruleset, facts, as_of))))
+    store.stage_digests(digests)
     return written.created
 
 

@@ -1,5 +1,5 @@
-"""Steps of the nightly run: the client, screening the store, proposal counts, trends, the run
-folders."""
+"""Steps of the nightly run: the client, proposal counts, trends, the run folders (screening the
+store: nightly/screen.py)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,14 @@ import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ips_screen.codes import PROPOSAL_ID_SYSTEM
-from ips_screen.engine import Decision, evaluate
 from ips_screen.errors import ConfigError
 from ips_screen.facts.model import PatientFacts
 from ips_screen.nightly.config import PracticeConfig
-from ips_screen.nightly.progress import Progress
-from ips_screen.ruleset.loader import CompiledRuleset
-from ips_screen.store.facts_store import FactsStore
 
 if TYPE_CHECKING:
     from ips_screen.fhir.client import FhirClient
@@ -75,17 +70,29 @@ class ProposalTally:
     declined: int = 0
 
     def add(self, facts: PatientFacts) -> None:
+        self.add_counts(self.count(facts))
+
+    def add_counts(self, counts: tuple[int, int, int]) -> None:
+        self.open += counts[0]
+        self.accepted += counts[1]
+        self.declined += counts[2]
+
+    @staticmethod
+    def count(facts: PatientFacts) -> tuple[int, int, int]:
+        """(open, accepted, declined) of one patient's proposals."""
+        open_, accepted, declined = 0, 0, 0
         for record in facts.records:
             if record.resource_type != "ServiceRequest" or record.intent != "proposal":
                 continue
             if not any(system == PROPOSAL_ID_SYSTEM for system, _ in record.identifiers):
                 continue
             if record.status in OPEN_STATUSES:
-                self.open += 1
+                open_ += 1
             elif record.status == "completed":
-                self.accepted += 1
+                accepted += 1
             elif record.status == "revoked":
-                self.declined += 1
+                declined += 1
+        return open_, accepted, declined
 
 
 def trend_row(run_id: int, as_of: str, counts: Mapping[str, object]) -> dict:
@@ -144,18 +151,3 @@ def prune_runs(runs_dir: Path, keep: int, current: Path) -> list[Path]:
     if removed:
         log.info("removed %d old run folders", len(removed))
     return removed
-
-
-def screen_all(
-    store: FactsStore, ruleset: CompiledRuleset, as_of: date, progress: Progress
-) -> tuple[list[Decision], ProposalTally]:
-    """Every patient in the store evaluated as of `as_of`, and the proposals counted."""
-    decisions: list[Decision] = []
-    tally = ProposalTally()
-    with progress.stage("screened", unit="patients") as bar:
-        for facts in store.iter_patients():
-            decisions.append(evaluate(ruleset, facts, as_of))
-            tally.add(facts)
-            bar.update()
-    decisions.sort(key=lambda d: d.patient)
-    return decisions, tally

@@ -8,6 +8,9 @@
                                     the store is reset and reloaded by search every night (REST
                                     has no reliable `_since` for deletions)
     files                           the store is reset and reloaded from the folder every run
+    files, incremental = true       the folder's resources applied as changes (deleted/ holds
+                                    Bulk-style deleted files); a full load on the first run, or
+                                    when the store was not loaded from files with this ruleset
 
 A changed ruleset fingerprint or another source resets the store first (a full reload).
 `ips_screen.fhir.bulk` is imported only when used; until it exists, `auto` falls back to REST.
@@ -19,6 +22,7 @@ import logging
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -85,14 +89,37 @@ def _apply(
         return store.apply(items, ruleset, report=report, progress=bar.update)
 
 
+DELETED_FOLDER = "deleted"  # incremental files: Bulk-style deleted files (Bundles of DELETEs)
+
+
 def sync_files(
-    store: FactsStore, ruleset: HasCodelists, path: Path, progress: Progress
+    store: FactsStore,
+    ruleset: HasCodelists,
+    path: Path,
+    progress: Progress,
+    *,
+    incremental: bool = False,
 ) -> SyncResult:
-    store.reset(ruleset, source=f"files:{path}")
+    """Reload the store from the folder, or (`incremental`) apply the folder as changes to a store
+    already loaded from files with this ruleset. `since` records the end of the last complete
+    load, so an interrupted load is done again in full."""
+    source = store.get_meta("source") or ""
+    current = store.fingerprint_matches(ruleset) and store.get_since() is not None
+    changes = incremental and current and source.startswith("files:")
+    if not changes:
+        store.reset(ruleset, source=f"files:{path}")
     report = ReadReport(skip_invalid=True)
-    items = iter_resources(discover([path], report), report)
-    stats = _apply(store, ruleset, items, report, progress)
-    return SyncResult("full", "files", report, stats)
+    found = discover([path], report)
+    deleted: list[Path] = []
+    gone = Path(path) / DELETED_FOLDER
+    if incremental and gone.is_dir():
+        deleted = [f for f in found if gone in f.parents]
+        found = [f for f in found if gone not in f.parents]
+    stats = _apply(store, ruleset, iter_resources(found, report), report, progress)
+    removed = store.apply_deleted_files(deleted)
+    store.set_since(datetime.now(tz=UTC).isoformat(timespec="seconds"))
+    mode: Literal["full", "incremental"] = "incremental" if changes else "full"
+    return SyncResult(mode, "files", report, stats, removed)
 
 
 def sync_server(

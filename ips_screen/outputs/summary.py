@@ -1,7 +1,9 @@
 """The summary of a screen (summary.json) and the worklist of proposed patients.
 
 `summarise` reduces decisions to counts: outcomes, reasons, flags, priority, an attrition funnel
-in ruleset order, and data-quality figures. `worklist_frame` lists the proposed patients with a
+in ruleset order, and data-quality figures. `SummaryCounter` does the same one decision at a time
+(`summarise` uses it), from each decision's `SummaryKey`, which can be kept instead of the decision
+(the nightly job caches it). `worklist_frame` lists the proposed patients with a
 one-line reason taken from their trace. Both are deterministic: the same decisions, in any order,
 give the same result.
 """
@@ -12,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 import pandas as pd
 
@@ -78,11 +80,26 @@ def removal_step(decision: Decision, steps: Sequence[tuple[str, str]]) -> str | 
     return steps[-1][0]
 
 
+class SummaryKey(NamedTuple):
+    """What the summary counts of one decision (JSON-serialisable as a list)."""
+
+    outcome: str
+    priority: str | None
+    reasons: Sequence[str]
+    flags: Sequence[str]
+    quality: Sequence[str]
+    removed_at: str | None  # `removal_step`
+    birth_date_missing: bool
+
+
 def attrition(decisions: Sequence[Decision], ruleset: CompiledRuleset) -> list[dict]:
     """The funnel: all patients, then the patients kept after each exclusion and criterion."""
     steps = ruleset_steps(ruleset)
-    removed = Counter(removal_step(d, steps) for d in decisions)
-    kept = len(decisions)
+    return _attrition(Counter(removal_step(d, steps) for d in decisions), len(decisions), steps)
+
+
+def _attrition(removed: Counter, total: int, steps: Sequence[tuple[str, str]]) -> list[dict]:
+    kept = total
     rows: list[dict] = [{"kept": kept, "step": "all patients"}]
     for step_id, kind in steps:
         count = removed.get(step_id, 0)
@@ -110,6 +127,93 @@ def _counts(counter: Counter) -> dict[str, int]:
     return {key: counter[key] for key in sorted(counter)}
 
 
+class SummaryCounter:
+    """The counts of summary.json, one decision (or its `SummaryKey`) at a time, in any order."""
+
+    def __init__(self, ruleset: CompiledRuleset) -> None:
+        self.ruleset = ruleset
+        self.steps = ruleset_steps(ruleset)
+        self.missing = _missing_birth_date_reasons(ruleset)
+        self.patients = 0
+        self.birth_date_missing = 0
+        self.outcomes: Counter[str] = Counter()
+        self.priority: Counter[str] = Counter()
+        self.quality: Counter[str] = Counter()
+        self.flags: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+        self.removed: Counter[str | None] = Counter()
+
+    def key(self, decision: Decision) -> SummaryKey:
+        return SummaryKey(
+            decision.outcome,
+            decision.priority,
+            decision.reasons,
+            decision.flags,
+            decision.quality,
+            removal_step(decision, self.steps),
+            _birth_date_missing(decision, self.missing),
+        )
+
+    def add(self, decision: Decision) -> None:
+        self.add_key(self.key(decision))
+
+    def add_key(self, key: SummaryKey, times: int = 1) -> None:
+        """Count `times` decisions with this key."""
+        self.patients += times
+        self.outcomes[key.outcome] += times
+        if key.priority:
+            self.priority[key.priority] += times
+        for name in set(key.quality):
+            self.quality[name] += times
+        for name in key.flags:
+            self.flags[name] += times
+        for name in key.reasons:
+            self.reasons[name] += times
+        self.removed[key.removed_at] += times
+        self.birth_date_missing += times * bool(key.birth_date_missing)
+
+    def summary(
+        self,
+        *,
+        read_report: ReadReport | dict,
+        orphans: dict[str, int],
+        unlinked: int,
+        as_of: date,
+    ) -> dict:
+        """The content of summary.json (see `summarise`)."""
+        quality, ruleset = self.quality, self.ruleset
+        skipped = [
+            {"problem": str(s.get("problem", "")), "where": str(s.get("where", ""))}
+            for s in list(read_report.get("skipped", ()))[:SKIPPED_SHOWN]
+        ]
+        by_type = read_report.get("by_type", {})
+        return {
+            "as_of": as_of.isoformat(),
+            "attrition": _attrition(self.removed, self.patients, self.steps),
+            "data_quality": {
+                "birth_date_missing": self.birth_date_missing,
+                "chronic_pain_no_employment_status": quality["chronic-pain-no-employment-status"],
+                "patients_absent": len(orphans),
+                "records_skipped": int(read_report.get("skipped_count", 0)),
+                "resources_for_absent_patients": sum(orphans.values()),
+                "resources_without_patient": unlinked,
+                "skipped": skipped,
+                "undated_employment_status": quality["undated-employment-status"],
+            },
+            "flags": _counts(self.flags),
+            "input": {
+                "by_type": {key: int(by_type[key]) for key in sorted(by_type)},
+                "files": int(read_report.get("files", 0)),
+                "resources": int(read_report.get("resources", 0)),
+            },
+            "outcomes": {key: self.outcomes[key] for key in sorted(OUTCOMES)},
+            "patients": self.patients,
+            "priority": {key: self.priority[key] for key in sorted(PRIORITIES)},
+            "reasons": _counts(self.reasons),
+            "ruleset": f"{ruleset.model.id}@{ruleset.model.version}",
+        }
+
+
 def summarise(
     decisions: Iterable[Decision],
     ruleset: CompiledRuleset,
@@ -124,41 +228,10 @@ def summarise(
     `orphans` maps the reference of each patient that resources point to but the input did not
     hold to the number of such resources; `unlinked` counts resources naming no patient at all.
     """
-    chosen = sorted(decisions, key=lambda d: d.patient)
-    outcomes = Counter(d.outcome for d in chosen)
-    priority = Counter(d.priority for d in chosen if d.priority)
-    quality = Counter(q for d in chosen for q in set(d.quality))
-    missing = _missing_birth_date_reasons(ruleset)
-    skipped = [
-        {"problem": str(s.get("problem", "")), "where": str(s.get("where", ""))}
-        for s in list(read_report.get("skipped", ()))[:SKIPPED_SHOWN]
-    ]
-    by_type = read_report.get("by_type", {})
-    return {
-        "as_of": as_of.isoformat(),
-        "attrition": attrition(chosen, ruleset),
-        "data_quality": {
-            "birth_date_missing": sum(_birth_date_missing(d, missing) for d in chosen),
-            "chronic_pain_no_employment_status": quality["chronic-pain-no-employment-status"],
-            "patients_absent": len(orphans),
-            "records_skipped": int(read_report.get("skipped_count", 0)),
-            "resources_for_absent_patients": sum(orphans.values()),
-            "resources_without_patient": unlinked,
-            "skipped": skipped,
-            "undated_employment_status": quality["undated-employment-status"],
-        },
-        "flags": _counts(Counter(f for d in chosen for f in d.flags)),
-        "input": {
-            "by_type": {key: int(by_type[key]) for key in sorted(by_type)},
-            "files": int(read_report.get("files", 0)),
-            "resources": int(read_report.get("resources", 0)),
-        },
-        "outcomes": {key: outcomes[key] for key in sorted(OUTCOMES)},
-        "patients": len(chosen),
-        "priority": {key: priority[key] for key in sorted(PRIORITIES)},
-        "reasons": _counts(Counter(r for d in chosen for r in d.reasons)),
-        "ruleset": f"{ruleset.model.id}@{ruleset.model.version}",
-    }
+    counter = SummaryCounter(ruleset)
+    for decision in decisions:
+        counter.add(decision)
+    return counter.summary(read_report=read_report, orphans=orphans, unlinked=unlinked, as_of=as_of)
 
 
 def _why(step: Step) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import orjson
@@ -25,6 +25,7 @@ PROPOSALS = "proposals.json"
 REPORT = "report.html"
 WORKLIST = "worklist.csv"
 _JSON = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+JSON_OPTIONS = _JSON  # summary.json and proposals.json
 
 
 def decisions_ndjson(decisions: list[Decision]) -> bytes:
@@ -54,6 +55,44 @@ def _bytes_writer(data: bytes) -> Callable[[Path], None]:
     return lambda path: path.write_bytes(data)
 
 
+class StagedFolder:
+    """An output folder written in a temporary sibling folder first: files are written (or
+    streamed, then `synced`) there, and `commit` moves them into place, each with `os.replace`.
+    `discard` removes the temporary folder (a no-op after `commit`)."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        parent = self.out_dir.parent
+        self.staging = Path(
+            tempfile.mkdtemp(prefix=f".{self.out_dir.name}.", suffix=".tmp", dir=parent)
+        )
+
+    def path(self, name: str) -> Path:
+        return self.staging / name
+
+    def write(self, name: str, produce: Callable[[Path], None]) -> None:
+        _write_synced(self.path(name), produce)
+
+    def synced(self, name: str) -> None:
+        """Flush a file written in the staging folder by other means to disk."""
+        _write_synced(self.path(name), lambda path: None)
+
+    def commit(self, names: Iterable[str], remove: Iterable[str] = ()) -> None:
+        """Move `names` into the output folder, remove `remove` from it, make it durable."""
+        try:
+            for name in names:
+                os.replace(self.path(name), self.out_dir / name)
+            for name in remove:
+                (self.out_dir / name).unlink(missing_ok=True)
+            _sync_dir(self.out_dir)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
 def write_outputs(
     out_dir: Path,
     decisions: list[Decision],
@@ -67,8 +106,6 @@ def write_outputs(
     Without a proposals bundle, a proposals.json left by an earlier run is removed, so the folder
     never pairs this run's summary with another run's proposals.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     files: list[tuple[str, Callable[[Path], None]]] = [
         (DECISIONS, _bytes_writer(decisions_ndjson(decisions))),
         (WORKLIST, lambda path: write_worklist_csv(decisions, path)),
@@ -79,15 +116,12 @@ def write_outputs(
         (REPORT, _bytes_writer(html.encode("utf-8"))),
         (SUMMARY, _bytes_writer(orjson.dumps(summary, option=_JSON))),
     ]
-
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    folder = StagedFolder(out_dir)
     try:
         for name, produce in files:
-            _write_synced(staging / name, produce)
-        for name, _ in files:
-            os.replace(staging / name, out_dir / name)
-        if proposals_bundle is None:
-            (out_dir / PROPOSALS).unlink(missing_ok=True)
-        _sync_dir(out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            folder.write(name, produce)
+    except BaseException:
+        folder.discard()
+        raise
+    stale = (PROPOSALS,) if proposals_bundle is None else ()
+    folder.commit([name for name, _ in files], remove=stale)

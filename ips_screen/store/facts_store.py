@@ -6,12 +6,20 @@
     meta       fingerprint (of what the facts were extracted with), since (the transactionTime of
                the last Bulk export applied), source (which server or folder the facts came from)
     runs, decisions   the run ledger (store/ledger.py)
+    decision_cache    each patient's last decision and how long it holds (store/decision_cache.py)
 
 `apply` has the semantics of `PopulationBuilder.add` (the last copy of a resource wins, a copy the
 rules cannot use removes the earlier one), so facts built from a first load plus later updates
 equal the facts of one read of the updated data; `iter_patients` then gives the same
 `PatientFacts` as `collect` would. One connection, WAL, explicit transactions of at most
-BATCH_ROWS rows: a crash leaves whole batches, and applying the same changes again is harmless.
+APPLY_BATCH_ROWS rows: a crash leaves whole batches, and applying the same changes again is
+harmless. Every change to a patient's facts removes their cached decision in the same transaction.
+
+A load into an empty store (a full load) runs with `synchronous = OFF` and a larger page cache,
+then checkpoints the write-ahead log (durable from there). A crash of the job during it loses only
+a load that is redone in full (`since` is set after a complete load); an operating-system crash or
+power loss during it may leave the file unreadable: delete it and the next run loads everything.
+The cyclic garbage collector is paused while applying.
 The database holds clinical facts: it is created readable by its owner only.
 """
 
@@ -20,6 +28,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 
@@ -28,11 +37,13 @@ import orjson
 from ips_screen.facts.extract import SUBJECT_FIELD, CodeIndex
 from ips_screen.facts.model import PatientFacts, Record
 from ips_screen.sources.files import Item, ReadReport
-from ips_screen.sources.population import HasCodelists
+from ips_screen.sources.population import HasCodelists, gc_paused
+from ips_screen.store.decision_cache import CACHE_SCHEMA, DecisionCacheMixin, in_chunks
 from ips_screen.store.ledger import BATCH_ROWS, LEDGER_SCHEMA, LedgerMixin
 from ips_screen.store.rows import (
     ApplyStats,
     Batch,
+    KeptRefs,
     add_record,
     deleted_refs,
     facts_from,
@@ -41,6 +52,10 @@ from ips_screen.store.rows import (
 )
 
 __all__ = ["ApplyStats", "FactsStore", "ruleset_fingerprint"]
+
+APPLY_BATCH_ROWS = 50_000  # rows (kept, replaced or dropped) per transaction while applying
+BULK_CACHE_KIB = 131_072  # SQLite page cache during a full load (the default is 2 MiB)
+PAGE_SIZE = 8192  # a cached decision is ~2.4 kB: three to a page, where 4096 holds one
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS patients (id TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
@@ -52,7 +67,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITH
 """
 
 
-class FactsStore(LedgerMixin):
+class FactsStore(DecisionCacheMixin, LedgerMixin):
     """The facts of one practice's population in one SQLite file. Use as a context manager."""
 
     def __init__(self, path: Path) -> None:
@@ -61,9 +76,10 @@ class FactsStore(LedgerMixin):
         if not self.path.exists():
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only takes effect on a new file
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA + LEDGER_SCHEMA)
+        self._db.executescript(SCHEMA + LEDGER_SCHEMA + CACHE_SCHEMA)
 
     def close(self) -> None:
         self._db.close()
@@ -103,10 +119,11 @@ class FactsStore(LedgerMixin):
 
     def reset(self, ruleset: HasCodelists, *, source: str | None = None) -> None:
         """Drop every fact (and `since`), and record the ruleset's fingerprint and the source.
-        The run ledger and the last decisions are kept."""
+        The run ledger and the last decisions' digests are kept; cached decisions are not."""
         with self._transaction() as db:
             db.execute("DELETE FROM patients")
             db.execute("DELETE FROM records")
+            db.execute("DELETE FROM decision_cache")
             db.execute("DELETE FROM meta WHERE key IN ('since', 'source', 'fingerprint')")
             db.execute(
                 "INSERT INTO meta (key, value) VALUES ('fingerprint', ?)",
@@ -134,32 +151,63 @@ class FactsStore(LedgerMixin):
         report = report if report is not None else ReadReport()
         stats = ApplyStats()
         batch = Batch()
-        for resource, where, resolve in resources:
-            stats.resources += 1
-            rtype = resource["resourceType"]
-            stats.by_type[rtype] = stats.by_type.get(rtype, 0) + 1
-            if progress is not None:
-                progress(1)
-            if rtype == "Patient":
-                if resource.get("id") is None:
-                    report.problem(where, "Patient has no id")
-                    continue
-                batch.patients[str(resource["id"])] = patient_data(resource, resolve)
-            elif rtype in SUBJECT_FIELD:
-                add_record(batch, stats, report, resource, where, resolve, index)
-            else:
-                stats.ignored += 1
-            if len(batch) >= BATCH_ROWS:
-                self._flush(batch, stats)
-        self._flush(batch, stats)
+        full_load = self._empty()
+        kept = KeptRefs() if full_load else None
+        forget = self.has_cached_decisions()
+        with gc_paused(), self._bulk_load(full_load):
+            for resource, where, resolve in resources:
+                stats.resources += 1
+                rtype = resource["resourceType"]
+                stats.by_type[rtype] = stats.by_type.get(rtype, 0) + 1
+                if progress is not None:
+                    progress(1)
+                if rtype == "Patient":
+                    if resource.get("id") is None:
+                        report.problem(where, "Patient has no id")
+                        continue
+                    batch.patients[str(resource["id"])] = patient_data(resource, resolve)
+                elif rtype in SUBJECT_FIELD:
+                    add_record(batch, stats, report, resource, where, resolve, index)
+                else:
+                    stats.ignored += 1
+                if len(batch) >= APPLY_BATCH_ROWS:
+                    self._flush(batch, stats, forget, kept)
+            self._flush(batch, stats, forget, kept)
         return stats
 
-    def _flush(self, batch: Batch, stats: ApplyStats) -> None:
+    def _empty(self) -> bool:
+        return (
+            self._db.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None
+            and self._db.execute("SELECT 1 FROM patients LIMIT 1").fetchone() is None
+        )
+
+    @contextmanager
+    def _bulk_load(self, bulk: bool) -> Iterator[None]:
+        if not bulk:
+            yield
+            return
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA cache_size=-2000")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _flush(self, batch: Batch, stats: ApplyStats, forget: bool, kept: KeptRefs | None) -> None:
         if not batch:
             return
         upserts = [(ref, v[0], v[1]) for ref, v in batch.records.items() if v is not None]
         drops = [(ref,) for ref, v in batch.records.items() if v is None]
+        if kept is not None:  # a full load: only refs stored earlier in it can need a DELETE
+            drops = [d for d in drops if d[0] in kept]
+            for row in upserts:
+                kept.add(row[0])
         with self._transaction() as db:
+            if forget:  # the patients whose facts change: before (records moving) and after
+                self._forget_owners(db, batch.records)
+                self._forget_patients(db, [*batch.patients, *(row[1] for row in upserts)])
             db.executemany(
                 "INSERT INTO patients (id, data) VALUES (?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
@@ -186,6 +234,8 @@ class FactsStore(LedgerMixin):
             patients = [(ref[8:],) for ref in chunk if ref.startswith("Patient/")]
             records = [(ref,) for ref in chunk if not ref.startswith("Patient/")]
             with self._transaction() as db:
+                self._forget_owners(db, (ref for (ref,) in records))
+                self._forget_patients(db, (pid for (pid,) in patients))
                 removed += db.executemany("DELETE FROM records WHERE ref = ?", records).rowcount
                 removed += db.executemany(
                     "DELETE FROM records WHERE patient_id = ?", patients
@@ -206,6 +256,13 @@ class FactsStore(LedgerMixin):
 
     def get_patient(self, patient_id: str) -> PatientFacts | None:
         return next(self._patients("WHERE p.id = ?", (patient_id,)), None)
+
+    def facts_of(self, patient_ids: Iterable[str]) -> Iterator[PatientFacts]:
+        """The facts of the given patients (those in the store), in id order within each query
+        of up to ROWS_PER_QUERY ids."""
+        for chunk in in_chunks(sorted(patient_ids)):
+            marks = ",".join("?" * len(chunk))
+            yield from self._patients(f"WHERE p.id IN ({marks})", tuple(chunk))
 
     def _patients(self, where: str, params: tuple) -> Iterator[PatientFacts]:
         cursor = self._db.execute(

@@ -29,6 +29,7 @@ from ips_screen.facts.model import PatientFacts, Record
 from ips_screen.sources.files import ReadReport
 from ips_screen.sources.population import HasCodelists
 
+BLOOM_BITS = 1 << 26  # 8 MiB: "might this ref have been stored during this full load?"
 STORE_FORMAT = "1"  # bump when what is stored per resource changes: forces a full reload
 
 
@@ -65,6 +66,23 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.patients) + len(self.records)
+
+
+class KeptRefs:
+    """The refs written during a full load, as a Bloom filter of one hash: a resource the rules
+    cannot use needs a DELETE only if an earlier copy of it might have been stored (false
+    positives only cost a DELETE that finds nothing)."""
+
+    def __init__(self) -> None:
+        self.bits = bytearray(BLOOM_BITS // 8)
+
+    def add(self, ref: str) -> None:
+        h = hash(ref) & (BLOOM_BITS - 1)
+        self.bits[h >> 3] |= 1 << (h & 7)
+
+    def __contains__(self, ref: str) -> bool:
+        h = hash(ref) & (BLOOM_BITS - 1)
+        return bool(self.bits[h >> 3] & (1 << (h & 7)))
 
 
 def record_order(record: Record) -> tuple[date, str]:

@@ -1,0 +1,239 @@
+"""Reusing cached decisions: nightly runs on consecutive dates, with data changes in between, give
+byte-identical outputs with and without reuse, and the same decisions and proposals as a one-off
+screen of the data as it stands; the streamed outputs equal `pipeline.finish`'s."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ips_screen.dates import LONDON
+from ips_screen.engine import evaluate
+from ips_screen.facts.extract import SUBJECT_FIELD
+from ips_screen.nightly.config import PracticeConfig
+from ips_screen.nightly.outputs import NightlyOutputs
+from ips_screen.nightly.run import NightlyResult, run_nightly
+from ips_screen.outputs.write import DECISIONS, PROPOSALS, REPORT, SUMMARY, WORKLIST
+from ips_screen.pipeline import finish
+from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
+from ips_screen.sources import discover, iter_resources
+from ips_screen.sources.population import collect_resources
+from ips_screen.store import FactsStore
+from ips_screen.synth import write_bulk
+from tests.conftest import FIXTURES
+from tests.helpers import NOT_FIT, UNEMPLOYED, condition, employment, fit_note, patient
+
+T = date(2026, 11, 26)
+FILES = (DECISIONS, WORKLIST, PROPOSALS, REPORT, SUMMARY)
+CHRONIC_PAIN = "82423001"
+
+
+@pytest.fixture(scope="module")
+def ruleset() -> CompiledRuleset:
+    return load_ruleset(None)
+
+
+def night_of(day: date) -> datetime:
+    return datetime.combine(day, time(2, 0), tzinfo=LONDON)  # GMT or BST by the day
+
+
+def ndjson(folder: Path, resources: Iterable[dict], name: str = "changes.ndjson") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in resources)
+    (folder / name).write_bytes(lines)
+
+
+def deletions(folder: Path, refs: Iterable[str]) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"request": {"method": "DELETE", "url": ref}} for ref in refs],
+    }
+    ndjson(folder / "deleted", [bundle], "del.ndjson")
+
+
+def population(folder: Path) -> dict[str, dict]:
+    """A small synthetic practice plus the fixture patients, by "Type/id"."""
+    write_bulk(folder / "synth", 300, seed=7, as_of=T)
+    out: dict[str, dict] = {}
+    for resource, _, _ in iter_resources(discover([folder / "synth", FIXTURES])):
+        if resource["resourceType"] in SUBJECT_FIELD or resource["resourceType"] == "Patient":
+            out[f"{resource['resourceType']}/{resource['id']}"] = resource
+    return out
+
+
+def config(source: Path, state: Path, reuse: bool) -> PracticeConfig:
+    return PracticeConfig.model_validate(
+        {
+            "source": {"kind": "files", "path": source, "incremental": True},
+            "screen": {"reuse_decisions": reuse},
+            "output": {"state_dir": state, "keep_runs": 10},
+        }
+    )
+
+
+def reference(current: dict[str, dict], ruleset: CompiledRuleset, day: date, out: Path) -> None:
+    """A one-off screen of the data as it stands, written by `pipeline.finish`."""
+    facts = collect_resources(list(current.values()), ruleset)
+    decisions = sorted((evaluate(ruleset, f, day) for f in facts), key=lambda d: d.patient)
+    finish(
+        decisions,
+        ruleset,
+        as_of=day,
+        now=night_of(day),
+        out_dir=out,
+        read_report={},
+        orphans={},
+        unlinked=0,
+    )
+
+
+def changes(current: dict[str, dict], day: date, n: int) -> tuple[list[dict], list[str]]:
+    """Night n's changes: upserts (a new fit note, a changed employment status, new chronic
+    pain, a resolved Condition, a record moved to another patient, a new patient) and
+    deletions (a patient, a record)."""
+    pids = sorted(ref[8:] for ref in current if ref.startswith("Patient/"))
+    at = (day - timedelta(days=3)).isoformat()
+    picked = pids[7 * n :: 37]
+    upserts: list[dict] = [patient(f"new-{n}", "1985-05-05")]
+    upserts.append(condition(CHRONIC_PAIN, onset=at, id=f"pain-{n}", subject=f"new-{n}"))
+    for k, pid in enumerate(picked):
+        kind = k % 4
+        if kind == 0:
+            upserts.append(fit_note(NOT_FIT, at, id=f"fit-{n}-{k}", subject=pid))
+        elif kind == 1:
+            upserts.append(employment(UNEMPLOYED, at, id=f"emp-{n}-{k}", subject=pid))
+        elif kind == 2:
+            upserts.append(condition(CHRONIC_PAIN, onset=at, id=f"cp-{n}-{k}", subject=pid))
+    active = [
+        r
+        for r in current.values()
+        if r["resourceType"] == "Condition"
+        and "active" in orjson.dumps(r.get("clinicalStatus", {})).decode()
+    ]
+    for resolved in active[n :: max(1, len(active) // 5)][:5]:
+        resolved = copy.deepcopy(resolved)
+        resolved["clinicalStatus"] = {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                    "code": "resolved",
+                }
+            ]
+        }
+        resolved["abatementDateTime"] = at
+        upserts.append(resolved)
+    moved = copy.deepcopy(active[-1 - n])
+    moved["subject"] = {"reference": f"Patient/{pids[-1 - n]}"}
+    upserts.append(moved)
+    gone = [f"Patient/{pids[3 + n]}", f"Condition/{active[2 * n + 1]['id']}"]
+    return upserts, gone
+
+
+def apply_changes(current: dict[str, dict], upserts: list[dict], gone: list[str]) -> None:
+    for resource in upserts:
+        current[f"{resource['resourceType']}/{resource['id']}"] = resource
+    for ref in gone:
+        current.pop(ref, None)
+        if ref.startswith("Patient/"):
+            for key in [k for k, r in current.items() if _subject(r) == ref]:
+                del current[key]
+
+
+def _subject(resource: dict) -> str | None:
+    field = SUBJECT_FIELD.get(resource["resourceType"])
+    value = resource.get(field) if field else None
+    return value.get("reference") if isinstance(value, dict) else None
+
+
+def test_nights_with_and_without_reuse_give_identical_outputs(tmp_path: Path, ruleset):
+    current = population(tmp_path / "data")
+    ndjson(tmp_path / "night-0", current.values(), "all.ndjson")
+    reusing = config(tmp_path / "night-0", tmp_path / "a", reuse=True)
+    fresh = config(tmp_path / "night-0", tmp_path / "b", reuse=False)
+    days = [T, T + timedelta(days=1), T + timedelta(days=40), T + timedelta(days=400)]
+    days += [T + timedelta(days=399), T + timedelta(days=401)]  # a night earlier than the last
+    results: list[tuple[NightlyResult, NightlyResult]] = []
+    for n, day in enumerate(days):
+        if n:
+            folder = tmp_path / f"night-{n}"
+            if n in (1, 3):
+                upserts, gone = changes(current, day, n)
+                apply_changes(current, upserts, gone)
+                deletions(folder, gone)
+            else:  # no change but one Patient sent again as it was
+                upserts = [current[next(k for k in current if k.startswith("Patient/"))]]
+            ndjson(folder, upserts)
+            reusing = reusing.model_copy(
+                update={"source": reusing.source.model_copy(update={"path": folder})}
+            )
+            fresh = fresh.model_copy(
+                update={"source": fresh.source.model_copy(update={"path": folder})}
+            )
+        a = run_nightly(reusing, now=night_of(day), as_of=day, environ={})
+        b = run_nightly(fresh, now=night_of(day), as_of=day, environ={})
+        results.append((a, b))
+        assert (a.mode, b.mode) == (("full", "full") if n == 0 else ("incremental",) * 2)
+        for name in FILES:
+            assert (a.out_dir / name).read_bytes() == (b.out_dir / name).read_bytes(), (n, name)
+        assert (a.patients, a.changes, a.summary) == (b.patients, b.changes, b.summary)
+        assert b.reused == 0 and b.evaluated == b.patients
+        expected = tmp_path / f"reference-{n}"
+        reference(current, ruleset, day, expected)
+        for name in (DECISIONS, PROPOSALS, WORKLIST):
+            assert (a.out_dir / name).read_bytes() == (expected / name).read_bytes(), (n, name)
+    outcomes = [a.summary["outcomes"]["propose"] for a, _ in results]
+    assert min(outcomes) > 0 and len(set(outcomes)) > 1  # proposals, and they change
+    assert results[0][0].reused == 0
+    assert results[1][0].reused > 0.8 * results[1][0].patients  # T + 1 day: mostly reused
+    assert results[2][0].reused > 0  # T + 40 days: still some
+    earlier = results[4][0]  # T + 399 after T + 400: only decisions cached before T + 399 hold
+    assert earlier.evaluated > 0.9 * earlier.patients
+
+
+def test_a_changed_record_invalidates_both_patients_and_a_reset_everyone(tmp_path: Path, ruleset):
+    with FactsStore(tmp_path / "store.sqlite") as store:
+        store.reset(ruleset)
+        first = [patient("a"), patient("b"), patient("c")]
+        first.append(condition(CHRONIC_PAIN, id="x", subject="a"))
+        store.apply([(r, "memory", None) for r in first], ruleset)
+        row = ("", "2026-11-26", "2027-01-01", "d", b"[]", b"{}", None)
+        store.put_decisions([(pid, *row[1:]) for pid in "abc"])
+        moved = condition(CHRONIC_PAIN, id="x", subject="b")
+        store.apply([(moved, "memory", None)], ruleset)
+        assert [store.cached_decision(p) is None for p in "abc"] == [True, True, False]
+        store.put_decisions([(pid, *row[1:]) for pid in "ab"])
+        store.delete(["Condition/x"])
+        assert [store.cached_decision(p) is None for p in "abc"] == [False, True, False]
+        store.reset(ruleset)
+        assert not store.has_cached_decisions()
+
+
+def test_streamed_outputs_equal_pipeline_finish(tmp_path: Path, ruleset):
+    resources = population(tmp_path / "data")
+    facts = collect_resources(list(resources.values()), ruleset)
+    for day in (T, date(2027, 6, 1)):  # GMT and BST nights
+        now = night_of(day)
+        decisions = sorted((evaluate(ruleset, f, day) for f in facts), key=lambda d: d.patient)
+        assert sum(d.outcome == "propose" for d in decisions) > 1
+        trends = [{"run": 1, "as_of": day.isoformat(), "propose": 3, "not_eligible": 1}]
+        read = {"files": 2, "resources": 9, "by_type": {"Patient": 4}, "skipped_count": 0}
+        kwargs = {"read_report": read, "orphans": {"x": 2}, "unlinked": 1, "trends": trends}
+        expected = tmp_path / f"finish-{day}"
+        finish(decisions, ruleset, as_of=day, now=now, out_dir=expected, **kwargs)
+        out = tmp_path / f"stream-{day}"
+        streamed = NightlyOutputs(out, ruleset, as_of=day, now=now, owner=None)
+        counter = streamed.counter
+        for d in decisions:
+            line = orjson.dumps(d.to_dict(), option=orjson.OPT_SORT_KEYS)
+            streamed.add(d.patient, line, counter.key(d), d if d.outcome == "propose" else None)
+        streamed.finish(**kwargs)
+        for name in FILES:
+            got = (out / name).read_bytes()
+            assert got == (expected / name).read_bytes(), name
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left

@@ -10,17 +10,19 @@ give the same result.
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import NamedTuple, TypedDict
-
-import pandas as pd
+from typing import TYPE_CHECKING, NamedTuple, TypedDict
 
 from ips_screen.engine.decision import Decision, Step
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.ruleset.model import OutsideAgeRange
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 OUTCOMES = ("propose", "not-eligible", "excluded")
 PRIORITIES = ("early", "routine")
@@ -262,11 +264,11 @@ def _cell(text: str) -> str:
     return f"'{text}" if text.startswith(_FORMULA_START) else text
 
 
-def worklist_frame(
+def worklist_rows(
     decisions: Iterable[Decision], step_ids: Sequence[str] = REASON_STEPS
-) -> pd.DataFrame:
+) -> list[dict[str, str]]:
     """Proposed patients: patient, priority, flags (joined by ';') and a one-line reason."""
-    rows = [
+    return [
         {
             "patient": _cell(d.patient),
             "priority": d.priority or "",
@@ -275,6 +277,15 @@ def worklist_frame(
         }
         for d in proposed_in_order(decisions)
     ]
+
+
+def worklist_frame(
+    decisions: Iterable[Decision], step_ids: Sequence[str] = REASON_STEPS
+) -> pd.DataFrame:
+    """The worklist as a pandas DataFrame, for analysts working from Python."""
+    import pandas as pd  # imported here: it adds ~0.2 s to every command's start
+
+    rows = worklist_rows(decisions, step_ids)
     return pd.DataFrame(rows, columns=WORKLIST_COLUMNS, dtype="object")
 
 
@@ -282,5 +293,7 @@ def write_worklist_csv(
     decisions: Iterable[Decision], path: Path, step_ids: Sequence[str] = REASON_STEPS
 ) -> None:
     """The worklist as CSV (UTF-8, "\\n" line endings, a header even when empty)."""
-    frame = worklist_frame(decisions, step_ids)
-    frame.to_csv(path, index=False, lineterminator="\n", encoding="utf-8")
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=WORKLIST_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(worklist_rows(decisions, step_ids))

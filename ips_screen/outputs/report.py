@@ -13,7 +13,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 import ips_screen
 from ips_screen.engine.decision import Decision
-from ips_screen.outputs.summary import one_line_reason, proposed_in_order
+from ips_screen.outputs.summary import proposed_in_order
+from ips_screen.proposals.text import reasons_in_brief
 from ips_screen.ruleset.loader import CompiledRuleset
 
 TEMPLATE = "report.html.j2"
@@ -168,13 +169,12 @@ def render_report(
     for c in model.criteria:
         note = (explain(c.rule.id) if explain is not None else "") or c.rule.description
         step_notes[c.rule.id] = note or DEFAULT_STEP_NOTES.get(c.rule.id, "")
-    reason_steps = list(model.proposal.reason_criteria)
     proposed = [
         {
             "patient": d.patient,
             "priority": d.priority or "",
             "flags": list(d.flags),
-            "why": one_line_reason(d, reason_steps),
+            "why": reasons_in_brief(d, ruleset),
         }
         for d in proposed_in_order(decisions)
     ]

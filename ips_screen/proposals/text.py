@@ -77,16 +77,7 @@ def clinician_note(decision: Decision, ruleset: CompiledRuleset) -> str:
         "Why this patient was suggested for Individual Placement and Support (IPS) "
         f"(screen {model.id} {model.version}, as of {decision.as_of}):"
     ]
-    for name in model.proposal.reason_criteria:
-        step = decision.step(name)
-        if step is None:
-            continue
-        rule = _rule(ruleset, name)
-        if isinstance(rule, LatestCategory):
-            lines.append(f"- Employment: {_employment(step, rule)}")
-        else:
-            label = "Chronic pain" if name == model.proposal.pain_criterion else name
-            lines.append(f"- {label}: {_evidence(step, ruleset)}")
+    lines.extend(f"- {label}: {text}" for label, text in _reasons(decision, ruleset))
     lines.append(f"- Priority: {_priority(decision, ruleset)}")
     lines.extend(f"- Flag ({flag}): {flag_text(flag)}." for flag in decision.flags)
     summary = model.proposal.clinician_summary.strip()
@@ -95,7 +86,30 @@ def clinician_note(decision: Decision, ruleset: CompiledRuleset) -> str:
     return "\n".join(lines)
 
 
+def reasons_in_brief(decision: Decision, ruleset: CompiledRuleset) -> str:
+    """The evidence behind a proposal in plain words, on one line (the practice report)."""
+    parts = [f"{label}: {text.rstrip('.')}" for label, text in _reasons(decision, ruleset)]
+    return ". ".join(parts) + "." if parts else ""
+
+
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _reasons(decision: Decision, ruleset: CompiledRuleset) -> list[tuple[str, str]]:
+    """(label, plain words) for each of the proposal's reason criteria."""
+    model = ruleset.model
+    out = []
+    for name in model.proposal.reason_criteria:
+        step = decision.step(name)
+        if step is None:
+            continue
+        rule = _rule(ruleset, name)
+        if isinstance(rule, LatestCategory):
+            out.append(("Employment", _employment(step, rule)))
+        else:
+            label = "Chronic pain" if name == model.proposal.pain_criterion else name
+            out.append((label, _evidence(step, ruleset)))
+    return out
 
 
 def _rule(ruleset: CompiledRuleset, rule_id: str) -> Criterion | None:

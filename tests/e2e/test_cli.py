@@ -56,6 +56,9 @@ def test_screen_writes_every_output(capsys, tmp_path: Path):
             assert decision["flags"] == [] and decision["priority"] is None
     html = (tmp_path / "report.html").read_text()
     assert "<svg" in html and proposed[0]["patient"] in html
+    # The practice manager reads the reasons in plain words, not the engine's trace wording.
+    assert "Chronic pain: " in html and "Employment: " in html
+    assert "record(s) in chronic-pain" not in html
 
 
 def test_screen_twice_gives_identical_decisions_and_proposal_identifiers(capsys, tmp_path: Path):

@@ -23,8 +23,6 @@ Run from the project root::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import threading
@@ -43,6 +41,8 @@ from jwt.algorithms import RSAAlgorithm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from machine import machine_line  # noqa: E402 (benchmarks/machine.py, beside this script)
 
 from ips_screen import __version__  # noqa: E402
 from ips_screen.service.app import create_app  # noqa: E402
@@ -239,21 +239,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}"
-    )
-
-
 def report(result: dict[str, Any]) -> list[str]:
     ok = result["p95"] < GOAL_P95_MS
     return [
@@ -264,7 +249,7 @@ def report(result: dict[str, Any]) -> list[str]:
         f"  - median {result['median']:.1f} ms, p95 {result['p95']:.1f} ms, "
         f"mean {result['mean']:.1f} ms, max {result['max']:.1f} ms",
         f"  - goal p95 < {GOAL_P95_MS:.0f} ms: {'met' if ok else 'NOT met'}",
-        f"  - machine: {machine()}",
+        f"  - machine: {machine_line()}",
     ]
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import resource
 import shutil
@@ -47,6 +46,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
+from machine import machine_facts  # benchmarks/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = date(2026, 11, 26)
@@ -220,47 +220,6 @@ def run_child(name: str, spec: dict) -> dict:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def machine() -> dict:
-    cpu, memory = "unknown", None
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-        kib = next(
-            int(line.split()[1])
-            for line in Path("/proc/meminfo").read_text().splitlines()
-            if line.startswith("MemTotal:")
-        )
-        memory = round(kib / 1024 / 1024, 1)
-    except (OSError, StopIteration):
-        pass
-    from importlib.metadata import version
-
-    git = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "cpu_model": cpu,
-        "memory_gb": memory,
-        "sqlite": __import__("sqlite3").sqlite_version,
-        "orjson": version("orjson"),
-        "ips-screen": version("ips-screen"),
-        "git": f"{git}{' + uncommitted changes' if dirty else ''}",
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
 def bench_size(n: int, work: Path) -> dict:
     folder = work / str(n)
     population, changes = folder / "population", folder / "changes"
@@ -392,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     if free < need * 1.2:
         print(f"ERROR: {work}: {free / 1e9:.1f} GB free, about {need / 1e9:.1f} GB needed")
         return 1
-    facts = machine()
+    facts = machine_facts(("orjson", "ips-screen"))
     print(f"python {facts['python']} on {facts['platform']}; SQLite {facts['sqlite']}")
     print(f"{facts['cpu_count']} CPUs: {facts['cpu_model']}; memory {facts['memory_gb']} GB")
     print(f"load average (1, 5, 15 min): {facts['load_average_at_start']}; work folder {work}")

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import platform
 import re
 import resource
 import subprocess
@@ -47,6 +46,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
+from machine import machine_facts  # benchmarks/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -452,56 +452,6 @@ def run_child(name: str, args: argparse.Namespace) -> dict:
 # --- report -----------------------------------------------------------------------------------
 
 
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    from importlib.metadata import version
-
-    return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "cpu_model": cpu,
-        "memory_gb": memory,
-        "orjson": version("orjson"),
-        "fhir.resources": version("fhir.resources"),
-        "pydantic": version("pydantic"),
-        "ips-screen": version("ips-screen"),
-        "git": _git_commit(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def _git_commit() -> str | None:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return None
-    return f"{head}{' + uncommitted changes' if dirty else ''}" if head else None
-
-
 def _rate_row(key: str, label: str, fig: dict) -> list[str]:
     rate = fig["resources"] / fig["seconds"]
     if "patients_estimate" in fig:
@@ -559,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         print("(This needs the external FHIR test data in ../shared/data; see its README.)")
         return 0
 
-    facts = machine()
+    facts = machine_facts(("orjson", "fhir.resources", "pydantic", "ips-screen"))
     print(f"python {facts['python']} on {facts['platform']}")
     print(f"{facts['cpu_count']} CPUs: {facts['cpu_model']}; memory {facts['memory_gb']} GB")
     print(f"load average (1, 5, 15 min): {facts['load_average_at_start']}")

@@ -21,7 +21,7 @@ from ips_screen.codes import PROPOSAL_ID_SYSTEM
 from ips_screen.engine import evaluate
 from ips_screen.fhir.client import FhirClient
 from ips_screen.fhir.load import load_bundles
-from ips_screen.fhir.testserver import FhirTestServer, IndexUnreachable
+from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.fhir.writer import PracticeLock
 from ips_screen.nightly.config import PracticeConfig
 from ips_screen.nightly.run import run_nightly
@@ -34,6 +34,7 @@ from ips_screen.sources.population import collect_resources
 from ips_screen.store import FactsStore
 from ips_screen.store.ledger import decision_digest
 from tests.conftest import FIXTURES, FROZEN_NOW
+from tests.fhir_support import running_test_server
 
 AS_OF = FROZEN_NOW.date()
 PAIN = {"coding": [{"system": "http://snomed.info/sct", "code": "82423001"}]}
@@ -68,15 +69,8 @@ def expected_proposals(client: FhirClient) -> int:
 @pytest.fixture
 def own_server() -> Iterator[FhirTestServer]:
     """A server of this test's own: the nightly reads every patient on it."""
-    server = FhirTestServer()
-    try:
-        server.start()
-    except IndexUnreachable as exc:
-        pytest.skip(f"no FHIR test server: {exc}")
-    try:
+    with running_test_server() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def write_config(folder: Path, body: str) -> Path:

@@ -173,7 +173,7 @@ def finish(
     )
     if out_dir is not None:
         html = render_report(summary, decisions, ruleset, trends=trends)
-        write_outputs(out_dir, decisions, summary, proposals, html)
+        write_outputs(out_dir, decisions, summary, proposals, html, ruleset=ruleset)
         log.info("wrote %s", out_dir)
     return ScreenResult(decisions, summary, proposals, out_dir)
 

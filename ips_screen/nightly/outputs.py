@@ -232,7 +232,10 @@ class NightlyOutputs:
             )
             shown = [*self.proposed, *self.listed]
             html = render_report(summary, shown, self.ruleset, trends=trends)
-            folder.write(WORKLIST, lambda path: write_worklist_csv(self.proposed, path))
+            folder.write(
+                WORKLIST,
+                lambda path: write_worklist_csv(self.proposed, path, ruleset=self.ruleset),
+            )
             folder.write(REPORT, lambda path: path.write_bytes(html.encode("utf-8")))
             data = orjson.dumps(summary, option=JSON_OPTIONS)
             folder.write(SUMMARY, lambda path: path.write_bytes(data))

@@ -265,15 +265,23 @@ def _cell(text: str) -> str:
 
 
 def worklist_rows(
-    decisions: Iterable[Decision], step_ids: Sequence[str] = REASON_STEPS
+    decisions: Iterable[Decision],
+    step_ids: Sequence[str] = REASON_STEPS,
+    ruleset: CompiledRuleset | None = None,
 ) -> list[dict[str, str]]:
-    """Proposed patients: patient, priority, flags (joined by ';') and a one-line reason."""
+    """Proposed patients: patient, priority, flags (joined by ';') and a one-line reason (in
+    plain words when the ruleset is given, else from the trace details)."""
+    from ips_screen.proposals.text import reasons_in_brief
+
+    def reason(d: Decision) -> str:
+        return reasons_in_brief(d, ruleset) if ruleset else one_line_reason(d, step_ids)
+
     return [
         {
             "patient": _cell(d.patient),
             "priority": d.priority or "",
             "flags": _cell(";".join(d.flags)),
-            "reason": _cell(one_line_reason(d, step_ids)),
+            "reason": _cell(reason(d)),
         }
         for d in proposed_in_order(decisions)
     ]
@@ -290,10 +298,13 @@ def worklist_frame(
 
 
 def write_worklist_csv(
-    decisions: Iterable[Decision], path: Path, step_ids: Sequence[str] = REASON_STEPS
+    decisions: Iterable[Decision],
+    path: Path,
+    step_ids: Sequence[str] = REASON_STEPS,
+    ruleset: CompiledRuleset | None = None,
 ) -> None:
     """The worklist as CSV (UTF-8, "\\n" line endings, a header even when empty)."""
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=WORKLIST_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(worklist_rows(decisions, step_ids))
+        writer.writerows(worklist_rows(decisions, step_ids, ruleset))

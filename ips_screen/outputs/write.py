@@ -18,6 +18,7 @@ import orjson
 
 from ips_screen.engine.decision import Decision
 from ips_screen.outputs.summary import write_worklist_csv
+from ips_screen.ruleset.loader import CompiledRuleset
 
 DECISIONS = "decisions.ndjson"
 SUMMARY = "summary.json"
@@ -99,6 +100,7 @@ def write_outputs(
     summary: dict,
     proposals_bundle: dict | None,
     html: str,
+    ruleset: CompiledRuleset | None = None,
 ) -> None:
     """Write decisions.ndjson, summary.json, proposals.json (when given), report.html and
     worklist.csv into `out_dir` (created if missing).
@@ -108,7 +110,7 @@ def write_outputs(
     """
     files: list[tuple[str, Callable[[Path], None]]] = [
         (DECISIONS, _bytes_writer(decisions_ndjson(decisions))),
-        (WORKLIST, lambda path: write_worklist_csv(decisions, path)),
+        (WORKLIST, lambda path: write_worklist_csv(decisions, path, ruleset=ruleset)),
     ]
     if proposals_bundle is not None:
         files.append((PROPOSALS, _bytes_writer(orjson.dumps(proposals_bundle, option=_JSON))))

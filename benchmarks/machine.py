@@ -62,3 +62,9 @@ def machine_line() -> str:
         f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}"
     )
+
+
+def vm_hwm_mb() -> float | None:
+    """The kernel's high-water RSS of this process image, in MB (a check on ru_maxrss)."""
+    value = _proc_value("/proc/self/status", "VmHWM:")
+    return int(value.split()[0]) / 1024 if value else None

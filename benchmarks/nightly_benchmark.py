@@ -46,7 +46,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
-from machine import machine_facts  # benchmarks/machine.py, beside this script
+from machine import machine_facts, vm_hwm_mb  # benchmarks/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = date(2026, 11, 26)
@@ -183,20 +183,10 @@ def measure_night(spec: dict) -> dict:
 MEASURES = {"baseline": measure_baseline, "night": measure_night}
 
 
-def _vm_hwm_mb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def child(name: str, spec: dict) -> None:
     figures = MEASURES[name](spec)
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    figures["vm_hwm_mb"] = _vm_hwm_mb()
+    figures["vm_hwm_mb"] = vm_hwm_mb()
     sys.stdout.write(orjson.dumps(figures).decode() + "\n")
 
 

@@ -46,7 +46,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
-from machine import machine_facts  # benchmarks/machine.py, beside this script
+from machine import machine_facts, vm_hwm_mb  # benchmarks/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -418,19 +418,8 @@ def child(name: str, work: Path, sample: int, data: Path, patients: int) -> None
         files = [work / name for name in manifest["files"]]
         figures = MEASURES[name][1](files, manifest, sample)
     figures["peak_rss_mb"] = _peak_rss_mb()
-    figures["vm_hwm_mb"] = _vm_hwm_mb()
+    figures["vm_hwm_mb"] = vm_hwm_mb()
     sys.stdout.write(orjson.dumps(figures).decode() + "\n")
-
-
-def _vm_hwm_mb() -> float | None:
-    """The kernel's high-water RSS of this process image (a check on ru_maxrss)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 class ChildFailed(Exception):

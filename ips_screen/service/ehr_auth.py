@@ -303,7 +303,10 @@ def _numeric_claim(claims: Mapping[str, Any], name: str) -> float:
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise AuthRejected(f"{name} claim missing or not a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float, e.g. 10**400
+        raise AuthRejected(f"{name} claim is out of range") from None
     if not math.isfinite(number):
         raise AuthRejected(f"{name} claim is not finite")
     return number

@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from fastapi import FastAPI, Response
@@ -39,6 +39,7 @@ from ips_screen.service import cds, review_page
 from ips_screen.service.config import FhirBackendConfig, ServeConfig, load_users
 from ips_screen.service.ehr_auth import EhrVerifier
 from ips_screen.service.guarded_http import guarded_get
+from ips_screen.service.read_only import ReadOnlyBackend
 from ips_screen.service.signin import Throttle
 from ips_screen.service.state import ServiceState
 
@@ -108,6 +109,18 @@ def _session_secret(config: ServeConfig, environ: Mapping[str, str]) -> str:
     return secret
 
 
+def _backend(config: ServeConfig, client: FhirClient) -> FhirClient:
+    """The backend client; read-only (with a loud warning) when the public sandbox is trusted."""
+    if config.writes_enabled:
+        return client
+    log.warning(
+        "demo_trust_public_sandbox = true: the public CDS Hooks sandbox is trusted and anyone "
+        "can mint its tokens; every write to %s is OFF. Never run this against a real practice.",
+        config.fhir.base_url,
+    )
+    return cast(FhirClient, ReadOnlyBackend(client))
+
+
 def create_app(
     config: ServeConfig,
     *,
@@ -132,7 +145,7 @@ def create_app(
     state = ServiceState(
         config=config,
         ruleset=ruleset,
-        backend=fhir_client or backend_client(config.fhir, environ),
+        backend=_backend(config, fhir_client or backend_client(config.fhir, environ)),
         verifier=verifier,
         clock=now,
         environ=environ,

@@ -9,8 +9,8 @@ documents. `guarded_get` makes such a read safe to do on a caller's say-so:
   private, link-local, shared, reserved or multicast) unless the caller allows private addresses
   (an origin the configuration lists); the connection then goes to the address that was checked,
   so a second DNS answer cannot swap in an internal one (TLS still verifies the host name);
-- a total deadline (a watchdog closes the socket when it passes, however slowly the server
-  trickles its headers or body) and a cap on the body's size.
+- a total deadline, name resolution included (a watchdog closes the socket when it passes,
+  however slowly the server trickles its headers or body), and a cap on the body's size.
 
 Failures raise `FetchRefused` whose reason is for the log only (it may name hosts and statuses,
 never bodies).
@@ -81,6 +81,28 @@ def checked_address(host: str, port: int, *, allow_private: bool, resolver: Reso
     return addresses[0]
 
 
+def _within(seconds: float, work: Callable[[], str]) -> str:
+    """`work()` (name resolution, which has no timeout of its own), given up after `seconds`."""
+    if seconds <= 0:
+        raise FetchRefused("deadline passed before the request")
+    outcome: list[str | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not outcome:
+        raise FetchRefused("resolving the host took longer than the deadline")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
 class _PinnedHTTP(http.client.HTTPConnection):
     """An HTTP connection to a host name made to an address checked beforehand."""
 
@@ -128,7 +150,10 @@ def guarded_get(
         port = parts.port or (443 if scheme == "https" else 80)
     except ValueError:
         raise FetchRefused("malformed port") from None
-    address = checked_address(host, port, allow_private=allow_private, resolver=resolver)
+    address = _within(
+        deadline - clock(),
+        lambda: checked_address(host, port, allow_private=allow_private, resolver=resolver),
+    )
     remaining = deadline - clock()
     if remaining <= 0:
         raise FetchRefused("deadline passed before the request")

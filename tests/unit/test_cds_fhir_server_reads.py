@@ -217,3 +217,19 @@ def test_a_large_answer_is_cut_off_at_the_size_cap(make_client, ehr_key, servers
     response = call(client, ehr_key, hook_request("fx-01", fhir_server=ehr.base))
     assert response.status_code == 412
     assert response.json() == {"error": UNREADABLE}
+
+
+def test_a_slow_name_resolution_counts_against_the_deadline():
+    release = threading.Event()
+
+    def stuck_resolver(host: str, port: int) -> list[str]:
+        release.wait(5)
+        return ["93.184.216.34"]
+
+    limits = ReadLimits(deadline_seconds=0.2)
+    reader = EhrReader("https://ehr.example.org/fhir", None, limits, resolver=stuck_resolver)
+    started = time.monotonic()
+    with pytest.raises(FetchRefused, match="deadline"):
+        reader.read_patient("fx-01")
+    assert time.monotonic() - started < 1.5
+    release.set()

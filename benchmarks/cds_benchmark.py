@@ -154,6 +154,7 @@ def app_for(key: rsa.RSAPrivateKey):
     config = parse_config(
         {
             "public_base_url": PUBLIC,
+            "ehr_fhir_servers": ["https://ehr.bench.example/fhir"],
             "fhir": {"base_url": "https://fhir.bench.example/R4"},
             "ehr_auth": {"issuers": [{"iss": ISS, "jwks": {"keys": [jwk]}}]},
         }

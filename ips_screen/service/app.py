@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-import requests
 from fastapi import FastAPI, Response
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -38,6 +38,8 @@ from ips_screen.ruleset.loader import load_ruleset
 from ips_screen.service import cds, review_page
 from ips_screen.service.config import FhirBackendConfig, ServeConfig, load_users
 from ips_screen.service.ehr_auth import EhrVerifier
+from ips_screen.service.guarded_http import guarded_get
+from ips_screen.service.read_only import ReadOnlyBackend
 from ips_screen.service.signin import Throttle
 from ips_screen.service.state import ServiceState
 
@@ -46,6 +48,7 @@ log = logging.getLogger("ips_screen.service")
 SESSION_COOKIE = "ips_screen_review"
 MIN_SECRET_LENGTH = 32
 MAX_JWKS_BYTES = 256 * 1024
+JWKS_DEADLINE_SECONDS = 3.0
 
 
 def backend_client(config: FhirBackendConfig, environ: Mapping[str, str]) -> FhirClient:
@@ -76,16 +79,19 @@ def backend_client(config: FhirBackendConfig, environ: Mapping[str, str]) -> Fhi
 
 
 def fetch_jwks(url: str) -> dict[str, Any]:
-    """GET a JWKS document (https only, no redirects, size-capped)."""
+    """GET a JWKS document (https only, no redirects, size-capped, a total deadline)."""
     if not url.startswith("https://"):
         raise ValueError("JWKS URLs must be https")
-    with requests.get(url, timeout=(3.05, 5.0), allow_redirects=False, stream=True) as resp:
-        if resp.status_code != 200:
-            raise ValueError(f"HTTP {resp.status_code}")
-        content = resp.raw.read(MAX_JWKS_BYTES + 1, decode_content=True)
-    if len(content) > MAX_JWKS_BYTES:
-        raise ValueError("JWKS document too large")
-    document = orjson.loads(content)
+    fetched = guarded_get(
+        url,
+        headers={"Accept": "application/json"},
+        deadline=time.monotonic() + JWKS_DEADLINE_SECONDS,
+        max_bytes=MAX_JWKS_BYTES,
+        allow_private=True,  # configured or allowlisted URLs only
+    )
+    if fetched.status != 200:
+        raise ValueError(f"HTTP {fetched.status}")
+    document = orjson.loads(fetched.body)
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")
     return document
@@ -101,6 +107,18 @@ def _session_secret(config: ServeConfig, environ: Mapping[str, str]) -> str:
             f"{MIN_SECRET_LENGTH} characters (it signs the session cookies)"
         )
     return secret
+
+
+def _backend(config: ServeConfig, client: FhirClient) -> FhirClient:
+    """The backend client; read-only (with a loud warning) when the public sandbox is trusted."""
+    if config.writes_enabled:
+        return client
+    log.warning(
+        "demo_trust_public_sandbox = true: the public CDS Hooks sandbox is trusted and anyone "
+        "can mint its tokens; every write to %s is OFF. Never run this against a real practice.",
+        config.fhir.base_url,
+    )
+    return cast(FhirClient, ReadOnlyBackend(client))
 
 
 def create_app(
@@ -127,7 +145,7 @@ def create_app(
     state = ServiceState(
         config=config,
         ruleset=ruleset,
-        backend=fhir_client or backend_client(config.fhir, environ),
+        backend=_backend(config, fhir_client or backend_client(config.fhir, environ)),
         verifier=verifier,
         clock=now,
         environ=environ,

@@ -153,6 +153,7 @@ def handle_patient_view(
             body.get("fhirServer"),
             _access_token(body),
             state.config.ehr_fhir_servers,
+            limits=state.config.ehr_read_limits,
         )
     except MissingData as exc:
         log.info("patient-view Patient/%s: 412: %s", patient_id, exc)

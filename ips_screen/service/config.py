@@ -8,7 +8,12 @@ session-signing secret (`review_page.session_secret_env`) and the users file's p
     public_base_url = "https://ips.practice.example"   # what EHRs call: the JWT `aud` is built
                                                        # from it, never from the Host header
     rules = "rules/ips-chronic-pain.yaml"              # optional; relative to this file
-    ehr_fhir_servers = []                              # allowed fhirServer URLs (empty: https)
+    ehr_fhir_servers = [...]                           # allowed fhirServer URLs (required
+                                                       # unless public_base_url is loopback)
+    ehr_fhir_deadline_seconds = 5.0                    # all fhirServer reads of one call
+    ehr_fhir_max_bytes = 20971520                      # all fhirServer reads of one call
+    demo_trust_public_sandbox = false                  # demos only: trust the public CDS Hooks
+                                                       # sandbox, and turn every write off
     cds_cors_origins = []                              # browser CDS clients allowed (CORS)
     [fhir]            base_url, auth = none|bearer|smart, token_env | client_id, private_key, kid...
     [ehr_auth]        disabled (loopback public_base_url only), leeway_seconds, [[ehr_auth.issuers]]
@@ -33,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ips_screen.errors import ConfigError, validation_problem
 from ips_screen.service.ehr_auth_config import EhrAuthConfig
+from ips_screen.service.ehr_reader import ReadLimits
 from ips_screen.service.passwords import UserEntry, hash_password, load_users, verify_password
 
 __all__ = [
@@ -48,6 +54,7 @@ __all__ = [
 ]
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+SANDBOX_HOST = "sandbox.cds-hooks.org"  # the public CDS Hooks sandbox (tokens minted in browsers)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _PRACTITIONER = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
 _HEADER = re.compile(r"^[A-Za-z0-9\-]{1,64}$")
@@ -180,9 +187,17 @@ class ServeConfig(_Strict):
     fhir: FhirBackendConfig
     ehr_auth: EhrAuthConfig | None  # None only when [ehr_auth] disabled = true
     review_page: ReviewPageConfig | None = None
-    # EHR FHIR servers the service may read with the user's token when prefetch lacks data:
-    # empty = any https server; http is possible only by listing a loopback server here.
+    # EHR FHIR servers the service may read with the user's token when prefetch lacks data
+    # (required unless public_base_url is loopback). Empty (loopback development only): any https
+    # server whose host has only public addresses. A listed server may be http on loopback, or on
+    # a private address.
     ehr_fhir_servers: list[str] = Field(default_factory=list)
+    # Each call's reads from fhirServer: one total deadline and one size cap (all keys, pages).
+    ehr_fhir_deadline_seconds: float = Field(default=5.0, gt=0, le=60)
+    ehr_fhir_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
+    # Trust the public CDS Hooks sandbox's issuer (anyone can mint its tokens): demos only, and
+    # it turns every write off.
+    demo_trust_public_sandbox: bool = False
     # Browser-based CDS clients (e.g. the public CDS Hooks sandbox) call the service from a web
     # page: list their origins to allow cross-origin calls (CORS) to /cds-services only.
     cds_cors_origins: list[str] = Field(default_factory=list)
@@ -203,6 +218,20 @@ class ServeConfig(_Strict):
         if not url.startswith("https://") and not is_loopback(url):
             raise ValueError("public_base_url must be https (http only on a loopback address)")
         return url
+
+    @property
+    def ehr_read_limits(self) -> ReadLimits:
+        """The limits on one call's reads from the EHR's fhirServer."""
+        return ReadLimits(
+            allowed_servers=tuple(self.ehr_fhir_servers),
+            deadline_seconds=self.ehr_fhir_deadline_seconds,
+            max_bytes=self.ehr_fhir_max_bytes,
+        )
+
+    @property
+    def writes_enabled(self) -> bool:
+        """False when the public CDS Hooks sandbox is trusted (demo_trust_public_sandbox)."""
+        return not self.demo_trust_public_sandbox
 
     @property
     def auth_disabled(self) -> bool:
@@ -236,6 +265,29 @@ def _ehr_auth(section: object, public_base_url: object) -> EhrAuthConfig | None:
     return EhrAuthConfig.from_dict(data)
 
 
+def trusts_public_sandbox(ehr_auth: EhrAuthConfig | None) -> bool:
+    """True when an issuer is the public CDS Hooks sandbox (its iss, JWKS or jku host)."""
+    for issuer in ehr_auth.issuers if ehr_auth else ():
+        urls = [issuer.iss, issuer.jwks_url or "", *issuer.jku_allowlist]
+        if any((urlsplit(url).hostname or "").lower() == SANDBOX_HOST for url in urls):
+            return True
+    return False
+
+
+def _check_ehr_side(config: ServeConfig) -> None:
+    if not config.ehr_fhir_servers and not is_loopback(config.public_base_url):
+        raise ConfigError(
+            "ehr_fhir_servers: list the EHR FHIR servers (fhirServer) the service may read; it "
+            "is required unless public_base_url is a loopback address"
+        )
+    if trusts_public_sandbox(config.ehr_auth) and not config.demo_trust_public_sandbox:
+        raise ConfigError(
+            f"ehr_auth: {SANDBOX_HOST} signs its tokens with a key published in its source, so "
+            "anyone can mint them: trust it only for a demo, with demo_trust_public_sandbox = "
+            "true (which turns every write off)"
+        )
+
+
 def _resolve(path: str | None, folder: Path) -> str | None:
     if path is None:
         return None
@@ -256,7 +308,7 @@ def parse_config(data: dict[str, Any], folder: Path | None = None) -> ServeConfi
     page = config.review_page
     if page is not None:
         page = page.model_copy(update={"users_file": _resolve(page.users_file, folder)})
-    return config.model_copy(
+    config = config.model_copy(
         update={
             "ehr_auth": ehr_auth,
             "rules": _resolve(config.rules, folder),
@@ -264,6 +316,8 @@ def parse_config(data: dict[str, Any], folder: Path | None = None) -> ServeConfi
             "review_page": page,
         }
     )
+    _check_ehr_side(config)
+    return config
 
 
 def load_config(path: Path | str) -> ServeConfig:

@@ -21,10 +21,11 @@ is for the server log; the HTTP layer answers 401 with no detail):
 `endpoint_url` must come from the service's configured public base URL, never from the request's
 Host header: otherwise a token minted for another service could be replayed here.
 
-JWKS documents are fetched only through the injected `fetch_jwks`, cached per URL for a TTL, and
-re-fetched early (at most once per `jwks_min_refetch_seconds`) when a `kid` is not found, so key
-rotation works without letting unknown-`kid` tokens force a fetch per request. Time comes only from
-the injected `clock` (seconds since the epoch), never from PyJWT's own wall clock.
+JWKS documents are fetched only through the injected `fetch_jwks`, by a `jwks_cache.JwksCache`:
+cached per URL for a TTL, re-fetched early (at most once per `jwks_min_refetch_seconds`) when a
+`kid` is not found, failures remembered with a growing backoff, the last good key set kept for a
+grace period while the JWKS host is down, and at most one fetch per URL at a time. Time comes only
+from the injected `clock` (seconds since the epoch), never from PyJWT's own wall clock.
 
 The configuration models are in `ehr_auth_config`. The default `ReplayCache` (`replay_cache`) is
 in-memory, so it protects one process: a service run with several worker processes needs a shared
@@ -34,15 +35,14 @@ store implementing `ReplayStore`.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from jwt import PyJWK, PyJWKSet
+from jwt import PyJWK
 
 from ips_screen.service.ehr_auth_config import EhrAuthConfig, TrustedIssuer
+from ips_screen.service.jwks_cache import JwksCache, JwksUnavailable
 from ips_screen.service.replay_cache import ReplayCache, ReplayCacheFull, ReplayStore
 
 __all__ = [  # with the configuration and replay cache names, re-exported from their modules
@@ -80,12 +80,6 @@ class AuthRejected(Exception):
 # --------------------------------------------------------------------------- verifier
 
 
-@dataclass(frozen=True)
-class _CachedJwks:
-    keys: tuple[dict[str, Any], ...]
-    fetched_at: float
-
-
 class EhrVerifier:
     """Verifies the EHR's bearer JWT on each CDS Hooks request (see the module docstring)."""
 
@@ -98,16 +92,24 @@ class EhrVerifier:
         replay_cache: ReplayStore | None = None,
         jwks_ttl_seconds: float = 300.0,
         jwks_min_refetch_seconds: float = 60.0,
+        jwks_grace_seconds: float = 3600.0,
+        jwks_backoff_seconds: float = 10.0,
+        jwks_backoff_max_seconds: float = 300.0,
+        jwks_wait_seconds: float = 5.0,
     ) -> None:
         self._config = config
         self._issuers = {issuer.iss: issuer for issuer in config.issuers}
-        self._fetch_jwks = fetch_jwks
         self._clock = clock
         self._replay: ReplayStore = replay_cache if replay_cache is not None else ReplayCache()
-        self._jwks_ttl = jwks_ttl_seconds
-        self._min_refetch = jwks_min_refetch_seconds
-        self._jwks_cache: dict[str, _CachedJwks] = {}
-        self._jwks_lock = threading.Lock()
+        self._jwks = JwksCache(
+            fetch_jwks,
+            ttl=jwks_ttl_seconds,
+            min_refetch=jwks_min_refetch_seconds,
+            grace=jwks_grace_seconds,
+            backoff_initial=jwks_backoff_seconds,
+            backoff_max=jwks_backoff_max_seconds,
+            wait_seconds=jwks_wait_seconds,
+        )
 
     def verify(self, authorization_header: str | None, endpoint_url: str) -> dict[str, Any]:
         """Return the verified claims, or raise `AuthRejected`."""
@@ -195,34 +197,11 @@ class EhrVerifier:
         return _build_key(jwk, alg, kid)
 
     def _find_in_url(self, url: str, kid: str, now: float) -> dict[str, Any] | None:
-        with self._jwks_lock:
-            cached = self._jwks_cache.get(url)
-        if cached is None or now - cached.fetched_at >= self._jwks_ttl:
-            cached = self._fetch(url, now)
-            return _find_kid(cached.keys, kid)
-        found = _find_kid(cached.keys, kid)
-        if found is None and now - cached.fetched_at >= self._min_refetch:
-            found = _find_kid(self._fetch(url, now).keys, kid)
-        return found
-
-    def _fetch(self, url: str, now: float) -> _CachedJwks:
         try:
-            document = self._fetch_jwks(url)
-        except Exception as exc:
-            raise AuthRejected(f"fetching JWKS {url} failed: {type(exc).__name__}: {exc}") from None
-        if not isinstance(document, dict):
-            raise AuthRejected(f"JWKS {url} is not a JSON object")
-        keys = document.get("keys")
-        if not isinstance(keys, list):
-            raise AuthRejected(f'JWKS {url} has no "keys" list')
-        try:
-            PyJWKSet.from_dict(document)
-        except jwt.PyJWTError as exc:
-            raise AuthRejected(f"JWKS {url} has no usable keys: {exc}") from None
-        entry = _CachedJwks(keys=tuple(k for k in keys if isinstance(k, dict)), fetched_at=now)
-        with self._jwks_lock:
-            self._jwks_cache[url] = entry
-        return entry
+            keys = self._jwks.keys(url, now, want_kid=kid)
+        except JwksUnavailable as exc:
+            raise AuthRejected(str(exc)) from None
+        return _find_kid(keys, kid)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -303,7 +282,10 @@ def _numeric_claim(claims: Mapping[str, Any], name: str) -> float:
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise AuthRejected(f"{name} claim missing or not a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float, e.g. 10**400
+        raise AuthRejected(f"{name} claim is out of range") from None
     if not math.isfinite(number):
         raise AuthRejected(f"{name} claim is not finite")
     return number

@@ -2,12 +2,15 @@
 
 Each prefetch key's value may be a resource, a searchset Bundle, or null ("the EHR has no data
 for it", CDS Hooks 2.0). A key the EHR did not send, or sent as an OperationOutcome (it failed to
-prefetch), is fetched from `fhirServer` with `fhirAuthorization.access_token`: the token is sent
-only to that server's origin (never to a next-page link elsewhere), with short timeouts and no
-retries; the server must be https, or one of the configured `ehr_fhir_servers` when they are
-listed (the only way to allow a loopback http server, e.g. in tests). Every key is needed
-(requests and tasks hold the loop guard, procedures and observations the end-of-life
-exclusion), so a key that neither gives is `MissingData` (412).
+prefetch), is fetched from `fhirServer` with `fhirAuthorization.access_token`. A paginated
+prefetch Bundle (one with a `next` link) is completed: its next pages are read when the link is
+on the `fhirServer`'s origin, otherwise the key is searched again from the start; so a patient's
+decision never depends on how the EHR paged its prefetch. All reads from `fhirServer` go through
+`ehr_reader.EhrReader` (allowed servers only, no redirects, one deadline and byte budget per call).
+
+Every key is needed (requests and tasks hold the loop guard, procedures and observations the
+end-of-life exclusion), so a key that neither gives is `MissingData` (412). When the fhirServer
+is refused or fails, the EHR gets a generic message; the reason goes to the log only.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
-from ips_screen.errors import ConfigError, ServerError
-from ips_screen.fhir.auth import FhirAuth, NoAuth
-from ips_screen.fhir.client import FhirClient, RetryPolicy
+from ips_screen.fhir.paging import next_link
+from ips_screen.service.ehr_reader import EhrReader, ReadLimits, bundle_resources
+from ips_screen.service.guarded_http import FetchRefused
+
+__all__ = ["PREFETCH", "SEARCH_TYPES", "MissingData", "ReadLimits", "gather"]
 
 log = logging.getLogger("ips_screen.service")
 
@@ -41,23 +46,12 @@ SEARCH_TYPES = {
     "requests": "ServiceRequest",
     "tasks": "Task",
 }
-FETCH_TIMEOUT = (3.05, 10.0)
-MAX_PAGES = 20
+UNREADABLE = "the patient's data could not be read from the fhirServer"
+"""What the EHR is told when the fhirServer is refused or fails (details go to the log)."""
 
 
 class MissingData(Exception):
-    """The service cannot get data it needs: the call is answered 412."""
-
-
-class _AccessToken(FhirAuth):
-    """The EHR user's access token, attached only to requests to the EHR's FHIR server."""
-
-    def __init__(self, base_url: str, token: str) -> None:
-        super().__init__(base_url)
-        self._token = token
-
-    def authorization(self) -> str:
-        return f"Bearer {self._token}"
+    """The service cannot get data it needs: the call is answered 412 with this message."""
 
 
 def _value_resources(value: object) -> list[dict] | None:
@@ -70,14 +64,9 @@ def _value_resources(value: object) -> list[dict] | None:
         return None
     if value["resourceType"] != "Bundle":
         return [value]
-    out = []
-    for entry in value.get("entry") or ():
-        if not isinstance(entry, dict) or (entry.get("search") or {}).get("mode") == "outcome":
-            continue
-        resource = entry.get("resource")
-        if isinstance(resource, dict) and resource.get("resourceType") != "OperationOutcome":
-            out.append(resource)
-    return out
+    if not isinstance(value.get("entry") or [], list):
+        return None
+    return bundle_resources(value)
 
 
 def _has_patient(resources: list[dict], patient_id: str) -> bool:
@@ -90,82 +79,79 @@ def gather(
     fhir_server: str | None,
     access_token: str | None,
     allowed_servers: Sequence[str] = (),
+    *,
+    limits: ReadLimits | None = None,
 ) -> list[dict]:
     """Every resource for the patient, prefetch first; `MissingData` when some cannot be had.
 
-    `fhir_server` must be one of `allowed_servers` when that is not empty, else any https URL.
-    """
+    `fhir_server` must be one of `allowed_servers` when that is not empty, else an https URL on
+    public addresses. `limits` gives the deadline, byte budget and page count for the call
+    (default `ReadLimits()`)."""
     found: dict[str, list[dict]] = {}
     missing: list[str] = []
+    more: dict[str, str] = {}  # key -> next-page link of a paginated prefetch Bundle
     for key in PREFETCH:
-        parsed = _value_resources(prefetch[key]) if prefetch and key in prefetch else None
+        value = prefetch[key] if prefetch and key in prefetch else None
+        parsed = _value_resources(value) if prefetch and key in prefetch else None
         if parsed is None or (key == "patient" and not _has_patient(parsed, patient_id)):
             missing.append(key)
-        else:
-            found[key] = parsed
-    if missing:
-        if not fhir_server:
-            raise MissingData(f"no usable prefetch for {', '.join(missing)} and no fhirServer")
-        check_server(fhir_server, allowed_servers)
-        fetched = fetch(fhir_server, access_token, patient_id, missing)
-        found.update(fetched)
-        if not _has_patient(found["patient"], patient_id):
-            raise MissingData("the Patient is neither in prefetch nor on the fhirServer")
-        log.info("fetched %s from the EHR's FHIR server", ", ".join(missing))
+            continue
+        found[key] = parsed
+        link = next_link(value) if isinstance(value, dict) and key in SEARCH_TYPES else None
+        if link is not None:
+            more[key] = link
+    if not missing and not more:
+        return [r for key in PREFETCH for r in found[key]]
+    if not fhir_server:
+        what = ", ".join([*missing, *(f"{k} (paginated)" for k in more)])
+        raise MissingData(f"no usable prefetch for {what} and no fhirServer")
+    limits = replace(limits or ReadLimits(), allowed_servers=tuple(allowed_servers))
+    try:
+        reader = EhrReader(fhir_server, access_token, limits)
+        fetched = _read_all(reader, patient_id, missing, more)
+    except FetchRefused as exc:
+        log.warning("patient-view Patient/%s: fhirServer not read: %s", patient_id, exc.reason)
+        raise MissingData(UNREADABLE) from None
+    for key, (resources, whole) in fetched.items():
+        found[key] = resources if whole else [*found[key], *resources]
+    if not _has_patient(found["patient"], patient_id):
+        raise MissingData("the Patient is neither in prefetch nor on the fhirServer")
+    log.info(
+        "patient-view Patient/%s: read %s from the EHR's FHIR server",
+        patient_id,
+        ", ".join([*missing, *(f"{k} (further pages)" for k in more)]),
+    )
     return [r for key in PREFETCH for r in found[key]]
 
 
-def check_server(fhir_server: str, allowed_servers: Sequence[str]) -> None:
-    """`MissingData` unless the EHR's fhirServer may be read (see `gather`)."""
-    if allowed_servers:
-        if fhir_server.rstrip("/") not in allowed_servers:
-            raise MissingData("fhirServer is not one of the configured ehr_fhir_servers")
-    elif urlsplit(fhir_server).scheme != "https":
-        raise MissingData("fhirServer must be an https URL")
+def _read_all(
+    reader: EhrReader, patient_id: str, missing: list[str], more: dict[str, str]
+) -> dict[str, tuple[list[dict], bool]]:
+    """Key -> (resources, True if they replace the prefetch's): the missing keys, and the rest
+    of each paginated key, read in parallel."""
 
+    def run(key: str) -> tuple[list[dict], bool]:
+        if key in more:
+            return _rest_of(reader, patient_id, key, more[key])
+        return _read_key(reader, patient_id, key), True
 
-def _client(fhir_server: str, access_token: str | None) -> FhirClient:
-    try:
-        auth = _AccessToken(fhir_server, access_token) if access_token else NoAuth(fhir_server)
-        return FhirClient(
-            fhir_server,
-            auth=auth,
-            timeout=FETCH_TIMEOUT,
-            retry=RetryPolicy(max_attempts=1),
-            max_pages=MAX_PAGES,
-        )
-    except ConfigError as exc:
-        raise MissingData(f"unusable fhirServer: {exc}") from None
-
-
-def _fetch_one(fhir_server: str, token: str | None, patient_id: str, key: str) -> list[dict]:
-    with _client(fhir_server, token) as client:
-        if key == "patient":
-            try:
-                return [client.read("Patient", patient_id)[0]]
-            except ServerError as exc:
-                if str(exc).startswith(("HTTP 404", "HTTP 410")):
-                    return []
-                raise
-        rtype = SEARCH_TYPES[key]
-        return [
-            r
-            for r in client.search(rtype, {"patient": patient_id})
-            if r.get("resourceType") == rtype
-        ]
-
-
-def fetch(
-    fhir_server: str, access_token: str | None, patient_id: str, keys: list[str]
-) -> dict[str, list[dict]]:
-    """The prefetch keys' data read from the EHR's FHIR server, in parallel."""
-    _client(fhir_server, access_token).close()  # check the URL before starting threads
+    keys = [*missing, *more]
     with ThreadPoolExecutor(max_workers=len(keys)) as pool:
-        futures = {
-            k: pool.submit(_fetch_one, fhir_server, access_token, patient_id, k) for k in keys
-        }
-        try:
-            return {key: future.result() for key, future in futures.items()}
-        except ServerError as exc:
-            log.warning("reading the EHR's FHIR server failed: %s", exc)
-            raise MissingData(f"reading the fhirServer failed: {exc}") from None
+        futures = {key: pool.submit(run, key) for key in keys}
+        return {key: future.result() for key, future in futures.items()}
+
+
+def _read_key(reader: EhrReader, patient_id: str, key: str) -> list[dict]:
+    if key == "patient":
+        return reader.read_patient(patient_id)
+    return reader.search(SEARCH_TYPES[key], patient_id)
+
+
+def _rest_of(reader: EhrReader, patient_id: str, key: str, link: str) -> tuple[list[dict], bool]:
+    """The pages after a prefetch page, or (True) the whole key searched again when the link is
+    not on the fhirServer's origin."""
+    url = reader.next_url_of(link)
+    if url is None:
+        return reader.search(SEARCH_TYPES[key], patient_id), True
+    rtype = SEARCH_TYPES[key]
+    return [r for r in reader.pages(url) if r.get("resourceType") == rtype], False

@@ -96,6 +96,7 @@ def service_config(
         "public_base_url": PUBLIC,
         "fhir": {"base_url": "https://fhir.example.org/R4"},
         "ehr_auth": {"issuers": [{"iss": ISS, "jwks": public_jwks(key)}]},
+        "ehr_fhir_servers": ["https://ehr.example.org/fhir"],
     }
     if users_file is not None:
         data["review_page"] = {"users_file": str(users_file)}

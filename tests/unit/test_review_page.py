@@ -129,6 +129,7 @@ def page_config(tmp_path: Path, base_url: str, **review_page: Any) -> Any:
     return parse_config(
         {
             "public_base_url": PUBLIC,
+            "ehr_fhir_servers": ["https://ehr.example.org/fhir"],
             "fhir": {"base_url": base_url},
             "ehr_auth": {
                 "issuers": [
@@ -520,6 +521,7 @@ def test_cli_hash_password_reads_stdin(monkeypatch, capsys):
 def test_config_is_strict(tmp_path: Path, change: dict, message: str):
     data: dict[str, Any] = {
         "public_base_url": PUBLIC,
+        "ehr_fhir_servers": ["https://ehr.example.org/fhir"],
         "fhir": {"base_url": "https://fhir.example.org/R4"},
         "ehr_auth": {"issuers": [{"iss": "https://e.example", "jwks_url": "https://e.example/k"}]},
     }

@@ -3,21 +3,22 @@
     result = export(client, ExportRequest(types=("Patient", "Condition"), since=last), work_dir)
     last = result.transaction_time          # the next run's _since
 
-- Kick-off `GET [base]/$export`, `[base]/Patient/$export` or `[base]/Group/{id}/$export` with
-  `Prefer: respond-async` (and the client's own Prefer values); 202 + Content-Location is the
-  status URL. 404/405/501 or an OperationOutcome `not-supported` raise `ExportUnsupported` (fall
-  back to REST search); a missing Group is a plain ServerError; 408/429/5xx are retried.
+- Kick-off (`bulk_kickoff`): GET (or POST with a Parameters body, GET as the fallback) of
+  `[base]/$export`, `[base]/Patient/$export` or `[base]/Group/{id}/$export`; types the server
+  cannot export are left out and listed in `ExportResult.unsupported_types`. `ExportUnsupported`
+  means: fall back to REST search.
 - `work_dir/export-state.json` (atomic, written right after kick-off) holds the request key, the
-  server and the status URL: a later call with the same request and server polls that job
-  instead of kicking off again (a job answering 404/410, or failed, is replaced). It is removed
-  after success, when a new job fails, and when a job's manifest or files are unusable (that job
-  is also deleted); it is kept on a poll timeout or after retries of transient failures, so that
-  the next run resumes.
+  server, the status URL and the types left out: a later call with the same request and server
+  polls that job instead of kicking off again (a job answering 404/410, or failed, is replaced).
+  It is removed after success, when a new job fails, and when a job's manifest or files are
+  unusable (that job is also deleted); it is kept on a poll timeout or after retries of
+  transient failures, so that the next run resumes.
 - Polling (`bulk_status`): Retry-After else 1, 2, 4 ... s, within 1..120 s; 429 slows down;
   408/5xx are retried. After `poll_max_wait` s (by `clock`) a ServerError names the status URL.
-- Files are downloaded and checked by `bulk_download`; `error` files end up in `errors` and do
-  not fail the export. Then `DELETE` of the status URL (404 ignored, other failures logged).
-  Paged manifests (2.0 `link` next) are not followed: a warning is logged.
+  A paged manifest (`link` next) is followed on the same origin, at most `max_manifest_pages`.
+- Files of every page are downloaded and checked by `bulk_download`: a damaged file (count
+  mismatch, truncated stream, wrong line) is `ExportDamaged`; `error` files end up in `errors`
+  and do not fail the export. Then `DELETE` of the status URL (404 ignored, failures logged).
 - `supports_export` reads the CapabilityStatement, which servers often get wrong. It answers
   False only when a readable statement declares no export operation anywhere and does not claim
   the Bulk Data capability; when absent, unreadable, or declared at another level: True, and the

@@ -19,8 +19,8 @@ import orjson
 from ips_screen.fhir.bulk_filter import Criterion, matches
 from ips_screen.fhir.bulk_http import ExportDamaged
 from ips_screen.fhir.outcome import outcome_summary
+from ips_screen.sources.files import DEFAULT_MAX_LINE
 
-DEFAULT_MAX_LINE = 64 << 20  # 64 MiB: one resource per line
 DECODE_STEP = 1 << 20  # at most this many decoded bytes per decompression step
 MAX_ERRORS = 1000  # OperationOutcome summaries kept from error files
 ACCEPT_ENCODING = "gzip, deflate"

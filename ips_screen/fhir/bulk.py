@@ -19,10 +19,7 @@
 - Files of every page are downloaded and checked by `bulk_download`: a damaged file (count
   mismatch, truncated stream, wrong line) is `ExportDamaged`; `error` files end up in `errors`
   and do not fail the export. Then `DELETE` of the status URL (404 ignored, failures logged).
-- `supports_export` reads the CapabilityStatement, which servers often get wrong. It answers
-  False only when a readable statement declares no export operation anywhere and does not claim
-  the Bulk Data capability; when absent, unreadable, or declared at another level: True, and the
-  kick-off decides.
+- `supports_export` (in `bulk_kickoff`) tells whether to try $export at all.
 """
 
 from __future__ import annotations
@@ -32,11 +29,11 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 
@@ -47,6 +44,7 @@ from ips_screen.fhir.bulk_http import BulkHttp, TransientError
 from ips_screen.fhir.bulk_http import ExportDamaged as ExportDamaged  # re-exported
 from ips_screen.fhir.bulk_kickoff import ExportUnsupported as ExportUnsupported  # re-exported
 from ips_screen.fhir.bulk_kickoff import kick_off
+from ips_screen.fhir.bulk_kickoff import supports_export as supports_export  # re-exported
 from ips_screen.fhir.bulk_lines import DEFAULT_MAX_LINE
 from ips_screen.fhir.bulk_status import (
     MAX_MANIFEST_PAGES,
@@ -63,8 +61,6 @@ log = logging.getLogger("ips_screen.fhir.bulk")
 LEVELS = ("system", "patient", "group")
 STATE_FILE = "export-state.json"
 FILES_DIR = "files"
-BULK_CAPABILITY = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
-_EXPORT_NAMES = {"export": None, "patient-export": "patient", "group-export": "group"}
 _TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _FILTER_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}\?\S+$")
@@ -149,43 +145,6 @@ class ExportResult:
     resumed: bool  # True when an earlier job's status URL was reused
     unsupported_types: tuple[str, ...] = ()  # requested types the server could not export
     pages: int = 1  # manifest pages (Bulk Data 2.0 `link` next)
-
-
-def supports_export(client: FhirClient, level: str) -> bool:
-    """Whether to try $export at `level`: see the module notes (True unless the server's own
-    CapabilityStatement shows no sign of Bulk Data at all)."""
-    if level not in LEVELS:
-        raise ValueError(f"export level must be one of {', '.join(LEVELS)}: {level!r}")
-    statement = client.capabilities()
-    if statement is None:
-        log.info("no CapabilityStatement: $export support unknown, the kick-off will tell")
-        return True
-    declared = _declared_levels(statement)
-    instantiates = statement.get("instantiates")
-    if level in declared:
-        return True
-    if declared or (isinstance(instantiates, list) and BULK_CAPABILITY in instantiates):
-        log.info("$export is not declared at %s level, but elsewhere: trying it", level)
-        return True
-    log.info("the CapabilityStatement declares no $export operation")
-    return False
-
-
-def _declared_levels(statement: Mapping[str, Any]) -> set[str]:
-    levels: set[str] = set()
-    for rest in _dicts(statement.get("rest")):
-        places: list[tuple[str, object]] = [("system", rest.get("operation"))]
-        for res in _dicts(rest.get("resource")):
-            if res.get("type") in ("Patient", "Group"):
-                places.append((str(res["type"]).lower(), res.get("operation")))
-        for place, operations in places:
-            for op in _dicts(operations):
-                name = str(op.get("name") or "").lower().lstrip("$")
-                definition = str(op.get("definition") or "").rstrip("/").rsplit("/", 1)[-1]
-                for word in (name, definition.lower()):
-                    if word in _EXPORT_NAMES:
-                        levels.add(_EXPORT_NAMES[word] or place)
-    return levels
 
 
 def export(
@@ -350,7 +309,3 @@ def _write_state(path: Path, state: dict) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(part, path)
-
-
-def _dicts(value: object) -> list[dict]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []

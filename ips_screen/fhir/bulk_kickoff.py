@@ -1,5 +1,10 @@
-"""The kick-off of a Bulk Data export (`ips_screen.fhir.bulk`): GET or POST, and what to do when
-the server refuses some of the requested types.
+"""The kick-off of a Bulk Data export (`ips_screen.fhir.bulk`): whether to try it, GET or POST,
+and what to do when the server refuses some of the requested types.
+
+- `supports_export` reads the CapabilityStatement, which servers often get wrong. It answers
+  False only when a readable statement declares no export operation anywhere and does not claim
+  the Bulk Data capability; when absent, unreadable, or declared at another level: True, and the
+  kick-off decides.
 
 - `GET [base]/.../$export?_type=...` (the default), or `POST` with a FHIR `Parameters` body
   (`method="post"`, Bulk Data 2.0). A server that answers the POST with 404, 405 or 501 is asked
@@ -29,7 +34,7 @@ import requests
 
 from ips_screen.errors import ServerError
 from ips_screen.fhir.bulk_http import BulkHttp, failure
-from ips_screen.fhir.client import FHIR_JSON
+from ips_screen.fhir.client import FHIR_JSON, FhirClient
 from ips_screen.fhir.outcome import issue_codes, request_label
 
 if TYPE_CHECKING:
@@ -41,6 +46,9 @@ KICKOFF_METHODS = ("get", "post")
 UNSUPPORTED_STATUSES = frozenset({404, 405, 501})
 NOT_SUPPORTED_EXT = "http://hl7.org/fhir/uv/bulkdata/Extension/operation-not-supported"
 _REFUSED_TYPES = frozenset({400, 422})
+_LEVELS = ("system", "patient", "group")
+BULK_CAPABILITY = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+_EXPORT_NAMES = {"export": None, "patient-export": "patient", "group-export": "group"}
 
 
 class ExportUnsupported(ServerError):
@@ -173,6 +181,43 @@ def _outcome_text(resp: requests.Response) -> str:
         if isinstance(expression, list):
             parts.extend(str(e) for e in expression)
     return " ".join(parts)
+
+
+def supports_export(client: FhirClient, level: str) -> bool:
+    """Whether to try $export at `level`: see the module notes (True unless the server's own
+    CapabilityStatement shows no sign of Bulk Data at all)."""
+    if level not in _LEVELS:
+        raise ValueError(f"export level must be one of {', '.join(_LEVELS)}: {level!r}")
+    statement = client.capabilities()
+    if statement is None:
+        log.info("no CapabilityStatement: $export support unknown, the kick-off will tell")
+        return True
+    declared = _declared_levels(statement)
+    instantiates = statement.get("instantiates")
+    if level in declared:
+        return True
+    if declared or (isinstance(instantiates, list) and BULK_CAPABILITY in instantiates):
+        log.info("$export is not declared at %s level, but elsewhere: trying it", level)
+        return True
+    log.info("the CapabilityStatement declares no $export operation")
+    return False
+
+
+def _declared_levels(statement: Mapping[str, Any]) -> set[str]:
+    levels: set[str] = set()
+    for rest in _dicts(statement.get("rest")):
+        places: list[tuple[str, object]] = [("system", rest.get("operation"))]
+        for res in _dicts(rest.get("resource")):
+            if res.get("type") in ("Patient", "Group"):
+                places.append((str(res["type"]).lower(), res.get("operation")))
+        for place, operations in places:
+            for op in _dicts(operations):
+                name = str(op.get("name") or "").lower().lstrip("$")
+                definition = str(op.get("definition") or "").rstrip("/").rsplit("/", 1)[-1]
+                for word in (name, definition.lower()):
+                    if word in _EXPORT_NAMES:
+                        levels.add(_EXPORT_NAMES[word] or place)
+    return levels
 
 
 def _group_missing(http: BulkHttp, request: ExportRequest) -> bool:

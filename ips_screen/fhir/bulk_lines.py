@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import orjson
 
@@ -35,10 +36,10 @@ class BodyDecoder:
         self.encoding = (encoding or "identity").strip().lower()
         if self.encoding not in ("identity", "gzip", "x-gzip", "deflate"):
             raise ExportDamaged(f"{what}: unsupported Content-Encoding {self.encoding[:40]!r}")
-        self.obj: zlib._Decompress | None = None  # type: ignore[name-defined]
+        self.obj: Any = None  # a zlib decompress object
         self.started = False
 
-    def _new(self, data: bytes) -> zlib._Decompress:  # type: ignore[name-defined]
+    def _new(self, data: bytes) -> Any:
         if self.encoding == "deflate" and data[:1] and (data[0] & 0x0F) != 8:
             return zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some servers send
         return zlib.decompressobj(zlib.MAX_WBITS if self.encoding == "deflate" else _GZIP_WBITS)

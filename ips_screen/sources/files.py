@@ -22,6 +22,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -164,7 +165,7 @@ class _Reader:
             with gzip.open(path, "rb") if gz else path.open("rb") as lines:
                 self.report.files_read += 1
                 limit = self.max_line + 1
-                for lineno, line in enumerate(iter(lambda: lines.readline(limit), b""), 1):
+                for lineno, line in enumerate(iter(partial(lines.readline, limit), b""), 1):
                     if len(line) > self.max_line and not line.endswith(b"\n"):
                         raise InputError(
                             f"{name}:{lineno}: a line longer than {self.max_line} bytes "

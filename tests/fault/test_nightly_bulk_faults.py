@@ -192,6 +192,29 @@ def test_auto_mode_exports_the_supported_types_and_reports_the_others(tmp_path):
     assert summary["input"]["unread_types"][0]["type"] == "Task"
 
 
+def test_a_type_that_becomes_exportable_makes_the_next_run_full(tmp_path):
+    config = write_config(tmp_path, mode="auto")
+    files = {"Patient": (ndjson(patient("p1")), 1)}
+    refusal = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "not-supported", "diagnostics": "no Task"}],
+    }
+    with exporter(files, when=T1, types=(*TYPES, "ServiceRequest")) as mock:
+        mock.replace("GET", f"{BASE}/$export", status=400, json=refusal)
+        mock.add("GET", f"{BASE}/$export", status=202, headers={"Content-Location": STATUS})
+        assert nightly(config) == 0
+    assert store_state(tmp_path)[0] == T1
+    with exporter(files, when=T2) as mock:  # Task is exported again, but only since T1
+        assert nightly(config) == 0
+        assert since_asked(mock) == T1
+    assert store_state(tmp_path)[0] is None  # so the next run reads everything
+    assert "unread_types" not in ledger(tmp_path)[-1]["counts"]
+    with exporter(files, when=T3) as mock:
+        assert nightly(config) == 0
+        assert since_asked(mock) is None
+    assert store_state(tmp_path)[0] == T3
+
+
 # -- 3. empty or unknown group -------------------------------------------------------------------
 
 

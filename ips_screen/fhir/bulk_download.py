@@ -7,10 +7,10 @@
   NDJSON files there are removed), each to a `.part` name renamed when complete. The body is
   decoded and checked by `bulk_lines`: every NDJSON line must be JSON with the entry's
   resourceType (`Bundle` for deleted, `OperationOutcome` for error files) and at most `max_line`
-  bytes, and a gzip stream must not end early. A file with a manifest `count` must hold exactly
-  that many resources. Any of these is `ExportDamaged` (naming the file, and the line). Output of
-  a type with `_typeFilter`s is filtered again for the token parameters the client can check
-  (`bulk_filter`).
+  bytes, and a gzip stream must not end early. An output or deleted file with a manifest `count`
+  must hold exactly that many resources (an error file's mismatch is logged). Any of these is
+  `ExportDamaged` (naming the file, and the line). Output of a type with `_typeFilter`s is
+  filtered again for the token parameters the client can check (`bulk_filter`).
 
 Logs name paths, types and counts only: no query strings, bodies or tokens.
 """
@@ -188,11 +188,14 @@ class Downloader:
         try:
             done = self.http.retrying(what, attempt)
             if entry.count is not None and entry.count != done.lines:
-                path.unlink(missing_ok=True)
-                raise ExportDamaged(
+                counted = (
                     f"{path} (from {request_label('GET', entry.url)}): the manifest's count is "
                     f"{entry.count}, the file holds {done.lines} resources"
                 )
+                if entry.kind != "error":  # data went missing: the export is damaged
+                    path.unlink(missing_ok=True)
+                    raise ExportDamaged(counted)
+                log.warning("%s", counted)
         except BaseException:
             # Stop the queued downloads from the worker itself: the main thread may see the
             # failure only after this worker has already started the next file.

@@ -73,6 +73,23 @@ def test_a_line_of_another_type_is_a_damaged_export(mock, client, fake, tmp_path
         run(client, fake, tmp_path)
 
 
+def test_a_short_deleted_file_is_damaged_a_short_error_file_is_not(mock, client, fake, tmp_path):
+    gone = {"resourceType": "Bundle", "type": "transaction", "entry": []}
+    kickoff(mock)
+    deleted = [{"type": "Bundle", "url": f"{BASE}/files/d.ndjson", "count": 2}]
+    done(mock, manifest(deleted=deleted))
+    mock.get(f"{BASE}/files/d.ndjson", body=ndjson(gone))
+    with pytest.raises(ExportDamaged, match="the manifest's count is 2, the file holds 1"):
+        run(client, fake, tmp_path)
+
+    errors = [{"type": "OperationOutcome", "url": f"{BASE}/files/e.ndjson", "count": 2}]
+    mock.replace("GET", STATUS, json=manifest(error=errors))
+    mock.get(f"{BASE}/files/e.ndjson", body=ndjson(outcome("Task/t1 could not be read")))
+    assert run(client, fake, tmp_path / "again").errors == [
+        "error processing: Task/t1 could not be read"
+    ]
+
+
 def test_gzip_with_several_members_and_small_steps_is_whole(mock, client, fake, tmp_path):
     kickoff(mock)
     done(mock, manifest(("Patient", f"{BASE}/files/p.ndjson", 3)))

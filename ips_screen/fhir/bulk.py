@@ -107,7 +107,11 @@ class ExportRequest:
         return "Patient/$export" if self.level == "patient" else "$export"
 
     def parameters(self) -> dict:
-        """The kick-off parameters as a FHIR Parameters resource (the body of a POST kick-off)."""
+        """The kick-off parameters as a FHIR Parameters resource (the body of a POST kick-off),
+        checked by the R4B model; sent as built, so `_since` stays verbatim (servers compare it
+        to the transactionTime they gave)."""
+        from fhir.resources.R4B.parameters import Parameters
+
         values: list[tuple[str, str, str]] = [
             ("_outputFormat", "valueString", "application/fhir+ndjson")
         ]
@@ -115,10 +119,12 @@ class ExportRequest:
         if self.since:
             values.append(("_since", "valueInstant", self.since))
         values += [("_typeFilter", "valueString", f) for f in self.type_filters]
-        return {
+        body = {
             "resourceType": "Parameters",
             "parameter": [{"name": name, kind: value} for name, kind, value in values],
         }
+        Parameters.model_validate(body)
+        return body
 
     def params(self) -> list[tuple[str, str]]:
         """Kick-off parameters; a comma inside one _typeFilter query is escaped (%2C) because

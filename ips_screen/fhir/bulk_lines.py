@@ -40,7 +40,7 @@ class BodyDecoder:
         self.started = False
 
     def _new(self, data: bytes) -> Any:
-        if self.encoding == "deflate" and data[:1] and (data[0] & 0x0F) != 8:
+        if self.encoding == "deflate" and not _zlib_header(data):
             return zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some servers send
         return zlib.decompressobj(zlib.MAX_WBITS if self.encoding == "deflate" else _GZIP_WBITS)
 
@@ -76,6 +76,11 @@ class BodyDecoder:
             raise ExportDamaged(
                 f"{self.what}: the {self.encoding} stream ends early (the file is truncated)"
             )
+
+
+def _zlib_header(data: bytes) -> bool:
+    """Whether `data` starts with a zlib header (deflate, and a valid check value)."""
+    return len(data) >= 2 and data[0] & 0x0F == 8 and ((data[0] << 8) | data[1]) % 31 == 0
 
 
 class LineChecker:

@@ -101,6 +101,16 @@ def test_gzip_with_several_members_and_small_steps_is_whole(mock, client, fake, 
     assert len(result.files[0][1].read_bytes().splitlines()) == 3
 
 
+@pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS])
+def test_deflate_encoded_files_zlib_or_raw(mock, client, fake, tmp_path, wbits):
+    kickoff(mock)
+    done(mock, manifest(("Patient", f"{BASE}/files/p.ndjson", 2)))
+    packer = zlib.compressobj(wbits=wbits)
+    body = packer.compress(ndjson(patient("p1"), patient("p2"))) + packer.flush()
+    mock.get(f"{BASE}/files/p.ndjson", body=body, headers={"Content-Encoding": "deflate"})
+    assert len(run(client, fake, tmp_path).files[0][1].read_bytes().splitlines()) == 2
+
+
 # -- 12. the line cap, and a linear buffer -------------------------------------------------------
 
 

@@ -15,7 +15,9 @@
        runs/latest; old run folders pruned; the ledger row finished
 
 Exit codes: 0, or 9 (`COMPLETED_WITH_ERRORS`) when some proposals were not written, the sweep
-failed, the export reported errors or unreadable resources were skipped.
+failed, the export reported errors, the Bulk export was damaged (none of it applied, `since`
+kept: nightly/sync.py) or unreadable resources were skipped. Types the server could not export
+are recorded in the ledger's counts (`unread_types`) and shown in the report.
 """
 
 from __future__ import annotations

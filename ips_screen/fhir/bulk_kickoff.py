@@ -80,6 +80,8 @@ def kick_off(http: BulkHttp, request: ExportRequest, method: str = "get") -> Kic
                 raise ExportUnsupported(
                     f"the server cannot export Patient, so no one can be screened: {message}"
                 )
+            if set(found) >= set(request.types):
+                raise ExportUnsupported(f"the server exports none of the types asked: {message}")
             log.warning(
                 "the server cannot export %s (%s); exporting the other types",
                 ", ".join(found),

@@ -248,6 +248,13 @@ def test_without_patient_the_export_is_unsupported(mock, client, fake, tmp_path)
         run(client, fake, tmp_path, ExportRequest(types=TYPES))
 
 
+def test_none_of_the_types_exportable_is_unsupported(mock, client, fake, tmp_path):
+    _refuse_types(mock, statement("Patient"), "no such types")
+    with pytest.raises(ExportUnsupported, match="none of the types asked"):
+        run(client, fake, tmp_path, ExportRequest(types=("Condition", "Task")))
+    assert len(calls(mock, "GET", KICKOFF)) == 1
+
+
 def test_a_refusal_the_types_do_not_explain_keeps_the_servers_words(mock, client, fake, tmp_path):
     mock.get(f"{BASE}/metadata", json=statement(*TYPES))
     mock.get(KICKOFF, status=400, json=outcome("_since is in the future", "invalid"))

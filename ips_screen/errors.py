@@ -65,12 +65,14 @@ EXIT_CODES = {
     0: "success",
     1: "internal error (a bug: please report it with the traceback)",
     2: "usage error (bad command-line arguments)",
-    3: "input data error (the message names the file and line)",
+    3: "input data error (the message names the file and line; also a line over the size cap)",
     4: "ruleset, codelist or configuration error",
     5: "FHIR server or network error",
     6: "conflict: a resource was changed by someone else; nothing was changed",
     7: "another run holds the lock for this practice",
     8: "rules test failed: an example patient did not get its expected outcome",
-    9: "completed with errors (some proposals not written, or export errors for needed data)",
+    9: "completed with errors (some proposals not written, export errors for needed data, or a "
+    "damaged Bulk export: a short or truncated file or a wrong line; none of it applied and the "
+    "previous _since kept, so the next run asks again)",
 }
 COMPLETED_WITH_ERRORS = 9

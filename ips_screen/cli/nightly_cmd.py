@@ -16,7 +16,9 @@ DESCRIPTION = (
     "bring the facts store up to date (Bulk export since the last run, or a full reload), "
     "re-screen every patient, write new proposals to the FHIR server, and write the report, "
     "worklist and decisions to <state_dir>/runs/<run id>/ (and runs/latest). One run at a time "
-    "per practice: a second gets exit 7."
+    "per practice: a second gets exit 7. A damaged Bulk export (a file shorter than its manifest "
+    "count, a truncated gzip stream, a line of the wrong type or over the size cap) is applied "
+    "not at all: the previous _since is kept, the store stays as it was, and the run exits 9."
 )
 
 

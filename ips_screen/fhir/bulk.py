@@ -3,25 +3,23 @@
     result = export(client, ExportRequest(types=("Patient", "Condition"), since=last), work_dir)
     last = result.transaction_time          # the next run's _since
 
-- Kick-off `GET [base]/$export`, `[base]/Patient/$export` or `[base]/Group/{id}/$export` with
-  `Prefer: respond-async` (and the client's own Prefer values); 202 + Content-Location is the
-  status URL. 404/405/501 or an OperationOutcome `not-supported` raise `ExportUnsupported` (fall
-  back to REST search); a missing Group is a plain ServerError; 408/429/5xx are retried.
+- Kick-off (`bulk_kickoff`): GET (or POST with a Parameters body, GET as the fallback) of
+  `[base]/$export`, `[base]/Patient/$export` or `[base]/Group/{id}/$export`; types the server
+  cannot export are left out and listed in `ExportResult.unsupported_types`. `ExportUnsupported`
+  means: fall back to REST search.
 - `work_dir/export-state.json` (atomic, written right after kick-off) holds the request key, the
-  server and the status URL: a later call with the same request and server polls that job
-  instead of kicking off again (a job answering 404/410, or failed, is replaced). It is removed
-  after success, when a new job fails, and when a job's manifest or files are unusable (that job
-  is also deleted); it is kept on a poll timeout or after retries of transient failures, so that
-  the next run resumes.
+  server, the status URL and the types left out: a later call with the same request and server
+  polls that job instead of kicking off again (a job answering 404/410, or failed, is replaced).
+  It is removed after success, when a new job fails, and when a job's manifest or files are
+  unusable (that job is also deleted); it is kept on a poll timeout or after retries of
+  transient failures, so that the next run resumes.
 - Polling (`bulk_status`): Retry-After else 1, 2, 4 ... s, within 1..120 s; 429 slows down;
   408/5xx are retried. After `poll_max_wait` s (by `clock`) a ServerError names the status URL.
-- Files are downloaded and checked by `bulk_download`; `error` files end up in `errors` and do
-  not fail the export. Then `DELETE` of the status URL (404 ignored, other failures logged).
-  Paged manifests (2.0 `link` next) are not followed: a warning is logged.
-- `supports_export` reads the CapabilityStatement, which servers often get wrong. It answers
-  False only when a readable statement declares no export operation anywhere and does not claim
-  the Bulk Data capability; when absent, unreadable, or declared at another level: True, and the
-  kick-off decides.
+  A paged manifest (`link` next) is followed on the same origin, at most `max_manifest_pages`.
+- Files of every page are downloaded and checked by `bulk_download`: a damaged file (count
+  mismatch, truncated stream, wrong line) is `ExportDamaged`; `error` files end up in `errors`
+  and do not fail the export. Then `DELETE` of the status URL (404 ignored, failures logged).
+- `supports_export` (in `bulk_kickoff`) tells whether to try $export at all.
 """
 
 from __future__ import annotations
@@ -31,39 +29,42 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urljoin
+from typing import Literal
 
 import orjson
 
 from ips_screen.errors import ConfigError, ServerError
 from ips_screen.fhir.bulk_download import Downloaded, Downloader, file_auth, manifest_files
 from ips_screen.fhir.bulk_filter import parse_type_filters
-from ips_screen.fhir.bulk_http import BulkHttp, TransientError, failure
-from ips_screen.fhir.bulk_status import JobFailed, JobGone, StatusPoller
-from ips_screen.fhir.client import FHIR_JSON, FhirClient
-from ips_screen.fhir.outcome import issue_codes, request_label
+from ips_screen.fhir.bulk_http import BulkHttp, TransientError
+from ips_screen.fhir.bulk_http import ExportDamaged as ExportDamaged  # re-exported
+from ips_screen.fhir.bulk_kickoff import ExportUnsupported as ExportUnsupported  # re-exported
+from ips_screen.fhir.bulk_kickoff import kick_off
+from ips_screen.fhir.bulk_kickoff import supports_export as supports_export  # re-exported
+from ips_screen.fhir.bulk_lines import DEFAULT_MAX_LINE
+from ips_screen.fhir.bulk_status import (
+    MAX_MANIFEST_PAGES,
+    JobFailed,
+    JobGone,
+    StatusPoller,
+    manifest_pages,
+)
+from ips_screen.fhir.client import FhirClient
+from ips_screen.fhir.outcome import request_label
 
 log = logging.getLogger("ips_screen.fhir.bulk")
 
 LEVELS = ("system", "patient", "group")
 STATE_FILE = "export-state.json"
 FILES_DIR = "files"
-UNSUPPORTED_STATUSES = frozenset({404, 405, 501})
-BULK_CAPABILITY = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
-_EXPORT_NAMES = {"export": None, "patient-export": "patient", "group-export": "group"}
 _TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _FILTER_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}\?\S+$")
 _INSTANT_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$")
-
-
-class ExportUnsupported(ServerError):
-    """The server does not do this $export (the level, or the parameters asked for)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,26 @@ class ExportRequest:
             return f"Group/{self.group_id}/$export"
         return "Patient/$export" if self.level == "patient" else "$export"
 
+    def parameters(self) -> dict:
+        """The kick-off parameters as a FHIR Parameters resource (the body of a POST kick-off),
+        checked by the R4B model; sent as built, so `_since` stays verbatim (servers compare it
+        to the transactionTime they gave)."""
+        from fhir.resources.R4B.parameters import Parameters
+
+        values: list[tuple[str, str, str]] = [
+            ("_outputFormat", "valueString", "application/fhir+ndjson")
+        ]
+        values += [("_type", "valueString", t) for t in self.types]
+        if self.since:
+            values.append(("_since", "valueInstant", self.since))
+        values += [("_typeFilter", "valueString", f) for f in self.type_filters]
+        body = {
+            "resourceType": "Parameters",
+            "parameter": [{"name": name, kind: value} for name, kind, value in values],
+        }
+        Parameters.model_validate(body)
+        return body
+
     def params(self) -> list[tuple[str, str]]:
         """Kick-off parameters; a comma inside one _typeFilter query is escaped (%2C) because
         the list of queries is itself comma-separated."""
@@ -126,45 +147,10 @@ class ExportResult:
     files: list[tuple[str, Path]]  # (resourceType, path) of the downloaded output NDJSON
     deleted: list[Path]  # downloaded deleted NDJSON (Bundles with DELETE request entries)
     errors: list[str]  # one line per OperationOutcome of the error files
-    manifest: dict
+    manifest: dict  # the first page of the manifest
     resumed: bool  # True when an earlier job's status URL was reused
-
-
-def supports_export(client: FhirClient, level: str) -> bool:
-    """Whether to try $export at `level`: see the module notes (True unless the server's own
-    CapabilityStatement shows no sign of Bulk Data at all)."""
-    if level not in LEVELS:
-        raise ValueError(f"export level must be one of {', '.join(LEVELS)}: {level!r}")
-    statement = client.capabilities()
-    if statement is None:
-        log.info("no CapabilityStatement: $export support unknown, the kick-off will tell")
-        return True
-    declared = _declared_levels(statement)
-    instantiates = statement.get("instantiates")
-    if level in declared:
-        return True
-    if declared or (isinstance(instantiates, list) and BULK_CAPABILITY in instantiates):
-        log.info("$export is not declared at %s level, but elsewhere: trying it", level)
-        return True
-    log.info("the CapabilityStatement declares no $export operation")
-    return False
-
-
-def _declared_levels(statement: Mapping[str, Any]) -> set[str]:
-    levels: set[str] = set()
-    for rest in _dicts(statement.get("rest")):
-        places: list[tuple[str, object]] = [("system", rest.get("operation"))]
-        for res in _dicts(rest.get("resource")):
-            if res.get("type") in ("Patient", "Group"):
-                places.append((str(res["type"]).lower(), res.get("operation")))
-        for place, operations in places:
-            for op in _dicts(operations):
-                name = str(op.get("name") or "").lower().lstrip("$")
-                definition = str(op.get("definition") or "").rstrip("/").rsplit("/", 1)[-1]
-                for word in (name, definition.lower()):
-                    if word in _EXPORT_NAMES:
-                        levels.add(_EXPORT_NAMES[word] or place)
-    return levels
+    unsupported_types: tuple[str, ...] = ()  # requested types the server could not export
+    pages: int = 1  # manifest pages (Bulk Data 2.0 `link` next)
 
 
 def export(
@@ -174,11 +160,15 @@ def export(
     *,
     max_parallel: int = 2,
     poll_max_wait: float = 3600.0,
+    kickoff: str = "get",
+    max_line: int = DEFAULT_MAX_LINE,
+    max_manifest_pages: int = MAX_MANIFEST_PAGES,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     progress: Callable[[str, dict], None] | None = None,
 ) -> ExportResult:
-    """Run (or resume) a Bulk Data export; download its files into `work_dir/files/`."""
+    """Run (or resume) a Bulk Data export; download its files into `work_dir/files/`.
+    `kickoff` is "get" or "post" (with GET as the fallback); `max_line` caps one NDJSON line."""
     if max_parallel < 1:
         raise ValueError("max_parallel must be 1 or more")
     notify = progress or (lambda event, data: None)
@@ -191,9 +181,13 @@ def export(
     saved = _saved_state(state_path, client, request)
     status_url: str | None = saved["status_url"] if saved else None
     resumed = status_url is not None
+    asked = request.key()
+    unsupported: tuple[str, ...] = ()
     if saved and status_url:
         log.info("resuming the export job kicked off at %s", saved.get("kicked_off_at"))
         notify("resume", {"level": request.level, "kicked_off_at": saved.get("kicked_off_at")})
+        unsupported = tuple(t for t in saved.get("unsupported") or () if t in request.types)
+        request = _without(request, unsupported)
         try:
             manifest = poller.manifest(status_url)
         except (JobGone, JobFailed):
@@ -201,10 +195,13 @@ def export(
             state_path.unlink(missing_ok=True)
             resumed = False
     if manifest is None:
-        status_url = _kick_off(http, request)
-        started = datetime.fromtimestamp(http.now(), UTC).isoformat(timespec="seconds")
-        state = {"key": request.key(), "base_url": client.base_url, "status_url": status_url}
-        _write_state(state_path, {**state, "kicked_off_at": started})
+        started = kick_off(http, request, kickoff)
+        status_url, request, unsupported = started.status_url, started.request, started.unsupported
+        kicked_off_at = datetime.fromtimestamp(http.now(), UTC).isoformat(timespec="seconds")
+        state = {"key": asked, "base_url": client.base_url, "status_url": status_url}
+        _write_state(
+            state_path, {**state, "unsupported": [*unsupported], "kicked_off_at": kicked_off_at}
+        )
         notify(
             "kickoff", {"level": request.level, "types": [*request.types], "since": request.since}
         )
@@ -215,8 +212,9 @@ def export(
             raise
     assert status_url is not None
     try:
+        pages = manifest_pages(http, manifest, status_url, max_manifest_pages)
         transaction_time, downloaded = _download(
-            http, request, manifest, status_url, work_dir, max_parallel, notify
+            http, request, pages, work_dir, max_parallel, max_line, notify
         )
     except ServerError as exc:
         if not isinstance(exc.__cause__, TransientError):  # a bad job: do not resume it
@@ -236,64 +234,48 @@ def export(
         errors=errors,
         manifest=manifest,
         resumed=resumed,
+        unsupported_types=unsupported,
+        pages=len(pages),
     )
     counts = {"files": len(result.files), "deleted": len(result.deleted), "errors": len(errors)}
-    notify("complete", {**counts, "resumed": resumed})
+    notify("complete", {**counts, "resumed": resumed, "unsupported_types": [*unsupported]})
     return result
+
+
+def _without(request: ExportRequest, types: tuple[str, ...]) -> ExportRequest:
+    if not types:
+        return request
+    kept = tuple(t for t in request.types if t not in types)
+    filters = tuple(f for f in request.type_filters if f.partition("?")[0] in kept)
+    return replace(request, types=kept, type_filters=filters)
 
 
 def _download(
     http: BulkHttp,
     request: ExportRequest,
-    manifest: dict,
-    status_url: str,
+    pages: list[tuple[str, dict]],
     work_dir: Path,
     max_parallel: int,
+    max_line: int,
     notify: Callable[[str, dict], None],
 ) -> tuple[str, list[Downloaded]]:
+    manifest = pages[0][1]
     transaction_time = manifest.get("transactionTime")
     if not isinstance(transaction_time, str) or not transaction_time:
         raise ServerError("the export manifest has no transactionTime")
     if not _INSTANT_RE.match(transaction_time):
         log.warning("the manifest's transactionTime is not a FHIR instant: the next _since fails")
-    if manifest.get("link"):
-        log.warning("the export manifest is paged; only its first page is downloaded")
-    entries = manifest_files(manifest, status_url, request.types)
+    entries = [e for url, page in pages for e in manifest_files(page, url, request.types)]
     send_auth = file_auth(entries, http.client, manifest.get("requiresAccessToken"))
-    notify("manifest", {"transaction_time": transaction_time, "files": len(entries)})
+    notify(
+        "manifest",
+        {"transaction_time": transaction_time, "files": len(entries), "pages": len(pages)},
+    )
     filters = parse_type_filters(request.type_filters)
-    downloader = Downloader(http, work_dir / FILES_DIR, send_auth, filters, max_parallel, notify)
+    downloader = Downloader(
+        http, work_dir / FILES_DIR, send_auth, filters, max_parallel, notify, max_line
+    )
     return transaction_time, downloader.run(entries)
-
-
-def _kick_off(http: BulkHttp, request: ExportRequest) -> str:
-    client = http.client
-    url = f"{client.base_url}/{request.operation_path()}"
-    what = f"{request_label('GET', url)} (export kick-off)"
-    headers = {"Accept": FHIR_JSON, "Prefer": client.prefer_header("respond-async")}
-    resp = http.call("GET", url, what, params=request.params(), headers=headers)
-    if resp.status_code == 202:
-        location = resp.headers.get("Content-Location")
-        if not location:
-            raise ServerError(f"{what}: 202 Accepted without a Content-Location (status URL)")
-        log.info("export kicked off at %s level", request.level)
-        return urljoin(url, location)
-    message = failure(resp, what)
-    if resp.status_code in UNSUPPORTED_STATUSES or "not-supported" in issue_codes(resp):
-        if request.level == "group" and resp.status_code == 404 and _group_missing(http, request):
-            raise ServerError(f"{message} (Group/{request.group_id} does not exist)")
-        raise ExportUnsupported(f"the server does not support this $export: {message}")
-    if resp.status_code == 200:
-        message += " (expected 202 Accepted: was Prefer: respond-async ignored?)"
-    raise ServerError(message)
-
-
-def _group_missing(http: BulkHttp, request: ExportRequest) -> bool:
-    try:
-        resp = http.send("GET", f"{http.client.base_url}/Group/{request.group_id}")
-    except ServerError:
-        return False
-    return resp.status_code in (404, 410)
 
 
 def _delete_job(http: BulkHttp, status_url: str) -> None:
@@ -333,7 +315,3 @@ def _write_state(path: Path, state: dict) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(part, path)
-
-
-def _dicts(value: object) -> list[dict]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []

@@ -4,10 +4,13 @@
 - `file_auth`: the token is never sent to another origin; a manifest that `requiresAccessToken`
   for files on another origin is refused.
 - `Downloader` streams at most `max_parallel` files at once into `files/` (which it owns: earlier
-  NDJSON files there are removed), each to a `.part` name renamed when complete. Every NDJSON
-  line must be JSON with the entry's resourceType (`Bundle` for deleted, `OperationOutcome` for
-  error files), else a `ServerError` names the file and line. Output of a type with
-  `_typeFilter`s is filtered again for the token parameters the client can check (`bulk_filter`).
+  NDJSON files there are removed), each to a `.part` name renamed when complete. The body is
+  decoded and checked by `bulk_lines`: every NDJSON line must be JSON with the entry's
+  resourceType (`Bundle` for deleted, `OperationOutcome` for error files) and at most `max_line`
+  bytes, and a gzip stream must not end early. An output or deleted file with a manifest `count`
+  must hold exactly that many resources (an error file's mismatch is logged). Any of these is
+  `ExportDamaged` (naming the file, and the line). Output of a type with `_typeFilter`s is
+  filtered again for the token parameters the client can check (`bulk_filter`).
 
 Logs name paths, types and counts only: no query strings, bodies or tokens.
 """
@@ -18,28 +21,28 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
-import orjson
 import requests
+import urllib3
 
 from ips_screen.errors import ServerError
 from ips_screen.fhir.auth import describe_origin, origin_of
-from ips_screen.fhir.bulk_filter import Criterion, matches
-from ips_screen.fhir.bulk_http import BulkHttp, TransientError, failure
+from ips_screen.fhir.bulk_filter import Criterion
+from ips_screen.fhir.bulk_http import BulkHttp, ExportDamaged, TransientError, failure
+from ips_screen.fhir.bulk_lines import ACCEPT_ENCODING, DEFAULT_MAX_LINE, BodyDecoder, LineChecker
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.outcome import outcome_summary, request_label
+from ips_screen.fhir.outcome import request_label
 from ips_screen.fhir.retry import TRANSIENT_ERRORS
 
 log = logging.getLogger("ips_screen.fhir.bulk")
 
 CHUNK_SIZE = 1 << 16
-MAX_ERRORS = 1000  # OperationOutcome summaries kept from error files
 KINDS = ("output", "deleted", "error")
 _LINE_TYPE = {"deleted": "Bundle", "error": "OperationOutcome"}
 _TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
@@ -114,55 +117,6 @@ class Downloaded:
         return {"kind": kind, "type": rtype, "path": path, "resources": self.lines, **extra}
 
 
-class _Lines:
-    """Checks NDJSON lines as chunks arrive; returns the bytes to write."""
-
-    def __init__(self, done: Downloaded, criteria: Sequence[Criterion] | None) -> None:
-        self.done = done
-        self.criteria = criteria
-        self.buf = bytearray()
-        self.lineno = 0
-
-    def feed(self, chunk: bytes) -> bytes:
-        self.buf += chunk
-        end = self.buf.rfind(b"\n")
-        if end < 0:
-            return b""
-        block = bytes(self.buf[: end + 1])
-        del self.buf[: end + 1]
-        return b"".join(self._line(line) for line in block.split(b"\n")[:-1])
-
-    def finish(self) -> bytes:
-        rest = bytes(self.buf)
-        self.buf.clear()
-        return self._line(rest) if rest.strip() else b""
-
-    def _line(self, raw: bytes) -> bytes:
-        self.lineno += 1
-        if self.lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        line = raw.strip()
-        if not line:
-            return b""
-        where = f"{self.done.path}:{self.lineno} (from {request_label('GET', self.done.entry.url)})"
-        try:
-            value = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise ServerError(f"{where}: not valid JSON ({exc.msg})") from exc
-        expected = self.done.entry.line_type
-        rtype = value.get("resourceType") if isinstance(value, dict) else None
-        if rtype != expected:
-            got = repr(rtype)[:70] if isinstance(rtype, str) else "no resourceType"
-            raise ServerError(f"{where}: expected resourceType {expected}, got {got}")
-        self.done.lines += 1
-        if self.done.entry.kind == "error" and len(self.done.errors) < MAX_ERRORS:
-            self.done.errors.append(outcome_summary(value))
-        if self.criteria is not None and not matches(value, self.criteria):
-            return b""
-        self.done.kept += 1
-        return line + b"\n"
-
-
 @dataclass
 class Downloader:
     """Downloads a manifest's files into `files_dir`, `max_parallel` at a time; `filters` are
@@ -174,6 +128,7 @@ class Downloader:
     filters: dict[str, list[Criterion]]
     max_parallel: int
     notify: Callable[[str, dict], None]
+    max_line: int = DEFAULT_MAX_LINE
 
     def run(self, entries: Sequence[FileEntry]) -> list[Downloaded]:
         """Every file, in manifest order; the first failure stops the others and is raised."""
@@ -208,7 +163,7 @@ class Downloader:
             if stop.is_set():
                 raise ServerError(f"{what}: cancelled")
             done = Downloaded(entry, path)
-            headers = {"Accept": "application/fhir+ndjson"}
+            headers = {"Accept": "application/fhir+ndjson", "Accept-Encoding": ACCEPT_ENCODING}
             auth = self.send_auth
             with self.http.send(
                 "GET", entry.url, headers=headers, stream=True, send_auth=auth
@@ -218,24 +173,34 @@ class Downloader:
                     raise transient
                 if not 200 <= resp.status_code < 300:
                     raise ServerError(failure(resp, what))
-                self._write(resp, path, _Lines(done, criteria), stop, what)
+                lines = LineChecker(
+                    entry.line_type,
+                    lambda lineno: f"{path}:{lineno} (from {request_label('GET', entry.url)})",
+                    criteria=criteria,
+                    keep_errors=entry.kind == "error",
+                    max_line=self.max_line,
+                )
+                decoder = BodyDecoder(resp.headers.get("Content-Encoding"), what)
+                self._write(resp, path, decoder, lines, stop, what)
+            done.lines, done.kept, done.errors = lines.lines, lines.kept, lines.errors
             return done
 
         try:
             done = self.http.retrying(what, attempt)
+            if entry.count is not None and entry.count != done.lines:
+                counted = (
+                    f"{path} (from {request_label('GET', entry.url)}): the manifest's count is "
+                    f"{entry.count}, the file holds {done.lines} resources"
+                )
+                if entry.kind != "error":  # data went missing: the export is damaged
+                    path.unlink(missing_ok=True)
+                    raise ExportDamaged(counted)
+                log.warning("%s", counted)
         except BaseException:
             # Stop the queued downloads from the worker itself: the main thread may see the
             # failure only after this worker has already started the next file.
             stop.set()
             raise
-        if entry.count is not None and entry.count != done.lines:
-            log.warning(
-                "%s %s file: count %d in the manifest, %d lines in the file",
-                entry.kind,
-                entry.line_type,
-                entry.count,
-                done.lines,
-            )
         if done.kept != done.lines:
             log.info(
                 "%s %s file: dropped %d of %d resources failing the _typeFilter",
@@ -248,23 +213,44 @@ class Downloader:
 
     @staticmethod
     def _write(
-        resp: requests.Response, path: Path, lines: _Lines, stop: threading.Event, what: str
+        resp: requests.Response,
+        path: Path,
+        decoder: BodyDecoder,
+        lines: LineChecker,
+        stop: threading.Event,
+        what: str,
     ) -> None:
         part = path.with_name(path.name + ".part")
         try:
             with part.open("wb") as out:
-                for chunk in resp.iter_content(CHUNK_SIZE):
+                for chunk in _raw_chunks(resp):
                     if stop.is_set():
                         raise ServerError(f"{what}: cancelled")
-                    out.write(lines.feed(chunk))
+                    for data in decoder.feed(chunk):
+                        out.write(lines.feed(data))
+                decoder.finish()
                 out.write(lines.finish())
             os.replace(part, path)
         except TRANSIENT_ERRORS as exc:
             part.unlink(missing_ok=True)
             raise TransientError(f"{what}: the download broke off ({type(exc).__name__})") from exc
-        except requests.RequestException as exc:  # e.g. a body that does not decompress
+        except requests.RequestException as exc:
             part.unlink(missing_ok=True)
             raise ServerError(f"{what}: the download failed ({type(exc).__name__})") from exc
         except BaseException:
             part.unlink(missing_ok=True)
             raise
+
+
+def _raw_chunks(resp: requests.Response) -> Iterator[bytes]:
+    """The body as sent (still content-encoded: `BodyDecoder` decodes it and notices a
+    truncated stream, which urllib3's decoder does not), with urllib3's errors translated as
+    `requests` translates them."""
+    try:
+        yield from resp.raw.stream(CHUNK_SIZE, decode_content=False)
+    except urllib3.exceptions.ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.exceptions.ConnectionError(exc) from exc
+    except urllib3.exceptions.SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from exc

@@ -38,6 +38,12 @@ class TransientError(ServerError):
         self.retry_after = retry_after
 
 
+class ExportDamaged(ServerError):
+    """A file of the export is damaged (fewer lines than its manifest count, a truncated or
+    corrupt stream, a line that is not a resource of the file's type, a line over the size cap):
+    the export is unusable as a whole, and the job is not resumed."""
+
+
 def failure(resp: requests.Response, what: str) -> str:
     """'HTTP 500 from GET /path: <OperationOutcome summary>'."""
     detail = error_detail(resp)
@@ -65,6 +71,7 @@ class BulkHttp:
         *,
         params: Sequence[tuple[str, str]] | None = None,
         headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
         stream: bool = False,
         send_auth: bool = True,
     ) -> requests.Response:
@@ -74,7 +81,13 @@ class BulkHttp:
         while True:
             try:
                 resp = self.client.raw_request(
-                    method, url, params=params, headers=headers, stream=stream, send_auth=send_auth
+                    method,
+                    url,
+                    params=params,
+                    headers=headers,
+                    body=body,
+                    stream=stream,
+                    send_auth=send_auth,
                 )
             except TRANSIENT_ERRORS as exc:
                 raise TransientError(f"{what}: {transient_reason(exc)}") from exc
@@ -95,7 +108,8 @@ class BulkHttp:
     def transient(self, resp: requests.Response, what: str) -> TransientError | None:
         if resp.status_code not in RETRY_STATUSES:
             return None
-        return TransientError(f"HTTP {resp.status_code} from {what}", self.retry_after(resp))
+        # the server's own words (an OperationOutcome's text) survive the last retry
+        return TransientError(failure(resp, what), self.retry_after(resp))
 
     def retrying(self, what: str, attempt: Callable[[], T]) -> T:
         """Call `attempt` until it does not raise TransientError, at most max_attempts times."""

@@ -5,6 +5,10 @@ logged. 429 doubles the interval for the rest of the job. 408/5xx (unless an Ope
 the job failed) are retried, `max_attempts` in a row at most. A 404/410 is `JobGone`, a failure
 the server reports is `JobFailed`. After `max_wait` s (by `clock`) a ServerError names the status
 URL (without its query), so that the next run can resume the job.
+
+`manifest_pages` follows a paged manifest (Bulk Data 2.0: `link` with relation `next`) on the
+status URL's origin only, at most `max_pages` pages, refusing a loop; every page must keep the
+first page's transactionTime.
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import orjson
 import requests
 
 from ips_screen.errors import ServerError
+from ips_screen.fhir.auth import origin_of
 from ips_screen.fhir.bulk_http import BulkHttp, TransientError, failure
 from ips_screen.fhir.outcome import issue_codes, request_label
 from ips_screen.fhir.retry import RETRY_STATUSES
@@ -25,6 +30,7 @@ from ips_screen.fhir.retry import RETRY_STATUSES
 log = logging.getLogger("ips_screen.fhir.bulk")
 
 POLL_WAIT_MIN, POLL_WAIT_CAP, POLL_BACKOFF_MAX = 1.0, 120.0, 60.0
+MAX_MANIFEST_PAGES = 1000
 # IssueType "transient" and its children: the poll failed, not necessarily the job.
 TRANSIENT_ISSUES = frozenset(
     {"transient", "lock-error", "no-store", "exception", "timeout", "incomplete", "throttled"}
@@ -102,6 +108,58 @@ class StatusPoller:
                     f"{self.max_wait:.0f} s; the next run resumes it"
                 )
             self.sleep(min(delay, remaining))
+
+
+def manifest_pages(
+    http: BulkHttp, first: dict, status_url: str, max_pages: int = MAX_MANIFEST_PAGES
+) -> list[tuple[str, dict]]:
+    """(URL, manifest) of every page, the first being `first` (from `status_url`)."""
+    pages = [(status_url, first)]
+    seen = {status_url}
+    origin = _origin(status_url)
+    page = first
+    while (url := _next_link(page, pages[-1][0])) is not None:
+        where = f"the export manifest's next link (page {len(pages) + 1})"
+        if _origin(url) != origin:
+            raise ServerError(f"{where} leaves the server ({without_query(url)}): not followed")
+        if url in seen:
+            raise ServerError(f"{where} points back to an earlier page: a loop")
+        if len(pages) >= max_pages:
+            raise ServerError(f"the export manifest has more than {max_pages} pages")
+        seen.add(url)
+        what = f"{request_label('GET', url)} (export manifest page {len(pages) + 1})"
+        resp = http.call("GET", url, what, headers={"Accept": "application/json"})
+        if resp.status_code != 200:
+            raise ServerError(failure(resp, what))
+        page = manifest_json(resp, what)
+        if page.get("transactionTime") != first.get("transactionTime"):
+            raise ServerError(f"{what}: its transactionTime differs from the first page's")
+        pages.append((url, page))
+    if len(pages) > 1:
+        log.info("the export manifest has %d pages", len(pages))
+    return pages
+
+
+def _next_link(manifest: dict, base: str) -> str | None:
+    links = manifest.get("link")
+    if links is None:
+        return None
+    if not isinstance(links, list):
+        raise ServerError("the export manifest's link is not a list")
+    for link in links:
+        if isinstance(link, dict) and link.get("relation") == "next":
+            url = link.get("url")
+            if not isinstance(url, str) or not url:
+                raise ServerError("the export manifest's next link has no url")
+            return urljoin(base, url)
+    return None
+
+
+def _origin(url: str) -> object:
+    try:
+        return origin_of(url)
+    except ValueError as exc:
+        raise ServerError("the export manifest's next link is not a usable URL") from exc
 
 
 def manifest_json(resp: requests.Response, what: str) -> dict:

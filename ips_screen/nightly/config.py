@@ -48,6 +48,14 @@ class SourceConfig(_Section):
         "instead of reloading the store from it; the first run, or one after a ruleset change, "
         "loads it in full",
     )
+    max_line_mib: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="the longest NDJSON line (one resource) accepted, in MiB, in input files "
+        "and Bulk export downloads; a longer line stops the run (files: exit 3; Bulk: the "
+        "night's export is not applied, exit 9)",
+    )
 
     @model_validator(mode="after")
     def _kind_fields(self) -> SourceConfig:
@@ -126,6 +134,11 @@ class ExportConfig(_Section):
         gt=0,
         le=86_400,
         description="how long to wait for the server to finish preparing a Bulk export",
+    )
+    kickoff: Literal["get", "post"] = Field(
+        "get",
+        description="how a Bulk export is started: 'get' (query parameters) or 'post' (a FHIR "
+        "Parameters body, Bulk Data 2.0; a server answering 404, 405 or 501 is asked with GET)",
     )
     page_size: int = Field(500, ge=1, le=10_000, description="REST: resources per search page")
 

@@ -15,7 +15,9 @@
        runs/latest; old run folders pruned; the ledger row finished
 
 Exit codes: 0, or 9 (`COMPLETED_WITH_ERRORS`) when some proposals were not written, the sweep
-failed, the export reported errors or unreadable resources were skipped.
+failed, the export reported errors, the Bulk export was damaged (none of it applied, `since`
+kept: nightly/sync.py) or unreadable resources were skipped. Types the server could not export
+are recorded in the ledger's counts (`unread_types`) and shown in the report.
 """
 
 from __future__ import annotations
@@ -148,6 +150,7 @@ def _run(
     runs_dir = state / "runs"
     out_dir = runs_dir / str(run_id)
     client = make_client(config, environ) if server else None
+    max_line = config.source.max_line_mib << 20
     with client if client is not None else contextlib.nullcontext():
         if client is None:
             assert config.source.path is not None
@@ -157,10 +160,13 @@ def _run(
                 config.source.path,
                 progress,
                 incremental=config.source.incremental,
+                max_line=max_line,
             )
         else:
             work_dir = state / "exports" / "current"
-            synced = sync_server(store, ruleset, client, config.export, work_dir, progress, api)
+            synced = sync_server(
+                store, ruleset, client, config.export, work_dir, progress, api, max_line=max_line
+            )
         errors = list(synced.errors)
         if synced.read_report.skipped_count:
             errors.append(
@@ -204,10 +210,12 @@ def _run(
         "store_bytes": store.size_bytes(),
         "method": synced.method,
     }
+    if synced.unread_types:  # types the server could not export, and what that means
+        counts["unread_types"] = synced.unread()
     tonight = trend_row(run_id, as_of.isoformat(), counts)
     trends = trends_from(store.recent_runs(14), tonight)
     summary = outputs.finish(
-        read_report=read_report_dict(synced.read_report),
+        read_report={**read_report_dict(synced.read_report), "unread_types": synced.unread()},
         orphans=store.orphans(),
         unlinked=store.unlinked(),
         trends=trends,

@@ -14,6 +14,21 @@
 
 A changed ruleset fingerprint or another source resets the store first (a full reload).
 `ips_screen.fhir.bulk` is imported only when used; until it exists, `auto` falls back to REST.
+
+Bulk integrity (`_sync_bulk`):
+- A damaged export (a file with fewer or more lines than its manifest `count`, a truncated or
+  corrupt gzip stream, a line that is not JSON of the file's type or is over the line cap) is
+  applied not at all: no output or deleted file of it, even the good ones, because a store
+  mixing tonight's records of some types with last night's of others is a state the server
+  never had (new chronic pain applied, the new "employed" Observation in the damaged file not:
+  a proposal that neither night's records support). The store stays as the last complete
+  export left it, `since` is kept (the next run asks for the same changes again), the run
+  screens that store and ends with errors (exit 9).
+- Types the server cannot export (`unsupported_types`) are recorded as `unread_types`, with what
+  their absence means (`UNREAD_MEANING`); when such a type can be exported again, the next run
+  is a full one (its changes since `since` alone would be incomplete).
+- A full export (first run, or after a reset) holding no Patient is an error: an unknown or
+  empty Group, or a server that exports nothing; a later night with no changes is logged.
 """
 
 from __future__ import annotations
@@ -29,13 +44,33 @@ from typing import Any, Literal, Protocol
 from ips_screen.errors import InputError, ServerError
 from ips_screen.nightly.config import ExportConfig
 from ips_screen.nightly.progress import Progress
-from ips_screen.sources.files import Item, ReadReport, discover, iter_resources, resources_of
+from ips_screen.sources.files import (
+    DEFAULT_MAX_LINE,
+    Item,
+    ReadReport,
+    discover,
+    iter_resources,
+    resources_of,
+)
 from ips_screen.sources.population import HasCodelists
 from ips_screen.store.facts_store import ApplyStats, FactsStore
 
 log = logging.getLogger("ips_screen.nightly")
 
 REREAD_CHUNK = 50  # patients per search when reading back what a run wrote
+UNREAD_META = "bulk_unread_types"  # store meta: the types the last export could not read
+UNREAD_MEANING = {
+    "Condition": "no diagnoses: chronic pain and exclusions such as palliative care cannot be seen",
+    "Observation": "no employment status or other observations: who is out of work is unknown",
+    "Procedure": "no procedures: pain reviews and fit notes recorded as procedures cannot be seen",
+    "DocumentReference": "no documents: fit notes kept as documents cannot be seen",
+    "ServiceRequest": "no referrals: existing IPS referrals and earlier proposals cannot be seen",
+    "Task": "no Tasks: declines made outside this tool cannot be seen",
+}
+
+
+class _NeverRaised(Exception):
+    """Stands for an exception that a replacement `BulkApi` never raises."""
 
 
 class ExportResultLike(Protocol):
@@ -54,6 +89,7 @@ class BulkApi:
     export: Callable[..., ExportResultLike]
     request: Callable[..., Any]  # ExportRequest
     unsupported: type[Exception]  # ExportUnsupported
+    damaged: type[Exception] = _NeverRaised  # ExportDamaged
 
 
 def default_bulk_api() -> BulkApi | None:
@@ -64,7 +100,13 @@ def default_bulk_api() -> BulkApi | None:
         if exc.name != "ips_screen.fhir.bulk":
             raise
         return None
-    return BulkApi(bulk.supports_export, bulk.export, bulk.ExportRequest, bulk.ExportUnsupported)
+    return BulkApi(
+        bulk.supports_export,
+        bulk.export,
+        bulk.ExportRequest,
+        bulk.ExportUnsupported,
+        bulk.ExportDamaged,
+    )
 
 
 @dataclass
@@ -76,6 +118,14 @@ class SyncResult:
     deleted: int = 0  # rows removed by Bulk deleted files
     errors: list[str] = field(default_factory=list)  # export errors (the data may be incomplete)
     since: str | None = None  # the `_since` asked for
+    unread_types: list[str] = field(default_factory=list)  # types the server could not export
+
+    def unread(self) -> list[dict[str, str]]:
+        """The types that could not be read, each with what that means for the screen."""
+        return [
+            {"type": t, "meaning": UNREAD_MEANING.get(t, f"no {t} resources can be seen")}
+            for t in self.unread_types
+        ]
 
 
 def _apply(
@@ -99,6 +149,7 @@ def sync_files(
     progress: Progress,
     *,
     incremental: bool = False,
+    max_line: int = DEFAULT_MAX_LINE,
 ) -> SyncResult:
     """Reload the store from the folder, or (`incremental`) apply the folder as changes to a store
     already loaded from files with this ruleset. `since` records the end of the last complete
@@ -115,7 +166,8 @@ def sync_files(
     if incremental and gone.is_dir():
         deleted = [f for f in found if gone in f.parents]
         found = [f for f in found if gone not in f.parents]
-    stats = _apply(store, ruleset, iter_resources(found, report), report, progress)
+    items = iter_resources(found, report, max_line=max_line)
+    stats = _apply(store, ruleset, items, report, progress)
     removed = store.apply_deleted_files(deleted)
     store.set_since(datetime.now(tz=UTC).isoformat(timespec="seconds"))
     mode: Literal["full", "incremental"] = "incremental" if changes else "full"
@@ -130,6 +182,8 @@ def sync_server(
     work_dir: Path,
     progress: Progress,
     bulk_api: BulkApi | None,
+    *,
+    max_line: int = DEFAULT_MAX_LINE,
 ) -> SyncResult:
     source = f"server:{client.base_url}"
     if export.mode != "rest":
@@ -146,7 +200,9 @@ def sync_server(
             log.info("the server offers no %s-level Bulk export: REST search", export.level)
         else:
             try:
-                return _sync_bulk(store, ruleset, client, export, work_dir, progress, bulk_api)
+                return _sync_bulk(
+                    store, ruleset, client, export, work_dir, progress, bulk_api, max_line
+                )
             except bulk_api.unsupported as exc:
                 if export.mode == "bulk":
                     raise
@@ -162,41 +218,76 @@ def _sync_bulk(
     work_dir: Path,
     progress: Progress,
     api: BulkApi,
+    max_line: int,
 ) -> SyncResult:
     from ips_screen.sources.fhir_rest import SEARCH_ORDER
 
     source = f"server:{client.base_url}"
     current = store.fingerprint_matches(ruleset) and store.get_meta("source") == source
     since = store.get_since() if current else None
+    unread_before = set(filter(None, (store.get_meta(UNREAD_META) or "").split(",")))
     if since is None:
         store.reset(ruleset, source=source)
+    mode: Literal["full", "incremental"] = "full" if since is None else "incremental"
     request = api.request(
         level=export.level, group_id=export.group_id, types=SEARCH_ORDER, since=since
     )
     log.info("Bulk export (%s level) since %s", export.level, since or "the beginning")
-    result = api.export(
-        client,
-        request,
-        work_dir,
-        max_parallel=export.max_parallel_downloads,
-        poll_max_wait=export.poll_max_wait_seconds,
-        progress=_export_event,
-    )
+    try:
+        result = api.export(
+            client,
+            request,
+            work_dir,
+            max_parallel=export.max_parallel_downloads,
+            poll_max_wait=export.poll_max_wait_seconds,
+            kickoff=export.kickoff,
+            max_line=max_line,
+            progress=_export_event,
+        )
+    except api.damaged as exc:
+        shutil.rmtree(work_dir, ignore_errors=True)  # the files hold clinical data: not kept
+        log.warning(
+            "the Bulk export is damaged: none of it is applied, and `since` stays at %s so that "
+            "the next run asks for the same changes again",
+            since or "none (a full export)",
+        )
+        error = f"Bulk export damaged, nothing applied, `since` kept: {exc}"
+        return SyncResult(mode, "bulk", ReadReport(), ApplyStats(), 0, [error], since)
+    unread = [t for t in getattr(result, "unsupported_types", ()) or ()]
     report = ReadReport(skip_invalid=True)
     files = [Path(p) for _, p in result.files]
-    stats = _apply(store, ruleset, iter_resources(files, report), report, progress)
+    items = iter_resources(files, report, max_line=max_line)
+    stats = _apply(store, ruleset, items, report, progress)
     deleted = store.apply_deleted_files([Path(p) for p in result.deleted])
+    shutil.rmtree(work_dir, ignore_errors=True)  # the files hold clinical data: not kept
+    if since is None and not report.by_type["Patient"]:
+        where = f"Group/{export.group_id}" if export.level == "group" else f"{export.level} level"
+        raise ServerError(
+            f"the first Bulk export ({where}) holds no Patient, so there is no one to screen: "
+            "is the Group id right (an unknown or empty Group exports nothing), and may this "
+            "client read the practice's patients?"
+        )
+    if since is not None and not report.resources_read and not deleted:
+        log.info("the Bulk export since %s holds no changes: the store stays as it was", since)
     errors = [f"Bulk export: {e}" for e in result.errors]
+    newly_read = sorted(unread_before - set(unread)) if since is not None else []
     if errors:
         log.warning(
             "the export reported %d errors: `since` is kept, so the next run asks again",
             len(errors),
         )
+    elif newly_read:
+        store.set_since(None)
+        log.warning(
+            "%s could not be exported before and now can: the next run reloads in full",
+            ", ".join(newly_read),
+        )
     else:
         store.set_since(result.transaction_time)
-    shutil.rmtree(work_dir, ignore_errors=True)  # the files hold clinical data: not kept
-    mode: Literal["full", "incremental"] = "full" if since is None else "incremental"
-    return SyncResult(mode, "bulk", report, stats, deleted, errors, since)
+    store.set_meta(UNREAD_META, ",".join(unread) or None)
+    for t in unread:
+        log.warning("%s could not be exported: %s", t, UNREAD_MEANING.get(t, "not read"))
+    return SyncResult(mode, "bulk", report, stats, deleted, errors, since, unread)
 
 
 def _export_event(event: str, data: dict) -> None:

@@ -189,7 +189,11 @@ class SummaryCounter:
             for s in list(read_report.get("skipped", ()))[:SKIPPED_SHOWN]
         ]
         by_type = read_report.get("by_type", {})
-        return {
+        unread = [
+            {"type": str(u.get("type", "")), "meaning": str(u.get("meaning", ""))}
+            for u in read_report.get("unread_types") or ()
+        ]
+        summary = {
             "as_of": as_of.isoformat(),
             "attrition": _attrition(self.removed, self.patients, self.steps),
             "data_quality": {
@@ -214,6 +218,9 @@ class SummaryCounter:
             "reasons": _counts(self.reasons),
             "ruleset": f"{ruleset.model.id}@{ruleset.model.version}",
         }
+        if unread:  # types the server could not export (a Bulk export without them)
+            summary["input"]["unread_types"] = unread
+        return summary
 
 
 def summarise(

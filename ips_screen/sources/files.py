@@ -9,6 +9,10 @@ Every resource comes with ``where``, the place a person would look: ``path:line`
 first entry is 1; ``entry 3.2`` is entry 2 of a Bundle nested in entry 3). A problem either raises
 `InputError` ("<where>: <problem>") or, with ``ReadReport(skip_invalid=True)``, is recorded in the
 report and reading goes on.
+
+An NDJSON line longer than ``max_line`` bytes (default 64 MiB) is an `InputError` naming the file
+and line, whatever ``skip_invalid`` says: it is refused after reading ``max_line`` bytes of it,
+never read whole.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -30,6 +35,7 @@ Item = tuple[dict, str, Resolver | None]
 
 BUNDLE_TYPES = ("collection", "transaction", "batch", "searchset", "document")
 MAX_SKIPPED = 1_000
+DEFAULT_MAX_LINE = 64 << 20  # bytes in one NDJSON line (one resource): 64 MiB
 _BOM = b"\xef\xbb\xbf"
 _SUPPORTED = "*.json, *.ndjson or *.ndjson.gz"
 
@@ -121,13 +127,18 @@ def discover(paths: Iterable[Path | str], report: ReadReport | None = None) -> l
     return found
 
 
-def iter_resources(files: Iterable[Path], report: ReadReport | None = None) -> Iterator[Item]:
+def iter_resources(
+    files: Iterable[Path],
+    report: ReadReport | None = None,
+    *,
+    max_line: int = DEFAULT_MAX_LINE,
+) -> Iterator[Item]:
     """Stream ``(resource, where, resolve)`` from each file; Bundles are flattened.
 
     ``resolve`` maps the ``urn:uuid:``/``urn:oid:`` fullUrls of the resource's Bundle to
     "Type/id" (None outside Bundles). Resources are checked to be FHIR R4 resources, nothing more.
     """
-    reader = _Reader(report if report is not None else ReadReport())
+    reader = _Reader(report if report is not None else ReadReport(), max_line)
     for path in files:
         if file_kind(path) == "json":
             yield from reader.json_file(path)
@@ -141,8 +152,9 @@ def resources_of(value: object, where: str, report: ReadReport | None = None) ->
 
 
 class _Reader:
-    def __init__(self, report: ReadReport) -> None:
+    def __init__(self, report: ReadReport, max_line: int = DEFAULT_MAX_LINE) -> None:
         self.report = report
+        self.max_line = max_line
 
     def ndjson_file(self, path: Path) -> Iterator[Item]:
         gz = file_kind(path) == "ndjson.gz"
@@ -152,7 +164,13 @@ class _Reader:
         try:
             with gzip.open(path, "rb") if gz else path.open("rb") as lines:
                 self.report.files_read += 1
-                for lineno, line in enumerate(lines, 1):
+                limit = self.max_line + 1
+                for lineno, line in enumerate(iter(partial(lines.readline, limit), b""), 1):
+                    if len(line) > self.max_line and not line.endswith(b"\n"):
+                        raise InputError(
+                            f"{name}:{lineno}: a line longer than {self.max_line} bytes "
+                            "(the line size cap)"
+                        )
                     if lineno == 1 and line.startswith(_BOM):
                         line = line[3:]
                     if not line or line.isspace():

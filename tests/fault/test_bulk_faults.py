@@ -25,6 +25,7 @@ from ips_screen.errors import ConfigError, ServerError
 from ips_screen.fhir.auth import FhirAuth
 from ips_screen.fhir.bulk import (
     STATE_FILE,
+    ExportDamaged,
     ExportRequest,
     ExportUnsupported,
     export,
@@ -431,13 +432,15 @@ def test_a_line_without_resource_type(mock, client, fake, tmp_path):
         run(client, fake, tmp_path)
 
 
-def test_count_mismatch_warns(mock, client, fake, tmp_path, caplog):
+def test_count_mismatch_is_a_damaged_export(mock, client, fake, tmp_path):
     kickoff(mock)
     done(mock, manifest(("Patient", f"{BASE}/files/p.ndjson", 5)))
     mock.get(f"{BASE}/files/p.ndjson", body=ndjson(patient("p1")) + b"\n\n")
-    with caplog.at_level(logging.WARNING, logger="ips_screen.fhir.bulk"):
+    with pytest.raises(ExportDamaged, match="the manifest's count is 5, the file holds 1"):
         run(client, fake, tmp_path)
-    assert "count 5 in the manifest, 1 lines in the file" in caplog.text
+    assert not list((tmp_path / "files").iterdir())
+    assert not (tmp_path / STATE_FILE).exists()  # a bad job is not resumed
+    assert len(calls(mock, "DELETE", STATUS)) == 1
 
 
 def test_error_files_are_collected_and_do_not_fail(mock, client, fake, tmp_path):

@@ -205,3 +205,26 @@ def test_a_job_the_server_forgot_is_kicked_off_again(client, tmp_path):
     result = export(client, request, tmp_path)
     assert result.resumed is False
     assert set(PATIENTS) <= contents(result)["Patient"]
+
+
+def test_post_kick_off_gives_the_same_export_as_get(client, tmp_path):
+    got = export(client, ExportRequest(types=TYPES), tmp_path / "get")
+    posted = export(client, ExportRequest(types=TYPES), tmp_path / "post", kickoff="post")
+    assert contents(posted) == contents(got)
+    since = ExportRequest(types=TYPES, since=posted.transaction_time)
+    assert contents(export(client, since, tmp_path / "since", kickoff="post")) == {}
+
+
+def test_nightly_first_run_of_an_empty_group_is_an_error(client, tmp_path, capsys):
+    from ips_screen.cli.main import main
+
+    empty = {"resourceType": "Group", "id": "bulk-empty", "type": "person", "actual": True}
+    client.update(empty)
+    config = tmp_path / "practice.toml"
+    config.write_text(
+        f'[source]\nkind = "server"\nbase_url = "{client.base_url}"\n\n'
+        '[export]\nmode = "bulk"\nlevel = "group"\ngroup_id = "bulk-empty"\n\n'
+        '[screen]\nwrite = false\n\n[output]\nstate_dir = "state"\n'
+    )
+    assert main(["-q", "nightly", "--config", str(config)], {}) == 5
+    assert "(Group/bulk-empty) holds no Patient" in capsys.readouterr().err

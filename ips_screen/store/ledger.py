@@ -6,7 +6,8 @@
     decisions  patient id -> digest of the patient's decision after the last run, so the next run
                can count the patients whose decision changed
 
-Rows hold counts and messages only, never patient data beyond resource ids.
+Rows hold counts and messages only, never patient data beyond resource ids; anything shaped like
+a secret in a message is redacted before it is stored (`secret_values.redact`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import orjson
 
 from ips_screen.engine.decision import Decision
+from ips_screen.secret_values import redact
 
 BATCH_ROWS = 10_000
 
@@ -116,7 +118,7 @@ class LedgerMixin:
                     status,
                     orjson.dumps(dict(counts), option=orjson.OPT_SORT_KEYS).decode(),
                     new_proposals,
-                    orjson.dumps(list(errors)).decode(),
+                    orjson.dumps([redact(e) for e in errors]).decode(),
                     mode,
                     run_id,
                 ),

@@ -209,8 +209,9 @@ class ScreenConfig(_Section):
 
 class OutputConfig(_Section):
     state_dir: Path = Field(
-        description="the job's own folder: store.sqlite (facts: keep it private), locks/, "
-        "exports/ (emptied after each run), runs/<run id>/ (report.html, worklist.csv, "
+        description="the job's own folder, made private by every run (0700, files 0600): "
+        "store.sqlite (facts and the run ledger), locks/, exports/ (Bulk downloads, deleted "
+        "after each run and after a crash), runs/<run id>/ (report.html, worklist.csv, "
         "decisions.ndjson, summary.json) and runs/latest"
     )
     keep_runs: int = Field(30, ge=1, le=10_000, description="run folders kept under runs/")

@@ -1,7 +1,14 @@
 """One nightly run for one practice: sync the facts store, re-screen everyone, write, report.
 
-    1. the practice lock (state_dir/locks/nightly.lock): a second run gets `LockHeld` (exit 7)
-    2. a ledger row (store.sqlite: runs)
+    0. the state dir made private: 0700, every file in it 0600 whatever existed before (a folder
+       that cannot be made private is refused, exit 4), and the run under umask 077 so every
+       file it creates (outputs, store, locks, Bulk downloads) is private too
+    1. the practice lock (state_dir/locks/nightly.lock): a second run gets `LockHeld` (exit 7).
+       Holding it proves no other run of this state dir is running, so what a crashed run left
+       is cleared: its Bulk downloads (exports/*/files; export-state.json stays, so the export
+       resumes), its staging folders under runs/, and its ledger row, still `running`, is marked
+       `interrupted` (the report lists runs that did not finish)
+    2. a ledger row (store.sqlite: runs), with this process's pid and host
     3. sync the store (nightly/sync.py): Bulk `_since` export, REST reload, files reload or files
        applied as changes; a changed ruleset fingerprint or source means a full reload
     4. every patient's decision brought up to date as of tonight (decisions change with time
@@ -13,6 +20,7 @@
        sweep, under the server's writer lock; what was written is read back into the store
     6. outputs in runs/<run id>/ (report with trends, worklist.csv, decisions, summary) and
        runs/latest; old run folders pruned; the ledger row finished
+    7. whatever happened, the Bulk downloads are removed (they hold whole records)
 
 Exit codes: 0, or 9 (`COMPLETED_WITH_ERRORS`) when some proposals were not written, the sweep
 failed, the export reported errors or unreadable resources were skipped.
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -30,7 +39,7 @@ from typing import Any
 
 from ips_screen import __version__
 from ips_screen.engine import Decision, evaluate
-from ips_screen.errors import COMPLETED_WITH_ERRORS, UserError
+from ips_screen.errors import COMPLETED_WITH_ERRORS, ConfigError, UserError
 from ips_screen.fhir.lock import PracticeLock
 from ips_screen.nightly.config import PracticeConfig
 from ips_screen.nightly.outputs import NightlyOutputs
@@ -46,6 +55,7 @@ from ips_screen.nightly.sync import (
     sync_server,
 )
 from ips_screen.pipeline import read_report_dict
+from ips_screen.private_dir import PrivateDirError, ensure_private_dir, private_umask
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.store.facts_store import FactsStore
 from ips_screen.store.ledger import decision_digest
@@ -53,6 +63,9 @@ from ips_screen.store.ledger import decision_digest
 log = logging.getLogger("ips_screen.nightly")
 
 STORE = "store.sqlite"
+EXPORTS = "exports"  # one work folder per export: files/ (downloads) and export-state.json
+RESUME_FILE = "export-state.json"  # ips_screen.fhir.bulk.STATE_FILE: no patient data in it
+UNFINISHED = ("interrupted", "failed")
 _DEFAULT: Any = object()
 
 
@@ -93,29 +106,75 @@ def run_nightly(
     Bulk export client (tests); None means "no Bulk export available"."""
     ruleset = load_ruleset(config.screen.rules)
     state = config.output.state_dir
-    state.mkdir(parents=True, exist_ok=True, mode=0o700)
     progress = progress or NoProgress()
     if bulk_api is _DEFAULT:  # the Bulk client (and its imports) only for a server
         bulk_api = default_bulk_api() if config.source.kind == "server" else None
-    lock = PracticeLock(state / "locks" / "nightly.lock", base_url=f"the state folder {state}")
-    with lock, FactsStore(state / STORE) as store:
-        planned = "incremental" if _incremental_possible(store, ruleset, config) else "full"
-        tag = f"{ruleset.id}@{ruleset.version}"
-        run_id = store.start_run(started=now, as_of=as_of, ruleset=tag, mode=planned)
-        log.info("run %d started (%s, as of %s)", run_id, tag, as_of.isoformat())
+    with private_umask():
         try:
-            return _run(store, run_id, config, ruleset, now, as_of, environ, progress, bulk_api)
-        except BaseException as exc:
-            message = str(exc) if isinstance(exc, UserError) else type(exc).__name__
-            store.finish_run(
-                run_id,
-                finished=datetime.now(tz=now.tzinfo),
-                status="failed",
-                counts={},
-                new_proposals=0,
-                errors=[message[:500]],
-            )
-            raise
+            ensure_private_dir(state)
+        except PrivateDirError as exc:
+            raise ConfigError(f"[output] state_dir: {exc}") from None
+        lock = PracticeLock(state / "locks" / "nightly.lock", base_url=f"the state folder {state}")
+        with lock, FactsStore(state / STORE) as store:
+            _clear_crashed_runs(store, state, now)
+            planned = "incremental" if _incremental_possible(store, ruleset, config) else "full"
+            tag = f"{ruleset.id}@{ruleset.version}"
+            run_id = store.start_run(started=now, as_of=as_of, ruleset=tag, mode=planned)
+            log.info("run %d started (%s, as of %s)", run_id, tag, as_of.isoformat())
+            try:
+                return _run(store, run_id, config, ruleset, now, as_of, environ, progress, bulk_api)
+            except BaseException as exc:
+                message = str(exc) if isinstance(exc, UserError) else type(exc).__name__
+                store.finish_run(
+                    run_id,
+                    finished=datetime.now(tz=now.tzinfo),
+                    status="failed",
+                    counts={},
+                    new_proposals=0,
+                    errors=[message[:500]],
+                )
+                raise
+            finally:
+                remove_downloads(state)
+
+
+def remove_downloads(state: Path) -> None:
+    """Delete the Bulk downloads under state/exports (whole records: never kept after a run, nor
+    after a crash). Each export's export-state.json stays, so an export can still resume."""
+    exports = state / EXPORTS
+    if not exports.is_dir():
+        return
+    for work in exports.iterdir():
+        if not work.is_dir() or work.is_symlink():
+            work.unlink()
+            continue
+        for item in work.iterdir():
+            if item.is_dir() and not item.is_symlink():
+                shutil.rmtree(item)
+            elif item.name != RESUME_FILE:
+                item.unlink()
+
+
+def _clear_crashed_runs(store: FactsStore, state: Path, now: datetime) -> None:
+    """What runs that did not finish left: downloads, staging folders, `running` ledger rows.
+    Called under the practice lock, which proves that no run is in progress."""
+    remove_downloads(state)
+    runs_dir = state / "runs"
+    if runs_dir.is_dir():
+        for staging in runs_dir.glob(".*.tmp"):  # outputs.write.StagedFolder's, never committed
+            if staging.is_dir() and not staging.is_symlink():
+                shutil.rmtree(staging)
+    for run in store.interrupt_unfinished(finished=datetime.now(tz=now.tzinfo)):
+        log.warning(
+            "run %d (started %s, pid %s on %s) did not finish: marked interrupted",
+            run["id"],
+            run["started"],
+            run["pid"] if run["pid"] is not None else "unknown",
+            run["host"] or "an unknown host",
+        )
+        folder = runs_dir / str(run["id"])
+        with contextlib.suppress(OSError):  # only an empty folder: a partial one is kept
+            folder.rmdir()
 
 
 def _incremental_possible(store: FactsStore, ruleset: CompiledRuleset, cfg: PracticeConfig) -> bool:
@@ -205,12 +264,14 @@ def _run(
         "method": synced.method,
     }
     tonight = trend_row(run_id, as_of.isoformat(), counts)
-    trends = trends_from(store.recent_runs(14), tonight)
+    recent = store.recent_runs(14)
+    trends = trends_from(recent, tonight)
     summary = outputs.finish(
         read_report=read_report_dict(synced.read_report),
         orphans=store.orphans(),
         unlinked=store.unlinked(),
         trends=trends,
+        unfinished=[r for r in recent if r["status"] in UNFINISHED],
     )
     link_latest(runs_dir, out_dir)
     prune_runs(runs_dir, config.output.keep_runs, out_dir)

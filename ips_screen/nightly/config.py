@@ -215,6 +215,13 @@ class OutputConfig(_Section):
         "decisions.ndjson, summary.json) and runs/latest"
     )
     keep_runs: int = Field(30, ge=1, le=10_000, description="run folders kept under runs/")
+    lock_dir: Path | None = Field(
+        None,
+        description="the folder of the per-server write locks, shared by every ips-screen "
+        "writing to the server from this machine (the nightly job and the service; set "
+        "IPS_SCREEN_LOCK_DIR to the same folder for the service and screen --write); default "
+        "$IPS_SCREEN_LOCK_DIR, else ~/.local/state/ips-screen/locks. Keep it outside state_dir",
+    )
 
 
 class PracticeConfig(_Section):
@@ -240,7 +247,12 @@ class PracticeConfig(_Section):
                     }
                 ),
                 "screen": self.screen.model_copy(update={"rules": fix(self.screen.rules)}),
-                "output": self.output.model_copy(update={"state_dir": fix(self.output.state_dir)}),
+                "output": self.output.model_copy(
+                    update={
+                        "state_dir": fix(self.output.state_dir),
+                        "lock_dir": fix(self.output.lock_dir),
+                    }
+                ),
             }
         )
 

@@ -55,7 +55,7 @@ from ips_screen.nightly.sync import (
     sync_server,
 )
 from ips_screen.pipeline import read_report_dict
-from ips_screen.private_dir import PrivateDirError, ensure_private_dir, private_umask
+from ips_screen.private_dir import FILE_MODE, PrivateDirError, ensure_private_dir, private_umask
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.store.facts_store import FactsStore
 from ips_screen.store.ledger import decision_digest
@@ -114,7 +114,9 @@ def run_nightly(
             ensure_private_dir(state)
         except PrivateDirError as exc:
             raise ConfigError(f"[output] state_dir: {exc}") from None
-        lock = PracticeLock(state / "locks" / "nightly.lock", base_url=f"the state folder {state}")
+        lock = PracticeLock(
+            state / "locks" / "nightly.lock", base_url=f"the state folder {state}", mode=FILE_MODE
+        )
         with lock, FactsStore(state / STORE) as store:
             _clear_crashed_runs(store, state, now)
             planned = "incremental" if _incremental_possible(store, ruleset, config) else "full"
@@ -315,13 +317,15 @@ def _write(
     errors: list[str],
     progress: Progress,
 ) -> int:
-    """Write the proposals under the server's writer lock (the one `screen --write` takes), read
+    """Write the proposals under the server's writer lock (the one `screen --write` takes) and its
+    write lease on the server (`fhir.lease`), read
     them back into the store, and keep the written patients' decisions as they now stand (their
     proposal is open), so the next run counts no change for them."""
-    from ips_screen.fhir.writer import default_lock_path, write_proposals
+    from ips_screen.fhir.writer import ServerLease, default_lock_path, write_proposals
 
-    lock = PracticeLock(default_lock_path(client.base_url, environ), base_url=client.base_url)
-    with lock, progress.stage("written", unit="proposals") as bar:
+    path = default_lock_path(client.base_url, environ, config.output.lock_dir)
+    lock = PracticeLock(path, base_url=client.base_url)
+    with lock, ServerLease(client) as lease, progress.stage("written", unit="proposals") as bar:
         written = write_proposals(
             client,
             proposed,
@@ -330,6 +334,7 @@ def _write(
             owner=config.screen.owner,
             tool_version=__version__,
             progress=lambda n: bar.update(100),  # called every 100 proposals
+            lease=lease,
         )
     for patient, message in written.failed:
         errors.append(f"{patient} not written: {message}")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -45,6 +44,7 @@ from ips_screen.nightly.config import PracticeConfig
 from ips_screen.nightly.outputs import NightlyOutputs
 from ips_screen.nightly.progress import NoProgress, Progress
 from ips_screen.nightly.screen import screen_all
+from ips_screen.nightly.state_cleanup import clear_crashed_runs, remove_downloads
 from ips_screen.nightly.steps import link_latest, make_client, prune_runs, trend_row, trends_from
 from ips_screen.nightly.sync import (
     BulkApi,
@@ -63,8 +63,6 @@ from ips_screen.store.ledger import decision_digest
 log = logging.getLogger("ips_screen.nightly")
 
 STORE = "store.sqlite"
-EXPORTS = "exports"  # one work folder per export: files/ (downloads) and export-state.json
-RESUME_FILE = "export-state.json"  # ips_screen.fhir.bulk.STATE_FILE: no patient data in it
 UNFINISHED = ("interrupted", "failed")
 _DEFAULT: Any = object()
 
@@ -118,7 +116,7 @@ def run_nightly(
             state / "locks" / "nightly.lock", base_url=f"the state folder {state}", mode=FILE_MODE
         )
         with lock, FactsStore(state / STORE) as store:
-            _clear_crashed_runs(store, state, now)
+            clear_crashed_runs(store, state, now)
             planned = "incremental" if _incremental_possible(store, ruleset, config) else "full"
             tag = f"{ruleset.id}@{ruleset.version}"
             run_id = store.start_run(started=now, as_of=as_of, ruleset=tag, mode=planned)
@@ -138,45 +136,6 @@ def run_nightly(
                 raise
             finally:
                 remove_downloads(state)
-
-
-def remove_downloads(state: Path) -> None:
-    """Delete the Bulk downloads under state/exports (whole records: never kept after a run, nor
-    after a crash). Each export's export-state.json stays, so an export can still resume."""
-    exports = state / EXPORTS
-    if not exports.is_dir():
-        return
-    for work in exports.iterdir():
-        if not work.is_dir() or work.is_symlink():
-            work.unlink()
-            continue
-        for item in work.iterdir():
-            if item.is_dir() and not item.is_symlink():
-                shutil.rmtree(item)
-            elif item.name != RESUME_FILE:
-                item.unlink()
-
-
-def _clear_crashed_runs(store: FactsStore, state: Path, now: datetime) -> None:
-    """What runs that did not finish left: downloads, staging folders, `running` ledger rows.
-    Called under the practice lock, which proves that no run is in progress."""
-    remove_downloads(state)
-    runs_dir = state / "runs"
-    if runs_dir.is_dir():
-        for staging in runs_dir.glob(".*.tmp"):  # outputs.write.StagedFolder's, never committed
-            if staging.is_dir() and not staging.is_symlink():
-                shutil.rmtree(staging)
-    for run in store.interrupt_unfinished(finished=datetime.now(tz=now.tzinfo)):
-        log.warning(
-            "run %d (started %s, pid %s on %s) did not finish: marked interrupted",
-            run["id"],
-            run["started"],
-            run["pid"] if run["pid"] is not None else "unknown",
-            run["host"] or "an unknown host",
-        )
-        folder = runs_dir / str(run["id"])
-        with contextlib.suppress(OSError):  # only an empty folder: a partial one is kept
-            folder.rmdir()
 
 
 def _incremental_possible(store: FactsStore, ruleset: CompiledRuleset, cfg: PracticeConfig) -> bool:

@@ -192,3 +192,10 @@ def test_screen_out_files_are_private_in_the_folder_the_user_chose(
     assert "decisions.ndjson" in written and "worklist.csv" in written
     assert {p.name: mode(p) for p in out.iterdir()} == dict.fromkeys(written, 0o600)
     assert mode(out) == 0o755  # the folder is the user's choice
+
+
+def test_the_resume_file_kept_is_the_bulk_clients():
+    from ips_screen.fhir.bulk import STATE_FILE
+    from ips_screen.nightly.state_cleanup import RESUME_FILE
+
+    assert RESUME_FILE == STATE_FILE

@@ -192,11 +192,12 @@ def write_to_server(
     skip_invalid: bool = False,
 ) -> tuple[ScreenResult, WriteReport]:
     """Screen the server and write the proposals back to it, then sweep duplicates, all under the
-    practice lock (`LockHeld` when another run holds it), so the screen sees what is on the
-    server when writing starts. A failed patient does not stop the others: see the report."""
-    from ips_screen.fhir.writer import PracticeLock, write_proposals
+    practice lock and the server's write lease (`LockHeld` when another run holds either), so the
+    screen sees what is on the server when writing starts. A failed patient does not stop the
+    others: see the report."""
+    from ips_screen.fhir.writer import PracticeLock, ServerLease, write_proposals
 
-    with PracticeLock(lock_path, base_url=client.base_url):
+    with PracticeLock(lock_path, base_url=client.base_url), ServerLease(client) as lease:
         result = screen_server(
             client,
             ruleset,
@@ -216,6 +217,7 @@ def write_to_server(
             owner=owner,
             tool_version=__version__,
             progress=_progress("written"),
+            lease=lease,
         )
     return result, written
 

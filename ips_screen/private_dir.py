@@ -5,13 +5,16 @@ service's sessions and card map. Whatever existed before, `ensure_private_dir` l
 0700 and every file below it 0600 (folders below it 0700), and refuses with `PrivateDirError`
 (a user error: one line, naming the path) when that cannot be done, e.g. a folder owned by
 another user. New files are created with `private_open` / `write_private_bytes` so they are never
-readable by others, not even for a moment.
+readable by others, not even for a moment; code that creates files by other means (SQLite, the
+Bulk downloader) runs under `private_umask`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 DIR_MODE = 0o700
@@ -23,6 +26,7 @@ __all__ = [
     "PrivateDirError",
     "ensure_private_dir",
     "private_open",
+    "private_umask",
     "write_private_bytes",
 ]
 
@@ -92,3 +96,15 @@ def write_private_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` as a 0600 file."""
     with private_open(path, "wb") as fh:
         fh.write(data)
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """Files and folders created meanwhile, by any code of this process, are private to this
+    user (umask 077); the previous umask is restored after. The umask is per process: use it
+    around a whole job (the nightly run), not in a server handling other requests."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)

@@ -17,6 +17,7 @@ from ips_screen.cli.review_cmd import add_review_parser
 from ips_screen.cli.serve_cmd import add_serve_parser
 from ips_screen.cli.server_args import add_server_args
 from ips_screen.errors import EXIT_CODES, UserError
+from ips_screen.secret_values import redact
 
 EPILOG = "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
 
@@ -154,8 +155,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     configure_logging(args)
     try:
         return commands.dispatch(args, environ)
-    except UserError as exc:
-        print(f"ips-screen: error: {exc}", file=sys.stderr)
+    except UserError as exc:  # a secret that slipped into a message is not printed
+        print(f"ips-screen: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("ips-screen: interrupted", file=sys.stderr)

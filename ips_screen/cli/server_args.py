@@ -116,6 +116,11 @@ def auth_from_args(args: argparse.Namespace, environ: Mapping[str, str], base_ur
     if parts.scheme.lower() != "https" and (parts.hostname or "") not in LOOPBACK_HOSTS:
         raise UserError(f"{base_url}: refusing to send credentials without https")
     if kind == "bearer":
+        from ips_screen.secret_values import env_name_problem
+
+        problem = args.token_env and env_name_problem(args.token_env)
+        if problem:  # never repeats the value: it may be the token itself
+            raise UserError(f"--token-env: {problem}")
         return BearerTokenAuth(base_url, args.token_env or DEFAULT_TOKEN_ENV, environ)
     missing = [o for a, o in list(_SMART_OPTIONS.items())[:3] if not getattr(args, a, None)]
     if missing:

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from requests.auth import AuthBase
 
 from ips_screen.errors import ConfigError, ServerError
+from ips_screen.secret_values import env_name_problem
 
 log = logging.getLogger("ips_screen.fhir")
 
@@ -121,6 +122,9 @@ class BearerTokenAuth(FhirAuth):
         environ: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(base_url)
+        problem = env_name_problem(env_var)
+        if problem is not None:  # never repeats the value: it may be the token itself
+            raise ConfigError(f"the bearer token setting: {problem}")
         env = os.environ if environ is None else environ
         token = env.get(env_var, "").strip()
         if not token:

@@ -1,8 +1,11 @@
 """Write proposals to the practice's FHIR server: one writer at a time, never a duplicate left.
 
 Conditional create is not safe under concurrency on common servers (docs: standards.md), so:
-1. `PracticeLock`: one ips-screen writer per FHIR server (an exclusive `flock` on a file under the
-   state dir, released by the kernel if the process dies); a second run gets `LockHeld` (exit 7).
+1. `PracticeLock`: one ips-screen writer per FHIR server on this machine (an exclusive `flock`
+   on a file in the lock dir, keyed by the normalised base URL, released by the kernel if the
+   process dies), and `ServerLease`: one writer per server across machines (a lease resource on
+   the server, taken with If-Match, renewed while writing, expiring if its holder dies). A
+   second writer gets `LockHeld` (exit 7).
 2. `write_proposals`: for each proposed patient, a lookup of the proposal's deterministic
    identifier, then one transaction (`build_patient_transaction`) only when it is absent. A
    transaction is atomic, so a failure leaves nothing half-written: the patient is reported
@@ -28,6 +31,7 @@ from typing import Literal
 from ips_screen.engine.decision import Decision
 from ips_screen.errors import ServerError, UserError
 from ips_screen.fhir.client import FhirClient, Resource
+from ips_screen.fhir.lease import ServerLease
 from ips_screen.fhir.lock import PracticeLock, default_lock_path, state_dir
 from ips_screen.fhir.sweep import (
     Duplicate,
@@ -49,6 +53,7 @@ __all__ = [
     "Duplicate",
     "PatientResult",
     "PracticeLock",
+    "ServerLease",
     "WriteReport",
     "check_owner",
     "default_lock_path",
@@ -138,13 +143,17 @@ def write_proposals(
     tool_version: str,
     progress: Callable[[int], None] | None = None,
     sweep: bool = True,
+    lease: ServerLease | None = None,
 ) -> WriteReport:
     """Write the proposal of every `propose` decision (in patient order) that is not on the
     server yet, then (unless `sweep` is False) resolve duplicates. Never raises for one patient's
-    failure: see `WriteReport.failed` and `WriteReport.ok`."""
+    failure: see `WriteReport.failed` and `WriteReport.ok`. `lease`, the server's write lease the
+    caller holds, is renewed as writing goes on; `LockHeld` when another writer took it."""
     report = WriteReport()
     proposed = sorted((d for d in decisions if d.outcome == "propose"), key=lambda d: d.patient)
     for n, decision in enumerate(proposed, start=1):
+        if lease is not None:
+            lease.renew()
         result = _write_one(client, decision, ruleset, now, owner, tool_version)
         level = logging.WARNING if result.status == "failed" else logging.DEBUG
         log.log(level, "%s: %s %s", decision.patient, result.status, result.message or "")
@@ -152,6 +161,8 @@ def write_proposals(
         if progress and n % 100 == 0:
             progress(n)
     if sweep:
+        if lease is not None:
+            lease.renew()
         try:
             report.duplicates = sweep_duplicates(
                 client, ruleset, now=now, tool_version=tool_version

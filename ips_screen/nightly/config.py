@@ -2,8 +2,11 @@
 
 Every setting is documented by its `description` here and in docs/practice.example.toml. Unknown
 keys are errors, and so is anything that looks like a secret written into the file: credentials
-are only ever named (an environment variable, a key file), never inlined. Relative paths are
-relative to the folder holding the config file.
+are only ever named (an environment variable, a key file), never inlined, and a value that looks
+like a secret is refused without being repeated (`ips_screen.secret_values`). A SMART client id
+is not a secret (the SMART reference Bulk server issues JWT-shaped ones): it may be written in,
+or read from an environment variable or a file. Relative paths are relative to the folder
+holding the config file.
 
 Errors are one line naming the file and the key ("practice.toml: [export] mode: ..."). They carry
 no line number: `tomllib` reports positions only for syntax errors, not for the keys of a
@@ -14,16 +17,19 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ips_screen.errors import ConfigError
+from ips_screen.secret_values import env_name_problem, secret_kind
 
 _SECRET_KEY = re.compile(r"(^|_)(token|secret|password|passwd|passphrase|api_?key|credentials?)$")
 _NAMED_SECRETS = frozenset({"token_env", "token_url", "private_key_file"})  # names, not secrets
-_SECRET_VALUE = re.compile(r"^(eyJ[\w-]{8,}\.[\w-]{8,}\.|-----BEGIN [A-Z ]*PRIVATE KEY-----)")
+_ENV_NAME_KEYS = frozenset({"token_env", "client_id_env"})  # hold the NAME of a variable
+_NOT_SECRETS = frozenset({"client_id", "kid"})  # identifiers, however random they look
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -86,7 +92,20 @@ class AuthConfig(_Section):
         description="bearer: the NAME of the environment variable holding the token "
         "(default IPS_SCREEN_FHIR_TOKEN)",
     )
-    client_id: str | None = Field(None, description="smart: the registered client id")
+    client_id: str | None = Field(
+        None,
+        min_length=1,
+        description="smart: the registered client id (not a secret: any form the server issues, "
+        "JWT-shaped ones included); or give client_id_env or client_id_file instead",
+    )
+    client_id_env: str | None = Field(
+        None,
+        pattern=_ENV_NAME,
+        description="smart: the NAME of an environment variable holding the client id",
+    )
+    client_id_file: Path | None = Field(
+        None, description="smart: a file holding the client id (surrounding whitespace ignored)"
+    )
     private_key_file: Path | None = Field(
         None, description="smart: the PEM private key file (RS384 or ES384), readable by this job"
     )
@@ -98,17 +117,46 @@ class AuthConfig(_Section):
 
     @model_validator(mode="after")
     def _method_fields(self) -> AuthConfig:
-        smart = {"client_id", "private_key_file", "kid", "scope", "token_url"}
+        ids = ("client_id", "client_id_env", "client_id_file")
+        smart = {*ids, "private_key_file", "kid", "scope", "token_url"}
         given = {name for name in smart if getattr(self, name) is not None}
         if self.method != "smart" and given:
             raise ValueError(f"{sorted(given)[0]} only applies when method = 'smart'")
         if self.method != "bearer" and self.token_env is not None:
             raise ValueError("token_env only applies when method = 'bearer'")
         if self.method == "smart":
-            missing = [n for n in ("client_id", "private_key_file", "kid") if n not in given]
+            how = [name for name in ids if name in given]
+            if len(how) > 1:
+                raise ValueError("give one of client_id, client_id_env or client_id_file")
+            needed = ("client_id", "private_key_file", "kid")
+            missing = [n for n in needed if n not in given and not (n == "client_id" and how)]
             if missing:
                 raise ValueError(f"method = 'smart' needs {', '.join(missing)}")
         return self
+
+    def client_id_value(self, environ: Mapping[str, str]) -> str:
+        """The SMART client id: as written, or read from its environment variable or file."""
+        if self.client_id is not None:
+            return self.client_id
+        if self.client_id_env is not None:
+            value = environ.get(self.client_id_env, "").strip()
+            if not value:
+                raise ConfigError(
+                    f"[auth] client_id_env: the environment variable {self.client_id_env} is "
+                    "not set"
+                )
+            return value
+        assert self.client_id_file is not None
+        try:
+            value = self.client_id_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise ConfigError(
+                f"[auth] client_id_file: cannot read {self.client_id_file} ({reason})"
+            ) from None
+        if not value:
+            raise ConfigError(f"[auth] client_id_file: {self.client_id_file} is empty")
+        return value
 
 
 class ExportConfig(_Section):
@@ -174,11 +222,19 @@ class ScreenConfig(_Section):
 
 class OutputConfig(_Section):
     state_dir: Path = Field(
-        description="the job's own folder: store.sqlite (facts: keep it private), locks/, "
-        "exports/ (emptied after each run), runs/<run id>/ (report.html, worklist.csv, "
+        description="the job's own folder, made private by every run (0700, files 0600): "
+        "store.sqlite (facts and the run ledger), locks/, exports/ (Bulk downloads, deleted "
+        "after each run and after a crash), runs/<run id>/ (report.html, worklist.csv, "
         "decisions.ndjson, summary.json) and runs/latest"
     )
     keep_runs: int = Field(30, ge=1, le=10_000, description="run folders kept under runs/")
+    lock_dir: Path | None = Field(
+        None,
+        description="the folder of the per-server write locks, shared by every ips-screen "
+        "writing to the server from this machine (the nightly job and the service; set "
+        "IPS_SCREEN_LOCK_DIR to the same folder for the service and screen --write); default "
+        "$IPS_SCREEN_LOCK_DIR, else ~/.local/state/ips-screen/locks. Keep it outside state_dir",
+    )
 
 
 class PracticeConfig(_Section):
@@ -198,10 +254,18 @@ class PracticeConfig(_Section):
             update={
                 "source": self.source.model_copy(update={"path": fix(self.source.path)}),
                 "auth": self.auth.model_copy(
-                    update={"private_key_file": fix(self.auth.private_key_file)}
+                    update={
+                        "private_key_file": fix(self.auth.private_key_file),
+                        "client_id_file": fix(self.auth.client_id_file),
+                    }
                 ),
                 "screen": self.screen.model_copy(update={"rules": fix(self.screen.rules)}),
-                "output": self.output.model_copy(update={"state_dir": fix(self.output.state_dir)}),
+                "output": self.output.model_copy(
+                    update={
+                        "state_dir": fix(self.output.state_dir),
+                        "lock_dir": fix(self.output.lock_dir),
+                    }
+                ),
             }
         )
 
@@ -247,11 +311,17 @@ def _refuse_secrets(data: dict[str, Any], path: Path, loc: tuple[str, ...]) -> N
                 "name an environment variable instead ([auth] token_env) or a key file "
                 "([auth] private_key_file)"
             )
-        if isinstance(value, str) and _SECRET_VALUE.match(value.strip()):
+        if not isinstance(value, str) or lowered in _NOT_SECRETS:
+            continue
+        if lowered in _ENV_NAME_KEYS:
+            problem = env_name_problem(value)
+            if problem is not None:
+                raise ConfigError(f"{path}: {_where(here)}: {problem}")
+        elif (kind := secret_kind(value)) is not None:
             raise ConfigError(
-                f"{path}: {_where(here)}: this looks like a token or private key written into "
-                "the config file; name an environment variable ([auth] token_env) or a key file "
-                "([auth] private_key_file) instead"
+                f"{path}: {_where(here)}: this looks like a secret ({kind}) written into the "
+                "config file; it is not repeated here. Name an environment variable "
+                "([auth] token_env) or a key file ([auth] private_key_file) instead"
             )
 
 

@@ -215,8 +215,11 @@ class NightlyOutputs:
         orphans: dict[str, int],
         unlinked: int,
         trends: list[dict] | None = None,
+        unfinished: list[dict] | None = None,
     ) -> dict:
-        """Write the report, worklist and summary, move every file into place; the summary."""
+        """Write the report, worklist and summary, move every file into place; the summary.
+        `unfinished`: recent ledger rows of runs that failed or were interrupted, for the
+        report."""
         folder = self.folder
         try:
             self._flush_lines()
@@ -231,7 +234,7 @@ class NightlyOutputs:
                 as_of=date.fromisoformat(self.as_of),
             )
             shown = [*self.proposed, *self.listed]
-            html = render_report(summary, shown, self.ruleset, trends=trends)
+            html = render_report(summary, shown, self.ruleset, trends=trends, unfinished=unfinished)
             folder.write(
                 WORKLIST,
                 lambda path: write_worklist_csv(self.proposed, path, ruleset=self.ruleset),

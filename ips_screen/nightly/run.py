@@ -1,7 +1,14 @@
 """One nightly run for one practice: sync the facts store, re-screen everyone, write, report.
 
-    1. the practice lock (state_dir/locks/nightly.lock): a second run gets `LockHeld` (exit 7)
-    2. a ledger row (store.sqlite: runs)
+    0. the state dir made private: 0700, every file in it 0600 whatever existed before (a folder
+       that cannot be made private is refused, exit 4), and the run under umask 077 so every
+       file it creates (outputs, store, locks, Bulk downloads) is private too
+    1. the practice lock (state_dir/locks/nightly.lock): a second run gets `LockHeld` (exit 7).
+       Holding it proves no other run of this state dir is running, so what a crashed run left
+       is cleared: its Bulk downloads (exports/*/files; export-state.json stays, so the export
+       resumes), its staging folders under runs/, and its ledger row, still `running`, is marked
+       `interrupted` (the report lists runs that did not finish)
+    2. a ledger row (store.sqlite: runs), with this process's pid and host
     3. sync the store (nightly/sync.py): Bulk `_since` export, REST reload, files reload or files
        applied as changes; a changed ruleset fingerprint or source means a full reload
     4. every patient's decision brought up to date as of tonight (decisions change with time
@@ -13,6 +20,7 @@
        sweep, under the server's writer lock; what was written is read back into the store
     6. outputs in runs/<run id>/ (report with trends, worklist.csv, decisions, summary) and
        runs/latest; old run folders pruned; the ledger row finished
+    7. whatever happened, the Bulk downloads are removed (they hold whole records)
 
 Exit codes: 0, or 9 (`COMPLETED_WITH_ERRORS`) when some proposals were not written, the sweep
 failed, the export reported errors, the Bulk export was damaged (none of it applied, `since`
@@ -32,12 +40,13 @@ from typing import Any
 
 from ips_screen import __version__
 from ips_screen.engine import Decision, evaluate
-from ips_screen.errors import COMPLETED_WITH_ERRORS, UserError
+from ips_screen.errors import COMPLETED_WITH_ERRORS, ConfigError, UserError
 from ips_screen.fhir.lock import PracticeLock
 from ips_screen.nightly.config import PracticeConfig
 from ips_screen.nightly.outputs import NightlyOutputs
 from ips_screen.nightly.progress import NoProgress, Progress
 from ips_screen.nightly.screen import screen_all
+from ips_screen.nightly.state_cleanup import clear_crashed_runs, remove_downloads
 from ips_screen.nightly.steps import link_latest, make_client, prune_runs, trend_row, trends_from
 from ips_screen.nightly.sync import (
     BulkApi,
@@ -48,6 +57,7 @@ from ips_screen.nightly.sync import (
     sync_server,
 )
 from ips_screen.pipeline import read_report_dict
+from ips_screen.private_dir import FILE_MODE, PrivateDirError, ensure_private_dir, private_umask
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.store.facts_store import FactsStore
 from ips_screen.store.ledger import decision_digest
@@ -55,6 +65,7 @@ from ips_screen.store.ledger import decision_digest
 log = logging.getLogger("ips_screen.nightly")
 
 STORE = "store.sqlite"
+UNFINISHED = ("interrupted", "failed")
 _DEFAULT: Any = object()
 
 
@@ -95,29 +106,38 @@ def run_nightly(
     Bulk export client (tests); None means "no Bulk export available"."""
     ruleset = load_ruleset(config.screen.rules)
     state = config.output.state_dir
-    state.mkdir(parents=True, exist_ok=True, mode=0o700)
     progress = progress or NoProgress()
     if bulk_api is _DEFAULT:  # the Bulk client (and its imports) only for a server
         bulk_api = default_bulk_api() if config.source.kind == "server" else None
-    lock = PracticeLock(state / "locks" / "nightly.lock", base_url=f"the state folder {state}")
-    with lock, FactsStore(state / STORE) as store:
-        planned = "incremental" if _incremental_possible(store, ruleset, config) else "full"
-        tag = f"{ruleset.id}@{ruleset.version}"
-        run_id = store.start_run(started=now, as_of=as_of, ruleset=tag, mode=planned)
-        log.info("run %d started (%s, as of %s)", run_id, tag, as_of.isoformat())
+    with private_umask():
         try:
-            return _run(store, run_id, config, ruleset, now, as_of, environ, progress, bulk_api)
-        except BaseException as exc:
-            message = str(exc) if isinstance(exc, UserError) else type(exc).__name__
-            store.finish_run(
-                run_id,
-                finished=datetime.now(tz=now.tzinfo),
-                status="failed",
-                counts={},
-                new_proposals=0,
-                errors=[message[:500]],
-            )
-            raise
+            ensure_private_dir(state)
+        except PrivateDirError as exc:
+            raise ConfigError(f"[output] state_dir: {exc}") from None
+        lock = PracticeLock(
+            state / "locks" / "nightly.lock", base_url=f"the state folder {state}", mode=FILE_MODE
+        )
+        with lock, FactsStore(state / STORE) as store:
+            clear_crashed_runs(store, state, now)
+            planned = "incremental" if _incremental_possible(store, ruleset, config) else "full"
+            tag = f"{ruleset.id}@{ruleset.version}"
+            run_id = store.start_run(started=now, as_of=as_of, ruleset=tag, mode=planned)
+            log.info("run %d started (%s, as of %s)", run_id, tag, as_of.isoformat())
+            try:
+                return _run(store, run_id, config, ruleset, now, as_of, environ, progress, bulk_api)
+            except BaseException as exc:
+                message = str(exc) if isinstance(exc, UserError) else type(exc).__name__
+                store.finish_run(
+                    run_id,
+                    finished=datetime.now(tz=now.tzinfo),
+                    status="failed",
+                    counts={},
+                    new_proposals=0,
+                    errors=[message[:500]],
+                )
+                raise
+            finally:
+                remove_downloads(state)
 
 
 def _incremental_possible(store: FactsStore, ruleset: CompiledRuleset, cfg: PracticeConfig) -> bool:
@@ -213,12 +233,14 @@ def _run(
     if synced.unread_types:  # types the server could not export, and what that means
         counts["unread_types"] = synced.unread()
     tonight = trend_row(run_id, as_of.isoformat(), counts)
-    trends = trends_from(store.recent_runs(14), tonight)
+    recent = store.recent_runs(14)
+    trends = trends_from(recent, tonight)
     summary = outputs.finish(
         read_report={**read_report_dict(synced.read_report), "unread_types": synced.unread()},
         orphans=store.orphans(),
         unlinked=store.unlinked(),
         trends=trends,
+        unfinished=[r for r in recent if r["status"] in UNFINISHED],
     )
     link_latest(runs_dir, out_dir)
     prune_runs(runs_dir, config.output.keep_runs, out_dir)
@@ -262,13 +284,15 @@ def _write(
     errors: list[str],
     progress: Progress,
 ) -> int:
-    """Write the proposals under the server's writer lock (the one `screen --write` takes), read
+    """Write the proposals under the server's writer lock (the one `screen --write` takes) and its
+    write lease on the server (`fhir.lease`), read
     them back into the store, and keep the written patients' decisions as they now stand (their
     proposal is open), so the next run counts no change for them."""
-    from ips_screen.fhir.writer import default_lock_path, write_proposals
+    from ips_screen.fhir.writer import ServerLease, default_lock_path, write_proposals
 
-    lock = PracticeLock(default_lock_path(client.base_url, environ), base_url=client.base_url)
-    with lock, progress.stage("written", unit="proposals") as bar:
+    path = default_lock_path(client.base_url, environ, config.output.lock_dir)
+    lock = PracticeLock(path, base_url=client.base_url)
+    with lock, ServerLease(client) as lease, progress.stage("written", unit="proposals") as bar:
         written = write_proposals(
             client,
             proposed,
@@ -277,6 +301,7 @@ def _write(
             owner=config.screen.owner,
             tool_version=__version__,
             progress=lambda n: bar.update(100),  # called every 100 proposals
+            lease=lease,
         )
     for patient, message in written.failed:
         errors.append(f"{patient} not written: {message}")

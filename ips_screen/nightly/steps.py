@@ -49,10 +49,10 @@ def make_client(config: PracticeConfig, environ: Mapping[str, str]) -> FhirClien
             env_var = auth_cfg.token_env or DEFAULT_TOKEN_ENV
             auth = BearerTokenAuth(url.rstrip("/"), env_var, environ)
         else:
-            assert auth_cfg.client_id and auth_cfg.private_key_file and auth_cfg.kid
+            assert auth_cfg.private_key_file and auth_cfg.kid
             auth = SmartBackendAuth(
                 url.rstrip("/"),
-                client_id=auth_cfg.client_id,
+                client_id=auth_cfg.client_id_value(environ),
                 private_key_path=auth_cfg.private_key_file,
                 kid=auth_cfg.kid,
                 scope=auth_cfg.scope or "system/*.rs",

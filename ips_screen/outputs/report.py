@@ -152,12 +152,14 @@ def render_report(
     *,
     explain: Callable[[str], str] | None = None,
     trends: list[dict] | None = None,
+    unfinished: list[dict] | None = None,
 ) -> str:
     """The report as one HTML page.
 
     `explain` turns a reason or flag name into plain words (default: the default ruleset's);
     `trends` (one dict per earlier run: run, as_of, propose, not_eligible, excluded,
-    open_proposals) adds a chart of runs over time.
+    open_proposals) adds a chart of runs over time; `unfinished` (ledger rows: id, started,
+    status, errors) lists recent runs that failed or were interrupted.
     """
 
     def meaning(name: str) -> str:
@@ -201,6 +203,15 @@ def render_report(
         "no_status": no_status[:LISTED_MAX],
         "no_status_more": max(0, len(no_status) - LISTED_MAX),
         "trends": _trends(trends) if trends is not None else None,
+        "unfinished": [
+            {
+                "run": r.get("id"),
+                "started": r.get("started"),
+                "status": r.get("status"),
+                "why": (r.get("errors") or [""])[0],
+            }
+            for r in unfinished or []
+        ],
         "version": ips_screen.__version__,
     }
     return _environment().get_template(TEMPLATE).render(**context)

@@ -2,8 +2,9 @@
 
 Every file is first written in full into a temporary sibling folder, flushed to disk, and only
 then moved into place with `os.replace` (atomic on one file system), so a crash never leaves a
-half-written file in the output folder. The same input always gives byte-identical files: JSON
-keys are sorted, decisions are sorted by patient, and nothing records the time of the run.
+half-written file in the output folder. Every file is made 0600 (it holds patient data); the
+folder's own mode is left as the user made it. The same input always gives byte-identical files:
+JSON keys are sorted, decisions are sorted by patient, and nothing records the time of the run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import orjson
 
 from ips_screen.engine.decision import Decision
 from ips_screen.outputs.summary import write_worklist_csv
+from ips_screen.private_dir import FILE_MODE
 from ips_screen.ruleset.loader import CompiledRuleset
 
 DECISIONS = "decisions.ndjson"
@@ -36,7 +38,10 @@ def decisions_ndjson(decisions: list[Decision]) -> bytes:
 
 
 def _write_synced(path: Path, produce: Callable[[Path], None]) -> None:
+    """Produce the file, make it readable by its owner only (it holds patient data, and the
+    folder is the user's choice), flush it to disk."""
     produce(path)
+    path.chmod(FILE_MODE)
     with path.open("rb+") as handle:
         os.fsync(handle.fileno())
 

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ips_screen.errors import ConfigError, validation_problem
+from ips_screen.secret_values import env_name_problem
 from ips_screen.service.ehr_auth_config import EhrAuthConfig
 from ips_screen.service.ehr_reader import ReadLimits
 from ips_screen.service.passwords import UserEntry, hash_password, load_users, verify_password
@@ -55,7 +56,6 @@ __all__ = [
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 SANDBOX_HOST = "sandbox.cds-hooks.org"  # the public CDS Hooks sandbox (tokens minted in browsers)
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _PRACTITIONER = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
 _HEADER = re.compile(r"^[A-Za-z0-9\-]{1,64}$")
 DEFAULT_BACKEND_SCOPE = (
@@ -101,8 +101,9 @@ class FhirBackendConfig(_Strict):
     @field_validator("token_env")
     @classmethod
     def _env(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.match(value):
-            raise ValueError("must be the NAME of an environment variable, not a token")
+        problem = None if value is None else env_name_problem(value)
+        if problem is not None:  # never repeats the value: it may be the token itself
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -133,8 +134,9 @@ class ReviewPageConfig(_Strict):
     @field_validator("session_secret_env")
     @classmethod
     def _env(cls, value: str) -> str:
-        if not _ENV_NAME.match(value):
-            raise ValueError("must be the NAME of an environment variable, not the secret")
+        problem = env_name_problem(value)
+        if problem is not None:  # never repeats the value: it may be the secret itself
+            raise ValueError(problem)
         return value
 
     @field_validator("proxy_header")

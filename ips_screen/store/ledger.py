@@ -1,17 +1,22 @@
 """The run ledger and the last decision of each patient, kept beside the facts (same database).
 
     runs       one row per nightly run: started, finished, status (running | ok | errors |
-               failed), as_of, ruleset "<id>@<version>", counts (JSON), new_proposals, errors
-               (JSON list of one-line messages), mode (full | incremental)
+               failed | interrupted), as_of, ruleset "<id>@<version>", counts (JSON),
+               new_proposals, errors (JSON list of one-line messages), mode (full | incremental),
+               and the pid and host of the process running it (columns added to older ledgers
+               when a run starts)
     decisions  patient id -> digest of the patient's decision after the last run, so the next run
                can count the patients whose decision changed
 
-Rows hold counts and messages only, never patient data beyond resource ids.
+Rows hold counts and messages only, never patient data beyond resource ids; anything shaped like
+a secret in a message is redacted before it is stored (`secret_values.redact`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -22,6 +27,7 @@ from typing import Any
 import orjson
 
 from ips_screen.engine.decision import Decision
+from ips_screen.secret_values import redact
 
 BATCH_ROWS = 10_000
 
@@ -45,6 +51,7 @@ CREATE TABLE IF NOT EXISTS decisions (
 """
 
 _RUN_COLUMNS = "id, started, finished, status, as_of, ruleset, counts, new_proposals, errors, mode"
+_OWNER_COLUMNS = {"pid": "INTEGER", "host": "TEXT"}  # added after the first release
 
 
 def decision_digest(decision: Decision) -> str:
@@ -84,16 +91,59 @@ class LedgerMixin:
 
     # -- runs -------------------------------------------------------------------------------------
 
+    def _add_owner_columns(self) -> None:
+        """Add the pid and host columns to a ledger made before they existed."""
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        missing = [(name, kind) for name, kind in _OWNER_COLUMNS.items() if name not in present]
+        if missing:
+            with self._transaction() as db:
+                for name, kind in missing:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+
     def start_run(self, *, started: datetime, as_of: date, ruleset: str, mode: str) -> int:
-        """Record that a run began; returns its id (1, 2, ...)."""
+        """Record that a run began, by this process on this host; returns its id (1, 2, ...)."""
+        self._add_owner_columns()
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT INTO runs (started, status, as_of, ruleset, mode) "
-                "VALUES (?, 'running', ?, ?, ?)",
-                (started.isoformat(timespec="seconds"), as_of.isoformat(), ruleset, mode),
+                "INSERT INTO runs (started, status, as_of, ruleset, mode, pid, host) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?)",
+                (
+                    started.isoformat(timespec="seconds"),
+                    as_of.isoformat(),
+                    ruleset,
+                    mode,
+                    os.getpid(),
+                    socket.gethostname(),
+                ),
             )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
+
+    def interrupt_unfinished(self, *, finished: datetime) -> list[dict]:
+        """Mark every run still `running` as `interrupted`, with a message naming the process
+        that ran it; the runs marked (id, started, pid, host). Call it only while holding the
+        lock every run of this store holds (nightly/run.py), which proves none is running:
+        those rows are left by runs that were killed or lost their machine."""
+        self._add_owner_columns()
+        rows = self._db.execute(
+            "SELECT id, started, pid, host FROM runs WHERE status = 'running' ORDER BY id"
+        ).fetchall()
+        marked = []
+        with self._transaction() as db:
+            for run_id, started, pid, host in rows:
+                where = f"pid {pid if pid is not None else 'unknown'} on {host or 'unknown host'}"
+                message = f"interrupted: the run ({where}) stopped without finishing"
+                db.execute(
+                    "UPDATE runs SET status = 'interrupted', finished = ?, errors = ? "
+                    "WHERE id = ? AND status = 'running'",
+                    (
+                        finished.isoformat(timespec="seconds"),
+                        orjson.dumps([message]).decode(),
+                        run_id,
+                    ),
+                )
+                marked.append({"id": run_id, "started": started, "pid": pid, "host": host})
+        return marked
 
     def finish_run(
         self,
@@ -116,7 +166,7 @@ class LedgerMixin:
                     status,
                     orjson.dumps(dict(counts), option=orjson.OPT_SORT_KEYS).decode(),
                     new_proposals,
-                    orjson.dumps(list(errors)).decode(),
+                    orjson.dumps([redact(e) for e in errors]).decode(),
                     mode,
                     run_id,
                 ),

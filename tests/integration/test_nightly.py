@@ -196,7 +196,7 @@ def test_three_nights_against_a_real_server(
             '[source]\nkind = "server"\nbase_url = "https://f.test/r4"\n[auth]\nmethod = "bearer"'
             '\ntoken_env = "eyJhbGciOiJSUzM4NCJ9.eyJzdWIiOiJ4In0.c2ln"\n'
             '[output]\nstate_dir = "s"\n',
-            "[auth] token_env: this looks like a token or private key",
+            "[auth] token_env: this looks like a secret (a JSON Web Token)",
         ),
         (
             '[source]\nkind = "server"\nbase_url = "https://f.test/r4"\n[auth]\nmethod = "smart"'

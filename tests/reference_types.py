@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from fhir.core.fhirabstractmodel import FHIRAbstractModel
-from fhir.resources import get_fhir_model_class
+from fhir.resources.R4B import get_fhir_model_class
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
 __all__ = ["reference_type_problems"]
 
@@ -31,7 +31,7 @@ def reference_type_problems(
             if "fullUrl" in entry:
                 known[entry["fullUrl"]] = entry["resource"]["resourceType"]
         return [p for e in entries for p in reference_type_problems(e["resource"], known)]
-    model = get_fhir_model_class(resource["resourceType"], fhir_release="R4B")
+    model = get_fhir_model_class(resource["resourceType"])
     parsed = model.model_validate(dict(resource))
     problems = []
     for path, allowed, reference in _references(parsed, resource["resourceType"]):

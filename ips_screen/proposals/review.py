@@ -29,6 +29,7 @@ from ips_screen.proposals.common import (
     fhir_datetime,
     full_url,
     if_none_exist,
+    place_evidence,
     validated,
 )
 
@@ -124,6 +125,7 @@ def accept_resources(
     ):
         if proposal_sr.get(key):
             order[key] = copy.deepcopy(proposal_sr[key])
+    order = place_evidence(order)  # a proposal written before 1.1 may give a Procedure as reason
     careplan: dict = {
         "resourceType": "CarePlan",
         "identifier": [{"system": PROPOSAL_ID_SYSTEM, "value": f"{value}-careplan"}],

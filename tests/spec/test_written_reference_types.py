@@ -19,10 +19,10 @@ from ips_screen import __version__
 from ips_screen.pipeline import decide_all
 from ips_screen.proposals.build import build_transaction
 from ips_screen.proposals.review import accept_resources, decline_resources, review_transaction
-from ips_screen.service.cards import Pending, build_card
+from ips_screen.service.cards import Pending, build_card, by_ref
 from ips_screen.sources import collect
 from tests.conftest import FIXTURES, FROZEN_NOW
-from tests.helpers import AS_OF, default_ruleset
+from tests.helpers import AS_OF, default_ruleset, load_json
 from tests.reference_types import reference_type_problems
 
 BY = "Practitioner/gp-1"
@@ -155,3 +155,16 @@ def test_the_checker_finds_targets_r4_does_not_allow():
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
     [problem] = reference_type_problems(bundle)
     assert problem.startswith("CarePlan.addresses -> Procedure (urn:uuid:")
+
+
+def test_a_pain_review_in_supporting_info_is_not_listed_as_a_fit_note_on_the_card():
+    decision = next(d for d in PROPOSED if d.patient == "Patient/fx-07")
+    assert decision.links.reasons == ("Observation/fx-07-obs-3",)
+    assert decision.links.supporting == ("Procedure/fx-07-proc-2",)
+    bundle = load_json(FIXTURES / "patients" / "07-chronic-pain-review-only.json")
+    resources = by_ref(e["resource"] for e in bundle["entry"])
+    card = build_card(
+        default_ruleset(), "fx-07", resources, decision=decision, pending=None, review_url=None
+    ).card
+    listed = card["detail"].split("**Fit notes in the last 12 months**")[1].split("**")[0]
+    assert listed.strip() == "- none recorded"

@@ -8,11 +8,13 @@ an exclusion applies when its rule matches; a criterion passes when its rule mat
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
-from ips_screen.dates import add_years, age_on, months_before, uk_state_pension_date
-from ips_screen.facts.model import PatientFacts, Record
+from ips_screen.dates import add_years, age_on, uk_state_pension_date
+from ips_screen.engine.findings import Context, Finding
+from ips_screen.engine.referrals import referral_declined, referral_open
+from ips_screen.facts.model import Record
 from ips_screen.ruleset.codelists import Codelist
 from ips_screen.ruleset.model import (
     AllOf,
@@ -27,18 +29,10 @@ from ips_screen.ruleset.model import (
     ReferralOpen,
 )
 
+__all__ = ["Context", "Finding", "evaluate_rule"]
+
 ACTIVE = frozenset({"active", "recurrence", "relapse"})
 NOT_ACTIVE = frozenset({"inactive", "remission", "resolved"})
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    matched: bool | None
-    refs: tuple[str, ...] = ()
-    detail: str = ""
-    parts: tuple = ()  # child steps (combinators, fallbacks)
-    reason: str | None = None  # a kind-specific reason (latest-category, missing data)
-    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,18 +43,6 @@ class Evidence:
     category: str
     klass: str
     ref: str
-
-
-@dataclass
-class Context:
-    facts: PatientFacts
-    t: date
-    codelists: dict[str, Codelist]
-    records: tuple[Record, ...]  # visible at T: undated, or dated on or before T
-    cache: dict = field(default_factory=dict)
-
-    def window_start(self, months: int) -> date:
-        return months_before(self.t, months)
 
 
 def active_at(record: Record, t: date) -> bool:
@@ -178,47 +160,6 @@ def records(rule: Records, ctx: Context) -> Finding:
         what = f"{what}; {first}"
     listed = "; ".join(_fmt(r) for r, _ in chosen[:5])
     return Finding(True, refs, f"{what}: {listed}" if listed else what)
-
-
-def referral_open(rule: ReferralOpen, ctx: Context) -> Finding:
-    codelist = ctx.codelists[rule.codelist]
-    start = ctx.window_start(rule.completed_within_months)
-    open_statuses = set(rule.open_statuses)
-    found = []
-    for r in ctx.records:
-        if r.resource_type != "ServiceRequest" or codelist.first_match(r.codes) is None:
-            continue
-        if r.status in open_statuses:
-            found.append((r, f"{r.status} ({r.intent or 'no intent'})"))
-        elif r.status == "completed" and r.date is not None and r.date >= start:
-            found.append((r, f"completed {r.date.isoformat()}"))
-    if found:
-        detail = "; ".join(f"{r.ref} {what}" for r, what in found)
-        return Finding(True, tuple(r.ref for r, _ in found), f"IPS referral open: {detail}")
-    return Finding(False, (), "no open or recent IPS referral")
-
-
-def referral_declined(rule: ReferralDeclined, ctx: Context) -> Finding:
-    codelist = ctx.codelists[rule.codelist]
-    start = ctx.window_start(rule.within_months)
-    requests = {
-        r.ref: r
-        for r in ctx.records
-        if r.resource_type == "ServiceRequest" and codelist.first_match(r.codes) is not None
-    }
-    found: list[tuple[str, str]] = []
-    for r in requests.values():
-        if r.status in rule.request_statuses and r.changed and start <= r.changed <= ctx.t:
-            found.append((r.ref, f"{r.ref} {r.status} {r.changed.isoformat()}"))
-    for task in ctx.records:
-        if task.resource_type != "Task" or task.focus not in requests:
-            continue
-        if task.status in rule.task_statuses and task.changed and start <= task.changed <= ctx.t:
-            found.append((task.ref, f"{task.ref} {task.status} {task.changed.isoformat()}"))
-    if found:
-        refs = tuple(dict.fromkeys(ref for ref, _ in found))
-        return Finding(True, refs, "declined: " + "; ".join(text for _, text in found))
-    return Finding(False, (), f"no IPS proposal declined in the last {rule.within_months} months")
 
 
 def employment_evidence(rule: LatestCategory, ctx: Context) -> list[Evidence]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -49,12 +50,40 @@ class Step:
         )
 
 
+# The target types R4 allows in ServiceRequest.reasonReference. Other evidence (e.g. a chronic
+# pain review recorded as a Procedure) goes to supportingInfo, which takes any resource.
+REASON_REFERENCE_TYPES = frozenset(
+    {"Condition", "Observation", "DiagnosticReport", "DocumentReference"}
+)
+
+
+def reference_type(reference: str) -> str | None:
+    """The resource type a "Type/id" (or absolute, or versioned) reference names; None for a
+    urn:uuid or a contained "#id", whose type the text does not say."""
+    parts = reference.split("?", 1)[0].split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    return parts[-2] if len(parts) >= 2 and not reference.startswith("urn:") else None
+
+
+def split_reasons(
+    reasons: Iterable[str], supporting: Iterable[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(reasonReference, supportingInfo): reasons of a type R4 does not allow as a reason move
+    to the end of supportingInfo; a reference of unknown type stays where it is."""
+    kept, moved = [], []
+    for ref in dict.fromkeys(reasons):
+        kind = reference_type(ref)
+        (moved if kind is not None and kind not in REASON_REFERENCE_TYPES else kept).append(ref)
+    return tuple(kept), tuple(dict.fromkeys([*supporting, *moved]))
+
+
 @dataclass(frozen=True, slots=True)
 class Links:
     """References the proposal is built from (only on `propose`)."""
 
-    reasons: tuple[str, ...] = ()  # ServiceRequest.reasonReference
-    supporting: tuple[str, ...] = ()  # ServiceRequest.supportingInfo (fit notes)
+    reasons: tuple[str, ...] = ()  # ServiceRequest.reasonReference (REASON_REFERENCE_TYPES only)
+    supporting: tuple[str, ...] = ()  # ServiceRequest.supportingInfo (fit notes, other evidence)
     pain: tuple[str, ...] = ()  # Conditions the care plan addresses
     owner: str | None = None  # the patient's general practitioner, if recorded
 

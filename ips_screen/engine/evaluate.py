@@ -15,7 +15,7 @@ from ips_screen.engine.criteria import (
     evaluate_rule,
     select_records,
 )
-from ips_screen.engine.decision import Decision, Links, Step
+from ips_screen.engine.decision import Decision, Links, Step, split_reasons
 from ips_screen.facts.model import PatientFacts
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.ruleset.model import Criterion, LatestCategory, Priority, Records
@@ -149,6 +149,7 @@ def evaluate(ruleset: CompiledRuleset, facts: PatientFacts, as_of: date) -> Deci
         dict.fromkeys(ref for name in proposal.reason_criteria for ref in steps_by_id[name].refs)
     )
     supporting = tuple(dict.fromkeys(r.ref for r, _ in _fit_notes(proposal.supporting_info, ctx)))
+    reason_refs, supporting = split_reasons(reason_refs, supporting)
     pain = tuple(
         ref for ref in steps_by_id[proposal.pain_criterion].refs if ref.startswith("Condition/")
     )

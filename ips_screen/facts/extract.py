@@ -263,6 +263,7 @@ def extract_record(
             intent=resource.get("intent"),
             focus=focus,
             changed=parse_fhir_date(resource.get("lastModified") or resource.get("authoredOn")),
+            status_reason=codings(resource.get("statusReason")),
         )
 
     concept = resource.get(CODE_FIELD[rtype])

@@ -30,6 +30,7 @@ class Record:
     identifiers: tuple[tuple[str, str], ...] = ()  # ServiceRequest (system, value)
     focus: str | None = None  # Task.focus reference, resolved to "Type/id"
     changed: date | None = None  # Task lastModified; ServiceRequest meta.lastUpdated
+    status_reason: tuple[Coding, ...] = ()  # Task.statusReason codings, normalised
     display: str | None = None  # the clinical term, for explanations
 
     def to_dict(self) -> dict:
@@ -49,7 +50,7 @@ class Record:
         for name in ("date", "abatement", "changed"):
             if kwargs.get(name):
                 kwargs[name] = date.fromisoformat(kwargs[name])
-        for name in ("codes", "values", "identifiers"):
+        for name in ("codes", "values", "identifiers", "status_reason"):
             if name in kwargs:
                 kwargs[name] = tuple(tuple(c) for c in kwargs[name])
         if "components" in kwargs:

@@ -286,10 +286,13 @@ def review_detail(
             (pain if in_codelists(ruleset, pain_lists, resource) else employment).append(
                 _evidence(ref, resource, names)
             )
-    fit_notes = [
-        _evidence(r, read_resource(client, r), names, fit_list)
-        for r in references(sr.get("supportingInfo"))
-    ]
+    fit_notes = []
+    for ref in references(sr.get("supportingInfo")):
+        resource = read_resource(client, ref)
+        if resource is not None and in_codelists(ruleset, pain_lists, resource):
+            pain.append(_evidence(ref, resource, names))  # e.g. a pain review (a Procedure)
+        else:
+            fit_notes.append(_evidence(ref, resource, names, fit_list))
     fit_notes.sort(key=lambda e: (e.date or "9999", e.ref))
     notes = [n.get("text", "") for n in sr.get("note") or () if isinstance(n, dict)]
     return ReviewDetail(

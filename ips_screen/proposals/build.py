@@ -1,6 +1,7 @@
 """The proposal for each `propose` decision, as FHIR R4 resources (plain JSON dicts).
 
-For one patient: a ServiceRequest (intent proposal, status draft), its review Task (code approve),
+For one patient: a ServiceRequest (intent proposal, status draft; reasonReference holds only the
+types R4 allows there, other evidence goes to supportingInfo), its review Task (code approve),
 a Provenance (the tool as author and assembler, the evidence as sources) and the tool's Device.
 Every resource is validated by its `fhir.resources.R4B` model and dumped with
 ``model_dump(mode="json", exclude_none=True)``, so key order is the model's and stable.
@@ -42,6 +43,7 @@ from ips_screen.proposals.common import (
     fhir_datetime,
     full_url,
     if_none_exist,
+    place_evidence,
     transaction,
     validated,
 )
@@ -164,6 +166,7 @@ def proposal_entries(
     for resource in (request, provenance):  # FHIR forbids empty arrays
         for key in [k for k, v in resource.items() if v == []]:
             del resource[key]
+    request = place_evidence(request)  # decisions cached by an older version may list Procedures
     return [
         Entry(patient_id, sr_url, validated(request), if_none_exist(system, value)),
         Entry(patient_id, task_url, validated(task), if_none_exist(system, f"{value}-review")),

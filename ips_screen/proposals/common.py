@@ -17,6 +17,7 @@ from uuid import NAMESPACE_URL, uuid5
 from fhir.resources.R4B import get_fhir_model_class
 
 from ips_screen.codes import DEVICE_ID_SYSTEM, IPS_SYSTEM, PROVENANCE_AGENT_SYSTEM
+from ips_screen.engine.decision import REASON_REFERENCE_TYPES, reference_type
 
 TOOL_NAME = "ips-screen"
 DATA_OPERATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
@@ -32,6 +33,29 @@ PRIORITY_CODES: dict[str, dict[str, str]] = {
         "display": "IPS screen priority: routine",
     },
 }
+
+
+def place_evidence(request: dict) -> dict:
+    """The ServiceRequest with every reasonReference of a type R4 does not allow there (e.g. a
+    Procedure, as versions before 1.1 wrote them) moved to supportingInfo; empty lists dropped."""
+    reasons = [r for r in request.get("reasonReference") or () if isinstance(r, dict)]
+    supporting = [r for r in request.get("supportingInfo") or () if isinstance(r, dict)]
+    moved = [r for r in reasons if _kind(r) not in (None, *REASON_REFERENCE_TYPES)]
+    out = {**request}
+    out["reasonReference"] = [r for r in reasons if r not in moved]
+    out["supportingInfo"] = [*supporting, *(r for r in moved if r not in supporting)]
+    for key in ("reasonReference", "supportingInfo"):
+        if not out[key]:
+            del out[key]
+    return out
+
+
+def _kind(reference: dict) -> str | None:
+    """The resource type a Reference names (its `type`, else its text), or None."""
+    kind, text = reference.get("type"), reference.get("reference")
+    if isinstance(kind, str) and kind:
+        return kind
+    return reference_type(text) if isinstance(text, str) else None
 
 
 def validated(resource: dict) -> dict:

@@ -4,9 +4,11 @@ Accept: an IPS ServiceRequest intent order (basedOn the proposal), a "Work and h
 addressing the pain Conditions with the order as its activity and the fit notes as supporting
 information, the review Task completed, the proposal completed, and a Provenance naming the
 clinician (author) and the tool (assembler). Decline: the Task rejected with a coded
-statusReason, the proposal revoked (which suppresses new proposals for 12 months), and a
-Provenance. The new resources refer to each other and to the tool's Device by urn:uuid fullUrls:
-write them with `review_transaction`, which assigns exactly those fullUrls.
+statusReason, the proposal revoked (which suppresses new proposals for 12 months, 3 for
+`not-now`), and a Provenance. The order copies the proposal's evidence, with reasonReference
+kept to the types R4 allows there (`place_evidence`). The new resources refer to each other and
+to the tool's Device by urn:uuid fullUrls: write them with `review_transaction`, which assigns
+exactly those fullUrls.
 
 The project's CodeSystems (decline reasons, IPS code) are in codesystems.py, re-exported here.
 """
@@ -29,6 +31,7 @@ from ips_screen.proposals.common import (
     fhir_datetime,
     full_url,
     if_none_exist,
+    place_evidence,
     validated,
 )
 
@@ -124,6 +127,7 @@ def accept_resources(
     ):
         if proposal_sr.get(key):
             order[key] = copy.deepcopy(proposal_sr[key])
+    order = place_evidence(order)  # a proposal written before 1.1 may give a Procedure as reason
     careplan: dict = {
         "resourceType": "CarePlan",
         "identifier": [{"system": PROPOSAL_ID_SYSTEM, "value": f"{value}-careplan"}],

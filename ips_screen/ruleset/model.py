@@ -10,7 +10,8 @@ kinds, documented in README.md ("Criterion kinds"):
                       least N months ago, at least N distinct records, categories
     any-of / all-of   combine other criteria
     referral-open     a referral coded in a codelist in open statuses, or completed recently
-    referral-declined a referral revoked, or its review Task rejected/cancelled, recently
+    referral-declined a referral revoked, or its review Task rejected/cancelled, recently (a
+                      shorter window for deferral reasons such as `not-now`)
     latest-category   the latest dated evidence as of T, mapped to classes that pass or fail,
                       with a staleness flag and a fallback criterion
 """
@@ -77,12 +78,27 @@ class ReferralOpen(_Base):
     completed_within_months: int = Field(12, ge=0)
 
 
+class Deferral(Strict):
+    """A decline reason (a coding of the review Task's statusReason) with its own window."""
+
+    system: str = Field(min_length=1)
+    code: str = Field(min_length=1)
+    within_months: int = Field(ge=0, description="months this reason suppresses new proposals")
+
+
 class ReferralDeclined(_Base):
+    """A declined proposal, dated by its rejected/cancelled review Task alone when it has one,
+    else (revoked request) by the request's change date; recent within `within_months`, or
+    within the `deferrals` window of the Task's statusReason."""
+
     kind: Literal["referral-declined"]
     codelist: str
     task_statuses: list[str] = Field(default_factory=lambda: ["rejected", "cancelled"])
     request_statuses: list[str] = Field(default_factory=lambda: ["revoked"])
     within_months: int = Field(12, ge=0)
+    deferrals: list[Deferral] = Field(
+        default_factory=list, description="decline reasons with a window other than within_months"
+    )
 
 
 class EvidenceSource(Strict):

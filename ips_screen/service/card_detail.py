@@ -51,7 +51,10 @@ def _fit_note_lines(
         rtype = resource["resourceType"]
         concept = resource.get(CODE_FIELD.get(rtype, "code")) or {}
         when = record_date(resource, rtype)
-        fitness = fit_list.first_match(codings(concept)) or "unspecified"
+        fitness = fit_list.first_match(codings(concept))
+        if fitness is None:  # other evidence in supportingInfo, e.g. a pain review (Procedure)
+            continue
+        fitness = fitness or "unspecified"
         display = next(
             (c.get("display") for c in concept.get("coding") or () if c.get("display")),
             concept.get("text") or "fit note",

@@ -37,7 +37,7 @@ from ips_screen.engine import Decision
 from ips_screen.facts.extract import codings, reference_to
 from ips_screen.fhir.sweep import is_review_task
 from ips_screen.proposals.build import proposal_identifier
-from ips_screen.proposals.common import PRIORITY_CODES, validated
+from ips_screen.proposals.common import PRIORITY_CODES, place_evidence, validated
 from ips_screen.proposals.text import clinician_note, patient_explanation
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.service.card_detail import detail_markdown
@@ -179,10 +179,7 @@ def order_resource(
         order["category"] = [{"coding": [PRIORITY_CODES[priority]]}]
     if based_on:
         order["basedOn"] = [{"reference": based_on}]
-    for key in ("reasonReference", "supportingInfo"):
-        if not order[key]:
-            del order[key]
-    return validated(order)
+    return validated(place_evidence(order))  # R4's reasonReference types; empty lists dropped
 
 
 def override_reasons() -> list[dict]:

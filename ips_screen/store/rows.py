@@ -30,7 +30,9 @@ from ips_screen.sources.files import ReadReport
 from ips_screen.sources.population import HasCodelists
 
 BLOOM_BITS = 1 << 26  # 8 MiB: "might this ref have been stored during this full load?"
-STORE_FORMAT = "1"  # bump when what is stored per resource changes: forces a full reload
+# Bump when what is stored per resource changes: an older store's fingerprint no longer matches,
+# so the next run resets it and loads everything. 2: Task.statusReason is kept (deferrals).
+STORE_FORMAT = "2"
 
 
 def ruleset_fingerprint(ruleset: HasCodelists) -> str:

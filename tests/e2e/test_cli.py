@@ -163,7 +163,7 @@ def test_explain_prints_the_trace(capsys):
 
 def test_rules_validate_test_and_pin(capsys, tmp_path: Path):
     code, out, _ = run(capsys, "rules", "validate")
-    assert code == 0 and "ok: ips-chronic-pain 1.0.0" in out
+    assert code == 0 and "ok: ips-chronic-pain 1.1.0" in out
     code, out, _ = run(capsys, "rules", "test")
     assert code == 0, out
     assert ", 0 failed" in out

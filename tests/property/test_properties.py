@@ -55,6 +55,7 @@ SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+DECLINE_REASON = "https://ips-screen.org/fhir/CodeSystem/decline-reason"
 AS_OF_CHOICES = [date(2026, 11, 26), date(2027, 5, 31), date(2028, 2, 29), date(2026, 3, 1)]
 
 
@@ -236,11 +237,14 @@ def referral(draw, t: date, after_t: bool = False) -> dict:
 @st.composite
 def review_task(draw, t: date, focus: str, after_t: bool = False) -> dict:
     modified = draw(a_date(t, after_t))
+    reason = draw(st.sampled_from([None, "not-now", "not-now", "not-interested"]))
+    extra = {"statusReason": {"coding": [{"system": DECLINE_REASON, "code": reason}]}}
     return task(
         focus,
         status=draw(st.sampled_from(["requested", "rejected", "cancelled", "completed"])),
         authored=draw(a_date(t, after_t)) if after_t else draw(st.one_of(st.none(), a_date(t))),
         last_modified=modified if modified and "T" in modified else None,
+        **(extra if reason else {}),
     )
 
 

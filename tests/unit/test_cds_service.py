@@ -373,7 +373,7 @@ def test_propose_patient_gets_a_card_from_prefetch_alone(client: TestClient, ehr
     check_card(card)
     assert card["summary"] == "Consider IPS employment support: chronic pain and out of work"
     assert card["indicator"] == "info"
-    assert card["source"]["label"] == f"ips-screen {__version__} (ips-chronic-pain@1.0.0)"
+    assert card["source"]["label"] == f"ips-screen {__version__} (ips-chronic-pain@1.1.0)"
     assert card["selectionBehavior"] == "at-most-one"
     assert [r["code"] for r in card["overrideReasons"]] == list(DECLINE_REASONS)
     assert {r["system"] for r in card["overrideReasons"]} == {DECLINE_REASON_SYSTEM}

@@ -97,7 +97,7 @@ def write_deleted(path: Path, refs: list[str], *, per_bundle: int = 2) -> Path:
 def test_full_load_round_trips_and_screens_like_collect(tmp_path: Path, store, ruleset):
     stats = store.apply(iter_resources(discover([FIXTURES])), ruleset)
     population = collect([FIXTURES], ruleset)
-    assert (stats.patients, stats.records) == (42, 105)
+    assert (stats.patients, stats.records) == (45, 120)
     assert list(store.iter_patients()) == list(population.patients.values())
     assert screen(store.iter_patients(), ruleset) == screen(population, ruleset)
     assert store.orphans() == population.orphans == {}
@@ -107,7 +107,7 @@ def test_full_load_round_trips_and_screens_like_collect(tmp_path: Path, store, r
     store.close()
     with FactsStore(tmp_path / "store.sqlite") as reopened:  # durable
         assert list(reopened.iter_patients()) == list(population.patients.values())
-        assert reopened.counts() == {"patients": 42, "records": 105}
+        assert reopened.counts() == {"patients": 45, "records": 120}
         assert reopened.size_bytes() > 0
     assert (tmp_path / "store.sqlite").stat().st_mode & 0o077 == 0
 

@@ -179,7 +179,7 @@ def test_every_reason_flag_outcome_and_priority_is_counted(decisions, ruleset):
     assert summary["flags"] == {"employment-status-unconfirmed": 1}
     assert summary["outcomes"] == {"excluded": 2, "not-eligible": 3, "propose": 2}
     assert summary["priority"] == {"early": 1, "routine": 1}
-    assert summary["ruleset"] == "ips-chronic-pain@1.0.0"
+    assert summary["ruleset"] == "ips-chronic-pain@1.1.0"
     assert summary["as_of"] == "2026-11-26"
     assert summary["patients"] == 7
 
@@ -321,7 +321,7 @@ def test_report_renders_a_complete_page(decisions, ruleset):
     assert html.lstrip().startswith("<!DOCTYPE html>") and "</html>" in html
     assert "{{" not in html and "{%" not in html
     assert ruleset.model.title in html and "2026-11-26" in html
-    assert f"ips-screen {ips_screen.__version__}" in html and "ips-chronic-pain@1.0.0" in html
+    assert f"ips-screen {ips_screen.__version__}" in html and "ips-chronic-pain@1.1.0" in html
     parser = TagBalance()
     parser.feed(html)
     assert parser.errors == [] and parser.stack == []

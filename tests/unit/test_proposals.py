@@ -270,7 +270,7 @@ def test_service_request(bundle: dict, rs: CompiledRuleset) -> None:
     }
     assert sr["code"]["text"] == "Referral to Individual Placement and Support (IPS)"
     assert sr["category"][0]["coding"][0]["code"] == "priority-early"
-    assert sr["extension"] == [{"url": RULESET_EXTENSION, "valueString": "ips-chronic-pain@1.0.0"}]
+    assert sr["extension"] == [{"url": RULESET_EXTENSION, "valueString": "ips-chronic-pain@1.1.0"}]
     assert sr["authoredOn"] == "2026-11-26T09:30:00Z"
     assert [r["reference"] for r in sr["reasonReference"]] == [
         "Condition/c1",

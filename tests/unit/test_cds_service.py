@@ -527,6 +527,36 @@ def test_400_for_a_malformed_request(client: TestClient, ehr_key, change):
     assert "error" in response.json()
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"context": {"patientId": "fx-01"}}, "context.userId is required"),
+        (
+            {"context": {"patientId": "fx-01", "userId": "dr-cds"}},
+            "context.userId must be a FHIR reference such as Practitioner/<id>",
+        ),
+        ({"hookInstance": "call-1"}, "hookInstance must be a UUID"),
+        ({"hookInstance": 42}, "hookInstance must be a UUID"),
+        (
+            {"fhirAuthorization": hook_request("x", access_token="t")["fhirAuthorization"]},
+            "fhirServer is required when fhirAuthorization is given",
+        ),
+        (
+            {"fhirServer": "https://ehr.example.org/fhir", "fhirAuthorization": {}},
+            "fhirAuthorization.access_token is required",
+        ),
+    ],
+)
+def test_400_when_a_field_the_spec_requires_is_missing_or_malformed(
+    client: TestClient, ehr_key, change, message
+):
+    body = hook_request("fx-01", prefetch_of(fixture_resources("01")))
+    body.update(change)
+    response = call(client, ehr_key, body)
+    assert response.status_code == 400
+    assert response.json() == {"error": message}
+
+
 def test_400_for_a_body_that_is_not_a_json_object(client: TestClient, ehr_key):
     for content in (b"not json", b"[1, 2]"):
         response = client.post(SERVICE, content=content, headers=auth(ehr_key))
@@ -701,6 +731,35 @@ def test_feedback_that_cannot_be_used_is_ignored(make_client, ehr_key):
 )
 def test_malformed_feedback_is_400(client: TestClient, ehr_key, body):
     assert send_feedback(client, ehr_key, body) == 400
+
+
+CARD = "6f1c2b9e-2f43-4c1e-9d57-1f0e3c8a4b21"
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"card": "card-1"}, "feedback[0].card must be the UUID of a card"),
+        ({"outcomeTimestamp": "yesterday"}, "feedback[0].outcomeTimestamp must be an ISO 8601"),
+        ({"outcomeTimestamp": None}, "feedback[0].outcomeTimestamp is required"),
+        (
+            {"acceptedSuggestions": None},
+            "feedback[0]: acceptedSuggestions is required when the outcome is accepted",
+        ),
+        ({"acceptedSuggestions": [{}]}, "feedback[0].acceptedSuggestions.0.id is required"),
+    ],
+)
+def test_feedback_without_what_the_spec_requires_is_400(client: TestClient, ehr_key, item, message):
+    good = {
+        "card": CARD,
+        "outcome": "accepted",
+        "outcomeTimestamp": FROZEN_NOW.isoformat(),
+        "acceptedSuggestions": [{"id": CARD}],
+    }
+    body = {"feedback": [{k: v for k, v in {**good, **item}.items() if v is not None}]}
+    response = client.post(FEEDBACK, json=body, headers=auth(ehr_key, FEEDBACK))
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(message)
 
 
 def test_card_memory_is_bounded():

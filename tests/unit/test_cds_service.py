@@ -31,7 +31,7 @@ from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS, PROPOSAL_ID
 from ips_screen.errors import ConflictError, ServerError
 from ips_screen.proposals.build import build_proposal
 from ips_screen.service.app import create_app
-from ips_screen.service.cards import blocking_referral, by_ref
+from ips_screen.service.cards import blocking_referral, by_ref, pending_proposal
 from ips_screen.service.config import hash_password, parse_config
 from ips_screen.service.prefetch import PREFETCH, SEARCH_TYPES
 from ips_screen.service.state import CardMemory, CardState
@@ -452,6 +452,24 @@ def test_pending_proposal_is_shown_with_its_review(client: TestClient, ehr_key):
     decided = [dict(r, status="completed") if r.get("id") == "task-1" else r for r in resources]
     response = call(client, ehr_key, hook_request("fx-01", prefetch_of(decided)))
     assert response.json() == {"cards": []}
+
+
+def test_another_patients_proposal_or_task_never_makes_the_card(client: TestClient, ehr_key):
+    ruleset = default_ruleset()
+    resources = with_pending_proposal(fixture_resources("01"))
+    *records, sr, task = resources
+    other = {"reference": "Patient/fx-02"}
+    mixed = [
+        [dict(sr, subject=other), dict(task, **{"for": other})],  # fx-01's proposal id, fx-02's
+        [sr, dict(task, **{"for": other})],  # fx-02's review of fx-01's proposal
+        [dict(sr, subject=other), task],
+    ]
+    assert pending_proposal(by_ref([sr, task]), ruleset, "fx-01") is not None
+    for pair in mixed:
+        assert pending_proposal(by_ref(pair), ruleset, "fx-01") is None
+        response = call(client, ehr_key, hook_request("fx-01", prefetch_of([*records, *pair])))
+        assert response.status_code == 200
+        assert "task-1" not in response.text and "awaiting review" not in response.text
 
 
 @pytest.mark.parametrize("status", ["draft", "active", "on-hold", "unknown", "completed"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -470,6 +471,61 @@ def test_another_patients_proposal_or_task_never_makes_the_card(client: TestClie
         response = call(client, ehr_key, hook_request("fx-01", prefetch_of([*records, *pair])))
         assert response.status_code == 200
         assert "task-1" not in response.text and "awaiting review" not in response.text
+
+
+HOSTILE = "Back pain\n\n# Heading\n* item\r\n1. one\n---\n    code |a|b|\u2028> <b>x</b> [l](x)"
+_BLOCK = re.compile(r"^(#|>|\*|\+|-|=|\d+[.)]|\s|`|~|\||<)")
+
+
+def _blocks(detail: str) -> list[str]:
+    """Each line's kind (blank, bold, bullet, text); AssertionError for a line (or a bullet's
+    content) that starts a heading, list, quote, code block, table or HTML."""
+    kinds = []
+    for line in detail.split("\n"):
+        if not line:
+            kinds.append("blank")
+        elif line.startswith("**"):
+            kinds.append("bold")
+        elif line.startswith("- "):
+            assert not _BLOCK.match(line[2:]), line
+            kinds.append("bullet")
+        else:
+            assert not _BLOCK.match(line), line
+            kinds.append("text")
+    return kinds
+
+
+def _displayed(resources: list[dict], display: str) -> list[dict]:
+    out = copy.deepcopy(resources)
+    for resource in out:
+        for key in ("code", "type"):
+            concept = resource.get(key)
+            for coding in concept.get("coding", []) if isinstance(concept, dict) else ():
+                coding["display"] = display
+    return out
+
+
+def test_record_text_cannot_break_out_of_the_card_markdown(client: TestClient, ehr_key):
+    details = [
+        call(
+            client, ehr_key, hook_request("fx-01", prefetch_of(_displayed(records, display)))
+        ).json()["cards"][0]["detail"]
+        for records in [fixture_resources("01")]
+        for display in ("Back pain", HOSTILE)
+    ]
+    assert _blocks(details[1]) == _blocks(details[0])  # the same list items and paragraphs
+    assert (
+        "- 2026-08-03: not fit for work (Back pain \\# Heading \\* item 1. one --- code "
+        "\\|a\\|b\\| \\> \\<b\\>x\\</b\\> \\[l\\](x))"
+    ) in details[1].split("\n")
+
+    # A pending proposal's stored note (the EHR sends it) is escaped line by line.
+    resources = with_pending_proposal(fixture_resources("01"))
+    resources[-2]["note"] = [{"text": f"Why:\n- {HOSTILE}\n{HOSTILE}\n```\n+ x\n===\n2) y"}]
+    response = call(client, ehr_key, hook_request("fx-01", prefetch_of(resources)))
+    (card,) = response.json()["cards"]
+    assert card["summary"].startswith("IPS employment support proposal awaiting review")
+    assert "bullet" in _blocks(card["detail"])
 
 
 @pytest.mark.parametrize("status", ["draft", "active", "on-hold", "unknown", "completed"])

@@ -12,7 +12,8 @@ of this tool's proposal for the card's patient: the Task `for` that Patient, its
 proposal with the tool's identifier about the same Patient (`review.load_review`), the patient
 being the one this service showed the card for (the card state). A prefetch can name any Task
 id, so a mismatch is refused: nothing is written, the answer is 409 with a message that names no
-record, and a warning names the resource ids.
+record, and a warning names the resource ids. A live card's proposal is refused the same way when
+a record it refers to is, on the practice server, another patient's.
 
 Idempotent: a review Task no longer `requested` is left alone, and a live card's proposal is
 found by its deterministic identifier, so the same feedback twice changes nothing. Feedback on
@@ -31,8 +32,10 @@ from typing import Any
 from ips_screen import __version__
 from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS
 from ips_screen.errors import LockHeld, ServerError, UserError
+from ips_screen.facts.extract import patient_of
 from ips_screen.fhir import review
 from ips_screen.fhir.lock import PracticeLock, default_lock_path
+from ips_screen.fhir.review_read import read_resource
 from ips_screen.fhir.sweep import is_review_task, search_all
 from ips_screen.fhir.writer import write_proposals
 from ips_screen.proposals.build import proposal_identifier
@@ -129,10 +132,33 @@ def _by(card: CardState, where: str) -> str | None:
     return None
 
 
+def _foreign_records(state: ServiceState, card: CardState) -> list[str]:
+    """The records the live card's proposal would refer to that the practice server holds for
+    another patient (the prefetch names the records, so any id may be in it)."""
+    assert card.decision is not None
+    links = card.decision.links
+    foreign = []
+    for ref in dict.fromkeys([*links.reasons, *links.supporting]):
+        resource = read_resource(state.backend, ref)
+        if resource is not None and patient_of(resource) != card.patient_id:
+            foreign.append(ref)
+    return foreign
+
+
 def _write_proposal(state: ServiceState, card: CardState, where: str) -> None:
-    """Write the live card's proposal (unless it is there already), under the practice lock."""
+    """Write the live card's proposal (unless it is there already), under the practice lock;
+    `Refused` when it would refer to another patient's records on the practice server."""
     if card.decision is None:
         return
+    foreign = _foreign_records(state, card)
+    if foreign:
+        log.warning(
+            "feedback on %s: refused: %s on the practice server are another patient's; "
+            "nothing written",
+            where,
+            ", ".join(foreign),
+        )
+        raise Refused("the proposal would refer to another patient's records")
     backend = state.backend
     lock = PracticeLock(
         default_lock_path(backend.base_url, state.environ), base_url=backend.base_url

@@ -282,3 +282,29 @@ def test_feedback_never_decides_another_patients_proposal(
     assert fhir_client.read("Task", a.task_id)[0]["status"] == "rejected"
     assert fhir_client.read("ServiceRequest", a.sr_id)[0]["status"] == "revoked"
     assert snapshot(fhir_client, b.pid) == before[b.pid]
+
+
+def test_a_dismissed_live_card_never_links_another_patients_records(
+    service: TestClient,
+    ehr_key,
+    fhir_server,
+    fhir_client: FhirClient,
+    load,
+):
+    a, b = load(), load()
+    forged = [
+        dict(r, id=f"{b.pid}-pain") if r["id"] == f"{a.pid}-pain" else r for r in a.resources
+    ]  # A's pain, under the id of B's pain Condition on the practice server
+    (card,) = hook(service, ehr_key, hook_request(a.pid, prefetch_of(forged)))["cards"]
+    order = card["suggestions"][0]["actions"][0]["resource"]
+    assert {"reference": f"Condition/{b.pid}-pain"} in order["reasonReference"]
+
+    body = feedback_item(card, "overridden", "not-interested")
+    response = service.post(FEEDBACK, json=body, headers=auth(ehr_key, FEEDBACK))
+    assert response.status_code == 409, response.text
+    assert snapshot(fhir_client, a.pid) == {} and snapshot(fhir_client, b.pid) == {}
+
+    (genuine,) = hook(service, ehr_key, from_server(fhir_server, a.pid))["cards"]
+    feedback(service, ehr_key, feedback_item(genuine, "overridden", "not-interested"))
+    (task,) = search(fhir_client, "Task", {"patient": f"Patient/{a.pid}"})
+    assert task["status"] == "rejected"

@@ -19,6 +19,7 @@ the records escaped; it never holds names, birth dates or identifiers beyond res
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -49,6 +50,7 @@ ORDER_INTENTS = frozenset(
     {"order", "original-order", "reflex-order", "filler-order", "instance-order", "plan"}
 )
 NOT_BLOCKING = frozenset({"revoked", "entered-in-error"})
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _IPS_KEYS = frozenset(
     {
         (IPS_REFERRAL["system"], IPS_REFERRAL["code"].upper()),
@@ -129,6 +131,8 @@ def pending_proposal(
         for task in resources.values():
             if (
                 task.get("resourceType") == "Task"
+                and isinstance(task.get("id"), str)
+                and _FHIR_ID.match(task["id"])
                 and reference_to(task.get("for")) == patient
                 and task.get("status") == "requested"
                 and is_review_task(task)

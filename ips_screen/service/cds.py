@@ -2,8 +2,10 @@
 
 Every call to the service and its feedback must carry the EHR's bearer JWT, verified against the
 exact endpoint URL built from `public_base_url` (never the Host header); a refused token gets 401
-with the body ``{}`` and its reason goes to the log only. A malformed request is 400 with a short
-``{"error": ...}``; data the service cannot get is 412. Logs name resource ids only.
+with the body ``{}`` and its reason goes to the log only. A request without what CDS Hooks 2.0
+requires (cds_requests.py) is 400 with a short ``{"error": ...}`` naming the field; data the
+service cannot get is 412; feedback whose review on the practice server is not the card
+patient's is 409 (feedback.py). Logs name resource ids only.
 """
 
 from __future__ import annotations

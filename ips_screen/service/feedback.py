@@ -21,6 +21,8 @@ a card this process did not show (restart, another worker), from another EHR tha
 shown to, overridden without a known reason, or by a user who is not a Practitioner(Role), is
 logged and ignored. A backend failure answers 502 (the EHR may send the feedback again), the
 practice lock held by a screen run 503. The body is checked by `cds_requests.Feedback` (400).
+Items are recorded in order; when any is refused the others are still recorded and the answer
+is 409 (sending it all again is safe: it is idempotent).
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ log = logging.getLogger("ips_screen.service")
 
 NO_COMMENT = "Dismissed in the EHR (CDS Hooks card) with reason 'other'; no comment given."
 REFUSED = (
-    "the card's proposal review on the practice server is not this card's patient's IPS "
-    "proposal review; nothing was recorded"
+    "the records on the practice server do not match the patient this card was shown for; "
+    "nothing was recorded"
 )
 _BY = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
 

@@ -464,6 +464,7 @@ def test_another_patients_proposal_or_task_never_makes_the_card(client: TestClie
         [dict(sr, subject=other), dict(task, **{"for": other})],  # fx-01's proposal id, fx-02's
         [sr, dict(task, **{"for": other})],  # fx-02's review of fx-01's proposal
         [dict(sr, subject=other), task],
+        [sr, dict(task, id="../logout")],  # not a FHIR id: never put in the card's link
     ]
     assert pending_proposal(by_ref([sr, task]), ruleset, "fx-01") is not None
     for pair in mixed:
@@ -471,6 +472,7 @@ def test_another_patients_proposal_or_task_never_makes_the_card(client: TestClie
         response = call(client, ehr_key, hook_request("fx-01", prefetch_of([*records, *pair])))
         assert response.status_code == 200
         assert "task-1" not in response.text and "awaiting review" not in response.text
+        assert "logout" not in response.text
 
 
 HOSTILE = "Back pain\n\n# Heading\n* item\r\n1. one\n---\n    code |a|b|\u2028> <b>x</b> [l](x)"

@@ -199,7 +199,7 @@ def load_review(client: FhirClient, task_id: str, *, patient_id: str | None = No
 
     UserError when the Task is absent; `NotThisReview` when it is not the review of an IPS
     proposal of this tool for the Patient the Task is `for` (`review_subject`), or, with
-    `patient_id`, not for that Patient (logged as a warning with the resource ids).
+    `patient_id`, not for that Patient. The callers log it (the CLI prints it as its one line).
     """
     tid = task_id_of(task_id)
     task = read_resource(client, f"Task/{tid}")
@@ -215,7 +215,6 @@ def load_review(client: FhirClient, task_id: str, *, patient_id: str | None = No
         if patient_id is not None and subject != f"Patient/{patient_id}":
             raise ValueError(f"Task/{tid} is not for Patient/{patient_id}")
     except ValueError as exc:
-        log.warning("refused to use Task/%s: %s", tid, exc)
         raise NotThisReview(str(exc)) from None
     return Loaded(task, proposal)
 

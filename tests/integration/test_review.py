@@ -335,13 +335,13 @@ def test_a_task_for_another_patient_than_its_proposal_is_refused(
     before = [snapshot(fhir_client, p) for p in (a, b)]
     refused = f"Task/{stray['id']} is not for the Patient of ServiceRequest/{a.sr_id}"
 
-    assert stray["id"] not in {i.task_id for i in review.open_reviews(fhir_client)}
-    with pytest.raises(review.NotThisReview, match=refused):
-        review.load_review(fhir_client, stray["id"])
     url = fhir_server.base_url
     for action in (["accept"], ["decline", "--reason", "not-now"]):
         args = ["review", action[0], stray["id"], *action[1:], "--by", DR, "--server", url]
         assert main(args) == 2
         assert capsys.readouterr().err.strip() == f"ips-screen: error: {refused}"
     assert [snapshot(fhir_client, p) for p in (a, b)] == before
+    assert stray["id"] not in {i.task_id for i in review.open_reviews(fhir_client)}
+    with pytest.raises(review.NotThisReview, match=refused):
+        review.load_review(fhir_client, stray["id"])
     assert fhir_client.read("Task", stray["id"])[0]["status"] == "requested"

@@ -398,7 +398,7 @@ def test_decline_through_the_page(signed_in: TestClient, propose, fhir: FhirClie
 
 @integration
 def test_a_task_for_another_patient_than_its_proposal_is_refused(
-    signed_in: TestClient, propose, fhir: FhirClient
+    signed_in: TestClient, propose, fhir: FhirClient, caplog
 ):
     _, task_id, sr_id = propose()
     other, _, _ = propose()
@@ -413,6 +413,8 @@ def test_a_task_for_another_patient_than_its_proposal_is_refused(
     assert signed_in.post(f"{path}/accept", data={"csrf_token": token}).status_code == 404
     decline = {"csrf_token": token, "reason": "not-now"}
     assert signed_in.post(f"{path}/decline", data=decline).status_code == 404
+    refused = f"Task/{stray['id']} is not for the Patient of ServiceRequest/{sr_id}"
+    assert f"review page: decline refused: {refused}; nothing written" in caplog.text
     assert fhir.read("Task", stray["id"])[0]["status"] == "requested"
     assert fhir.read("Task", task_id)[0]["status"] == "requested"
     assert fhir.read("ServiceRequest", sr_id)[0]["status"] == "draft"

@@ -8,7 +8,8 @@ the CLI, the service and the tests.
 Writes are one transaction each, with If-Match on the review Task and on the proposal, so a
 concurrent change to either makes the whole transaction fail (`ConflictError`, nothing changed).
 A Task id is given as ``ID`` or ``Task/ID``. A Task the server does not have is a `UserError`
-(exit 2: a bad argument), as is a Task that is not an IPS proposal review or is already decided.
+(exit 2: a bad argument), as is a Task that is not the review of this tool's IPS proposal for the
+Patient it is `for` (`NotThisReview`), or is already decided.
 Logs name resource ids only.
 """
 
@@ -16,6 +17,7 @@ from ips_screen.fhir.review_actions import AcceptResult, DeclineResult, accept, 
 from ips_screen.fhir.review_read import (
     Evidence,
     Loaded,
+    NotThisReview,
     ReviewDetail,
     ReviewItem,
     load_review,
@@ -29,6 +31,7 @@ __all__ = [
     "DeclineResult",
     "Evidence",
     "Loaded",
+    "NotThisReview",
     "ReviewDetail",
     "ReviewItem",
     "accept",

@@ -3,8 +3,8 @@ one review with its evidence shaped for display, and a review as read for a deci
 (`load_review`, with the versions If-Match needs).
 
 A Task id is given as ``ID`` or ``Task/ID``. A Task the server does not have is a `UserError`
-(exit 2: a bad argument), as is a Task that is not an IPS proposal review. Logs name resource ids
-only.
+(exit 2: a bad argument), as is a Task that is not the review of this tool's IPS proposal for the
+Patient the Task is `for` (`NotThisReview`). Logs name resource ids only.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ips_screen.errors import ServerError, UserError
 from ips_screen.facts.extract import CODE_FIELD, codings, record_date, reference_to
 from ips_screen.facts.model import Coding
 from ips_screen.fhir.client import FhirClient, Resource
+from ips_screen.proposals.review import review_subject
 from ips_screen.ruleset.codelists import Codelist, normalise
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset, walk_criteria
 from ips_screen.ruleset.model import Records
@@ -148,7 +149,8 @@ def _instant(value: str | None) -> datetime:
 def open_reviews(
     client: FhirClient, *, owner: str | None = None, priority: str | None = None
 ) -> list[ReviewItem]:
-    """Requested approve Tasks on IPS proposals, newest first (authoredOn desc, then id)."""
+    """Requested approve Tasks on IPS proposals, newest first (authoredOn desc, then id); a Task
+    whose `for` is not its proposal's subject (`review_subject`) is left out, with a warning."""
     params = [("code", f"{TASK_CODE_SYSTEM}|approve"), ("status", "requested")]
     if owner:
         params.append(("owner", owner))
@@ -173,6 +175,11 @@ def open_reviews(
         sr = included[focus]
         if not is_proposal(sr):
             continue
+        try:
+            review_subject(sr, task)
+        except ValueError as exc:
+            log.warning("open reviews: left out: %s", exc)
+            continue
         item = _item(task, sr)
         if priority is None or item.priority == priority:
             items.append(item)
@@ -181,9 +188,19 @@ def open_reviews(
     return items
 
 
-def load_review(client: FhirClient, task_id: str) -> Loaded:
-    """The review Task and its IPS proposal, read with their versions; UserError when absent or
-    not an IPS proposal review."""
+class NotThisReview(UserError):
+    """The Task is not a review this tool may decide for the patient in hand: not the review of
+    an IPS proposal of this tool, the Task and the proposal about different patients, or (when
+    a patient is expected) about another patient. Nothing is written."""
+
+
+def load_review(client: FhirClient, task_id: str, *, patient_id: str | None = None) -> Loaded:
+    """The review Task and its IPS proposal, read with their versions.
+
+    UserError when the Task is absent; `NotThisReview` when it is not the review of an IPS
+    proposal of this tool for the Patient the Task is `for` (`review_subject`), or, with
+    `patient_id`, not for that Patient. The callers log it (the CLI prints it as its one line).
+    """
     tid = task_id_of(task_id)
     task = read_resource(client, f"Task/{tid}")
     if task is None:
@@ -191,8 +208,14 @@ def load_review(client: FhirClient, task_id: str) -> Loaded:
     focus = reference_to(task.get("focus")) or ""
     proposal = read_resource(client, focus) if focus.startswith("ServiceRequest/") else None
     if not is_review(task) or not is_proposal(proposal):
-        raise UserError(f"Task/{tid} is not the review of an IPS proposal")
+        raise NotThisReview(f"Task/{tid} is not the review of an IPS proposal")
     assert proposal is not None
+    try:
+        subject = review_subject(proposal, task)
+        if patient_id is not None and subject != f"Patient/{patient_id}":
+            raise ValueError(f"Task/{tid} is not for Patient/{patient_id}")
+    except ValueError as exc:
+        raise NotThisReview(str(exc)) from None
     return Loaded(task, proposal)
 
 

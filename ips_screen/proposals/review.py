@@ -8,7 +8,8 @@ statusReason, the proposal revoked (which suppresses new proposals for 12 months
 `not-now`), and a Provenance. The order copies the proposal's evidence, with reasonReference
 kept to the types R4 allows there (`place_evidence`). The new resources refer to each other and
 to the tool's Device by urn:uuid fullUrls: write them with `review_transaction`, which assigns
-exactly those fullUrls.
+exactly those fullUrls. Both builders refuse (ValueError) a Task and proposal that are not one
+review of this tool's proposal for one patient (`review_subject`).
 
 The project's CodeSystems (decline reasons, IPS code) are in codesystems.py, re-exported here.
 """
@@ -40,11 +41,32 @@ __all__ = [
     "decline_reason_codesystem",
     "decline_resources",
     "ips_codesystem",
+    "review_subject",
     "review_transaction",
 ]
 
 DECIDED = frozenset({"completed", "rejected", "cancelled", "failed", "entered-in-error"})
 _BY = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
+
+
+def review_subject(proposal_sr: dict, task: dict) -> str:
+    """The "Patient/<id>" a review is about, or ValueError when the pair is not one review.
+
+    The proposal must be this tool's (an identifier in PROPOSAL_ID_SYSTEM) and about a Patient,
+    and the review Task must be `for` that same Patient: a Task for one patient focused on
+    another's proposal is refused, so a decision never lands on the wrong person's record.
+    Every decision (the CLI, the review page, CDS Hooks feedback) passes through this check.
+    """
+    proposal_ref = f"ServiceRequest/{proposal_sr.get('id')}"
+    ids = proposal_sr.get("identifier") or ()
+    if not any(isinstance(i, dict) and i.get("system") == PROPOSAL_ID_SYSTEM for i in ids):
+        raise ValueError(f"{proposal_ref} has no {PROPOSAL_ID_SYSTEM} identifier")
+    subject = reference_to(proposal_sr.get("subject"))
+    if subject is None or not subject.startswith("Patient/"):
+        raise ValueError(f"{proposal_ref} is not about a Patient")
+    if reference_to(task.get("for")) != subject:
+        raise ValueError(f"Task/{task.get('id')} is not for the Patient of {proposal_ref}")
+    return subject
 
 
 def _checked(proposal_sr: dict, task: dict, by: str) -> tuple[str, str, str]:
@@ -60,6 +82,7 @@ def _checked(proposal_sr: dict, task: dict, by: str) -> tuple[str, str, str]:
     proposal_ref = f"ServiceRequest/{proposal_sr['id']}"
     if reference_to(task.get("focus")) != proposal_ref:
         raise ValueError(f"Task/{task['id']} is not the review of {proposal_ref}")
+    review_subject(proposal_sr, task)
     if task.get("status") in DECIDED:
         raise ValueError(f"Task/{task['id']} is already {task['status']}")
     value = next(
@@ -71,7 +94,7 @@ def _checked(proposal_sr: dict, task: dict, by: str) -> tuple[str, str, str]:
         None,
     )
     if not value:
-        raise ValueError(f"{proposal_ref} has no {PROPOSAL_ID_SYSTEM} identifier")
+        raise ValueError(f"{proposal_ref} has no {PROPOSAL_ID_SYSTEM} identifier value")
     return proposal_ref, f"Task/{task['id']}", value
 
 

@@ -1,8 +1,10 @@
 """The card's detail: markdown from the clinician note (the decision trace in plain words, or a
-pending proposal's stored note) and the fit-note timeline, with the records' words escaped."""
+pending proposal's stored note) and the fit-note timeline, with the records' words escaped by
+`md_escape` (one line each: a display cannot start a heading, a list or a new paragraph)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from ips_screen.facts.extract import CODE_FIELD, codings, record_date
@@ -14,17 +16,27 @@ FITNESS_WORDS = {
     "back-to-work": "back to work",
     "unspecified": "fitness not stated",
 }
-_MD_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>|#"})
+_MD_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>|#~&!"})
+_BREAKS = re.compile(r"[\s\x00-\x1f\x7f]+")  # newlines, tabs, Unicode line separators, controls
+_BLOCK_START = re.compile(r"^(?:(\d{1,9})([.)])|([-+=]))")
 
 
 def md_escape(text: str) -> str:
-    return text.translate(_MD_SPECIAL)
+    """Record text as inline markdown that stays where it is put (in a list item, in bold).
+
+    Every run of whitespace or control characters (newlines included) becomes one space, the
+    characters markdown gives meaning to are backslash-escaped, and so is a list, heading
+    underline or ordered-list marker at the start. Used for every string in the card's detail
+    that comes from a record (displays, references, a stored proposal's note)."""
+    flat = _BREAKS.sub(" ", text).strip().translate(_MD_SPECIAL)
+    return _BLOCK_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"\\{m[3]}", flat, count=1)
 
 
 def _note_markdown(note: str) -> list[str]:
-    """The clinician note as markdown: first line bold, "- " lines as bullets."""
+    """The clinician note as markdown: first line bold, "- " lines as bullets. Lines are split
+    at newlines only (as markdown splits them); `md_escape` flattens any other separator."""
     out: list[str] = []
-    for n, line in enumerate(note.strip().splitlines()):
+    for n, line in enumerate(note.strip().split("\n")):
         line = line.strip()
         if not line:
             out.append("")

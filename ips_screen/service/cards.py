@@ -6,8 +6,10 @@ Order of checks (as `cds.handle_patient_view` applies them):
    authored more than 12 months before T does not block: the default ruleset offers IPS again
    then (docs/default-ruleset.md, `ips-referral-open`).
 2. A pending proposal (the ServiceRequest with the project's proposal identifier, intent
-   proposal, status draft, and its review Task requested) gives a card for that proposal; its
-   detail is the proposal's stored note, so the card says what the reviewer will see.
+   proposal, status draft, about the patient, and its review Task requested and `for` the
+   patient) gives a card for that proposal; its detail is the proposal's stored note, so the
+   card says what the reviewer will see. Prefetch is the EHR's word only: feedback on the card
+   checks the practice server's own copy before it writes (feedback.py).
 3. Otherwise the engine decides live: `propose` gives a card; excluded / not eligible give none.
 
 The card detail is markdown built from the decision trace (or the stored note), with the text of
@@ -17,6 +19,7 @@ the records escaped; it never holds names, birth dates or identifiers beyond res
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -47,6 +50,7 @@ ORDER_INTENTS = frozenset(
     {"order", "original-order", "reflex-order", "filler-order", "instance-order", "plan"}
 )
 NOT_BLOCKING = frozenset({"revoked", "entered-in-error"})
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _IPS_KEYS = frozenset(
     {
         (IPS_REFERRAL["system"], IPS_REFERRAL["code"].upper()),
@@ -108,10 +112,15 @@ def blocking_referral(
 def pending_proposal(
     resources: Mapping[str, Resource], ruleset: CompiledRuleset, patient_id: str
 ) -> Pending | None:
-    """The patient's proposal awaiting review (draft proposal + requested review Task)."""
+    """The patient's proposal awaiting review (draft proposal + requested review Task).
+
+    Only a proposal about `patient_id` with its review Task `for` `patient_id` counts: a
+    prefetched Task or ServiceRequest of another patient never makes the card (and feedback
+    checks the practice server's copy again before writing)."""
     system, value = proposal_identifier(ruleset, patient_id)
+    patient = f"Patient/{patient_id}"
     for ref, sr in resources.items():
-        if sr.get("resourceType") != "ServiceRequest":
+        if sr.get("resourceType") != "ServiceRequest" or reference_to(sr.get("subject")) != patient:
             continue
         ids = {(i.get("system"), i.get("value")) for i in sr.get("identifier") or ()}
         if (system, value) not in ids or (sr.get("intent"), sr.get("status")) != (
@@ -122,6 +131,9 @@ def pending_proposal(
         for task in resources.values():
             if (
                 task.get("resourceType") == "Task"
+                and isinstance(task.get("id"), str)
+                and _FHIR_ID.match(task["id"])
+                and reference_to(task.get("for")) == patient
                 and task.get("status") == "requested"
                 and is_review_task(task)
                 and reference_to(task.get("focus")) == ref

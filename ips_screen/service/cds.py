@@ -2,14 +2,15 @@
 
 Every call to the service and its feedback must carry the EHR's bearer JWT, verified against the
 exact endpoint URL built from `public_base_url` (never the Host header); a refused token gets 401
-with the body ``{}`` and its reason goes to the log only. A malformed request is 400 with a short
-``{"error": ...}``; data the service cannot get is 412. Logs name resource ids only.
+with the body ``{}`` and its reason goes to the log only. A request without what CDS Hooks 2.0
+requires (cds_requests.py) is 400 with a short ``{"error": ...}`` naming the field; data the
+service cannot get is 412; feedback whose review on the practice server is not the card
+patient's is 409 (feedback.py). Logs name resource ids only.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ from ips_screen.engine import evaluate
 from ips_screen.facts.extract import patient_of
 from ips_screen.service import feedback
 from ips_screen.service.cards import blocking_referral, build_card, by_ref, pending_proposal
+from ips_screen.service.cds_requests import PatientViewCall, parsed
 from ips_screen.service.ehr_auth import AuthRejected
 from ips_screen.service.prefetch import PREFETCH, MissingData, gather
 from ips_screen.service.state import BadRequest, CardState, ServiceState
@@ -32,7 +34,6 @@ SERVICE_ID = "ips-screen"
 SERVICE_PATH = f"/cds-services/{SERVICE_ID}"
 FEEDBACK_PATH = f"{SERVICE_PATH}/feedback"
 MAX_BODY = 20 * 1024 * 1024
-_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 DISCOVERY = {
     "services": [
         {
@@ -114,44 +115,18 @@ async def feedback_endpoint(request: Request) -> Response:
     return await _call(request, FEEDBACK_PATH, feedback.handle_feedback)
 
 
-def _checked(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    if body.get("hook") != "patient-view":
-        raise BadRequest("this service answers the patient-view hook only")
-    if not isinstance(body.get("hookInstance"), str):
-        raise BadRequest("hookInstance is required")
-    context = body.get("context")
-    if not isinstance(context, dict):
-        raise BadRequest("context is required")
-    patient_id = context.get("patientId")
-    if not isinstance(patient_id, str) or not _ID.match(patient_id):
-        raise BadRequest("context.patientId is required (a FHIR id)")
-    for key, kind in (("prefetch", dict), ("fhirAuthorization", dict), ("fhirServer", str)):
-        if body.get(key) is not None and not isinstance(body[key], kind):
-            raise BadRequest(f"{key} is malformed")
-    return patient_id, context
-
-
-def _access_token(body: dict[str, Any]) -> str | None:
-    auth = body.get("fhirAuthorization") or {}
-    token = auth.get("access_token")
-    if token is not None and (not isinstance(token, str) or not token.strip()):
-        raise BadRequest("fhirAuthorization.access_token is malformed")
-    token_type = auth.get("token_type", "Bearer")
-    if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        raise BadRequest("fhirAuthorization.token_type must be Bearer")
-    return token
-
-
 def handle_patient_view(
     state: ServiceState, body: dict[str, Any], claims: dict[str, Any]
 ) -> tuple[int, dict]:
-    patient_id, context = _checked(body)
+    call = parsed(PatientViewCall, body)
+    patient_id = call.context.patient_id
+    auth = call.fhir_authorization
     try:
         resources = gather(
             patient_id,
-            body.get("prefetch"),
-            body.get("fhirServer"),
-            _access_token(body),
+            call.prefetch,
+            call.fhir_server,
+            auth.access_token if auth else None,
             state.config.ehr_fhir_servers,
             limits=state.config.ehr_read_limits,
         )
@@ -184,14 +159,13 @@ def handle_patient_view(
     result = build_card(
         ruleset, patient_id, raw, decision=decision, pending=pending, review_url=review_url
     )
-    user_id = context.get("userId")
     state.cards.put(
         result.card["uuid"],
         CardState(
             patient_id=patient_id,
             suggestion=result.card["suggestions"][0]["uuid"],
             task_id=result.task_id,
-            user_id=user_id if isinstance(user_id, str) else None,
+            user_id=call.context.user_id,
             iss=claims.get("iss"),
             decision=result.decision,
         ),

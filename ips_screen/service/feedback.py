@@ -7,12 +7,22 @@ server with the service's OWN backend client (never the EHR user's token).
   overridden with a reason: the proposal is written (as the screen writes it) and declined at
   once, so the 12-month suppression applies.
 
+Before anything is written, the review is read from the practice server and must be the review
+of this tool's proposal for the card's patient: the Task `for` that Patient, its focus a
+proposal with the tool's identifier about the same Patient (`review.load_review`), the patient
+being the one this service showed the card for (the card state). A prefetch can name any Task
+id, so a mismatch is refused: nothing is written, the answer is 409 with a message that names no
+record, and a warning names the resource ids. A live card's proposal is refused the same way when
+a record it refers to is, on the practice server, another patient's.
+
 Idempotent: a review Task no longer `requested` is left alone, and a live card's proposal is
 found by its deterministic identifier, so the same feedback twice changes nothing. Feedback on
 a card this process did not show (restart, another worker), from another EHR than the one it was
 shown to, overridden without a known reason, or by a user who is not a Practitioner(Role), is
 logged and ignored. A backend failure answers 502 (the EHR may send the feedback again), the
-practice lock held by a screen run 503.
+practice lock held by a screen run 503. The body is checked by `cds_requests.Feedback` (400).
+Items are recorded in order; when any is refused the others are still recorded and the answer
+is 409 (sending it all again is safe: it is idempotent).
 """
 
 from __future__ import annotations
@@ -24,70 +34,67 @@ from typing import Any
 from ips_screen import __version__
 from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS
 from ips_screen.errors import LockHeld, ServerError, UserError
+from ips_screen.facts.extract import patient_of
 from ips_screen.fhir import review
 from ips_screen.fhir.lock import PracticeLock, default_lock_path
+from ips_screen.fhir.review_read import read_resource
 from ips_screen.fhir.sweep import is_review_task, search_all
 from ips_screen.fhir.writer import write_proposals
 from ips_screen.proposals.build import proposal_identifier
-from ips_screen.service.state import BadRequest, CardState, ServiceState
+from ips_screen.service.cds_requests import Feedback, FeedbackItem, parsed
+from ips_screen.service.state import CardState, ServiceState
 
 log = logging.getLogger("ips_screen.service")
 
-OUTCOMES = frozenset({"accepted", "overridden"})
-MAX_ITEMS = 100
 NO_COMMENT = "Dismissed in the EHR (CDS Hooks card) with reason 'other'; no comment given."
+REFUSED = (
+    "the records on the practice server do not match the patient this card was shown for; "
+    "nothing was recorded"
+)
 _BY = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
 
 
-def _items(body: dict[str, Any]) -> list[dict[str, Any]]:
-    items = body.get("feedback")
-    if not isinstance(items, list) or not items or len(items) > MAX_ITEMS:
-        raise BadRequest(f"feedback must be a list of 1 to {MAX_ITEMS} items")
-    for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("card"), str):
-            raise BadRequest("each feedback item needs a card uuid")
-        if item.get("outcome") not in OUTCOMES:
-            raise BadRequest("outcome must be accepted or overridden")
-        if not isinstance(item.get("outcomeTimestamp"), str):
-            raise BadRequest("outcomeTimestamp is required")
-        for key in ("acceptedSuggestions", "overrideReason"):
-            expected = list if key == "acceptedSuggestions" else dict
-            if item.get(key) is not None and not isinstance(item[key], expected):
-                raise BadRequest(f"{key} is malformed")
-    return items
+class Refused(Exception):
+    """Feedback whose review does not match its card: answered 409, nothing written."""
 
 
 def handle_feedback(
     state: ServiceState, body: dict[str, Any], claims: dict[str, Any]
 ) -> tuple[int, dict]:
-    items = _items(body)
+    items = parsed(Feedback, body).feedback
+    refused = 0
     try:
         for item in items:
-            apply(state, item, claims.get("iss"))
+            try:
+                apply(state, item, claims.get("iss"))
+            except Refused:
+                refused += 1
     except LockHeld as exc:
         log.warning("feedback not recorded: %s", exc)
         return 503, {"error": "a screen run is writing to the FHIR server; send it again later"}
     except ServerError as exc:
         log.warning("feedback not recorded: %s", exc)
         return 502, {"error": "the practice FHIR server failed; send the feedback again"}
+    if refused:
+        return 409, {"error": REFUSED if len(items) == 1 else f"{refused} item(s): {REFUSED}"}
     return 200, {}
 
 
-def _reason(item: dict[str, Any]) -> tuple[str | None, str | None]:
+def _reason(item: FeedbackItem) -> tuple[str | None, str | None]:
     """(decline reason code, comment) from overrideReason, (None, None) when unusable."""
-    override = item.get("overrideReason") or {}
-    coding = override.get("reason") if isinstance(override, dict) else None
-    comment = override.get("userComment") if isinstance(override, dict) else None
-    comment = comment.strip() if isinstance(comment, str) and comment.strip() else None
-    if not isinstance(coding, dict) or coding.get("system") != DECLINE_REASON_SYSTEM:
+    override = item.override_reason
+    coding = override.reason if override else None
+    comment = override.user_comment if override else None
+    comment = comment.strip() if comment and comment.strip() else None
+    if coding is None or coding.system != DECLINE_REASON_SYSTEM:
         return None, comment
-    code = coding.get("code")
-    return (code if code in DECLINE_REASONS else None), comment
+    return (coding.code if coding.code in DECLINE_REASONS else None), comment
 
 
-def apply(state: ServiceState, item: dict[str, Any], iss: str | None) -> None:
-    """Record one feedback item (see the module docstring); logs what it did."""
-    card_id = item["card"]
+def apply(state: ServiceState, item: FeedbackItem, iss: str | None) -> None:
+    """Record one feedback item (see the module docstring); logs what it did. `Refused` when
+    the review on the practice server is not the card patient's."""
+    card_id = item.card
     card = state.cards.get(card_id)
     if card is None:
         log.info("feedback on card %s: not a card this process showed; ignored", card_id)
@@ -96,10 +103,8 @@ def apply(state: ServiceState, item: dict[str, Any], iss: str | None) -> None:
         log.warning("feedback on card %s from another EHR than it was shown to; ignored", card_id)
         return
     where = f"card {card_id} (Patient/{card.patient_id})"
-    if item["outcome"] == "accepted":
-        accepted = {
-            s.get("id") for s in item.get("acceptedSuggestions") or () if isinstance(s, dict)
-        }
+    if item.outcome == "accepted":
+        accepted = {s.id for s in item.accepted_suggestions or ()}
         if card.suggestion not in accepted:
             log.info("feedback on %s: accepted without its suggestion; ignored", where)
         elif card.task_id is None:
@@ -129,10 +134,33 @@ def _by(card: CardState, where: str) -> str | None:
     return None
 
 
+def _foreign_records(state: ServiceState, card: CardState) -> list[str]:
+    """The records the live card's proposal would refer to that the practice server holds for
+    another patient (the prefetch names the records, so any id may be in it)."""
+    assert card.decision is not None
+    links = card.decision.links
+    foreign = []
+    for ref in dict.fromkeys([*links.reasons, *links.supporting]):
+        resource = read_resource(state.backend, ref)
+        if resource is not None and patient_of(resource) != card.patient_id:
+            foreign.append(ref)
+    return foreign
+
+
 def _write_proposal(state: ServiceState, card: CardState, where: str) -> None:
-    """Write the live card's proposal (unless it is there already), under the practice lock."""
+    """Write the live card's proposal (unless it is there already), under the practice lock;
+    `Refused` when it would refer to another patient's records on the practice server."""
     if card.decision is None:
         return
+    foreign = _foreign_records(state, card)
+    if foreign:
+        log.warning(
+            "feedback on %s: refused: %s on the practice server are another patient's; "
+            "nothing written",
+            where,
+            ", ".join(foreign),
+        )
+        raise Refused("the proposal would refer to another patient's records")
     backend = state.backend
     lock = PracticeLock(
         default_lock_path(backend.base_url, state.environ), base_url=backend.base_url
@@ -176,12 +204,12 @@ def _decide(
         log.warning("feedback on %s: no review Task found; not recorded", where)
         return
     try:
-        loaded = review.load_review(state.backend, task_id)
+        loaded = review.load_review(state.backend, task_id, patient_id=card.patient_id)
     except ServerError:
         raise
-    except UserError as exc:
-        log.warning("feedback on %s: %s; not recorded", where, exc)
-        return
+    except UserError as exc:  # absent, not an IPS review, or another patient's
+        log.warning("feedback on %s: refused: %s; nothing written", where, exc)
+        raise Refused(str(exc)) from None
     status = loaded.task.get("status")
     if status != "requested" or loaded.proposal.get("status") != "draft":
         log.info("feedback on %s: Task/%s is already %s; nothing changed", where, task_id, status)

@@ -213,7 +213,8 @@ def _decide(
     except ServerError as exc:
         log.warning("review page: %s of Task/%s failed: %s", action, task_id, exc)
         return unavailable(request, user, writing=True)
-    except UserError:
+    except UserError as exc:
+        log.warning("review page: %s refused: %s; nothing written", action, exc)
         return not_found(request, user)
     signin.flash(request, message)
     return redirect(request, "/review/")

@@ -245,3 +245,66 @@ def test_live_card_overridden_writes_the_proposal_declined(
     assert snapshot(fhir_client, loaded.pid) == after
     # Declined: suppressed for 12 months.
     assert hook(service, ehr_key, from_server(fhir_server, loaded.pid)) == {"cards": []}
+
+
+def test_feedback_never_decides_another_patients_proposal(
+    service: TestClient,
+    ehr_key,
+    fhir_server,
+    fhir_client: FhirClient,
+    load,
+    caplog,
+):
+    a, b = load(proposal=True), load(proposal=True)
+    a_proposal = fhir_client.read("ServiceRequest", a.sr_id)[0]
+    a_task = fhir_client.read("Task", a.task_id)[0]
+    forged = dict(a_task, id=b.task_id)  # B's real review Task id, dressed as A's review
+    prefetch = prefetch_of([*a.resources, a_proposal, forged])
+    (card,) = hook(service, ehr_key, hook_request(a.pid, prefetch))["cards"]
+    before = {p.pid: snapshot(fhir_client, p.pid) for p in (a, b)}
+
+    for body in (
+        feedback_item(card, "overridden", "not-interested"),
+        feedback_item(card, "accepted"),
+    ):
+        response = service.post(FEEDBACK, json=body, headers=auth(ehr_key, FEEDBACK))
+        assert response.status_code == 409, response.text
+        assert "nothing was recorded" in response.json()["error"]
+        assert b.task_id not in response.text  # the caller learns nothing about B's records
+    assert {p.pid: snapshot(fhir_client, p.pid) for p in (a, b)} == before
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(f"Task/{b.task_id} is not for Patient/{a.pid}" in w for w in warnings)
+
+    # The genuine card and its feedback still decline A's proposal, and only A's.
+    (genuine,) = hook(service, ehr_key, from_server(fhir_server, a.pid))["cards"]
+    assert genuine["uuid"] != card["uuid"]
+    feedback(service, ehr_key, feedback_item(genuine, "overridden", "not-interested"))
+    assert fhir_client.read("Task", a.task_id)[0]["status"] == "rejected"
+    assert fhir_client.read("ServiceRequest", a.sr_id)[0]["status"] == "revoked"
+    assert snapshot(fhir_client, b.pid) == before[b.pid]
+
+
+def test_a_dismissed_live_card_never_links_another_patients_records(
+    service: TestClient,
+    ehr_key,
+    fhir_server,
+    fhir_client: FhirClient,
+    load,
+):
+    a, b = load(), load()
+    forged = [
+        dict(r, id=f"{b.pid}-pain") if r["id"] == f"{a.pid}-pain" else r for r in a.resources
+    ]  # A's pain, under the id of B's pain Condition on the practice server
+    (card,) = hook(service, ehr_key, hook_request(a.pid, prefetch_of(forged)))["cards"]
+    order = card["suggestions"][0]["actions"][0]["resource"]
+    assert {"reference": f"Condition/{b.pid}-pain"} in order["reasonReference"]
+
+    body = feedback_item(card, "overridden", "not-interested")
+    response = service.post(FEEDBACK, json=body, headers=auth(ehr_key, FEEDBACK))
+    assert response.status_code == 409, response.text
+    assert snapshot(fhir_client, a.pid) == {} and snapshot(fhir_client, b.pid) == {}
+
+    (genuine,) = hook(service, ehr_key, from_server(fhir_server, a.pid))["cards"]
+    feedback(service, ehr_key, feedback_item(genuine, "overridden", "not-interested"))
+    (task,) = search(fhir_client, "Task", {"patient": f"Patient/{a.pid}"})
+    assert task["status"] == "rejected"

@@ -322,3 +322,26 @@ def test_cli_decline_and_errors(fhir_server: FhirTestServer, propose, capsys):
     with pytest.raises(SystemExit) as exited:
         main(["review", "decline", proposed.task_id, "--by", DR, "--reason", "bored"])
     assert exited.value.code == 2
+
+
+def test_a_task_for_another_patient_than_its_proposal_is_refused(
+    fhir_client: FhirClient, fhir_server: FhirTestServer, propose, capsys
+):
+    a, b = propose(), propose()
+    task = fhir_client.read("Task", a.task_id)[0]
+    stray = {k: v for k, v in task.items() if k not in ("meta", "identifier")}
+    stray.update(id=f"{a.pid}-stray", **{"for": {"reference": f"Patient/{b.pid}"}})
+    fhir_client.update(stray)  # B's review, focused on A's proposal
+    before = [snapshot(fhir_client, p) for p in (a, b)]
+    refused = f"Task/{stray['id']} is not for the Patient of ServiceRequest/{a.sr_id}"
+
+    url = fhir_server.base_url
+    for action in (["accept"], ["decline", "--reason", "not-now"]):
+        args = ["review", action[0], stray["id"], *action[1:], "--by", DR, "--server", url]
+        assert main(args) == 2
+        assert capsys.readouterr().err.strip() == f"ips-screen: error: {refused}"
+    assert [snapshot(fhir_client, p) for p in (a, b)] == before
+    assert stray["id"] not in {i.task_id for i in review.open_reviews(fhir_client)}
+    with pytest.raises(review.NotThisReview, match=refused):
+        review.load_review(fhir_client, stray["id"])
+    assert fhir_client.read("Task", stray["id"])[0]["status"] == "requested"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS, PROPOSAL_ID
 from ips_screen.errors import ConflictError, ServerError
 from ips_screen.proposals.build import build_proposal
 from ips_screen.service.app import create_app
-from ips_screen.service.cards import blocking_referral, by_ref
+from ips_screen.service.cards import blocking_referral, by_ref, pending_proposal
 from ips_screen.service.config import hash_password, parse_config
 from ips_screen.service.prefetch import PREFETCH, SEARCH_TYPES
 from ips_screen.service.state import CardMemory, CardState
@@ -455,6 +456,81 @@ def test_pending_proposal_is_shown_with_its_review(client: TestClient, ehr_key):
     assert response.json() == {"cards": []}
 
 
+def test_another_patients_proposal_or_task_never_makes_the_card(client: TestClient, ehr_key):
+    ruleset = default_ruleset()
+    resources = with_pending_proposal(fixture_resources("01"))
+    *records, sr, task = resources
+    other = {"reference": "Patient/fx-02"}
+    mixed = [
+        [dict(sr, subject=other), dict(task, **{"for": other})],  # fx-01's proposal id, fx-02's
+        [sr, dict(task, **{"for": other})],  # fx-02's review of fx-01's proposal
+        [dict(sr, subject=other), task],
+        [sr, dict(task, id="../logout")],  # not a FHIR id: never put in the card's link
+    ]
+    assert pending_proposal(by_ref([sr, task]), ruleset, "fx-01") is not None
+    for pair in mixed:
+        assert pending_proposal(by_ref(pair), ruleset, "fx-01") is None
+        response = call(client, ehr_key, hook_request("fx-01", prefetch_of([*records, *pair])))
+        assert response.status_code == 200
+        assert "task-1" not in response.text and "awaiting review" not in response.text
+        assert "logout" not in response.text
+
+
+HOSTILE = "Back pain\n\n# Heading\n* item\r\n1. one\n---\n    code |a|b|\u2028> <b>x</b> [l](x)"
+_BLOCK = re.compile(r"^(#|>|\*|\+|-|=|\d+[.)]|\s|`|~|\||<)")
+
+
+def _blocks(detail: str) -> list[str]:
+    """Each line's kind (blank, bold, bullet, text); AssertionError for a line (or a bullet's
+    content) that starts a heading, list, quote, code block, table or HTML."""
+    kinds = []
+    for line in detail.split("\n"):
+        if not line:
+            kinds.append("blank")
+        elif line.startswith("**"):
+            kinds.append("bold")
+        elif line.startswith("- "):
+            assert not _BLOCK.match(line[2:]), line
+            kinds.append("bullet")
+        else:
+            assert not _BLOCK.match(line), line
+            kinds.append("text")
+    return kinds
+
+
+def _displayed(resources: list[dict], display: str) -> list[dict]:
+    out = copy.deepcopy(resources)
+    for resource in out:
+        for key in ("code", "type"):
+            concept = resource.get(key)
+            for coding in concept.get("coding", []) if isinstance(concept, dict) else ():
+                coding["display"] = display
+    return out
+
+
+def test_record_text_cannot_break_out_of_the_card_markdown(client: TestClient, ehr_key):
+    details = [
+        call(
+            client, ehr_key, hook_request("fx-01", prefetch_of(_displayed(records, display)))
+        ).json()["cards"][0]["detail"]
+        for records in [fixture_resources("01")]
+        for display in ("Back pain", HOSTILE)
+    ]
+    assert _blocks(details[1]) == _blocks(details[0])  # the same list items and paragraphs
+    assert (
+        "- 2026-08-03: not fit for work (Back pain \\# Heading \\* item 1. one --- code "
+        "\\|a\\|b\\| \\> \\<b\\>x\\</b\\> \\[l\\](x))"
+    ) in details[1].split("\n")
+
+    # A pending proposal's stored note (the EHR sends it) is escaped line by line.
+    resources = with_pending_proposal(fixture_resources("01"))
+    resources[-2]["note"] = [{"text": f"Why:\n- {HOSTILE}\n{HOSTILE}\n```\n+ x\n===\n2) y"}]
+    response = call(client, ehr_key, hook_request("fx-01", prefetch_of(resources)))
+    (card,) = response.json()["cards"]
+    assert card["summary"].startswith("IPS employment support proposal awaiting review")
+    assert "bullet" in _blocks(card["detail"])
+
+
 @pytest.mark.parametrize("status", ["draft", "active", "on-hold", "unknown", "completed"])
 def test_loop_guard_an_ips_referral_silences_the_card(client: TestClient, ehr_key, status):
     resources = fixture_resources("01")
@@ -526,6 +602,36 @@ def test_400_for_a_malformed_request(client: TestClient, ehr_key, change):
     response = call(client, ehr_key, body)
     assert response.status_code == 400
     assert "error" in response.json()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"context": {"patientId": "fx-01"}}, "context.userId is required"),
+        (
+            {"context": {"patientId": "fx-01", "userId": "dr-cds"}},
+            "context.userId must be a FHIR reference such as Practitioner/<id>",
+        ),
+        ({"hookInstance": "call-1"}, "hookInstance must be a UUID"),
+        ({"hookInstance": 42}, "hookInstance must be a UUID"),
+        (
+            {"fhirAuthorization": hook_request("x", access_token="t")["fhirAuthorization"]},
+            "fhirServer is required when fhirAuthorization is given",
+        ),
+        (
+            {"fhirServer": "https://ehr.example.org/fhir", "fhirAuthorization": {}},
+            "fhirAuthorization.access_token is required",
+        ),
+    ],
+)
+def test_400_when_a_field_the_spec_requires_is_missing_or_malformed(
+    client: TestClient, ehr_key, change, message
+):
+    body = hook_request("fx-01", prefetch_of(fixture_resources("01")))
+    body.update(change)
+    response = call(client, ehr_key, body)
+    assert response.status_code == 400
+    assert response.json() == {"error": message}
 
 
 def test_400_for_a_body_that_is_not_a_json_object(client: TestClient, ehr_key):
@@ -702,6 +808,35 @@ def test_feedback_that_cannot_be_used_is_ignored(make_client, ehr_key):
 )
 def test_malformed_feedback_is_400(client: TestClient, ehr_key, body):
     assert send_feedback(client, ehr_key, body) == 400
+
+
+CARD = "6f1c2b9e-2f43-4c1e-9d57-1f0e3c8a4b21"
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"card": "card-1"}, "feedback[0].card must be the UUID of a card"),
+        ({"outcomeTimestamp": "yesterday"}, "feedback[0].outcomeTimestamp must be an ISO 8601"),
+        ({"outcomeTimestamp": None}, "feedback[0].outcomeTimestamp is required"),
+        (
+            {"acceptedSuggestions": None},
+            "feedback[0]: acceptedSuggestions is required when the outcome is accepted",
+        ),
+        ({"acceptedSuggestions": [{}]}, "feedback[0].acceptedSuggestions.0.id is required"),
+    ],
+)
+def test_feedback_without_what_the_spec_requires_is_400(client: TestClient, ehr_key, item, message):
+    good = {
+        "card": CARD,
+        "outcome": "accepted",
+        "outcomeTimestamp": FROZEN_NOW.isoformat(),
+        "acceptedSuggestions": [{"id": CARD}],
+    }
+    body = {"feedback": [{k: v for k, v in {**good, **item}.items() if v is not None}]}
+    response = client.post(FEEDBACK, json=body, headers=auth(ehr_key, FEEDBACK))
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(message)
 
 
 def test_card_memory_is_bounded():

@@ -42,6 +42,7 @@ from ips_screen.proposals.review import (
     decline_reason_codesystem,
     decline_resources,
     ips_codesystem,
+    review_subject,
     review_transaction,
 )
 from ips_screen.proposals.text import (
@@ -597,6 +598,25 @@ def test_decided_task_and_bad_clinician_are_refused(bundle: dict) -> None:
         accept_resources(
             sr, task | {"focus": {"reference": "ServiceRequest/x"}}, by="Practitioner/d", **kwargs
         )
+
+
+def test_a_task_and_proposal_about_different_patients_are_refused(bundle: dict) -> None:
+    sr, task = stored(bundle)
+    kwargs = {"by": "Practitioner/d", "now": LATER, "tool_version": VERSION}
+    other = {"reference": "Patient/someone-else"}
+    foreign_ids = [{"system": "https://example.org/ids", "value": "x"}]
+    for bad_sr, bad_task, message in (
+        (sr, task | {"for": other}, "is not for the Patient of ServiceRequest/"),
+        (sr | {"subject": other}, task, "is not for the Patient of ServiceRequest/"),
+        (sr, {k: v for k, v in task.items() if k != "for"}, "is not for the Patient"),
+        (sr | {"identifier": foreign_ids}, task, "has no https://ips-screen.org/fhir/identifier"),
+        (sr | {"subject": {"reference": "Group/g"}}, task, "is not about a Patient"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            decline_resources(bad_sr, bad_task, reason_code="not-now", **kwargs)
+        with pytest.raises(ValueError, match=message):
+            accept_resources(bad_sr, bad_task, pain_conditions=[], fit_notes=[], **kwargs)
+    assert review_subject(sr, task) == sr["subject"]["reference"]
 
 
 # --- code systems and golden file --------------------------------------------------------------

@@ -398,6 +398,30 @@ def test_decline_through_the_page(signed_in: TestClient, propose, fhir: FhirClie
 
 
 @integration
+def test_a_task_for_another_patient_than_its_proposal_is_refused(
+    signed_in: TestClient, propose, fhir: FhirClient, caplog
+):
+    _, task_id, sr_id = propose()
+    other, _, _ = propose()
+    task = fhir.read("Task", task_id)[0]
+    stray = {k: v for k, v in task.items() if k not in ("meta", "identifier")}
+    stray.update(id=f"{task_id}-stray", **{"for": {"reference": f"Patient/{other}"}})
+    fhir.update(stray)  # another patient's review, focused on this patient's proposal
+    token = csrf_of(signed_in.get("/review/").text)
+    assert stray["id"] not in signed_in.get("/review/").text
+    assert signed_in.get(f"/review/task/{stray['id']}").status_code == 404
+    path = f"/review/task/{stray['id']}"
+    assert signed_in.post(f"{path}/accept", data={"csrf_token": token}).status_code == 404
+    decline = {"csrf_token": token, "reason": "not-now"}
+    assert signed_in.post(f"{path}/decline", data=decline).status_code == 404
+    refused = f"Task/{stray['id']} is not for the Patient of ServiceRequest/{sr_id}"
+    assert f"review page: decline refused: {refused}; nothing written" in caplog.text
+    assert fhir.read("Task", stray["id"])[0]["status"] == "requested"
+    assert fhir.read("Task", task_id)[0]["status"] == "requested"
+    assert fhir.read("ServiceRequest", sr_id)[0]["status"] == "draft"
+
+
+@integration
 def test_forms_without_the_csrf_token_are_403(signed_in: TestClient, propose, fhir: FhirClient):
     _, task_id, _ = propose()
     for data in ({}, {"csrf_token": "x" * 43}):

@@ -34,7 +34,7 @@ from ips_screen.service.app import create_app
 from ips_screen.service.cards import blocking_referral, by_ref
 from ips_screen.service.config import hash_password, parse_config
 from ips_screen.service.prefetch import PREFETCH, SEARCH_TYPES
-from ips_screen.service.state import CardMemory, CardState
+from ips_screen.service.store import CARD_RETENTION_SECONDS, CardState, ServiceStore
 from tests.conftest import FIXTURES, FROZEN_NOW
 from tests.helpers import AS_OF, decide, default_ruleset, service_request
 
@@ -325,6 +325,7 @@ def make_client(ehr_key, tmp_path, monkeypatch):
     monkeypatch.setenv("IPS_SCREEN_STATE_DIR", str(tmp_path / "state"))
 
     def make(fake: FakeFhir | None = None, **extra: Any) -> tuple[TestClient, Any]:
+        extra.setdefault("state_dir", str(tmp_path / "serve-state"))
         config = parse_config(service_config(ehr_key, users_file(tmp_path), **extra))
         backend = fake or FakeFhir()
         env = {**SECRET_ENV, "IPS_SCREEN_STATE_DIR": str(tmp_path / "state")}
@@ -703,11 +704,16 @@ def test_malformed_feedback_is_400(client: TestClient, ehr_key, body):
     assert send_feedback(client, ehr_key, body) == 400
 
 
-def test_card_memory_is_bounded():
-    memory = CardMemory(max_entries=2)
-    for n in range(3):
-        memory.put(f"c{n}", CardState(f"p{n}", "s", None, None, None, None))
-    assert len(memory) == 2 and memory.get("c0") is None and memory.get("c2") is not None
+def test_cards_are_kept_for_a_day_then_dropped(tmp_path: Path):
+    store = ServiceStore(str(tmp_path / "state"))
+    live = decide(fixture_resources("01"))
+    store.put_card("c1", CardState("p1", "s", None, DR, ISS, live), now=1000.0)
+    store.put_card("c2", CardState("p2", "s", "t-2", None, None, None), now=1000.0)
+    assert store.get_card("c1", now=1000.0 + CARD_RETENTION_SECONDS) == CardState(
+        "p1", "s", None, DR, ISS, live
+    )
+    assert store.get_card("c2", now=1001.0).task_id == "t-2"
+    assert store.get_card("c1", now=1001.0 + CARD_RETENTION_SECONDS) is None
 
 
 def test_cors_only_for_configured_browser_clients_and_only_on_cds_routes(make_client):

@@ -243,7 +243,8 @@ def run(
         uvicorn.run(create_app(config, environ=environ), **options)
         return
     assert config_path is not None and config.state_dir is not None
-    create_app(config, environ=environ)  # configuration problems: one message, before forking
+    # Configuration problems as one message before any worker starts; workers read os.environ.
+    create_app(config, environ=os.environ).state.service.store.close()
     os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
     uvicorn.run(
         "ips_screen.service.app:app_from_environment", factory=True, workers=workers, **options

@@ -641,6 +641,22 @@ def test_cli_hash_password_reads_stdin(monkeypatch, capsys):
     assert "--config" in capsys.readouterr().err
 
 
+def test_cli_several_workers_need_a_state_dir(tmp_path: Path, capsys):
+    from ips_screen.cli.main import main
+
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        'public_base_url = "http://127.0.0.1:8080"\n[fhir]\nbase_url = "http://127.0.0.1:9/fhir"\n'
+        "[ehr_auth]\ndisabled = true\n"
+    )
+    assert main(["serve", "--config", str(config), "--workers", "2"]) == 2
+    assert "--workers 2 needs state_dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse: usage and exit code 2
+        main(["serve", "--config", str(config), "--workers", "0"])
+    assert exit_info.value.code == 2
+    assert "workers must be 1 to 64" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

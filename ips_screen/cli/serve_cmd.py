@@ -103,6 +103,11 @@ def run_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         environ,
         workers=args.workers,
         config_path=args.config,
+        logging_options={
+            "verbose": args.verbose,
+            "quiet": args.quiet,
+            "log_format": args.log_format,
+        },
     )
     return 0
 

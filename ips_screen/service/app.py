@@ -2,6 +2,7 @@
 
     create_app(config)   the FastAPI app (tests inject the FHIR client, verifier and clock)
     app_from_environment()   the same for a uvicorn worker process, from $IPS_SCREEN_SERVE_CONFIG
+                             (and the CLI's logging options from $IPS_SCREEN_SERVE_LOGGING)
     run(config, host, port, environ, workers)   serve it with uvicorn (`ips-screen serve`)
 
 The backend FHIR client (reads for the review page, writes for feedback and decisions) uses the
@@ -14,6 +15,7 @@ configuration names derives the CSRF token of a visitor not signed in.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -48,6 +50,7 @@ from ips_screen.service.store import ServiceStore
 log = logging.getLogger("ips_screen.service")
 
 CONFIG_ENV = "IPS_SCREEN_SERVE_CONFIG"  # the configuration file, for worker processes
+LOGGING_ENV = "IPS_SCREEN_SERVE_LOGGING"  # the CLI's logging options, for worker processes
 MIN_SECRET_LENGTH = 32
 MAX_JWKS_BYTES = 256 * 1024
 
@@ -206,8 +209,17 @@ class CdsCors:
 def app_from_environment() -> FastAPI:
     """The app of one uvicorn worker process (`serve --workers N`): the configuration file named
     by $IPS_SCREEN_SERVE_CONFIG, secrets from this process's environment."""
+    from ips_screen.cli.main import configure_logging
     from ips_screen.service.config import load_config
 
+    logging_args = orjson.loads(os.environ.get(LOGGING_ENV, "{}"))
+    configure_logging(
+        argparse.Namespace(
+            verbose=logging_args.get("verbose", False),
+            quiet=logging_args.get("quiet", False),
+            log_format=logging_args.get("log_format", "text"),
+        )
+    )
     return create_app(load_config(os.environ[CONFIG_ENV]), environ=os.environ)
 
 
@@ -219,6 +231,7 @@ def run(
     *,
     workers: int = 1,
     config_path: str | None = None,
+    logging_options: dict[str, Any] | None = None,
 ) -> None:
     """Serve until interrupted. The peer address is the direct one (no X-Forwarded-For), so
     `trusted_proxy_ips` checks the real proxy. With several workers each process builds its own
@@ -246,6 +259,7 @@ def run(
     # Configuration problems as one message before any worker starts; workers read os.environ.
     create_app(config, environ=os.environ).state.service.store.close()
     os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
+    os.environ[LOGGING_ENV] = orjson.dumps(logging_options or {}).decode()
     uvicorn.run(
         "ips_screen.service.app:app_from_environment", factory=True, workers=workers, **options
     )

@@ -343,23 +343,24 @@ def report(result: dict[str, Any]) -> list[str]:
 
 
 def append(lines: list[str]) -> None:
-    """Append to docs/benchmarks.md; the heading and its note only the first time."""
-    existing = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
-    block = []
+    """Add to the end of the "CDS Hooks patient-view" section of docs/benchmarks.md (the section,
+    with its note, is made at the end of the file the first time); other sections are left alone.
+    """
+    existing = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
     if HEADING not in existing:
-        block += [
-            "" if existing else "# Benchmarks",
-            "",
-            HEADING,
-            "",
+        note = (
             "`benchmarks/cds_benchmark.py`: POST /cds-services/ips-screen with prefetch for one "
             "`propose` patient (fixture 01 plus unrelated GP-record filler), EHR JWT verified on "
             "every call, one call at a time. Goal: p95 under 100 ms (CDS Hooks clients expect "
-            "about 500 ms for the whole round trip).",
-            "",
-        ]
-    with DOC.open("a", encoding="utf-8") as out:
-        out.write("\n".join([*block, *lines]) + "\n")
+            "about 500 ms for the whole round trip)."
+        )
+        existing = existing.rstrip("\n") + f"\n\n\n{HEADING}\n\n{note}\n"
+    start = existing.index(HEADING)
+    following = existing.find("\n## ", start + len(HEADING))
+    end = len(existing) if following < 0 else following
+    section = existing[start:end].rstrip("\n") + "\n" + "\n".join(lines) + "\n"
+    rest = existing[end:]
+    DOC.write_text(existing[:start] + section + ("\n\n" + rest.lstrip("\n") if rest else ""))
 
 
 def main() -> int:

@@ -8,14 +8,15 @@ session (new random id in the cookie, new CSRF token); it ends at logout, after
 `session_idle_seconds` without a request, or `session_max_age_seconds` after sign-in.
 
 Throttle (failures counted in the store over 15 minutes, per client address and username, so
-every worker sees them and no cache can be flushed): after `PAIR_FREE` failures for one username
-from one address, each further try from that address waits 1, 2, 4 ... seconds (at most 15
-minutes) after the last failure, answered 429 with Retry-After and no password check. When a
-username has `USER_UNDER_ATTACK` failures from all addresses together, each address gets only one
-free failure for it. An address with `ADDRESS_LIMIT` failures (any usernames) waits until its
-oldest leaves the window. The real user at another address is slowed down at worst, never locked
-out. Behind a reverse proxy, `client_address_header` names the client (believed only from
-`trusted_proxy_ips`).
+every worker sees them and no cache can be flushed; an attempt is counted before its password is
+checked, so parallel attempts are all counted, and cleared when it succeeds): after `PAIR_FREE`
+failures for one username from one address, each further try from that address waits 1, 2, 4 ...
+seconds (at most 15 minutes) after the last failure, answered 429 with Retry-After and no
+password check. When a username has `USER_UNDER_ATTACK` failures from all addresses together,
+each address gets only one free failure for it. An address with `ADDRESS_LIMIT` failures (any
+usernames) waits until its oldest leaves the window. The real user at another address is slowed
+down at worst, never locked out. Behind a reverse proxy, `client_address_header` names the
+client (believed only from `trusted_proxy_ips`).
 
 Proxy header: only a request whose direct peer is in `trusted_proxy_ips` may name the user, and
 the header is required on every request (the session then only holds the CSRF token); a name not
@@ -36,7 +37,7 @@ from fastapi import Request
 from ips_screen.service.passwords import hash_password, verify_password
 from ips_screen.service.sessions import STATE_KEY, SessionCookie, anonymous_csrf
 from ips_screen.service.state import ServiceState
-from ips_screen.service.store import FAILURE_WINDOW_SECONDS, SessionRow
+from ips_screen.service.store import FAILURE_WINDOW_SECONDS, FailureCounts, SessionRow
 
 PAIR_FREE = 5
 USER_UNDER_ATTACK = 50
@@ -177,9 +178,9 @@ def client_address(request: Request, state: ServiceState) -> str:
         return peer
 
 
-def throttle_wait(state: ServiceState, address: str, username: str, now: float) -> int:
-    """Seconds this address must wait before trying `username` again (0: it may try now)."""
-    counts = state.store.failures(address, username, now)
+def throttle_wait(counts: FailureCounts, now: float) -> int:
+    """Seconds an address must wait before trying a username again (0: it may try now), from
+    the failures in the window (see the module docstring)."""
     waits = [0.0]
     if counts.address >= ADDRESS_LIMIT and counts.address_oldest is not None:
         waits.append(counts.address_oldest + FAILURE_WINDOW_SECONDS - now)
@@ -191,16 +192,19 @@ def throttle_wait(state: ServiceState, address: str, username: str, now: float) 
 
 def sign_in(request: Request, state: ServiceState, username: str, password: str) -> User | None:
     """Check the password; on success start a fresh session for the user. Raises
-    `SignInThrottled` (before any password check) when this address must wait."""
+    `SignInThrottled` (before any password check) when this address must wait. The attempt is
+    counted as a failure before the password is checked (so parallel attempts cannot slip past
+    the throttle) and the count is cleared when it succeeds."""
     now = state.now().timestamp()
     address = client_address(request, state)
-    wait = throttle_wait(state, address, username, now)
+    wait = state.store.sign_in_attempt(
+        address, username, now, lambda counts: throttle_wait(counts, now)
+    )
     if wait > 0:
         raise SignInThrottled(wait)
     entry = state.users.get(username)
     ok = verify_password(password, entry.password_hash if entry else _dummy_hash())
     if entry is None or not ok:
-        state.store.sign_in_failed(address, username, now)
         return None
     state.store.sign_in_succeeded(address, username, now)
     start_session(request, username)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -248,12 +248,24 @@ class ServiceStore:
 
     # ---- sign-in failures
 
-    def sign_in_failed(self, address: str, username: str, now: float) -> None:
+    def sign_in_attempt(
+        self,
+        address: str,
+        username: str,
+        now: float,
+        wait_for: Callable[[FailureCounts], int],
+    ) -> int:
+        """Seconds to wait (from `wait_for` of the failures so far); when 0 the attempt is
+        recorded as a failure at once, in the same transaction, so attempts made in parallel are
+        all counted. A successful sign-in then clears it (`sign_in_succeeded`)."""
         with self._write(now) as conn:
-            conn.execute(
-                "INSERT INTO sign_in_failures (address, username, at) VALUES (?, ?, ?)",
-                (address, username, now),
-            )
+            wait = wait_for(self._failures(conn, address, username, now))
+            if wait == 0:
+                conn.execute(
+                    "INSERT INTO sign_in_failures (address, username, at) VALUES (?, ?, ?)",
+                    (address, username, now),
+                )
+            return wait
 
     def sign_in_succeeded(self, address: str, username: str, now: float) -> None:
         with self._write(now) as conn:
@@ -263,20 +275,25 @@ class ServiceStore:
             )
 
     def failures(self, address: str, username: str, now: float) -> FailureCounts:
-        since = now - FAILURE_WINDOW_SECONDS
         with self._lock:
-            conn = self._conn
-            pair, pair_last = conn.execute(
-                "SELECT count(*), max(at) FROM sign_in_failures "
-                "WHERE address = ? AND username = ? AND at >= ?",
-                (address, username, since),
-            ).fetchone()
-            by_address, oldest = conn.execute(
-                "SELECT count(*), min(at) FROM sign_in_failures WHERE address = ? AND at >= ?",
-                (address, since),
-            ).fetchone()
-            (by_user,) = conn.execute(
-                "SELECT count(*) FROM sign_in_failures WHERE username = ? AND at >= ?",
-                (username, since),
-            ).fetchone()
+            return self._failures(self._conn, address, username, now)
+
+    @staticmethod
+    def _failures(
+        conn: sqlite3.Connection, address: str, username: str, now: float
+    ) -> FailureCounts:
+        since = now - FAILURE_WINDOW_SECONDS
+        pair, pair_last = conn.execute(
+            "SELECT count(*), max(at) FROM sign_in_failures "
+            "WHERE address = ? AND username = ? AND at >= ?",
+            (address, username, since),
+        ).fetchone()
+        by_address, oldest = conn.execute(
+            "SELECT count(*), min(at) FROM sign_in_failures WHERE address = ? AND at >= ?",
+            (address, since),
+        ).fetchone()
+        (by_user,) = conn.execute(
+            "SELECT count(*) FROM sign_in_failures WHERE username = ? AND at >= ?",
+            (username, since),
+        ).fetchone()
         return FailureCounts(pair, pair_last, by_address, oldest, by_user)

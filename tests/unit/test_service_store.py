@@ -102,7 +102,7 @@ def test_expired_rows_are_deleted(tmp_path: Path):
     store.put_card("c1", CardState("p1", "s", "t1", None, None, None), now=1000.0)
     store.add("iss", "jti-1", expires_at=1300.0, now=1000.0)
     store.create_session("B" * 43, "dr", "csrf", now=1000.0)
-    store.sign_in_failed("203.0.113.9", "dr", now=1000.0)
+    assert store.sign_in_attempt("203.0.113.9", "dr", 1000.0, lambda counts: 0) == 0
     later = 1000.0 + 2 * 24 * 3600
     store.add("iss", "jti-2", expires_at=later + 300, now=later)  # a write: the cleanup runs
     db = sqlite3.connect(tmp_path / "service.sqlite")
@@ -119,3 +119,17 @@ def test_without_a_state_dir_the_store_is_in_memory(tmp_path: Path, monkeypatch)
     assert store.add("iss", "jti-1", 2000.0, 1000.0)
     assert not store.add("iss", "jti-1", 2000.0, 1000.0)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_sign_in_attempt_is_counted_before_its_password_is_checked(tmp_path: Path):
+    """Attempts in flight together are all counted: the throttle looks at them all."""
+    from ips_screen.service.signin import PAIR_FREE, throttle_wait
+
+    store = ServiceStore(str(tmp_path))
+    waits = [
+        store.sign_in_attempt("203.0.113.9", "dr", 1000.0, lambda c: throttle_wait(c, 1000.0))
+        for _ in range(PAIR_FREE + 1)
+    ]
+    assert waits == [0] * PAIR_FREE + [1]
+    store.sign_in_succeeded("203.0.113.9", "dr", 1000.0)  # the right password after all
+    assert store.failures("203.0.113.9", "dr", 1000.0).pair == 0

@@ -244,6 +244,12 @@ def run(
         "proxy_headers": False,
         "server_header": False,
     }
+    if workers == 1:
+        app = create_app(config, environ=environ)
+    else:
+        assert config_path is not None and config.state_dir is not None
+        # Configuration problems as one message before any worker starts; workers read os.environ.
+        create_app(config, environ=os.environ).state.service.store.close()
     log.info(
         "serving %s on %s:%d with %d worker(s) (public URL %s)",
         __version__,
@@ -253,11 +259,8 @@ def run(
         config.public_base_url,
     )
     if workers == 1:
-        uvicorn.run(create_app(config, environ=environ), **options)
+        uvicorn.run(app, **options)
         return
-    assert config_path is not None and config.state_dir is not None
-    # Configuration problems as one message before any worker starts; workers read os.environ.
-    create_app(config, environ=os.environ).state.service.store.close()
     os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
     os.environ[LOGGING_ENV] = orjson.dumps(logging_options or {}).decode()
     uvicorn.run(

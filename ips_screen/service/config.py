@@ -224,15 +224,6 @@ class ServeConfig(_Strict):
             raise ValueError("public_base_url must be https (http only on a loopback address)")
         return url
 
-    @model_validator(mode="after")
-    def _state_dir_needed(self) -> ServeConfig:
-        if self.state_dir is None and not is_loopback(self.public_base_url):
-            raise ValueError(
-                "state_dir: required (a folder for the state the service's workers share) "
-                "unless public_base_url is a loopback address"
-            )
-        return self
-
     @property
     def auth_disabled(self) -> bool:
         return self.ehr_auth is None
@@ -281,6 +272,11 @@ def parse_config(data: dict[str, Any], folder: Path | None = None) -> ServeConfi
         config = ServeConfig.model_validate({**data, "ehr_auth": None})
     except ValidationError as exc:
         raise ConfigError(validation_problem(exc)) from None
+    if config.state_dir is None and not is_loopback(config.public_base_url):
+        raise ConfigError(
+            "state_dir: required (the folder of the state the service's workers share) unless "
+            "public_base_url is a loopback address"
+        )
     fhir = config.fhir.model_copy(update={"private_key": _resolve(config.fhir.private_key, folder)})
     page = config.review_page
     if page is not None:

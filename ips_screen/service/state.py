@@ -4,21 +4,47 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 
+import orjson
+
 from ips_screen.dates import today_london
+from ips_screen.engine import Decision
 from ips_screen.fhir.client import FhirClient
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.service.config import ServeConfig, UserEntry
 from ips_screen.service.ehr_auth import EhrVerifier
-from ips_screen.service.store import CardState, ServiceStore
+from ips_screen.service.store import ServiceStore
 
 __all__ = ["BadRequest", "CardState", "Cards", "ServiceState"]
 
 
 class BadRequest(Exception):
     """A malformed request: answered 400 with this message."""
+
+
+@dataclass(frozen=True)
+class CardState:
+    """What feedback on a card needs: the card was for `task_id`'s proposal, or live."""
+
+    patient_id: str
+    suggestion: str  # the suggestion's uuid
+    task_id: str | None
+    user_id: str | None  # context.userId of the call that showed the card
+    iss: str | None  # the EHR that asked (None when EHR authentication is disabled)
+    decision: Decision | None  # the live decision (None for a pending proposal)
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["decision"] = self.decision.to_dict() if self.decision is not None else None
+        return orjson.dumps(data)
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> CardState:
+        data = orjson.loads(raw)
+        decision = data.pop("decision")
+        return cls(**data, decision=Decision.from_dict(decision) if decision else None)
 
 
 class Cards:
@@ -30,10 +56,11 @@ class Cards:
         self._clock = clock
 
     def put(self, uuid: str, state: CardState) -> None:
-        self._store.put_card(uuid, state, self._clock().timestamp())
+        self._store.put_card(uuid, state.to_json(), self._clock().timestamp())
 
     def get(self, uuid: str) -> CardState | None:
-        return self._store.get_card(uuid, self._clock().timestamp())
+        raw = self._store.get_card(uuid, self._clock().timestamp())
+        return CardState.from_json(raw) if raw is not None else None
 
 
 @dataclass

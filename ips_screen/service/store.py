@@ -1,7 +1,8 @@
 """The service's shared state: one small SQLite file in `state_dir`, shared by every worker process
 and kept across restarts.
 
-    cards             card uuid -> what feedback on that card needs (`CardState`), for a day
+    cards             card uuid -> what feedback on that card needs (state.py's `CardState`),
+                      for a day
     jwt_ids           (issuer, jti) of every EHR token accepted, until the token expires
     sessions          review-page sessions: sha256 of the cookie's random id -> user, CSRF token,
                       created, last seen, flash message; ended by logout, idleness or age
@@ -23,12 +24,9 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
-from ips_screen.engine import Decision
 from ips_screen.errors import ConfigError
 from ips_screen.private_dir import PrivateDirError, ensure_private_dir, private_open
 
@@ -55,29 +53,6 @@ CREATE INDEX IF NOT EXISTS failures_by_address ON sign_in_failures (address, at)
 CREATE INDEX IF NOT EXISTS failures_by_username ON sign_in_failures (username, at);
 CREATE INDEX IF NOT EXISTS failures_at ON sign_in_failures (at);
 """
-
-
-@dataclass(frozen=True)
-class CardState:
-    """What feedback on a card needs: the card was for `task_id`'s proposal, or live."""
-
-    patient_id: str
-    suggestion: str  # the suggestion's uuid
-    task_id: str | None
-    user_id: str | None  # context.userId of the call that showed the card
-    iss: str | None  # the EHR that asked (None when EHR authentication is disabled)
-    decision: Decision | None  # the live decision (None for a pending proposal)
-
-    def to_json(self) -> bytes:
-        data = asdict(self)
-        data["decision"] = self.decision.to_dict() if self.decision is not None else None
-        return orjson.dumps(data)
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> CardState:
-        data = orjson.loads(raw)
-        decision = data.pop("decision")
-        return cls(**data, decision=Decision.from_dict(decision) if decision else None)
 
 
 @dataclass(frozen=True)
@@ -180,16 +155,17 @@ class ServiceStore:
 
     # ---- cards
 
-    def put_card(self, uuid: str, state: CardState, now: float) -> None:
+    def put_card(self, uuid: str, state: bytes, now: float) -> None:
+        """Keep a card's state (serialised by state.py) for `CARD_RETENTION_SECONDS`."""
         with self._write(now) as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO cards (uuid, state, expires) VALUES (?, ?, ?)",
-                (uuid, state.to_json(), now + CARD_RETENTION_SECONDS),
+                (uuid, state, now + CARD_RETENTION_SECONDS),
             )
 
-    def get_card(self, uuid: str, now: float) -> CardState | None:
+    def get_card(self, uuid: str, now: float) -> bytes | None:
         rows = self._read("SELECT state FROM cards WHERE uuid = ? AND expires >= ?", (uuid, now))
-        return CardState.from_json(rows[0][0]) if rows else None
+        return bytes(rows[0][0]) if rows else None
 
     # ---- EHR token ids (the `ReplayStore` of ehr_auth)
 

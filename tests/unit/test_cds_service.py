@@ -15,6 +15,7 @@ import itertools
 import uuid
 import warnings
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -34,7 +35,8 @@ from ips_screen.service.app import create_app
 from ips_screen.service.cards import blocking_referral, by_ref
 from ips_screen.service.config import hash_password, parse_config
 from ips_screen.service.prefetch import PREFETCH, SEARCH_TYPES
-from ips_screen.service.store import CARD_RETENTION_SECONDS, CardState, ServiceStore
+from ips_screen.service.state import Cards, CardState
+from ips_screen.service.store import CARD_RETENTION_SECONDS, ServiceStore
 from tests.conftest import FIXTURES, FROZEN_NOW
 from tests.helpers import AS_OF, decide, default_ruleset, service_request
 
@@ -704,16 +706,16 @@ def test_malformed_feedback_is_400(client: TestClient, ehr_key, body):
     assert send_feedback(client, ehr_key, body) == 400
 
 
-def test_cards_are_kept_for_a_day_then_dropped(tmp_path: Path):
-    store = ServiceStore(str(tmp_path / "state"))
+def test_cards_are_kept_for_a_day_then_dropped(tmp_path: Path, frozen_clock):
+    cards = Cards(ServiceStore(str(tmp_path / "state")), clock=lambda: datetime.now(tz=UTC))
     live = decide(fixture_resources("01"))
-    store.put_card("c1", CardState("p1", "s", None, DR, ISS, live), now=1000.0)
-    store.put_card("c2", CardState("p2", "s", "t-2", None, None, None), now=1000.0)
-    assert store.get_card("c1", now=1000.0 + CARD_RETENTION_SECONDS) == CardState(
-        "p1", "s", None, DR, ISS, live
-    )
-    assert store.get_card("c2", now=1001.0).task_id == "t-2"
-    assert store.get_card("c1", now=1001.0 + CARD_RETENTION_SECONDS) is None
+    cards.put("c1", CardState("p1", "s", None, DR, ISS, live))
+    cards.put("c2", CardState("p2", "s", "t-2", None, None, None))
+    frozen_clock.shift(CARD_RETENTION_SECONDS)
+    assert cards.get("c1") == CardState("p1", "s", None, DR, ISS, live)
+    assert cards.get("c2") == CardState("p2", "s", "t-2", None, None, None)
+    frozen_clock.shift(1)
+    assert cards.get("c1") is None and cards.get("c2") is None
 
 
 def test_cors_only_for_configured_browser_clients_and_only_on_cds_routes(make_client):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ips_screen.errors import ConfigError
-from ips_screen.service.store import DB_NAME, CardState, ServiceStore
+from ips_screen.service.store import DB_NAME, ServiceStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,7 +99,7 @@ def test_sessions_end_when_idle_too_old_or_deleted_and_keep_no_usable_id(tmp_pat
 
 def test_expired_rows_are_deleted(tmp_path: Path):
     store = ServiceStore(str(tmp_path), session_max_age=3600.0, session_idle=600.0)
-    store.put_card("c1", CardState("p1", "s", "t1", None, None, None), now=1000.0)
+    store.put_card("c1", b"{}", now=1000.0)
     store.add("iss", "jti-1", expires_at=1300.0, now=1000.0)
     store.create_session("B" * 43, "dr", "csrf", now=1000.0)
     assert store.sign_in_attempt("203.0.113.9", "dr", 1000.0, lambda counts: 0) == 0

@@ -1,10 +1,14 @@
 """`ips-screen serve`: the CDS Hooks service and the review page.
 
-    serve --config serve.toml [--host 127.0.0.1] [--port 8080]
+    serve --config serve.toml [--host 127.0.0.1] [--port 8080] [--workers N]
     serve hash-password [--user NAME --practitioner Practitioner/ID]
 
 `hash-password` reads the password from stdin when it is not a terminal (one line), else asks
 twice without echo, and prints the ``scrypt$...`` hash (or a whole users-file line).
+
+With --workers N (more than 1) uvicorn runs N processes on the same port; each builds the app
+from the configuration file and the process environment, and they share the state in the
+configuration's state_dir (required then).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Mapping
 from ips_screen.errors import UserError
 
 MIN_PASSWORD = 12
+MAX_WORKERS = 64
 _USERNAME = re.compile(r"^[A-Za-z0-9._@\-]{1,128}$")
 _PRACTITIONER = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
 
@@ -32,6 +37,16 @@ def _port(value: str) -> int:
     return port
 
 
+def _workers(value: str) -> int:
+    try:
+        workers = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of workers: {value!r}") from None
+    if not 1 <= workers <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"workers must be 1 to {MAX_WORKERS}")
+    return workers
+
+
 def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add `serve` (and `serve hash-password`) to the top-level subparsers."""
     serve = subparsers.add_parser(
@@ -44,6 +59,12 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
     serve.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="worker processes (default 1; more need state_dir in the configuration)",
+    )
     actions = serve.add_subparsers(dest="serve_command", metavar="ACTION")
     hashing = actions.add_parser(
         "hash-password", help="print a password hash for the review page's users file"
@@ -69,7 +90,25 @@ def run_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from ips_screen.service.app import run
     from ips_screen.service.config import load_config
 
-    run(load_config(args.config), args.host, args.port, environ)
+    config = load_config(args.config)
+    if args.workers > 1 and config.state_dir is None:
+        raise UserError(
+            f"{args.config}: --workers {args.workers} needs state_dir (the state the workers "
+            "share; see docs/serve.example.toml)"
+        )
+    run(
+        config,
+        args.host,
+        args.port,
+        environ,
+        workers=args.workers,
+        config_path=args.config,
+        logging_options={
+            "verbose": args.verbose,
+            "quiet": args.quiet,
+            "log_format": args.log_format,
+        },
+    )
     return 0
 
 

@@ -1,26 +1,31 @@
 """The web application: CDS Hooks endpoints, the review page and a health check.
 
     create_app(config)   the FastAPI app (tests inject the FHIR client, verifier and clock)
-    run(config, host, port)   serve it with uvicorn (`ips-screen serve --config serve.toml`)
+    app_from_environment()   the same for a uvicorn worker process, from $IPS_SCREEN_SERVE_CONFIG
+                             (and the CLI's logging options from $IPS_SCREEN_SERVE_LOGGING)
+    run(config, host, port, environ, workers)   serve it with uvicorn (`ips-screen serve`)
 
 The backend FHIR client (reads for the review page, writes for feedback and decisions) uses the
-service's own credentials from the configuration. The review page's session is a cookie signed
-with the secret from the environment variable the configuration names (HttpOnly, SameSite=Lax,
-Secure when public_base_url is https, path limited to the review page).
+service's own credentials from the configuration. Each worker opens the shared store in the
+configured state_dir (store.py): the cards shown, the EHR token ids (replay cache), the review
+page's sessions (an opaque id in the cookie; sessions.py) and the sign-in failures, so any worker
+can answer any request and a restart loses nothing. The secret from the environment variable the
+configuration names derives the CSRF token of a visitor not signed in.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any, cast
 
 import orjson
 from fastapi import FastAPI, Response
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ips_screen import __version__
@@ -40,12 +45,14 @@ from ips_screen.service.config import FhirBackendConfig, ServeConfig, load_users
 from ips_screen.service.ehr_auth import EhrVerifier
 from ips_screen.service.guarded_http import guarded_get
 from ips_screen.service.read_only import ReadOnlyBackend
-from ips_screen.service.signin import Throttle
+from ips_screen.service.sessions import SessionCookieMiddleware
 from ips_screen.service.state import ServiceState
+from ips_screen.service.store import ServiceStore
 
 log = logging.getLogger("ips_screen.service")
 
-SESSION_COOKIE = "ips_screen_review"
+CONFIG_ENV = "IPS_SCREEN_SERVE_CONFIG"  # the configuration file, for worker processes
+LOGGING_ENV = "IPS_SCREEN_SERVE_LOGGING"  # the CLI's logging options, for worker processes
 MIN_SECRET_LENGTH = 32
 MAX_JWKS_BYTES = 256 * 1024
 JWKS_DEADLINE_SECONDS = 3.0
@@ -104,7 +111,7 @@ def _session_secret(config: ServeConfig, environ: Mapping[str, str]) -> str:
     if len(secret) < MIN_SECRET_LENGTH:
         raise ConfigError(
             f"review_page: set the environment variable {name} to a random secret of at least "
-            f"{MIN_SECRET_LENGTH} characters (it signs the session cookies)"
+            f"{MIN_SECRET_LENGTH} characters (it protects the sign-in form)"
         )
     return secret
 
@@ -133,13 +140,23 @@ def create_app(
     environ = os.environ if environ is None else environ
     now = clock or (lambda: datetime.now(tz=LONDON))
     ruleset = load_ruleset(config.rules)
+    page = config.review_page
+    store = ServiceStore(
+        config.state_dir,
+        session_max_age=page.session_max_age_seconds if page else 8 * 3600,
+        session_idle=page.session_idle_seconds if page else 30 * 60,
+    )
     if verifier is None and config.ehr_auth is not None:
         verifier = EhrVerifier(
-            config.ehr_auth, fetch_jwks=fetch_jwks, clock=lambda: now().timestamp()
+            config.ehr_auth,
+            fetch_jwks=fetch_jwks,
+            clock=lambda: now().timestamp(),
+            replay_cache=store,
         )
     if config.ehr_auth is None:
         log.warning("EHR authentication is DISABLED (local demo on %s)", config.public_base_url)
-    page = config.review_page
+    if config.state_dir is None:
+        log.warning("no state_dir: cards, token ids and sessions are in memory (one worker)")
     users = load_users(page.users_file) if page is not None and page.users_file else {}
     secret = _session_secret(config, environ) if page is not None else None
     state = ServiceState(
@@ -149,7 +166,9 @@ def create_app(
         verifier=verifier,
         clock=now,
         environ=environ,
+        store=store,
         users=users,
+        session_secret=secret,
     )
 
     app = FastAPI(
@@ -161,15 +180,12 @@ def create_app(
         app.add_middleware(CdsCors, origins=config.cds_cors_origins)
     if page is not None and secret is not None:
         app.include_router(review_page.router)
-        app.state.sign_in_throttle = Throttle()
         app.add_middleware(
-            SessionMiddleware,
-            secret_key=secret,
-            session_cookie=SESSION_COOKIE,
+            SessionCookieMiddleware,
+            cookie_path=f"{config.base_path}/review",
+            secure=config.secure_cookies,
             max_age=page.session_max_age_seconds,
-            path=f"{config.base_path}/review",
-            same_site="lax",
-            https_only=config.secure_cookies,
+            prefix="/review",
         )
 
     @app.get("/healthz")
@@ -208,11 +224,63 @@ class CdsCors:
             await self.app(scope, receive, send)
 
 
-def run(config: ServeConfig, host: str, port: int, environ: Mapping[str, str]) -> None:
+def app_from_environment() -> FastAPI:
+    """The app of one uvicorn worker process (`serve --workers N`): the configuration file named
+    by $IPS_SCREEN_SERVE_CONFIG, secrets from this process's environment."""
+    from ips_screen.cli.main import configure_logging
+    from ips_screen.service.config import load_config
+
+    logging_args = orjson.loads(os.environ.get(LOGGING_ENV, "{}"))
+    configure_logging(
+        argparse.Namespace(
+            verbose=logging_args.get("verbose", False),
+            quiet=logging_args.get("quiet", False),
+            log_format=logging_args.get("log_format", "text"),
+        )
+    )
+    return create_app(load_config(os.environ[CONFIG_ENV]), environ=os.environ)
+
+
+def run(
+    config: ServeConfig,
+    host: str,
+    port: int,
+    environ: Mapping[str, str],
+    *,
+    workers: int = 1,
+    config_path: str | None = None,
+    logging_options: dict[str, Any] | None = None,
+) -> None:
     """Serve until interrupted. The peer address is the direct one (no X-Forwarded-For), so
-    `trusted_proxy_ips` checks the real proxy."""
+    `trusted_proxy_ips` checks the real proxy. With several workers each process builds its own
+    app from `config_path` (they share the state in state_dir)."""
     import uvicorn
 
-    app = create_app(config, environ=environ)
-    log.info("serving %s on %s:%d (public URL %s)", __version__, host, port, config.public_base_url)
-    uvicorn.run(app, host=host, port=port, proxy_headers=False, server_header=False)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "proxy_headers": False,
+        "server_header": False,
+    }
+    if workers == 1:
+        app = create_app(config, environ=environ)
+    else:
+        assert config_path is not None and config.state_dir is not None
+        # Configuration problems as one message before any worker starts; workers read os.environ.
+        create_app(config, environ=os.environ).state.service.store.close()
+    log.info(
+        "serving %s on %s:%d with %d worker(s) (public URL %s)",
+        __version__,
+        host,
+        port,
+        workers,
+        config.public_base_url,
+    )
+    if workers == 1:
+        uvicorn.run(app, **options)
+        return
+    os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
+    os.environ[LOGGING_ENV] = orjson.dumps(logging_options or {}).decode()
+    uvicorn.run(
+        "ips_screen.service.app:app_from_environment", factory=True, workers=workers, **options
+    )

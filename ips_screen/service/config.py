@@ -8,6 +8,7 @@ session-signing secret (`review_page.session_secret_env`) and the users file's p
     public_base_url = "https://ips.practice.example"   # what EHRs call: the JWT `aud` is built
                                                        # from it, never from the Host header
     rules = "rules/ips-chronic-pain.yaml"              # optional; relative to this file
+    state_dir = "/var/lib/ips-screen/serve"            # shared by workers; required unless loopback
     ehr_fhir_servers = [...]                           # allowed fhirServer URLs (required
                                                        # unless public_base_url is loopback)
     ehr_fhir_deadline_seconds = 5.0                    # all fhirServer reads of one call
@@ -17,8 +18,11 @@ session-signing secret (`review_page.session_secret_env`) and the users file's p
     cds_cors_origins = []                              # browser CDS clients allowed (CORS)
     [fhir]            base_url, auth = none|bearer|smart, token_env | client_id, private_key, kid...
     [ehr_auth]        disabled (loopback public_base_url only), leeway_seconds, [[ehr_auth.issuers]]
-    [review_page]     users_file | proxy_header + proxy_users + trusted_proxy_ips;
-                      session_secret_env (the NAME of the variable holding the cookie secret)
+    [review_page]     users_file [+ client_address_header + trusted_proxy_ips]
+                      | proxy_header + proxy_users + trusted_proxy_ips;
+                      session_secret_env (the NAME of the variable holding the secret that
+                      derives signed-out visitors' CSRF tokens); session_max_age_seconds,
+                      session_idle_seconds
 
 Users file lines: ``username:scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>:Practitioner/ID`` (blank
 lines and ``#`` comments skipped); make a hash with ``ips-screen serve hash-password``
@@ -130,6 +134,10 @@ class ReviewPageConfig(_Strict):
     trusted_proxy_ips: list[str] = Field(default_factory=list)
     session_secret_env: str = "IPS_SCREEN_SESSION_SECRET"  # noqa: S105 (a variable name)
     session_max_age_seconds: int = Field(default=8 * 3600, ge=300, le=7 * 24 * 3600)
+    session_idle_seconds: int = Field(default=30 * 60, ge=60, le=7 * 24 * 3600)
+    # The header in which a proxy in trusted_proxy_ips passes the client's address (the last entry
+    # of e.g. X-Forwarded-For), for the sign-in throttle; otherwise the direct peer's address.
+    client_address_header: str | None = None
 
     @field_validator("session_secret_env")
     @classmethod
@@ -139,7 +147,7 @@ class ReviewPageConfig(_Strict):
             raise ValueError(problem)
         return value
 
-    @field_validator("proxy_header")
+    @field_validator("proxy_header", "client_address_header")
     @classmethod
     def _header(cls, value: str | None) -> str | None:
         if value is not None and not _HEADER.match(value):
@@ -170,8 +178,16 @@ class ReviewPageConfig(_Strict):
             raise ValueError("give exactly one of users_file or proxy_header")
         if self.proxy_header is not None and not (self.proxy_users and self.trusted_proxy_ips):
             raise ValueError("proxy_header needs proxy_users and trusted_proxy_ips")
-        if self.users_file is not None and (self.proxy_users or self.trusted_proxy_ips):
-            raise ValueError("proxy_users and trusted_proxy_ips only apply with proxy_header")
+        if self.users_file is not None and self.proxy_users:
+            raise ValueError("proxy_users only apply with proxy_header")
+        if self.proxy_header is None and (self.client_address_header is None) != (
+            not self.trusted_proxy_ips
+        ):
+            raise ValueError(
+                "with users_file, trusted_proxy_ips and client_address_header go together"
+            )
+        if self.session_idle_seconds > self.session_max_age_seconds:
+            raise ValueError("session_idle_seconds cannot exceed session_max_age_seconds")
         return self
 
     def is_trusted_proxy(self, host: str | None) -> bool:
@@ -189,6 +205,10 @@ class ServeConfig(_Strict):
     fhir: FhirBackendConfig
     ehr_auth: EhrAuthConfig | None  # None only when [ehr_auth] disabled = true
     review_page: ReviewPageConfig | None = None
+    # The folder of the state every worker shares (cards shown, EHR token ids, review-page
+    # sessions, sign-in failures): required unless public_base_url is loopback (then, when
+    # missing, that state is in memory: one worker, lost on restart).
+    state_dir: str | None = None
     # EHR FHIR servers the service may read with the user's token when prefetch lacks data
     # (required unless public_base_url is loopback). Empty (loopback development only): any https
     # server whose host has only public addresses. A listed server may be http on loopback, or on
@@ -306,6 +326,11 @@ def parse_config(data: dict[str, Any], folder: Path | None = None) -> ServeConfi
         config = ServeConfig.model_validate({**data, "ehr_auth": None})
     except ValidationError as exc:
         raise ConfigError(validation_problem(exc)) from None
+    if config.state_dir is None and not is_loopback(config.public_base_url):
+        raise ConfigError(
+            "state_dir: required (the folder of the state the service's workers share) unless "
+            "public_base_url is a loopback address"
+        )
     fhir = config.fhir.model_copy(update={"private_key": _resolve(config.fhir.private_key, folder)})
     page = config.review_page
     if page is not None:
@@ -314,6 +339,7 @@ def parse_config(data: dict[str, Any], folder: Path | None = None) -> ServeConfi
         update={
             "ehr_auth": ehr_auth,
             "rules": _resolve(config.rules, folder),
+            "state_dir": _resolve(config.state_dir, folder),
             "fhir": fhir,
             "review_page": page,
         }

@@ -29,7 +29,7 @@ from the injected `clock` (seconds since the epoch), never from PyJWT's own wall
 
 The configuration models are in `ehr_auth_config`. The default `ReplayCache` (`replay_cache`) is
 in-memory, so it protects one process: a service run with several worker processes needs a shared
-store implementing `ReplayStore`.
+store implementing `ReplayStore` (app.py passes the SQLite store in state_dir, store.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The replay cache of EHR tokens: each (issuer, jti) is accepted once until the token expires.
 
 The default `ReplayCache` is in-memory, so it protects one process: a service run with several
-worker processes needs a shared store implementing `ReplayStore`.
+worker processes needs a shared store implementing `ReplayStore`; `ips-screen serve` uses its
+SQLite store in state_dir (`ips_screen.service.store.ServiceStore`).
 """
 
 from __future__ import annotations

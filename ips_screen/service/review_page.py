@@ -1,11 +1,12 @@
 """The review page: a worklist of open IPS proposals, one proposal's evidence, accept or decline.
 
 Plain server-rendered HTML (templates/*.html.j2, rendered by pages.py), no JavaScript. Every page
-needs a signed-in user (signin.py); every form carries the session's CSRF token and a POST
-without it is 403. Accept and decline go through `ips_screen.fhir.review` exactly as
-`ips-screen review` does, with `by` = the user's Practitioner(Role); a concurrent change is a 409
-page and nothing is changed. Pages are `Cache-Control: no-store` with a strict
-Content-Security-Policy. Logs name ids only.
+needs a signed-in user (signin.py: server-side sessions, sign-in throttle); every form carries
+the session's CSRF token and a POST without it is 403; logout ends the session for good; too
+many failed sign-ins from an address are answered 429 with Retry-After. Accept and decline go
+through `ips_screen.fhir.review` exactly as `ips-screen review` does, with `by` = the user's
+Practitioner(Role); a concurrent change is a 409 page and nothing is changed. Pages are
+`Cache-Control: no-store` with a strict Content-Security-Policy. Logs name ids only.
 """
 
 from __future__ import annotations
@@ -68,7 +69,22 @@ def login(
         return signed_in(request)
     if not signin.csrf_ok(request, csrf_token):
         return forbidden(request)
-    user = signin.sign_in(request, state, username.strip(), password)
+    try:
+        user = signin.sign_in(request, state, username.strip()[:128], password)
+    except signin.SignInThrottled as exc:
+        log.info("review page: sign-in throttled for %d s", exc.retry_after)
+        minutes = max(1, round(exc.retry_after / 60))
+        response = render(
+            request,
+            "login.html.j2",
+            429,
+            user=None,
+            error=f"Too many failed sign-ins from here. Please try again in {minutes} "
+            f"minute{'s' if minutes != 1 else ''}.",
+            username=username.strip()[:128],
+        )
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     if user is None:
         log.info("review page: a sign-in failed")
         return render(
@@ -87,7 +103,7 @@ def login(
 def logout(request: Request, csrf_token: str = Form("")) -> Response:
     if not signin.csrf_ok(request, csrf_token):
         return forbidden(request)
-    request.session.clear()
+    signin.end_session(request)
     return redirect(request, "/review/login")
 
 

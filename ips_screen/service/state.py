@@ -1,12 +1,13 @@
-"""What the service's routes share: configuration, ruleset, clients, clock, and the cards shown."""
+"""What the service's routes share: configuration, ruleset, clients, clock, and the shared store
+(cards shown, EHR token ids, review-page sessions and sign-in failures; see store.py)."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
+
+import orjson
 
 from ips_screen.dates import today_london
 from ips_screen.engine import Decision
@@ -14,8 +15,9 @@ from ips_screen.fhir.client import FhirClient
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.service.config import ServeConfig, UserEntry
 from ips_screen.service.ehr_auth import EhrVerifier
+from ips_screen.service.store import ServiceStore
 
-MAX_CARDS = 10_000
+__all__ = ["BadRequest", "CardState", "Cards", "ServiceState"]
 
 
 class BadRequest(Exception):
@@ -33,32 +35,32 @@ class CardState:
     iss: str | None  # the EHR that asked (None when EHR authentication is disabled)
     decision: Decision | None  # the live decision (None for a pending proposal)
 
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["decision"] = self.decision.to_dict() if self.decision is not None else None
+        return orjson.dumps(data)
 
-class CardMemory:
-    """Card uuid -> CardState, in process, bounded: the oldest entries are dropped first.
+    @classmethod
+    def from_json(cls, raw: bytes) -> CardState:
+        data = orjson.loads(raw)
+        decision = data.pop("decision")
+        return cls(**data, decision=Decision.from_dict(decision) if decision else None)
 
-    Lost on restart and not shared between worker processes: feedback for a card this process
-    did not show is logged and ignored (see docs/serve.example.toml)."""
 
-    def __init__(self, max_entries: int = MAX_CARDS) -> None:
-        self._max = max_entries
-        self._cards: OrderedDict[str, CardState] = OrderedDict()
-        self._lock = threading.Lock()
+class Cards:
+    """Card uuid -> CardState, in the shared store: any worker, and the same worker after a
+    restart, can act on feedback for a card shown in the last day (`CARD_RETENTION_SECONDS`)."""
+
+    def __init__(self, store: ServiceStore, clock: Callable[[], datetime]) -> None:
+        self._store = store
+        self._clock = clock
 
     def put(self, uuid: str, state: CardState) -> None:
-        with self._lock:
-            self._cards[uuid] = state
-            self._cards.move_to_end(uuid)
-            while len(self._cards) > self._max:
-                self._cards.popitem(last=False)
+        self._store.put_card(uuid, state.to_json(), self._clock().timestamp())
 
     def get(self, uuid: str) -> CardState | None:
-        with self._lock:
-            return self._cards.get(uuid)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._cards)
+        raw = self._store.get_card(uuid, self._clock().timestamp())
+        return CardState.from_json(raw) if raw is not None else None
 
 
 @dataclass
@@ -69,8 +71,13 @@ class ServiceState:
     verifier: EhrVerifier | None  # None: EHR authentication disabled (loopback demo only)
     clock: Callable[[], datetime]
     environ: Mapping[str, str]
+    store: ServiceStore
     users: dict[str, UserEntry] = field(default_factory=dict)
-    cards: CardMemory = field(default_factory=CardMemory)
+    session_secret: str | None = None  # derives the CSRF token of a visitor not signed in
+    cards: Cards = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cards = Cards(self.store, self.clock)
 
     def now(self) -> datetime:
         return self.clock()

@@ -92,6 +92,7 @@ def service(
     data = service_config(ehr_key, users_file(tmp_path))
     data["fhir"] = {"base_url": fhir_server.base_url}
     data["ehr_fhir_servers"] = [fhir_server.base_url]  # http on loopback: must be listed
+    data["state_dir"] = str(tmp_path / "serve-state")
     env = {**SECRET_ENV, "IPS_SCREEN_STATE_DIR": str(tmp_path / "state")}
     return TestClient(create_app(parse_config(data), environ=env))
 

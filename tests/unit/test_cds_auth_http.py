@@ -83,16 +83,18 @@ class JwksHost:
 
 
 @pytest.fixture
-def jwks_service(ehr_key, tmp_path, monkeypatch):  # noqa: F811
+def jwks_service(ehr_key, tmp_path):  # noqa: F811
     """(client, clock, JWKS host): an app whose issuer's keys come only from JWKS_URL."""
-    monkeypatch.setenv("IPS_SCREEN_STATE_DIR", str(tmp_path / "state"))
-    data = service_config(ehr_key, ehr_auth={"issuers": [{"iss": ISS, "jwks_url": JWKS_URL}]})
+    data = service_config(
+        ehr_key,
+        ehr_auth={"issuers": [{"iss": ISS, "jwks_url": JWKS_URL}]},
+        state_dir=str(tmp_path / "state"),
+    )
     config = parse_config(data)
     clock, host = Clock(), JwksHost(public_jwks(ehr_key))
     assert config.ehr_auth is not None
     verifier = EhrVerifier(config.ehr_auth, fetch_jwks=host, clock=clock)
-    env = {"IPS_SCREEN_STATE_DIR": str(tmp_path / "state")}
-    app = create_app(config, fhir_client=FakeFhir(), verifier=verifier, environ=env)  # type: ignore[arg-type]
+    app = create_app(config, fhir_client=FakeFhir(), verifier=verifier, environ={})  # type: ignore[arg-type]
     return TestClient(app), clock, host
 
 
@@ -141,7 +143,7 @@ def test_a_jwks_outage_after_expiry_keeps_the_last_good_keys_for_the_grace_perio
     assert card_call(client, fresh(ehr_key, clock)).status_code == 401
 
 
-def test_one_jwks_fetch_at_a_time_per_url(ehr_key):  # noqa: F811
+def test_one_jwks_fetch_at_a_time_per_url(ehr_key, tmp_path):  # noqa: F811
     """Concurrent verifications while the key set is being fetched share that one fetch."""
     release, started = threading.Event(), threading.Event()
     fetches: list[str] = []
@@ -153,7 +155,11 @@ def test_one_jwks_fetch_at_a_time_per_url(ehr_key):  # noqa: F811
         return public_jwks(ehr_key)
 
     config = parse_config(
-        service_config(ehr_key, ehr_auth={"issuers": [{"iss": ISS, "jwks_url": JWKS_URL}]})
+        service_config(
+            ehr_key,
+            ehr_auth={"issuers": [{"iss": ISS, "jwks_url": JWKS_URL}]},
+            state_dir=str(tmp_path / "state"),
+        )
     )
     assert config.ehr_auth is not None
     clock = Clock()

@@ -16,6 +16,7 @@ import re
 import uuid
 import warnings
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -35,7 +36,8 @@ from ips_screen.service.app import create_app
 from ips_screen.service.cards import blocking_referral, by_ref, pending_proposal
 from ips_screen.service.config import hash_password, parse_config
 from ips_screen.service.prefetch import PREFETCH, SEARCH_TYPES
-from ips_screen.service.state import CardMemory, CardState
+from ips_screen.service.state import Cards, CardState
+from ips_screen.service.store import CARD_RETENTION_SECONDS, ServiceStore
 from tests.conftest import FIXTURES, FROZEN_NOW
 from tests.helpers import AS_OF, decide, default_ruleset, service_request
 
@@ -327,6 +329,7 @@ def make_client(ehr_key, tmp_path, monkeypatch):
     monkeypatch.setenv("IPS_SCREEN_STATE_DIR", str(tmp_path / "state"))
 
     def make(fake: FakeFhir | None = None, **extra: Any) -> tuple[TestClient, Any]:
+        extra.setdefault("state_dir", str(tmp_path / "serve-state"))
         config = parse_config(service_config(ehr_key, users_file(tmp_path), **extra))
         backend = fake or FakeFhir()
         env = {**SECRET_ENV, "IPS_SCREEN_STATE_DIR": str(tmp_path / "state")}
@@ -839,11 +842,16 @@ def test_feedback_without_what_the_spec_requires_is_400(client: TestClient, ehr_
     assert response.json()["error"].startswith(message)
 
 
-def test_card_memory_is_bounded():
-    memory = CardMemory(max_entries=2)
-    for n in range(3):
-        memory.put(f"c{n}", CardState(f"p{n}", "s", None, None, None, None))
-    assert len(memory) == 2 and memory.get("c0") is None and memory.get("c2") is not None
+def test_cards_are_kept_for_a_day_then_dropped(tmp_path: Path, frozen_clock):
+    cards = Cards(ServiceStore(str(tmp_path / "state")), clock=lambda: datetime.now(tz=UTC))
+    live = decide(fixture_resources("01"))
+    cards.put("c1", CardState("p1", "s", None, DR, ISS, live))
+    cards.put("c2", CardState("p2", "s", "t-2", None, None, None))
+    frozen_clock.shift(CARD_RETENTION_SECONDS)
+    assert cards.get("c1") == CardState("p1", "s", None, DR, ISS, live)
+    assert cards.get("c2") == CardState("p2", "s", "t-2", None, None, None)
+    frozen_clock.shift(1)
+    assert cards.get("c1") is None and cards.get("c2") is None
 
 
 def test_cors_only_for_configured_browser_clients_and_only_on_cds_routes(make_client):

@@ -9,6 +9,7 @@ backend client from the configuration, as `ips-screen serve` does.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -26,7 +27,7 @@ from ips_screen.fhir.client import FhirClient
 from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.service.app import create_app
 from ips_screen.service.config import parse_config
-from ips_screen.service.review_page import BAD_SIGN_IN
+from ips_screen.service.sessions import COOKIE as SESSION_COOKIE
 from tests.fhir_support import load_proposed_patient, running_test_server
 from tests.unit.test_cds_service import PASSWORD, SECRET_ENV, users_file
 
@@ -140,6 +141,7 @@ def page_config(tmp_path: Path, base_url: str, **review_page: Any) -> Any:
                 ]
             },
             "review_page": page,
+            "state_dir": str(tmp_path / "serve-state"),
         }
     )
 
@@ -234,13 +236,77 @@ def test_sign_in_sets_a_safe_session_cookie(app_for):
     assert client.post("/review/logout", data={}).status_code == 403
 
 
-def test_repeated_failures_block_the_username_for_a_while(app_for):
+def at(client: TestClient, address: str) -> TestClient:
+    """Another client of the same app, calling from `address`."""
+    return TestClient(
+        client.app, base_url="https://testserver", follow_redirects=False, client=(address, 40000)
+    )
+
+
+def test_failures_slow_down_that_address_and_username_not_the_user_elsewhere(app_for, frozen_clock):
+    attacker = at(app_for(), "203.0.113.9")
+    answers = [sign_in(attacker, password="guess") for _ in range(6)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429]
+    assert answers[-1].headers["retry-after"] == "1"
+    assert "try again" in parse(answers[-1].text).text["login-error"]
+    assert sign_in(attacker).status_code == 429  # no password is even checked
+    frozen_clock.shift(1)
+    assert sign_in(attacker, password="guess").status_code == 200  # one more guess ...
+    delayed = sign_in(attacker)
+    assert (delayed.status_code, delayed.headers["retry-after"]) == (429, "2")  # ... then longer
+
+    # The real user, at another address, is not locked out by any of this.
+    assert sign_in(at(attacker, "198.51.100.7")).status_code == 303
+
+
+def test_an_address_guessing_many_usernames_is_held_off(app_for):
+    sprayer = at(app_for(), "203.0.113.10")
+    for n in range(30):
+        assert sign_in(sprayer, user=f"user{n}", password="Winter2026!").status_code == 200
+    held = sign_in(sprayer, user="dr")
+    assert held.status_code == 429 and held.headers["retry-after"] == "900"
+    assert sign_in(at(sprayer, "198.51.100.7")).status_code == 303
+
+
+def test_a_username_guessed_from_many_addresses_gets_one_free_failure_per_address(app_for):
     client = app_for()
-    for _ in range(10):
-        assert sign_in(client, password="guess").status_code == 200
-    blocked = sign_in(client)  # the right password, too late
-    assert blocked.status_code == 200
-    assert parse(blocked.text).text["login-error"].strip() == BAD_SIGN_IN
+    for n in range(10):
+        bot = at(client, f"203.0.113.{100 + n}")
+        assert [sign_in(bot, password="guess").status_code for _ in range(5)] == [200] * 5
+    newcomer = at(client, "203.0.113.200")
+    assert sign_in(newcomer, password="guess").status_code == 200
+    assert sign_in(newcomer, password="guess").status_code == 429
+    assert sign_in(at(client, "198.51.100.7")).status_code == 303  # the user still signs in
+
+
+def test_behind_a_proxy_the_throttle_counts_the_address_the_proxy_names(app_for, tmp_path: Path):
+    page = {
+        "users_file": str(users_file(tmp_path, {"dr": DR})),
+        "client_address_header": "X-Forwarded-For",
+        "trusted_proxy_ips": ["10.0.0.1"],
+    }
+    proxy = at(app_for(review_page=page), "10.0.0.1")
+
+    def attempt(client: TestClient, forwarded_for: str, password: str):
+        form = client.get("/review/login")
+        data = {"username": "dr", "password": password, "csrf_token": csrf_of(form.text)}
+        return client.post("/review/login", data=data, headers={"X-Forwarded-For": forwarded_for})
+
+    # The proxy appends the client's address; what the client sent before it is not believed.
+    guesses = [attempt(proxy, f"1.2.3.{n}, 203.0.113.9", "guess") for n in range(6)]
+    assert [g.status_code for g in guesses] == [200] * 5 + [429]
+    assert attempt(proxy, "198.51.100.7", PASSWORD).status_code == 303  # another client
+    # A peer that is not the trusted proxy cannot choose its address with the header.
+    direct = at(proxy, "203.0.113.9")
+    assert attempt(direct, "198.51.100.7", PASSWORD).status_code == 429
+
+
+def test_the_throttle_is_shared_by_workers_and_kept_across_restarts(app_for):
+    first = at(app_for(), "203.0.113.9")
+    for _ in range(5):
+        assert sign_in(first, password="guess").status_code == 200
+    other_worker = at(app_for(), "203.0.113.9")  # a second app on the same state_dir
+    assert sign_in(other_worker, password="guess").status_code == 429
 
 
 def test_login_without_csrf_is_403(app_for):
@@ -255,6 +321,77 @@ def test_login_without_csrf_is_403(app_for):
         ).status_code
         == 403
     )
+
+
+def test_the_cookie_holds_only_an_opaque_random_id(app_for):
+    client = app_for()
+    assert sign_in(client).status_code == 303
+    value = client.cookies[SESSION_COOKIE]
+    assert re.fullmatch(r"[A-Za-z0-9_\-]{43}", value)
+
+
+def with_cookie(client: TestClient, value: str) -> TestClient:
+    """A fresh client of the same app (or another on the same state) sending a saved cookie."""
+    fresh = TestClient(client.app, base_url="https://testserver", follow_redirects=False)
+    fresh.cookies.set(SESSION_COOKIE, value, domain="testserver.local", path="/review")
+    return fresh
+
+
+def is_signed_in(client: TestClient) -> bool:
+    """The login page sends a signed-in user on to the worklist."""
+    response = client.get("/review/login")
+    assert response.status_code in (200, 303)
+    return response.status_code == 303
+
+
+def test_logout_ends_the_session_even_for_a_saved_cookie(app_for):
+    client = app_for()
+    assert sign_in(client).status_code == 303
+    saved = client.cookies[SESSION_COOKIE]
+    assert is_signed_in(with_cookie(client, saved))
+    token = csrf_of(signed_in_page(client))
+    logout = client.post("/review/logout", data={"csrf_token": token})
+    assert logout.status_code == 303 and logout.headers["location"] == "/review/login"
+    assert "max-age=0" in logout.headers["set-cookie"].lower()
+    assert not is_signed_in(client)
+    assert not is_signed_in(with_cookie(client, saved))  # the copy is worthless now
+
+
+def signed_in_page(client: TestClient) -> str:
+    """A page with the logout form (the worklist's 502 page: there is no FHIR server here)."""
+    response = client.get("/review/")
+    assert response.status_code == 502
+    return response.text
+
+
+def test_an_idle_session_ends_and_an_active_one_lasts_to_its_maximum_age(app_for, frozen_clock):
+    client = app_for()  # session_idle_seconds 1800, session_max_age_seconds 28800 (defaults)
+    assert sign_in(client).status_code == 303
+    for _ in range(15):  # active every 29 minutes: 7 h 15 min
+        frozen_clock.shift(29 * 60)
+        assert is_signed_in(client)
+    frozen_clock.shift(29 * 60)  # 7 h 44 min
+    assert is_signed_in(client)
+    frozen_clock.shift(17 * 60)  # 8 h 1 min after sign-in: past the maximum age
+    assert not is_signed_in(client)
+
+    assert sign_in(client).status_code == 303
+    frozen_clock.shift(30 * 60 + 1)  # idle for longer than the idle timeout
+    assert not is_signed_in(client)
+
+
+def test_a_restart_keeps_a_valid_session(app_for):
+    client = app_for()
+    assert sign_in(client).status_code == 303
+    restarted = app_for()  # a new process on the same state_dir and secret
+    assert is_signed_in(with_cookie(restarted, client.cookies[SESSION_COOKIE]))
+
+
+def test_session_idle_cannot_exceed_the_maximum_age(tmp_path: Path):
+    users = str(users_file(tmp_path, {"dr": DR}))
+    page = {"users_file": users, "session_max_age_seconds": 3600, "session_idle_seconds": 7200}
+    with pytest.raises(ConfigError, match="session_idle_seconds"):
+        page_config(tmp_path, "http://127.0.0.1:9/fhir", **page)
 
 
 def test_session_secret_must_be_set(tmp_path: Path):
@@ -529,6 +666,22 @@ def test_cli_hash_password_reads_stdin(monkeypatch, capsys):
     assert "--config" in capsys.readouterr().err
 
 
+def test_cli_several_workers_need_a_state_dir(tmp_path: Path, capsys):
+    from ips_screen.cli.main import main
+
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        'public_base_url = "http://127.0.0.1:8080"\n[fhir]\nbase_url = "http://127.0.0.1:9/fhir"\n'
+        "[ehr_auth]\ndisabled = true\n"
+    )
+    assert main(["serve", "--config", str(config), "--workers", "2"]) == 2
+    assert "--workers 2 needs state_dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse: usage and exit code 2
+        main(["serve", "--config", str(config), "--workers", "0"])
+    assert exit_info.value.code == 2
+    assert "workers must be 1 to 64" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -540,6 +693,11 @@ def test_cli_hash_password_reads_stdin(monkeypatch, capsys):
         ({"review_page": {"proxy_header": "X-User"}}, "needs proxy_users"),
         ({"review_page": {"users_file": "u", "session_secret_env": "s3cr3t!"}}, "NAME"),
         ({"ehr_auth": {"issuers": []}}, "ehr_auth"),
+        ({"state_dir": None}, "state_dir: required"),
+        (
+            {"review_page": {"users_file": "u", "trusted_proxy_ips": ["10.0.0.1"]}},
+            "client_address_header go together",
+        ),
     ],
 )
 def test_config_is_strict(tmp_path: Path, change: dict, message: str):
@@ -548,6 +706,7 @@ def test_config_is_strict(tmp_path: Path, change: dict, message: str):
         "ehr_fhir_servers": ["https://ehr.example.org/fhir"],
         "fhir": {"base_url": "https://fhir.example.org/R4"},
         "ehr_auth": {"issuers": [{"iss": "https://e.example", "jwks_url": "https://e.example/k"}]},
+        "state_dir": "state",
     }
     data.update(change)
     with pytest.raises(ConfigError, match=message):

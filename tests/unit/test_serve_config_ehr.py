@@ -33,6 +33,7 @@ SANDBOX = {
 }
 BASE_TOML = """\
 public_base_url = "{public}"
+state_dir = "{state}"
 {servers}
 [fhir]
 base_url = "https://fhir.practice.example/R4"
@@ -45,7 +46,7 @@ jwks_url = "https://ehr.practice.example/jwks.json"
 
 def write(tmp_path: Path, public: str, servers: str = "") -> Path:
     path = tmp_path / "serve.toml"
-    path.write_text(BASE_TOML.format(public=public, servers=servers))
+    path.write_text(BASE_TOML.format(public=public, servers=servers, state=tmp_path / "state"))
     return path
 
 
@@ -76,6 +77,7 @@ def test_read_limits_are_settings(tmp_path: Path):
 def sandbox_config(**extra: Any) -> dict[str, Any]:
     return {
         "public_base_url": "https://ips.practice.example",
+        "state_dir": "/var/lib/ips-screen/serve",  # validated, not created, by parse_config
         "ehr_fhir_servers": ["https://ehr.practice.example/fhir"],
         "fhir": {"base_url": "https://fhir.practice.example/R4"},
         "ehr_auth": {"issuers": [copy.deepcopy(SANDBOX)]},

@@ -50,17 +50,6 @@ def decide_all(
     return decisions
 
 
-def read_report_dict(report) -> dict:
-    """The sources layer's ReadReport as the plain dict the outputs use."""
-    return {
-        "files": report.files_read,
-        "resources": report.resources_read,
-        "by_type": dict(sorted(report.by_type.items())),
-        "skipped_count": report.skipped_count,
-        "skipped": [{"where": s.where, "problem": s.problem} for s in report.skipped],
-    }
-
-
 def screen_files(
     sources: list[Path],
     ruleset: CompiledRuleset,
@@ -134,7 +123,7 @@ def _screen(
         as_of=as_of,
         now=now,
         out_dir=out_dir,
-        read_report=read_report_dict(population.report),
+        read_report=population.report.to_dict(),
         orphans=population.orphans,
         unlinked=population.unlinked,
         owner=owner,

@@ -56,7 +56,6 @@ from ips_screen.nightly.sync import (
     sync_files,
     sync_server,
 )
-from ips_screen.pipeline import read_report_dict
 from ips_screen.private_dir import FILE_MODE, PrivateDirError, ensure_private_dir, private_umask
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.store.facts_store import FactsStore
@@ -236,7 +235,7 @@ def _run(
     recent = store.recent_runs(14)
     trends = trends_from(recent, tonight)
     summary = outputs.finish(
-        read_report={**read_report_dict(synced.read_report), "unread_types": synced.unread()},
+        read_report={**synced.read_report.to_dict(), "unread_types": synced.unread()},
         orphans=store.orphans(),
         unlinked=store.unlinked(),
         trends=trends,

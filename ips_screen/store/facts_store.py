@@ -36,8 +36,7 @@ import orjson
 
 from ips_screen.facts.extract import SUBJECT_FIELD, CodeIndex
 from ips_screen.facts.model import PatientFacts, Record
-from ips_screen.sources.files import Item, ReadReport
-from ips_screen.sources.population import HasCodelists, gc_paused
+from ips_screen.reading import HasCodelists, Item, ReadReport, gc_paused
 from ips_screen.store.decision_cache import CACHE_SCHEMA, DecisionCacheMixin, in_chunks
 from ips_screen.store.ledger import BATCH_ROWS, LEDGER_SCHEMA, LedgerMixin
 from ips_screen.store.rows import (

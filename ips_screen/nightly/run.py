@@ -43,7 +43,6 @@ from ips_screen.engine import Decision, evaluate
 from ips_screen.errors import COMPLETED_WITH_ERRORS, ConfigError, UserError
 from ips_screen.fhir.lock import PracticeLock
 from ips_screen.nightly.config import PracticeConfig
-from ips_screen.nightly.outputs import NightlyOutputs
 from ips_screen.nightly.progress import NoProgress, Progress
 from ips_screen.nightly.screen import screen_all
 from ips_screen.nightly.state_cleanup import clear_crashed_runs, remove_downloads
@@ -56,6 +55,7 @@ from ips_screen.nightly.sync import (
     sync_files,
     sync_server,
 )
+from ips_screen.outputs.folder import OutputFolder
 from ips_screen.private_dir import FILE_MODE, PrivateDirError, ensure_private_dir, private_umask
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.store.facts_store import FactsStore
@@ -192,7 +192,7 @@ def _run(
                 f"{synced.read_report.skipped_count} unreadable resources skipped "
                 "(listed in summary.json)"
             )
-        outputs = NightlyOutputs(out_dir, ruleset, as_of=as_of, now=now, owner=config.screen.owner)
+        outputs = OutputFolder(out_dir, ruleset, as_of=as_of, now=now, owner=config.screen.owner)
         try:
             screened = screen_all(
                 store, ruleset, as_of, progress, outputs, reuse=config.screen.reuse_decisions

@@ -18,7 +18,7 @@ facts (loaded by id, ROWS_PER_QUERY at a time) and their cache row replaced.
 still refreshed). Either way the outputs are the same, byte for byte.
 
 Patients are visited in id order, CHUNK at a time, and each decision goes straight to the outputs
-(`NightlyOutputs`), so memory does not grow with the practice (beyond the proposed patients).
+(`OutputFolder`), so memory does not grow with the practice (beyond the proposed patients).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ import orjson
 from ips_screen.engine import Decision, evaluate
 from ips_screen.engine.horizon import valid_until
 from ips_screen.facts.model import PatientFacts
-from ips_screen.nightly.outputs import NightlyOutputs
 from ips_screen.nightly.progress import Progress
 from ips_screen.nightly.steps import ProposalTally
+from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.summary import SummaryKey
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.store.decision_cache import CacheRow, ScreenRow
@@ -102,7 +102,7 @@ class _Screen:
         store: FactsStore,
         ruleset: CompiledRuleset,
         as_of: date,
-        outputs: NightlyOutputs,
+        outputs: OutputFolder,
     ) -> None:
         self.store, self.ruleset, self.as_of, self.outputs = store, ruleset, as_of, outputs
         self.day = as_of.isoformat()
@@ -178,7 +178,7 @@ def screen_all(
     ruleset: CompiledRuleset,
     as_of: date,
     progress: Progress,
-    outputs: NightlyOutputs,
+    outputs: OutputFolder,
     *,
     reuse: bool = True,
 ) -> ScreenStats:

@@ -50,7 +50,7 @@ def clear_crashed_runs(store: FactsStore, state: Path, now: datetime) -> None:
     remove_downloads(state)
     runs_dir = state / "runs"
     if runs_dir.is_dir():
-        for staging in runs_dir.glob(".*.tmp"):  # outputs.write.StagedFolder's, never committed
+        for staging in runs_dir.glob(".*.tmp"):  # outputs.staging.StagedFolder's, never committed
             if staging.is_dir() and not staging.is_symlink():
                 shutil.rmtree(staging)
     for run in store.interrupt_unfinished(finished=datetime.now(tz=now.tzinfo)):

@@ -6,7 +6,7 @@
                     `outputs.summary.SummaryKey` and the patient's proposal counts), data (the
                     line of decisions.ndjson without its newline: orjson of `Decision.to_dict()`
                     with sorted keys) and proposal (when proposed: its proposals.json entries,
-                    `nightly.outputs.ProposalStream.template`)
+                    `outputs.formats.proposals_json.proposal_template`)
     meta 'decisions_fingerprint'   what the cached decisions were made with (ruleset, codelists,
                     tool version): another value empties the cache
 

@@ -25,7 +25,7 @@ from ips_screen.pipeline import finish
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.sources import discover, iter_resources
 from ips_screen.sources.population import collect_resources
-from ips_screen.store import FactsStore
+from ips_screen.store import StateStore
 from ips_screen.synth import write_bulk
 from tests.conftest import FIXTURES
 from tests.helpers import NOT_FIT, UNEMPLOYED, condition, employment, fit_note, patient
@@ -199,21 +199,22 @@ def test_nights_with_and_without_reuse_give_identical_outputs(tmp_path: Path, ru
 
 
 def test_a_changed_record_invalidates_both_patients_and_a_reset_everyone(tmp_path: Path, ruleset):
-    with FactsStore(tmp_path / "store.sqlite") as store:
+    with StateStore(tmp_path / "store.sqlite") as state:
+        store, cache = state.facts, state.cache
         store.reset(ruleset)
         first = [patient("a"), patient("b"), patient("c")]
         first.append(condition(CHRONIC_PAIN, id="x", subject="a"))
         store.apply([(r, "memory", None) for r in first], ruleset)
         row = ("", "2026-11-26", "2027-01-01", "d", b"[]", b"{}", None)
-        store.put_decisions([(pid, *row[1:]) for pid in "abc"])
+        cache.put([(pid, *row[1:]) for pid in "abc"])
         moved = condition(CHRONIC_PAIN, id="x", subject="b")
         store.apply([(moved, "memory", None)], ruleset)
-        assert [store.cached_decision(p) is None for p in "abc"] == [True, True, False]
-        store.put_decisions([(pid, *row[1:]) for pid in "ab"])
+        assert [cache.get(p) is None for p in "abc"] == [True, True, False]
+        cache.put([(pid, *row[1:]) for pid in "ab"])
         store.delete(["Condition/x"])
-        assert [store.cached_decision(p) is None for p in "abc"] == [False, True, False]
+        assert [cache.get(p) is None for p in "abc"] == [False, True, False]
         store.reset(ruleset)
-        assert not store.has_cached_decisions()
+        assert not cache.has_rows()
 
 
 def test_outputs_fed_from_the_cache_equal_pipeline_finish(tmp_path: Path, ruleset):

@@ -28,7 +28,7 @@ log = logging.getLogger("ips_screen.pipeline")
 
 @dataclass
 class ScreenResult:
-    decisions: list[Decision]  # sorted by patient
+    decisions: list[Decision]
     summary: dict  # the content of summary.json
     out_dir: Path | None = None  # where the outputs were written (None: not written)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import orjson
 
 from ips_screen.engine.decision import Decision
+from ips_screen.outputs.formats.proposals_json import proposal_template
 from ips_screen.outputs.registry import filenames, make_writers
 from ips_screen.outputs.staging import StagedFolder
 from ips_screen.outputs.summary import SummaryCounter, SummaryKey
@@ -73,8 +74,6 @@ class OutputFolder:
 
     def proposal(self, decision: Decision) -> bytes:
         """A proposed decision's proposals.json entries, to pass to `add` (and cache)."""
-        from ips_screen.outputs.formats.proposals_json import proposal_template
-
         return proposal_template(decision, self.ruleset, self.owner)
 
     def add_decision(self, decision: Decision) -> None:

@@ -386,3 +386,26 @@ def test_decision_digests_ignore_the_date_and_trace(ledger, ruleset):
     ledger.replace_decision_digests({"fx-01": decision_digest(today)})
     ledger.replace_decision_digests({"fx-29": decision_digest(other)})
     assert ledger.decision_digests() == {"fx-29": decision_digest(other)}
+
+
+def test_the_three_parts_share_one_file_and_keep_to_their_own_tables(state, ruleset):
+    """Facts, decision cache and ledger: a reset of the facts empties the cache (the decisions
+    were made from those facts) but keeps the runs and the last digests."""
+    facts, cache, ledger = state.facts, state.cache, state.ledger
+    facts.reset(ruleset)
+    facts.apply(iter_resources(discover([FIXTURES])), ruleset)
+    run = ledger.start_run(started=FROZEN_NOW, as_of=AS_OF, ruleset="r@1", mode="full")
+    ledger.replace_decision_digests({"fx-01": "d1"})
+    assert not cache.prepare("fingerprint-1")  # a new fingerprint: nothing usable yet
+    cache.put([("fx-01", "2026-11-26", "2027-01-01", "d1", b"[]", b"{}", None)])
+    rows = state.screen_rows(None, 2)
+    assert [row[0] for row in rows] == ["fx-01", "fx-02"]
+    assert rows[0][3] == "d1" and rows[0][6] == "d1"  # cached digest, digest after the last run
+    assert rows[1][1:] == (None,) * 7  # neither cached nor in the ledger
+    assert cache.prepare("fingerprint-1")
+    facts.reset(ruleset)
+    assert not cache.has_rows() and facts.counts() == {"patients": 0, "records": 0}
+    assert [r["id"] for r in ledger.recent_runs(5)] == [run]
+    assert ledger.decision_digests() == {"fx-01": "d1"}
+    assert cache.prepare("fingerprint-1")  # the fingerprint is the cache's, kept with it
+    assert state.path.stat().st_mode & 0o077 == 0

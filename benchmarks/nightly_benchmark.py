@@ -147,7 +147,7 @@ def measure_baseline(spec: dict) -> dict:
 def measure_night(spec: dict) -> dict:
     from ips_screen.nightly.config import PracticeConfig
     from ips_screen.nightly.run import run_nightly
-    from ips_screen.store import FactsStore
+    from ips_screen.store import StateStore
 
     config = PracticeConfig.model_validate(
         {
@@ -161,7 +161,7 @@ def measure_night(spec: dict) -> dict:
     started = time.perf_counter()
     result = run_nightly(config, now=now, as_of=as_of, environ={})
     seconds = time.perf_counter() - started
-    with FactsStore(Path(spec["state"]) / "store.sqlite") as store:
+    with StateStore(Path(spec["state"]) / "store.sqlite") as store:
         size = store.size_bytes()
     runs_dir = Path(spec["state"]) / "runs"
     return {

@@ -310,7 +310,7 @@ def _ruleset():
 
 def measure_screen(files: list[Path], manifest: dict, sample: int) -> dict:
     from ips_screen.outputs.summary import summarise
-    from ips_screen.pipeline import decide_all, read_report_dict
+    from ips_screen.pipeline import decide_all
     from ips_screen.sources import collect
 
     ruleset = _ruleset()
@@ -320,7 +320,7 @@ def measure_screen(files: list[Path], manifest: dict, sample: int) -> dict:
     summary = summarise(
         decisions,
         ruleset,
-        read_report=read_report_dict(population.report),
+        read_report=population.report.to_dict(),
         orphans=population.orphans,
         unlinked=population.unlinked,
         as_of=AS_OF,

@@ -1,7 +1,7 @@
 """The screen as one flow: source -> facts -> decisions -> proposals -> outputs.
 
-Used by the `screen` command and (later) by the nightly job; each stage lives in its own
-sub-package and this module only wires them.
+Used by the `screen` command; each stage lives in its own sub-package and this module only wires
+them. The outputs are written by the writers the nightly job uses (`outputs.folder`).
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ log = logging.getLogger("ips_screen.pipeline")
 @dataclass
 class ScreenResult:
     decisions: list[Decision]
-    summary: dict
-    proposals: dict | None
-    out_dir: Path | None = None
+    summary: dict  # the content of summary.json
+    out_dir: Path | None = None  # where the outputs were written (None: not written)
 
 
 def decide_all(
@@ -48,17 +47,6 @@ def decide_all(
             progress(n)
     decisions.sort(key=lambda d: d.patient)
     return decisions
-
-
-def read_report_dict(report) -> dict:
-    """The sources layer's ReadReport as the plain dict the outputs use."""
-    return {
-        "files": report.files_read,
-        "resources": report.resources_read,
-        "by_type": dict(sorted(report.by_type.items())),
-        "skipped_count": report.skipped_count,
-        "skipped": [{"where": s.where, "problem": s.problem} for s in report.skipped],
-    }
 
 
 def screen_files(
@@ -134,7 +122,7 @@ def _screen(
         as_of=as_of,
         now=now,
         out_dir=out_dir,
-        read_report=read_report_dict(population.report),
+        read_report=population.report.to_dict(),
         orphans=population.orphans,
         unlinked=population.unlinked,
         owner=owner,
@@ -153,29 +141,28 @@ def finish(
     unlinked: int,
     owner: str | None = None,
     trends: list[dict] | None = None,
+    formats: Iterable[str] | None = None,
 ) -> ScreenResult:
-    """Summarise, build proposals and write the outputs (when out_dir is given)."""
-    from ips_screen.outputs.report import render_report
+    """Summarise the decisions and write the outputs of the `formats` named (None: the default
+    ones) into out_dir, when given, through the writers the nightly job uses
+    (`outputs.folder.OutputFolder`). The same decisions in any order give the same files."""
+    from ips_screen.outputs.folder import OutputFolder
     from ips_screen.outputs.summary import summarise
-    from ips_screen.outputs.write import write_outputs
-    from ips_screen.proposals.build import build_transaction
 
-    summary = summarise(
-        decisions,
-        ruleset,
-        read_report=read_report,
-        orphans=orphans,
-        unlinked=unlinked,
-        as_of=as_of,
-    )
-    proposals = build_transaction(
-        decisions, ruleset, now=now, owner=owner, tool_version=__version__
-    )
-    if out_dir is not None:
-        html = render_report(summary, decisions, ruleset, trends=trends)
-        write_outputs(out_dir, decisions, summary, proposals, html, ruleset=ruleset)
-        log.info("wrote %s", out_dir)
-    return ScreenResult(decisions, summary, proposals, out_dir)
+    report = {"read_report": read_report, "orphans": orphans, "unlinked": unlinked}
+    if out_dir is None:
+        summary = summarise(decisions, ruleset, as_of=as_of, **report)
+        return ScreenResult(decisions, summary)
+    outputs = OutputFolder(out_dir, ruleset, as_of=as_of, now=now, owner=owner, formats=formats)
+    try:
+        for decision in sorted(decisions, key=lambda d: d.patient):
+            outputs.add_decision(decision)
+    except BaseException:
+        outputs.discard()
+        raise
+    summary = outputs.finish(trends=trends, **report)
+    log.info("wrote %s", out_dir)
+    return ScreenResult(decisions, summary, out_dir)
 
 
 def write_to_server(

@@ -43,7 +43,6 @@ from ips_screen.engine import Decision, evaluate
 from ips_screen.errors import COMPLETED_WITH_ERRORS, ConfigError, UserError
 from ips_screen.fhir.lock import PracticeLock
 from ips_screen.nightly.config import PracticeConfig
-from ips_screen.nightly.outputs import NightlyOutputs
 from ips_screen.nightly.progress import NoProgress, Progress
 from ips_screen.nightly.screen import screen_all
 from ips_screen.nightly.state_cleanup import clear_crashed_runs, remove_downloads
@@ -56,11 +55,12 @@ from ips_screen.nightly.sync import (
     sync_files,
     sync_server,
 )
-from ips_screen.pipeline import read_report_dict
+from ips_screen.outputs.folder import OutputFolder
 from ips_screen.private_dir import FILE_MODE, PrivateDirError, ensure_private_dir, private_umask
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.store.facts_store import FactsStore
 from ips_screen.store.ledger import decision_digest
+from ips_screen.store.state import StateStore
 
 log = logging.getLogger("ips_screen.nightly")
 
@@ -117,17 +117,19 @@ def run_nightly(
         lock = PracticeLock(
             state / "locks" / "nightly.lock", base_url=f"the state folder {state}", mode=FILE_MODE
         )
-        with lock, FactsStore(state / STORE) as store:
-            clear_crashed_runs(store, state, now)
-            planned = "incremental" if _incremental_possible(store, ruleset, config) else "full"
+        with lock, StateStore(state / STORE) as store:
+            clear_crashed_runs(store.ledger, state, now)
+            planned = (
+                "incremental" if _incremental_possible(store.facts, ruleset, config) else "full"
+            )
             tag = f"{ruleset.id}@{ruleset.version}"
-            run_id = store.start_run(started=now, as_of=as_of, ruleset=tag, mode=planned)
+            run_id = store.ledger.start_run(started=now, as_of=as_of, ruleset=tag, mode=planned)
             log.info("run %d started (%s, as of %s)", run_id, tag, as_of.isoformat())
             try:
                 return _run(store, run_id, config, ruleset, now, as_of, environ, progress, bulk_api)
             except BaseException as exc:
                 message = str(exc) if isinstance(exc, UserError) else type(exc).__name__
-                store.finish_run(
+                store.ledger.finish_run(
                     run_id,
                     finished=datetime.now(tz=now.tzinfo),
                     status="failed",
@@ -155,7 +157,7 @@ def _loaded(store: FactsStore, ruleset: CompiledRuleset) -> bool:
 
 
 def _run(
-    store: FactsStore,
+    store: StateStore,
     run_id: int,
     config: PracticeConfig,
     ruleset: CompiledRuleset,
@@ -175,7 +177,7 @@ def _run(
         if client is None:
             assert config.source.path is not None
             synced = sync_files(
-                store,
+                store.facts,
                 ruleset,
                 config.source.path,
                 progress,
@@ -185,7 +187,14 @@ def _run(
         else:
             work_dir = state / "exports" / "current"
             synced = sync_server(
-                store, ruleset, client, config.export, work_dir, progress, api, max_line=max_line
+                store.facts,
+                ruleset,
+                client,
+                config.export,
+                work_dir,
+                progress,
+                api,
+                max_line=max_line,
             )
         errors = list(synced.errors)
         if synced.read_report.skipped_count:
@@ -193,7 +202,7 @@ def _run(
                 f"{synced.read_report.skipped_count} unreadable resources skipped "
                 "(listed in summary.json)"
             )
-        outputs = NightlyOutputs(out_dir, ruleset, as_of=as_of, now=now, owner=config.screen.owner)
+        outputs = OutputFolder(out_dir, ruleset, as_of=as_of, now=now, owner=config.screen.owner)
         try:
             screened = screen_all(
                 store, ruleset, as_of, progress, outputs, reuse=config.screen.reuse_decisions
@@ -233,20 +242,20 @@ def _run(
     if synced.unread_types:  # types the server could not export, and what that means
         counts["unread_types"] = synced.unread()
     tonight = trend_row(run_id, as_of.isoformat(), counts)
-    recent = store.recent_runs(14)
+    recent = store.ledger.recent_runs(14)
     trends = trends_from(recent, tonight)
     summary = outputs.finish(
-        read_report={**read_report_dict(synced.read_report), "unread_types": synced.unread()},
-        orphans=store.orphans(),
-        unlinked=store.unlinked(),
+        read_report={**synced.read_report.to_dict(), "unread_types": synced.unread()},
+        orphans=store.facts.orphans(),
+        unlinked=store.facts.unlinked(),
         trends=trends,
         unfinished=[r for r in recent if r["status"] in UNFINISHED],
     )
     link_latest(runs_dir, out_dir)
     prune_runs(runs_dir, config.output.keep_runs, out_dir)
-    store.commit_digests(drop_gone=screened.gone > 0)  # once the run's outputs are written
+    store.ledger.commit_digests(drop_gone=screened.gone > 0)  # once the run's outputs are written
     status = "errors" if errors else "ok"
-    store.finish_run(
+    store.ledger.finish_run(
         run_id,
         finished=datetime.now(tz=now.tzinfo),
         status=status,
@@ -273,7 +282,7 @@ def _run(
 
 
 def _write(
-    store: FactsStore,
+    store: StateStore,
     client: Any,
     config: PracticeConfig,
     ruleset: CompiledRuleset,
@@ -312,11 +321,11 @@ def _write(
         for r in written.results
         if r.status in ("created", "repaired")
     ]
-    reread_patients(store, ruleset, client, changed, config.export.page_size)
+    reread_patients(store.facts, ruleset, client, changed, config.export.page_size)
     digests = []
-    for facts in store.facts_of(changed):  # their cached decisions went with the re-read
+    for facts in store.facts.facts_of(changed):  # their cached decisions went with the re-read
         digests.append((facts.id, decision_digest(evaluate(ruleset, facts, as_of))))
-    store.stage_digests(digests)
+    store.ledger.stage_digests(digests)
     return written.created
 
 

@@ -18,7 +18,7 @@ facts (loaded by id, ROWS_PER_QUERY at a time) and their cache row replaced.
 still refreshed). Either way the outputs are the same, byte for byte.
 
 Patients are visited in id order, CHUNK at a time, and each decision goes straight to the outputs
-(`NightlyOutputs`), so memory does not grow with the practice (beyond the proposed patients).
+(`OutputFolder`), so memory does not grow with the practice (beyond the proposed patients).
 """
 
 from __future__ import annotations
@@ -34,15 +34,15 @@ import orjson
 from ips_screen.engine import Decision, evaluate
 from ips_screen.engine.horizon import valid_until
 from ips_screen.facts.model import PatientFacts
-from ips_screen.nightly.outputs import NightlyOutputs
 from ips_screen.nightly.progress import Progress
 from ips_screen.nightly.steps import ProposalTally
+from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.summary import SummaryKey
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.store.decision_cache import CacheRow, ScreenRow
-from ips_screen.store.facts_store import FactsStore
 from ips_screen.store.ledger import decision_digest
 from ips_screen.store.rows import ruleset_fingerprint
+from ips_screen.store.state import StateStore
 
 log = logging.getLogger("ips_screen.nightly")
 
@@ -99,10 +99,10 @@ class ScreenStats:
 class _Screen:
     def __init__(
         self,
-        store: FactsStore,
+        store: StateStore,
         ruleset: CompiledRuleset,
         as_of: date,
-        outputs: NightlyOutputs,
+        outputs: OutputFolder,
     ) -> None:
         self.store, self.ruleset, self.as_of, self.outputs = store, ruleset, as_of, outputs
         self.day = as_of.isoformat()
@@ -112,7 +112,7 @@ class _Screen:
 
     def chunk(self, rows: list[ScreenRow], reuse: bool) -> None:
         need = {row[0] for row in rows if not (reuse and reusable(row, self.day))}
-        facts = {f.id: f for f in self.store.facts_of(need)} if need else {}
+        facts = {f.id: f for f in self.store.facts.facts_of(need)} if need else {}
         cached: list[CacheRow] = []
         staged: list[tuple[str, str]] = []
         for row in rows:
@@ -125,8 +125,8 @@ class _Screen:
                 staged.append((pid, digest))
             if previous is not None:
                 self.stats.kept += 1
-        self.store.put_decisions(cached)
-        self.store.stage_digests(staged)
+        self.store.cache.put(cached)
+        self.store.ledger.stage_digests(staged)
         self.stats.patients += len(rows)
         self.stats.changes += len(staged)
 
@@ -174,19 +174,19 @@ class _Screen:
 
 
 def screen_all(
-    store: FactsStore,
+    store: StateStore,
     ruleset: CompiledRuleset,
     as_of: date,
     progress: Progress,
-    outputs: NightlyOutputs,
+    outputs: OutputFolder,
     *,
     reuse: bool = True,
 ) -> ScreenStats:
     """Every patient in the store decided as of `as_of`, into `outputs`; the tool's proposals
     counted; the decisions whose digest differs from the last run's staged for the ledger."""
     fingerprint = decisions_fingerprint(ruleset, outputs.owner)
-    usable = store.prepare_decision_cache(fingerprint) and reuse
-    store.clear_staged_digests()
+    usable = store.cache.prepare(fingerprint) and reuse
+    store.ledger.clear_staged_digests()
     screen = _Screen(store, ruleset, as_of, outputs)
     after: str | None = None
     with progress.stage("screened", unit="patients") as bar:
@@ -195,7 +195,7 @@ def screen_all(
             screen.chunk(rows, usable)
             bar.update(len(rows))
     stats = screen.stats
-    stats.gone = store.digest_count() - stats.kept
+    stats.gone = store.ledger.digest_count() - stats.kept
     stats.changes += stats.gone
     log.info(
         "screened %d patients: %d evaluated, %d cached decisions reused",

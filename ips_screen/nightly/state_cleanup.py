@@ -4,7 +4,7 @@ a run), and what runs that crashed left behind.
     remove_downloads(state)            exports/*/files and stray files; each export's
                                        export-state.json (its status URL, no patient data) stays,
                                        so an interrupted export resumes
-    clear_crashed_runs(store, state)   downloads, staging folders of outputs never committed
+    clear_crashed_runs(ledger, state)  downloads, staging folders of outputs never committed
                                        (runs/.<id>.*.tmp), ledger rows still `running` marked
                                        `interrupted` (and their empty run folders removed)
 
@@ -19,7 +19,7 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from ips_screen.store.facts_store import FactsStore
+from ips_screen.store.ledger import RunLedger
 
 log = logging.getLogger("ips_screen.nightly")
 
@@ -44,16 +44,16 @@ def remove_downloads(state: Path) -> None:
                 item.unlink()
 
 
-def clear_crashed_runs(store: FactsStore, state: Path, now: datetime) -> None:
+def clear_crashed_runs(ledger: RunLedger, state: Path, now: datetime) -> None:
     """What runs that did not finish left: downloads, staging folders, `running` ledger rows.
     Called under the practice lock, which proves that no run is in progress."""
     remove_downloads(state)
     runs_dir = state / "runs"
     if runs_dir.is_dir():
-        for staging in runs_dir.glob(".*.tmp"):  # outputs.write.StagedFolder's, never committed
+        for staging in runs_dir.glob(".*.tmp"):  # outputs.staging.StagedFolder's, never committed
             if staging.is_dir() and not staging.is_symlink():
                 shutil.rmtree(staging)
-    for run in store.interrupt_unfinished(finished=datetime.now(tz=now.tzinfo)):
+    for run in ledger.interrupt_unfinished(finished=datetime.now(tz=now.tzinfo)):
         log.warning(
             "run %d (started %s, pid %s on %s) did not finish: marked interrupted",
             run["id"],

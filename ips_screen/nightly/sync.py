@@ -44,15 +44,8 @@ from typing import Any, Literal, Protocol
 from ips_screen.errors import InputError, ServerError
 from ips_screen.nightly.config import ExportConfig
 from ips_screen.nightly.progress import Progress
-from ips_screen.sources.files import (
-    DEFAULT_MAX_LINE,
-    Item,
-    ReadReport,
-    discover,
-    iter_resources,
-    resources_of,
-)
-from ips_screen.sources.population import HasCodelists
+from ips_screen.reading import HasCodelists, Item, ReadReport
+from ips_screen.sources.files import DEFAULT_MAX_LINE, discover, iter_resources, resources_of
 from ips_screen.store.facts_store import ApplyStats, FactsStore
 
 log = logging.getLogger("ips_screen.nightly")

@@ -3,18 +3,16 @@
 `summarise` reduces decisions to counts: outcomes, reasons, flags, priority, an attrition funnel
 in ruleset order, and data-quality figures. `SummaryCounter` does the same one decision at a time
 (`summarise` uses it), from each decision's `SummaryKey`, which can be kept instead of the decision
-(the nightly job caches it). `worklist_frame` lists the proposed patients with a
-one-line reason taken from their trace. Both are deterministic: the same decisions, in any order,
-give the same result.
+(the nightly job caches it). `worklist_rows` / `worklist_frame` list the proposed patients with
+a one-line reason (formats/worklist_csv.py writes them as worklist.csv). Both are deterministic:
+the same decisions, in any order, give the same result.
 """
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, TypedDict
 
 from ips_screen.engine.decision import Decision, Step
@@ -302,16 +300,3 @@ def worklist_frame(
 
     rows = worklist_rows(decisions, step_ids)
     return pd.DataFrame(rows, columns=WORKLIST_COLUMNS, dtype="object")
-
-
-def write_worklist_csv(
-    decisions: Iterable[Decision],
-    path: Path,
-    step_ids: Sequence[str] = REASON_STEPS,
-    ruleset: CompiledRuleset | None = None,
-) -> None:
-    """The worklist as CSV (UTF-8, "\\n" line endings, a header even when empty)."""
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=WORKLIST_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(worklist_rows(decisions, step_ids, ruleset))

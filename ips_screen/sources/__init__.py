@@ -3,9 +3,11 @@
 `files` finds and streams resources with a "file:line" location for every problem; `population`
 reduces them to `PatientFacts`, keeping only what the ruleset's codelists can use. `fhir_rest`
 reads the same from a FHIR server by search (import it from there: it needs the HTTP client).
+The read report and `gc_paused` live in `ips_screen.reading`, shared with the facts store.
 """
 
-from ips_screen.sources.files import ReadReport, Skipped, discover, iter_resources
+from ips_screen.reading import ReadReport, Skipped
+from ips_screen.sources.files import discover, iter_resources
 from ips_screen.sources.population import (
     Population,
     PopulationBuilder,

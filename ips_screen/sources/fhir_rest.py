@@ -38,8 +38,9 @@ from urllib.parse import urlsplit
 from ips_screen.errors import InputError, ServerError, UserError
 from ips_screen.facts.extract import RELEVANT_TYPES, SUBJECT_FIELD, Resolver, patient_of
 from ips_screen.fhir.client import FhirClient, capability_search_params
-from ips_screen.sources.files import ReadReport, resources_of
-from ips_screen.sources.population import HasCodelists, Population, PopulationBuilder
+from ips_screen.reading import HasCodelists, ReadReport
+from ips_screen.sources.files import resources_of
+from ips_screen.sources.population import Population, PopulationBuilder
 
 log = logging.getLogger("ips_screen.sources")
 

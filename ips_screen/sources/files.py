@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -29,47 +27,13 @@ import orjson
 
 from ips_screen.errors import InputError
 from ips_screen.facts.extract import Resolver
+from ips_screen.reading import Item, ReadReport
 from ips_screen.sources.resource_types import R4_RESOURCE_TYPES
 
-Item = tuple[dict, str, Resolver | None]
-
 BUNDLE_TYPES = ("collection", "transaction", "batch", "searchset", "document")
-MAX_SKIPPED = 1_000
 DEFAULT_MAX_LINE = 64 << 20  # bytes in one NDJSON line (one resource): 64 MiB
 _BOM = b"\xef\xbb\xbf"
 _SUPPORTED = "*.json, *.ndjson or *.ndjson.gz"
-
-
-@dataclass(frozen=True, slots=True)
-class Skipped:
-    """One input problem that was passed over (``skip_invalid``)."""
-
-    where: str
-    problem: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.problem}"
-
-
-@dataclass
-class ReadReport:
-    """What reading found: counts, and the problems skipped when ``skip_invalid`` is set."""
-
-    skip_invalid: bool = False
-    skipped: list[Skipped] = field(default_factory=list)  # the first MAX_SKIPPED problems
-    skipped_count: int = 0  # all of them
-    files_read: int = 0
-    files_ignored: int = 0  # files in the given folders that are not FHIR input
-    resources_read: int = 0
-    by_type: Counter[str] = field(default_factory=Counter)
-
-    def problem(self, where: str, problem: str) -> None:
-        """Raise `InputError` for a problem, or record it when ``skip_invalid`` is set."""
-        if not self.skip_invalid:
-            raise InputError(f"{where}: {problem}")
-        self.skipped_count += 1
-        if len(self.skipped) < MAX_SKIPPED:
-            self.skipped.append(Skipped(where, problem))
 
 
 def file_kind(path: Path) -> str | None:

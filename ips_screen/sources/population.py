@@ -8,13 +8,10 @@ last copy the rules cannot use (an entered-in-error update removes the earlier r
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Protocol
 
 from ips_screen.facts.extract import (
     SUBJECT_FIELD,
@@ -26,17 +23,10 @@ from ips_screen.facts.extract import (
     patient_of,
 )
 from ips_screen.facts.model import PatientFacts, Record
-from ips_screen.ruleset.codelists import Codelist
-from ips_screen.sources.files import ReadReport, discover, iter_resources, resources_of
+from ips_screen.reading import HasCodelists, ReadReport, gc_paused
+from ips_screen.sources.files import discover, iter_resources, resources_of
 
 PROGRESS_EVERY = 10_000
-
-
-class HasCodelists(Protocol):
-    """What collecting needs of a ruleset (a `CompiledRuleset` has it)."""
-
-    @property
-    def codelists(self) -> Mapping[str, Codelist]: ...
 
 
 @dataclass
@@ -69,20 +59,6 @@ def collect(
         for resource, where, resolve in iter_resources(files, report):
             builder.add(resource, where, resolve)
     return builder.finish()
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while streaming: parsed resources hold no cycles and
-    are freed by reference counting, so the collector's passes over millions of short-lived
-    dicts are pure overhead (about 10% of a screen)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def collect_resources(

@@ -5,28 +5,27 @@
                indexed by patient id
     meta       fingerprint (of what the facts were extracted with), since (the transactionTime of
                the last Bulk export applied), source (which server or folder the facts came from)
-    runs, decisions   the run ledger (store/ledger.py)
-    decision_cache    each patient's last decision and how long it holds (store/decision_cache.py)
+
+The same SQLite file (`database.Database`, opened by `state.StateStore`) holds the decision cache
+(decision_cache.py) and the run ledger (ledger.py).
 
 `apply` has the semantics of `PopulationBuilder.add` (the last copy of a resource wins, a copy the
 rules cannot use removes the earlier one), so facts built from a first load plus later updates
 equal the facts of one read of the updated data; `iter_patients` then gives the same
 `PatientFacts` as `collect` would. One connection, WAL, explicit transactions of at most
 APPLY_BATCH_ROWS rows: a crash leaves whole batches, and applying the same changes again is
-harmless. Every change to a patient's facts removes their cached decision in the same transaction.
+harmless. Every change to a patient's facts removes their cached decision in the same transaction
+(`DecisionCache.forget_patients` / `forget_owners`).
 
 A load into an empty store (a full load) runs with `synchronous = OFF` and a larger page cache,
 then checkpoints the write-ahead log (durable from there). A crash of the job during it loses only
 a load that is redone in full (`since` is set after a complete load); an operating-system crash or
 power loss during it may leave the file unreadable: delete it and the next run loads everything.
 The cyclic garbage collector is paused while applying.
-The database holds clinical facts: it is created readable by its owner only.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
@@ -36,10 +35,10 @@ import orjson
 
 from ips_screen.facts.extract import SUBJECT_FIELD, CodeIndex
 from ips_screen.facts.model import PatientFacts, Record
-from ips_screen.sources.files import Item, ReadReport
-from ips_screen.sources.population import HasCodelists, gc_paused
-from ips_screen.store.decision_cache import CACHE_SCHEMA, DecisionCacheMixin, in_chunks
-from ips_screen.store.ledger import BATCH_ROWS, LEDGER_SCHEMA, LedgerMixin
+from ips_screen.reading import HasCodelists, Item, ReadReport, gc_paused
+from ips_screen.store.database import Database
+from ips_screen.store.decision_cache import DecisionCache, in_chunks
+from ips_screen.store.ledger import BATCH_ROWS
 from ips_screen.store.rows import (
     ApplyStats,
     Batch,
@@ -55,57 +54,30 @@ __all__ = ["ApplyStats", "FactsStore", "ruleset_fingerprint"]
 
 APPLY_BATCH_ROWS = 50_000  # rows (kept, replaced or dropped) per transaction while applying
 BULK_CACHE_KIB = 131_072  # SQLite page cache during a full load (the default is 2 MiB)
-PAGE_SIZE = 8192  # a cached decision is ~2.4 kB: three to a page, where 4096 holds one
-
-SCHEMA = """
+FACTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS patients (id TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS records (
     ref TEXT PRIMARY KEY, patient_id TEXT, data BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_patient ON records (patient_id);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
 
-class FactsStore(DecisionCacheMixin, LedgerMixin):
-    """The facts of one practice's population in one SQLite file. Use as a context manager."""
+class FactsStore:
+    """The facts of one practice's population (the patients and records tables); every change
+    forgets the changed patients' cached decisions in `cache`."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only takes effect on a new file
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA + LEDGER_SCHEMA + CACHE_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> FactsStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __init__(self, db: Database, cache: DecisionCache) -> None:
+        self.db, self.cache = db, cache
+        self.sql = db.sql
 
     # -- meta -------------------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
+        return self.db.get_meta(key)
 
     def set_meta(self, key: str, value: str | None) -> None:
-        with self._transaction() as db:
-            if value is None:
-                db.execute("DELETE FROM meta WHERE key = ?", (key,))
-            else:
-                db.execute(
-                    "INSERT INTO meta (key, value) VALUES (?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (key, value),
-                )
+        self.db.set_meta(key, value)
 
     def get_since(self) -> str | None:
         """The transactionTime of the last export applied in full (None: load everything)."""
@@ -120,10 +92,10 @@ class FactsStore(DecisionCacheMixin, LedgerMixin):
     def reset(self, ruleset: HasCodelists, *, source: str | None = None) -> None:
         """Drop every fact (and `since`), and record the ruleset's fingerprint and the source.
         The run ledger and the last decisions' digests are kept; cached decisions are not."""
-        with self._transaction() as db:
+        with self.db.transaction() as db:
             db.execute("DELETE FROM patients")
             db.execute("DELETE FROM records")
-            db.execute("DELETE FROM decision_cache")
+            self.cache.clear(db)
             db.execute("DELETE FROM meta WHERE key IN ('since', 'source', 'fingerprint')")
             db.execute(
                 "INSERT INTO meta (key, value) VALUES ('fingerprint', ?)",
@@ -153,7 +125,7 @@ class FactsStore(DecisionCacheMixin, LedgerMixin):
         batch = Batch()
         full_load = self._empty()
         kept = KeptRefs() if full_load else None
-        forget = self.has_cached_decisions()
+        forget = self.cache.has_rows()
         with gc_paused(), self._bulk_load(full_load):
             for resource, where, resolve in resources:
                 stats.resources += 1
@@ -177,8 +149,8 @@ class FactsStore(DecisionCacheMixin, LedgerMixin):
 
     def _empty(self) -> bool:
         return (
-            self._db.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None
-            and self._db.execute("SELECT 1 FROM patients LIMIT 1").fetchone() is None
+            self.sql.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None
+            and self.sql.execute("SELECT 1 FROM patients LIMIT 1").fetchone() is None
         )
 
     @contextmanager
@@ -186,14 +158,14 @@ class FactsStore(DecisionCacheMixin, LedgerMixin):
         if not bulk:
             yield
             return
-        self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+        self.sql.execute("PRAGMA synchronous=OFF")
+        self.sql.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
         try:
             yield
         finally:
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA cache_size=-2000")
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.sql.execute("PRAGMA synchronous=NORMAL")
+            self.sql.execute("PRAGMA cache_size=-2000")
+            self.sql.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _flush(self, batch: Batch, stats: ApplyStats, forget: bool, kept: KeptRefs | None) -> None:
         if not batch:
@@ -204,10 +176,10 @@ class FactsStore(DecisionCacheMixin, LedgerMixin):
             drops = [d for d in drops if d[0] in kept]
             for row in upserts:
                 kept.add(row[0])
-        with self._transaction() as db:
+        with self.db.transaction() as db:
             if forget:  # the patients whose facts change: before (records moving) and after
-                self._forget_owners(db, batch.records)
-                self._forget_patients(db, [*batch.patients, *(row[1] for row in upserts)])
+                self.cache.forget_owners(db, batch.records)
+                self.cache.forget_patients(db, [*batch.patients, *(row[1] for row in upserts)])
             db.executemany(
                 "INSERT INTO patients (id, data) VALUES (?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
@@ -233,9 +205,9 @@ class FactsStore(DecisionCacheMixin, LedgerMixin):
         while chunk := list(islice(items, BATCH_ROWS)):
             patients = [(ref[8:],) for ref in chunk if ref.startswith("Patient/")]
             records = [(ref,) for ref in chunk if not ref.startswith("Patient/")]
-            with self._transaction() as db:
-                self._forget_owners(db, (ref for (ref,) in records))
-                self._forget_patients(db, (pid for (pid,) in patients))
+            with self.db.transaction() as db:
+                self.cache.forget_owners(db, (ref for (ref,) in records))
+                self.cache.forget_patients(db, (pid for (pid,) in patients))
                 removed += db.executemany("DELETE FROM records WHERE ref = ?", records).rowcount
                 removed += db.executemany(
                     "DELETE FROM records WHERE patient_id = ?", patients
@@ -265,7 +237,7 @@ class FactsStore(DecisionCacheMixin, LedgerMixin):
             yield from self._patients(f"WHERE p.id IN ({marks})", tuple(chunk))
 
     def _patients(self, where: str, params: tuple) -> Iterator[PatientFacts]:
-        cursor = self._db.execute(
+        cursor = self.sql.execute(
             "SELECT p.id, p.data, r.data FROM patients p "  # noqa: S608 (constant fragments)
             f"LEFT JOIN records r ON r.patient_id = p.id {where} ORDER BY p.id",
             params,
@@ -286,7 +258,7 @@ class FactsStore(DecisionCacheMixin, LedgerMixin):
     def orphans(self) -> dict[str, int]:
         """Patient id -> number of records kept for a patient the store has no Patient row for."""
         return dict(
-            self._db.execute(
+            self.sql.execute(
                 "SELECT patient_id, COUNT(*) FROM records r WHERE patient_id IS NOT NULL AND NOT "
                 "EXISTS (SELECT 1 FROM patients p WHERE p.id = r.patient_id) "
                 "GROUP BY patient_id ORDER BY patient_id"
@@ -295,20 +267,11 @@ class FactsStore(DecisionCacheMixin, LedgerMixin):
 
     def unlinked(self) -> int:
         """Records that name no resolvable patient."""
-        return self._db.execute("SELECT COUNT(*) FROM records WHERE patient_id IS NULL").fetchone()[
+        return self.sql.execute("SELECT COUNT(*) FROM records WHERE patient_id IS NULL").fetchone()[
             0
         ]
 
     def counts(self) -> dict[str, int]:
-        patients = self._db.execute("SELECT COUNT(*) FROM patients").fetchone()[0]
-        records = self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        patients = self.sql.execute("SELECT COUNT(*) FROM patients").fetchone()[0]
+        records = self.sql.execute("SELECT COUNT(*) FROM records").fetchone()[0]
         return {"patients": patients, "records": records}
-
-    def size_bytes(self) -> int:
-        """The database's size on disk, with its write-ahead log."""
-        total = 0
-        for suffix in ("", "-wal", "-shm"):
-            candidate = self.path.with_name(self.path.name + suffix)
-            if candidate.exists():
-                total += candidate.stat().st_size
-        return total

@@ -26,8 +26,7 @@ from ips_screen.facts.extract import (
     reference_to,
 )
 from ips_screen.facts.model import PatientFacts, Record
-from ips_screen.sources.files import ReadReport
-from ips_screen.sources.population import HasCodelists
+from ips_screen.reading import HasCodelists, ReadReport
 
 BLOOM_BITS = 1 << 26  # 8 MiB: "might this ref have been stored during this full load?"
 # Bump when what is stored per resource changes: an older store's fingerprint no longer matches,

@@ -14,7 +14,7 @@ import pytest
 import responses
 
 from ips_screen.cli.main import main
-from ips_screen.store import FactsStore
+from ips_screen.store import StateStore
 from tests.conftest import FROZEN_NOW
 
 BASE = "https://fhir.example.org/r4"
@@ -111,13 +111,13 @@ def since_asked(mock: responses.RequestsMock, url: str = f"{BASE}/$export") -> s
 
 
 def ledger(tmp_path: Path) -> list[dict]:
-    with FactsStore(tmp_path / "state" / "store.sqlite") as store:
-        return store.recent_runs(10)
+    with StateStore(tmp_path / "state" / "store.sqlite") as store:
+        return store.ledger.recent_runs(10)
 
 
 def store_state(tmp_path: Path) -> tuple[str | None, dict[str, int]]:
-    with FactsStore(tmp_path / "state" / "store.sqlite") as store:
-        return store.get_since(), store.counts()
+    with StateStore(tmp_path / "state" / "store.sqlite") as store:
+        return store.facts.get_since(), store.facts.counts()
 
 
 T1, T2, T3 = "2026-11-24T01:30:00.000Z", "2026-11-25T01:30:00.000Z", "2026-11-26T01:30:00.000Z"

@@ -340,7 +340,7 @@ def test_cli_exits_5_when_a_patient_failed(monkeypatch, tmp_path: Path, capsys):
     )
 
     def fake_write(*args, **kwargs):
-        return pipeline.ScreenResult([], summary, None, tmp_path), written
+        return pipeline.ScreenResult([], summary, tmp_path), written
 
     monkeypatch.setattr(pipeline, "write_to_server", fake_write)
     argv = ["screen", BASE, "--write", "--out", str(tmp_path)]

@@ -31,7 +31,7 @@ from ips_screen.ruleset.loader import DEFAULT_RULESET, load_ruleset
 from ips_screen.sources import discover, iter_resources
 from ips_screen.sources.fhir_rest import SEARCH_ORDER
 from ips_screen.sources.population import collect_resources
-from ips_screen.store import FactsStore
+from ips_screen.store import StateStore
 from ips_screen.store.ledger import decision_digest
 from tests.conftest import FIXTURES, FROZEN_NOW
 from tests.fhir_support import running_test_server
@@ -146,8 +146,8 @@ def test_three_nights_against_a_real_server(
     out = capsys.readouterr().out
     assert f"1 new proposal written, {proposals + 1} open; 1 change since the last run" in out
 
-    with FactsStore(state / "store.sqlite") as store:
-        runs = store.recent_runs(14)
+    with StateStore(state / "store.sqlite") as store:
+        runs = store.ledger.recent_runs(14)
     assert [r["status"] for r in runs] == ["ok", "ok", "ok"]
     assert [r["new_proposals"] for r in runs] == [proposals, 0, 1]
     assert [r["counts"]["changes"] for r in runs] == [45, 0, 1]
@@ -384,8 +384,8 @@ def test_bulk_since_nights_apply_only_changes_and_match_a_full_screen(tmp_path: 
     fifth = night()
     assert server.requests[4].since is None and fifth.mode == "full"
 
-    with FactsStore(tmp_path / "state" / "store.sqlite") as store:
-        runs = store.recent_runs(10)
+    with StateStore(tmp_path / "state" / "store.sqlite") as store:
+        runs = store.ledger.recent_runs(10)
     assert [r["status"] for r in runs] == ["ok", "ok", "errors", "ok", "ok"]
     assert [r["mode"] for r in runs] == [
         "full",
@@ -448,8 +448,8 @@ def test_bulk_mode_without_a_bulk_client_is_a_server_error(tmp_path: Path):
 
     with pytest.raises(ServerError, match="Bulk export is not available"):
         run_nightly(fake_config(tmp_path), now=FROZEN_NOW, as_of=AS_OF, environ={}, bulk_api=None)
-    with FactsStore(tmp_path / "state" / "store.sqlite") as store:
-        assert [r["status"] for r in store.recent_runs(5)] == ["failed"]
+    with StateStore(tmp_path / "state" / "store.sqlite") as store:
+        assert [r["status"] for r in store.ledger.recent_runs(5)] == ["failed"]
 
 
 class _Collect(logging.Handler):

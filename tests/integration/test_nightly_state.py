@@ -14,7 +14,7 @@ import pytest
 from ips_screen.cli.main import main
 from ips_screen.errors import ServerError
 from ips_screen.nightly.run import run_nightly
-from ips_screen.store import FactsStore
+from ips_screen.store import StateStore
 from tests.conftest import FIXTURES, FROZEN_NOW
 from tests.integration.test_nightly import AS_OF, FakeBulkServer, fake_config
 
@@ -43,7 +43,7 @@ def world_readable_state(state: Path) -> None:
     a store, a run folder, and the Bulk downloads of a run that crashed."""
     for folder in ("runs/0", "locks", "exports/current/files"):
         (state / folder).mkdir(parents=True, exist_ok=True)
-    with FactsStore(state / "store.sqlite"):
+    with StateStore(state / "store.sqlite"):
         pass
     (state / "runs" / "0" / "worklist.csv").write_text("Patient/fx-01,chronic pain\n")
     (state / "exports" / "current" / "files" / "Patient.000.ndjson").write_bytes(SECRET_RECORD)
@@ -125,8 +125,10 @@ def test_a_crashed_run_is_marked_interrupted_and_the_report_shows_it(
     assert nightly(config) == 0
     # A run killed mid-way: its ledger row says `running`, its run folder is empty and its
     # staging folder holds half its outputs.
-    with FactsStore(state / "store.sqlite") as store:
-        crashed = store.start_run(started=FROZEN_NOW, as_of=AS_OF, ruleset="r@1", mode="full")
+    with StateStore(state / "store.sqlite") as store:
+        crashed = store.ledger.start_run(
+            started=FROZEN_NOW, as_of=AS_OF, ruleset="r@1", mode="full"
+        )
     (state / "runs" / str(crashed)).mkdir()
     staging = state / "runs" / f".{crashed}.k1ll3d.tmp"
     staging.mkdir()
@@ -137,8 +139,8 @@ def test_a_crashed_run_is_marked_interrupted_and_the_report_shows_it(
     err = capsys.readouterr().err
     assert f"run {crashed} (started {FROZEN_NOW.isoformat()}, pid {os.getpid()}" in err
     assert "did not finish: marked interrupted" in err
-    with FactsStore(state / "store.sqlite") as store:
-        runs = store.recent_runs(5)
+    with StateStore(state / "store.sqlite") as store:
+        runs = store.ledger.recent_runs(5)
     assert [r["status"] for r in runs] == ["ok", "interrupted", "ok"]
     message = runs[1]["errors"][0]
     assert message.startswith(f"interrupted: the run (pid {os.getpid()} on ")
@@ -148,8 +150,13 @@ def test_a_crashed_run_is_marked_interrupted_and_the_report_shows_it(
     assert f"Run {crashed} (started {FROZEN_NOW.isoformat()}): interrupted: " in html
 
     assert nightly(config) == 0  # marked once: the next run finds nothing to mark
-    with FactsStore(state / "store.sqlite") as store:
-        assert [r["status"] for r in store.recent_runs(5)] == ["ok", "interrupted", "ok", "ok"]
+    with StateStore(state / "store.sqlite") as store:
+        assert [r["status"] for r in store.ledger.recent_runs(5)] == [
+            "ok",
+            "interrupted",
+            "ok",
+            "ok",
+        ]
     assert "marked interrupted" not in capsys.readouterr().err
 
 
@@ -167,14 +174,14 @@ def test_an_old_ledger_gains_the_pid_and_host_columns(tmp_path: Path):
             "VALUES ('2026-11-25T02:00:00+00:00', 'running', '2026-11-25', 'r@1', 'full')"
         )
     db.close()
-    with FactsStore(path) as store:
-        marked = store.interrupt_unfinished(finished=FROZEN_NOW)
+    with StateStore(path) as store:
+        marked = store.ledger.interrupt_unfinished(finished=FROZEN_NOW)
         assert [(m["id"], m["pid"], m["host"]) for m in marked] == [(1, None, None)]
-        assert store.recent_runs(1)[0]["errors"] == [
+        assert store.ledger.recent_runs(1)[0]["errors"] == [
             "interrupted: the run (pid unknown on unknown host) stopped without finishing"
         ]
-        store.start_run(started=FROZEN_NOW, as_of=AS_OF, ruleset="r@1", mode="full")
-        row = store._db.execute("SELECT pid FROM runs WHERE id = 2").fetchone()
+        store.ledger.start_run(started=FROZEN_NOW, as_of=AS_OF, ruleset="r@1", mode="full")
+        row = store.db.sql.execute("SELECT pid FROM runs WHERE id = 2").fetchone()
     assert row == (os.getpid(),)
     assert orjson.loads(orjson.dumps(marked))  # plain values, for the log and the report
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from ips_screen.cli.main import main
-from ips_screen.store import FactsStore, rows
+from ips_screen.store import StateStore, rows
 from tests.conftest import FIXTURES, FROZEN_NOW
 
 DEFERRED_4_MONTHS_AGO = FIXTURES / "patients" / "44-declined-not-now-4-months-ago.json"
@@ -53,5 +53,5 @@ def test_a_store_from_before_status_reasons_were_kept_is_reloaded(
         assert nightly(tmp_path)["reasons"] == ["ips-declined"]  # read as a 12-month decline
 
     assert nightly(tmp_path)["outcome"] == "propose"  # the 3-month deferral is over
-    with FactsStore(tmp_path / "state" / "store.sqlite") as store:
-        assert [run["mode"] for run in store.recent_runs(5)] == ["full", "full"]
+    with StateStore(tmp_path / "state" / "store.sqlite") as store:
+        assert [run["mode"] for run in store.ledger.recent_runs(5)] == ["full", "full"]

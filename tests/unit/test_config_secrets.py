@@ -16,7 +16,7 @@ from ips_screen.errors import ConfigError
 from ips_screen.nightly.config import load_config
 from ips_screen.nightly.steps import make_client
 from ips_screen.secret_values import env_name_problem, looks_random, redact, secret_kind
-from ips_screen.store import FactsStore
+from ips_screen.store import StateStore
 from tests.conftest import FROZEN_NOW
 
 GITHUB = "ghp_" + "Zq8rT2vN5xK1mB7wL4yH9cJ3dF6gS0aP2eU8"
@@ -125,11 +125,11 @@ def test_serve_config_with_a_token_as_a_variable_name_never_echoes_it(
 
 
 def test_the_ledger_stores_messages_with_secrets_redacted(tmp_path: Path):
-    with FactsStore(tmp_path / "store.sqlite") as store:
-        run = store.start_run(
+    with StateStore(tmp_path / "store.sqlite") as store:
+        run = store.ledger.start_run(
             started=FROZEN_NOW, as_of=FROZEN_NOW.date(), ruleset="r@1", mode="full"
         )
-        store.finish_run(
+        store.ledger.finish_run(
             run,
             finished=datetime.now(tz=FROZEN_NOW.tzinfo),
             status="failed",
@@ -137,7 +137,7 @@ def test_the_ledger_stores_messages_with_secrets_redacted(tmp_path: Path):
             new_proposals=0,
             errors=[f"environment variable {GITHUB} is not set", f"bearer {JWT}"],
         )
-        errors = store.recent_runs(1)[0]["errors"]
+        errors = store.ledger.recent_runs(1)[0]["errors"]
     assert errors == ["environment variable [redacted] is not set", "bearer [redacted]"]
 
 

@@ -1,6 +1,7 @@
 """Reusing cached decisions: nightly runs on consecutive dates, with data changes in between, give
 byte-identical outputs with and without reuse, and the same decisions and proposals as a one-off
-screen of the data as it stands; the streamed outputs equal `pipeline.finish`'s."""
+screen of the data as it stands; the outputs fed as the nightly job feeds them (cached lines,
+summary keys and proposal templates) equal `pipeline.finish`'s."""
 
 from __future__ import annotations
 
@@ -16,20 +17,21 @@ from ips_screen.dates import LONDON
 from ips_screen.engine import evaluate
 from ips_screen.facts.extract import SUBJECT_FIELD
 from ips_screen.nightly.config import PracticeConfig
-from ips_screen.nightly.outputs import NightlyOutputs
 from ips_screen.nightly.run import NightlyResult, run_nightly
-from ips_screen.outputs.write import DECISIONS, PROPOSALS, REPORT, SUMMARY, WORKLIST
+from ips_screen.outputs.folder import OutputFolder
+from ips_screen.outputs.formats.proposals_json import proposal_template
+from ips_screen.outputs.registry import filenames
 from ips_screen.pipeline import finish
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.sources import discover, iter_resources
 from ips_screen.sources.population import collect_resources
-from ips_screen.store import FactsStore
+from ips_screen.store import StateStore
 from ips_screen.synth import write_bulk
 from tests.conftest import FIXTURES
 from tests.helpers import NOT_FIT, UNEMPLOYED, condition, employment, fit_note, patient
 
 T = date(2026, 11, 26)
-FILES = (DECISIONS, WORKLIST, PROPOSALS, REPORT, SUMMARY)
+FILES = filenames()
 CHRONIC_PAIN = "82423001"
 
 
@@ -185,7 +187,7 @@ def test_nights_with_and_without_reuse_give_identical_outputs(tmp_path: Path, ru
         assert b.reused == 0 and b.evaluated == b.patients
         expected = tmp_path / f"reference-{n}"
         reference(current, ruleset, day, expected)
-        for name in (DECISIONS, PROPOSALS, WORKLIST):
+        for name in ("decisions.ndjson", "proposals.json", "worklist.csv"):
             assert (a.out_dir / name).read_bytes() == (expected / name).read_bytes(), (n, name)
     outcomes = [a.summary["outcomes"]["propose"] for a, _ in results]
     assert min(outcomes) > 0 and len(set(outcomes)) > 1  # proposals, and they change
@@ -197,24 +199,28 @@ def test_nights_with_and_without_reuse_give_identical_outputs(tmp_path: Path, ru
 
 
 def test_a_changed_record_invalidates_both_patients_and_a_reset_everyone(tmp_path: Path, ruleset):
-    with FactsStore(tmp_path / "store.sqlite") as store:
+    with StateStore(tmp_path / "store.sqlite") as state:
+        store, cache = state.facts, state.cache
         store.reset(ruleset)
         first = [patient("a"), patient("b"), patient("c")]
         first.append(condition(CHRONIC_PAIN, id="x", subject="a"))
         store.apply([(r, "memory", None) for r in first], ruleset)
         row = ("", "2026-11-26", "2027-01-01", "d", b"[]", b"{}", None)
-        store.put_decisions([(pid, *row[1:]) for pid in "abc"])
+        cache.put([(pid, *row[1:]) for pid in "abc"])
         moved = condition(CHRONIC_PAIN, id="x", subject="b")
         store.apply([(moved, "memory", None)], ruleset)
-        assert [store.cached_decision(p) is None for p in "abc"] == [True, True, False]
-        store.put_decisions([(pid, *row[1:]) for pid in "ab"])
+        assert [cache.get(p) is None for p in "abc"] == [True, True, False]
+        cache.put([(pid, *row[1:]) for pid in "ab"])
         store.delete(["Condition/x"])
-        assert [store.cached_decision(p) is None for p in "abc"] == [False, True, False]
+        assert [cache.get(p) is None for p in "abc"] == [False, True, False]
         store.reset(ruleset)
-        assert not store.has_cached_decisions()
+        assert not cache.has_rows()
 
 
-def test_streamed_outputs_equal_pipeline_finish(tmp_path: Path, ruleset):
+def test_outputs_fed_from_the_cache_equal_pipeline_finish(tmp_path: Path, ruleset):
+    """The guard that the screen and the nightly job write the same files: both go through
+    `OutputFolder`, the nightly job with cached lines (split after the as-of date), summary keys
+    and proposal templates."""
     resources = population(tmp_path / "data")
     facts = collect_resources(list(resources.values()), ruleset)
     for day in (T, date(2027, 6, 1)):  # GMT and BST nights
@@ -227,11 +233,16 @@ def test_streamed_outputs_equal_pipeline_finish(tmp_path: Path, ruleset):
         expected = tmp_path / f"finish-{day}"
         finish(decisions, ruleset, as_of=day, now=now, out_dir=expected, **kwargs)
         out = tmp_path / f"stream-{day}"
-        streamed = NightlyOutputs(out, ruleset, as_of=day, now=now, owner=None)
+        streamed = OutputFolder(out, ruleset, as_of=day, now=now, owner=None)
         counter = streamed.counter
         for d in decisions:
             line = orjson.dumps(d.to_dict(), option=orjson.OPT_SORT_KEYS)
-            streamed.add(d.patient, line, counter.key(d), d if d.outcome == "propose" else None)
+            cut = line.index(b'",') + 1  # after b'{"as_of":"YYYY-MM-DD"', as the cache splits
+            head, body = line[:cut], memoryview(line)[cut:]
+            proposed = d.outcome == "propose"
+            template = proposal_template(d, ruleset, None) if proposed else None
+            decision = d if proposed else None
+            streamed.add(d.patient, body, counter.key(d), decision, template, head=head)
         streamed.finish(**kwargs)
         for name in FILES:
             got = (out / name).read_bytes()

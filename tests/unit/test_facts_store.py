@@ -25,7 +25,7 @@ from ips_screen.facts.model import PatientFacts
 from ips_screen.ruleset.loader import DEFAULT_RULESET, CompiledRuleset, load_ruleset
 from ips_screen.sources import collect, discover, iter_resources
 from ips_screen.sources.population import Population, PopulationBuilder
-from ips_screen.store import FactsStore, ruleset_fingerprint
+from ips_screen.store import StateStore, ruleset_fingerprint
 from ips_screen.store.ledger import decision_digest
 from tests.conftest import FIXTURES, FROZEN_NOW
 from tests.helpers import default_ruleset
@@ -57,9 +57,19 @@ def fixture_resources() -> dict[str, dict]:
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    with FactsStore(tmp_path / "store.sqlite") as opened:
+def state(tmp_path: Path):
+    with StateStore(tmp_path / "store.sqlite") as opened:
         yield opened
+
+
+@pytest.fixture
+def store(state: StateStore):
+    return state.facts
+
+
+@pytest.fixture
+def ledger(state: StateStore):
+    return state.ledger
 
 
 def screen(patients: Iterable[PatientFacts], ruleset: CompiledRuleset) -> list[dict]:
@@ -94,7 +104,7 @@ def write_deleted(path: Path, refs: list[str], *, per_bundle: int = 2) -> Path:
     return path
 
 
-def test_full_load_round_trips_and_screens_like_collect(tmp_path: Path, store, ruleset):
+def test_full_load_round_trips_and_screens_like_collect(tmp_path: Path, state, store, ruleset):
     stats = store.apply(iter_resources(discover([FIXTURES])), ruleset)
     population = collect([FIXTURES], ruleset)
     assert (stats.patients, stats.records) == (45, 120)
@@ -104,16 +114,16 @@ def test_full_load_round_trips_and_screens_like_collect(tmp_path: Path, store, r
     assert store.unlinked() == population.unlinked == 0
     assert store.get_patient("fx-07") == population.patients["fx-07"]
     assert store.get_patient("nobody") is None
-    store.close()
-    with FactsStore(tmp_path / "store.sqlite") as reopened:  # durable
-        assert list(reopened.iter_patients()) == list(population.patients.values())
-        assert reopened.counts() == {"patients": 45, "records": 120}
+    state.close()
+    with StateStore(tmp_path / "store.sqlite") as reopened:  # durable
+        assert list(reopened.facts.iter_patients()) == list(population.patients.values())
+        assert reopened.facts.counts() == {"patients": 45, "records": 120}
         assert reopened.size_bytes() > 0
     assert (tmp_path / "store.sqlite").stat().st_mode & 0o077 == 0
 
 
 def test_patients_are_streamed_in_id_order_without_sorting_everything(store):
-    plan = store._db.execute(
+    plan = store.sql.execute(
         "EXPLAIN QUERY PLAN SELECT p.id, p.data, r.data FROM patients p "
         "LEFT JOIN records r ON r.patient_id = p.id ORDER BY p.id"
     ).fetchall()
@@ -239,7 +249,8 @@ def test_random_updates_and_deletions_keep_the_store_equal_to_a_full_read(ops, m
     records = sorted(k for k in original if not k.startswith("Patient/"))
     patients = sorted(k[8:] for k in original if k.startswith("Patient/"))
     data = dict(original)
-    with tempfile.TemporaryDirectory() as tmp, FactsStore(Path(tmp) / "s.sqlite") as store:
+    with tempfile.TemporaryDirectory() as tmp, StateStore(Path(tmp) / "s.sqlite") as state:
+        store = state.facts
         store.apply(items(original.values()), ruleset)
         pending: list[dict] = []
         deletions: list[str] = []
@@ -326,9 +337,9 @@ def test_fingerprint_follows_ruleset_version_and_codelists(tmp_path: Path, store
     assert store.get_since() is None
 
 
-def test_ledger_records_runs_oldest_first(store, ruleset):
-    first = store.start_run(started=FROZEN_NOW, as_of=AS_OF, ruleset="r@1", mode="full")
-    store.finish_run(
+def test_ledger_records_runs_oldest_first(ledger):
+    first = ledger.start_run(started=FROZEN_NOW, as_of=AS_OF, ruleset="r@1", mode="full")
+    ledger.finish_run(
         first,
         finished=FROZEN_NOW,
         status="ok",
@@ -336,19 +347,19 @@ def test_ledger_records_runs_oldest_first(store, ruleset):
         new_proposals=3,
         errors=[],
     )
-    second = store.start_run(
+    second = ledger.start_run(
         started=datetime(2026, 11, 27, 1, 0, tzinfo=FROZEN_NOW.tzinfo),
         as_of=date(2026, 11, 27),
         ruleset="r@1",
         mode="incremental",
     )
     assert second == first + 1
-    runs = store.recent_runs(14)
+    runs = ledger.recent_runs(14)
     assert [r["id"] for r in runs] == [first, second]
     assert runs[0]["counts"] == {"patients": 10, "propose": 3}
     assert (runs[0]["status"], runs[0]["new_proposals"], runs[0]["mode"]) == ("ok", 3, "full")
     assert (runs[1]["status"], runs[1]["finished"], runs[1]["counts"]) == ("running", None, {})
-    store.finish_run(
+    ledger.finish_run(
         second,
         finished=FROZEN_NOW,
         status="errors",
@@ -357,13 +368,13 @@ def test_ledger_records_runs_oldest_first(store, ruleset):
         errors=["Patient/x not written: HTTP 500"],
         mode="full",
     )
-    latest = store.recent_runs(1)
+    latest = ledger.recent_runs(1)
     assert [(r["id"], r["mode"], r["errors"]) for r in latest] == [
         (second, "full", ["Patient/x not written: HTTP 500"])
     ]
 
 
-def test_decision_digests_ignore_the_date_and_trace(store, ruleset):
+def test_decision_digests_ignore_the_date_and_trace(ledger, ruleset):
     population = collect([FIXTURES], ruleset)
     facts = population.patients["fx-01"]
     today = evaluate(ruleset, facts, AS_OF)
@@ -372,6 +383,29 @@ def test_decision_digests_ignore_the_date_and_trace(store, ruleset):
     assert decision_digest(today) == decision_digest(tomorrow)
     other = evaluate(ruleset, population.patients["fx-29"], AS_OF)
     assert decision_digest(other) != decision_digest(today)
-    store.replace_decision_digests({"fx-01": decision_digest(today)})
-    store.replace_decision_digests({"fx-29": decision_digest(other)})
-    assert store.decision_digests() == {"fx-29": decision_digest(other)}
+    ledger.replace_decision_digests({"fx-01": decision_digest(today)})
+    ledger.replace_decision_digests({"fx-29": decision_digest(other)})
+    assert ledger.decision_digests() == {"fx-29": decision_digest(other)}
+
+
+def test_the_three_parts_share_one_file_and_keep_to_their_own_tables(state, ruleset):
+    """Facts, decision cache and ledger: a reset of the facts empties the cache (the decisions
+    were made from those facts) but keeps the runs and the last digests."""
+    facts, cache, ledger = state.facts, state.cache, state.ledger
+    facts.reset(ruleset)
+    facts.apply(iter_resources(discover([FIXTURES])), ruleset)
+    run = ledger.start_run(started=FROZEN_NOW, as_of=AS_OF, ruleset="r@1", mode="full")
+    ledger.replace_decision_digests({"fx-01": "d1"})
+    assert not cache.prepare("fingerprint-1")  # a new fingerprint: nothing usable yet
+    cache.put([("fx-01", "2026-11-26", "2027-01-01", "d1", b"[]", b"{}", None)])
+    rows = state.screen_rows(None, 2)
+    assert [row[0] for row in rows] == ["fx-01", "fx-02"]
+    assert rows[0][3] == "d1" and rows[0][6] == "d1"  # cached digest, digest after the last run
+    assert rows[1][1:] == (None,) * 7  # neither cached nor in the ledger
+    assert cache.prepare("fingerprint-1")
+    facts.reset(ruleset)
+    assert not cache.has_rows() and facts.counts() == {"patients": 0, "records": 0}
+    assert [r["id"] for r in ledger.recent_runs(5)] == [run]
+    assert ledger.decision_digests() == {"fx-01": "d1"}
+    assert cache.prepare("fingerprint-1")  # the fingerprint is the cache's, kept with it
+    assert state.path.stat().st_mode & 0o077 == 0

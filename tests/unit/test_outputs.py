@@ -1,4 +1,5 @@
-"""Outputs: summary counts and attrition, the worklist, the HTML report, and atomic writing."""
+"""Outputs: summary counts and attrition, the worklist, the HTML report (writing them:
+test_output_writers.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from html.parser import HTMLParser
 from itertools import pairwise
 from pathlib import Path
 
-import orjson
 import pytest
 
 import ips_screen
@@ -19,9 +19,9 @@ from ips_screen.engine import evaluate
 from ips_screen.engine.decision import Decision, Links, Step
 from ips_screen.facts.extract import CodeIndex, extract_patient, extract_record
 from ips_screen.facts.model import PatientFacts
+from ips_screen.outputs.formats.worklist_csv import write_worklist_csv
 from ips_screen.outputs.report import render_report
-from ips_screen.outputs.summary import summarise, worklist_frame, write_worklist_csv
-from ips_screen.outputs.write import write_outputs
+from ips_screen.outputs.summary import summarise, worklist_frame
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 
 AS_OF = date(2026, 11, 26)
@@ -265,7 +265,8 @@ def test_summary_of_real_decisions(ruleset):
 
 def test_worklist_lists_proposed_patients_early_first(decisions, tmp_path):
     path = tmp_path / "worklist.csv"
-    write_worklist_csv(decisions, path)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        write_worklist_csv(decisions, handle)
     with path.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["patient"] for r in rows] == ["Patient/p1", "Patient/p2"]
@@ -278,7 +279,8 @@ def test_worklist_lists_proposed_patients_early_first(decisions, tmp_path):
 
 def test_empty_worklist_has_a_header(tmp_path):
     path = tmp_path / "worklist.csv"
-    write_worklist_csv([], path)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        write_worklist_csv([], handle)
     assert path.read_text(encoding="utf-8") == "patient,priority,flags,reason\n"
 
 
@@ -389,49 +391,6 @@ def test_report_trends_chart(decisions, ruleset):
     one = render_report(summary, decisions, ruleset, trends=trends[:1])
     assert len(svgs(one)) == 2
     assert "No earlier runs" in render_report(summary, decisions, ruleset, trends=[])
-
-
-# --- writing ---------------------------------------------------------------------------------
-
-
-def test_write_outputs_is_byte_identical_and_leaves_no_temporary_files(
-    decisions, ruleset, tmp_path
-):
-    summary = make_summary(decisions, ruleset)
-    html = render_report(summary, decisions, ruleset)
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
-    first, second = tmp_path / "one" / "out", tmp_path / "two"
-    write_outputs(first, decisions, summary, bundle, html)
-    write_outputs(second, list(reversed(decisions)), summary, bundle, html)
-    names = ["decisions.ndjson", "proposals.json", "report.html", "summary.json", "worklist.csv"]
-    assert sorted(p.name for p in first.iterdir()) == names
-    for name in names:
-        assert (first / name).read_bytes() == (second / name).read_bytes(), name
-    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["out"]
-
-    lines = (first / "decisions.ndjson").read_bytes().splitlines()
-    assert [orjson.loads(line)["patient"] for line in lines] == sorted(d.patient for d in decisions)
-    by_patient = {d.patient: d for d in decisions}
-    for line in lines:
-        data = orjson.loads(line)
-        assert Decision.from_dict(data) == by_patient[data["patient"]]
-    assert json.loads((first / "summary.json").read_text()) == summary
-    assert (first / "report.html").read_text(encoding="utf-8") == html
-
-    write_outputs(first, decisions, summary, None, html)  # rerun without proposals
-    assert not (first / "proposals.json").exists()
-    assert (first / "summary.json").read_bytes() == (second / "summary.json").read_bytes()
-
-
-def test_write_outputs_cleans_up_after_a_failure(decisions, ruleset, tmp_path):
-    out = tmp_path / "out"
-    summary = make_summary(decisions, ruleset)
-    write_outputs(out, decisions, summary, None, "<html></html>")
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
-    with pytest.raises(TypeError):
-        write_outputs(out, decisions, summary, {"not json": object()}, "<html>new</html>")
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_template_ships_inside_the_package():

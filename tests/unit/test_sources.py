@@ -13,14 +13,10 @@ import pytest
 
 from ips_screen.errors import InputError
 from ips_screen.facts.model import PatientFacts
+from ips_screen.reading import MAX_SKIPPED, ReadReport
 from ips_screen.ruleset.codelists import read_codelist
 from ips_screen.ruleset.loader import DEFAULT_RULESET, load_ruleset
-from ips_screen.sources.files import (
-    MAX_SKIPPED,
-    ReadReport,
-    discover,
-    iter_resources,
-)
+from ips_screen.sources.files import discover, iter_resources
 from ips_screen.sources.population import Population, collect, collect_resources
 from ips_screen.sources.resource_types import R4_RESOURCE_TYPES
 

@@ -1,0 +1,157 @@
+"""One screen's output folder: the decisions go through it one patient at a time, in patient
+order, to the writers of the formats chosen (`outputs.registry`), for the screen and the nightly
+job alike.
+
+The summary is counted as decisions go by (`SummaryCounter`, from each decision's `SummaryKey`,
+which the nightly job caches); only the proposed patients' decisions are kept whole (the report,
+the worklist and the FHIR writer need them) and, for the report's data-quality list, a slim copy
+(no trace) of the other decisions with data-quality notes, so memory does not grow with the
+practice. `finish` completes every file and moves them into place (`StagedFolder`): atomically,
+0600, byte-reproducibly (nothing records the time of writing; JSON keys are sorted). Files of
+formats not chosen are removed from the folder, so it never pairs this run's summary with an
+earlier run's proposals.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from datetime import date, datetime
+from pathlib import Path
+
+import orjson
+
+from ips_screen.engine.decision import Decision
+from ips_screen.outputs.formats.proposals_json import proposal_template
+from ips_screen.outputs.registry import filenames, make_writers
+from ips_screen.outputs.staging import StagedFolder
+from ips_screen.outputs.summary import SummaryCounter, SummaryKey
+from ips_screen.outputs.writers import Finished, OutputWriter, PatientOutput, RunInfo
+from ips_screen.ruleset.loader import CompiledRuleset
+
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+class OutputFolder:
+    """The files of one output folder, fed one decision at a time (`add`) in patient order."""
+
+    def __init__(
+        self,
+        out_dir: Path,
+        ruleset: CompiledRuleset,
+        *,
+        as_of: date,
+        now: datetime,
+        owner: str | None,
+        formats: Iterable[str] | None = None,
+    ) -> None:
+        self.ruleset, self.owner = ruleset, owner
+        self.as_of = as_of.isoformat()
+        self.tag = f"{ruleset.id}@{ruleset.version}"
+        self.counter = SummaryCounter(ruleset)
+        self._keys: Counter[SummaryKey] = Counter()  # counted in the summary by `counted`
+        self.proposed: list[Decision] = []
+        self.listed: list[Decision] = []  # not proposed, with data-quality notes (no trace)
+        self.writers = make_writers(formats)
+        self.folder = StagedFolder(out_dir)
+        run = RunInfo(ruleset, as_of, now, owner)
+        begun: list[OutputWriter] = []
+        try:
+            for writer in self.writers:
+                writer.begin(self.folder, run)
+                begun.append(writer)
+        except BaseException:
+            self._discard(begun)
+            raise
+        self._streams = [w for w in self.writers if type(w).add is not OutputWriter.add]
+
+    def counted(self) -> SummaryCounter:
+        """The summary counts of the decisions added so far."""
+        for key, times in self._keys.items():
+            self.counter.add_key(key, times)
+        self._keys.clear()
+        return self.counter
+
+    def proposal(self, decision: Decision) -> bytes:
+        """A proposed decision's proposals.json entries, to pass to `add` (and cache)."""
+        return proposal_template(decision, self.ruleset, self.owner)
+
+    def add_decision(self, decision: Decision) -> None:
+        """`add` for a decision in hand (a one-off screen)."""
+        line = orjson.dumps(decision.to_dict(), option=_SORTED)
+        self.add(decision.patient, line, self.counter.key(decision), decision)
+
+    def add(
+        self,
+        patient: str,
+        line: bytes | memoryview,
+        key: SummaryKey,
+        decision: Decision | None = None,
+        proposal: bytes | None = None,
+        head: bytes = b"",
+    ) -> None:
+        """One patient's decision: its decisions.ndjson line (`head` + `line`, no newline), its
+        summary `key`, and when proposed the decision itself and its `proposal` entries (None:
+        built by the proposals writer, if chosen)."""
+        self._keys[key] += 1
+        proposed = key.outcome == "propose"
+        if proposed:
+            assert decision is not None
+            self.proposed.append(decision)
+        elif key.quality:
+            self.listed.append(self._slim(patient, key))
+        item = PatientOutput(patient, line, key, decision if proposed else None, proposal, head)
+        for writer in self._streams:
+            writer.add(item)
+
+    def _slim(self, patient: str, key: SummaryKey) -> Decision:
+        return Decision(
+            patient=patient,
+            outcome=key.outcome,  # type: ignore[arg-type]
+            reasons=tuple(key.reasons),
+            flags=tuple(key.flags),
+            priority=key.priority,  # type: ignore[arg-type]
+            trace=(),
+            as_of=self.as_of,
+            ruleset=self.tag,
+            quality=tuple(key.quality),
+        )
+
+    def finish(
+        self,
+        *,
+        read_report: dict,
+        orphans: dict[str, int],
+        unlinked: int,
+        trends: list[dict] | None = None,
+        unfinished: list[dict] | None = None,
+    ) -> dict:
+        """Complete every file and move them into place; the summary. `read_report`: what the
+        source read (`reading.ReadReport.to_dict`, plus "unread_types" from a Bulk export);
+        `trends` and `unfinished`: earlier runs and those that failed, for the report."""
+        try:
+            summary = self.counted().summary(
+                read_report=read_report,
+                orphans=orphans,
+                unlinked=unlinked,
+                as_of=date.fromisoformat(self.as_of),
+            )
+            done = Finished(summary, self.proposed, self.listed, trends, unfinished or [])
+            for writer in self.writers:
+                writer.finish(done)
+        except BaseException:
+            self.discard()
+            raise
+        written = [w.filename for w in self.writers]
+        stale = [name for name in filenames() if name not in written]
+        self.folder.commit(written, remove=stale)
+        return summary
+
+    def discard(self) -> None:
+        """Drop the staged files (a failed run leaves no partial outputs)."""
+        self._discard(self.writers)
+
+    def _discard(self, writers: list[OutputWriter]) -> None:
+        for writer in writers:
+            writer.close()
+        self.folder.discard()

@@ -1,0 +1,108 @@
+"""proposals.json: one FHIR transaction Bundle of every proposal (the Device, then each proposed
+patient's resources), indented, keys sorted: the Bundle `proposals.build.build_transaction`
+builds, written one patient at a time in patient order, so no screen holds it whole.
+
+A patient's entries depend on the run only through `now` (every resource holds it as the same
+FHIR dateTime) and the decision's as-of date (in the clinician's note). `proposal_template`
+builds them with a fixed time (SENTINEL) and a placeholder as-of date (AS_OF_PLACEHOLDER) that
+the writer replaces by the run's, so a template can be cached with the decision and reused on
+later nights without building and validating the resources again (nightly/screen.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+import orjson
+
+from ips_screen import __version__
+from ips_screen.engine.decision import Decision
+from ips_screen.outputs.registry import register
+from ips_screen.outputs.staging import StagedFolder
+from ips_screen.outputs.writers import Finished, OutputWriter, PatientOutput, RunInfo
+from ips_screen.proposals.build import proposal_entries
+from ips_screen.proposals.common import Entry, device_entry, fhir_datetime, transaction, validated
+from ips_screen.ruleset.loader import CompiledRuleset
+
+BUFFER = 1 << 20
+_ENTRY = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+_BUNDLE = _ENTRY | orjson.OPT_APPEND_NEWLINE
+_BUNDLE_HEAD = b'{\n  "entry": [\n'
+_BUNDLE_TAIL = b'\n  ],\n  "resourceType": "Bundle",\n  "type": "transaction"\n}\n'
+SENTINEL = datetime(1900, 1, 1, tzinfo=UTC)  # no record or text of a proposal holds this time
+AS_OF_PLACEHOLDER = "AS-OF-7f3a9c1e"  # nor this text
+
+
+def _entry_bytes(entry: Entry) -> bytes:
+    """One entry as it appears in the indented, sorted-key Bundle (at depth 2)."""
+    text = orjson.dumps(entry.to_dict(), option=_ENTRY)
+    return b"    " + text.replace(b"\n", b"\n    ")
+
+
+def proposal_template(decision: Decision, ruleset: CompiledRuleset, owner: str | None) -> bytes:
+    """A proposed patient's entries, as they follow the entries before them, at SENTINEL and as
+    of AS_OF_PLACEHOLDER."""
+    entries = proposal_entries(
+        replace(decision, as_of=AS_OF_PLACEHOLDER),
+        ruleset,
+        now=SENTINEL,
+        owner=owner,
+        tool_version=__version__,
+    )
+    ordered = sorted(entries, key=lambda e: (e.resource["resourceType"], e.full_url))
+    return b"".join(b",\n" + _entry_bytes(entry) for entry in ordered)
+
+
+def _dumped_time(now: datetime) -> bytes:
+    """`now` as the validated resources hold it (JSON, quoted; the R4B models write UTC as Z),
+    checked to be the same for a dateTime and an instant."""
+    when = fhir_datetime(now)
+    task = {"resourceType": "Task", "status": "requested", "intent": "proposal"}
+    provenance = {
+        "resourceType": "Provenance",
+        "target": [{"reference": "Task/t"}],
+        "agent": [{"who": {"reference": "Device/d"}}],
+    }
+    as_datetime = validated({**task, "authoredOn": when})["authoredOn"]
+    as_instant = validated({**provenance, "recorded": when})["recorded"]
+    if as_datetime != as_instant:  # not expected: the templates could not be trusted
+        raise ValueError(f"{when}: written as {as_datetime} and as {as_instant}")
+    return orjson.dumps(as_datetime)
+
+
+@register
+class ProposalsJson(OutputWriter):
+    name = "proposals"
+    filename = "proposals.json"
+    order = 30
+
+    def begin(self, folder: StagedFolder, run: RunInfo) -> None:
+        super().begin(folder, run)
+        self.started = False
+        self.when, self.sentinel = _dumped_time(run.now), _dumped_time(SENTINEL)
+        self.as_of = run.as_of.isoformat().encode()
+        self.handle: BinaryIO = folder.open(self.filename, "wb", buffering=BUFFER)
+
+    def add(self, patient: PatientOutput) -> None:
+        if patient.decision is None or patient.decision.outcome != "propose":
+            return
+        template = patient.proposal
+        if template is None:
+            template = proposal_template(patient.decision, self.run.ruleset, self.run.owner)
+        if not self.started:
+            self.handle.write(_BUNDLE_HEAD + _entry_bytes(device_entry(__version__)))
+            self.started = True
+        entries = template.replace(self.sentinel, self.when)
+        self.handle.write(entries.replace(AS_OF_PLACEHOLDER.encode(), self.as_of))
+
+    def finish(self, done: Finished) -> None:
+        if self.started:
+            self.handle.write(_BUNDLE_TAIL)
+        else:
+            self.handle.write(orjson.dumps(transaction([]), option=_BUNDLE))
+        self.handle.close()
+
+    def close(self) -> None:
+        self.handle.close()

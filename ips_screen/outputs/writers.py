@@ -1,0 +1,88 @@
+"""The interface every output format implements, and what it is given.
+
+A writer makes one file of the output folder. The folder (`outputs.folder.OutputFolder`) calls,
+for every writer chosen (`outputs.registry`):
+
+    begin(folder, run)   once: `folder` is where to create the file (`StagedFolder.open`), `run`
+                         what the whole screen shares (ruleset, as-of date, time, Task owner)
+    add(patient)         once per patient, in patient-id order (`PatientOutput`)
+    finish(done)         once, after the last patient (`Finished`: the summary and the decisions
+                         kept), to complete the file
+    close()              on failure instead of `finish`: release what `begin` opened
+
+A writer that needs only the totals (the summary, the report) leaves `add` alone: it is not called
+for writers that do not override it. Files are moved into place by the folder, atomically, after
+every writer has finished; a writer never writes outside the staging folder it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import ClassVar
+
+from ips_screen.engine.decision import Decision
+from ips_screen.outputs.staging import StagedFolder
+from ips_screen.outputs.summary import SummaryKey
+from ips_screen.ruleset.loader import CompiledRuleset
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What every output of one screen shares."""
+
+    ruleset: CompiledRuleset
+    as_of: date
+    now: datetime  # the time proposals are authored
+    owner: str | None  # the Task owner of proposals
+
+
+@dataclass(slots=True)
+class PatientOutput:
+    """One patient's decision as the outputs take it.
+
+    `line` is the decision's decisions.ndjson line without its newline (`head` + `line`: orjson
+    of `Decision.to_dict()` with sorted keys; a cached line comes in two parts), `key` what the
+    summary counts of it. When proposed, `decision` is the decision itself and `proposal` its
+    proposals.json entries (`formats.proposals_json.proposal_template`; None: built by that
+    writer)."""
+
+    patient: str
+    line: bytes | memoryview
+    key: SummaryKey
+    decision: Decision | None = None
+    proposal: bytes | None = None
+    head: bytes = b""
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What the writers finish with."""
+
+    summary: dict  # the content of summary.json
+    proposed: Sequence[Decision]  # in patient order
+    listed: Sequence[Decision]  # not proposed but with data-quality notes (no trace)
+    trends: list[dict] | None = None  # earlier runs, for the report (nightly)
+    unfinished: list[dict] = field(default_factory=list)  # runs that failed (nightly)
+
+
+class OutputWriter:
+    """One output format: a file name, a name to choose it by, begin/add/finish."""
+
+    name: ClassVar[str]  # chosen by this name (`registry.make_writers`)
+    filename: ClassVar[str]  # the file it writes in the output folder
+    order: ClassVar[int]  # files are moved into place in this order (summary.json last)
+    default: ClassVar[bool] = True  # written unless the formats are named
+
+    def begin(self, folder: StagedFolder, run: RunInfo) -> None:
+        self.folder, self.run = folder, run
+
+    def add(self, patient: PatientOutput) -> None:
+        """One patient (not called unless a writer overrides it)."""
+
+    def finish(self, done: Finished) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what `begin` opened (after a failure)."""

@@ -1,0 +1,80 @@
+"""The SQLite file of the nightly job's state (state_dir/store.sqlite), shared by its three parts.
+
+`Database` opens the file (created readable by its owner only: it holds clinical facts and
+decisions), in WAL mode with one connection and explicit transactions (`transaction`), creates
+the tables of every part, and keeps the small `meta` table of key/value settings. The parts are
+`facts_store.FactsStore`, `decision_cache.DecisionCache` and `ledger.RunLedger`; `state.StateStore`
+opens the file and builds them.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PAGE_SIZE = 8192  # a cached decision is ~2.4 kB: three to a page, where 4096 holds one
+META_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+
+class Database:
+    """One SQLite file: the connection (`sql`), transactions and the `meta` table."""
+
+    def __init__(self, path: Path, schemas: Iterable[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self.sql = sqlite3.connect(self.path, isolation_level=None)
+        self.sql.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only takes effect on a new file
+        self.sql.execute("PRAGMA journal_mode=WAL")
+        self.sql.execute("PRAGMA synchronous=NORMAL")
+        self.sql.executescript(META_SCHEMA + "".join(schemas))
+
+    def close(self) -> None:
+        self.sql.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+        self.sql.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.sql
+        except BaseException:
+            self.sql.execute("ROLLBACK")
+            raise
+        self.sql.execute("COMMIT")
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.sql.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set (None: remove) a meta value, in its own transaction."""
+        with self.transaction() as db:
+            self.put_meta(db, key, value)
+
+    @staticmethod
+    def put_meta(db: sqlite3.Connection, key: str, value: str | None) -> None:
+        """Set (None: remove) a meta value inside a transaction the caller holds."""
+        if value is None:
+            db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def size_bytes(self) -> int:
+        """The database's size on disk, with its write-ahead log."""
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            candidate = self.path.with_name(self.path.name + suffix)
+            if candidate.exists():
+                total += candidate.stat().st_size
+        return total

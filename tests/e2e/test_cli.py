@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from ips_screen.cli.main import main
-from tests.conftest import FIXTURES, ROOT
+from tests.support.paths import FIXTURES, ROOT
 
 AS_OF = ["--as-of", "2026-11-26"]
 
@@ -61,6 +61,7 @@ def test_screen_writes_every_output(capsys, tmp_path: Path):
     assert "record(s) in chronic-pain" not in html
 
 
+@pytest.mark.slow
 def test_screen_twice_gives_identical_decisions_and_proposal_identifiers(capsys, tmp_path: Path):
     first, second = tmp_path / "a", tmp_path / "b"
     assert run(capsys, "screen", str(FIXTURES), *AS_OF, "--out", str(first))[0] == 0
@@ -77,6 +78,7 @@ def test_screen_twice_gives_identical_decisions_and_proposal_identifiers(capsys,
     assert identifiers(first) == identifiers(second)
 
 
+@pytest.mark.slow
 def test_three_layouts_give_the_same_decisions(capsys, tmp_path: Path):
     """Bundles, Bulk NDJSON (plain and gzip) and single-resource files: same decisions."""
     from ips_screen.sources.files import discover, iter_resources

@@ -10,7 +10,7 @@ import orjson
 
 from ips_screen.cli.main import main
 from ips_screen.sources.files import discover, iter_resources
-from tests.conftest import FIXTURES
+from tests.support.paths import FIXTURES
 
 NHS_NUMBER = "9434765919"  # a valid-format test number; added to one patient below
 

@@ -15,7 +15,7 @@ import responses
 
 from ips_screen.cli.main import main
 from ips_screen.store import FactsStore
-from tests.conftest import FROZEN_NOW
+from tests.support.paths import FROZEN_NOW
 
 BASE = "https://fhir.example.org/r4"
 STATUS = f"{BASE}/bulkstatus/job-1"

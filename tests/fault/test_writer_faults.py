@@ -24,7 +24,7 @@ from ips_screen.fhir.writer import PatientResult, WriteReport, sweep_duplicates,
 from ips_screen.pipeline import decide_all
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.sources import collect
-from tests.conftest import FIXTURES, FROZEN_NOW
+from tests.support.paths import FIXTURES, FROZEN_NOW
 
 BASE = "https://fhir.example.org/r4"
 FHIR_JSON = "application/fhir+json"

@@ -22,13 +22,13 @@ from ips_screen.fhir.client import FhirClient
 from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.service.app import create_app
 from ips_screen.service.config import parse_config
-from tests.conftest import FROZEN_NOW
 from tests.fhir_support import (
     proposed_patient_records,
     search,
     unique_patient_id,
     write_proposal,
 )
+from tests.support.paths import FROZEN_NOW
 from tests.unit.test_cds_service import (
     DR,
     FEEDBACK,

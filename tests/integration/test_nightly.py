@@ -33,8 +33,8 @@ from ips_screen.sources.fhir_rest import SEARCH_ORDER
 from ips_screen.sources.population import collect_resources
 from ips_screen.store import FactsStore
 from ips_screen.store.ledger import decision_digest
-from tests.conftest import FIXTURES, FROZEN_NOW
 from tests.fhir_support import running_test_server
+from tests.support.paths import FIXTURES, FROZEN_NOW
 
 AS_OF = FROZEN_NOW.date()
 PAIN = {"coding": [{"system": "http://snomed.info/sct", "code": "82423001"}]}

@@ -35,8 +35,8 @@ from ips_screen.service.cards import blocking_referral, by_ref
 from ips_screen.service.config import hash_password, parse_config
 from ips_screen.service.prefetch import PREFETCH, SEARCH_TYPES
 from ips_screen.service.state import CardMemory, CardState
-from tests.conftest import FIXTURES, FROZEN_NOW
 from tests.helpers import AS_OF, decide, default_ruleset, service_request
+from tests.support.paths import FIXTURES, FROZEN_NOW
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
     warnings.simplefilter("ignore")

@@ -112,11 +112,6 @@ def fake() -> Iterator[FakeServer]:
 
 
 @pytest.fixture
-def delays() -> list[float]:
-    return []
-
-
-@pytest.fixture
 def client(delays: list[float]) -> Iterator[FhirClient]:
     with FhirClient(BASE, sleep=delays.append, clock=lambda: 0.0) as c:
         yield c

@@ -93,11 +93,6 @@ def decisions(ruleset: CompiledRuleset) -> list[Decision]:
 
 
 @pytest.fixture
-def delays() -> list[float]:
-    return []
-
-
-@pytest.fixture
 def client(delays: list[float]) -> Iterator[FhirClient]:
     policy = RetryPolicy(max_attempts=3)
     with FhirClient(BASE, retry=policy, sleep=delays.append, clock=lambda: 0.0) as c:
@@ -134,12 +129,6 @@ class FakeServer:
             return failure
         self.written.add(patient)
         return reply(transaction_response(bundle, len(self.posts)))
-
-
-@pytest.fixture
-def mock() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
 
 
 def write(client: FhirClient, decisions: list[Decision], ruleset: CompiledRuleset) -> WriteReport:

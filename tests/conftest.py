@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.hypothesis_profile import BadExampleCount, register_profile
 from tests.support.paths import FROZEN_NOW, SHARED_DATA
-from tests.support.tiers import UnknownTestFolder, tier_marks
+from tests.support.tiers import UnknownTestFolder, folder_not_needed, tier_marks
 
 # Deliberately far from UTC and from London: a test that silently uses local time will fail here.
 os.environ["TZ"] = "Pacific/Auckland"
@@ -25,6 +25,11 @@ def pytest_configure(config: pytest.Config) -> None:
         register_profile()
     except BadExampleCount as error:
         raise pytest.UsageError(str(error)) from None
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under `scripts/test --fast`, skip importing folders whose tests it would all deselect."""
+    return True if folder_not_needed(collection_path, config.option.markexpr) else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

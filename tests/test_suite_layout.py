@@ -10,7 +10,13 @@ import tomllib
 from pathlib import Path
 
 from tests.support.paths import ROOT
-from tests.support.tiers import FAST_SELECTION, FIXTURE_MARKS, FOLDER_MARKS, SLOW_TIERS
+from tests.support.tiers import (
+    FAST_SELECTION,
+    FIXTURE_MARKS,
+    FOLDER_MARKS,
+    SLOW_TIERS,
+    folder_not_needed,
+)
 
 TESTS = ROOT / "tests"
 
@@ -79,3 +85,11 @@ def test_every_tier_is_a_registered_mark():
 def test_scripts_test_fast_deselects_the_slow_tiers():
     script = (ROOT / "scripts" / "test").read_text()
     assert f'-m "{FAST_SELECTION}"' in script
+
+
+def test_fast_runs_skip_only_folders_whose_tests_it_deselects():
+    skipped = {p.name for p in TESTS.iterdir() if folder_not_needed(p, FAST_SELECTION)}
+    assert skipped == {"property", "integration", "browser", "data_shared"} | (
+        {"fuzz"} if (TESTS / "fuzz").is_dir() else set()
+    )
+    assert not any(folder_not_needed(p, "integration") for p in TESTS.iterdir())

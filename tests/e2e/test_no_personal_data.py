@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import orjson
+import pytest
 
 from ips_screen.cli.main import main
 from ips_screen.sources.files import discover, iter_resources
@@ -35,6 +36,7 @@ def personal_values(folder: Path) -> set[str]:
     return values
 
 
+@pytest.mark.slow
 def test_outputs_and_logs_hold_no_personal_data(tmp_path: Path, capsys, caplog):
     data = tmp_path / "data"
     data.mkdir()

@@ -126,6 +126,7 @@ T1, T2, T3 = "2026-11-24T01:30:00.000Z", "2026-11-25T01:30:00.000Z", "2026-11-26
 # -- 1. a damaged export -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_short_file_keeps_since_applies_nothing_and_exits_9(tmp_path, capsys):
     config = write_config(tmp_path)
     with exporter({"Patient": (ndjson(patient("p1"), patient("p2")), 2)}, when=T1):
@@ -192,6 +193,7 @@ def test_auto_mode_exports_the_supported_types_and_reports_the_others(tmp_path):
     assert summary["input"]["unread_types"][0]["type"] == "Task"
 
 
+@pytest.mark.slow
 def test_a_type_that_becomes_exportable_makes_the_next_run_full(tmp_path):
     config = write_config(tmp_path, mode="auto")
     files = {"Patient": (ndjson(patient("p1")), 1)}
@@ -228,6 +230,7 @@ def test_a_first_export_without_patient_is_an_error(tmp_path, capsys):
     assert store_state(tmp_path)[0] is None  # the next run is a full export again
 
 
+@pytest.mark.slow
 def test_a_later_night_without_changes_is_fine(tmp_path, capsys):
     config = write_config(tmp_path)
     with exporter({"Patient": (ndjson(patient("p1")), 1)}, when=T1):

@@ -4,6 +4,7 @@ the CDS Hooks 2.0 rules every card must meet (`check_card`)."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 import warnings
 from pathlib import Path
@@ -82,10 +83,16 @@ def service_config(
     return data
 
 
+@functools.cache
+def password_hash() -> str:
+    """PASSWORD's scrypt hash, made once: hashing is slow by design (about 0.1 s)."""
+    return hash_password(PASSWORD)
+
+
 def users_file(folder: Path, users: dict[str, str] | None = None) -> Path:
     path = folder / "users.txt"
     users = users or {"dr.cds": DR}
-    lines = [f"{name}:{hash_password(PASSWORD)}:{ref}" for name, ref in users.items()]
+    lines = [f"{name}:{password_hash()}:{ref}" for name, ref in users.items()]
     path.write_text("# test users\n" + "\n".join(lines) + "\n")
     return path
 

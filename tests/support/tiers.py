@@ -62,3 +62,11 @@ def tier_marks(path: Path, fixturenames: list[str] | tuple[str, ...], hypothesis
     if hypothesis:
         marks.add("property")
     return marks
+
+
+def folder_not_needed(path: Path, markexpr: str) -> bool:
+    """True for a folder of tests that the fast selection would deselect entirely: `--fast` need
+    not import it (its conftest imports Selenium, the test server...)."""
+    if markexpr != FAST_SELECTION or path.parent != TESTS or not path.is_dir():
+        return False
+    return bool(set(FOLDER_MARKS.get(path.name, ())) & set(SLOW_TIERS))

@@ -8,6 +8,8 @@ tests/fhir_support.py), never from each other or from a conftest.
 - `fake_fhir`: an in-memory FHIR server for review and feedback writes.
 - `local_server`: a real HTTP server on 127.0.0.1 answering with a handler the test gives.
 - `bulk_responses`: a fake Bulk Data exporter made of `responses` set-ups, with a fake clock.
-- `fake_bulk`: a fake Bulk client for the nightly job (no HTTP at all).
+- `fake_bulk`: a fake Bulk exporter for the nightly job (no HTTP at all).
 - `generators`: Hypothesis strategies for random small patients.
+- `rulesets`: variants of the default ruleset, written and loaded as a user's would be.
+- `state_pension`: State Pension dates worked out by hand from the contract.
 """

@@ -8,6 +8,9 @@ tests/fhir_support.py), never from each other or from a conftest.
 - `fake_fhir`: an in-memory FHIR server for review and feedback writes.
 - `local_server`: a real HTTP server on 127.0.0.1 answering with a handler the test gives.
 - `bulk_responses`: a fake Bulk Data exporter made of `responses` set-ups, with a fake clock.
+- `paging_server`: a fake practice server for the REST reader, with paging and planned faults.
+- `writer_server`: a fake practice server for the proposal writer's transactions.
+- `lease_server`: a fake server holding the write lease.
 - `fake_bulk`: a fake Bulk exporter for the nightly job (no HTTP at all).
 - `generators`: Hypothesis strategies for random small patients.
 - `rulesets`: variants of the default ruleset, written and loaded as a user's would be.

@@ -238,7 +238,6 @@ def test_sign_in_sets_a_safe_session_cookie(app_for):
     assert client.post("/review/logout", data={}).status_code == 403
 
 
-@pytest.mark.slow
 def test_repeated_failures_block_the_username_for_a_while(app_for):
     client = app_for()
     for _ in range(10):

@@ -30,7 +30,7 @@ from ips_screen.fhir.bulk import (
 )
 from ips_screen.fhir.bulk_filter import matches, parse_type_filters
 from ips_screen.fhir.client import FhirClient, RetryPolicy
-from tests.support import bulk_responses as exporter
+from tests.support import bulk_responses
 from tests.support.bulk_responses import (
     BASE,
     KICKOFF,
@@ -51,7 +51,7 @@ from tests.support.bulk_responses import (
 )
 
 # the fake exporter's fixtures (`mock` is tests/fault/conftest.py's)
-fake, auth, client = exporter.fake, exporter.auth, exporter.client
+fake, auth, client = bulk_responses.fake, bulk_responses.auth, bulk_responses.client
 
 # -- happy path ----------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from ips_screen.errors import ServerError
 from ips_screen.fhir import bulk_lines
 from ips_screen.fhir.bulk import STATE_FILE, ExportDamaged, ExportRequest, ExportUnsupported
 from ips_screen.fhir.bulk_lines import LineChecker
-from tests.support import bulk_responses as exporter
+from tests.support import bulk_responses
 from tests.support.bulk_responses import (
     BASE,
     KICKOFF,
@@ -35,7 +35,7 @@ from tests.support.bulk_responses import (
 )
 
 # the fake exporter's fixtures (`mock` is tests/fault/conftest.py's)
-fake, auth, client = exporter.fake, exporter.auth, exporter.client
+fake, auth, client = bulk_responses.fake, bulk_responses.auth, bulk_responses.client
 
 TYPES = ("Patient", "Condition", "Task")
 

@@ -4,8 +4,6 @@ Patient is an error, the server's words reach the ledger, and the line cap on in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,12 +13,10 @@ import responses
 
 from ips_screen.cli.main import main
 from ips_screen.store import FactsStore
+from tests.support.bulk_responses import BASE, STATUS, TYPES, exporter, statement
 from tests.support.paths import FROZEN_NOW
 
-BASE = "https://fhir.example.org/r4"
-STATUS = f"{BASE}/bulkstatus/job-1"
 AS_OF = FROZEN_NOW.date().isoformat()
-TYPES = ("Patient", "Condition", "Observation", "Procedure", "DocumentReference")
 
 
 def ndjson(*resources: dict) -> bytes:
@@ -37,20 +33,6 @@ def condition(cid: str, pid: str) -> dict:
         "id": cid,
         "subject": {"reference": f"Patient/{pid}"},
         "code": {"coding": [{"system": "http://snomed.info/sct", "code": "82423001"}]},
-    }
-
-
-def statement(*types: str) -> dict:
-    return {
-        "resourceType": "CapabilityStatement",
-        "fhirVersion": "4.0.1",
-        "rest": [
-            {
-                "mode": "server",
-                "operation": [{"name": "export"}],
-                "resource": [{"type": t} for t in types],
-            }
-        ],
     }
 
 
@@ -79,30 +61,6 @@ state_dir = "state"
 
 def nightly(config: Path, *options: str) -> int:
     return main([*(options or ["-q"]), "nightly", "--config", str(config), "--as-of", AS_OF], {})
-
-
-@contextmanager
-def exporter(
-    files: dict[str, tuple[bytes, int | None]],
-    *,
-    when: str,
-    kick_off: str = f"{BASE}/$export",
-    types: tuple[str, ...] = (*TYPES, "ServiceRequest", "Task"),
-) -> Iterator[responses.RequestsMock]:
-    """One night of a fake exporter: files by type as (body, manifest count)."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.get(f"{BASE}/metadata", json=statement(*types))
-        mock.get(kick_off, status=202, headers={"Content-Location": STATUS})
-        output = [
-            {"type": t, "url": f"{BASE}/files/{t}.ndjson", **({"count": c} if c else {})}
-            for t, (_, c) in files.items()
-        ]
-        body = {"transactionTime": when, "request": kick_off, "requiresAccessToken": True}
-        mock.get(STATUS, json={**body, "output": output, "error": []})
-        mock.delete(STATUS, status=202)
-        for t, (data, _) in files.items():
-            mock.get(f"{BASE}/files/{t}.ndjson", body=data)
-        yield mock
 
 
 def since_asked(mock: responses.RequestsMock, url: str = f"{BASE}/$export") -> str | None:

@@ -3,14 +3,16 @@ NDJSON files), a Bulk client against it, and the fake clock the export sleeps th
 
 No test sleeps for the code under test: `FakeTime.sleep` records the delays and moves the fake
 monotonic clock; the client's wall clock is fixed at NOW (for Retry-After dates). The fixtures
-`fake`, `auth` and `client` are used as `fake, auth, client = exporter.fake, ...` in a test module;
-`mock` (the `responses` mock) is tests/fault/conftest.py's.
+`fake`, `auth` and `client` are used as `fake, auth, client = bulk_responses.fake, ...` in a test
+module; `mock` (the `responses` mock) is tests/fault/conftest.py's. `exporter` is one whole night
+of an exporter (capability statement, kick-off, manifest, files) for the nightly job.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -28,6 +30,7 @@ BASE = "https://fhir.example.org/r4"
 OTHER = "https://files.example.net"
 KICKOFF = f"{BASE}/$export"
 STATUS = f"{BASE}/bulkstatus/job-1"
+TYPES = ("Patient", "Condition", "Observation", "Procedure", "DocumentReference")
 NOW = 1_900_000_000.0
 SECRET_NAME = "Zebedee-Quux"  # a patient name that must never reach the logs
 
@@ -149,3 +152,44 @@ def simple_export(mock: responses.RequestsMock) -> None:
     kickoff(mock)
     mock.get(f"{BASE}/files/p.ndjson", body=ndjson(patient("p1"), patient("p2")))
     done(mock, manifest(("Patient", f"{BASE}/files/p.ndjson", 2)))
+
+
+# -- one night of a fake exporter, for `ips-screen nightly` (test_nightly_bulk_faults.py)
+
+
+def statement(*types: str) -> dict:
+    return {
+        "resourceType": "CapabilityStatement",
+        "fhirVersion": "4.0.1",
+        "rest": [
+            {
+                "mode": "server",
+                "operation": [{"name": "export"}],
+                "resource": [{"type": t} for t in types],
+            }
+        ],
+    }
+
+
+@contextmanager
+def exporter(
+    files: dict[str, tuple[bytes, int | None]],
+    *,
+    when: str,
+    kick_off: str = f"{BASE}/$export",
+    types: tuple[str, ...] = (*TYPES, "ServiceRequest", "Task"),
+) -> Iterator[responses.RequestsMock]:
+    """One night of a fake exporter: files by type as (body, manifest count)."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get(f"{BASE}/metadata", json=statement(*types))
+        mock.get(kick_off, status=202, headers={"Content-Location": STATUS})
+        output = [
+            {"type": t, "url": f"{BASE}/files/{t}.ndjson", **({"count": c} if c else {})}
+            for t, (_, c) in files.items()
+        ]
+        body = {"transactionTime": when, "request": kick_off, "requiresAccessToken": True}
+        mock.get(STATUS, json={**body, "output": output, "error": []})
+        mock.delete(STATUS, status=202)
+        for t, (data, _) in files.items():
+            mock.get(f"{BASE}/files/{t}.ndjson", body=data)
+        yield mock

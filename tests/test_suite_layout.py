@@ -1,7 +1,7 @@
 """The test suite's own rules: test modules never import each other or a conftest (shared helpers
 live in tests/support/ and tests/helpers.py, shared fixtures in a conftest.py); every folder of
 tests has a tier; `scripts/test --fast` deselects exactly the slow tiers, and every tier is a
-registered mark."""
+registered mark; the Hypothesis example count comes from IPS_SCREEN_HYPOTHESIS_EXAMPLES."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import ast
 import tomllib
 from pathlib import Path
 
+import pytest
+from hypothesis import settings
+
+from tests.support.hypothesis_profile import DEFAULT_EXAMPLES, ENV, BadExampleCount, example_count
 from tests.support.paths import ROOT
 from tests.support.tiers import (
     FAST_SELECTION,
@@ -93,3 +97,12 @@ def test_fast_runs_skip_only_folders_whose_tests_it_deselects():
         {"fuzz"} if (TESTS / "fuzz").is_dir() else set()
     )
     assert not any(folder_not_needed(p, "integration") for p in TESTS.iterdir())
+
+
+def test_the_hypothesis_example_count_comes_from_the_environment():
+    assert example_count({}) == DEFAULT_EXAMPLES
+    assert example_count({ENV: " 5000 "}) == 5000
+    for bad in ("0", "-3", "many", "1e3"):
+        with pytest.raises(BadExampleCount, match=ENV):
+            example_count({ENV: bad})
+    assert settings().max_examples == example_count()  # the loaded profile uses it

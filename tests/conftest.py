@@ -1,25 +1,47 @@
 """Test-wide setup: a non-UTC local zone and a frozen clock, so no test depends on when or where
-it runs; and the path to the shared Synthea data (tests that need it skip when it is absent)."""
+it runs; the Hypothesis profile; the test tiers as marks (tests/support/tiers.py); and the path
+to the shared Synthea data (tests that need it skip when it is absent)."""
 
 from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from ips_screen.dates import LONDON
+from tests.support.hypothesis_profile import BadExampleCount, register_profile
+from tests.support.paths import FROZEN_NOW, SHARED_DATA
+from tests.support.tiers import UnknownTestFolder, folder_not_needed, tier_marks
 
 # Deliberately far from UTC and from London: a test that silently uses local time will fail here.
 os.environ["TZ"] = "Pacific/Auckland"
 time.tzset()
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-FIXTURES = ROOT / "fhir_fixtures"
-FROZEN_NOW = datetime(2026, 11, 26, 9, 30, tzinfo=LONDON)
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the Hypothesis profile (its example count comes from the environment)."""
+    try:
+        register_profile()
+    except BadExampleCount as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under `scripts/test --fast`, skip importing folders whose tests it would all deselect."""
+    return True if folder_not_needed(collection_path, config.option.markexpr) else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its tiers: by folder, by the fixtures it uses, Hypothesis or not."""
+    for item in items:
+        hypothesis = getattr(getattr(item, "obj", None), "is_hypothesis_test", False)
+        try:
+            marks = tier_marks(item.path, getattr(item, "fixturenames", ()), hypothesis)
+        except UnknownTestFolder as error:
+            raise pytest.UsageError(str(error)) from None
+        for mark in sorted(marks):
+            item.add_marker(getattr(pytest.mark, mark))
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from ips_screen.cli.main import main
-from tests.conftest import FIXTURES, ROOT
+from tests.support.paths import FIXTURES, ROOT
 
 AS_OF = ["--as-of", "2026-11-26"]
 
@@ -21,6 +21,7 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow
 def test_screen_writes_every_output(capsys, tmp_path: Path):
     code, out, err = run(capsys, "screen", str(FIXTURES), *AS_OF, "--out", str(tmp_path))
     assert code == 0, err
@@ -61,6 +62,7 @@ def test_screen_writes_every_output(capsys, tmp_path: Path):
     assert "record(s) in chronic-pain" not in html
 
 
+@pytest.mark.slow
 def test_screen_twice_gives_identical_decisions_and_proposal_identifiers(capsys, tmp_path: Path):
     first, second = tmp_path / "a", tmp_path / "b"
     assert run(capsys, "screen", str(FIXTURES), *AS_OF, "--out", str(first))[0] == 0
@@ -77,6 +79,7 @@ def test_screen_twice_gives_identical_decisions_and_proposal_identifiers(capsys,
     assert identifiers(first) == identifiers(second)
 
 
+@pytest.mark.slow
 def test_three_layouts_give_the_same_decisions(capsys, tmp_path: Path):
     """Bundles, Bulk NDJSON (plain and gzip) and single-resource files: same decisions."""
     from ips_screen.sources.files import discover, iter_resources
@@ -137,6 +140,7 @@ def test_missing_source_and_bad_date_are_user_errors(capsys, tmp_path: Path):
     assert caught.value.code == 2
 
 
+@pytest.mark.slow
 def test_as_of_defaults_to_today_in_london(capsys, tmp_path: Path, frozen_clock):
     """The frozen clock is 2026-11-26 09:30 London; in Auckland it is already evening."""
     frozen_clock.move_to("2026-11-26T23:30:00+00:00")  # 23:30 London = 12:30 next day Auckland
@@ -161,6 +165,7 @@ def test_explain_prints_the_trace(capsys):
     assert code == 3 and "Patient/nobody is not in the input" in err
 
 
+@pytest.mark.slow
 def test_rules_validate_test_and_pin(capsys, tmp_path: Path):
     code, out, _ = run(capsys, "rules", "validate")
     assert code == 0 and "ok: ips-chronic-pain 1.1.0" in out

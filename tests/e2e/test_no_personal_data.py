@@ -7,10 +7,11 @@ import logging
 from pathlib import Path
 
 import orjson
+import pytest
 
 from ips_screen.cli.main import main
 from ips_screen.sources.files import discover, iter_resources
-from tests.conftest import FIXTURES
+from tests.support.paths import FIXTURES
 
 NHS_NUMBER = "9434765919"  # a valid-format test number; added to one patient below
 
@@ -35,6 +36,7 @@ def personal_values(folder: Path) -> set[str]:
     return values
 
 
+@pytest.mark.slow
 def test_outputs_and_logs_hold_no_personal_data(tmp_path: Path, capsys, caplog):
     data = tmp_path / "data"
     data.mkdir()

@@ -11,7 +11,6 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -22,150 +21,37 @@ import requests
 import responses
 
 from ips_screen.errors import ConfigError, ServerError
-from ips_screen.fhir.auth import FhirAuth
 from ips_screen.fhir.bulk import (
     STATE_FILE,
     ExportDamaged,
     ExportRequest,
     ExportUnsupported,
-    export,
     supports_export,
 )
 from ips_screen.fhir.bulk_filter import matches, parse_type_filters
 from ips_screen.fhir.client import FhirClient, RetryPolicy
+from tests.support import bulk_responses
+from tests.support.bulk_responses import (
+    BASE,
+    KICKOFF,
+    NOW,
+    OTHER,
+    SECRET_NAME,
+    STATUS,
+    calls,
+    condition,
+    done,
+    kickoff,
+    manifest,
+    ndjson,
+    outcome,
+    patient,
+    run,
+    simple_export,
+)
 
-BASE = "https://fhir.example.org/r4"
-OTHER = "https://files.example.net"
-KICKOFF = f"{BASE}/$export"
-STATUS = f"{BASE}/bulkstatus/job-1"
-NOW = 1_900_000_000.0
-SECRET_NAME = "Zebedee-Quux"  # a patient name that must never reach the logs
-
-
-class FakeTime:
-    """Injectable sleep and monotonic clock: sleeping records the delay and moves the clock."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.delays: list[float] = []
-        self.lock = threading.Lock()
-
-    def sleep(self, seconds: float) -> None:
-        with self.lock:
-            self.delays.append(seconds)
-            self.now += seconds
-
-    def clock(self) -> float:
-        return self.now
-
-
-class CountingAuth(FhirAuth):
-    """A token that changes on every request, like a renewed SMART token would."""
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__(base_url)
-        self.issued = 0
-        self.reauthenticated = 0
-        self._lock = threading.Lock()
-
-    def authorization(self) -> str:
-        with self._lock:
-            self.issued += 1
-            return f"Bearer tok-{self.issued}"
-
-    def reauthenticate(self) -> bool:
-        self.reauthenticated += 1
-        return True
-
-
-def ndjson(*resources: dict) -> bytes:
-    return b"".join(orjson.dumps(r) + b"\n" for r in resources)
-
-
-def patient(pid: str) -> dict:
-    return {"resourceType": "Patient", "id": pid, "name": [{"family": SECRET_NAME}]}
-
-
-def condition(cid: str, code: str = "82423001") -> dict:
-    coding = [{"system": "http://snomed.info/sct", "code": code}]
-    return {"resourceType": "Condition", "id": cid, "code": {"coding": coding}}
-
-
-def outcome(text: str, code: str = "processing") -> dict:
-    return {
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": "error", "code": code, "diagnostics": text}],
-    }
-
-
-def manifest(*outputs: tuple[str, str, int], **extra: object) -> dict:
-    return {
-        "transactionTime": "2030-01-02T03:04:05.678Z",
-        "request": KICKOFF,
-        "requiresAccessToken": True,
-        "output": [{"type": t, "url": u, "count": c} for t, u, c in outputs],
-        "error": [],
-        **extra,
-    }
-
-
-@pytest.fixture
-def mock() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
-
-
-@pytest.fixture
-def fake() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
-def auth() -> CountingAuth:
-    return CountingAuth(BASE)
-
-
-@pytest.fixture
-def client(auth: CountingAuth) -> Iterator[FhirClient]:
-    def no_client_sleep(seconds: float) -> None:
-        raise AssertionError("the export must sleep through its own injected sleep")
-
-    with FhirClient(BASE, auth=auth, sleep=no_client_sleep, clock=lambda: NOW) as c:
-        yield c
-
-
-def run(
-    client: FhirClient,
-    fake: FakeTime,
-    work: Path,
-    request: ExportRequest | None = None,
-    **kwargs: object,
-):
-    return export(
-        client, request or ExportRequest(), work, sleep=fake.sleep, clock=fake.clock, **kwargs
-    )
-
-
-def kickoff(mock: responses.RequestsMock, url: str = KICKOFF, status_url: str = STATUS) -> None:
-    mock.get(url, status=202, headers={"Content-Location": status_url})
-
-
-def done(mock: responses.RequestsMock, body: dict, url: str = STATUS) -> None:
-    mock.get(url, json=body)
-    mock.delete(url, status=202)
-
-
-def calls(mock: responses.RequestsMock, method: str, prefix: str) -> list:
-    return [
-        c for c in mock.calls if c.request.method == method and c.request.url.startswith(prefix)
-    ]
-
-
-def simple_export(mock: responses.RequestsMock) -> None:
-    kickoff(mock)
-    mock.get(f"{BASE}/files/p.ndjson", body=ndjson(patient("p1"), patient("p2")))
-    done(mock, manifest(("Patient", f"{BASE}/files/p.ndjson", 2)))
-
+# the fake exporter's fixtures (`mock` is tests/fault/conftest.py's)
+fake, auth, client = bulk_responses.fake, bulk_responses.auth, bulk_responses.client
 
 # -- happy path ----------------------------------------------------------------------------------
 

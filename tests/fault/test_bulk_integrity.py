@@ -1,6 +1,6 @@
 """Bulk export integrity with a fake exporter (`responses`): damaged files, the line cap and a
 linear line buffer, the server's words after retries, unsupported `_type`, POST kick-off and
-paged manifests. Helpers and fixtures come from test_bulk_faults."""
+paged manifests. Helpers and fixtures come from tests/support/bulk_responses.py."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from ips_screen.errors import ServerError
 from ips_screen.fhir import bulk_lines
 from ips_screen.fhir.bulk import STATE_FILE, ExportDamaged, ExportRequest, ExportUnsupported
 from ips_screen.fhir.bulk_lines import LineChecker
-from tests.fault import test_bulk_faults as faults
-from tests.fault.test_bulk_faults import (
+from tests.support import bulk_responses
+from tests.support.bulk_responses import (
     BASE,
     KICKOFF,
     OTHER,
@@ -34,8 +34,8 @@ from tests.fault.test_bulk_faults import (
     simple_export,
 )
 
-# the fake exporter's fixtures
-mock, fake, auth, client = faults.mock, faults.fake, faults.auth, faults.client
+# the fake exporter's fixtures (`mock` is tests/fault/conftest.py's)
+fake, auth, client = bulk_responses.fake, bulk_responses.auth, bulk_responses.client
 
 TYPES = ("Patient", "Condition", "Task")
 

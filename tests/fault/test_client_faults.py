@@ -65,17 +65,6 @@ def searchset(*ids: str, next_url: str | None = None) -> dict[str, object]:
 
 
 @pytest.fixture
-def mock() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
-
-
-@pytest.fixture
-def delays() -> list[float]:
-    return []
-
-
-@pytest.fixture
 def client(delays: list[float]) -> Iterator[FhirClient]:
     with FhirClient(BASE, sleep=delays.append, clock=lambda: NOW) as c:
         yield c

@@ -4,8 +4,6 @@ Patient is an error, the server's words reach the ledger, and the line cap on in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,12 +13,10 @@ import responses
 
 from ips_screen.cli.main import main
 from ips_screen.store import StateStore
-from tests.conftest import FROZEN_NOW
+from tests.support.bulk_responses import BASE, STATUS, TYPES, exporter, statement
+from tests.support.paths import FROZEN_NOW
 
-BASE = "https://fhir.example.org/r4"
-STATUS = f"{BASE}/bulkstatus/job-1"
 AS_OF = FROZEN_NOW.date().isoformat()
-TYPES = ("Patient", "Condition", "Observation", "Procedure", "DocumentReference")
 
 
 def ndjson(*resources: dict) -> bytes:
@@ -37,20 +33,6 @@ def condition(cid: str, pid: str) -> dict:
         "id": cid,
         "subject": {"reference": f"Patient/{pid}"},
         "code": {"coding": [{"system": "http://snomed.info/sct", "code": "82423001"}]},
-    }
-
-
-def statement(*types: str) -> dict:
-    return {
-        "resourceType": "CapabilityStatement",
-        "fhirVersion": "4.0.1",
-        "rest": [
-            {
-                "mode": "server",
-                "operation": [{"name": "export"}],
-                "resource": [{"type": t} for t in types],
-            }
-        ],
     }
 
 
@@ -81,30 +63,6 @@ def nightly(config: Path, *options: str) -> int:
     return main([*(options or ["-q"]), "nightly", "--config", str(config), "--as-of", AS_OF], {})
 
 
-@contextmanager
-def exporter(
-    files: dict[str, tuple[bytes, int | None]],
-    *,
-    when: str,
-    kick_off: str = f"{BASE}/$export",
-    types: tuple[str, ...] = (*TYPES, "ServiceRequest", "Task"),
-) -> Iterator[responses.RequestsMock]:
-    """One night of a fake exporter: files by type as (body, manifest count)."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.get(f"{BASE}/metadata", json=statement(*types))
-        mock.get(kick_off, status=202, headers={"Content-Location": STATUS})
-        output = [
-            {"type": t, "url": f"{BASE}/files/{t}.ndjson", **({"count": c} if c else {})}
-            for t, (_, c) in files.items()
-        ]
-        body = {"transactionTime": when, "request": kick_off, "requiresAccessToken": True}
-        mock.get(STATUS, json={**body, "output": output, "error": []})
-        mock.delete(STATUS, status=202)
-        for t, (data, _) in files.items():
-            mock.get(f"{BASE}/files/{t}.ndjson", body=data)
-        yield mock
-
-
 def since_asked(mock: responses.RequestsMock, url: str = f"{BASE}/$export") -> str | None:
     kicks = [c for c in mock.calls if c.request.url.startswith(url)]
     return parse_qs(urlsplit(kicks[-1].request.url).query).get("_since", [None])[0]
@@ -126,6 +84,7 @@ T1, T2, T3 = "2026-11-24T01:30:00.000Z", "2026-11-25T01:30:00.000Z", "2026-11-26
 # -- 1. a damaged export -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_short_file_keeps_since_applies_nothing_and_exits_9(tmp_path, capsys):
     config = write_config(tmp_path)
     with exporter({"Patient": (ndjson(patient("p1"), patient("p2")), 2)}, when=T1):
@@ -192,6 +151,7 @@ def test_auto_mode_exports_the_supported_types_and_reports_the_others(tmp_path):
     assert summary["input"]["unread_types"][0]["type"] == "Task"
 
 
+@pytest.mark.slow
 def test_a_type_that_becomes_exportable_makes_the_next_run_full(tmp_path):
     config = write_config(tmp_path, mode="auto")
     files = {"Patient": (ndjson(patient("p1")), 1)}
@@ -228,6 +188,7 @@ def test_a_first_export_without_patient_is_an_error(tmp_path, capsys):
     assert store_state(tmp_path)[0] is None  # the next run is a full export again
 
 
+@pytest.mark.slow
 def test_a_later_night_without_changes_is_fine(tmp_path, capsys):
     config = write_config(tmp_path)
     with exporter({"Patient": (ndjson(patient("p1")), 1)}, when=T1):

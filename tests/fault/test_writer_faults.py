@@ -7,9 +7,8 @@ No test sleeps: the client's sleep records the delays it was asked for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
@@ -24,57 +23,17 @@ from ips_screen.fhir.writer import PatientResult, WriteReport, sweep_duplicates,
 from ips_screen.pipeline import decide_all
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.sources import collect
-from tests.conftest import FIXTURES, FROZEN_NOW
-
-BASE = "https://fhir.example.org/r4"
-FHIR_JSON = "application/fhir+json"
-FAILING = "Patient/fx-02"
-
-Request = requests.PreparedRequest
-Reply = tuple[int, dict[str, str], bytes]
-
-
-def reply(body: object, status: int = 200) -> Reply:
-    return status, {"Content-Type": FHIR_JSON}, orjson.dumps(body)
-
-
-def searchset(*resources: dict) -> dict:
-    return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources],
-    }
-
-
-def outcome(diagnostics: str) -> dict:
-    return {
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": "error", "code": "invalid", "diagnostics": diagnostics}],
-    }
-
-
-def query(request: Request) -> dict[str, list[str]]:
-    return parse_qs(urlsplit(request.url or "").query)
-
-
-def patient_of(bundle: dict) -> str:
-    """The one patient a transaction writes for (asserts there is exactly one)."""
-    subjects = {
-        e["resource"]["subject"]["reference"]
-        for e in bundle["entry"]
-        if e["resource"]["resourceType"] == "ServiceRequest"
-    }
-    assert len(subjects) == 1, subjects
-    return subjects.pop()
-
-
-def transaction_response(bundle: dict, serial: int) -> dict:
-    entries = []
-    for n, entry in enumerate(bundle["entry"]):
-        rtype = entry["resource"]["resourceType"]
-        location = f"{rtype}/{rtype.lower()}-{serial}-{n}/_history/1"
-        entries.append({"response": {"status": "201 Created", "location": location}})
-    return {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
+from tests.support.paths import FIXTURES, FROZEN_NOW
+from tests.support.writer_server import (
+    BASE,
+    FAILING,
+    FakeServer,
+    Reply,
+    Request,
+    outcome,
+    reply,
+    searchset,
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,53 +52,10 @@ def decisions(ruleset: CompiledRuleset) -> list[Decision]:
 
 
 @pytest.fixture
-def delays() -> list[float]:
-    return []
-
-
-@pytest.fixture
 def client(delays: list[float]) -> Iterator[FhirClient]:
     policy = RetryPolicy(max_attempts=3)
     with FhirClient(BASE, retry=policy, sleep=delays.append, clock=lambda: 0.0) as c:
         yield c
-
-
-class FakeServer:
-    """An empty server whose transaction endpoint answers with `fail` for one patient."""
-
-    def __init__(self, mock: responses.RequestsMock, fail: Callable[[], Reply | Exception]):
-        self.posts: list[tuple[str, bytes]] = []  # (patient, body) of every POST
-        self.lookups: list[str] = []  # identifier searches
-        self.fail = fail
-        self.written: set[str] = set()
-        mock.add_callback("GET", f"{BASE}/ServiceRequest", callback=self.search)
-        mock.add_callback("GET", f"{BASE}/Task", callback=lambda r: reply(searchset()))
-        mock.add_callback("POST", BASE, callback=self.post)
-
-    def search(self, request: Request) -> Reply:
-        identifier = query(request).get("identifier")
-        if identifier:
-            self.lookups.append(identifier[0])
-        return reply(searchset())
-
-    def post(self, request: Request) -> Reply:
-        body = request.body if isinstance(request.body, bytes) else b""
-        bundle = orjson.loads(body)
-        patient = patient_of(bundle)
-        self.posts.append((patient, body))
-        if patient == FAILING:
-            failure = self.fail()
-            if isinstance(failure, Exception):
-                raise failure
-            return failure
-        self.written.add(patient)
-        return reply(transaction_response(bundle, len(self.posts)))
-
-
-@pytest.fixture
-def mock() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
 
 
 def write(client: FhirClient, decisions: list[Decision], ruleset: CompiledRuleset) -> WriteReport:

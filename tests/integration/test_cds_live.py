@@ -10,37 +10,26 @@ Each test loads its own patient (unique ids: the server is shared by the session
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ips_screen.codes import DECLINE_REASON_SYSTEM, PROPOSAL_ID_SYSTEM
 from ips_screen.fhir.client import FhirClient
 from ips_screen.fhir.testserver import FhirTestServer
-from ips_screen.service.app import create_app
-from ips_screen.service.config import parse_config
-from tests.conftest import FROZEN_NOW
 from tests.fhir_support import (
-    proposed_patient_records,
     search,
-    unique_patient_id,
-    write_proposal,
 )
-from tests.unit.test_cds_service import (
+from tests.support.cds import (
     DR,
     FEEDBACK,
-    SECRET_ENV,
     SERVICE,
     auth,
     check_card,
     feedback_item,
+    hook,
     hook_request,
     prefetch_of,
-    service_config,
-    users_file,
 )
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
@@ -48,53 +37,6 @@ with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is in
     from fastapi.testclient import TestClient
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def ehr_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-class Patient:
-    def __init__(self, pid: str, resources: list[dict]) -> None:
-        self.pid, self.resources = pid, resources
-        self.task_id: str | None = None
-        self.sr_id: str | None = None
-
-
-@pytest.fixture
-def load(fhir_client: FhirClient) -> Callable[..., Patient]:
-    """PUT a propose patient's records; with `proposal`, also the screen's proposal."""
-
-    def make(*, proposal: bool = False) -> Patient:
-        pid = unique_patient_id("cds")
-        resources = proposed_patient_records(pid)
-        for resource in resources:
-            fhir_client.update(resource)
-        loaded = Patient(pid, resources)
-        if proposal:
-            loaded.task_id, loaded.sr_id = write_proposal(
-                fhir_client, pid, resources, now=FROZEN_NOW
-            )
-        return loaded
-
-    return make
-
-
-@pytest.fixture
-def service(
-    fhir_server: FhirTestServer,
-    ehr_key,
-    tmp_path: Path,
-    monkeypatch,
-) -> TestClient:
-    monkeypatch.setenv("IPS_SCREEN_STATE_DIR", str(tmp_path / "state"))
-    data = service_config(ehr_key, users_file(tmp_path))
-    data["fhir"] = {"base_url": fhir_server.base_url}
-    data["ehr_fhir_servers"] = [fhir_server.base_url]  # http on loopback: must be listed
-    data["state_dir"] = str(tmp_path / "serve-state")
-    env = {**SECRET_ENV, "IPS_SCREEN_STATE_DIR": str(tmp_path / "state")}
-    return TestClient(create_app(parse_config(data), environ=env))
 
 
 def snapshot(client: FhirClient, pid: str) -> dict[str, Any]:
@@ -106,12 +48,6 @@ def snapshot(client: FhirClient, pid: str) -> dict[str, Any]:
     for task in [k for k in out if k.startswith("Task/")]:
         out[f"provenance of {task}"] = len(search(client, "Provenance", {"target": task}))
     return out
-
-
-def hook(service: TestClient, key, body: dict) -> dict:
-    response = service.post(SERVICE, json=body, headers=auth(key))
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def feedback(service: TestClient, key, body: dict) -> None:

@@ -12,13 +12,11 @@ import pytest
 from ips_screen.fhir.client import FhirClient
 from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.service.prefetch import SEARCH_TYPES
-from tests.integration.test_cds_live import (  # noqa: F401 (fixtures)
-    ehr_key,
+from tests.support.cds import (
     hook,
-    load,
-    service,
+    hook_request,
+    prefetch_of,
 )
-from tests.unit.test_cds_service import hook_request, prefetch_of
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +30,11 @@ def first_pages(client: FhirClient, pid: str, resources: list[dict]) -> dict[str
 
 
 def test_pages_of_one_give_the_same_card_as_one_page(
-    service,  # noqa: F811
-    ehr_key,  # noqa: F811
+    service,
+    ehr_key,
     fhir_server: FhirTestServer,
     fhir_client: FhirClient,
-    load,  # noqa: F811
+    load,
 ):
     loaded = load(proposal=True)
     on_server = [

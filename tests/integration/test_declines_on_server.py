@@ -15,8 +15,8 @@ from ips_screen.fhir.client import FhirClient
 from ips_screen.fhir.load import load_bundles
 from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.pipeline import screen_server
-from tests.conftest import FIXTURES, FROZEN_NOW
 from tests.helpers import default_ruleset
+from tests.support.paths import FIXTURES, FROZEN_NOW
 
 pytestmark = pytest.mark.integration
 

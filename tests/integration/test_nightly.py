@@ -8,7 +8,6 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,18 +22,17 @@ from ips_screen.fhir.client import FhirClient
 from ips_screen.fhir.load import load_bundles
 from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.fhir.writer import PracticeLock
-from ips_screen.nightly.config import PracticeConfig
 from ips_screen.nightly.run import run_nightly
 from ips_screen.nightly.sync import BulkApi
 from ips_screen.pipeline import screen_server
 from ips_screen.ruleset.loader import DEFAULT_RULESET, load_ruleset
-from ips_screen.sources import discover, iter_resources
 from ips_screen.sources.fhir_rest import SEARCH_ORDER
 from ips_screen.sources.population import collect_resources
 from ips_screen.store import StateStore
 from ips_screen.store.ledger import decision_digest
-from tests.conftest import FIXTURES, FROZEN_NOW
 from tests.fhir_support import running_test_server
+from tests.support.fake_bulk import FakeBulkServer, FakeRequest, FakeUnsupported, fake_config
+from tests.support.paths import FIXTURES, FROZEN_NOW
 
 AS_OF = FROZEN_NOW.date()
 PAIN = {"coding": [{"system": "http://snomed.info/sct", "code": "82423001"}]}
@@ -234,89 +232,6 @@ def test_the_example_config_is_valid_and_documents_every_setting():
 
 
 # -- the Bulk `_since` path, with a fake exporter -------------------------------------------------
-
-
-class FakeUnsupported(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class FakeRequest:
-    level: str = "system"
-    group_id: str | None = None
-    types: tuple[str, ...] = ()
-    since: str | None = None
-    type_filters: tuple[str, ...] = ()
-
-
-class FakeBulkServer:
-    """Resources with the tick they last changed at; an export returns those changed since."""
-
-    def __init__(self) -> None:
-        self.tick = 1
-        self.resources: dict[str, tuple[dict, int]] = {}
-        self.deleted: dict[str, int] = {}
-        self.requests: list[FakeRequest] = []
-        self.errors: list[str] = []
-        for resource, _, _ in iter_resources(discover([FIXTURES])):
-            self.resources[f"{resource['resourceType']}/{resource['id']}"] = (resource, 1)
-
-    def put(self, resource: dict) -> None:
-        self.tick += 1
-        key = f"{resource['resourceType']}/{resource['id']}"
-        self.resources[key] = (resource, self.tick)
-        self.deleted.pop(key, None)
-
-    def remove(self, key: str) -> None:
-        self.tick += 1
-        del self.resources[key]
-        self.deleted[key] = self.tick
-
-    def current(self) -> list[dict]:
-        return [resource for resource, _ in self.resources.values()]
-
-    def export(self, client, request: FakeRequest, work_dir: Path, **options) -> SimpleNamespace:
-        self.requests.append(request)
-        since = int(request.since.removeprefix("tick-")) if request.since else 0
-        work_dir.mkdir(parents=True, exist_ok=True)
-        by_type: dict[str, list[dict]] = {}
-        for resource, tick in self.resources.values():
-            if tick > since and resource["resourceType"] in request.types:
-                by_type.setdefault(resource["resourceType"], []).append(resource)
-        files = []
-        for rtype, found in sorted(by_type.items()):
-            path = work_dir / f"{rtype}.ndjson"
-            path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in found))
-            files.append((rtype, path))
-        gone = [key for key, tick in self.deleted.items() if tick > since and request.since]
-        deleted = []
-        if gone:
-            entries = [{"request": {"method": "DELETE", "url": key}} for key in gone]
-            bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-            deleted.append(work_dir / "del.ndjson")
-            deleted[0].write_bytes(orjson.dumps(bundle) + b"\n")
-        return SimpleNamespace(
-            transaction_time=f"tick-{self.tick}",
-            files=files,
-            deleted=deleted,
-            errors=list(self.errors),
-            manifest={},
-            resumed=False,
-        )
-
-    def api(self) -> BulkApi:
-        return BulkApi(lambda client, level: True, self.export, FakeRequest, FakeUnsupported)
-
-
-def fake_config(tmp_path: Path, rules: Path | None = None) -> PracticeConfig:
-    return PracticeConfig.model_validate(
-        {
-            "source": {"kind": "server", "base_url": "http://127.0.0.1:9/fhir"},
-            "export": {"mode": "bulk"},
-            "screen": {"write": False, "rules": rules},
-            "output": {"state_dir": tmp_path / "state", "keep_runs": 3},
-        }
-    )
 
 
 def digests_of(resources: list[dict], when: date = AS_OF) -> dict[str, str]:

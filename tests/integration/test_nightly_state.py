@@ -15,8 +15,9 @@ from ips_screen.cli.main import main
 from ips_screen.errors import ServerError
 from ips_screen.nightly.run import run_nightly
 from ips_screen.store import StateStore
-from tests.conftest import FIXTURES, FROZEN_NOW
-from tests.integration.test_nightly import AS_OF, FakeBulkServer, fake_config
+from tests.helpers import AS_OF
+from tests.support.fake_bulk import FakeBulkServer, fake_config
+from tests.support.paths import FIXTURES, FROZEN_NOW
 
 SECRET_RECORD = b'{"resourceType":"Patient","id":"left-over","name":[{"family":"Leftover"}]}\n'
 

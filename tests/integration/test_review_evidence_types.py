@@ -8,9 +8,9 @@ import pytest
 
 from ips_screen.fhir import review
 from ips_screen.fhir.client import FhirClient
-from tests.conftest import FROZEN_NOW
 from tests.fhir_support import unique_patient_id, write_proposal
 from tests.helpers import NOT_FIT, PAIN_REVIEW, UNEMPLOYED, employment, fit_note, patient, procedure
+from tests.support.paths import FROZEN_NOW
 
 pytestmark = pytest.mark.integration
 

@@ -36,9 +36,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ips_screen.fhir.client import FhirClient
 from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.service.sessions import COOKIE
-from tests.conftest import FROZEN_NOW
 from tests.fhir_support import load_proposed_patient
-from tests.unit.test_cds_service import (
+from tests.support.cds import (
     DR,
     FEEDBACK,
     ISS,
@@ -50,6 +49,7 @@ from tests.unit.test_cds_service import (
     public_jwks,
     users_file,
 )
+from tests.support.paths import FROZEN_NOW
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from ips_screen.fhir.client import FhirClient
 from ips_screen.fhir.lease import LEASE_ID, LEASE_SECONDS, ServerLease, lease_state
 from ips_screen.fhir.lock import PracticeLock, default_lock_path, lock_key
 from ips_screen.fhir.testserver import FhirTestServer
-from tests.conftest import FROZEN_NOW
 from tests.fhir_support import running_test_server
+from tests.support.paths import FROZEN_NOW
 
 AS_OF = FROZEN_NOW.date().isoformat()
 SAME_SERVER = [

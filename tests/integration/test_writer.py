@@ -38,7 +38,7 @@ from ips_screen.proposals.build import (
 )
 from ips_screen.proposals.common import device_entry, transaction
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
-from tests.conftest import FIXTURES, FROZEN_NOW
+from tests.support.paths import FIXTURES, FROZEN_NOW
 
 pytestmark = pytest.mark.integration
 

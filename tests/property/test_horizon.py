@@ -11,14 +11,14 @@ from ips_screen.engine import evaluate
 from ips_screen.engine.horizon import valid_until, window_lengths
 from tests.helpers import default_ruleset as ruleset
 from tests.helpers import facts_from, observation, patient, proposal, qualifying, task
-from tests.property.test_properties import (
+from tests.support.generators import (
     AS_OF_CHOICES,
     DECLINE_REASON,
-    SETTINGS,
     dates_around,
     random_patient,
     shift_months,
 )
+from tests.support.rulesets import ruleset_with_defer_months
 
 
 def same(a, b) -> bool:
@@ -27,7 +27,6 @@ def same(a, b) -> bool:
     return da == db
 
 
-@SETTINGS
 @given(case=random_patient(), data=st.data())
 def test_no_decision_changes_before_the_horizon(case, data):
     t, resources = case
@@ -100,7 +99,6 @@ def declined_patient(draw) -> tuple[date, list[dict]]:
     return t, [*resources, *declines]
 
 
-@SETTINGS
 @given(case=declined_patient(), data=st.data())
 def test_no_decline_decision_changes_before_the_horizon(case, data):
     t, resources = case
@@ -135,6 +133,4 @@ def test_the_end_of_a_not_now_deferral_is_a_horizon():
 
 
 def test_the_deferral_window_is_one_of_the_horizon_lengths(tmp_path):
-    from tests.spec.test_ips_declined import _ruleset_with_defer_months
-
-    assert 5 in window_lengths(_ruleset_with_defer_months(tmp_path, 5))
+    assert 5 in window_lengths(ruleset_with_defer_months(tmp_path, 5))

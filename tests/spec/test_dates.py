@@ -33,7 +33,7 @@ from tests.helpers import (
     qualifying,
     summary,
 )
-from tests.spec.test_working_age import STATE_PENSION_DATES
+from tests.support.state_pension import STATE_PENSION_DATES
 
 PROPOSED = ("propose", [], [], "early")
 

@@ -11,10 +11,9 @@ ServiceRequest dated after T is ignored. A decline whose Task.statusReason is th
 from __future__ import annotations
 
 import pytest
-import yaml
 
-from ips_screen.ruleset.loader import DEFAULT_RULESET, load_ruleset
 from tests.helpers import decide, proposal, qualifying, service_request, step_refs, summary, task
+from tests.support.rulesets import ruleset_with_defer_months
 
 DECLINED = ("excluded", ["ips-declined"], [], None)
 OPEN = ("excluded", ["ips-referral-open"], [], None)
@@ -255,24 +254,8 @@ def test_the_trace_says_which_window_applied():
     assert "12-month window" in decide([*qualifying(), revoked]).step("ips-declined").detail
 
 
-def _ruleset_with_defer_months(tmp_path, months: int):
-    data = yaml.safe_load(DEFAULT_RULESET.read_text(encoding="utf-8"))
-    data["codelists"] = {
-        name: str((DEFAULT_RULESET.parent / rel).resolve())
-        for name, rel in data["codelists"].items()
-    }
-    data.pop("examples", None)
-    for exclusion in data["exclusions"]:
-        if exclusion["rule"]["id"] == "ips-declined":
-            [deferral] = exclusion["rule"]["deferrals"]
-            deferral["within_months"] = months
-    path = tmp_path / "ruleset.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return load_ruleset(path)
-
-
 def test_the_deferral_window_is_a_parameter_of_the_ruleset(tmp_path):
     five_months_ago = declined("2026-06-26", reason="not-now")
     assert summary(decide([*qualifying(), *five_months_ago])) == PROPOSED
-    longer = _ruleset_with_defer_months(tmp_path, 6)
+    longer = ruleset_with_defer_months(tmp_path, 6)
     assert summary(decide([*qualifying(), *five_months_ago], ruleset=longer)) == DECLINED

@@ -14,7 +14,7 @@ import pytest
 
 from ips_screen.cli.main import main
 from ips_screen.store import StateStore, rows
-from tests.conftest import FIXTURES, FROZEN_NOW
+from tests.support.paths import FIXTURES, FROZEN_NOW
 
 DEFERRED_4_MONTHS_AGO = FIXTURES / "patients" / "44-declined-not-now-4-months-ago.json"
 

@@ -21,9 +21,9 @@ from ips_screen.proposals.build import build_transaction
 from ips_screen.proposals.review import accept_resources, decline_resources, review_transaction
 from ips_screen.service.cards import Pending, build_card, by_ref
 from ips_screen.sources import collect
-from tests.conftest import FIXTURES, FROZEN_NOW
 from tests.helpers import AS_OF, default_ruleset, load_json
 from tests.reference_types import reference_type_problems
+from tests.support.paths import FIXTURES, FROZEN_NOW
 
 BY = "Practitioner/gp-1"
 

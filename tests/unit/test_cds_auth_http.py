@@ -16,20 +16,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ips_screen.service.app import create_app
 from ips_screen.service.config import parse_config
 from ips_screen.service.ehr_auth import EhrVerifier
-from tests.unit.test_cds_service import (
+from tests.support.cds import (
     ISS,
     PUBLIC,
     SERVICE,
-    FakeFhir,
     auth,
-    ehr_key,  # noqa: F401 (fixture)
     fixture_resources,
     hook_request,
-    make_client,  # noqa: F401 (fixture)
     prefetch_of,
     public_jwks,
     service_config,
 )
+from tests.support.fake_fhir import FakeFhir
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
     warnings.simplefilter("ignore")
@@ -44,8 +42,8 @@ def card_call(client: TestClient, headers: dict[str, str]):
 @pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
 @pytest.mark.parametrize("value", [10**400, -(10**400)])
 def test_a_huge_numeric_claim_in_a_signed_token_is_401(
-    make_client,  # noqa: F811
-    ehr_key,  # noqa: F811
+    make_client,
+    ehr_key,
     claim: str,
     value: int,
 ):
@@ -83,7 +81,7 @@ class JwksHost:
 
 
 @pytest.fixture
-def jwks_service(ehr_key, tmp_path):  # noqa: F811
+def jwks_service(ehr_key, tmp_path):
     """(client, clock, JWKS host): an app whose issuer's keys come only from JWKS_URL."""
     data = service_config(
         ehr_key,
@@ -105,7 +103,7 @@ def fresh(key, clock: Clock) -> dict[str, str]:
 
 def test_a_forged_token_flood_makes_one_jwks_fetch_per_backoff_period(
     jwks_service,
-    ehr_key,  # noqa: F811
+    ehr_key,
 ):
     client, clock, host = jwks_service
     host.up = False
@@ -129,7 +127,7 @@ def test_a_forged_token_flood_makes_one_jwks_fetch_per_backoff_period(
 
 def test_a_jwks_outage_after_expiry_keeps_the_last_good_keys_for_the_grace_period(
     jwks_service,
-    ehr_key,  # noqa: F811
+    ehr_key,
 ):
     client, clock, host = jwks_service
     assert card_call(client, fresh(ehr_key, clock)).status_code == 200
@@ -143,7 +141,7 @@ def test_a_jwks_outage_after_expiry_keeps_the_last_good_keys_for_the_grace_perio
     assert card_call(client, fresh(ehr_key, clock)).status_code == 401
 
 
-def test_one_jwks_fetch_at_a_time_per_url(ehr_key, tmp_path):  # noqa: F811
+def test_one_jwks_fetch_at_a_time_per_url(ehr_key, tmp_path):
     """Concurrent verifications while the key set is being fetched share that one fetch."""
     release, started = threading.Event(), threading.Event()
     fetches: list[str] = []

@@ -9,9 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
 
 import orjson
 import pytest
@@ -19,68 +17,16 @@ import pytest
 from ips_screen.service.ehr_reader import EhrReader, ReadLimits
 from ips_screen.service.guarded_http import FetchRefused, is_public
 from ips_screen.service.prefetch import UNREADABLE
-from tests.unit.test_cds_service import (
+from tests.support.cds import (
     SERVICE,
     call,
-    ehr_key,  # noqa: F401 (fixture)
     fixture_resources,
     hook_request,
-    make_client,  # noqa: F401 (fixture)
 )
+from tests.support.local_server import Handler, answer
 
 LOCAL = "http://127.0.0.1:8080"
 SECRET_BODY = b'{"resourceType": "Patient", "id": "fx-01", "note": "internal-only secret"}'
-
-Handler = Callable[[BaseHTTPRequestHandler], None]
-
-
-class LocalServer:
-    """An HTTP server on 127.0.0.1 in a thread; records every request path it gets."""
-
-    def __init__(self, handle: Handler) -> None:
-        self.paths: list[str] = []
-        outer = self
-
-        class _Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.paths.append(self.path)
-                handle(self)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}/fhir"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def servers() -> Iterator[Callable[[Handler], LocalServer]]:
-    started: list[LocalServer] = []
-
-    def start(handle: Handler) -> LocalServer:
-        started.append(LocalServer(handle))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.close()
-
-
-def answer(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", **headers: str):
-    handler.send_response(status)
-    for name, value in headers.items():
-        handler.send_header(name.replace("_", "-"), value)
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
 
 
 def fhir_handler(resources: list[dict]) -> Handler:
@@ -106,8 +52,8 @@ def fhir_handler(resources: list[dict]) -> Handler:
 
 
 def test_a_redirect_to_an_internal_address_is_refused_and_never_fetched(
-    make_client,  # noqa: F811
-    ehr_key,  # noqa: F811
+    make_client,
+    ehr_key,
     servers,
 ):
     internal = servers(lambda h: answer(h, 200, SECRET_BODY))
@@ -121,7 +67,7 @@ def test_a_redirect_to_an_internal_address_is_refused_and_never_fetched(
     assert internal.paths == []  # ... and nothing was fetched from where it pointed
 
 
-def test_the_412_never_carries_the_upstream_answer(make_client, ehr_key, servers):  # noqa: F811
+def test_the_412_never_carries_the_upstream_answer(make_client, ehr_key, servers):
     ehr = servers(lambda h: answer(h, 500, b'{"resourceType":"OperationOutcome","x":"db at 10.1"}'))
     client, _ = make_client(ehr_fhir_servers=[ehr.base])
     response = call(client, ehr_key, hook_request("fx-01", fhir_server=ehr.base))
@@ -130,8 +76,8 @@ def test_the_412_never_carries_the_upstream_answer(make_client, ehr_key, servers
 
 
 def test_an_unlisted_server_on_an_internal_address_is_never_contacted(
-    make_client,  # noqa: F811
-    ehr_key,  # noqa: F811
+    make_client,
+    ehr_key,
 ):
     """Loopback development with no ehr_fhir_servers: any https server, but public ones only."""
     listener = socket.create_server(("127.0.0.1", 0))
@@ -173,7 +119,7 @@ def test_public_and_private_addresses_are_told_apart():
         assert not is_public(address), address
 
 
-def test_a_listed_server_is_read_and_gives_a_card(make_client, ehr_key, servers):  # noqa: F811
+def test_a_listed_server_is_read_and_gives_a_card(make_client, ehr_key, servers):
     ehr = servers(fhir_handler(fixture_resources("01")))
     client, _ = make_client(ehr_fhir_servers=[ehr.base])
     response = call(client, ehr_key, hook_request("fx-01", fhir_server=ehr.base))
@@ -197,7 +143,7 @@ def trickle(handler: BaseHTTPRequestHandler) -> None:
         pass  # the service hung up: what the test wants
 
 
-def test_a_slow_server_is_cut_off_at_the_deadline(make_client, ehr_key, servers):  # noqa: F811
+def test_a_slow_server_is_cut_off_at_the_deadline(make_client, ehr_key, servers):
     ehr = servers(trickle)
     client, _ = make_client(ehr_fhir_servers=[ehr.base], ehr_fhir_deadline_seconds=0.3)
     started = time.monotonic()
@@ -208,7 +154,7 @@ def test_a_slow_server_is_cut_off_at_the_deadline(make_client, ehr_key, servers)
     assert elapsed < 1.5  # the server would take 3 s; every key shares the one 0.3 s deadline
 
 
-def test_a_large_answer_is_cut_off_at_the_size_cap(make_client, ehr_key, servers):  # noqa: F811
+def test_a_large_answer_is_cut_off_at_the_size_cap(make_client, ehr_key, servers):
     resources = fixture_resources("01")
     condition = next(r for r in resources if r["resourceType"] == "Condition")
     padded = [*resources, {**condition, "id": "padded", "note": [{"text": "x" * 20_000}]}]

@@ -15,19 +15,13 @@ import pytest
 
 from ips_screen.service.prefetch import SEARCH_TYPES
 from tests.helpers import concept, service_request
-from tests.unit.test_cds_fhir_server_reads import (
-    LocalServer,
-    answer,
-    servers,  # noqa: F401 (fixture)
-)
-from tests.unit.test_cds_service import (
+from tests.support.cds import (
     call,
-    ehr_key,  # noqa: F401 (fixture)
     fixture_resources,
     hook_request,
-    make_client,  # noqa: F401 (fixture)
     prefetch_of,
 )
+from tests.support.local_server import LocalServer, answer
 
 PHYSIO = "1085101000000109"  # any non-IPS referral code: it only has to come first
 
@@ -84,9 +78,9 @@ def records(*, referral: bool) -> list[dict]:
 
 @pytest.mark.parametrize("referral", [False, True])
 def test_the_card_does_not_depend_on_the_page_size(
-    make_client,  # noqa: F811
-    ehr_key,  # noqa: F811
-    servers,  # noqa: F811
+    make_client,
+    ehr_key,
+    servers,
     referral: bool,
 ):
     resources = records(referral=referral)
@@ -103,9 +97,9 @@ def test_the_card_does_not_depend_on_the_page_size(
 
 
 def test_a_next_link_elsewhere_is_not_followed_the_search_is_redone(
-    make_client,  # noqa: F811
-    ehr_key,  # noqa: F811
-    servers,  # noqa: F811
+    make_client,
+    ehr_key,
+    servers,
 ):
     resources = records(referral=True)
     paging = Paging(resources, size=1)
@@ -120,8 +114,8 @@ def test_a_next_link_elsewhere_is_not_followed_the_search_is_redone(
 
 
 def test_paginated_prefetch_without_a_fhir_server_is_412(
-    make_client,  # noqa: F811
-    ehr_key,  # noqa: F811
+    make_client,
+    ehr_key,
 ):
     paging = Paging(records(referral=True), size=1)
     paging.base = "https://ehr.example.org/fhir"

@@ -5,347 +5,64 @@ Prefetch is built from the fixture patients; the EHR's JWTs are signed with a ke
 checked against its JWKS in the configuration. Feedback writes go to `FakeFhir`, a small
 in-memory FHIR server that applies transactions as a real one does (conditional creates,
 If-Match, urn:uuid references), so a second identical feedback can be seen to change nothing.
-The helpers here are reused by tests/integration/test_cds_live.py and test_review_page.py.
+The helpers are in tests/support/cds.py and fake_fhir.py; `make_client` in tests/unit/conftest.py.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
 import re
 import uuid
 import warnings
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote
 
 import jwt
-import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fhir.resources.R4B import get_fhir_model_class
-from jwt.algorithms import RSAAlgorithm
 
 from ips_screen import __version__
 from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS, PROPOSAL_ID_SYSTEM
-from ips_screen.errors import ConflictError, ServerError
-from ips_screen.proposals.build import build_proposal
-from ips_screen.service.app import create_app
 from ips_screen.service.cards import blocking_referral, by_ref, pending_proposal
-from ips_screen.service.config import hash_password, parse_config
-from ips_screen.service.prefetch import PREFETCH, SEARCH_TYPES
+from ips_screen.service.config import parse_config
+from ips_screen.service.prefetch import PREFETCH
 from ips_screen.service.state import Cards, CardState
 from ips_screen.service.store import CARD_RETENTION_SECONDS, ServiceStore
-from tests.conftest import FIXTURES, FROZEN_NOW
 from tests.helpers import AS_OF, decide, default_ruleset, service_request
+from tests.support.cds import (
+    DR,
+    FEEDBACK,
+    ISS,
+    PUBLIC,
+    SERVICE,
+    auth,
+    call,
+    check_card,
+    feedback_item,
+    fixture_resources,
+    hook_request,
+    prefetch_of,
+    send_feedback,
+    service_config,
+    token,
+    with_pending_proposal,
+)
+from tests.support.fake_fhir import FakeFhir
+from tests.support.paths import FROZEN_NOW
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-PUBLIC = "https://cds.example.org"
-ISS = "https://ehr.example.org"
-KID = "ehr-rsa-1"
-SERVICE = "/cds-services/ips-screen"
-FEEDBACK = f"{SERVICE}/feedback"
-DR = "Practitioner/dr-cds"
-SECRET_ENV = {"IPS_SCREEN_SESSION_SECRET": "s" * 48}
-PASSWORD = "correct horse battery staple"
-
-
 # --------------------------------------------------------------------------- keys and tokens
-
-
-@pytest.fixture(scope="session")
-def ehr_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def public_jwks(key: rsa.RSAPrivateKey, kid: str = KID) -> dict[str, Any]:
-    jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
-    return {"keys": [{**jwk, "kid": kid, "use": "sig", "alg": "RS384"}]}
-
-
-def token(key: rsa.RSAPrivateKey, path: str = SERVICE, **overrides: Any) -> str:
-    import time
-
-    now = int(time.time())  # frozen by tests/conftest.py
-    claims = {
-        "iss": ISS,
-        "sub": "ehr-client",
-        "aud": PUBLIC + path,
-        "iat": now,
-        "exp": now + 300,
-        "jti": str(uuid.uuid4()),
-    }
-    claims.update(overrides)
-    claims = {k: v for k, v in claims.items() if v is not None}
-    return jwt.encode(claims, key, algorithm="RS384", headers={"kid": KID})
-
-
-def auth(key: rsa.RSAPrivateKey, path: str = SERVICE, **overrides: Any) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(key, path, **overrides)}"}
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-def service_config(
-    key: rsa.RSAPrivateKey, users_file: Path | None = None, **extra: Any
-) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "public_base_url": PUBLIC,
-        "fhir": {"base_url": "https://fhir.example.org/R4"},
-        "ehr_auth": {"issuers": [{"iss": ISS, "jwks": public_jwks(key)}]},
-        "ehr_fhir_servers": ["https://ehr.example.org/fhir"],
-    }
-    if users_file is not None:
-        data["review_page"] = {"users_file": str(users_file)}
-    data.update(extra)
-    return data
-
-
-def users_file(folder: Path, users: dict[str, str] | None = None) -> Path:
-    path = folder / "users.txt"
-    users = users or {"dr.cds": DR}
-    lines = [f"{name}:{hash_password(PASSWORD)}:{ref}" for name, ref in users.items()]
-    path.write_text("# test users\n" + "\n".join(lines) + "\n")
-    return path
-
-
-# --------------------------------------------------------------------------- FHIR data
-
-
-def fixture_resources(name: str) -> list[dict]:
-    (path,) = (FIXTURES / "patients").glob(f"{name}-*.json")
-    bundle = orjson.loads(path.read_bytes())
-    return [entry["resource"] for entry in bundle["entry"]]
-
-
-def prefetch_of(resources: list[dict], *, nulls: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Prefetch as an EHR sends it: the Patient, a searchset Bundle per search (null: no data)."""
-    (patient,) = [r for r in resources if r["resourceType"] == "Patient"]
-    out: dict[str, Any] = {"patient": patient}
-    for key, rtype in SEARCH_TYPES.items():
-        found = [r for r in resources if r["resourceType"] == rtype]
-        if key in nulls:
-            out[key] = None
-            continue
-        out[key] = {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": len(found),
-            "entry": [{"fullUrl": f"{rtype}/{r['id']}", "resource": r} for r in found],
-        }
-    return out
-
-
-def hook_request(
-    patient_id: str,
-    prefetch: dict[str, Any] | None = None,
-    *,
-    user: str = DR,
-    fhir_server: str | None = None,
-    access_token: str | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "hook": "patient-view",
-        "hookInstance": str(uuid.uuid4()),
-        "context": {"userId": user, "patientId": patient_id},
-    }
-    if prefetch is not None:
-        body["prefetch"] = prefetch
-    if fhir_server is not None:
-        body["fhirServer"] = fhir_server
-    if access_token is not None:
-        body["fhirAuthorization"] = {
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": 300,
-            "scope": "user/*.rs",
-            "subject": "ehr-client",
-        }
-    return body
-
-
-def with_pending_proposal(
-    resources: list[dict], sr_id: str = "prop-1", task_id: str = "task-1"
-) -> list[dict]:
-    """The resources plus the proposal and review Task the screen writes, as the server has them."""
-    ruleset = default_ruleset()
-    decision = decide(resources)
-    assert decision.outcome == "propose"
-    _, sr, task, _ = build_proposal(decision, ruleset, now=FROZEN_NOW, tool_version=__version__)
-    sr, task = dict(sr, id=sr_id), dict(task, id=task_id)
-    sr["requester"] = task["requester"] = {"reference": "Device/ips-screen"}
-    task["focus"] = {"reference": f"ServiceRequest/{sr_id}"}
-    return [*resources, sr, task]
-
-
-# --------------------------------------------------------------------------- CDS Hooks rules
-
-
-def check_card(card: dict[str, Any]) -> None:
-    """The CDS Hooks 2.0 rules a card must meet (and this service's choices)."""
-    assert set(card) <= {
-        "uuid",
-        "summary",
-        "detail",
-        "indicator",
-        "source",
-        "suggestions",
-        "selectionBehavior",
-        "overrideReasons",
-        "links",
-    }
-    uuid.UUID(card["uuid"])
-    assert isinstance(card["summary"], str) and 0 < len(card["summary"]) < 140
-    assert card["indicator"] in ("info", "warning", "critical")
-    assert card["source"]["label"]
-    assert card["source"]["label"].startswith(f"ips-screen {__version__} (")
-    assert "systemActions" not in card
-    assert isinstance(card["detail"], str) and card["detail"]
-    suggestions = card["suggestions"]
-    assert suggestions and card["selectionBehavior"] in ("at-most-one", "any")
-    for suggestion in suggestions:
-        assert suggestion["label"] and isinstance(suggestion["isRecommended"], bool)
-        uuid.UUID(suggestion["uuid"])
-        for action in suggestion["actions"]:
-            assert action["type"] in ("create", "update", "delete") and action["description"]
-            resource = action["resource"]
-            get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-    for reason in card["overrideReasons"]:
-        assert set(reason) == {"system", "code", "display"} and all(reason.values())
-    for link in card.get("links", []):
-        assert link["label"] and link["type"] in ("absolute", "smart")
-        assert link["url"].startswith("https://")
-
-
-# --------------------------------------------------------------------------- a fake FHIR server
-
-
-class FakeFhir:
-    """Just enough FHIR for review accept/decline and the proposal writer, in memory."""
-
-    base_url = "https://fhir.example.org/R4"
-
-    def __init__(self, resources: list[dict] = ()) -> None:
-        self.store: dict[str, dict] = {}
-        self.transactions = 0
-        self._ids = itertools.count(1)
-        for resource in resources:
-            self._put(copy.deepcopy(resource))
-
-    def _put(self, resource: dict) -> dict:
-        resource.setdefault("id", f"fake-{next(self._ids)}")
-        key = f"{resource['resourceType']}/{resource['id']}"
-        old = self.store.get(key)
-        version = int(old["meta"]["versionId"]) + 1 if old else 1
-        resource["meta"] = {"versionId": str(version), "lastUpdated": FROZEN_NOW.isoformat()}
-        self.store[key] = resource
-        return resource
-
-    def read(self, rtype: str, rid: str) -> tuple[dict, str]:
-        found = self.store.get(f"{rtype}/{rid}")
-        if found is None:
-            raise ServerError(f"HTTP 404 Not Found from GET /{rtype}/{rid}")
-        return copy.deepcopy(found), found["meta"]["versionId"]
-
-    def _matches(self, resource: dict, params: dict[str, str]) -> bool:
-        for name, value in params.items():
-            if name == "identifier":
-                system, _, code = value.partition("|")
-                ids = resource.get("identifier") or []
-                if not any(i.get("system") == system and i.get("value") == code for i in ids):
-                    return False
-            elif name in ("focus", "patient", "subject"):
-                field = {"focus": "focus", "patient": "for", "subject": "subject"}[name]
-                ref = (resource.get(field) or resource.get("subject") or {}).get("reference")
-                if ref != value and ref != f"Patient/{value}":
-                    return False
-        return True
-
-    def search(self, rtype: str, params: Any = None) -> Iterator[dict]:
-        params = dict(params or {})
-        params = {k: v for k, v in params.items() if k in ("identifier", "focus", "patient")}
-        for key, resource in list(self.store.items()):
-            if key.startswith(f"{rtype}/") and self._matches(resource, params):
-                yield copy.deepcopy(resource)
-
-    def transaction(self, bundle: dict, *, retry: bool = False) -> dict:
-        """All or nothing: conflicts are checked before anything is stored."""
-        self.transactions += 1
-        urls: dict[str, str] = {}
-        plan: list[tuple[str, dict]] = []
-        for entry in bundle["entry"]:
-            request, resource = entry["request"], copy.deepcopy(entry["resource"])
-            rtype = resource["resourceType"]
-            if request["method"] == "PUT":
-                current = self.store.get(request["url"])
-                wanted = request.get("ifMatch", "").removeprefix('W/"').rstrip('"')
-                if current is None or (wanted and current["meta"]["versionId"] != wanted):
-                    raise ConflictError("the transaction conflicted with the server's data")
-                plan.append(("200 OK", resource))
-                continue
-            key, _, value = (request.get("ifNoneExist") or "").partition("=")
-            existing = list(self.search(rtype, {key: unquote(value)})) if key else []
-            if existing:
-                resource, status = existing[0], "exists"
-            else:
-                resource["id"], status = f"fake-{next(self._ids)}", "201 Created"
-            urls[entry.get("fullUrl", "")] = f"{rtype}/{resource['id']}"
-            plan.append((status, resource))
-        out = []
-        for status, resource in plan:
-            if status == "exists":
-                stored, status = resource, "200 OK"
-            else:
-                stored = self._put(orjson.loads(_resolve(orjson.dumps(resource).decode(), urls)))
-            location = f"{stored['resourceType']}/{stored['id']}/_history/1"
-            out.append({"resource": stored, "response": {"status": status, "location": location}})
-        return {"resourceType": "Bundle", "type": "transaction-response", "entry": out}
-
-    def of_type(self, rtype: str) -> list[dict]:
-        return [r for k, r in self.store.items() if k.startswith(f"{rtype}/")]
-
-    def close(self) -> None:
-        pass
-
-
-def _resolve(text: str, urls: dict[str, str]) -> str:
-    for urn, ref in urls.items():
-        if urn.startswith("urn:"):
-            text = text.replace(f'"{urn}"', f'"{ref}"')
-    return text
 
 
 # --------------------------------------------------------------------------- the app
 
 
 @pytest.fixture
-def make_client(ehr_key, tmp_path, monkeypatch):
-    monkeypatch.setenv("IPS_SCREEN_STATE_DIR", str(tmp_path / "state"))
-
-    def make(fake: FakeFhir | None = None, **extra: Any) -> tuple[TestClient, Any]:
-        extra.setdefault("state_dir", str(tmp_path / "serve-state"))
-        config = parse_config(service_config(ehr_key, users_file(tmp_path), **extra))
-        backend = fake or FakeFhir()
-        env = {**SECRET_ENV, "IPS_SCREEN_STATE_DIR": str(tmp_path / "state")}
-        app = create_app(config, fhir_client=backend, environ=env)  # type: ignore[arg-type]
-        return TestClient(app), app
-
-    return make
-
-
-@pytest.fixture
 def client(make_client) -> TestClient:
     return make_client()[0]
-
-
-def call(client: TestClient, key, body: dict[str, Any], path: str = SERVICE, **claims: Any):
-    return client.post(path, json=body, headers=auth(key, path, **claims))
 
 
 # --------------------------------------------------------------------------- discovery and cards
@@ -688,31 +405,6 @@ def test_auth_can_be_disabled_only_on_loopback(ehr_key):
 
 
 # --------------------------------------------------------------------------- feedback
-
-
-def feedback_item(card: dict, outcome: str, reason: str | None = None, comment: str | None = None):
-    item: dict[str, Any] = {
-        "card": card["uuid"],
-        "outcome": outcome,
-        "outcomeTimestamp": FROZEN_NOW.isoformat(),
-    }
-    if outcome == "accepted":
-        item["acceptedSuggestions"] = [{"id": card["suggestions"][0]["uuid"]}]
-    if reason is not None:
-        item["overrideReason"] = {
-            "reason": {
-                "system": DECLINE_REASON_SYSTEM,
-                "code": reason,
-                "display": DECLINE_REASONS[reason],
-            },
-        }
-        if comment:
-            item["overrideReason"]["userComment"] = comment
-    return {"feedback": [item]}
-
-
-def send_feedback(client: TestClient, key, body: dict) -> int:
-    return client.post(FEEDBACK, json=body, headers=auth(key, FEEDBACK)).status_code
 
 
 def test_feedback_accepted_completes_the_pending_review_once(make_client, ehr_key):

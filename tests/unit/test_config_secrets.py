@@ -17,7 +17,7 @@ from ips_screen.nightly.config import load_config
 from ips_screen.nightly.steps import make_client
 from ips_screen.secret_values import env_name_problem, looks_random, redact, secret_kind
 from ips_screen.store import StateStore
-from tests.conftest import FROZEN_NOW
+from tests.support.paths import FROZEN_NOW
 
 GITHUB = "ghp_" + "Zq8rT2vN5xK1mB7wL4yH9cJ3dF6gS0aP2eU8"
 JWT = "eyJhbGciOiJSUzM4NCJ9.eyJzdWIiOiJpcHMtc2NyZWVuIn0.c2lnbmF0dXJlX2J5dGVz"

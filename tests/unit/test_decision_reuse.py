@@ -27,8 +27,8 @@ from ips_screen.sources import discover, iter_resources
 from ips_screen.sources.population import collect_resources
 from ips_screen.store import StateStore
 from ips_screen.synth import write_bulk
-from tests.conftest import FIXTURES
 from tests.helpers import NOT_FIT, UNEMPLOYED, condition, employment, fit_note, patient
+from tests.support.paths import FIXTURES
 
 T = date(2026, 11, 26)
 FILES = filenames()
@@ -153,6 +153,7 @@ def _subject(resource: dict) -> str | None:
     return value.get("reference") if isinstance(value, dict) else None
 
 
+@pytest.mark.slow
 def test_nights_with_and_without_reuse_give_identical_outputs(tmp_path: Path, ruleset):
     current = population(tmp_path / "data")
     ndjson(tmp_path / "night-0", current.values(), "all.ndjson")
@@ -217,6 +218,7 @@ def test_a_changed_record_invalidates_both_patients_and_a_reset_everyone(tmp_pat
         assert not cache.has_rows()
 
 
+@pytest.mark.slow
 def test_outputs_fed_from_the_cache_equal_pipeline_finish(tmp_path: Path, ruleset):
     """The guard that the screen and the nightly job write the same files: both go through
     `OutputFolder`, the nightly job with cached lines (split after the as-of date), summary keys

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ips_screen.engine import evaluate
@@ -27,8 +27,9 @@ from ips_screen.sources import collect, discover, iter_resources
 from ips_screen.sources.population import Population, PopulationBuilder
 from ips_screen.store import StateStore, ruleset_fingerprint
 from ips_screen.store.ledger import decision_digest
-from tests.conftest import FIXTURES, FROZEN_NOW
 from tests.helpers import default_ruleset
+from tests.support.hypothesis_profile import examples
+from tests.support.paths import FIXTURES, FROZEN_NOW
 
 AS_OF = date(2026, 11, 26)
 CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
@@ -235,12 +236,7 @@ def _retired(resource: dict) -> dict:
     return _changed(resource, status="entered-in-error")
 
 
-@settings(
-    derandomize=True,
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(max_examples=examples(0.3))  # each example is many store transactions
 @given(ops=st.lists(_op, max_size=25))
 def test_random_updates_and_deletions_keep_the_store_equal_to_a_full_read(ops, monkeypatch):
     monkeypatch.setattr("ips_screen.store.facts_store.BATCH_ROWS", 7)  # many transactions

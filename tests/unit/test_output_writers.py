@@ -17,7 +17,7 @@ from ips_screen.outputs.writers import Finished, OutputWriter
 from ips_screen.pipeline import ScreenResult, decide_all, finish
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.sources import collect
-from tests.conftest import FIXTURES, FROZEN_NOW
+from tests.support.paths import FIXTURES, FROZEN_NOW
 
 AS_OF = FROZEN_NOW.date()
 NAMES = ["decisions.ndjson", "proposals.json", "report.html", "summary.json", "worklist.csv"]

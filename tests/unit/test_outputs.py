@@ -219,6 +219,7 @@ def test_summary_is_deterministic(decisions, ruleset):
     assert list(one) == sorted(one) and list(one["data_quality"]) == sorted(one["data_quality"])
 
 
+@pytest.mark.slow
 def test_summary_of_real_decisions(ruleset):
     """Decisions from the engine, on inline FHIR: the funnel agrees with the outcomes."""
     index = CodeIndex(ruleset.codelists.values())

@@ -29,7 +29,11 @@ from ips_screen.service.app import create_app
 from ips_screen.service.config import parse_config
 from ips_screen.service.sessions import COOKIE as SESSION_COOKIE
 from tests.fhir_support import load_proposed_patient, running_test_server
-from tests.unit.test_cds_service import PASSWORD, SECRET_ENV, users_file
+from tests.support.cds import (
+    PASSWORD,
+    SECRET_ENV,
+    users_file,
+)
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
     warnings.simplefilter("ignore")

@@ -2,7 +2,7 @@
 
 import re
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 NAMED = re.compile(r"`(tests/[\w/]+\.py)::(test_\w+)`")
 

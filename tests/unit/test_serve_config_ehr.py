@@ -14,18 +14,16 @@ import pytest
 
 from ips_screen.errors import ConfigError
 from ips_screen.service.config import load_config, parse_config
-from tests.unit.test_cds_service import (
-    FakeFhir,
+from tests.support.cds import (
     call,
-    ehr_key,  # noqa: F401 (fixture)
     feedback_item,
     fixture_resources,
     hook_request,
-    make_client,  # noqa: F401 (fixture)
     prefetch_of,
     send_feedback,
     with_pending_proposal,
 )
+from tests.support.fake_fhir import FakeFhir
 
 SANDBOX = {
     "iss": "https://sandbox.cds-hooks.org",
@@ -103,8 +101,8 @@ def test_the_public_sandbox_is_trusted_only_with_the_demo_setting(issuer: dict[s
 
 
 def test_demo_setting_turns_every_write_off_and_warns_at_start_up(
-    make_client,  # noqa: F811
-    ehr_key,  # noqa: F811
+    make_client,
+    ehr_key,
     caplog,
 ):
     resources = with_pending_proposal(fixture_resources("01"))
@@ -119,7 +117,7 @@ def test_demo_setting_turns_every_write_off_and_warns_at_start_up(
     assert fake.store == before and fake.transactions == 0  # nothing written
 
 
-def test_writes_stay_on_without_the_demo_setting(make_client, ehr_key):  # noqa: F811
+def test_writes_stay_on_without_the_demo_setting(make_client, ehr_key):
     resources = with_pending_proposal(fixture_resources("01"))
     fake = FakeFhir(resources)
     client, _ = make_client(fake)

@@ -119,6 +119,7 @@ def test_ids_are_unique_and_every_record_has_a_known_patient(written) -> None:
     assert max(ids.values()) == 1
 
 
+@pytest.mark.slow
 def test_records_fall_in_the_history_window_and_before_death(population) -> None:
     first_day = date(2021, 11, 26)
     for resources in population:
@@ -131,6 +132,7 @@ def test_records_fall_in_the_history_window_and_before_death(population) -> None
                     assert day is not None and first_day <= day <= last_day, resource
 
 
+@pytest.mark.slow
 def test_a_sample_of_each_type_validates_as_fhir(population) -> None:
     by_type: dict[str, list[dict]] = defaultdict(list)
     for resources in population:
@@ -216,6 +218,7 @@ def _kinds(population: list[list[dict]]) -> Counter[str]:
     return kinds
 
 
+@pytest.mark.slow
 def test_the_population_holds_every_kind_of_record(population) -> None:
     kinds = _kinds(population)
     for kind in (
@@ -248,6 +251,7 @@ def test_the_population_holds_every_kind_of_record(population) -> None:
     assert 0.05 < kinds["chronic-pain:Condition"] / KINDS_PATIENTS < 0.15
 
 
+@pytest.mark.slow
 def test_long_term_sickness_is_more_common_with_chronic_pain(population) -> None:
     pain = codelist("chronic-pain")
     counts: Counter[tuple[bool, bool]] = Counter()

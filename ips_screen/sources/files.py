@@ -29,13 +29,13 @@ import orjson
 
 from ips_screen.errors import InputError
 from ips_screen.facts.extract import Resolver
+from ips_screen.limits import DEFAULT_MAX_LINE as DEFAULT_MAX_LINE  # re-exported
 from ips_screen.sources.resource_types import R4_RESOURCE_TYPES
 
 Item = tuple[dict, str, Resolver | None]
 
 BUNDLE_TYPES = ("collection", "transaction", "batch", "searchset", "document")
 MAX_SKIPPED = 1_000
-DEFAULT_MAX_LINE = 64 << 20  # bytes in one NDJSON line (one resource): 64 MiB
 _BOM = b"\xef\xbb\xbf"
 _SUPPORTED = "*.json, *.ndjson or *.ndjson.gz"
 

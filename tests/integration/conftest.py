@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer
 from tests.fhir_support import running_test_server, strict_client
 
 

@@ -18,8 +18,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ips_screen.codes import DECLINE_REASON_SYSTEM, PROPOSAL_ID_SYSTEM
+from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.service.app import create_app
 from ips_screen.service.config import parse_config
 from tests.conftest import FROZEN_NOW

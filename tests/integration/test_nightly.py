@@ -18,11 +18,10 @@ import pytest
 
 from ips_screen.cli.main import main
 from ips_screen.codes import PROPOSAL_ID_SYSTEM
+from ips_screen.devtools.load import load_bundles
+from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.engine import evaluate
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.load import load_bundles
-from ips_screen.fhir.testserver import FhirTestServer
-from ips_screen.fhir.writer import PracticeLock
 from ips_screen.nightly.config import PracticeConfig
 from ips_screen.nightly.run import run_nightly
 from ips_screen.nightly.sync import BulkApi
@@ -33,6 +32,7 @@ from ips_screen.sources.fhir_rest import SEARCH_ORDER
 from ips_screen.sources.population import collect_resources
 from ips_screen.store import FactsStore
 from ips_screen.store.ledger import decision_digest
+from ips_screen.writeback.writer import PracticeLock
 from tests.conftest import FIXTURES, FROZEN_NOW
 from tests.fhir_support import running_test_server
 

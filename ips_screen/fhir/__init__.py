@@ -21,9 +21,9 @@ and a test checks that code outside it imports nothing else):
   path and the OperationOutcome's diagnostics).
 - `auth`: `FhirAuth` and its kinds (`NoAuth`, `BearerTokenAuth`, `SmartBackendAuth`), sending
   credentials only to the server's own origin (`origin_of`).
-- `bulk`: Bulk Data 2.0 `export` (kick-off, status, download and checking of the files, resume),
-  built from `bulk_kickoff`, `bulk_status`, `bulk_download`, `bulk_lines`, `bulk_http` and
-  `bulk_filter`.
+- `bulk`: Bulk Data 2.0 `export` of an `ExportRequest` (`bulk_request`): kick-off
+  (`bulk_kickoff`), status (`bulk_status`), download and checking of the files (`bulk_download`,
+  `bulk_lines`, `bulk_filter`), resume; `bulk_http` holds what they share.
 """
 
 from ips_screen.fhir.auth import (

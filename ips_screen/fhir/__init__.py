@@ -17,8 +17,9 @@ and a test checks that code outside it imports nothing else):
 - `client`: `FhirClient` (read, search with paging, conditional create, transactions), with
   `retry` (`RetryPolicy`: which failures are retried, how long to wait), `paging` (`next_link`,
   following a Bundle's next link on the server's own origin), `response` (`Resource`,
-  `WriteResult`) and `outcome` (every failure a one-line `ServerError` naming status, method,
-  path and the OperationOutcome's diagnostics).
+  `WriteResult`), `outcome` (every failure a one-line `ServerError` naming status, method,
+  path and the OperationOutcome's diagnostics), `session` (credentials only to the server's
+  origin, across redirects) and `capabilities` (what a CapabilityStatement says can be searched).
 - `auth`: `FhirAuth` and its kinds (`NoAuth`, `BearerTokenAuth`, `SmartBackendAuth`), sending
   credentials only to the server's own origin (`origin_of`).
 - `bulk`: Bulk Data 2.0 `export` of an `ExportRequest` (`bulk_request`): kick-off

@@ -2,9 +2,11 @@
 
 Data flows one way through the sub-packages:
 
-    sources -> facts -> engine (decisions) -> proposals -> outputs / fhir (server)
+    sources -> facts -> engine (decisions) -> proposals -> outputs / writeback (server)
 
-`ruleset` holds the rules-as-data model and the codelists; `cli` wires the commands.
+`ruleset` holds the rules-as-data model and the codelists; `fhir` is the HTTP transport alone
+(below `sources` and `writeback`); `cli` wires the commands. The layers are import-linter
+contracts in pyproject.toml (README "Layout").
 """
 
 __version__ = "0.1.0"

@@ -20,8 +20,8 @@ from ips_screen.ruleset.loader import CompiledRuleset
 
 if TYPE_CHECKING:
     from ips_screen.fhir.client import FhirClient
-    from ips_screen.fhir.writer import WriteReport
     from ips_screen.sources.population import Population
+    from ips_screen.writeback.writer import WriteReport
 
 log = logging.getLogger("ips_screen.pipeline")
 
@@ -182,7 +182,7 @@ def write_to_server(
     practice lock and the server's write lease (`LockHeld` when another run holds either), so the
     screen sees what is on the server when writing starts. A failed patient does not stop the
     others: see the report."""
-    from ips_screen.fhir.writer import PracticeLock, ServerLease, write_proposals
+    from ips_screen.writeback.writer import PracticeLock, ServerLease, write_proposals
 
     with PracticeLock(lock_path, base_url=client.base_url), ServerLease(client) as lease:
         result = screen_server(

@@ -20,9 +20,9 @@ from datetime import datetime
 import pytest
 
 from ips_screen import __version__
+from ips_screen.devtools.testserver import FhirTestServer, IndexUnreachable
 from ips_screen.engine import evaluate
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer, IndexUnreachable
 from ips_screen.proposals.build import build_patient_transaction
 from tests.helpers import (
     AS_OF,

@@ -119,7 +119,7 @@ def _server_screen_options(args: argparse.Namespace, as_of: date, now: datetime)
 
 def _check_write_args(args: argparse.Namespace, source: str | list[Path]) -> None:
     if args.owner is not None:
-        from ips_screen.fhir.writer import check_owner
+        from ips_screen.writeback.writer import check_owner
 
         check_owner(args.owner)
     if args.write and not isinstance(source, str):
@@ -137,8 +137,8 @@ def _screen_and_write(
     """Screen the server and write the proposals back (under the practice lock); exit 5 when a
     patient could not be written or the duplicate sweep failed."""
     from ips_screen.errors import ServerError
-    from ips_screen.fhir.writer import default_lock_path
     from ips_screen.pipeline import write_to_server
+    from ips_screen.writeback.writer import default_lock_path
 
     result, written = write_to_server(
         client,
@@ -286,7 +286,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from ips_screen.cli.server_args import client_from_args, is_server_url
-    from ips_screen.fhir.load import load_bundles
+    from ips_screen.devtools.load import load_bundles
 
     if not is_server_url(args.server):
         raise UserError(f"{args.server}: expected a FHIR base URL (http:// or https://)")

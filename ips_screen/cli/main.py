@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import date
-
-import orjson
 
 from ips_screen import __version__
 from ips_screen.cli.nightly_cmd import add_nightly_parser
@@ -17,6 +14,7 @@ from ips_screen.cli.review_cmd import add_review_parser
 from ips_screen.cli.serve_cmd import add_serve_parser
 from ips_screen.cli.server_args import add_server_args
 from ips_screen.errors import EXIT_CODES, UserError
+from ips_screen.log_setup import configure_logging
 from ips_screen.secret_values import redact
 
 EPILOG = "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
@@ -117,32 +115,6 @@ def _common_screen_args(parser: argparse.ArgumentParser, *, patient_ids: bool = 
     )
     parser.add_argument("--rules", help="ruleset file (default: rules/ips-chronic-pain.yaml)")
     add_server_args(parser, patient_ids=patient_ids)
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        payload = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if hasattr(record, "event"):
-            payload["event"] = record.event
-        return orjson.dumps(payload).decode()
-
-
-def configure_logging(args: argparse.Namespace) -> None:
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
-    if args.log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("ips_screen")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -29,7 +29,7 @@ from ips_screen.errors import UserError
 from ips_screen.fhir.client import FhirClient
 
 if TYPE_CHECKING:  # imported when a review command runs: it needs the FHIR models
-    from ips_screen.fhir import review
+    from ips_screen.writeback import review
 
 SERVER_ENV = "IPS_SCREEN_FHIR_BASE"
 _BY = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
@@ -91,8 +91,8 @@ def _client(args: argparse.Namespace, environ: Mapping[str, str]) -> FhirClient:
 
 def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Run `review <action>`; returns the exit code (user errors are raised)."""
-    from ips_screen.fhir import review
     from ips_screen.ruleset.loader import load_ruleset
+    from ips_screen.writeback import review
 
     now = datetime.now(tz=LONDON)
     with _client(args, environ) as client:

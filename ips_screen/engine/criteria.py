@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from ips_screen.dates import add_years, age_on, uk_state_pension_date
-from ips_screen.engine.findings import Context, Finding
+from ips_screen.engine.findings import Context, Finding, to_step
 from ips_screen.engine.referrals import referral_declined, referral_open
 from ips_screen.facts.model import Record
 from ips_screen.ruleset.codelists import Codelist
@@ -238,8 +238,6 @@ def latest_category(rule: LatestCategory, ctx: Context) -> Finding:
         why = "no dated employment status recorded"
     fallback = rule.otherwise
     step = evaluate_rule(fallback.criterion, ctx)
-    from ips_screen.engine.evaluate import to_step  # local import: evaluate imports this module
-
     child = to_step(fallback.criterion, step, inclusion=True)
     if step.matched:
         flags = (fallback.flag,) if fallback.flag else ()
@@ -258,8 +256,6 @@ def all_of(rule: AllOf, ctx: Context) -> Finding:
 
 
 def _combine(rule: AnyOf | AllOf, ctx: Context, how: Callable) -> Finding:
-    from ips_screen.engine.evaluate import to_step
-
     findings = [(child, evaluate_rule(child, ctx)) for child in rule.criteria]
     parts = tuple(to_step(child, f, inclusion=True) for child, f in findings)
     matched = how(f.matched is True for _, f in findings)

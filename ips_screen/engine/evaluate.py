@@ -10,41 +10,15 @@ from datetime import date
 
 from ips_screen.engine.criteria import (
     Context,
-    Finding,
     employment_evidence,
     evaluate_rule,
     select_records,
 )
 from ips_screen.engine.decision import Decision, Links, Step, split_reasons
+from ips_screen.engine.findings import to_step
 from ips_screen.facts.model import PatientFacts
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.ruleset.model import Criterion, LatestCategory, Priority, Records
-
-
-def to_step(
-    rule: Criterion, finding: Finding, *, inclusion: bool, reason: str | None = None
-) -> Step:
-    """A finding as a trace step; for an exclusion, a match means the patient is stopped."""
-    if finding.matched is None:
-        status = "unknown"
-    elif inclusion:
-        status = "pass" if finding.matched else "fail"
-    else:
-        status = "fail" if finding.matched else "pass"
-    stop_reason = None
-    if status == "fail":
-        stop_reason = reason if not inclusion else (finding.reason or reason)
-    elif status == "unknown":
-        stop_reason = finding.reason
-    return Step(
-        id=rule.id,
-        kind=rule.kind,
-        status=status,
-        refs=finding.refs,
-        detail=finding.detail,
-        parts=finding.parts,
-        reason=stop_reason,
-    )
 
 
 def _find_rule(ruleset: CompiledRuleset, rule_id: str) -> Criterion | None:

@@ -19,25 +19,23 @@
 - Files of every page are downloaded and checked by `bulk_download`: a damaged file (count
   mismatch, truncated stream, wrong line) is `ExportDamaged`; `error` files end up in `errors`
   and do not fail the export. Then `DELETE` of the status URL (404 ignored, failures logged).
-- `supports_export` (in `bulk_kickoff`) tells whether to try $export at all.
+- `supports_export` (in `bulk_kickoff`) tells whether to try $export at all; `ExportRequest` (in
+  `bulk_request`) is what is asked for, checked when made.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 import orjson
 
-from ips_screen.errors import ConfigError, ServerError
+from ips_screen.errors import ServerError
 from ips_screen.fhir.bulk_download import Downloaded, Downloader, file_auth, manifest_files
 from ips_screen.fhir.bulk_filter import parse_type_filters
 from ips_screen.fhir.bulk_http import BulkHttp, TransientError
@@ -46,6 +44,7 @@ from ips_screen.fhir.bulk_kickoff import ExportUnsupported as ExportUnsupported 
 from ips_screen.fhir.bulk_kickoff import kick_off
 from ips_screen.fhir.bulk_kickoff import supports_export as supports_export  # re-exported
 from ips_screen.fhir.bulk_lines import DEFAULT_MAX_LINE
+from ips_screen.fhir.bulk_request import INSTANT_RE, ExportRequest
 from ips_screen.fhir.bulk_status import (
     MAX_MANIFEST_PAGES,
     JobFailed,
@@ -58,87 +57,8 @@ from ips_screen.fhir.outcome import request_label
 
 log = logging.getLogger("ips_screen.fhir.bulk")
 
-LEVELS = ("system", "patient", "group")
 STATE_FILE = "export-state.json"
 FILES_DIR = "files"
-_TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
-_ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_FILTER_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}\?\S+$")
-_INSTANT_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$")
-
-
-@dataclass(frozen=True)
-class ExportRequest:
-    """What to export. `since` is a FHIR instant (normally the previous transactionTime)."""
-
-    level: Literal["system", "patient", "group"] = "system"
-    group_id: str | None = None
-    types: tuple[str, ...] = ()
-    since: str | None = None
-    type_filters: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "types", tuple(self.types))
-        object.__setattr__(self, "type_filters", tuple(self.type_filters))
-        if self.level not in LEVELS:
-            raise ConfigError(f"export level must be one of {', '.join(LEVELS)}: {self.level!r}")
-        if (self.level == "group") != (self.group_id is not None):
-            raise ConfigError("a group id is needed for, and only for, a group-level export")
-        if self.group_id is not None and not _ID_RE.match(self.group_id):
-            raise ConfigError(f"not a FHIR id: {self.group_id!r}")
-        if bad := [t for t in self.types if not _TYPE_RE.match(t)]:
-            raise ConfigError(f"not a FHIR resource type: {bad[0]!r}")
-        if self.since is not None and not _INSTANT_RE.match(self.since):
-            raise ConfigError(f"_since must be a FHIR instant with a time zone: {self.since!r}")
-        for text in self.type_filters:
-            if not _FILTER_RE.match(text):
-                raise ConfigError(f"a _typeFilter must look like Type?param=value: {text!r}")
-            if self.types and text.partition("?")[0] not in self.types:
-                raise ConfigError(f"a _typeFilter for a type that _type leaves out: {text!r}")
-
-    def key(self) -> str:
-        """A stable hash of what is asked for (the order of types and filters does not matter)."""
-        data = [self.level, self.group_id, sorted(self.types), self.since]
-        return hashlib.sha256(orjson.dumps([*data, sorted(self.type_filters)])).hexdigest()
-
-    def operation_path(self) -> str:
-        if self.level == "group":
-            return f"Group/{self.group_id}/$export"
-        return "Patient/$export" if self.level == "patient" else "$export"
-
-    def parameters(self) -> dict:
-        """The kick-off parameters as a FHIR Parameters resource (the body of a POST kick-off),
-        checked by the R4B model; sent as built, so `_since` stays verbatim (servers compare it
-        to the transactionTime they gave)."""
-        from fhir.resources.R4B.parameters import Parameters
-
-        values: list[tuple[str, str, str]] = [
-            ("_outputFormat", "valueString", "application/fhir+ndjson")
-        ]
-        values += [("_type", "valueString", t) for t in self.types]
-        if self.since:
-            values.append(("_since", "valueInstant", self.since))
-        values += [("_typeFilter", "valueString", f) for f in self.type_filters]
-        body = {
-            "resourceType": "Parameters",
-            "parameter": [{"name": name, kind: value} for name, kind, value in values],
-        }
-        Parameters.model_validate(body)
-        return body
-
-    def params(self) -> list[tuple[str, str]]:
-        """Kick-off parameters; a comma inside one _typeFilter query is escaped (%2C) because
-        the list of queries is itself comma-separated."""
-        params = [("_outputFormat", "application/fhir+ndjson")]
-        if self.types:
-            params.append(("_type", ",".join(self.types)))
-        if self.since:
-            params.append(("_since", self.since))
-        if self.type_filters:
-            params.append(
-                ("_typeFilter", ",".join(f.replace(",", "%2C") for f in self.type_filters))
-            )
-        return params
 
 
 @dataclass
@@ -263,7 +183,7 @@ def _download(
     transaction_time = manifest.get("transactionTime")
     if not isinstance(transaction_time, str) or not transaction_time:
         raise ServerError("the export manifest has no transactionTime")
-    if not _INSTANT_RE.match(transaction_time):
+    if not INSTANT_RE.match(transaction_time):
         log.warning("the manifest's transactionTime is not a FHIR instant: the next _since fails")
     entries = [e for url, page in pages for e in manifest_files(page, url, request.types)]
     send_auth = file_auth(entries, http.client, manifest.get("requiresAccessToken"))

@@ -26,7 +26,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urljoin
 
 import orjson
@@ -34,11 +34,9 @@ import requests
 
 from ips_screen.errors import ServerError
 from ips_screen.fhir.bulk_http import BulkHttp, failure
+from ips_screen.fhir.bulk_request import LEVELS, ExportRequest
 from ips_screen.fhir.client import FHIR_JSON, FhirClient
 from ips_screen.fhir.outcome import issue_codes, request_label
-
-if TYPE_CHECKING:
-    from ips_screen.fhir.bulk import ExportRequest
 
 log = logging.getLogger("ips_screen.fhir.bulk")
 
@@ -46,7 +44,6 @@ KICKOFF_METHODS = ("get", "post")
 UNSUPPORTED_STATUSES = frozenset({404, 405, 501})
 NOT_SUPPORTED_EXT = "http://hl7.org/fhir/uv/bulkdata/Extension/operation-not-supported"
 _REFUSED_TYPES = frozenset({400, 422})
-_LEVELS = ("system", "patient", "group")
 BULK_CAPABILITY = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
 _EXPORT_NAMES = {"export": None, "patient-export": "patient", "group-export": "group"}
 
@@ -188,8 +185,8 @@ def _outcome_text(resp: requests.Response) -> str:
 def supports_export(client: FhirClient, level: str) -> bool:
     """Whether to try $export at `level`: see the module notes (True unless the server's own
     CapabilityStatement shows no sign of Bulk Data at all)."""
-    if level not in _LEVELS:
-        raise ValueError(f"export level must be one of {', '.join(_LEVELS)}: {level!r}")
+    if level not in LEVELS:
+        raise ValueError(f"export level must be one of {', '.join(LEVELS)}: {level!r}")
     statement = client.capabilities()
     if statement is None:
         log.info("no CapabilityStatement: $export support unknown, the kick-off will tell")

@@ -20,7 +20,7 @@ import orjson
 from ips_screen.fhir.bulk_filter import Criterion, matches
 from ips_screen.fhir.bulk_http import ExportDamaged
 from ips_screen.fhir.outcome import outcome_summary
-from ips_screen.sources.files import DEFAULT_MAX_LINE
+from ips_screen.limits import DEFAULT_MAX_LINE
 
 DECODE_STEP = 1 << 20  # at most this many decoded bytes per decompression step
 MAX_ERRORS = 1000  # OperationOutcome summaries kept from error files

@@ -29,6 +29,7 @@ import requests
 from ips_screen import __version__
 from ips_screen.errors import ConfigError, ServerError
 from ips_screen.fhir.auth import FhirAuth, NoAuth, describe_origin, origin_of
+from ips_screen.fhir.capabilities import capability_search_params
 from ips_screen.fhir.outcome import (
     error_detail,
     outcome_summary,
@@ -39,6 +40,7 @@ from ips_screen.fhir.outcome import (
 from ips_screen.fhir.paging import PageFollower
 from ips_screen.fhir.response import Resource, WriteResult, resource_json, version_id, write_result
 from ips_screen.fhir.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after, send_with_retries
+from ips_screen.fhir.session import OriginBoundSession, without_auth
 
 __all__ = [  # with names re-exported from the modules that define them
     "FHIR_JSON",
@@ -62,21 +64,6 @@ _TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 SearchParams = Mapping[str, str | int | Sequence[str]] | Sequence[tuple[str, str]]
-
-
-class _OriginBoundSession(requests.Session):
-    """A Session that, on every redirect hop, strips Authorization and re-applies the client's
-    FhirAuth, which attaches credentials only for the FHIR server's own origin (no .netrc)."""
-
-    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: Any) -> None:
-        prepared_request.headers.pop("Authorization", None)
-        if isinstance(self.auth, FhirAuth):
-            self.auth(prepared_request)
-
-
-def _without_auth(r: requests.PreparedRequest) -> requests.PreparedRequest:
-    r.headers.pop("Authorization", None)
-    return r
 
 
 class FhirClient:
@@ -111,7 +98,7 @@ class FhirClient:
         self._sleep = sleep
         self._clock = clock
         self._prefer: list[str] = []
-        self._session = _OriginBoundSession()
+        self._session = OriginBoundSession()
         self._session.auth = self.auth
         self._session.headers.update(
             {"Accept": FHIR_JSON, "User-Agent": f"ips-screen/{__version__}"}
@@ -307,7 +294,7 @@ class FhirClient:
             headers=dict(headers or {}),
             stream=stream,
             timeout=self.timeout,
-            auth=None if send_auth else _without_auth,
+            auth=None if send_auth else without_auth,
         )
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -353,25 +340,6 @@ class FhirClient:
             clock=self._clock,
         )
         return resp, what
-
-
-def capability_search_params(
-    statement: Mapping[str, Any] | None, resource_type: str
-) -> frozenset[str]:
-    """Search parameter names a CapabilityStatement declares for a type; empty when it says
-    nothing usable (a missing or malformed statement is not an error)."""
-    names: set[str] = set()
-    rests = statement.get("rest") if statement else None
-    for rest in rests if isinstance(rests, list) else []:
-        resources = rest.get("resource") if isinstance(rest, dict) else None
-        for entry in resources if isinstance(resources, list) else []:
-            if not isinstance(entry, dict) or entry.get("type") != resource_type:
-                continue
-            params = entry.get("searchParam")
-            for param in params if isinstance(params, list) else []:
-                if isinstance(param, dict) and isinstance(param.get("name"), str):
-                    names.add(param["name"])
-    return frozenset(names)
 
 
 def _weak_etag(version: str) -> str:

@@ -41,7 +41,6 @@ from typing import Any
 from ips_screen import __version__
 from ips_screen.engine import Decision, evaluate
 from ips_screen.errors import COMPLETED_WITH_ERRORS, ConfigError, UserError
-from ips_screen.fhir.lock import PracticeLock
 from ips_screen.nightly.config import PracticeConfig
 from ips_screen.nightly.progress import NoProgress, Progress
 from ips_screen.nightly.screen import screen_all
@@ -61,6 +60,7 @@ from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.store.facts_store import FactsStore
 from ips_screen.store.ledger import decision_digest
 from ips_screen.store.state import StateStore
+from ips_screen.writeback.lock import PracticeLock
 
 log = logging.getLogger("ips_screen.nightly")
 
@@ -297,7 +297,7 @@ def _write(
     write lease on the server (`fhir.lease`), read
     them back into the store, and keep the written patients' decisions as they now stand (their
     proposal is open), so the next run counts no change for them."""
-    from ips_screen.fhir.writer import ServerLease, default_lock_path, write_proposals
+    from ips_screen.writeback.writer import ServerLease, default_lock_path, write_proposals
 
     path = default_lock_path(client.base_url, environ, config.output.lock_dir)
     lock = PracticeLock(path, base_url=client.base_url)

@@ -227,7 +227,7 @@ class CdsCors:
 def app_from_environment() -> FastAPI:
     """The app of one uvicorn worker process (`serve --workers N`): the configuration file named
     by $IPS_SCREEN_SERVE_CONFIG, secrets from this process's environment."""
-    from ips_screen.cli.main import configure_logging
+    from ips_screen.log_setup import configure_logging
     from ips_screen.service.config import load_config
 
     logging_args = orjson.loads(os.environ.get(LOGGING_ENV, "{}"))

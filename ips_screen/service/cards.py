@@ -38,12 +38,12 @@ from ips_screen.codes import (
 from ips_screen.dates import months_before, parse_fhir_date
 from ips_screen.engine import Decision
 from ips_screen.facts.extract import codings, reference_to
-from ips_screen.fhir.sweep import is_review_task
 from ips_screen.proposals.build import proposal_identifier
 from ips_screen.proposals.common import PRIORITY_CODES, place_evidence, validated
 from ips_screen.proposals.text import clinician_note, patient_explanation
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.service.card_detail import detail_markdown
+from ips_screen.writeback.sweep import is_review_task
 
 Resource = dict
 ORDER_INTENTS = frozenset(

@@ -35,14 +35,14 @@ from ips_screen import __version__
 from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS
 from ips_screen.errors import LockHeld, ServerError, UserError
 from ips_screen.facts.extract import patient_of
-from ips_screen.fhir import review
-from ips_screen.fhir.lock import PracticeLock, default_lock_path
-from ips_screen.fhir.review_read import read_resource
-from ips_screen.fhir.sweep import is_review_task, search_all
-from ips_screen.fhir.writer import write_proposals
 from ips_screen.proposals.build import proposal_identifier
 from ips_screen.service.cds_requests import Feedback, FeedbackItem, parsed
 from ips_screen.service.state import CardState, ServiceState
+from ips_screen.writeback import review
+from ips_screen.writeback.lock import PracticeLock, default_lock_path
+from ips_screen.writeback.review_read import read_resource
+from ips_screen.writeback.sweep import is_review_task, search_all
+from ips_screen.writeback.writer import write_proposals
 
 log = logging.getLogger("ips_screen.service")
 

@@ -12,10 +12,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader
 
 from ips_screen import __version__
-from ips_screen.fhir import review
 from ips_screen.service import signin
 from ips_screen.service.card_detail import FITNESS_WORDS
 from ips_screen.service.state import ServiceState
+from ips_screen.writeback import review
 
 log = logging.getLogger("ips_screen.service")
 TEMPLATES = Environment(

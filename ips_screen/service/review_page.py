@@ -4,7 +4,7 @@ Plain server-rendered HTML (templates/*.html.j2, rendered by pages.py), no JavaS
 needs a signed-in user (signin.py: server-side sessions, sign-in throttle); every form carries
 the session's CSRF token and a POST without it is 403; logout ends the session for good; too
 many failed sign-ins from an address are answered 429 with Retry-After. Accept and decline go
-through `ips_screen.fhir.review` exactly as `ips-screen review` does, with `by` = the user's
+through `ips_screen.writeback.review` exactly as `ips-screen review` does, with `by` = the user's
 Practitioner(Role); a concurrent change is a 409 page and nothing is changed. Pages are
 `Cache-Control: no-store` with a strict Content-Security-Policy. Logs name ids only.
 """
@@ -20,7 +20,6 @@ from fastapi.responses import Response
 from ips_screen import __version__
 from ips_screen.codes import DECLINE_REASONS
 from ips_screen.errors import ConflictError, ServerError, UserError
-from ips_screen.fhir import review
 from ips_screen.service import signin
 from ips_screen.service.pages import (
     forbidden,
@@ -33,6 +32,7 @@ from ips_screen.service.pages import (
     timeline,
     unavailable,
 )
+from ips_screen.writeback import review
 
 log = logging.getLogger("ips_screen.service")
 router = APIRouter()

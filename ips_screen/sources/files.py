@@ -27,11 +27,12 @@ import orjson
 
 from ips_screen.errors import InputError
 from ips_screen.facts.extract import Resolver
+from ips_screen.limits import DEFAULT_MAX_LINE as DEFAULT_MAX_LINE  # re-exported
 from ips_screen.reading import Item, ReadReport
 from ips_screen.sources.resource_types import R4_RESOURCE_TYPES
 
 BUNDLE_TYPES = ("collection", "transaction", "batch", "searchset", "document")
-DEFAULT_MAX_LINE = 64 << 20  # bytes in one NDJSON line (one resource): 64 MiB
+MAX_SKIPPED = 1_000
 _BOM = b"\xef\xbb\xbf"
 _SUPPORTED = "*.json, *.ndjson or *.ndjson.gz"
 

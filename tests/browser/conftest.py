@@ -24,8 +24,8 @@ import uvicorn
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer
 from tests.fhir_support import running_test_server, strict_client
 
 CHROMIUM = Path("/usr/bin/chromium")

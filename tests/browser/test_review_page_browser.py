@@ -25,8 +25,8 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from ips_screen.codes import DECLINE_REASON_SYSTEM
 from ips_screen.dates import LONDON
+from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.service.app import create_app
 from ips_screen.service.config import hash_password, parse_config
 from tests.fhir_support import Proposed, load_proposed_patient, strict_client

@@ -10,7 +10,7 @@ import responses
 
 from ips_screen.errors import LockHeld
 from ips_screen.fhir.client import FhirClient, RetryPolicy
-from ips_screen.fhir.lease import LEASE_SECONDS, ServerLease, lease_state
+from ips_screen.writeback.lease import LEASE_SECONDS, ServerLease, lease_state
 from tests.support.lease_server import (
     BASE,
     NOW,

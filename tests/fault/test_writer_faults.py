@@ -19,10 +19,15 @@ from ips_screen import __version__
 from ips_screen.codes import PROPOSAL_ID_SYSTEM, TASK_CODE_SYSTEM
 from ips_screen.engine.decision import Decision
 from ips_screen.fhir.client import FhirClient, RetryPolicy
-from ips_screen.fhir.writer import PatientResult, WriteReport, sweep_duplicates, write_proposals
 from ips_screen.pipeline import decide_all
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.sources import collect
+from ips_screen.writeback.writer import (
+    PatientResult,
+    WriteReport,
+    sweep_duplicates,
+    write_proposals,
+)
 from tests.support.paths import FIXTURES, FROZEN_NOW
 from tests.support.writer_server import (
     BASE,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.service.app import create_app
 from ips_screen.service.config import parse_config
 from tests.fhir_support import (

@@ -16,9 +16,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.fhir.bulk import STATE_FILE, ExportRequest, export, supports_export
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer
 from tests.fhir_support import running_test_server, strict_client
 
 pytestmark = pytest.mark.integration

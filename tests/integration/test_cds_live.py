@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from ips_screen.codes import DECLINE_REASON_SYSTEM, PROPOSAL_ID_SYSTEM
+from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer
 from tests.fhir_support import (
     search,
 )

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.service.prefetch import SEARCH_TYPES
 from tests.support.cds import (
     hook,

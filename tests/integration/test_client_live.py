@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from ips_screen.devtools.testserver import FhirTestServer, listening_hosts
 from ips_screen.errors import ConflictError, ServerError
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer, listening_hosts
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from datetime import date
 import pytest
 
 from ips_screen.dates import parse_fhir_date
+from ips_screen.devtools.load import load_bundles
+from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.load import load_bundles
-from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.pipeline import screen_server
 from tests.helpers import default_ruleset
 from tests.support.paths import FIXTURES, FROZEN_NOW

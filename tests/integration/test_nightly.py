@@ -17,11 +17,10 @@ import pytest
 
 from ips_screen.cli.main import main
 from ips_screen.codes import PROPOSAL_ID_SYSTEM
+from ips_screen.devtools.load import load_bundles
+from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.engine import evaluate
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.load import load_bundles
-from ips_screen.fhir.testserver import FhirTestServer
-from ips_screen.fhir.writer import PracticeLock
 from ips_screen.nightly.run import run_nightly
 from ips_screen.nightly.sync import BulkApi
 from ips_screen.pipeline import screen_server
@@ -30,6 +29,7 @@ from ips_screen.sources.fhir_rest import SEARCH_ORDER
 from ips_screen.sources.population import collect_resources
 from ips_screen.store import StateStore
 from ips_screen.store.ledger import decision_digest
+from ips_screen.writeback.writer import PracticeLock
 from tests.fhir_support import running_test_server
 from tests.support.fake_bulk import FakeBulkServer, FakeRequest, FakeUnsupported, fake_config
 from tests.support.paths import FIXTURES, FROZEN_NOW

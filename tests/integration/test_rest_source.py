@@ -24,10 +24,10 @@ import orjson
 import pytest
 
 from ips_screen.cli.main import main
+from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.errors import ServerError
 from ips_screen.facts.extract import RELEVANT_TYPES
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.pipeline import decide_all
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.sources import collect, discover, fhir_rest

@@ -1,5 +1,5 @@
-"""Clinician review of proposals (ips_screen.fhir.review and `ips-screen review`) against the real
-FHIR server: list, show, accept, decline, stale versions, and the re-screen after a decline.
+"""Clinician review of proposals (ips_screen.writeback.review and `ips-screen review`) against the
+real FHIR server: list, show, accept, decline, stale versions, and the re-screen after a decline.
 
 Each test loads its own patient (unique ids: the server is shared by the session), PUTs the
 patient's records so the proposal's references resolve, and posts the proposal transaction the
@@ -18,12 +18,12 @@ from ips_screen import __version__
 from ips_screen.cli.main import main
 from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS
 from ips_screen.dates import LONDON, add_months
+from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.engine import evaluate
 from ips_screen.errors import ConflictError, UserError
-from ips_screen.fhir import review
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.sources import collect_resources
+from ips_screen.writeback import review
 from tests.fhir_support import Proposed, load_proposed_patient, search
 from tests.helpers import AS_OF, default_ruleset
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from ips_screen.fhir import review
 from ips_screen.fhir.client import FhirClient
+from ips_screen.writeback import review
 from tests.fhir_support import unique_patient_id, write_proposal
 from tests.helpers import NOT_FIT, PAIN_REVIEW, UNEMPLOYED, employment, fit_note, patient, procedure
 from tests.support.paths import FROZEN_NOW

@@ -33,8 +33,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.service.sessions import COOKIE
 from tests.fhir_support import load_proposed_patient
 from tests.support.cds import (

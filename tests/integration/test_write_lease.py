@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from ips_screen.cli.main import main
+from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.errors import LockHeld
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.lease import LEASE_ID, LEASE_SECONDS, ServerLease, lease_state
-from ips_screen.fhir.lock import PracticeLock, default_lock_path, lock_key
-from ips_screen.fhir.testserver import FhirTestServer
+from ips_screen.writeback.lease import LEASE_ID, LEASE_SECONDS, ServerLease, lease_state
+from ips_screen.writeback.lock import PracticeLock, default_lock_path, lock_key
 from tests.fhir_support import running_test_server
 from tests.support.paths import FROZEN_NOW
 

@@ -20,16 +20,10 @@ import pytest
 from ips_screen import __version__
 from ips_screen.cli.main import main
 from ips_screen.codes import PROPOSAL_ID_SYSTEM
+from ips_screen.devtools.load import load_bundles
 from ips_screen.engine.decision import Decision
 from ips_screen.errors import InputError, LockHeld
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.load import load_bundles
-from ips_screen.fhir.writer import (
-    PracticeLock,
-    default_lock_path,
-    sweep_duplicates,
-    write_proposals,
-)
 from ips_screen.pipeline import screen_server
 from ips_screen.proposals.build import (
     build_patient_transaction,
@@ -38,6 +32,12 @@ from ips_screen.proposals.build import (
 )
 from ips_screen.proposals.common import device_entry, transaction
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
+from ips_screen.writeback.writer import (
+    PracticeLock,
+    default_lock_path,
+    sweep_duplicates,
+    write_proposals,
+)
 from tests.support.paths import FIXTURES, FROZEN_NOW
 
 pytestmark = pytest.mark.integration
@@ -377,7 +377,7 @@ def test_lock_of_a_killed_process_is_free_again(tmp_path: Path):
     holder = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from ips_screen.fhir.writer import PracticeLock\n"
+        "from ips_screen.writeback.writer import PracticeLock\n"
         "PracticeLock(Path(sys.argv[1])).acquire()\n"
         "print('held', flush=True)\n"
         "time.sleep(60)\n"

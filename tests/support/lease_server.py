@@ -9,7 +9,7 @@ import requests
 import responses
 
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.lease import LEASE_ID, LEASE_SECONDS, ServerLease
+from ips_screen.writeback.lease import LEASE_ID, LEASE_SECONDS, ServerLease
 from tests.support.paths import FROZEN_NOW
 
 BASE = "https://fhir.example.org/r4"

@@ -21,13 +21,13 @@ import pytest
 
 from ips_screen.codes import DECLINE_REASONS
 from ips_screen.dates import LONDON
+from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.errors import ConfigError
-from ips_screen.fhir import review
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.testserver import FhirTestServer
 from ips_screen.service.app import create_app
 from ips_screen.service.config import parse_config
 from ips_screen.service.sessions import COOKIE as SESSION_COOKIE
+from ips_screen.writeback import review
 from tests.fhir_support import load_proposed_patient, running_test_server
 from tests.support.cds import (
     PASSWORD,

@@ -11,8 +11,8 @@ import signal
 import time
 from pathlib import Path
 
-from ips_screen.fhir.testserver.install import default_home
-from ips_screen.fhir.testserver.process import FhirTestServer
+from ips_screen.devtools.testserver.install import default_home
+from ips_screen.devtools.testserver.process import FhirTestServer
 
 PID_FILE = "server.pid"
 URL_FILE = "server.url"

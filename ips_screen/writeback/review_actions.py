@@ -18,7 +18,9 @@ from ips_screen.codes import DECLINE_REASONS
 from ips_screen.errors import ConflictError, UserError
 from ips_screen.facts.extract import reference_to
 from ips_screen.fhir.client import FhirClient
-from ips_screen.fhir.review_read import (
+from ips_screen.proposals.review import accept_resources, decline_resources, review_transaction
+from ips_screen.ruleset.loader import CompiledRuleset
+from ips_screen.writeback.review_read import (
     Loaded,
     in_codelists,
     load_review,
@@ -26,10 +28,8 @@ from ips_screen.fhir.review_read import (
     read_resource,
     references,
 )
-from ips_screen.proposals.review import accept_resources, decline_resources, review_transaction
-from ips_screen.ruleset.loader import CompiledRuleset
 
-log = logging.getLogger("ips_screen.fhir")
+log = logging.getLogger("ips_screen.writeback")
 
 
 @dataclass(frozen=True)

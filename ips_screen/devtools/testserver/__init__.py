@@ -13,14 +13,14 @@ would otherwise fulfil ServiceRequests and Tasks by itself) and inbound logging 
 `start_detached()` and `stop_detached()` (`detached`).
 """
 
-from ips_screen.fhir.testserver.detached import (
+from ips_screen.devtools.testserver.detached import (
     PID_FILE,
     URL_FILE,
     running_detached,
     start_detached,
     stop_detached,
 )
-from ips_screen.fhir.testserver.install import (
+from ips_screen.devtools.testserver.install import (
     CONSTRAINTS_PATH,
     HOME_ENV,
     SEKMET_REQUIREMENT,
@@ -30,7 +30,7 @@ from ips_screen.fhir.testserver.install import (
     project_root,
     write_constraints,
 )
-from ips_screen.fhir.testserver.process import (
+from ips_screen.devtools.testserver.process import (
     HOST,
     FhirTestServer,
     free_port,

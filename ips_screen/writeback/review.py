@@ -13,8 +13,8 @@ Patient it is `for` (`NotThisReview`), or is already decided.
 Logs name resource ids only.
 """
 
-from ips_screen.fhir.review_actions import AcceptResult, DeclineResult, accept, decline
-from ips_screen.fhir.review_read import (
+from ips_screen.writeback.review_actions import AcceptResult, DeclineResult, accept, decline
+from ips_screen.writeback.review_read import (
     Evidence,
     Loaded,
     NotThisReview,

@@ -31,16 +31,6 @@ from typing import Literal
 from ips_screen.engine.decision import Decision
 from ips_screen.errors import ServerError, UserError
 from ips_screen.fhir.client import FhirClient, Resource
-from ips_screen.fhir.lease import ServerLease
-from ips_screen.fhir.lock import PracticeLock, default_lock_path, state_dir
-from ips_screen.fhir.sweep import (
-    Duplicate,
-    age_key,
-    is_review_task,
-    reference,
-    search_all,
-    sweep_duplicates,
-)
 from ips_screen.proposals.build import (
     build_patient_transaction,
     proposal_entries,
@@ -48,6 +38,16 @@ from ips_screen.proposals.build import (
 )
 from ips_screen.proposals.common import Entry, device_entry, transaction
 from ips_screen.ruleset.loader import CompiledRuleset
+from ips_screen.writeback.lease import ServerLease
+from ips_screen.writeback.lock import PracticeLock, default_lock_path, state_dir
+from ips_screen.writeback.sweep import (
+    Duplicate,
+    age_key,
+    is_review_task,
+    reference,
+    search_all,
+    sweep_duplicates,
+)
 
 __all__ = [
     "Duplicate",
@@ -62,7 +62,7 @@ __all__ = [
     "write_proposals",
 ]
 
-log = logging.getLogger("ips_screen.fhir")
+log = logging.getLogger("ips_screen.writeback")
 
 _OWNER_RE = re.compile(r"^(Organization|PractitionerRole|Practitioner)/[A-Za-z0-9\-.]{1,64}$")
 _LOCATION_RE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")

@@ -39,7 +39,7 @@ from ips_screen.errors import ConflictError, LockHeld, ServerError
 from ips_screen.fhir.client import FhirClient, Resource
 from ips_screen.proposals.common import validated
 
-log = logging.getLogger("ips_screen.fhir")
+log = logging.getLogger("ips_screen.writeback")
 
 LEASE_ID = "ips-screen-writer-lease"
 LEASE_IDENTIFIER = {"system": f"{BASE}/identifier/writer-lease", "value": "proposal-writer"}

@@ -37,7 +37,7 @@ from ips_screen.proposals.common import (
 )
 from ips_screen.ruleset.loader import CompiledRuleset
 
-log = logging.getLogger("ips_screen.fhir")
+log = logging.getLogger("ips_screen.writeback")
 
 PAGE_SIZE = 500
 UNTOUCHED_TASK = frozenset({"draft", "requested"})  # no person has acted on the review yet

@@ -23,10 +23,10 @@ from types import TracebackType
 
 import yaml
 
+from ips_screen.devtools.testserver.install import child_env, default_home, install
 from ips_screen.errors import ServerError
-from ips_screen.fhir.testserver.install import child_env, default_home, install
 
-log = logging.getLogger("ips_screen.fhir")
+log = logging.getLogger("ips_screen.devtools")
 
 HOST = "127.0.0.1"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ips_screen.errors import ServerError
 
-log = logging.getLogger("ips_screen.fhir")
+log = logging.getLogger("ips_screen.devtools")
 
 SEKMET_REQUIREMENT = "sekmet-fhir==0.1.1"
 CONSTRAINTS_PATH = Path("scripts/fhir-server-constraints.txt")

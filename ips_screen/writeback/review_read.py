@@ -25,7 +25,7 @@ from ips_screen.ruleset.codelists import Codelist, normalise
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset, walk_criteria
 from ips_screen.ruleset.model import Records
 
-log = logging.getLogger("ips_screen.fhir")
+log = logging.getLogger("ips_screen.writeback")
 
 _TASK_ID = re.compile(r"^(?:Task/)?([A-Za-z0-9\-.]{1,64})$")
 _PRIORITY = {"priority-early": "early", "priority-routine": "routine"}

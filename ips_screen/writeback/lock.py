@@ -19,7 +19,7 @@ The file records the holder's pid and start time for the message a second run ge
 exit 7). The kernel drops a `flock` when its holder dies, so a file left behind by a killed run
 never blocks the next one. The file is kept (unlinking a lock file races with a process that has
 just opened it) and emptied on release. Local to one machine: writers on several machines are
-kept apart by the write lease held on the server itself (`ips_screen.fhir.lease`).
+kept apart by the write lease held on the server itself (`ips_screen.writeback.lease`).
 """
 
 from __future__ import annotations

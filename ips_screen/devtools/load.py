@@ -23,7 +23,7 @@ from ips_screen.facts.extract import Resolver
 from ips_screen.fhir.client import FhirClient
 from ips_screen.sources.files import discover, iter_resources
 
-log = logging.getLogger("ips_screen.fhir")
+log = logging.getLogger("ips_screen.devtools")
 
 CHUNK_SIZE = 200
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")

@@ -117,6 +117,25 @@ class Downloaded:
         return {"kind": kind, "type": rtype, "path": path, "resources": self.lines, **extra}
 
 
+class Cancelled(ServerError):
+    """A download stopped because another one failed (or the run was interrupted)."""
+
+
+class _Stop(threading.Event):
+    """Set when any download fails; `cause` is the first failure that was not a cancellation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cause: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self.cause is None and not isinstance(exc, Cancelled):
+                self.cause = exc
+        self.set()
+
+
 @dataclass
 class Downloader:
     """Downloads a manifest's files into `files_dir`, `max_parallel` at a time; `filters` are
@@ -136,7 +155,7 @@ class Downloader:
         for old in self.files_dir.iterdir():  # files/ belongs to the export: drop earlier files
             if old.is_file() and old.name.endswith((".ndjson", ".part")):
                 old.unlink()
-        stop = threading.Event()
+        stop = _Stop()
         results: list[Downloaded | None] = [None] * len(entries)
         with ThreadPoolExecutor(self.max_parallel, thread_name_prefix="bulk-download") as pool:
             futures: dict[Future[Downloaded], int] = {
@@ -147,21 +166,25 @@ class Downloader:
                     done = future.result()
                     results[futures[future]] = done
                     self.notify("file", done.event(done=done_count, total=len(entries)))
-            except BaseException:
+            except BaseException as exc:
                 stop.set()
                 for future in futures:
                     future.cancel()
+                if isinstance(exc, Cancelled) and stop.cause is not None:
+                    # Another file's failure stopped this one: report that failure, not the
+                    # cancellation it caused (whichever thread finished first).
+                    raise stop.cause from None
                 raise
         return [done for done in results if done is not None]
 
-    def _fetch(self, n: int, entry: FileEntry, stop: threading.Event) -> Downloaded:
+    def _fetch(self, n: int, entry: FileEntry, stop: _Stop) -> Downloaded:
         path = self.files_dir / f"{entry.kind}-{n + 1:04d}-{entry.line_type}.ndjson"
         what = f"{request_label('GET', entry.url)} ({entry.kind} file)"
         criteria = self.filters.get(entry.line_type) if entry.kind == "output" else None
 
         def attempt() -> Downloaded:
             if stop.is_set():
-                raise ServerError(f"{what}: cancelled")
+                raise Cancelled(f"{what}: cancelled")
             done = Downloaded(entry, path)
             headers = {"Accept": "application/fhir+ndjson", "Accept-Encoding": ACCEPT_ENCODING}
             auth = self.send_auth
@@ -196,10 +219,10 @@ class Downloader:
                     path.unlink(missing_ok=True)
                     raise ExportDamaged(counted)
                 log.warning("%s", counted)
-        except BaseException:
+        except BaseException as exc:
             # Stop the queued downloads from the worker itself: the main thread may see the
             # failure only after this worker has already started the next file.
-            stop.set()
+            stop.fail(exc)
             raise
         if done.kept != done.lines:
             log.info(
@@ -217,7 +240,7 @@ class Downloader:
         path: Path,
         decoder: BodyDecoder,
         lines: LineChecker,
-        stop: threading.Event,
+        stop: _Stop,
         what: str,
     ) -> None:
         part = path.with_name(path.name + ".part")
@@ -225,7 +248,7 @@ class Downloader:
             with part.open("wb") as out:
                 for chunk in _raw_chunks(resp):
                     if stop.is_set():
-                        raise ServerError(f"{what}: cancelled")
+                        raise Cancelled(f"{what}: cancelled")
                     for data in decoder.feed(chunk):
                         out.write(lines.feed(data))
                 decoder.finish()

@@ -357,3 +357,31 @@ def test_manifest_pages_are_bounded(mock, client, fake, tmp_path):
         mock.get(f"{BASE}/pages/{n}", json=page)
     with pytest.raises(ServerError, match="more than 3 pages"):
         run(client, fake, tmp_path, max_manifest_pages=3)
+
+
+def test_the_failure_is_reported_not_the_cancellation_it_caused(tmp_path, monkeypatch):
+    """A damaged file stops the other downloads; whichever thread finishes first, the error the
+    run reports is the damage (exit 9 for the nightly job), never "cancelled" (exit 5)."""
+    import threading
+
+    from ips_screen.fhir.bulk_download import Cancelled, Downloader, FileEntry
+
+    second_cancelled = threading.Event()
+
+    def fetch(self, n, entry, stop):
+        if n == 0:
+            stop.fail(ExportDamaged("output-0001-Condition.ndjson: the manifest's count is 3"))
+            second_cancelled.wait(5)  # let the cancellation reach the main thread first
+            raise ExportDamaged("output-0001-Condition.ndjson: the manifest's count is 3")
+        stop.wait(5)
+        second_cancelled.set()
+        raise Cancelled("GET /files/Patient.ndjson (output file): cancelled")
+
+    monkeypatch.setattr(Downloader, "_fetch", fetch)
+    entries = [
+        FileEntry("output", t, f"https://fhir.example.org/r4/files/{t}.ndjson", None)
+        for t in ("Condition", "Patient")
+    ]
+    downloader = Downloader(None, tmp_path, False, {}, 2, lambda *_: None)  # type: ignore[arg-type]
+    with pytest.raises(ExportDamaged, match="count is 3"):
+        downloader.run(entries)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import yaml
@@ -20,7 +21,10 @@ from ips_screen.ruleset.model import (
     Ruleset,
 )
 
-DEFAULT_RULESET = Path(__file__).resolve().parents[2] / "rules" / "ips-chronic-pain.yaml"
+# The built-in rules: the repo's top-level rules/ folder, installed inside the package as
+# ips_screen._rules (pyproject.toml), so a wheel or an editable install finds the same files.
+RULES_DIR = Path(str(files("ips_screen._rules")))
+DEFAULT_RULESET = RULES_DIR / "ips-chronic-pain.yaml"
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,17 @@ KEYS = (
     "statusReason", "coding", "reference", "system", "display", "entry", "resource", "fullUrl",
     "search", "mode", "start",
 )  # fmt: skip
+DATE_KEYS = (
+    "birthDate", "deceasedDateTime", "onsetDateTime", "recordedDate", "effectiveDateTime",
+    "effectiveInstant", "issued", "performedDateTime", "authoredOn", "lastModified", "date",
+    "abatementDateTime",
+)  # fmt: skip
+ODD_DATES = (
+    "0001-01-01", "0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00Z", "9999-12-31",
+    "9999-12-31T23:59:59-14:00", "9999", "9999-12", "9000-12-31", "2024-02-30", "2024-13",
+    "2024-00", "0000", "10000-01-01", "2024-01-01T25:00:00Z", "2024-01-01T10:00:00",
+    "2024-01-01T10:00:00+99:00", "2026-11-26", "2026-11-27", "1958-06-01", "19580601", "",
+)  # fmt: skip
 ODD_STRINGS = (
     "", " ", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "9999-12-31", "0000",
     "2024-02-30", "2024-13", "10000-01-01", "2024-01-01T25:00:00Z", "2024", "-001", "+2024",
@@ -79,6 +90,13 @@ MALFORMED = {
     "type-list.ndjson": b'{"resourceType":["Condition"],"id":"c"}\n',
     "type-object.ndjson": b'{"resourceType":{"a":1},"id":"c"}\n',
     "status-list.ndjson": b'{"resourceType":"Procedure","id":"p","status":["done"]}\n',
+    "birth-year-9999.ndjson": b'{"resourceType":"Patient","id":"b","birthDate":"9999-12-31"}\n',
+    "birth-overflow.ndjson": (
+        b'{"resourceType":"Patient","id":"b","birthDate":"9999-12-31T23:59:59-14:00"}\n'
+    ),
+    "deceased-year-one.ndjson": (
+        b'{"resourceType":"Patient","id":"d","deceasedDateTime":"0001-01-01T00:00:00+14:00"}\n'
+    ),
     "crlf.ndjson": b'{"resourceType":"Patient","id":"a"}\r\n\r\n',
     "only-newlines.ndjson": b"\n\n\n",
     "empty.ndjson.gz": b"",
@@ -144,8 +162,13 @@ def structural_mutation(draw: st.DrawFn, document: object) -> None:
     if not spots:
         return
     container, key = spots[draw(st.integers(0, len(spots) - 1))]
-    action = draw(st.sampled_from(("set", "set", "delete", "add")))
-    if action == "delete":
+    action = draw(st.sampled_from(("set", "set", "delete", "add", "date")))
+    if action == "date":
+        resources = [c for c, _ in spots if isinstance(c, dict) and "resourceType" in c]
+        if resources:
+            resource = resources[draw(st.integers(0, len(resources) - 1))]
+            resource[draw(st.sampled_from(DATE_KEYS))] = draw(st.sampled_from(ODD_DATES))
+    elif action == "delete":
         del container[key]
     elif action == "add" and isinstance(container, dict):
         container[draw(st.sampled_from(KEYS))] = draw(odd_values())

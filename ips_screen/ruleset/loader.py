@@ -21,9 +21,18 @@ from ips_screen.ruleset.model import (
     Ruleset,
 )
 
-# The built-in rules: the repo's top-level rules/ folder, installed inside the package as
-# ips_screen._rules (pyproject.toml), so a wheel or an editable install finds the same files.
-RULES_DIR = Path(str(files("ips_screen._rules")))
+
+def _rules_dir() -> Path:
+    """The built-in rules: the repo's top-level rules/ folder, installed inside the package as
+    ips_screen._rules (pyproject.toml), so a wheel and an editable install find the same files;
+    a checkout used without installing it (PYTHONPATH) reads rules/ beside the package."""
+    try:
+        return Path(str(files("ips_screen._rules")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "rules"
+
+
+RULES_DIR = _rules_dir()
 DEFAULT_RULESET = RULES_DIR / "ips-chronic-pain.yaml"
 
 

@@ -102,3 +102,22 @@ def test_core_commands_run_without_the_serve_packages(tmp_path: Path, command: s
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_checkout_used_without_installing_it_reads_its_rules_folder(tmp_path: Path):
+    """PYTHONPATH=<checkout> (or an editable install made before rules/ was mapped): no
+    ips_screen._rules module, so the loader reads rules/ beside the package."""
+    script = (
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from ips_screen.cli.main import main\n"
+        "from ips_screen.ruleset.loader import DEFAULT_RULESET\n"
+        "print(DEFAULT_RULESET)\n"
+        "sys.exit(main(['rules', 'validate']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == str(ROOT / "rules" / "ips-chronic-pain.yaml")

@@ -25,10 +25,12 @@ from pathlib import Path
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ips_screen.cli import commands
 from ips_screen.cli.main import main
 from ips_screen.ruleset.loader import load_ruleset
+from tests.conftest import SHARED_DATA
 from tests.fuzz.inputs import MALFORMED, input_folders
 from tests.fuzz.seeds import fixture_seeds, synthea_seeds
 
@@ -96,16 +98,11 @@ def test_fuzzed_fixture_records_screen_or_exit_3(files):
 
 
 @pytest.mark.shared_data
-def test_fuzzed_synthea_records_screen_or_exit_3(shared_data):
-    seeds = synthea_seeds()
-    assert seeds, "the shared data holds Synthea records"
-
-    @FUZZ
-    @given(input_folders(seeds))
-    def run(files):
-        check_screen(files)
-
-    run()
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not present at {SHARED_DATA}")
+@FUZZ
+@given(st.deferred(lambda: input_folders(synthea_seeds())))  # seeds read on the first draw
+def test_fuzzed_synthea_records_screen_or_exit_3(files):
+    check_screen(files)
 
 
 @pytest.mark.parametrize("name", sorted(MALFORMED))

@@ -22,8 +22,14 @@ def today_london(now: datetime | None = None) -> date:
     return now.astimezone(LONDON).date()
 
 
+# Later years are unreadable: no record is dated there, and the rules' arithmetic (ages, windows
+# of months, the decision horizon) must not overflow `date.max` (9999-12-31).
+MAX_YEAR = 9000
+
+
 def parse_fhir_date(value: object) -> date | None:
-    """A FHIR date, dateTime or instant as a London calendar day; None when absent or unreadable.
+    """A FHIR date, dateTime or instant as a London calendar day; None when absent or unreadable
+    (including a year after MAX_YEAR).
 
     >>> parse_fhir_date("2024-03")
     datetime.date(2024, 3, 1)
@@ -35,17 +41,18 @@ def parse_fhir_date(value: object) -> date | None:
     try:
         n = len(value)
         if n == 10:
-            return date.fromisoformat(value)
-        if n == 4:
-            return date(int(value), 1, 1)
-        if n == 7:
-            return date(int(value[:4]), int(value[5:7]), 1)
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
+            day = date.fromisoformat(value)
+        elif n == 4:
+            day = date(int(value), 1, 1)
+        elif n == 7:
+            day = date(int(value[:4]), int(value[5:7]), 1)
+        else:
+            parsed = datetime.fromisoformat(value)
+            # FHIR requires an offset with a time; without one, take the day as written
+            day = parsed.astimezone(LONDON).date() if parsed.tzinfo else parsed.date()
+    except (ValueError, OverflowError):  # OverflowError: an offset across 0001-01-01/9999-12-31
         return None
-    if parsed.tzinfo is None:  # FHIR requires an offset with a time; take the day as written
-        return parsed.date()
-    return parsed.astimezone(LONDON).date()
+    return day if day.year <= MAX_YEAR else None
 
 
 def add_months(d: date, months: int) -> date:

@@ -113,7 +113,7 @@ def _common_screen_args(parser: argparse.ArgumentParser, *, patient_ids: bool = 
         type=_as_of,
         help="screen as of this date (YYYY-MM-DD; default: today in Europe/London)",
     )
-    parser.add_argument("--rules", help="ruleset file (default: rules/ips-chronic-pain.yaml)")
+    parser.add_argument("--rules", help="ruleset file (default: the built-in one)")
     add_server_args(parser, patient_ids=patient_ids)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib.util
 import re
 import sys
 from collections.abc import Mapping
@@ -87,6 +88,7 @@ def run_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return _hash_password(args)
     if not args.config:
         raise UserError("serve needs --config FILE (see docs/serve.example.toml)")
+    _check_serve_extra()
     from ips_screen.service.app import run
     from ips_screen.service.config import load_config
 
@@ -110,6 +112,31 @@ def run_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         },
     )
     return 0
+
+
+# The `serve` extra (pyproject.toml): module to import -> package to install.
+SERVE_MODULES = {
+    "fastapi": "fastapi",
+    "uvicorn": "uvicorn",
+    "python_multipart": "python-multipart",
+}
+
+
+def _check_serve_extra() -> None:
+    """Refuse in one line when the web service's packages are not installed."""
+    missing = [package for module, package in SERVE_MODULES.items() if not _importable(module)]
+    if missing:
+        raise UserError(
+            f"serve needs {', '.join(missing)}: install ips-screen[serve] "
+            "(pip install 'ips-screen[serve]')"
+        )
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _hash_password(args: argparse.Namespace) -> int:

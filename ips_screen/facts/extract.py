@@ -71,23 +71,31 @@ class CodeIndex:
         if not isinstance(concept, dict):
             return False
         cache = self._raw
-        for coding in concept.get("coding") or ():
+        for coding in _items(concept.get("coding")):
             if not isinstance(coding, dict):
                 continue
-            key = (coding.get("system"), coding.get("code"))
+            system, code = coding.get("system"), coding.get("code")
+            if type(system) is not str or type(code) is not str:
+                continue
+            key = (system, code)
             hit = cache.get(key)
             if hit is None:
-                system, code = key
-                hit = (
-                    isinstance(system, str)
-                    and isinstance(code, str)
-                    and (_normalise(system, code) in self)
-                )
+                hit = _normalise(system, code) in self
                 if len(cache) < 1_000_000:
                     cache[key] = hit
             if hit:
                 return True
         return False
+
+
+def _items(value: object) -> list | tuple:
+    """A JSON array's items; nothing for any other value (malformed input)."""
+    return value if isinstance(value, list) else ()
+
+
+def _text(value: object) -> str | None:
+    """A JSON string, or None for any other value (malformed input)."""
+    return value if isinstance(value, str) else None
 
 
 def _normalise(system: str, code: str) -> Coding:
@@ -105,7 +113,7 @@ def _relevant(resource: dict, concept: object, index: CodeIndex, observation: bo
         return False
     if index.any_raw(resource.get("valueCodeableConcept")):
         return True
-    for component in resource.get("component") or ():
+    for component in _items(resource.get("component")):
         if isinstance(component, dict) and (
             index.any_raw(component.get("code"))
             or index.any_raw(component.get("valueCodeableConcept"))
@@ -117,11 +125,11 @@ def _relevant(resource: dict, concept: object, index: CodeIndex, observation: bo
 def codings(concept: object) -> tuple[Coding, ...]:
     """Normalised (system, code) pairs of a CodeableConcept (or a list of them)."""
     if isinstance(concept, list):
-        return tuple(c for item in concept for c in codings(item))
+        return tuple(c for item in concept if isinstance(item, dict) for c in codings(item))
     if not isinstance(concept, dict):
         return ()
     out = []
-    for coding in concept.get("coding") or ():
+    for coding in _items(concept.get("coding")):
         if not isinstance(coding, dict):
             continue
         system, code = coding.get("system"), coding.get("code")
@@ -136,7 +144,7 @@ def codings(concept: object) -> tuple[Coding, ...]:
 
 def _status_code(concept: object) -> str | None:
     if isinstance(concept, dict):
-        for coding in concept.get("coding") or ():
+        for coding in _items(concept.get("coding")):
             if isinstance(coding, dict) and isinstance(coding.get("code"), str):
                 return coding["code"]
     return None
@@ -145,7 +153,7 @@ def _status_code(concept: object) -> str | None:
 def _display(concept: object) -> str | None:
     if not isinstance(concept, dict):
         return None
-    for coding in concept.get("coding") or ():
+    for coding in _items(concept.get("coding")):
         if isinstance(coding, dict) and isinstance(coding.get("display"), str):
             return coding["display"].strip()
     text = concept.get("text")
@@ -208,7 +216,7 @@ def patient_of(resource: dict, resolve: Resolver | None = None) -> str | None:
 
 def _components(resource: dict) -> tuple[Component, ...]:
     out = []
-    for component in resource.get("component") or ():
+    for component in _items(resource.get("component")):
         if isinstance(component, dict):
             values = codings(component.get("valueCodeableConcept"))
             out.append((codings(component.get("code")), values))
@@ -227,7 +235,7 @@ class PatientInfo:
 def extract_patient(resource: dict, resolve: Resolver | None = None) -> PatientInfo:
     gps = tuple(
         ref
-        for ref in (reference_to(gp, resolve) for gp in resource.get("generalPractitioner") or ())
+        for ref in (reference_to(gp, resolve) for gp in _items(resource.get("generalPractitioner")))
         if ref
     )
     return PatientInfo(
@@ -246,7 +254,7 @@ def extract_record(
     rtype = resource.get("resourceType")
     if rtype not in SUBJECT_FIELD:
         return None
-    status = resource.get("status")
+    status = _text(resource.get("status"))
     if status in IGNORED_STATUS.get(rtype, ()):
         return None
     ref = f"{rtype}/{resource.get('id')}"
@@ -260,7 +268,7 @@ def extract_record(
             resource_type=rtype,
             date=parse_fhir_date(resource.get("authoredOn")),
             status=status,
-            intent=resource.get("intent"),
+            intent=_text(resource.get("intent")),
             focus=focus,
             changed=parse_fhir_date(resource.get("lastModified") or resource.get("authoredOn")),
             status_reason=codings(resource.get("statusReason")),
@@ -298,7 +306,7 @@ def extract_record(
     if rtype == "ServiceRequest":
         identifiers = tuple(
             (str(i.get("system", "")), str(i.get("value", "")))
-            for i in resource.get("identifier") or ()
+            for i in _items(resource.get("identifier"))
             if isinstance(i, dict)
         )
         meta = resource.get("meta")
@@ -309,7 +317,7 @@ def extract_record(
             codes=codes,
             date=record_date(resource, rtype),
             status=status,
-            intent=resource.get("intent"),
+            intent=_text(resource.get("intent")),
             identifiers=identifiers,
             changed=parse_fhir_date(updated or resource.get("authoredOn")),
             display=_display(concept),

@@ -65,15 +65,22 @@ def _param_matches(resource: Mapping[str, Any], name: str, values: tuple[str, ..
     return False
 
 
-def _tokens(value: object) -> Iterator[tuple[str | None, str]]:
+# A list of CodeableConcepts (list, concept, coding list, coding) is the deepest token element;
+# anything nested deeper is malformed and holds no tokens.
+_MAX_TOKEN_DEPTH = 4
+
+
+def _tokens(value: object, depth: int = 0) -> Iterator[tuple[str | None, str]]:
     if isinstance(value, str):
         yield None, value
+    elif depth >= _MAX_TOKEN_DEPTH:
+        return
     elif isinstance(value, list):
         for item in value:
-            yield from _tokens(item)
+            yield from _tokens(item, depth + 1)
     elif isinstance(value, dict):
         if "coding" in value:
-            yield from _tokens(value["coding"])
+            yield from _tokens(value["coding"], depth + 1)
         elif isinstance(value.get("code"), str):
             system = value.get("system")
             yield (system if isinstance(system, str) else None), value["code"]

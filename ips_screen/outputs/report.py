@@ -8,6 +8,7 @@ SVG whose geometry is computed here, each followed by a table holding the same n
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
@@ -61,7 +62,10 @@ _SERIES = (
 )
 
 
+@lru_cache(maxsize=1)
 def _environment() -> Environment:
+    """The template environment, made once per process (compiling the report template takes
+    about as long as a small screen)."""
     env = Environment(
         loader=PackageLoader("ips_screen.outputs", "templates"),
         autoescape=True,

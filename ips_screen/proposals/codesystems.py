@@ -1,5 +1,6 @@
 """The project's own CodeSystems (decline reasons; IPS referral and screen priorities), kept as
-FHIR JSON files in rules/fhir/ for loading into a terminology or FHIR server.
+FHIR JSON files in rules/fhir/ (installed with the package) for loading into a terminology or FHIR
+server.
 
 Regenerate the files after changing a code (a test checks they equal what these functions
 return): ``python -c "from ips_screen.proposals.codesystems import write_codesystems as w; w()"``
@@ -13,8 +14,9 @@ import orjson
 
 from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS, IPS_REFERRAL, IPS_SYSTEM
 from ips_screen.proposals.common import PRIORITY_CODES, validated
+from ips_screen.ruleset.loader import RULES_DIR
 
-FHIR_DIR = Path(__file__).resolve().parents[2] / "rules" / "fhir"
+FHIR_DIR = RULES_DIR / "fhir"
 
 
 def decline_reason_codesystem() -> dict:

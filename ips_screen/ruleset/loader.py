@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import yaml
@@ -20,7 +21,19 @@ from ips_screen.ruleset.model import (
     Ruleset,
 )
 
-DEFAULT_RULESET = Path(__file__).resolve().parents[2] / "rules" / "ips-chronic-pain.yaml"
+
+def _rules_dir() -> Path:
+    """The built-in rules: the repo's top-level rules/ folder, installed inside the package as
+    ips_screen._rules (pyproject.toml), so a wheel and an editable install find the same files;
+    a checkout used without installing it (PYTHONPATH) reads rules/ beside the package."""
+    try:
+        return Path(str(files("ips_screen._rules")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "rules"
+
+
+RULES_DIR = _rules_dir()
+DEFAULT_RULESET = RULES_DIR / "ips-chronic-pain.yaml"
 
 
 @dataclass(frozen=True)

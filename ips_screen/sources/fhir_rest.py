@@ -169,7 +169,8 @@ class _Reader:
         assert self.wanted is not None
         rtype = resource.get("resourceType")
         if rtype == "Patient":
-            return resource.get("id") in self.wanted
+            pid = resource.get("id")
+            return isinstance(pid, str) and pid in self.wanted
         if rtype in SUBJECT_FIELD:
             return patient_of(resource, resolve) in self.wanted
         return True  # other types are counted and dropped by the builder

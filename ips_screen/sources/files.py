@@ -151,7 +151,7 @@ class _Reader:
                         continue
                     # The common case inline (a known, non-Bundle resource): no generator.
                     rtype = value.get("resourceType") if type(value) is dict else None
-                    if rtype in known and rtype != "Bundle":
+                    if type(rtype) is str and rtype in known and rtype != "Bundle":
                         report.resources_read += 1
                         by_type[rtype] += 1
                         yield value, where, None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -138,26 +139,39 @@ def facts_from(data: bytes, records: list[Record]) -> PatientFacts:
 
 
 def deleted_refs(paths: Iterable[Path]) -> Iterator[str]:
-    """ "Type/id" of every DELETE entry in Bulk `deleted` files (NDJSON, or NDJSON.gz by name)."""
+    """ "Type/id" of every DELETE entry in Bulk `deleted` files (NDJSON, or NDJSON.gz by name);
+    `InputError` naming the file (and line) for one that cannot be read."""
     for path in paths:
         path = Path(path)
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
-        with opener(path, "rb") as lines:
-            for lineno, line in enumerate(lines, 1):
-                if not line.strip():
+        try:
+            yield from _deleted_in(path)
+        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            raise InputError(f"{path}: cannot read the file ({exc})") from None
+
+
+def _deleted_in(path: Path) -> Iterator[str]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as lines:
+        for lineno, line in enumerate(lines, 1):
+            if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            if not line.strip():
+                continue
+            try:
+                bundle = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+                raise InputError(f"{path}:{lineno}: expected a Bundle of deletions")
+            entries = bundle.get("entry") or []
+            if not isinstance(entries, list):
+                raise InputError(f"{path}:{lineno}: Bundle.entry is not a list")
+            for entry in entries:
+                request = entry.get("request") if isinstance(entry, dict) else None
+                if not isinstance(request, dict):
                     continue
-                try:
-                    bundle = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-                if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-                    raise InputError(f"{path}:{lineno}: expected a Bundle of deletions")
-                for entry in bundle.get("entry") or []:
-                    request = entry.get("request") if isinstance(entry, dict) else None
-                    if not isinstance(request, dict):
-                        continue
-                    if str(request.get("method", "")).upper() != "DELETE":
-                        continue
-                    ref = reference_to(str(request.get("url") or "").split("?", 1)[0])
-                    if ref:
-                        yield ref
+                if str(request.get("method", "")).upper() != "DELETE":
+                    continue
+                ref = reference_to(str(request.get("url") or "").split("?", 1)[0])
+                if ref:
+                    yield ref

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, TypedDict
 
 from ips_screen.engine.decision import Decision, Step
+from ips_screen.presentation.trace import step_line
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.ruleset.model import OutsideAgeRange
 
@@ -245,8 +246,8 @@ def summarise(
 
 def _why(step: Step) -> str:
     """What held for a step: for any-of, the details of the parts that held."""
-    held = [p.detail for p in step.parts if p.status == "pass" and p.detail]
-    text = "; ".join(held) if step.kind == "any-of" and held else step.detail
+    held = [line for p in step.parts if p.status == "pass" and (line := step_line(p))]
+    text = "; ".join(held) if step.kind == "any-of" and held else step_line(step)
     return " ".join(text.split())
 
 

@@ -19,6 +19,7 @@ import orjson
 
 from ips_screen.engine.decision import Decision
 from ips_screen.outputs.summary import write_worklist_csv
+from ips_screen.presentation.trace import step_line
 from ips_screen.private_dir import FILE_MODE
 from ips_screen.ruleset.loader import CompiledRuleset
 
@@ -34,7 +35,9 @@ JSON_OPTIONS = _JSON  # summary.json and proposals.json
 def decisions_ndjson(decisions: list[Decision]) -> bytes:
     """One sorted-key JSON object per line, decisions sorted by patient."""
     ordered = sorted(decisions, key=lambda d: d.patient)
-    return b"".join(orjson.dumps(d.to_dict(), option=orjson.OPT_SORT_KEYS) + b"\n" for d in ordered)
+    return b"".join(
+        orjson.dumps(d.to_dict(step_line), option=orjson.OPT_SORT_KEYS) + b"\n" for d in ordered
+    )
 
 
 def _write_synced(path: Path, produce: Callable[[Path], None]) -> None:

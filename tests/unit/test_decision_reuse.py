@@ -20,6 +20,7 @@ from ips_screen.nightly.outputs import NightlyOutputs
 from ips_screen.nightly.run import NightlyResult, run_nightly
 from ips_screen.outputs.write import DECISIONS, PROPOSALS, REPORT, SUMMARY, WORKLIST
 from ips_screen.pipeline import finish
+from ips_screen.presentation.trace import step_line
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.sources import discover, iter_resources
 from ips_screen.sources.population import collect_resources
@@ -230,7 +231,7 @@ def test_streamed_outputs_equal_pipeline_finish(tmp_path: Path, ruleset):
         streamed = NightlyOutputs(out, ruleset, as_of=day, now=now, owner=None)
         counter = streamed.counter
         for d in decisions:
-            line = orjson.dumps(d.to_dict(), option=orjson.OPT_SORT_KEYS)
+            line = orjson.dumps(d.to_dict(step_line), option=orjson.OPT_SORT_KEYS)
             streamed.add(d.patient, line, counter.key(d), d if d.outcome == "propose" else None)
         streamed.finish(**kwargs)
         for name in FILES:

@@ -279,7 +279,7 @@ def worklist_rows(
 ) -> list[dict[str, str]]:
     """Proposed patients: patient, priority, flags (joined by ';') and a one-line reason (in
     plain words when the ruleset is given, else from the trace details)."""
-    from ips_screen.proposals.text import reasons_in_brief
+    from ips_screen.presentation.notes import reasons_in_brief
 
     def reason(d: Decision) -> str:
         return reasons_in_brief(d, ruleset) if ruleset else one_line_reason(d, step_ids)

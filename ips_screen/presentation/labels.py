@@ -1,36 +1,45 @@
-"""Plain words for reason and flag names (the name itself when the ruleset gives none)."""
+"""Plain words for names, from the ruleset's `texts:` (the name itself when it gives none)."""
 
 from __future__ import annotations
 
-REASONS: dict[str, str] = {
-    "deceased": "recorded as having died",
-    "outside-working-age": "under 18, or at or over State Pension age",
-    "end-of-life": "receiving palliative or end-of-life care",
-    "ips-referral-open": (
-        "already has an open or recent IPS referral (or a proposal awaiting review)"
-    ),
-    "ips-declined": "IPS was declined recently, so it is not offered again yet",
-    "no-chronic-pain": "no chronic pain recorded",
-    "in-work": "recorded as in work",
-    "retired": "recorded as retired",
-    "student": "recorded as a student",
-    "employment-status-unknown": (
-        "no employment status recorded, and the fit notes do not show time off work"
-    ),
-    "birth-date-missing": "no birth date recorded, so working age cannot be checked",
-}
-FLAGS: dict[str, str] = {
-    "employment-status-unconfirmed": (
-        "employment status not confirmed by a recent record: please ask the patient and record it"
-    ),
-}
+from ips_screen.ruleset.loader import CompiledRuleset
 
 
-def reason_text(reason: str) -> str:
+def reason_text(reason: str, ruleset: CompiledRuleset) -> str:
     """One line of plain words for a reason name (the name itself when unknown)."""
-    return REASONS.get(reason, reason)
+    return ruleset.model.texts.reasons.get(reason, reason)
 
 
-def flag_text(flag: str) -> str:
+def flag_text(flag: str, ruleset: CompiledRuleset) -> str:
     """One line of plain words for a flag name (the name itself when unknown)."""
-    return FLAGS.get(flag, flag)
+    return ruleset.model.texts.flags.get(flag, flag)
+
+
+def report_text(name: str, ruleset: CompiledRuleset) -> str:
+    """The practice report's words for a reason or flag name ("" when the ruleset has none)."""
+    texts = ruleset.model.texts
+    return texts.report.get(name) or texts.reasons.get(name) or texts.flags.get(name) or ""
+
+
+def category_text(codelist: str, category: str, ruleset: CompiledRuleset) -> str:
+    """Plain words for a category of a codelist (else the category with hyphens as spaces)."""
+    words = ruleset.model.texts.categories.get(codelist, {})
+    return words.get(category) or category.replace("-", " ")
+
+
+def criterion_label(criterion_id: str, ruleset: CompiledRuleset) -> str:
+    """A criterion's label in the clinician note (else its id)."""
+    return ruleset.model.texts.criteria.get(criterion_id, criterion_id)
+
+
+def proposal_title(ruleset: CompiledRuleset) -> str:
+    return ruleset.model.texts.proposal_title or ruleset.model.title
+
+
+def service_title(ruleset: CompiledRuleset) -> str:
+    return ruleset.model.texts.service_title or ruleset.model.title
+
+
+def service_description(ruleset: CompiledRuleset) -> str:
+    texts = ruleset.model.texts
+    return texts.service_description or ruleset.model.description.strip()

@@ -17,7 +17,12 @@ from ips_screen.kinds.evidence import (
     SpellStartEvidence,
 )
 from ips_screen.kinds.registry import walk_criteria
-from ips_screen.presentation.labels import flag_text
+from ips_screen.presentation.labels import (
+    category_text,
+    criterion_label,
+    flag_text,
+    proposal_title,
+)
 from ips_screen.presentation.trace import LISTED, step_line
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.ruleset.model import Criterion, LatestCategory, Records
@@ -28,24 +33,24 @@ def patient_explanation(ruleset: CompiledRuleset) -> str:
     return ruleset.model.proposal.patient_explanation.strip()
 
 
-def task_description(decision: Decision) -> str:
-    """One line for the review Task: why, and the screen's priority."""
-    line = f"Offer IPS: chronic pain and out of work ({decision.priority or 'routine'})"
-    if "employment-status-unconfirmed" in decision.flags:
-        line += "; confirm employment status"
-    return line
+def task_description(decision: Decision, ruleset: CompiledRuleset) -> str:
+    """One line for the review Task: why, the screen's priority, and what its flags ask."""
+    texts = ruleset.model.texts
+    line = f"{texts.task_line or ruleset.model.title} ({decision.priority or 'routine'})"
+    asks = [texts.flag_actions[flag] for flag in decision.flags if flag in texts.flag_actions]
+    return "; ".join([line, *asks])
 
 
 def clinician_note(decision: Decision, ruleset: CompiledRuleset) -> str:
     """Why this patient was suggested, in plain words (ServiceRequest.note)."""
     model = ruleset.model
     lines = [
-        "Why this patient was suggested for Individual Placement and Support (IPS) "
+        f"Why this patient was suggested for {proposal_title(ruleset)} "
         f"(screen {model.id} {model.version}, as of {decision.as_of}):"
     ]
     lines.extend(f"- {label}: {text}" for label, text in _reasons(decision, ruleset))
     lines.append(f"- Priority: {_priority(decision, ruleset)}")
-    lines.extend(f"- Flag ({flag}): {flag_text(flag)}." for flag in decision.flags)
+    lines.extend(f"- Flag ({flag}): {flag_text(flag, ruleset)}." for flag in decision.flags)
     summary = model.proposal.clinician_summary.strip()
     if summary:
         lines.extend(["", summary])
@@ -70,10 +75,10 @@ def _reasons(decision: Decision, ruleset: CompiledRuleset) -> list[tuple[str, st
         if step is None:
             continue
         rule = _rule(ruleset, name)
+        label = criterion_label(name, ruleset)
         if isinstance(rule, LatestCategory) and isinstance(step.evidence, LatestCategoryEvidence):
-            out.append(("Employment", _employment(step, step.evidence, rule)))
+            out.append((label, _employment(step, step.evidence, rule, ruleset)))
         else:
-            label = "Chronic pain" if name == model.proposal.pain_criterion else name
             out.append((label, _evidence(step, ruleset)))
     return out
 
@@ -115,16 +120,16 @@ def _evidence(step: Step, ruleset: CompiledRuleset) -> str:
     return "; ".join(out) + "."
 
 
-def _categories(evidence: LatestCategoryEvidence) -> str:
-    return ", ".join(sorted({r.category for r in evidence.latest})).replace("-", " ")
-
-
-def _employment(step: Step, evidence: LatestCategoryEvidence, rule: LatestCategory) -> str:
+def _employment(
+    step: Step, evidence: LatestCategoryEvidence, rule: LatestCategory, ruleset: CompiledRuleset
+) -> str:
+    categories = sorted({r.category for r in evidence.latest})
+    cats = ", ".join(category_text(rule.codelist, c, ruleset) for c in categories)
     day = evidence.latest_date.isoformat() if evidence.latest_date else ""
     if not step.parts:  # passed on recorded evidence
         if evidence.latest_date is None:
             return f"{step_line(step)}."
-        said = f"recorded as {_categories(evidence)} on {day}"
+        said = f"recorded as {cats} on {day}"
         if not evidence.recent:
             return (
                 f"{said}, more than {rule.recent_months} months ago — please confirm and record "
@@ -135,7 +140,7 @@ def _employment(step: Step, evidence: LatestCategoryEvidence, rule: LatestCatego
         why = "conflicting employment status records on the same day"
     elif evidence.latest_date is not None:
         why = (
-            f"the latest recorded employment status ({_categories(evidence)}, {day}) "
+            f"the latest recorded employment status ({cats}, {day}) "
             f"is more than {rule.recent_months} months old"
         )
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ips_screen.presentation.labels import FLAGS, REASONS, flag_text, reason_text
+from ips_screen.presentation.labels import flag_text, reason_text
 from ips_screen.presentation.notes import (
     clinician_note,
     patient_explanation,
@@ -11,8 +11,6 @@ from ips_screen.presentation.notes import (
 )
 
 __all__ = [
-    "FLAGS",
-    "REASONS",
     "clinician_note",
     "flag_text",
     "patient_explanation",

@@ -142,6 +142,24 @@ def _check_references(model: Ruleset, path: Path, codelists: dict[str, Codelist]
         problem = check_of(criterion, codelists)
         if problem:
             raise RulesError(f"{path}: criterion {criterion.id!r}: {problem}")
+    _check_texts(model, path, codelists, set(ids))
+
+
+def _check_texts(model: Ruleset, path: Path, codelists: dict[str, Codelist], ids: set) -> None:
+    """`texts:` names only criteria and codelist categories that exist."""
+    texts = model.texts
+    for section, names in (("criteria", texts.criteria), ("steps", texts.steps)):
+        unknown = sorted(set(names) - ids)
+        if unknown:
+            raise RulesError(f"{path}: texts.{section}: {unknown} are not criterion ids")
+    for name, words in texts.categories.items():
+        if name not in codelists:
+            raise RulesError(f"{path}: texts.categories: {name!r} is not a listed codelist")
+        unknown = sorted(set(words) - codelists[name].categories)
+        if unknown:
+            raise RulesError(
+                f"{path}: texts.categories.{name}: {unknown} are not categories of the codelist"
+            )
 
 
 def load_ruleset(path: Path | str | None = None, *, check_pins: bool = True) -> CompiledRuleset:

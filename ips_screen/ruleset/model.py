@@ -32,6 +32,7 @@ from ips_screen.kinds.records import Records
 from ips_screen.kinds.referral_declined import Deferral, ReferralDeclined
 from ips_screen.kinds.referral_open import ReferralOpen
 from ips_screen.kinds.registry import Criterion, windows_of
+from ips_screen.ruleset.texts import Texts
 
 __all__ = [
     "KEBAB",
@@ -57,6 +58,7 @@ __all__ = [
     "ResourceType",
     "Ruleset",
     "Strict",
+    "Texts",
 ]
 
 
@@ -131,6 +133,7 @@ class Ruleset(Strict):
     criteria: list[Inclusion] = Field(min_length=1)
     priority: Priority | None = None
     proposal: Proposal
+    texts: Texts = Field(default_factory=Texts, description="words for the outputs")
     examples: list[Example] = Field(default_factory=list)
 
     @property

@@ -6,14 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from ips_screen.facts.extract import CODE_FIELD, codings, record_date
+from ips_screen.presentation.labels import category_text
 from ips_screen.ruleset.loader import CompiledRuleset
 
-FITNESS_WORDS = {
-    "not-fit": "not fit for work",
-    "may-be-fit": "may be fit for work",
-    "back-to-work": "back to work",
-    "unspecified": "fitness not stated",
-}
 _MD_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>|#"})
 
 
@@ -41,7 +36,8 @@ def _note_markdown(note: str) -> list[str]:
 def _fit_note_lines(
     refs: Iterable[str], resources: Mapping[str, dict], ruleset: CompiledRuleset
 ) -> list[str]:
-    fit_list = ruleset.codelists[ruleset.model.proposal.supporting_info.codelist]
+    fit_name = ruleset.model.proposal.supporting_info.codelist
+    fit_list = ruleset.codelists[fit_name]
     rows = []
     for ref in dict.fromkeys(refs):
         resource = resources.get(ref)
@@ -60,7 +56,7 @@ def _fit_note_lines(
             concept.get("text") or "fit note",
         )
         day = when.isoformat() if when else "undated"
-        text = f"{day}: {FITNESS_WORDS.get(fitness, fitness)} ({display})"
+        text = f"{day}: {category_text(fit_name, fitness, ruleset)} ({display})"
         rows.append((day, f"- {md_escape(text)}"))
     return [line for _, line in sorted(rows)]
 

@@ -1,0 +1,46 @@
+"""The words a ruleset gives its outputs (`texts:` in the ruleset file), as a strict model.
+
+Every field is optional: a name with no words is shown as the name itself (hyphens as spaces for
+a category), and the titles fall back to the ruleset's `title`. `ips_screen.presentation` reads
+these; nothing else words a reason, flag, category or title.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ips_screen.kinds.base import Id, Strict
+
+
+class Texts(Strict):
+    proposal_title: str = Field(
+        "", description="what is proposed, in the clinician note's first line (default: title)"
+    )
+    task_line: str = Field(
+        "", description="the review Task's description, before the priority (default: title)"
+    )
+    service_title: str = Field("", description="the CDS Hooks service title (default: title)")
+    service_description: str = Field(
+        "", description="the CDS Hooks service description (default: description)"
+    )
+    criteria: dict[Id, str] = Field(
+        default_factory=dict, description="criterion id -> its label in the clinician note"
+    )
+    reasons: dict[Id, str] = Field(
+        default_factory=dict, description="reason name -> plain words (note, card, review)"
+    )
+    flags: dict[Id, str] = Field(default_factory=dict, description="flag name -> plain words")
+    flag_actions: dict[Id, str] = Field(
+        default_factory=dict, description="flag name -> what the review Task line asks"
+    )
+    report: dict[Id, str] = Field(
+        default_factory=dict,
+        description="reason or flag name -> words in the practice report, when other than above",
+    )
+    steps: dict[Id, str] = Field(
+        default_factory=dict,
+        description="top-level criterion id -> what it keeps, in the report's funnel",
+    )
+    categories: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="codelist name -> category -> plain words"
+    )

@@ -174,7 +174,7 @@ def _fit_notes(step: Step, rule: LatestCategory) -> tuple[int, int, list[RecordE
 
 
 def _priority(decision: Decision, ruleset: CompiledRuleset) -> str:
-    spec = ruleset.model.priority
+    spec, texts = ruleset.model.priority, ruleset.model.texts
     months = spec.early_within_months if spec else 24
     step = decision.step("priority")
     evidence = step.evidence if step is not None else None
@@ -182,10 +182,9 @@ def _priority(decision: Decision, ruleset: CompiledRuleset) -> str:
     began = start.date.isoformat() if start is not None and start.date else None
     if decision.priority == "early":
         since = f"out of work since {began}, " if began else ""
-        return f"early — {since}within the last {months} months; IPS works best when offered early."
+        note = f"; {texts.early_note}" if texts.early_note else "."
+        return f"early — {since}within the last {months} months{note}"
     if began:
-        return (
-            f"routine — out of work since {began}, more than {months} months ago; "
-            "IPS is still open to them."
-        )
+        note = f"; {texts.routine_note}" if texts.routine_note else "."
+        return f"routine — out of work since {began}, more than {months} months ago{note}"
     return "routine — the start of the current spell out of work is not recorded."

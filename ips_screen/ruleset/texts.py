@@ -23,6 +23,10 @@ class Texts(Strict):
     service_description: str = Field(
         "", description="the CDS Hooks service description (default: description)"
     )
+    early_note: str = Field("", description="added to an early priority in the clinician note")
+    routine_note: str = Field(
+        "", description="added to a routine priority (with a known start) in the clinician note"
+    )
     criteria: dict[Id, str] = Field(
         default_factory=dict, description="criterion id -> its label in the clinician note"
     )

@@ -27,6 +27,12 @@ class Texts(Strict):
     routine_note: str = Field(
         "", description="added to a routine priority (with a known start) in the clinician note"
     )
+    supporting_title: str = Field(
+        "Linked records", description="the card's heading for the records in supportingInfo"
+    )
+    card_notes: list[str] = Field(
+        default_factory=list, description="markdown paragraphs that close the card's detail"
+    )
     criteria: dict[Id, str] = Field(
         default_factory=dict, description="criterion id -> its label in the clinician note"
     )

@@ -1,5 +1,7 @@
 """The card's detail: markdown from the clinician note (the decision trace in plain words, or a
-pending proposal's stored note) and the fit-note timeline, with the records' words escaped."""
+pending proposal's stored note), the timeline of the records linked as supportingInfo (fit notes
+in the default ruleset) and the ruleset's closing notes (`texts.card_notes`), with the records'
+words escaped."""
 
 from __future__ import annotations
 
@@ -69,19 +71,17 @@ def detail_markdown(
     *,
     pending: bool,
 ) -> str:
+    texts = ruleset.model.texts
     months = ruleset.model.proposal.supporting_info.within_months or 12
     lines = _note_markdown(note)
     fit_lines = _fit_note_lines(fit_notes, resources, ruleset)
-    lines += ["", f"**Fit notes in the last {months} months**", ""]
+    lines += ["", f"**{md_escape(texts.supporting_title)} in the last {months} months**", ""]
     lines += fit_lines or ["- none recorded"]
-    done = " It also completes the proposal's review in ips-screen." if pending else ""
-    lines += [
-        "",
-        "**IPS is voluntary.** An employment specialist helps the person find and keep paid work, "
-        "alongside their health care. Offer it; refer only if they want to work and agree.",
-        "",
-        "**What happens next:** *Refer to IPS* creates a draft IPS referral for you to review "
-        f"and sign.{done} If the patient says no, dismiss this card with a reason: IPS will not "
-        "be suggested again for 12 months.",
-    ]
+    for paragraph in texts.card_notes:  # the ruleset's own markdown
+        lines += ["", " ".join(paragraph.split())]
+    if pending:
+        lines += [
+            "",
+            "Accepting the suggestion also completes the proposal's review in ips-screen.",
+        ]
     return "\n".join(lines).strip()

@@ -158,6 +158,7 @@ def render_report(
     )
     context = {
         "title": model.title,
+        "texts": model.texts,
         "early_months": model.priority.early_within_months if model.priority else None,
         "step_notes": step_notes,
         "ruleset_tag": summary["ruleset"],

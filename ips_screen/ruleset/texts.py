@@ -33,6 +33,14 @@ class Texts(Strict):
     card_notes: list[str] = Field(
         default_factory=list, description="markdown paragraphs that close the card's detail"
     )
+    report_offer: str = Field(
+        "an offer", description="what the report says patients are proposed for"
+    )
+    report_intro: str = Field("", description="the report's paragraph under its headline numbers")
+    report_review: str = Field(
+        "Each proposal waits for a clinician to review it.",
+        description="the report's sentence on what happens to a proposal",
+    )
     criteria: dict[Id, str] = Field(
         default_factory=dict, description="criterion id -> its label in the clinician note"
     )

@@ -4,6 +4,8 @@ place (ips_screen/presentation), with the words from the ruleset's `texts:`."""
 from __future__ import annotations
 
 import ast
+import sys
+import types
 import typing
 from datetime import date
 from pathlib import Path
@@ -13,13 +15,15 @@ import pytest
 
 import ips_screen
 from ips_screen.engine import Decision, evaluate
+from ips_screen.engine.decision import Step
 from ips_screen.engine.horizon import window_lengths
 from ips_screen.errors import RulesError
-from ips_screen.kinds.registry import KINDS, Criterion, walk_criteria, windows_of
+from ips_screen.kinds.context import Context
+from ips_screen.kinds.registry import KINDS, Criterion, evaluate_rule, walk_criteria, windows_of
 from ips_screen.presentation.notes import clinician_note, reasons_in_brief, task_description
 from ips_screen.presentation.trace import step_line
 from ips_screen.ruleset.loader import _DISCRIMINATORS, load_ruleset
-from tests.helpers import default_ruleset, facts_from, load_json
+from tests.helpers import default_ruleset, facts_from, fit_note, load_json, patient
 
 RULESET = default_ruleset()
 T = date(2026, 11, 26)
@@ -142,3 +146,23 @@ def test_texts_name_only_categories_the_codelist_has(tmp_path: Path):
     path = _with_texts(tmp_path / "b", "\ntexts:\n  criteria: {chronic-pian: Pain}\n")
     with pytest.raises(RulesError, match=r"texts.criteria: \['chronic-pian'\]"):
         load_ruleset(path)
+
+
+def test_the_readme_example_kind_runs(monkeypatch: pytest.MonkeyPatch):
+    """README.md, "Adding a criterion kind": the example module evaluates as it says."""
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("# ips_screen/kinds/no_recent_records.py")
+    module = types.ModuleType("readme_no_recent_records")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(readme[start : readme.index("```", start)], module.__dict__)
+    (spec,) = module.SPECS
+    rule = spec.model(id="no-fit-note", kind="no-recent-records", codelist="fit-notes")
+    assert spec.windows(rule) == (12,)
+    facts = facts_from([patient(), fit_note(when="2026-10-01")], RULESET)
+    ctx = Context(facts, T, RULESET.codelists, facts.records, evaluate_rule)
+    found = spec.evaluate(rule, ctx)
+    assert found.matched is False and len(found.refs) == 1
+    step = Step("no-fit-note", "no-recent-records", "fail", found.refs, found.evidence)
+    assert step_line(step).startswith("1 record(s) in fit-notes (in the last 12 months): ")
+    ctx = Context(facts, date(2028, 1, 1), RULESET.codelists, facts.records, evaluate_rule)
+    assert spec.evaluate(rule, ctx).matched is True

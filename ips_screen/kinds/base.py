@@ -14,13 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 KEBAB = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 Id = Annotated[str, Field(pattern=KEBAB)]
 ResourceType = Literal["Condition", "Observation", "Procedure", "DocumentReference"]
+
+if TYPE_CHECKING:
+    # A kind that nests criteria annotates them `Criterion` (imported from here when type
+    # checking); `registry` resolves the name to the union of every kind's model at run time.
+    Criterion = Any
 
 
 class Strict(BaseModel):

@@ -17,7 +17,7 @@ from ips_screen.kinds.context import Context, Finding
 from ips_screen.kinds.evidence import CombinedEvidence
 
 if TYPE_CHECKING:
-    from ips_screen.kinds.registry import Criterion
+    from ips_screen.kinds.base import Criterion
 
 
 class AnyOf(KindModel):

@@ -19,7 +19,7 @@ from ips_screen.kinds.evidence import LatestCategoryEvidence, RecordEvidence
 from ips_screen.kinds.records import active_at
 
 if TYPE_CHECKING:
-    from ips_screen.kinds.registry import Criterion
+    from ips_screen.kinds.base import Criterion
 
 
 class EvidenceSource(Strict):

@@ -105,8 +105,8 @@ def evaluate(ruleset: CompiledRuleset, facts: PatientFacts, as_of: date) -> Deci
     excluded: list[str] = []
     unknown: list[str] = []
     for exclusion in model.exclusions:
-        finding = evaluate_rule(exclusion.rule, ctx)
         rule = exclusion.rule
+        finding = evaluate_rule(rule, ctx)
         step = to_step(rule.id, rule.kind, finding, inclusion=False, reason=exclusion.reason)
         trace.append(step)
         if step.status == "fail":
@@ -118,8 +118,8 @@ def evaluate(ruleset: CompiledRuleset, facts: PatientFacts, as_of: date) -> Deci
     flags: list[str] = []
     steps_by_id: dict[str, Step] = {}
     for inclusion in model.criteria:
-        finding = evaluate_rule(inclusion.rule, ctx)
         rule = inclusion.rule
+        finding = evaluate_rule(rule, ctx)
         step = to_step(rule.id, rule.kind, finding, inclusion=True, reason=inclusion.fail_reason)
         trace.append(step)
         steps_by_id[step.id] = step

@@ -15,6 +15,7 @@ from ips_screen.dates import LONDON, today_london
 from ips_screen.engine import Decision, evaluate
 from ips_screen.engine.decision import Step
 from ips_screen.errors import InputError, UserError
+from ips_screen.presentation.trace import step_line
 from ips_screen.ruleset.loader import DEFAULT_RULESET, load_ruleset
 
 if TYPE_CHECKING:
@@ -195,7 +196,7 @@ def cmd_explain(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.json:
         import orjson
 
-        print(orjson.dumps(decision.to_dict(), option=orjson.OPT_INDENT_2).decode())
+        print(orjson.dumps(decision.to_dict(step_line), option=orjson.OPT_INDENT_2).decode())
     else:
         print(format_decision(decision))
     return 0
@@ -220,7 +221,7 @@ def format_decision(decision: Decision) -> str:
 
     def add(step: Step, depth: int) -> None:
         reason = f" -> {step.reason}" if step.reason else ""
-        lines.append(f"{'  ' * depth}{MARK[step.status]}  {step.id}{reason}: {step.detail}")
+        lines.append(f"{'  ' * depth}{MARK[step.status]}  {step.id}{reason}: {step_line(step)}")
         for part in step.parts:
             add(part, depth + 2)
 

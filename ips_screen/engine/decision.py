@@ -1,10 +1,16 @@
-"""Decisions and their traces: frozen value objects, serialisable to plain JSON."""
+"""Decisions and their traces: frozen value objects, serialisable to plain JSON.
+
+A trace step holds its criterion's typed evidence (`ips_screen.kinds.evidence`); its words are
+rendered by `ips_screen.presentation` (`to_dict(describe=...)` adds them as each step's detail).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
+
+from ips_screen.kinds.evidence import Evidence, evidence_from_dict, evidence_to_dict
 
 Status = Literal["pass", "fail", "unknown"]
 Outcome = Literal["propose", "not-eligible", "excluded"]
@@ -22,19 +28,22 @@ class Step:
     kind: str
     status: Status
     refs: tuple[str, ...] = ()
-    detail: str = ""
+    evidence: Evidence | None = None
     parts: tuple[Step, ...] = ()
     reason: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self, describe: Describe | None = None) -> dict:
+        """Plain JSON; `describe` (e.g. `presentation.trace.step_line`) adds the words."""
         out: dict = {"id": self.id, "kind": self.kind, "status": self.status}
         if self.reason:
             out["reason"] = self.reason
         out["refs"] = list(self.refs)
-        if self.detail:
-            out["detail"] = self.detail
+        if self.evidence is not None:
+            out["evidence"] = evidence_to_dict(self.evidence)
+        if describe is not None:
+            out["detail"] = describe(self)
         if self.parts:
-            out["parts"] = [p.to_dict() for p in self.parts]
+            out["parts"] = [p.to_dict(describe) for p in self.parts]
         return out
 
     @classmethod
@@ -44,11 +53,13 @@ class Step:
             kind=data["kind"],
             status=data["status"],
             refs=tuple(data.get("refs", ())),
-            detail=data.get("detail", ""),
+            evidence=evidence_from_dict(data["evidence"]) if "evidence" in data else None,
             parts=tuple(cls.from_dict(p) for p in data.get("parts", ())),
             reason=data.get("reason"),
         )
 
+
+Describe = Callable[[Step], str]
 
 # The target types R4 allows in ServiceRequest.reasonReference. Other evidence (e.g. a chronic
 # pain review recorded as a Procedure) goes to supportingInfo, which takes any resource.
@@ -101,7 +112,8 @@ class Decision:
     links: Links = field(default_factory=Links)
     quality: tuple[str, ...] = ()  # data-quality notes, e.g. "no-employment-status"
 
-    def to_dict(self) -> dict:
+    def to_dict(self, describe: Describe | None = None) -> dict:
+        """Plain JSON; `describe` adds each trace step's words (see `Step.to_dict`)."""
         out = {
             "patient": self.patient,
             "outcome": self.outcome,
@@ -110,7 +122,7 @@ class Decision:
             "priority": self.priority,
             "as_of": self.as_of,
             "ruleset": self.ruleset,
-            "trace": [s.to_dict() for s in self.trace],
+            "trace": [s.to_dict(describe) for s in self.trace],
         }
         if self.outcome == "propose":
             out["links"] = {

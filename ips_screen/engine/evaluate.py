@@ -8,22 +8,49 @@ from __future__ import annotations
 
 from datetime import date
 
-from ips_screen.engine.criteria import (
-    Context,
-    employment_evidence,
-    evaluate_rule,
-    select_records,
-)
 from ips_screen.engine.decision import Decision, Links, Step, split_reasons
-from ips_screen.engine.findings import to_step
 from ips_screen.facts.model import PatientFacts
+from ips_screen.kinds.context import Child, Context, Finding
+from ips_screen.kinds.evidence import RecordEvidence, SpellStartEvidence
+from ips_screen.kinds.latest_category import category_evidence
+from ips_screen.kinds.records import in_window
+from ips_screen.kinds.registry import evaluate_rule, walk_criteria
 from ips_screen.ruleset.loader import CompiledRuleset
-from ips_screen.ruleset.model import Criterion, LatestCategory, Priority, Records
+from ips_screen.ruleset.model import Criterion, LatestCategory, Priority
+
+
+def to_step(
+    rule_id: str, kind: str, finding: Finding, *, inclusion: bool, reason: str | None = None
+) -> Step:
+    """A finding as a trace step; for an exclusion, a match means the patient is stopped.
+    Nested findings become nested steps (as inclusions)."""
+    if finding.matched is None:
+        status = "unknown"
+    elif inclusion:
+        status = "pass" if finding.matched else "fail"
+    else:
+        status = "fail" if finding.matched else "pass"
+    stop_reason = None
+    if status == "fail":
+        stop_reason = reason if not inclusion else (finding.reason or reason)
+    elif status == "unknown":
+        stop_reason = finding.reason
+    return Step(
+        id=rule_id,
+        kind=kind,
+        status=status,
+        refs=finding.refs,
+        evidence=finding.evidence,
+        parts=tuple(_child_step(child) for child in finding.parts),
+        reason=stop_reason,
+    )
+
+
+def _child_step(child: Child) -> Step:
+    return to_step(child.id, child.kind, child.finding, inclusion=True)
 
 
 def _find_rule(ruleset: CompiledRuleset, rule_id: str) -> Criterion | None:
-    from ips_screen.ruleset.loader import walk_criteria
-
     for top in [
         *(e.rule for e in ruleset.model.exclusions),
         *(c.rule for c in ruleset.model.criteria),
@@ -38,46 +65,49 @@ def _priority(spec: Priority, ruleset: CompiledRuleset, ctx: Context) -> tuple[s
     """`early` when the current spell out of work began within `early_within_months`."""
     rule = _find_rule(ruleset, spec.employment)
     assert isinstance(rule, LatestCategory)
-    evidence = [e for e in employment_evidence(rule, ctx) if e.date is not None]
+    evidence = [e for e in category_evidence(rule, ctx) if e.date is not None]
     breaks = [e.date for e in evidence if e.klass in spec.break_classes]
     last_break = max(breaks) if breaks else date.min
-    starts = [(e.date, e.ref) for e in evidence if e.klass in spec.out_classes]
-    starts += [(r.date, r.ref) for r, _ in _fit_notes(spec.fit_notes, ctx) if r.date is not None]
+    starts = [
+        (e.date, e.ref, e.category, e.display) for e in evidence if e.klass in spec.out_classes
+    ]
+    starts += [
+        (r.date, r.ref, c, r.display or "")
+        for r, c in in_window(spec.fit_notes, ctx)
+        if r.date is not None
+    ]
     starts = [s for s in starts if s[0] > last_break]
+    months = spec.early_within_months
     if not starts:
-        return "routine", Step("priority", "spell-start", "unknown", (), "no dated start of spell")
-    start_day, start_ref = min(starts)
-    early = start_day >= ctx.window_start(spec.early_within_months)
+        found = SpellStartEvidence(None, "routine", months)
+        return "routine", Step("priority", "spell-start", "unknown", (), found)
+    start_day, start_ref, category, display = min(starts)
+    early = start_day >= ctx.window_start(months)
     level = "early" if early else "routine"
-    detail = (
-        f"current spell out of work began {start_day.isoformat()} ({start_ref}): {level}"
-        f" (early when within {spec.early_within_months} months)"
-    )
-    return level, Step("priority", "spell-start", "pass", (start_ref,), detail)
-
-
-def _fit_notes(spec: Records, ctx: Context):
-    chosen = select_records(spec, ctx)
-    if spec.categories is not None:
-        chosen = [(r, c) for r, c in chosen if c in spec.categories]
-    if spec.within_months is not None:
-        start = ctx.window_start(spec.within_months)
-        chosen = [(r, c) for r, c in chosen if r.date is not None and r.date >= start]
-    return chosen
+    start = RecordEvidence(start_ref, start_day, category, display)
+    found = SpellStartEvidence(start, level, months)
+    return level, Step("priority", "spell-start", "pass", (start_ref,), found)
 
 
 def evaluate(ruleset: CompiledRuleset, facts: PatientFacts, as_of: date) -> Decision:
     """The decision for one patient as of T."""
     model = ruleset.model
     visible = tuple(r for r in facts.records if r.date is None or r.date <= as_of)
-    ctx = Context(facts=facts, t=as_of, codelists=ruleset.codelists, records=visible)
+    ctx = Context(
+        facts=facts,
+        t=as_of,
+        codelists=ruleset.codelists,
+        records=visible,
+        dispatch=evaluate_rule,
+    )
 
     trace: list[Step] = []
     excluded: list[str] = []
     unknown: list[str] = []
     for exclusion in model.exclusions:
-        finding = evaluate_rule(exclusion.rule, ctx)
-        step = to_step(exclusion.rule, finding, inclusion=False, reason=exclusion.reason)
+        rule = exclusion.rule
+        finding = evaluate_rule(rule, ctx)
+        step = to_step(rule.id, rule.kind, finding, inclusion=False, reason=exclusion.reason)
         trace.append(step)
         if step.status == "fail":
             excluded.append(exclusion.reason)
@@ -88,8 +118,9 @@ def evaluate(ruleset: CompiledRuleset, facts: PatientFacts, as_of: date) -> Deci
     flags: list[str] = []
     steps_by_id: dict[str, Step] = {}
     for inclusion in model.criteria:
-        finding = evaluate_rule(inclusion.rule, ctx)
-        step = to_step(inclusion.rule, finding, inclusion=True, reason=inclusion.fail_reason)
+        rule = inclusion.rule
+        finding = evaluate_rule(rule, ctx)
+        step = to_step(rule.id, rule.kind, finding, inclusion=True, reason=inclusion.fail_reason)
         trace.append(step)
         steps_by_id[step.id] = step
         if step.status == "pass":
@@ -122,7 +153,7 @@ def evaluate(ruleset: CompiledRuleset, facts: PatientFacts, as_of: date) -> Deci
     reason_refs = tuple(
         dict.fromkeys(ref for name in proposal.reason_criteria for ref in steps_by_id[name].refs)
     )
-    supporting = tuple(dict.fromkeys(r.ref for r, _ in _fit_notes(proposal.supporting_info, ctx)))
+    supporting = tuple(dict.fromkeys(r.ref for r, _ in in_window(proposal.supporting_info, ctx)))
     reason_refs, supporting = split_reasons(reason_refs, supporting)
     pain = tuple(
         ref for ref in steps_by_id[proposal.pain_criterion].refs if ref.startswith("Condition/")
@@ -148,7 +179,7 @@ def _quality(ruleset: CompiledRuleset, ctx: Context, steps: dict[str, Step]) -> 
     rule = _find_rule(ruleset, model.priority.employment)
     if not isinstance(rule, LatestCategory):
         return ()
-    evidence = employment_evidence(rule, ctx)
+    evidence = category_evidence(rule, ctx)
     pain = steps.get(model.proposal.pain_criterion)
     if pain is not None and pain.status == "pass" and not evidence:
         notes.append("chronic-pain-no-employment-status")

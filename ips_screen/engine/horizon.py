@@ -7,21 +7,22 @@ with the as-of date T has one of two forms:
 - a record date against T itself (visibility, abatement, decline date, date of death), or
 - a record date against "T minus N months" (every window and "at least N months ago"),
 
-plus the patient's birthdays and State Pension date. `valid_until` returns a day no later than
-the first day on which any such comparison could change; for every T' from T up to the day before
-it, `evaluate(ruleset, facts, T')` equals `evaluate(ruleset, facts, T)` except for `as_of`. The
-bound is deliberately conservative (it considers every date against every window length of the
-ruleset): re-evaluating early is always safe, late never happens. A property test checks it.
+plus the patient's birthdays and State Pension date. The window lengths are those each criterion
+kind declares (`KindSpec.windows`), with the priority's and the proposal's. `valid_until` returns
+a day no later than the first day on which any such comparison could change; for every T' from T
+up to the day before it, `evaluate(ruleset, facts, T')` equals `evaluate(ruleset, facts, T)`
+except for `as_of`. The bound is deliberately conservative (it considers every date against
+every window length of the ruleset): re-evaluating early is always safe, late never happens.
+A property test checks it.
 """
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 
-from pydantic import BaseModel
-
 from ips_screen.dates import add_months, add_years, age_on, uk_state_pension_date
 from ips_screen.facts.model import PatientFacts
+from ips_screen.kinds.registry import walk_criteria, windows_of
 from ips_screen.ruleset.loader import CompiledRuleset
 
 ONE_DAY = timedelta(days=1)
@@ -32,30 +33,21 @@ _LENGTHS: dict[int, tuple[object, tuple[int, ...]]] = {}
 
 
 def window_lengths(ruleset: CompiledRuleset) -> tuple[int, ...]:
-    """Every "N months" of the ruleset (any field named *_months, at any depth)."""
-    cached = _LENGTHS.get(id(ruleset.model))
-    if cached is not None and cached[0] is ruleset.model:
+    """Every "N months" of the ruleset: the windows its criteria, priority and proposal declare."""
+    model = ruleset.model
+    cached = _LENGTHS.get(id(model))
+    if cached is not None and cached[0] is model:
         return cached[1]
     found: set[int] = set()
-
-    def walk(value: object) -> None:
-        if isinstance(value, BaseModel):
-            for name in type(value).model_fields:
-                item = getattr(value, name)
-                if name.endswith("_months") and isinstance(item, int):
-                    found.add(item)
-                else:
-                    walk(item)
-        elif isinstance(value, list | tuple):
-            for item in value:
-                walk(item)
-        elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-
-    walk(ruleset.model)
+    tops = [*(e.rule for e in model.exclusions), *(c.rule for c in model.criteria)]
+    for top in tops:
+        for rule in walk_criteria(top):
+            found.update(windows_of(rule))
+    if model.priority is not None:
+        found.update(model.priority.windows())
+    found.update(model.proposal.windows())
     lengths = tuple(sorted(found))
-    _LENGTHS[id(ruleset.model)] = (ruleset.model, lengths)
+    _LENGTHS[id(model)] = (model, lengths)
     return lengths
 
 

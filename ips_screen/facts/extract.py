@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from ips_screen.code_keys import ICD_SYSTEMS
 from ips_screen.dates import parse_fhir_date
 from ips_screen.facts.model import Coding, Component, Record
-from ips_screen.ruleset.codelists import ICD_SYSTEMS, Codelist
+
+if TYPE_CHECKING:  # facts sit below the ruleset: its codelists are only handed in
+    from ips_screen.ruleset.codelists import Codelist
 
 # Resource types that can carry evidence, and the field that names their patient.
 SUBJECT_FIELD = {

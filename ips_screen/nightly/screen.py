@@ -38,6 +38,7 @@ from ips_screen.nightly.progress import Progress
 from ips_screen.nightly.steps import ProposalTally
 from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.summary import SummaryKey
+from ips_screen.presentation.trace import step_line
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.store.decision_cache import CacheRow, ScreenRow
 from ips_screen.store.ledger import decision_digest
@@ -47,7 +48,7 @@ from ips_screen.store.state import StateStore
 log = logging.getLogger("ips_screen.nightly")
 
 CHUNK = 2_000  # patients read from the store at a time
-CACHE_FORMAT = "1"  # bump when what is cached per decision changes
+CACHE_FORMAT = "2"  # bump when what is cached per decision changes (2: typed evidence)
 _SORTED = orjson.OPT_SORT_KEYS
 
 
@@ -136,7 +137,7 @@ class _Screen:
         """Decide from the facts; `row`: the patient's cache row, whose proposal entries are
         reused when the decision is the same as the cached one (but for the date)."""
         decision = evaluate(self.ruleset, facts, self.as_of)
-        data = orjson.dumps(decision.to_dict(), option=_SORTED)
+        data = orjson.dumps(decision.to_dict(step_line), option=_SORTED)
         key = self.outputs.counter.key(decision)
         counts = ProposalTally.count(facts)
         until = valid_until(self.ruleset, facts, self.as_of).isoformat()

@@ -27,6 +27,7 @@ from ips_screen.outputs.registry import filenames, make_writers
 from ips_screen.outputs.staging import StagedFolder
 from ips_screen.outputs.summary import SummaryCounter, SummaryKey
 from ips_screen.outputs.writers import Finished, OutputWriter, PatientOutput, RunInfo
+from ips_screen.presentation.trace import step_line
 from ips_screen.ruleset.loader import CompiledRuleset
 
 _SORTED = orjson.OPT_SORT_KEYS
@@ -78,7 +79,7 @@ class OutputFolder:
 
     def add_decision(self, decision: Decision) -> None:
         """`add` for a decision in hand (a one-off screen)."""
-        line = orjson.dumps(decision.to_dict(), option=_SORTED)
+        line = orjson.dumps(decision.to_dict(step_line), option=_SORTED)
         self.add(decision.patient, line, self.counter.key(decision), decision)
 
     def add(

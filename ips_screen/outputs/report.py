@@ -15,40 +15,12 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 import ips_screen
 from ips_screen.engine.decision import Decision
 from ips_screen.outputs.summary import proposed_in_order
-from ips_screen.proposals.text import reasons_in_brief
+from ips_screen.presentation.labels import report_text
+from ips_screen.presentation.notes import reasons_in_brief
 from ips_screen.ruleset.loader import CompiledRuleset
 
 TEMPLATE = "report.html.j2"
 LISTED_MAX = 200  # patients listed by reference in the data-quality section
-
-# Plain words for the default ruleset's reasons and flags (docs/default-ruleset.md).
-DEFAULT_EXPLANATIONS = {
-    "deceased": "recorded as deceased",
-    "outside-working-age": "under 18, or at or over State Pension age",
-    "end-of-life": "palliative or end-of-life care recorded",
-    "ips-referral-open": "already has an open or recently completed IPS referral",
-    "ips-declined": "declined an IPS offer in the last 12 months",
-    "birth-date-missing": "no birth date recorded, so working age cannot be checked",
-    "no-chronic-pain": "no chronic pain recorded",
-    "in-work": "recorded as employed in the last 24 months",
-    "retired": "recorded as retired in the last 24 months",
-    "student": "recorded as a student in the last 24 months",
-    "employment-status-unknown": (
-        "no current employment status and no recent fit notes showing them not fit for work"
-    ),
-    "employment-status-unconfirmed": (
-        "employment status is old or inferred from fit notes: please confirm and record it"
-    ),
-}
-
-# What the default ruleset's criteria check, for the funnel table.
-DEFAULT_STEP_NOTES = {
-    "chronic-pain": "keeps patients with chronic pain recorded",
-    "out-of-work": (
-        "keeps patients recorded as out of work, or whose recent fit notes show them not fit"
-        " for work"
-    ),
-}
 
 # Funnel chart geometry (SVG user units; the chart scales to the page width).
 _LABEL_W, _BAR_W, _COUNT_W, _ROW_H, _BAR_H = 230, 420, 90, 30, 20
@@ -160,7 +132,7 @@ def render_report(
 ) -> str:
     """The report as one HTML page.
 
-    `explain` turns a reason or flag name into plain words (default: the default ruleset's);
+    `explain` turns a reason or flag name into plain words (default: the ruleset's `texts:`);
     `trends` (one dict per earlier run: run, as_of, propose, not_eligible, excluded,
     open_proposals) adds a chart of runs over time; `unfinished` (ledger rows: id, started,
     status, errors) lists recent runs that failed or were interrupted.
@@ -168,13 +140,13 @@ def render_report(
 
     def meaning(name: str) -> str:
         text = explain(name) if explain is not None else ""
-        return text or DEFAULT_EXPLANATIONS.get(name, "")
+        return text or report_text(name, ruleset)
 
     model = ruleset.model
     step_notes = {e.rule.id: f"removes: {meaning(e.reason) or e.reason}" for e in model.exclusions}
     for c in model.criteria:
         note = (explain(c.rule.id) if explain is not None else "") or c.rule.description
-        step_notes[c.rule.id] = note or DEFAULT_STEP_NOTES.get(c.rule.id, "")
+        step_notes[c.rule.id] = note or model.texts.steps.get(c.rule.id, "")
     proposed = [
         {
             "patient": d.patient,
@@ -190,6 +162,7 @@ def render_report(
     )
     context = {
         "title": model.title,
+        "texts": model.texts,
         "early_months": model.priority.early_within_months if model.priority else None,
         "step_notes": step_notes,
         "ruleset_tag": summary["ruleset"],

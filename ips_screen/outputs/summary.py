@@ -16,6 +16,7 @@ from datetime import date
 from typing import TYPE_CHECKING, NamedTuple, TypedDict
 
 from ips_screen.engine.decision import Decision, Step
+from ips_screen.presentation.trace import step_line
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.ruleset.model import OutsideAgeRange
 
@@ -243,8 +244,8 @@ def summarise(
 
 def _why(step: Step) -> str:
     """What held for a step: for any-of, the details of the parts that held."""
-    held = [p.detail for p in step.parts if p.status == "pass" and p.detail]
-    text = "; ".join(held) if step.kind == "any-of" and held else step.detail
+    held = [line for p in step.parts if p.status == "pass" and (line := step_line(p))]
+    text = "; ".join(held) if step.kind == "any-of" and held else step_line(step)
     return " ".join(text.split())
 
 
@@ -276,7 +277,7 @@ def worklist_rows(
 ) -> list[dict[str, str]]:
     """Proposed patients: patient, priority, flags (joined by ';') and a one-line reason (in
     plain words when the ruleset is given, else from the trace details)."""
-    from ips_screen.proposals.text import reasons_in_brief
+    from ips_screen.presentation.notes import reasons_in_brief
 
     def reason(d: Decision) -> str:
         return reasons_in_brief(d, ruleset) if ruleset else one_line_reason(d, step_ids)

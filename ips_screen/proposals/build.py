@@ -141,7 +141,7 @@ def proposal_entries(
             "coding": [APPROVE],
             "text": "Review the IPS proposal: offer it, then accept or decline",
         },
-        "description": task_description(decision),
+        "description": task_description(decision, ruleset),
         "focus": {"reference": sr_url},
         "for": subject,
         "authoredOn": when,

@@ -15,30 +15,12 @@ from pathlib import Path
 
 import orjson
 
+from ips_screen.code_keys import ICD_SYSTEMS as ICD_SYSTEMS  # re-exported
+from ips_screen.code_keys import Coding, normalise
 from ips_screen.errors import RulesError
 
 HEADER = ["system", "code", "display", "category", "source"]
 MANIFEST = "manifest.json"
-
-ICD_SYSTEMS = frozenset(
-    {
-        "http://hl7.org/fhir/sid/icd-10",
-        "http://hl7.org/fhir/sid/icd-10-cm",
-        "http://hl7.org/fhir/sid/icd-10-uk",
-        "http://id.who.int/icd/release/11/mms",
-    }
-)
-
-Coding = tuple[str, str]
-
-
-def normalise(system: str, code: str) -> Coding:
-    """The key a coding is matched by."""
-    system = system.strip()
-    code = code.strip().upper()
-    if system in ICD_SYSTEMS:
-        code = code.replace(".", "")
-    return system, code
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,11 @@ import yaml
 from pydantic import ValidationError
 
 from ips_screen.errors import RulesError
+from ips_screen.kinds.registry import KINDS, check_of, codelists_of, walk_criteria
 from ips_screen.ruleset.codelists import Codelist, check_pinned, read_codelist
-from ips_screen.ruleset.model import (
-    AllOf,
-    AnyOf,
-    Criterion,
-    LatestCategory,
-    Records,
-    Ruleset,
-)
+from ips_screen.ruleset.model import Criterion, LatestCategory, Ruleset
+
+__all__ = ["DEFAULT_RULESET", "CompiledRuleset", "load_ruleset", "walk_criteria"]
 
 
 def _rules_dir() -> Path:
@@ -113,26 +109,7 @@ def _format_error(exc: ValidationError, path: Path, lines: dict[tuple, int]) -> 
     return f"{path}{f':{line}' if line else ''}: {where}: {message}{more}"
 
 
-_DISCRIMINATORS = {
-    "deceased",
-    "outside-age-range",
-    "records",
-    "referral-open",
-    "referral-declined",
-    "latest-category",
-    "any-of",
-    "all-of",
-}
-
-
-def walk_criteria(criterion: Criterion) -> Iterator[Criterion]:
-    """The criterion and every criterion nested in it."""
-    yield criterion
-    if isinstance(criterion, AnyOf | AllOf):
-        for child in criterion.criteria:
-            yield from walk_criteria(child)
-    if isinstance(criterion, LatestCategory):
-        yield from walk_criteria(criterion.otherwise.criterion)
+_DISCRIMINATORS = frozenset(KINDS)
 
 
 def _all_criteria(model: Ruleset) -> Iterator[Criterion]:
@@ -145,10 +122,7 @@ def _all_criteria(model: Ruleset) -> Iterator[Criterion]:
 def _codelists_used(model: Ruleset) -> set[str]:
     used: set[str] = set()
     for criterion in _all_criteria(model):
-        if hasattr(criterion, "codelist"):
-            used.add(criterion.codelist)
-        if isinstance(criterion, LatestCategory):
-            used.update(s.question_codelist for s in criterion.sources if s.question_codelist)
+        used.update(codelists_of(criterion))
     if model.priority:
         used.add(model.priority.fit_notes.codelist)
     used.add(model.proposal.supporting_info.codelist)
@@ -178,22 +152,27 @@ def _check_references(model: Ruleset, path: Path, codelists: dict[str, Codelist]
                 f"not {model.priority.employment!r}"
             )
     for criterion in _all_criteria(model):
-        if isinstance(criterion, LatestCategory):
-            listed = codelists[criterion.codelist].categories
-            unmapped = sorted(listed - set(criterion.classes))
-            if unmapped:
-                raise RulesError(
-                    f"{path}: criterion {criterion.id!r}: categories {unmapped} of codelist "
-                    f"{criterion.codelist!r} have no class"
-                )
-        if isinstance(criterion, Records) and criterion.categories:
-            listed = codelists[criterion.codelist].categories
-            unknown = sorted(set(criterion.categories) - listed)
-            if unknown:
-                raise RulesError(
-                    f"{path}: criterion {criterion.id!r}: categories {unknown} are not in "
-                    f"codelist {criterion.codelist!r}"
-                )
+        problem = check_of(criterion, codelists)
+        if problem:
+            raise RulesError(f"{path}: criterion {criterion.id!r}: {problem}")
+    _check_texts(model, path, codelists, set(ids))
+
+
+def _check_texts(model: Ruleset, path: Path, codelists: dict[str, Codelist], ids: set) -> None:
+    """`texts:` names only criteria and codelist categories that exist."""
+    texts = model.texts
+    for section, names in (("criteria", texts.criteria), ("steps", texts.steps)):
+        unknown = sorted(set(names) - ids)
+        if unknown:
+            raise RulesError(f"{path}: texts.{section}: {unknown} are not criterion ids")
+    for name, words in texts.categories.items():
+        if name not in codelists:
+            raise RulesError(f"{path}: texts.categories: {name!r} is not a listed codelist")
+        unknown = sorted(set(words) - codelists[name].categories)
+        if unknown:
+            raise RulesError(
+                f"{path}: texts.categories.{name}: {unknown} are not categories of the codelist"
+            )
 
 
 def load_ruleset(path: Path | str | None = None, *, check_pins: bool = True) -> CompiledRuleset:

@@ -1,8 +1,9 @@
 """The ruleset file format, as strict pydantic models (unknown keys are errors).
 
 A ruleset is a list of *exclusions* (checked first; any that applies excludes the patient) and
-*criteria* (all must pass for a proposal). Each is built from one of a few reusable criterion
-kinds, documented in README.md ("Criterion kinds"):
+*criteria* (all must pass for a proposal). Each is built from one of the criterion kinds, each
+declared once in its own module of `ips_screen.kinds` (the `Criterion` union is built from them)
+and documented in README.md ("Criterion kinds"):
 
     deceased          Patient.deceased[x] on or before T
     outside-age-range age at T below min_age, or T at/after max_age or the UK State Pension date
@@ -18,154 +19,46 @@ kinds, documented in README.md ("Criterion kinds"):
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-KEBAB = r"^[a-z0-9]+(-[a-z0-9]+)*$"
-Id = Annotated[str, Field(pattern=KEBAB)]
-ResourceType = Literal["Condition", "Observation", "Procedure", "DocumentReference"]
+from ips_screen.kinds.age_range import OutsideAgeRange
+from ips_screen.kinds.base import KEBAB, Id, ResourceType, Strict
+from ips_screen.kinds.combine import AllOf, AnyOf
+from ips_screen.kinds.deceased import Deceased
+from ips_screen.kinds.latest_category import EvidenceSource, LatestCategory, Otherwise
+from ips_screen.kinds.records import Records
+from ips_screen.kinds.referral_declined import Deferral, ReferralDeclined
+from ips_screen.kinds.referral_open import ReferralOpen
+from ips_screen.kinds.registry import Criterion, windows_of
+from ips_screen.ruleset.texts import Texts
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Base(Strict):
-    id: Id
-    description: str = ""
-
-
-class Deceased(_Base):
-    kind: Literal["deceased"]
-
-
-class OutsideAgeRange(_Base):
-    kind: Literal["outside-age-range"]
-    min_age: int = Field(18, ge=0, le=130)
-    max_age: int | None = Field(None, ge=1, le=130, description="a fixed upper age (exclusive)")
-    state_pension_age: Literal["uk"] | None = "uk"
-    missing_reason: Id = "birth-date-missing"
-
-    @model_validator(mode="after")
-    def _upper(self) -> OutsideAgeRange:
-        if self.max_age is None and self.state_pension_age is None:
-            raise ValueError("give max_age or state_pension_age")
-        return self
-
-
-class Records(_Base):
-    """Records coded in a codelist, optionally narrowed by time, status and category."""
-
-    kind: Literal["records"]
-    codelist: str
-    resource_types: list[ResourceType] = Field(
-        default_factory=lambda: ["Condition", "Observation", "Procedure", "DocumentReference"]
-    )
-    match: Literal["code", "value", "code-or-value"] = "code"
-    active_at_as_of: bool = Field(False, description="Conditions must be active at T")
-    within_months: int | None = Field(None, ge=0)
-    earliest_at_least_months: int | None = Field(None, ge=0)
-    categories: list[str] | None = None
-    min_count: int = Field(1, ge=1)
-    distinct: Literal["record", "day-and-category"] = "record"
-
-
-class ReferralOpen(_Base):
-    kind: Literal["referral-open"]
-    codelist: str
-    open_statuses: list[str] = Field(default_factory=lambda: ["draft", "active", "on-hold"])
-    completed_within_months: int = Field(12, ge=0)
-
-
-class Deferral(Strict):
-    """A decline reason (a coding of the review Task's statusReason) with its own window."""
-
-    system: str = Field(min_length=1)
-    code: str = Field(min_length=1)
-    within_months: int = Field(ge=0, description="months this reason suppresses new proposals")
-
-
-class ReferralDeclined(_Base):
-    """A declined proposal, dated by its rejected/cancelled review Task alone when it has one,
-    else (revoked request) by the request's change date; recent within `within_months`, or
-    within the `deferrals` window of the Task's statusReason."""
-
-    kind: Literal["referral-declined"]
-    codelist: str
-    task_statuses: list[str] = Field(default_factory=lambda: ["rejected", "cancelled"])
-    request_statuses: list[str] = Field(default_factory=lambda: ["revoked"])
-    within_months: int = Field(12, ge=0)
-    deferrals: list[Deferral] = Field(
-        default_factory=list, description="decline reasons with a window other than within_months"
-    )
-
-
-class EvidenceSource(Strict):
-    """Where categorised evidence comes from."""
-
-    resource_types: list[Literal["Condition", "Observation"]]
-    match: Literal["code", "value", "component"]
-    question_codelist: str | None = Field(
-        None, description="for value/component: the codes of the question that is answered"
-    )
-    active_at_as_of: bool = False
-
-    @model_validator(mode="after")
-    def _question(self) -> EvidenceSource:
-        if self.match in ("value", "component") and not self.question_codelist:
-            raise ValueError(f"match: {self.match} needs question_codelist")
-        return self
-
-
-class Otherwise(Strict):
-    criterion: Criterion
-    flag: Id | None = None
-    fail_reason: Id
-
-
-class LatestCategory(_Base):
-    kind: Literal["latest-category"]
-    codelist: str
-    sources: list[EvidenceSource] = Field(min_length=1)
-    classes: dict[str, str] = Field(
-        description="codelist category -> class; class 'skip' ignores the evidence"
-    )
-    pass_classes: list[str] = Field(min_length=1)
-    fail_reasons: dict[str, Id] = Field(default_factory=dict, description="class -> reason")
-    recent_months: int = Field(24, ge=0)
-    stale_flag: Id | None = None
-    otherwise: Otherwise
-
-    @model_validator(mode="after")
-    def _classes(self) -> LatestCategory:
-        known = set(self.classes.values()) - {"skip"}
-        for name in [*self.pass_classes, *self.fail_reasons]:
-            if name not in known:
-                raise ValueError(f"class {name!r} is not one of the classes {sorted(known)}")
-        return self
-
-
-class AnyOf(_Base):
-    kind: Literal["any-of"]
-    criteria: list[Criterion] = Field(min_length=1)
-
-
-class AllOf(_Base):
-    kind: Literal["all-of"]
-    criteria: list[Criterion] = Field(min_length=1)
-
-
-Criterion = Annotated[
-    Deceased
-    | OutsideAgeRange
-    | Records
-    | ReferralOpen
-    | ReferralDeclined
-    | LatestCategory
-    | AnyOf
-    | AllOf,
-    Field(discriminator="kind"),
+__all__ = [
+    "KEBAB",
+    "AllOf",
+    "AnyOf",
+    "Criterion",
+    "Deceased",
+    "Deferral",
+    "EvidenceSource",
+    "Example",
+    "Exclusion",
+    "Expect",
+    "Id",
+    "Inclusion",
+    "LatestCategory",
+    "Otherwise",
+    "OutsideAgeRange",
+    "Priority",
+    "Proposal",
+    "Records",
+    "ReferralDeclined",
+    "ReferralOpen",
+    "ResourceType",
+    "Ruleset",
+    "Strict",
+    "Texts",
 ]
 
 
@@ -189,6 +82,10 @@ class Priority(Strict):
     fit_notes: Records = Field(description="records that also start a spell")
     early_within_months: int = Field(24, ge=0)
 
+    def windows(self) -> tuple[int, ...]:
+        """The "N months" windows the priority compares dates with."""
+        return (self.early_within_months, *windows_of(self.fit_notes))
+
 
 class Proposal(Strict):
     supporting_info: Records = Field(description="records linked as ServiceRequest.supportingInfo")
@@ -197,6 +94,10 @@ class Proposal(Strict):
     request_codelist: str = Field(description="codes for ServiceRequest.code")
     patient_explanation: str
     clinician_summary: str = ""
+
+    def windows(self) -> tuple[int, ...]:
+        """The "N months" windows of the records linked to the proposal."""
+        return windows_of(self.supporting_info)
 
 
 class Expect(Strict):
@@ -232,16 +133,9 @@ class Ruleset(Strict):
     criteria: list[Inclusion] = Field(min_length=1)
     priority: Priority | None = None
     proposal: Proposal
+    texts: Texts = Field(default_factory=Texts, description="words for the outputs")
     examples: list[Example] = Field(default_factory=list)
 
     @property
     def major_version(self) -> str:
         return self.version.split(".")[0]
-
-
-Otherwise.model_rebuild()
-AnyOf.model_rebuild()
-AllOf.model_rebuild()
-Exclusion.model_rebuild()
-Inclusion.model_rebuild()
-Ruleset.model_rebuild()

@@ -1,35 +1,17 @@
 """The card's detail: markdown from the clinician note (the decision trace in plain words, or a
-pending proposal's stored note) and the fit-note timeline, with the records' words escaped by
-`md_escape` (one line each: a display cannot start a heading, a list or a new paragraph)."""
+pending proposal's stored note), the timeline of the records linked as supportingInfo (fit notes
+in the default ruleset) and the ruleset's closing notes (`texts.card_notes`), with the records'
+words escaped by `md_escape` (one line each: a display cannot start a heading, a list or a new
+paragraph)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 
 from ips_screen.facts.extract import CODE_FIELD, codings, record_date
+from ips_screen.presentation.labels import category_text
 from ips_screen.ruleset.loader import CompiledRuleset
-
-FITNESS_WORDS = {
-    "not-fit": "not fit for work",
-    "may-be-fit": "may be fit for work",
-    "back-to-work": "back to work",
-    "unspecified": "fitness not stated",
-}
-_MD_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>|#~&!"})
-_BREAKS = re.compile(r"[\s\x00-\x1f\x7f]+")  # newlines, tabs, Unicode line separators, controls
-_BLOCK_START = re.compile(r"^(?:(\d{1,9})([.)])|([-+=]))")
-
-
-def md_escape(text: str) -> str:
-    """Record text as inline markdown that stays where it is put (in a list item, in bold).
-
-    Every run of whitespace or control characters (newlines included) becomes one space, the
-    characters markdown gives meaning to are backslash-escaped, and so is a list, heading
-    underline or ordered-list marker at the start. Used for every string in the card's detail
-    that comes from a record (displays, references, a stored proposal's note)."""
-    flat = _BREAKS.sub(" ", text).strip().translate(_MD_SPECIAL)
-    return _BLOCK_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"\\{m[3]}", flat, count=1)
+from ips_screen.service.markdown import md_escape
 
 
 def _note_markdown(note: str) -> list[str]:
@@ -53,7 +35,8 @@ def _note_markdown(note: str) -> list[str]:
 def _fit_note_lines(
     refs: Iterable[str], resources: Mapping[str, dict], ruleset: CompiledRuleset
 ) -> list[str]:
-    fit_list = ruleset.codelists[ruleset.model.proposal.supporting_info.codelist]
+    fit_name = ruleset.model.proposal.supporting_info.codelist
+    fit_list = ruleset.codelists[fit_name]
     rows = []
     for ref in dict.fromkeys(refs):
         resource = resources.get(ref)
@@ -72,7 +55,7 @@ def _fit_note_lines(
             concept.get("text") or "fit note",
         )
         day = when.isoformat() if when else "undated"
-        text = f"{day}: {FITNESS_WORDS.get(fitness, fitness)} ({display})"
+        text = f"{day}: {category_text(fit_name, fitness, ruleset)} ({display})"
         rows.append((day, f"- {md_escape(text)}"))
     return [line for _, line in sorted(rows)]
 
@@ -85,19 +68,17 @@ def detail_markdown(
     *,
     pending: bool,
 ) -> str:
+    texts = ruleset.model.texts
     months = ruleset.model.proposal.supporting_info.within_months or 12
     lines = _note_markdown(note)
     fit_lines = _fit_note_lines(fit_notes, resources, ruleset)
-    lines += ["", f"**Fit notes in the last {months} months**", ""]
+    lines += ["", f"**{md_escape(texts.supporting_title)} in the last {months} months**", ""]
     lines += fit_lines or ["- none recorded"]
-    done = " It also completes the proposal's review in ips-screen." if pending else ""
-    lines += [
-        "",
-        "**IPS is voluntary.** An employment specialist helps the person find and keep paid work, "
-        "alongside their health care. Offer it; refer only if they want to work and agree.",
-        "",
-        "**What happens next:** *Refer to IPS* creates a draft IPS referral for you to review "
-        f"and sign.{done} If the patient says no, dismiss this card with a reason: IPS will not "
-        "be suggested again for 12 months.",
-    ]
+    for paragraph in texts.card_notes:  # the ruleset's own markdown
+        lines += ["", " ".join(paragraph.split())]
+    if pending:
+        lines += [
+            "",
+            "Accepting the suggestion also completes the proposal's review in ips-screen.",
+        ]
     return "\n".join(lines).strip()

@@ -19,6 +19,8 @@ from starlette.concurrency import run_in_threadpool
 
 from ips_screen.engine import evaluate
 from ips_screen.facts.extract import patient_of
+from ips_screen.presentation.labels import service_description, service_title
+from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.service import feedback
 from ips_screen.service.cards import blocking_referral, build_card, by_ref, pending_proposal
 from ips_screen.service.cds_requests import PatientViewCall, parsed
@@ -34,20 +36,19 @@ SERVICE_ID = "ips-screen"
 SERVICE_PATH = f"/cds-services/{SERVICE_ID}"
 FEEDBACK_PATH = f"{SERVICE_PATH}/feedback"
 MAX_BODY = 20 * 1024 * 1024
-DISCOVERY = {
-    "services": [
-        {
-            "hook": "patient-view",
-            "id": SERVICE_ID,
-            "title": "IPS employment support for chronic pain",
-            "description": (
-                "Suggests offering Individual Placement and Support (IPS) to working-age people "
-                "with chronic pain who are out of work, and shows proposals awaiting review."
-            ),
-            "prefetch": PREFETCH,
-        }
-    ]
-}
+
+
+def discovery_document(ruleset: CompiledRuleset) -> dict:
+    """The CDS Hooks discovery response; the service's title and description are the ruleset's
+    (`texts:`)."""
+    service = {
+        "hook": "patient-view",
+        "id": SERVICE_ID,
+        "title": service_title(ruleset),
+        "description": service_description(ruleset),
+        "prefetch": PREFETCH,
+    }
+    return {"services": [service]}
 
 
 def json_response(status: int, body: object) -> Response:
@@ -87,8 +88,9 @@ async def read_json(request: Request) -> dict[str, Any]:
 
 
 @router.get("/cds-services")
-def discovery() -> Response:
-    return json_response(200, DISCOVERY)
+def discovery(request: Request) -> Response:
+    state: ServiceState = request.app.state.service
+    return json_response(200, discovery_document(state.ruleset))
 
 
 async def _call(request: Request, path: str, handler: Any) -> Response:

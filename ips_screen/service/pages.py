@@ -12,8 +12,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader
 
 from ips_screen import __version__
+from ips_screen.presentation.labels import category_text
+from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.service import signin
-from ips_screen.service.card_detail import FITNESS_WORDS
 from ips_screen.service.state import ServiceState
 from ips_screen.writeback import review
 
@@ -97,7 +98,8 @@ def not_found(request: Request, user: signin.User) -> Response:
     return error(request, user, 404, "Review not found", message)
 
 
-def timeline(detail: review.ReviewDetail) -> list[dict[str, str]]:
+def timeline(detail: review.ReviewDetail, ruleset: CompiledRuleset) -> list[dict[str, str]]:
+    fit_list = ruleset.model.proposal.supporting_info.codelist
     rows = []
     for kind, evidence in (
         ("Chronic pain", detail.pain),
@@ -109,7 +111,8 @@ def timeline(detail: review.ReviewDetail) -> list[dict[str, str]]:
             what = e.display or e.ref
             if e.value and e.value != e.display:
                 what = f"{what}: {e.value}"
-            facts = e.status or (FITNESS_WORDS.get(e.fitness or "", e.fitness or ""))
+            fitness = category_text(fit_list, e.fitness, ruleset) if e.fitness else ""
+            facts = e.status or fitness
             rows.append(
                 {
                     "date": e.date or "",

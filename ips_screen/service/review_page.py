@@ -162,7 +162,7 @@ def _task_page(
         user=user,
         d=detail,
         item=detail.item,
-        timeline=timeline(detail),
+        timeline=timeline(detail, state.ruleset),
         why=note_blocks(detail.clinician_note),
         explanation=[p for p in detail.patient_explanation.split("\n\n") if p.strip()],
         reasons=DECLINE_REASONS,

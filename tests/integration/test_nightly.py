@@ -24,6 +24,7 @@ from ips_screen.fhir.client import FhirClient
 from ips_screen.nightly.run import run_nightly
 from ips_screen.nightly.sync import BulkApi
 from ips_screen.pipeline import screen_server
+from ips_screen.presentation.trace import step_line
 from ips_screen.ruleset.loader import DEFAULT_RULESET, load_ruleset
 from ips_screen.sources.fhir_rest import SEARCH_ORDER
 from ips_screen.sources.population import collect_resources
@@ -249,7 +250,10 @@ def full_screen(resources: list[dict]) -> list[dict]:
     ruleset = load_ruleset(None)
     population = collect_resources(resources, ruleset)
     decisions = sorted((evaluate(ruleset, f, AS_OF) for f in population), key=lambda d: d.patient)
-    return [orjson.loads(orjson.dumps(d.to_dict(), option=orjson.OPT_SORT_KEYS)) for d in decisions]
+    return [
+        orjson.loads(orjson.dumps(d.to_dict(step_line), option=orjson.OPT_SORT_KEYS))
+        for d in decisions
+    ]
 
 
 def test_bulk_since_nights_apply_only_changes_and_match_a_full_screen(tmp_path: Path):

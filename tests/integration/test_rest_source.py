@@ -29,6 +29,7 @@ from ips_screen.errors import ServerError
 from ips_screen.facts.extract import RELEVANT_TYPES
 from ips_screen.fhir.client import FhirClient
 from ips_screen.pipeline import decide_all
+from ips_screen.presentation.trace import step_line
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.sources import collect, discover, fhir_rest
 from ips_screen.sources.fhir_rest import read_server
@@ -312,7 +313,9 @@ def ruleset() -> CompiledRuleset:
 
 
 def decisions(ruleset: CompiledRuleset, population: Population) -> list[dict]:
-    return [d.to_dict() for d in decide_all(ruleset, population.patients.values(), AS_OF)]
+    """As decisions.ndjson and `explain --json` give them (words included)."""
+    found = decide_all(ruleset, population.patients.values(), AS_OF)
+    return [d.to_dict(step_line) for d in found]
 
 
 # -- the whole population -------------------------------------------------------------------------

@@ -13,9 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ips_screen.engine import Decision
+from ips_screen.presentation.trace import step_line
 from tests.helpers import (
     BACK_TO_WORK,
     CHRONIC_PAIN,
@@ -111,6 +114,17 @@ UNRELATED = [
     service_request(status="active", subject="other"),
     patient(id="other"),
 ]
+
+
+@given(random_patient())
+def test_typed_evidence_survives_a_decisions_ndjson_line(case):
+    """A cached decision (a decisions.ndjson line) reads back equal, words included."""
+    t, resources = case
+    decision = decide(resources, t)
+    line = orjson.dumps(decision.to_dict(step_line), option=orjson.OPT_SORT_KEYS)
+    again = Decision.from_dict(orjson.loads(line))
+    assert again == decision
+    assert orjson.dumps(again.to_dict(step_line), option=orjson.OPT_SORT_KEYS) == line
 
 
 @given(random_patient(), st.lists(st.sampled_from(UNRELATED), max_size=5, unique_by=id))

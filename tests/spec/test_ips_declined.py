@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from ips_screen.presentation.trace import step_line
 from tests.helpers import decide, proposal, qualifying, service_request, step_refs, summary, task
 from tests.support.rulesets import ruleset_with_defer_months
 
@@ -247,11 +248,11 @@ def test_not_now_in_another_code_system_is_not_a_deferral():
 def test_the_trace_says_which_window_applied():
     deferred = decide([*qualifying(), *declined("2026-09-26", reason="not-now")])
     step = deferred.step("ips-declined")
-    assert "3-month window" in step.detail and "not-now" in step.detail
+    assert "3-month window" in step_line(step) and "not-now" in step_line(step)
     refused = decide([*qualifying(), *declined("2026-09-26", reason="not-interested")])
-    assert "12-month window" in refused.step("ips-declined").detail
+    assert "12-month window" in step_line(refused.step("ips-declined"))
     revoked = proposal(status="revoked", authored="2026-01-01", id="ips")
-    assert "12-month window" in decide([*qualifying(), revoked]).step("ips-declined").detail
+    assert "12-month window" in step_line(decide([*qualifying(), revoked]).step("ips-declined"))
 
 
 def test_the_deferral_window_is_a_parameter_of_the_ruleset(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from ips_screen.presentation.trace import step_line
 from tests.helpers import (
     CHRONIC_PAIN,
     FULL_TIME,
@@ -251,7 +252,7 @@ def test_same_day_different_classes_conflict():
     ]
     decision = decide(with_pain(*records))
     assert summary(decision) == UNKNOWN
-    assert "conflicting" in decision.step("out-of-work").detail
+    assert "conflicting" in step_line(decision.step("out-of-work"))
 
 
 def test_conflict_falls_back_to_the_fit_note_proxy():

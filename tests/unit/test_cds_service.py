@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
 import uuid
 import warnings
 from datetime import UTC, datetime
@@ -66,6 +67,20 @@ def client(make_client) -> TestClient:
 
 
 # --------------------------------------------------------------------------- discovery and cards
+
+
+def test_discovery_words_the_service_as_its_ruleset_does(make_client, tmp_path: Path):
+    rules = tmp_path / "rules"
+    shutil.copytree(default_ruleset().path.parent, rules, ignore=shutil.ignore_patterns("fhir"))
+    path = rules / "ips-chronic-pain.yaml"
+    text = path.read_text(encoding="utf-8")
+    old = "  service_title: IPS employment support for chronic pain\n"
+    assert old in text
+    path.write_text(text.replace(old, "  service_title: Work support finder\n"), encoding="utf-8")
+    client, _ = make_client(rules=str(path))
+    (service,) = client.get("/cds-services").json()["services"]
+    assert service["title"] == "Work support finder"
+    assert service["description"].startswith("Suggests offering Individual Placement")
 
 
 def test_discovery_names_one_patient_view_service_and_its_prefetch(client: TestClient):

@@ -22,6 +22,7 @@ from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.formats.proposals_json import proposal_template
 from ips_screen.outputs.registry import filenames
 from ips_screen.pipeline import finish
+from ips_screen.presentation.trace import step_line
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.sources import discover, iter_resources
 from ips_screen.sources.population import collect_resources
@@ -238,7 +239,7 @@ def test_outputs_fed_from_the_cache_equal_pipeline_finish(tmp_path: Path, rulese
         streamed = OutputFolder(out, ruleset, as_of=day, now=now, owner=None)
         counter = streamed.counter
         for d in decisions:
-            line = orjson.dumps(d.to_dict(), option=orjson.OPT_SORT_KEYS)
+            line = orjson.dumps(d.to_dict(step_line), option=orjson.OPT_SORT_KEYS)
             cut = line.index(b'",') + 1  # after b'{"as_of":"YYYY-MM-DD"', as the cache splits
             head, body = line[:cut], memoryview(line)[cut:]
             proposed = d.outcome == "propose"

@@ -19,6 +19,12 @@ from ips_screen.engine import evaluate
 from ips_screen.engine.decision import Decision, Links, Step
 from ips_screen.facts.extract import CodeIndex, extract_patient, extract_record
 from ips_screen.facts.model import PatientFacts
+from ips_screen.kinds.evidence import (
+    AgeEvidence,
+    LatestCategoryEvidence,
+    RecordEvidence,
+    RecordsEvidence,
+)
 from ips_screen.outputs.formats.worklist_csv import write_worklist_csv
 from ips_screen.outputs.report import render_report
 from ips_screen.outputs.summary import summarise, worklist_frame
@@ -36,11 +42,12 @@ def ruleset() -> CompiledRuleset:
 
 
 def trace(**changes: tuple[str, str | None, str]) -> tuple[Step, ...]:
-    """Top-level steps in ruleset order, all passing unless changed: id=(status, reason, detail)."""
+    """Top-level steps in ruleset order, all passing unless changed: id=(status, reason,
+    evidence)."""
     steps = []
     for step_id in EXCLUSIONS + CRITERIA:
-        status, reason, detail = changes.get(step_id.replace("-", "_"), ("pass", None, ""))
-        steps.append(Step(step_id, "x", status, (), detail, (), reason))  # type: ignore[arg-type]
+        status, reason, evidence = changes.get(step_id.replace("-", "_"), ("pass", None, None))
+        steps.append(Step(step_id, "x", status, (), evidence, (), reason))  # type: ignore[arg-type]
     return tuple(steps)
 
 
@@ -59,14 +66,23 @@ def decision(patient: str, outcome: str, reasons=(), *, flags=(), priority=None,
     )
 
 
-PAIN = (
-    "pass",
-    None,
-    "1 record(s) in chronic-pain (active): Chronic pain (Condition/c1, 2025-01-01)",
-)
-WORK = ("pass", None, "latest evidence 2026-01-01: unemployed (Observation/o1)")
-UNKNOWN_WORK = ("fail", "employment-status-unknown", "no dated employment status recorded")
-NO_BIRTH = ("unknown", "birth-date-missing", "no birth date recorded")
+def pain_evidence(display: str = "Chronic pain") -> RecordsEvidence:
+    """'1 record(s) in chronic-pain (active): <display> (Condition/c1, 2025-01-01)'"""
+    record = RecordEvidence("Condition/c1", date(2025, 1, 1), "", display)
+    return RecordsEvidence("chronic-pain", 1, 1, (record,), True, None, None, None, None, "enough")
+
+
+def work_evidence(category: str, result: str) -> LatestCategoryEvidence:
+    """'latest evidence 2026-01-01: <category> (Observation/o1)'"""
+    record = RecordEvidence("Observation/o1", date(2026, 1, 1), category)
+    return LatestCategoryEvidence(date(2026, 1, 1), (record,), "x", result, True, 24, 0)  # type: ignore[arg-type]
+
+
+PAIN = ("pass", None, pain_evidence())
+WORK = ("pass", None, work_evidence("unemployed", "pass"))
+NO_STATUS = LatestCategoryEvidence(None, (), None, "none", False, 24, 0)
+UNKNOWN_WORK = ("fail", "employment-status-unknown", NO_STATUS)
+NO_BIRTH = ("unknown", "birth-date-missing", AgeEvidence(None, "no-birth-date", 18, None))
 
 
 @pytest.fixture
@@ -86,8 +102,8 @@ def decisions() -> list[Decision]:
             "x1",
             "excluded",
             ["deceased", "end-of-life"],
-            deceased=("fail", "deceased", ""),
-            end_of_life=("fail", "end-of-life", ""),
+            deceased=("fail", "deceased", None),
+            end_of_life=("fail", "end-of-life", None),
         ),
         decision(
             "x2",
@@ -102,13 +118,13 @@ def decisions() -> list[Decision]:
             "excluded",
             ["ips-declined"],
             working_age=NO_BIRTH,
-            ips_declined=("fail", "ips-declined", ""),
+            ips_declined=("fail", "ips-declined", None),
         ),
         decision(
             "n1",
             "not-eligible",
             ["no-chronic-pain", "employment-status-unknown"],
-            chronic_pain=("fail", "no-chronic-pain", ""),
+            chronic_pain=("fail", "no-chronic-pain", None),
             out_of_work=UNKNOWN_WORK,
         ),
         decision(
@@ -116,7 +132,7 @@ def decisions() -> list[Decision]:
             "not-eligible",
             ["in-work"],
             quality=["undated-employment-status"],
-            out_of_work=("fail", "in-work", "latest evidence 2026-01-01: employed"),
+            out_of_work=("fail", "in-work", work_evidence("employed", "fail")),
         ),
     ]
 
@@ -352,7 +368,7 @@ def test_report_escapes_hostile_text(decisions, ruleset):
             "evil",
             "propose",
             priority="early",
-            chronic_pain=("pass", None, hostile),
+            chronic_pain=("pass", None, pain_evidence(hostile)),
             out_of_work=WORK,
         ),
     ]

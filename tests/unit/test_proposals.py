@@ -46,8 +46,6 @@ from ips_screen.proposals.review import (
     review_transaction,
 )
 from ips_screen.proposals.text import (
-    FLAGS,
-    REASONS,
     clinician_note,
     flag_text,
     patient_explanation,
@@ -400,7 +398,7 @@ def test_clinician_note_explains_in_plain_words(rs: CompiledRuleset) -> None:
     )
     assert "eMED3 (2010) new statement issued, not fit for work (2026-03-01)" in note
     assert "Priority: early" in note
-    assert flag_text("employment-status-unconfirmed") in note
+    assert flag_text("employment-status-unconfirmed", rs) in note
     assert note.endswith(rs.model.proposal.clinician_summary.strip())
     stale = clinician_note(decision_b(rs), rs)
     assert "Osteoarthritis of knee (2022-05-01)" in stale
@@ -442,7 +440,7 @@ def test_same_day_fit_note_document_is_listed_once(rs: CompiledRuleset) -> None:
     ]
 
 
-def test_reason_and_flag_words() -> None:
+def test_reason_and_flag_words(rs: CompiledRuleset) -> None:
     names = [
         "deceased",
         "outside-working-age",
@@ -456,13 +454,13 @@ def test_reason_and_flag_words() -> None:
         "employment-status-unknown",
         "birth-date-missing",
     ]
-    assert sorted(REASONS) == sorted(names)
+    assert sorted(rs.model.texts.reasons) == sorted(names)
     for name in names:
-        assert reason_text(name) != name
-        assert "\n" not in reason_text(name)
-    assert list(FLAGS) == ["employment-status-unconfirmed"]
-    assert reason_text("something-new") == "something-new"
-    assert flag_text("something-new") == "something-new"
+        assert reason_text(name, rs) != name
+        assert "\n" not in reason_text(name, rs)
+    assert list(rs.model.texts.flags) == ["employment-status-unconfirmed"]
+    assert reason_text("something-new", rs) == "something-new"
+    assert flag_text("something-new", rs) == "something-new"
 
 
 # --- accept and decline ------------------------------------------------------------------------

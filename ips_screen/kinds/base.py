@@ -1,0 +1,72 @@
+"""What every criterion kind is built from: the strict model base and the `KindSpec` it registers.
+
+A kind module declares, once, everything the rest of the tool needs to know about the kind:
+
+    model      the pydantic model of its entry in a ruleset file (`kind: <name>`)
+    evaluate   (rule, Context) -> Finding: whether it holds for one patient at T, with evidence
+    children   the criteria nested in it (combinators, fallbacks)
+    codelists  the names of the codelists it reads
+    windows    its "N months" windows, which bound how long a decision stays valid (horizon)
+    check      what loading a ruleset checks against the codelists (None: nothing), as a message
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+KEBAB = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+Id = Annotated[str, Field(pattern=KEBAB)]
+ResourceType = Literal["Condition", "Observation", "Procedure", "DocumentReference"]
+
+if TYPE_CHECKING:
+    # A kind that nests criteria annotates them `Criterion` (imported from here when type
+    # checking); `registry` resolves the name to the union of every kind's model at run time.
+    Criterion = Any
+
+
+class Strict(BaseModel):
+    """A ruleset model: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KindModel(Strict):
+    """The fields every criterion has: an id unique in the ruleset and an optional description."""
+
+    id: Id
+    description: str = ""
+
+
+def _no_children(rule: Any) -> Iterable[Any]:
+    return ()
+
+
+def _own_codelist(rule: Any) -> Iterable[str]:
+    name = getattr(rule, "codelist", None)
+    return (name,) if name else ()
+
+
+def _no_windows(rule: Any) -> Iterable[int]:
+    return ()
+
+
+def _no_check(rule: Any, codelists: Mapping[str, Any]) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """One criterion kind, as its module registers it (see the module docstring)."""
+
+    name: str
+    model: type[KindModel]
+    evaluate: Callable[[Any, Any], Any]
+    children: Callable[[Any], Iterable[Any]] = _no_children
+    codelists: Callable[[Any], Iterable[str]] = _own_codelist
+    windows: Callable[[Any], Iterable[int]] = _no_windows
+    check: Callable[[Any, Mapping[str, Any]], str | None] = _no_check
+    helpers: tuple[type[BaseModel], ...] = ()  # other models of the kind that name criteria

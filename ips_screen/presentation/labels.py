@@ -1,0 +1,51 @@
+"""Plain words for names, from the ruleset's `texts:` (the name itself when it gives none)."""
+
+from __future__ import annotations
+
+from ips_screen.ruleset.loader import CompiledRuleset
+
+
+def one_line(text: str) -> str:
+    """A record's words on one line: every run of whitespace (newlines included) one space, so
+    a display can never split a note or a trace line in two."""
+    return " ".join(text.split())
+
+
+def reason_text(reason: str, ruleset: CompiledRuleset) -> str:
+    """One line of plain words for a reason name (the name itself when unknown)."""
+    return ruleset.model.texts.reasons.get(reason, reason)
+
+
+def flag_text(flag: str, ruleset: CompiledRuleset) -> str:
+    """One line of plain words for a flag name (the name itself when unknown)."""
+    return ruleset.model.texts.flags.get(flag, flag)
+
+
+def report_text(name: str, ruleset: CompiledRuleset) -> str:
+    """The practice report's words for a reason or flag name ("" when the ruleset has none)."""
+    texts = ruleset.model.texts
+    return texts.report.get(name) or texts.reasons.get(name) or texts.flags.get(name) or ""
+
+
+def category_text(codelist: str, category: str, ruleset: CompiledRuleset) -> str:
+    """Plain words for a category of a codelist (else the category with hyphens as spaces)."""
+    words = ruleset.model.texts.categories.get(codelist, {})
+    return words.get(category) or category.replace("-", " ")
+
+
+def criterion_label(criterion_id: str, ruleset: CompiledRuleset) -> str:
+    """A criterion's label in the clinician note (else its id)."""
+    return ruleset.model.texts.criteria.get(criterion_id, criterion_id)
+
+
+def proposal_title(ruleset: CompiledRuleset) -> str:
+    return ruleset.model.texts.proposal_title or ruleset.model.title
+
+
+def service_title(ruleset: CompiledRuleset) -> str:
+    return ruleset.model.texts.service_title or ruleset.model.title
+
+
+def service_description(ruleset: CompiledRuleset) -> str:
+    texts = ruleset.model.texts
+    return texts.service_description or ruleset.model.description.strip()

@@ -1,0 +1,64 @@
+"""The words a ruleset gives its outputs (`texts:` in the ruleset file), as a strict model.
+
+Every field is optional: a name with no words is shown as the name itself (hyphens as spaces for
+a category), and the titles fall back to the ruleset's `title`. `ips_screen.presentation` reads
+these; nothing else words a reason, flag, category or title.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ips_screen.kinds.base import Id, Strict
+
+
+class Texts(Strict):
+    proposal_title: str = Field(
+        "", description="what is proposed, in the clinician note's first line (default: title)"
+    )
+    task_line: str = Field(
+        "", description="the review Task's description, before the priority (default: title)"
+    )
+    service_title: str = Field("", description="the CDS Hooks service title (default: title)")
+    service_description: str = Field(
+        "", description="the CDS Hooks service description (default: description)"
+    )
+    early_note: str = Field("", description="added to an early priority in the clinician note")
+    routine_note: str = Field(
+        "", description="added to a routine priority (with a known start) in the clinician note"
+    )
+    supporting_title: str = Field(
+        "Linked records", description="the card's heading for the records in supportingInfo"
+    )
+    card_notes: list[str] = Field(
+        default_factory=list, description="markdown paragraphs that close the card's detail"
+    )
+    report_offer: str = Field(
+        "an offer", description="what the report says patients are proposed for"
+    )
+    report_intro: str = Field("", description="the report's paragraph under its headline numbers")
+    report_review: str = Field(
+        "Each proposal waits for a clinician to review it.",
+        description="the report's sentence on what happens to a proposal",
+    )
+    criteria: dict[Id, str] = Field(
+        default_factory=dict, description="criterion id -> its label in the clinician note"
+    )
+    reasons: dict[Id, str] = Field(
+        default_factory=dict, description="reason name -> plain words (note, card, review)"
+    )
+    flags: dict[Id, str] = Field(default_factory=dict, description="flag name -> plain words")
+    flag_actions: dict[Id, str] = Field(
+        default_factory=dict, description="flag name -> what the review Task line asks"
+    )
+    report: dict[Id, str] = Field(
+        default_factory=dict,
+        description="reason or flag name -> words in the practice report, when other than above",
+    )
+    steps: dict[Id, str] = Field(
+        default_factory=dict,
+        description="top-level criterion id -> what it keeps, in the report's funnel",
+    )
+    categories: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="codelist name -> category -> plain words"
+    )

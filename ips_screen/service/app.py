@@ -31,17 +31,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ips_screen import __version__
 from ips_screen.dates import LONDON
 from ips_screen.errors import ConfigError
-from ips_screen.fhir.auth import (
-    DEFAULT_TOKEN_ENV,
-    BearerTokenAuth,
-    FhirAuth,
-    NoAuth,
-    SmartBackendAuth,
-)
 from ips_screen.fhir.client import FhirClient, RetryPolicy
+from ips_screen.fhir.connection import open_client
 from ips_screen.ruleset.loader import load_ruleset
 from ips_screen.service import cds, review_page
-from ips_screen.service.config import FhirBackendConfig, ServeConfig, load_users
+from ips_screen.service.config import ServeConfig, load_users
 from ips_screen.service.ehr_auth import EhrVerifier
 from ips_screen.service.guarded_http import guarded_get
 from ips_screen.service.read_only import ReadOnlyBackend
@@ -58,31 +52,9 @@ MAX_JWKS_BYTES = 256 * 1024
 JWKS_DEADLINE_SECONDS = 3.0
 
 
-def backend_client(config: FhirBackendConfig, environ: Mapping[str, str]) -> FhirClient:
-    """A client for the practice FHIR server with the service's own credentials."""
-    base = config.base_url
-    auth: FhirAuth
-    if config.auth == "bearer":
-        auth = BearerTokenAuth(base, config.token_env or DEFAULT_TOKEN_ENV, environ)
-    elif config.auth == "smart":
-        assert config.client_id and config.private_key and config.kid
-        auth = SmartBackendAuth(
-            base,
-            client_id=config.client_id,
-            private_key_path=config.private_key,
-            kid=config.kid,
-            scope=config.scope,
-            token_url=config.token_url,
-        )
-    else:
-        auth = NoAuth(base)
-    return FhirClient(
-        base,
-        auth=auth,
-        timeout=(5.0, config.timeout_seconds),
-        headers={"Prefer": "handling=strict"},
-        retry=RetryPolicy(max_attempts=3, backoff_initial=0.5, backoff_max=4.0),
-    )
+# The backend answers a person waiting for a page or a card: fewer, shorter retries than a batch.
+INTERACTIVE_RETRY = RetryPolicy(max_attempts=3, backoff_initial=0.5, backoff_max=4.0)
+INTERACTIVE_MAX_PAGES = 1000
 
 
 def fetch_jwks(url: str) -> dict[str, Any]:
@@ -114,6 +86,13 @@ def _session_secret(config: ServeConfig, environ: Mapping[str, str]) -> str:
             f"{MIN_SECRET_LENGTH} characters (it protects the sign-in form)"
         )
     return secret
+
+
+def _backend_client(config: ServeConfig, environ: Mapping[str, str]) -> FhirClient:
+    """The client for the practice server, with the service's own credentials."""
+    return open_client(
+        config.fhir, environ, retry=INTERACTIVE_RETRY, max_pages=INTERACTIVE_MAX_PAGES
+    )
 
 
 def _backend(config: ServeConfig, client: FhirClient) -> FhirClient:
@@ -162,7 +141,7 @@ def create_app(
     state = ServiceState(
         config=config,
         ruleset=ruleset,
-        backend=_backend(config, fhir_client or backend_client(config.fhir, environ)),
+        backend=_backend(config, fhir_client or _backend_client(config, environ)),
         verifier=verifier,
         clock=now,
         environ=environ,

@@ -85,6 +85,8 @@ def server_config(folder: Path, base_url: str, mode: str) -> Path:
         f"""
 [source]
 kind = "server"
+
+[fhir]
 base_url = "{base_url}"
 
 [export]
@@ -225,7 +227,7 @@ def test_the_example_config_is_valid_and_documents_every_setting():
 
     example = DEFAULT_RULESET.parents[1] / "docs" / "practice.example.toml"
     config = load_config(example)
-    assert config.source.kind == "server" and config.auth.method == "smart"
+    assert config.source.kind == "server" and config.server.auth.method == "smart"
     text = example.read_text()
     for setting, description in describe_settings():
         section, key = setting[1:].split("] ")
@@ -311,7 +313,8 @@ class FakeBulkServer:
 def fake_config(tmp_path: Path, rules: Path | None = None) -> PracticeConfig:
     return PracticeConfig.model_validate(
         {
-            "source": {"kind": "server", "base_url": "http://127.0.0.1:9/fhir"},
+            "source": {"kind": "server"},
+            "fhir": {"base_url": "http://127.0.0.1:9/fhir"},
             "export": {"mode": "bulk"},
             "screen": {"write": False, "rules": rules},
             "output": {"state_dir": tmp_path / "state", "keep_runs": 3},
@@ -428,7 +431,7 @@ def test_auto_mode_falls_back_to_rest_when_the_export_is_refused(
 ):
     server = FakeBulkServer()
     client = FakeRestClient(server.current())
-    monkeypatch.setattr("ips_screen.nightly.run.make_client", lambda config, environ: client)
+    monkeypatch.setattr("ips_screen.nightly.run.open_client", lambda connection, environ: client)
 
     def refuse(*args, **kwargs):
         raise FakeUnsupported("404 on $export")

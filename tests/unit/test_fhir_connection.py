@@ -296,3 +296,22 @@ def test_cli_errors_name_the_option():
         server_args.connection_from_args(
             cli_args("--auth", "bearer", "--token-env", "ghp_" + "a" * 36), BASE
         )
+
+
+def test_a_nightly_run_with_old_keys_works_and_says_so_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from ips_screen.cli.main import main
+    from tests.conftest import FIXTURES
+
+    path = write(
+        tmp_path,
+        "practice.toml",
+        f'[source]\nkind = "files"\npath = "{FIXTURES}"\n[auth]\nmethod = "none"\n'
+        '[export]\npage_size = 100\n[screen]\nwrite = false\n[output]\nstate_dir = "state"\n',
+    )
+    argv = ["nightly", "--config", str(path), "--as-of", "2026-11-26"]
+    assert main(argv, {}) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "deprecated" in line]
+    assert len(err) == 1
+    assert f"{path}: deprecated keys" in err[0] and "[auth] -> nothing" in err[0]

@@ -18,6 +18,7 @@ Errors in a value given under an old key name the old key (`old_key_label`), as 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ def _put(fhir: Any, key: str, value: Any, old: str) -> dict[str, Any]:
     return {**table, key: value}
 
 
-def old_key_label(loc: tuple[str, ...], moved: list[Moved]) -> str | None:
+def old_key_label(loc: tuple[str, ...], moved: Sequence[Moved]) -> str | None:
     """How the file names the value at `loc`, when it was given under an old key; else None."""
     within = [m for m in moved if m.loc and loc[: len(m.loc)] == m.loc]
     best = max(within, key=lambda m: len(m.loc), default=None)

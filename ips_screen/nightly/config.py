@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -232,9 +233,9 @@ def load_config(path: Path | str) -> PracticeConfig:
     return config.rebased(path.resolve().parent)
 
 
-def _where(loc: tuple[Any, ...], moved: list[Moved] = ()) -> str:  # type: ignore[assignment]
+def _where(loc: tuple[Any, ...], moved: Sequence[Moved] = ()) -> str:
     parts = error_location(loc)
-    old = old_key_label(parts, list(moved))
+    old = old_key_label(parts, moved)
     if old is not None:
         return old
     if not parts:

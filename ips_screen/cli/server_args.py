@@ -113,7 +113,7 @@ def connection_from_args(args: argparse.Namespace, base_url: str) -> FhirConnect
     """The connection the options describe for the server at `base_url` (no credential is read)."""
     from pydantic import ValidationError
 
-    from ips_screen.fhir.connection import FhirConnection, error_location
+    from ips_screen.fhir.connection import FhirConnection, error_location, error_message
 
     if not is_server_url(base_url):
         raise UserError(f"{base_url}: a FHIR base URL starts with http:// or https://")
@@ -140,7 +140,7 @@ def connection_from_args(args: argparse.Namespace, base_url: str) -> FhirConnect
     except ValidationError as exc:  # never repeats a value: --token-env may hold the token
         first = exc.errors()[0]
         loc = error_location(tuple(first["loc"]))
-        message = first["msg"].removeprefix("Value error, ")
+        message = error_message(first)
         if loc:
             message = f"{_FLAGS.get(loc[-1], 'the server options')}: {message}"
         raise UserError(message) from None

@@ -54,6 +54,7 @@ __all__ = [
     "NoAuthSettings",
     "SmartAuthSettings",
     "error_location",
+    "error_message",
     "open_client",
 ]
 
@@ -226,6 +227,13 @@ class FhirConnection(_Strict):
             }
         )
         return self.model_copy(update={"auth": auth})
+
+
+def error_message(error: Mapping[str, Any]) -> str:
+    """The message of one pydantic error in a connection, with the auth method's in plain words."""
+    if error["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        return "method must be one of 'none', 'bearer' or 'smart'"
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def error_location(loc: tuple[Any, ...]) -> tuple[str, ...]:

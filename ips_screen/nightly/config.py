@@ -34,6 +34,7 @@ from ips_screen.fhir.connection import (
     FhirConnection,
     SmartAuthSettings,
     error_location,
+    error_message,
 )
 from ips_screen.fhir.connection_keys import (
     Moved,
@@ -277,7 +278,7 @@ def _refuse_secrets(data: dict[str, Any], path: Path, loc: tuple[str, ...]) -> N
 def _one_line(exc: ValidationError, path: Path, moved: list[Moved]) -> str:
     first = exc.errors()[0]
     loc = tuple(first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
+    message = error_message(first)
     if first["type"] == "extra_forbidden":
         message = "unknown key (check the spelling; see docs/practice.example.toml)"
     elif first["type"] == "missing":

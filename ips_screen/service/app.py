@@ -31,10 +31,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ips_screen import __version__
 from ips_screen.dates import LONDON
 from ips_screen.errors import ConfigError
-from ips_screen.fhir.client import FhirClient, RetryPolicy
-from ips_screen.fhir.connection import open_client
+from ips_screen.fhir.client import FhirClient
 from ips_screen.ruleset.loader import load_ruleset
 from ips_screen.service import cds, review_page
+from ips_screen.service.backend_connection import open_backend
 from ips_screen.service.config import ServeConfig, load_users
 from ips_screen.service.ehr_auth import EhrVerifier
 from ips_screen.service.guarded_http import guarded_get
@@ -50,11 +50,6 @@ LOGGING_ENV = "IPS_SCREEN_SERVE_LOGGING"  # the CLI's logging options, for worke
 MIN_SECRET_LENGTH = 32
 MAX_JWKS_BYTES = 256 * 1024
 JWKS_DEADLINE_SECONDS = 3.0
-
-
-# The backend answers a person waiting for a page or a card: fewer, shorter retries than a batch.
-INTERACTIVE_RETRY = RetryPolicy(max_attempts=3, backoff_initial=0.5, backoff_max=4.0)
-INTERACTIVE_MAX_PAGES = 1000
 
 
 def fetch_jwks(url: str) -> dict[str, Any]:
@@ -86,13 +81,6 @@ def _session_secret(config: ServeConfig, environ: Mapping[str, str]) -> str:
             f"{MIN_SECRET_LENGTH} characters (it protects the sign-in form)"
         )
     return secret
-
-
-def _backend_client(config: ServeConfig, environ: Mapping[str, str]) -> FhirClient:
-    """The client for the practice server, with the service's own credentials."""
-    return open_client(
-        config.fhir, environ, retry=INTERACTIVE_RETRY, max_pages=INTERACTIVE_MAX_PAGES
-    )
 
 
 def _backend(config: ServeConfig, client: FhirClient) -> FhirClient:
@@ -141,7 +129,7 @@ def create_app(
     state = ServiceState(
         config=config,
         ruleset=ruleset,
-        backend=_backend(config, fhir_client or _backend_client(config, environ)),
+        backend=_backend(config, fhir_client or open_backend(config.fhir, environ)),
         verifier=verifier,
         clock=now,
         environ=environ,

@@ -43,8 +43,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ips_screen.errors import ConfigError, validation_problem
-from ips_screen.fhir.connection import FhirConnection, error_location
+from ips_screen.errors import ConfigError
+from ips_screen.fhir.connection import FhirConnection, error_location, error_message
 from ips_screen.fhir.connection_keys import (
     Moved,
     log_deprecations,
@@ -52,6 +52,7 @@ from ips_screen.fhir.connection_keys import (
     upgrade_serve_keys,
 )
 from ips_screen.secret_values import env_name_problem
+from ips_screen.service.backend_connection import with_backend_defaults
 from ips_screen.service.ehr_auth_config import EhrAuthConfig
 from ips_screen.service.ehr_reader import ReadLimits
 from ips_screen.service.passwords import UserEntry, hash_password, load_users, verify_password
@@ -72,12 +73,6 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 SANDBOX_HOST = "sandbox.cds-hooks.org"  # the public CDS Hooks sandbox (tokens minted in browsers)
 _PRACTITIONER = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
 _HEADER = re.compile(r"^[A-Za-z0-9\-]{1,64}$")
-DEFAULT_BACKEND_SCOPE = (
-    "system/Patient.rs system/Condition.rs system/Observation.rs system/Procedure.rs "
-    "system/DocumentReference.rs system/ServiceRequest.cruds system/Task.cruds "
-    "system/CarePlan.crs system/Provenance.crs system/Device.crs"
-)
-DEFAULT_BACKEND_READ_TIMEOUT = 20.0  # seconds
 
 
 def is_loopback(url: str) -> bool:
@@ -288,25 +283,13 @@ def _resolve(path: str | None, folder: Path) -> str | None:
     return str(candidate if candidate.is_absolute() else (folder / candidate).resolve())
 
 
-def _with_service_defaults(data: dict[str, Any]) -> dict[str, Any]:
-    """The service's own defaults for its backend connection: a shorter read timeout (a person
-    waits) and, for SMART, the scopes it reads and writes with."""
-    fhir = data.get("fhir")
-    if not isinstance(fhir, dict):
-        return data
-    fhir = {"read_timeout_seconds": DEFAULT_BACKEND_READ_TIMEOUT, **fhir}
-    auth = fhir.get("auth")
-    if isinstance(auth, dict) and auth.get("method") == "smart":
-        fhir["auth"] = {"scope": DEFAULT_BACKEND_SCOPE, **auth}
-    return {**data, "fhir": fhir}
-
-
 def _problem(exc: ValidationError, moved: list[Moved]) -> str:
     first = exc.errors()[0]
     loc = error_location(tuple(first["loc"]))
     where = old_key_label(loc, moved) or ".".join(loc) or "(top level)"
-    text = validation_problem(exc).replace(".".join(map(str, first["loc"])), where, 1)
-    return text.replace(": Value error, ", ": ", 1)
+    message = "unknown key" if first["type"] == "extra_forbidden" else error_message(first)
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {message}{more}"
 
 
 def parse_config(
@@ -318,7 +301,7 @@ def parse_config(
     data, renamed = upgrade_serve_keys(dict(data))
     if moved is not None:
         moved.extend(renamed)
-    data = _with_service_defaults(data)
+    data = with_backend_defaults(data)
     ehr_auth = _ehr_auth(data.pop("ehr_auth", None), data.get("public_base_url"))
     try:
         config = ServeConfig.model_validate({**data, "ehr_auth": None})

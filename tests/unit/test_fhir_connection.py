@@ -242,6 +242,10 @@ def test_the_service_keeps_its_own_defaults(tmp_path: Path, key_file: Path):
             "[fhir.auth] tokn_env: unknown key",
         ),
         (f'base_url = "{BASE}"\npage_size = 0', "[fhir] page_size: "),
+        (
+            f'base_url = "{BASE}"\n[fhir.auth]\ntoken_env = "X"',
+            "[fhir.auth]: method must be one of 'none', 'bearer' or 'smart'",
+        ),
         ('base_url = "http://f.example/R4"\n[fhir.auth]\nmethod = "bearer"', "without https"),
         ('base_url = "ftp://f.example/R4"', "[fhir] base_url: "),
     ],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,12 +147,29 @@ def test_module_defaults_match_the_auth_module_and_the_options():
 # -- the 0.1 keys --------------------------------------------------------------------------------
 
 
-def deprecations(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def warned() -> Iterator[list[str]]:
+    """The warning lines of the `ips_screen.config` logger, however the CLI set up logging."""
+    handler = _Lines()
+    logger = logging.getLogger("ips_screen.config")
+    logger.addHandler(handler)
+    try:
+        yield handler.lines
+    finally:
+        logger.removeHandler(handler)
 
 
 def test_old_practice_keys_load_with_one_deprecation_line(
-    tmp_path: Path, key_file: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, key_file: Path, warned: list[str]
 ):
     old = write(
         tmp_path,
@@ -167,17 +185,16 @@ def test_old_practice_keys_load_with_one_deprecation_line(
         f'[source]\nkind = "server"\n[fhir]\nbase_url = "{BASE}"\npage_size = 200\n'
         f"[fhir.auth]\n{auth}\n{PRACTICE_TAIL}",
     )
-    caplog.set_level(logging.INFO, logger="ips_screen")
     assert load_practice(old) == load_practice(new)
     load_practice(old)  # logged once per file
-    [line] = deprecations(caplog)
+    [line] = warned
     assert str(old) in line and "\n" not in line
     assert "[auth] -> [fhir.auth]" in line and "[source] base_url -> [fhir] base_url" in line
     assert "[export] page_size -> [fhir] page_size" in line and "until ips-screen 0.2" in line
 
 
 def test_old_practice_keys_of_a_files_source_are_ignored_as_before(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, warned: list[str]
 ):
     path = write(
         tmp_path,
@@ -185,14 +202,13 @@ def test_old_practice_keys_of_a_files_source_are_ignored_as_before(
         '[source]\nkind = "files"\npath = "data"\n[auth]\nmethod = "none"\n'
         '[export]\npage_size = 50\n[output]\nstate_dir = "state"\n',
     )
-    caplog.set_level(logging.INFO, logger="ips_screen")
     assert load_practice(path).fhir is None
-    [line] = deprecations(caplog)
+    [line] = warned
     assert "[auth] -> nothing" in line
 
 
 def test_old_serve_keys_load_with_one_deprecation_line(
-    tmp_path: Path, key_file: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, key_file: Path, warned: list[str]
 ):
     old = write(
         tmp_path,
@@ -206,10 +222,9 @@ def test_old_serve_keys_load_with_one_deprecation_line(
         "new.toml",
         f'{SERVE_HEAD}[fhir]\nbase_url = "{BASE}"\nread_timeout_seconds = 7\n[fhir.auth]\n{auth}\n',
     )
-    caplog.set_level(logging.INFO, logger="ips_screen")
     assert load_serve(old) == load_serve(new)
     assert load_serve(old).fhir.read_timeout_seconds == 7
-    [line] = deprecations(caplog)
+    [line] = warned
     assert str(old) in line
     assert "fhir.private_key -> fhir.auth.private_key_file" in line
     assert "fhir.auth -> fhir.auth.method" in line

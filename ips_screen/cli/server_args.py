@@ -2,7 +2,9 @@
 
     add_server_args(parser)                  --auth, --token-env, SMART options, --page-size
                                              (and --patient-id unless patient_ids=False)
-    client_from_args(args, environ, url)     a FhirClient for the server at `url`
+    connection_from_args(args, url)          the FhirConnection they describe for `url`
+    client_from_args(args, environ, url)     a FhirClient for it, from the one factory
+                                             (ips_screen.fhir.connection.open_client)
 
 Options that only make sense for a server are None unless given, so a command reading files can
 refuse them (`server_options_given`) instead of silently ignoring them. The client sends
@@ -15,20 +17,17 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from ips_screen.errors import UserError
 
 if TYPE_CHECKING:  # imported when used: the HTTP and crypto libraries slow every command's start
-    from ips_screen.fhir.auth import FhirAuth
     from ips_screen.fhir.client import FhirClient
+    from ips_screen.fhir.connection import FhirConnection
 
 # The same as ips_screen.fhir.auth's defaults (a test checks), for --help without importing it.
 DEFAULT_TOKEN_ENV = "IPS_SCREEN_FHIR_TOKEN"  # noqa: S105 (a variable name, not a secret)
 DEFAULT_SCOPE = "system/*.rs"
 AUTH_CHOICES = ("none", "bearer", "smart")
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-MAX_PAGES = 100_000  # per search; with --page-size 500, 50 million resources of one type
 _SMART_OPTIONS = {
     "client_id": "--client-id",
     "private_key": "--private-key",
@@ -100,56 +99,61 @@ def server_options_given(args: argparse.Namespace) -> list[str]:
     return [option for attr, option in names.items() if getattr(args, attr, None) is not None]
 
 
-def auth_from_args(args: argparse.Namespace, environ: Mapping[str, str], base_url: str) -> FhirAuth:
-    """The authentication strategy the options ask for (credentials are read here)."""
-    from ips_screen.fhir.auth import BearerTokenAuth, NoAuth, SmartBackendAuth
+_FLAGS = {  # the connection's keys as the options that set them
+    "base_url": "the server URL",
+    "auth": "--auth",
+    **_SMART_OPTIONS,
+    "token_env": "--token-env",
+    "private_key_file": "--private-key",
+    "page_size": "--page-size",
+}
 
+
+def connection_from_args(args: argparse.Namespace, base_url: str) -> FhirConnection:
+    """The connection the options describe for the server at `base_url` (no credential is read)."""
+    from pydantic import ValidationError
+
+    from ips_screen.fhir.connection import FhirConnection, error_location, error_message
+
+    if not is_server_url(base_url):
+        raise UserError(f"{base_url}: a FHIR base URL starts with http:// or https://")
     kind = getattr(args, "auth", None) or "none"
     smart_given = [o for a, o in _SMART_OPTIONS.items() if getattr(args, a, None) is not None]
     if kind != "smart" and smart_given:
         raise UserError(f"{smart_given[0]} only applies with --auth smart")
     if kind != "bearer" and getattr(args, "token_env", None) is not None:
         raise UserError("--token-env only applies with --auth bearer")
-    if kind == "none":
-        return NoAuth(base_url)
-    parts = urlsplit(base_url)
-    if parts.scheme.lower() != "https" and (parts.hostname or "") not in LOOPBACK_HOSTS:
-        raise UserError(f"{base_url}: refusing to send credentials without https")
-    if kind == "bearer":
-        from ips_screen.secret_values import env_name_problem
-
-        problem = args.token_env and env_name_problem(args.token_env)
-        if problem:  # never repeats the value: it may be the token itself
-            raise UserError(f"--token-env: {problem}")
-        return BearerTokenAuth(base_url, args.token_env or DEFAULT_TOKEN_ENV, environ)
     missing = [o for a, o in list(_SMART_OPTIONS.items())[:3] if not getattr(args, a, None)]
-    if missing:
+    if kind == "smart" and missing:
         raise UserError(f"--auth smart needs {', '.join(missing)}")
-    return SmartBackendAuth(
-        base_url,
-        client_id=args.client_id,
-        private_key_path=args.private_key,
-        kid=args.kid,
-        scope=args.scope or DEFAULT_SCOPE,
-        token_url=args.token_url,
-    )
+    auth: dict[str, object] = {"method": kind}
+    if kind == "bearer" and args.token_env is not None:
+        auth["token_env"] = args.token_env
+    if kind == "smart":
+        auth.update(client_id=args.client_id, private_key_file=args.private_key, kid=args.kid)
+        auth.update({k: getattr(args, k) for k in ("scope", "token_url") if getattr(args, k)})
+    connection = {"base_url": base_url, "auth": auth}
+    if getattr(args, "page_size", None) is not None:
+        connection["page_size"] = args.page_size
+    try:
+        return FhirConnection.model_validate(connection)
+    except ValidationError as exc:  # never repeats a value: --token-env may hold the token
+        first = exc.errors()[0]
+        loc = error_location(tuple(first["loc"]))
+        message = error_message(first)
+        if loc:
+            message = f"{_FLAGS.get(loc[-1], 'the server options')}: {message}"
+        raise UserError(message) from None
 
 
 def client_from_args(
     args: argparse.Namespace, environ: Mapping[str, str], base_url: str | None = None
 ) -> FhirClient:
-    """A client for `base_url` (default: `args.base_url`) with the options' authentication.
-    Close it (or use it as a context manager) when done."""
-    from ips_screen.fhir.client import FhirClient
+    """A client for `base_url` (default: `args.base_url`) with the options' authentication, from
+    `open_client` like every other entry point's. Close it (or use it as a context manager)."""
+    from ips_screen.fhir.connection import open_client
 
     url = base_url or getattr(args, "base_url", None)
     if not url:
         raise UserError("no FHIR server base URL given")
-    if not is_server_url(url):
-        raise UserError(f"{url}: a FHIR server base URL starts with http:// or https://")
-    return FhirClient(
-        url,
-        auth=auth_from_args(args, environ, url),
-        headers={"Prefer": "handling=strict"},
-        max_pages=MAX_PAGES,
-    )
+    return open_client(connection_from_args(args, url), environ)

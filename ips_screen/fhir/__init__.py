@@ -22,6 +22,10 @@ and a test checks that code outside it imports nothing else):
   origin, across redirects) and `capabilities` (what a CapabilityStatement says can be searched).
 - `auth`: `FhirAuth` and its kinds (`NoAuth`, `BearerTokenAuth`, `SmartBackendAuth`), sending
   credentials only to the server's own origin (`origin_of`).
+- `connection`: `FhirConnection`, the one description of a server connection (base URL, auth
+  settings, timeouts, page size) that the CLI, practice.toml and serve.toml share, and
+  `open_client`, the one factory that builds a `FhirClient` from it; `connection_keys` reads the
+  old config keys with a deprecation line.
 - `bulk`: Bulk Data 2.0 `export` of an `ExportRequest` (`bulk_request`): kick-off
   (`bulk_kickoff`), status (`bulk_status`), download and checking of the files (`bulk_download`,
   `bulk_lines`, `bulk_filter`), resume; `bulk_http` holds what they share.
@@ -55,6 +59,22 @@ from ips_screen.fhir.client import (
     WriteResult,
     capability_search_params,
 )
+from ips_screen.fhir.connection import (
+    BearerAuthSettings,
+    FhirConnection,
+    NoAuthSettings,
+    SmartAuthSettings,
+    error_location,
+    error_message,
+    open_client,
+)
+from ips_screen.fhir.connection_keys import (
+    Moved,
+    log_deprecations,
+    old_key_label,
+    upgrade_practice_keys,
+    upgrade_serve_keys,
+)
 from ips_screen.fhir.paging import next_link
 
 __all__ = [
@@ -62,6 +82,7 @@ __all__ = [
     "DEFAULT_TOKEN_ENV",
     "FHIR_JSON",
     "STATE_FILE",
+    "BearerAuthSettings",
     "BearerTokenAuth",
     "ExportDamaged",
     "ExportRequest",
@@ -69,16 +90,27 @@ __all__ = [
     "ExportUnsupported",
     "FhirAuth",
     "FhirClient",
+    "FhirConnection",
+    "Moved",
     "NoAuth",
+    "NoAuthSettings",
     "Resource",
     "RetryPolicy",
     "SearchParams",
+    "SmartAuthSettings",
     "SmartBackendAuth",
     "WriteResult",
     "capability_search_params",
+    "error_location",
+    "error_message",
     "export",
     "load_private_key",
+    "log_deprecations",
     "next_link",
+    "old_key_label",
+    "open_client",
     "origin_of",
     "supports_export",
+    "upgrade_practice_keys",
+    "upgrade_serve_keys",
 ]

@@ -8,6 +8,11 @@ is not a secret (the SMART reference Bulk server issues JWT-shaped ones): it may
 or read from an environment variable or a file. Relative paths are relative to the folder
 holding the config file.
 
+The server and its credentials are a `FhirConnection` (`[fhir]` and `[fhir.auth]`, the same shape
+as in the service's serve.toml; ips_screen/fhir/connection.py). The 0.1 keys `[source] base_url`,
+`[auth]` and `[export] page_size` still load, with one deprecation line naming the new keys
+(ips_screen/fhir/connection_keys.py), until ips-screen 0.2.
+
 Errors are one line naming the file and the key ("practice.toml: [export] mode: ..."). They carry
 no line number: `tomllib` reports positions only for syntax errors, not for the keys of a
 document it parsed, so a value that parses but is invalid can only be located by its key.
@@ -17,20 +22,34 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ips_screen.errors import ConfigError
+from ips_screen.fhir.connection import (
+    BearerAuthSettings,
+    FhirConnection,
+    SmartAuthSettings,
+    error_location,
+    error_message,
+)
+from ips_screen.fhir.connection_keys import (
+    Moved,
+    log_deprecations,
+    old_key_label,
+    upgrade_practice_keys,
+)
 from ips_screen.secret_values import env_name_problem, secret_kind
 
 _SECRET_KEY = re.compile(r"(^|_)(token|secret|password|passwd|passphrase|api_?key|credentials?)$")
 _NAMED_SECRETS = frozenset({"token_env", "token_url", "private_key_file"})  # names, not secrets
 _ENV_NAME_KEYS = frozenset({"token_env", "client_id_env"})  # hold the NAME of a variable
 _NOT_SECRETS = frozenset({"client_id", "kid"})  # identifiers, however random they look
-_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_SECTIONS = ("source", "fhir", "export", "screen", "output", "auth")  # "auth": the 0.1 name
+_TABLES = frozenset({*((name,) for name in _SECTIONS), ("fhir", "auth")})
 
 
 class _Section(BaseModel):
@@ -39,12 +58,9 @@ class _Section(BaseModel):
 
 class SourceConfig(_Section):
     kind: Literal["server", "files"] = Field(
-        description="where the records come from: 'server' (a FHIR R4 server, read by Bulk export "
-        "or REST search) or 'files' (a folder of FHIR JSON/NDJSON, reloaded in full every run "
-        "unless incremental; for demos and benchmarks)"
-    )
-    base_url: str | None = Field(
-        None, description="server: the FHIR base URL (https, or http on this machine only)"
+        description="where the records come from: 'server' (the FHIR R4 server of [fhir], read "
+        "by Bulk export or REST search) or 'files' (a folder of FHIR JSON/NDJSON, reloaded in "
+        "full every run unless incremental; for demos and benchmarks)"
     )
     path: Path | None = Field(None, description="files: the folder (or file) to read")
     incremental: bool = Field(
@@ -66,97 +82,13 @@ class SourceConfig(_Section):
     @model_validator(mode="after")
     def _kind_fields(self) -> SourceConfig:
         if self.kind == "server":
-            if not self.base_url:
-                raise ValueError("base_url is required when kind = 'server'")
             if self.path is not None:
                 raise ValueError("path only applies when kind = 'files'")
             if self.incremental:
                 raise ValueError("incremental only applies when kind = 'files'")
-        else:
-            if self.path is None:
-                raise ValueError("path is required when kind = 'files'")
-            if self.base_url is not None:
-                raise ValueError("base_url only applies when kind = 'server'")
+        elif self.path is None:
+            raise ValueError("path is required when kind = 'files'")
         return self
-
-
-class AuthConfig(_Section):
-    method: Literal["none", "bearer", "smart"] = Field(
-        "none",
-        description="'none', 'bearer' (a token read from the environment variable token_env) "
-        "or 'smart' (SMART Backend Services with a private key file)",
-    )
-    token_env: str | None = Field(
-        None,
-        pattern=_ENV_NAME,
-        description="bearer: the NAME of the environment variable holding the token "
-        "(default IPS_SCREEN_FHIR_TOKEN)",
-    )
-    client_id: str | None = Field(
-        None,
-        min_length=1,
-        description="smart: the registered client id (not a secret: any form the server issues, "
-        "JWT-shaped ones included); or give client_id_env or client_id_file instead",
-    )
-    client_id_env: str | None = Field(
-        None,
-        pattern=_ENV_NAME,
-        description="smart: the NAME of an environment variable holding the client id",
-    )
-    client_id_file: Path | None = Field(
-        None, description="smart: a file holding the client id (surrounding whitespace ignored)"
-    )
-    private_key_file: Path | None = Field(
-        None, description="smart: the PEM private key file (RS384 or ES384), readable by this job"
-    )
-    kid: str | None = Field(None, description="smart: the key id registered with the public key")
-    scope: str | None = Field(None, description="smart: the scopes asked for (default system/*.rs)")
-    token_url: str | None = Field(
-        None, description="smart: the token endpoint, when .well-known/smart-configuration lacks it"
-    )
-
-    @model_validator(mode="after")
-    def _method_fields(self) -> AuthConfig:
-        ids = ("client_id", "client_id_env", "client_id_file")
-        smart = {*ids, "private_key_file", "kid", "scope", "token_url"}
-        given = {name for name in smart if getattr(self, name) is not None}
-        if self.method != "smart" and given:
-            raise ValueError(f"{sorted(given)[0]} only applies when method = 'smart'")
-        if self.method != "bearer" and self.token_env is not None:
-            raise ValueError("token_env only applies when method = 'bearer'")
-        if self.method == "smart":
-            how = [name for name in ids if name in given]
-            if len(how) > 1:
-                raise ValueError("give one of client_id, client_id_env or client_id_file")
-            needed = ("client_id", "private_key_file", "kid")
-            missing = [n for n in needed if n not in given and not (n == "client_id" and how)]
-            if missing:
-                raise ValueError(f"method = 'smart' needs {', '.join(missing)}")
-        return self
-
-    def client_id_value(self, environ: Mapping[str, str]) -> str:
-        """The SMART client id: as written, or read from its environment variable or file."""
-        if self.client_id is not None:
-            return self.client_id
-        if self.client_id_env is not None:
-            value = environ.get(self.client_id_env, "").strip()
-            if not value:
-                raise ConfigError(
-                    f"[auth] client_id_env: the environment variable {self.client_id_env} is "
-                    "not set"
-                )
-            return value
-        assert self.client_id_file is not None
-        try:
-            value = self.client_id_file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise ConfigError(
-                f"[auth] client_id_file: cannot read {self.client_id_file} ({reason})"
-            ) from None
-        if not value:
-            raise ConfigError(f"[auth] client_id_file: {self.client_id_file} is empty")
-        return value
 
 
 class ExportConfig(_Section):
@@ -188,7 +120,6 @@ class ExportConfig(_Section):
         description="how a Bulk export is started: 'get' (query parameters) or 'post' (a FHIR "
         "Parameters body, Bulk Data 2.0; a server answering 404, 405 or 501 is asked with GET)",
     )
-    page_size: int = Field(500, ge=1, le=10_000, description="REST: resources per search page")
 
     @model_validator(mode="after")
     def _group(self) -> ExportConfig:
@@ -239,10 +170,24 @@ class OutputConfig(_Section):
 
 class PracticeConfig(_Section):
     source: SourceConfig
-    auth: AuthConfig = AuthConfig()
+    fhir: FhirConnection | None = None
     export: ExportConfig = ExportConfig()
     screen: ScreenConfig = ScreenConfig()
     output: OutputConfig
+
+    @model_validator(mode="after")
+    def _server_connection(self) -> PracticeConfig:
+        if self.source.kind == "server" and self.fhir is None:
+            raise ValueError("[fhir] base_url is required when [source] kind = 'server'")
+        if self.source.kind == "files" and self.fhir is not None:
+            raise ValueError("[fhir] only applies when [source] kind = 'server'")
+        return self
+
+    @property
+    def server(self) -> FhirConnection:
+        """The FHIR server's connection (kind = 'server' only)."""
+        assert self.fhir is not None
+        return self.fhir
 
     def rebased(self, folder: Path) -> PracticeConfig:
         """Relative paths made relative to `folder` (the config file's)."""
@@ -253,12 +198,7 @@ class PracticeConfig(_Section):
         return self.model_copy(
             update={
                 "source": self.source.model_copy(update={"path": fix(self.source.path)}),
-                "auth": self.auth.model_copy(
-                    update={
-                        "private_key_file": fix(self.auth.private_key_file),
-                        "client_id_file": fix(self.auth.client_id_file),
-                    }
-                ),
+                "fhir": self.fhir and self.fhir.rebased(folder),
                 "screen": self.screen.model_copy(update={"rules": fix(self.screen.rules)}),
                 "output": self.output.model_copy(
                     update={
@@ -283,18 +223,28 @@ def load_config(path: Path | str) -> PracticeConfig:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     _refuse_secrets(data, path, ())
     try:
+        data, moved = upgrade_practice_keys(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    try:
         config = PracticeConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_one_line(exc, path)) from None
+        raise ConfigError(_one_line(exc, path, moved)) from None
+    log_deprecations(path, moved)
     return config.rebased(path.resolve().parent)
 
 
-def _where(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc]
+def _where(loc: tuple[Any, ...], moved: Sequence[Moved] = ()) -> str:
+    parts = error_location(loc)
+    old = old_key_label(parts, moved)
+    if old is not None:
+        return old
     if not parts:
         return "(top level)"
+    if parts in _TABLES:
+        return f"[{'.'.join(parts)}]"
     if len(parts) == 1:
-        return f"[{parts[0]}]" if parts[0] in PracticeConfig.model_fields else parts[0]
+        return parts[0]
     return f"[{'.'.join(parts[:-1])}] {parts[-1]}"
 
 
@@ -308,8 +258,8 @@ def _refuse_secrets(data: dict[str, Any], path: Path, loc: tuple[str, ...]) -> N
         if lowered not in _NAMED_SECRETS and _SECRET_KEY.search(lowered):
             raise ConfigError(
                 f"{path}: {_where(here)}: secrets must not be written in the config file; "
-                "name an environment variable instead ([auth] token_env) or a key file "
-                "([auth] private_key_file)"
+                "name an environment variable instead ([fhir.auth] token_env) or a key file "
+                "([fhir.auth] private_key_file)"
             )
         if not isinstance(value, str) or lowered in _NOT_SECRETS:
             continue
@@ -321,28 +271,37 @@ def _refuse_secrets(data: dict[str, Any], path: Path, loc: tuple[str, ...]) -> N
             raise ConfigError(
                 f"{path}: {_where(here)}: this looks like a secret ({kind}) written into the "
                 "config file; it is not repeated here. Name an environment variable "
-                "([auth] token_env) or a key file ([auth] private_key_file) instead"
+                "([fhir.auth] token_env) or a key file ([fhir.auth] private_key_file) instead"
             )
 
 
-def _one_line(exc: ValidationError, path: Path) -> str:
+def _one_line(exc: ValidationError, path: Path, moved: list[Moved]) -> str:
     first = exc.errors()[0]
     loc = tuple(first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
+    message = error_message(first)
     if first["type"] == "extra_forbidden":
         message = "unknown key (check the spelling; see docs/practice.example.toml)"
     elif first["type"] == "missing":
         message = "required setting missing"
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{path}: {_where(loc)}: {message}{more}"
+    if not loc:  # a rule across sections names its keys itself
+        return f"{path}: {message}{more}"
+    return f"{path}: {_where(loc, moved)}: {message}{more}"
 
 
 def describe_settings() -> list[tuple[str, str]]:
     """("[section] key", description) of every setting, for documentation and its test."""
-    out = []
-    for section, info in PracticeConfig.model_fields.items():
-        model = info.annotation
-        assert isinstance(model, type) and issubclass(model, BaseModel)
+    sections: list[tuple[str, type[BaseModel]]] = [
+        (name, info.annotation)  # type: ignore[misc]
+        for name, info in PracticeConfig.model_fields.items()
+        if name != "fhir"
+    ]
+    sections.insert(1, ("fhir", FhirConnection))
+    sections[2:2] = [("fhir.auth", m) for m in (BearerAuthSettings, SmartAuthSettings)]
+    out: dict[str, str] = {}
+    for section, model in sections:
         for key, field in model.model_fields.items():
-            out.append((f"[{section}] {key}", field.description or ""))
-    return out
+            if key != "auth":
+                out.setdefault(f"[{section}] {key}", field.description or "")
+    out["[fhir.auth] method"] = "'none' (default), 'bearer' or 'smart'"
+    return list(out.items())

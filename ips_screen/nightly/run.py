@@ -41,11 +41,12 @@ from typing import Any
 from ips_screen import __version__
 from ips_screen.engine import Decision, evaluate
 from ips_screen.errors import COMPLETED_WITH_ERRORS, ConfigError, UserError
+from ips_screen.fhir.connection import open_client
 from ips_screen.nightly.config import PracticeConfig
 from ips_screen.nightly.progress import NoProgress, Progress
 from ips_screen.nightly.screen import screen_all
 from ips_screen.nightly.state_cleanup import clear_crashed_runs, remove_downloads
-from ips_screen.nightly.steps import link_latest, make_client, prune_runs, trend_row, trends_from
+from ips_screen.nightly.steps import link_latest, prune_runs, trend_row, trends_from
 from ips_screen.nightly.sync import (
     BulkApi,
     SyncResult,
@@ -148,7 +149,7 @@ def _incremental_possible(store: FactsStore, ruleset: CompiledRuleset, cfg: Prac
         return cfg.source.incremental and source.startswith("files:") and _loaded(store, ruleset)
     if cfg.export.mode == "rest":
         return False
-    same_source = store.get_meta("source") == f"server:{(cfg.source.base_url or '').rstrip('/')}"
+    same_source = store.get_meta("source") == f"server:{cfg.server.base_url}"
     return same_source and _loaded(store, ruleset)
 
 
@@ -171,7 +172,7 @@ def _run(
     server = config.source.kind == "server"
     runs_dir = state / "runs"
     out_dir = runs_dir / str(run_id)
-    client = make_client(config, environ) if server else None
+    client = open_client(config.server, environ) if server else None
     max_line = config.source.max_line_mib << 20
     with client if client is not None else contextlib.nullcontext():
         if client is None:
@@ -195,6 +196,7 @@ def _run(
                 progress,
                 api,
                 max_line=max_line,
+                page_size=config.server.page_size,
             )
         errors = list(synced.errors)
         if synced.read_report.skipped_count:
@@ -321,7 +323,7 @@ def _write(
         for r in written.results
         if r.status in ("created", "repaired")
     ]
-    reread_patients(store.facts, ruleset, client, changed, config.export.page_size)
+    reread_patients(store.facts, ruleset, client, changed, config.server.page_size)
     digests = []
     for facts in store.facts.facts_of(changed):  # their cached decisions went with the re-read
         digests.append((facts.id, decision_digest(evaluate(ruleset, facts, as_of))))

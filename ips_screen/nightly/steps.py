@@ -1,4 +1,4 @@
-"""Steps of the nightly run: the client, proposal counts, trends, the run folders (screening the
+"""Steps of the nightly run: proposal counts, trends, the run folders (screening the
 store: nightly/screen.py)."""
 
 from __future__ import annotations
@@ -9,56 +9,14 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from ips_screen.codes import PROPOSAL_ID_SYSTEM
-from ips_screen.errors import ConfigError
 from ips_screen.facts.model import PatientFacts
-from ips_screen.nightly.config import PracticeConfig
-
-if TYPE_CHECKING:
-    from ips_screen.fhir.client import FhirClient
 
 log = logging.getLogger("ips_screen.nightly")
 
 LATEST = "latest"
 OPEN_STATUSES = frozenset({"draft", "active", "on-hold"})
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-MAX_PAGES = 100_000
-
-
-def make_client(config: PracticeConfig, environ: Mapping[str, str]) -> FhirClient:
-    """A client for the configured server, with the configured authentication."""
-    from ips_screen.fhir.auth import BearerTokenAuth, FhirAuth, NoAuth, SmartBackendAuth
-    from ips_screen.fhir.client import FhirClient
-
-    url = config.source.base_url
-    assert url is not None
-    auth_cfg = config.auth
-    auth: FhirAuth
-    if auth_cfg.method == "none":
-        auth = NoAuth(url.rstrip("/"))
-    else:
-        parts = urlsplit(url)
-        if parts.scheme.lower() != "https" and (parts.hostname or "") not in LOOPBACK_HOSTS:
-            raise ConfigError(f"[source] base_url {url}: refusing to send credentials over http")
-        if auth_cfg.method == "bearer":
-            from ips_screen.fhir.auth import DEFAULT_TOKEN_ENV
-
-            env_var = auth_cfg.token_env or DEFAULT_TOKEN_ENV
-            auth = BearerTokenAuth(url.rstrip("/"), env_var, environ)
-        else:
-            assert auth_cfg.private_key_file and auth_cfg.kid
-            auth = SmartBackendAuth(
-                url.rstrip("/"),
-                client_id=auth_cfg.client_id_value(environ),
-                private_key_path=auth_cfg.private_key_file,
-                kid=auth_cfg.kid,
-                scope=auth_cfg.scope or "system/*.rs",
-                token_url=auth_cfg.token_url,
-            )
-    return FhirClient(url, auth=auth, headers={"Prefer": "handling=strict"}, max_pages=MAX_PAGES)
 
 
 @dataclass

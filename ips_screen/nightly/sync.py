@@ -177,6 +177,7 @@ def sync_server(
     bulk_api: BulkApi | None,
     *,
     max_line: int = DEFAULT_MAX_LINE,
+    page_size: int = 500,
 ) -> SyncResult:
     source = f"server:{client.base_url}"
     if export.mode != "rest":
@@ -200,7 +201,7 @@ def sync_server(
                 if export.mode == "bulk":
                     raise
                 log.warning("Bulk export refused (%s): reading by REST search", exc)
-    return _sync_rest(store, ruleset, client, export.page_size, source, progress)
+    return _sync_rest(store, ruleset, client, page_size, source, progress)
 
 
 def _sync_bulk(

@@ -31,17 +31,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ips_screen import __version__
 from ips_screen.dates import LONDON
 from ips_screen.errors import ConfigError
-from ips_screen.fhir.auth import (
-    DEFAULT_TOKEN_ENV,
-    BearerTokenAuth,
-    FhirAuth,
-    NoAuth,
-    SmartBackendAuth,
-)
-from ips_screen.fhir.client import FhirClient, RetryPolicy
+from ips_screen.fhir.client import FhirClient
 from ips_screen.ruleset.loader import load_ruleset
 from ips_screen.service import cds, review_page
-from ips_screen.service.config import FhirBackendConfig, ServeConfig, load_users
+from ips_screen.service.backend_connection import open_backend
+from ips_screen.service.config import ServeConfig, load_users
 from ips_screen.service.ehr_auth import EhrVerifier
 from ips_screen.service.guarded_http import guarded_get
 from ips_screen.service.read_only import ReadOnlyBackend
@@ -56,33 +50,6 @@ LOGGING_ENV = "IPS_SCREEN_SERVE_LOGGING"  # the CLI's logging options, for worke
 MIN_SECRET_LENGTH = 32
 MAX_JWKS_BYTES = 256 * 1024
 JWKS_DEADLINE_SECONDS = 3.0
-
-
-def backend_client(config: FhirBackendConfig, environ: Mapping[str, str]) -> FhirClient:
-    """A client for the practice FHIR server with the service's own credentials."""
-    base = config.base_url
-    auth: FhirAuth
-    if config.auth == "bearer":
-        auth = BearerTokenAuth(base, config.token_env or DEFAULT_TOKEN_ENV, environ)
-    elif config.auth == "smart":
-        assert config.client_id and config.private_key and config.kid
-        auth = SmartBackendAuth(
-            base,
-            client_id=config.client_id,
-            private_key_path=config.private_key,
-            kid=config.kid,
-            scope=config.scope,
-            token_url=config.token_url,
-        )
-    else:
-        auth = NoAuth(base)
-    return FhirClient(
-        base,
-        auth=auth,
-        timeout=(5.0, config.timeout_seconds),
-        headers={"Prefer": "handling=strict"},
-        retry=RetryPolicy(max_attempts=3, backoff_initial=0.5, backoff_max=4.0),
-    )
 
 
 def fetch_jwks(url: str) -> dict[str, Any]:
@@ -162,7 +129,7 @@ def create_app(
     state = ServiceState(
         config=config,
         ruleset=ruleset,
-        backend=_backend(config, fhir_client or backend_client(config.fhir, environ)),
+        backend=_backend(config, fhir_client or open_backend(config.fhir, environ)),
         verifier=verifier,
         clock=now,
         environ=environ,

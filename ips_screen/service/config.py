@@ -2,7 +2,8 @@
 
 Strict: unknown keys, wrong types and inline secrets are errors (`ConfigError`, naming the key).
 Secrets live in environment variables or files the configuration names, never in the file:
-the backend's bearer token (`fhir.token_env`), its SMART private key (`fhir.private_key`), the
+the backend's bearer token (`fhir.auth.token_env`), its SMART private key
+(`fhir.auth.private_key_file`), the
 session-signing secret (`review_page.session_secret_env`) and the users file's password hashes.
 
     public_base_url = "https://ips.practice.example"   # what EHRs call: the JWT `aud` is built
@@ -16,7 +17,9 @@ session-signing secret (`review_page.session_secret_env`) and the users file's p
     demo_trust_public_sandbox = false                  # demos only: trust the public CDS Hooks
                                                        # sandbox, and turn every write off
     cds_cors_origins = []                              # browser CDS clients allowed (CORS)
-    [fhir]            base_url, auth = none|bearer|smart, token_env | client_id, private_key, kid...
+    [fhir]            a FhirConnection as in practice.toml (read timeout 20 s by default):
+                      base_url...; [fhir.auth] method = none|bearer|smart, token_env | client_id,
+                      private_key_file, kid... (the 0.1 keys load with a deprecation line)
     [ehr_auth]        disabled (loopback public_base_url only), leeway_seconds, [[ehr_auth.issuers]]
     [review_page]     users_file [+ client_address_header + trusted_proxy_ips]
                       | proxy_header + proxy_users + trusted_proxy_ips;
@@ -35,19 +38,27 @@ import ipaddress
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ips_screen.errors import ConfigError, validation_problem
+from ips_screen.errors import ConfigError
+from ips_screen.fhir.connection import FhirConnection, error_location, error_message
+from ips_screen.fhir.connection_keys import (
+    Moved,
+    log_deprecations,
+    old_key_label,
+    upgrade_serve_keys,
+)
 from ips_screen.secret_values import env_name_problem
+from ips_screen.service.backend_connection import with_backend_defaults
 from ips_screen.service.ehr_auth_config import EhrAuthConfig
 from ips_screen.service.ehr_reader import ReadLimits
 from ips_screen.service.passwords import UserEntry, hash_password, load_users, verify_password
 
 __all__ = [
-    "FhirBackendConfig",
+    "FhirConnection",
     "ReviewPageConfig",
     "ServeConfig",
     "UserEntry",
@@ -62,11 +73,6 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 SANDBOX_HOST = "sandbox.cds-hooks.org"  # the public CDS Hooks sandbox (tokens minted in browsers)
 _PRACTITIONER = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
 _HEADER = re.compile(r"^[A-Za-z0-9\-]{1,64}$")
-DEFAULT_BACKEND_SCOPE = (
-    "system/Patient.rs system/Condition.rs system/Observation.rs system/Procedure.rs "
-    "system/DocumentReference.rs system/ServiceRequest.cruds system/Task.cruds "
-    "system/CarePlan.crs system/Provenance.crs system/Device.crs"
-)
 
 
 def is_loopback(url: str) -> bool:
@@ -82,47 +88,6 @@ def _http_url(value: str, what: str) -> str:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class FhirBackendConfig(_Strict):
-    """The practice FHIR server the service reads and writes with its OWN credentials."""
-
-    base_url: str
-    auth: Literal["none", "bearer", "smart"] = "none"
-    token_env: str | None = None  # bearer: the variable holding the token
-    client_id: str | None = None  # smart
-    private_key: str | None = None  # smart: PEM key file (a path, never the key)
-    kid: str | None = None
-    scope: str = DEFAULT_BACKEND_SCOPE
-    token_url: str | None = None
-    timeout_seconds: float = Field(default=20.0, gt=0, le=120)
-
-    @field_validator("base_url")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        return _http_url(value, "fhir.base_url")
-
-    @field_validator("token_env")
-    @classmethod
-    def _env(cls, value: str | None) -> str | None:
-        problem = None if value is None else env_name_problem(value)
-        if problem is not None:  # never repeats the value: it may be the token itself
-            raise ValueError(problem)
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> FhirBackendConfig:
-        smart = {"client_id": self.client_id, "private_key": self.private_key, "kid": self.kid}
-        if self.auth != "smart" and any(v is not None for v in smart.values()):
-            raise ValueError("client_id, private_key and kid only apply with auth = 'smart'")
-        if self.auth != "bearer" and self.token_env is not None:
-            raise ValueError("token_env only applies with auth = 'bearer'")
-        if self.auth == "smart" and any(v is None for v in smart.values()):
-            raise ValueError("auth = 'smart' needs client_id, private_key and kid")
-        plain = not self.base_url.startswith("https://")
-        if self.auth != "none" and plain and not is_loopback(self.base_url):
-            raise ValueError("refusing to send credentials without https")
-        return self
 
 
 class ReviewPageConfig(_Strict):
@@ -202,7 +167,8 @@ class ReviewPageConfig(_Strict):
 class ServeConfig(_Strict):
     public_base_url: str
     rules: str | None = None
-    fhir: FhirBackendConfig
+    fhir: FhirConnection  # the practice FHIR server, read and written with the service's OWN
+    # credentials ([fhir] + [fhir.auth], the same shape as practice.toml's)
     ehr_auth: EhrAuthConfig | None  # None only when [ehr_auth] disabled = true
     review_page: ReviewPageConfig | None = None
     # The folder of the state every worker shares (cards shown, EHR token ids, review-page
@@ -317,21 +283,36 @@ def _resolve(path: str | None, folder: Path) -> str | None:
     return str(candidate if candidate.is_absolute() else (folder / candidate).resolve())
 
 
-def parse_config(data: dict[str, Any], folder: Path | None = None) -> ServeConfig:
-    """Validate a configuration mapping; relative paths are taken from `folder` (default cwd)."""
+def _problem(exc: ValidationError, moved: list[Moved]) -> str:
+    first = exc.errors()[0]
+    loc = error_location(tuple(first["loc"]))
+    where = old_key_label(loc, moved) or ".".join(loc) or "(top level)"
+    message = "unknown key" if first["type"] == "extra_forbidden" else error_message(first)
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {message}{more}"
+
+
+def parse_config(
+    data: dict[str, Any], folder: Path | None = None, *, moved: list[Moved] | None = None
+) -> ServeConfig:
+    """Validate a configuration mapping; relative paths are taken from `folder` (default cwd).
+    The 0.1 `[fhir]` keys are read (`moved` collects them, for the deprecation line)."""
     folder = folder or Path.cwd()
-    data = dict(data)
+    data, renamed = upgrade_serve_keys(dict(data))
+    if moved is not None:
+        moved.extend(renamed)
+    data = with_backend_defaults(data)
     ehr_auth = _ehr_auth(data.pop("ehr_auth", None), data.get("public_base_url"))
     try:
         config = ServeConfig.model_validate({**data, "ehr_auth": None})
     except ValidationError as exc:
-        raise ConfigError(validation_problem(exc)) from None
+        raise ConfigError(_problem(exc, renamed)) from None
     if config.state_dir is None and not is_loopback(config.public_base_url):
         raise ConfigError(
             "state_dir: required (the folder of the state the service's workers share) unless "
             "public_base_url is a loopback address"
         )
-    fhir = config.fhir.model_copy(update={"private_key": _resolve(config.fhir.private_key, folder)})
+    fhir = config.fhir.rebased(folder)
     page = config.review_page
     if page is not None:
         page = page.model_copy(update={"users_file": _resolve(page.users_file, folder)})
@@ -357,7 +338,10 @@ def load_config(path: Path | str) -> ServeConfig:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    moved: list[Moved] = []
     try:
-        return parse_config(data, path.resolve().parent)
+        config = parse_config(data, path.resolve().parent, moved=moved)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    log_deprecations(path, moved)
+    return config

@@ -43,6 +43,8 @@ def write_config(tmp_path: Path, *, mode: str = "bulk", level: str = "system") -
         f"""
 [source]
 kind = "server"
+
+[fhir]
 base_url = "{BASE}"
 
 [export]

@@ -222,7 +222,7 @@ def test_nightly_first_run_of_an_empty_group_is_an_error(client, tmp_path, capsy
     client.update(empty)
     config = tmp_path / "practice.toml"
     config.write_text(
-        f'[source]\nkind = "server"\nbase_url = "{client.base_url}"\n\n'
+        f'[source]\nkind = "server"\n[fhir]\nbase_url = "{client.base_url}"\n\n'
         '[export]\nmode = "bulk"\nlevel = "group"\ngroup_id = "bulk-empty"\n\n'
         '[screen]\nwrite = false\n\n[output]\nstate_dir = "state"\n'
     )

@@ -84,6 +84,8 @@ def server_config(folder: Path, base_url: str, mode: str) -> Path:
         f"""
 [source]
 kind = "server"
+
+[fhir]
 base_url = "{base_url}"
 
 [export]
@@ -224,7 +226,7 @@ def test_the_example_config_is_valid_and_documents_every_setting():
 
     example = DEFAULT_RULESET.parents[1] / "docs" / "practice.example.toml"
     config = load_config(example)
-    assert config.source.kind == "server" and config.auth.method == "smart"
+    assert config.source.kind == "server" and config.server.auth.method == "smart"
     text = example.read_text()
     for setting, description in describe_settings():
         section, key = setting[1:].split("] ")
@@ -347,7 +349,7 @@ def test_auto_mode_falls_back_to_rest_when_the_export_is_refused(
 ):
     server = FakeBulkServer()
     client = FakeRestClient(server.current())
-    monkeypatch.setattr("ips_screen.nightly.run.make_client", lambda config, environ: client)
+    monkeypatch.setattr("ips_screen.nightly.run.open_client", lambda connection, environ: client)
 
     def refuse(*args, **kwargs):
         raise FakeUnsupported("404 on $export")

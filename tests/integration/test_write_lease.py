@@ -157,7 +157,7 @@ def test_nightly_writes_under_the_configured_lock_dir(
     shared = tmp_path / "shared-locks"
     config = tmp_path / "practice.toml"
     config.write_text(
-        f'[source]\nkind = "server"\nbase_url = "{own_server.base_url}"\n'
+        f'[source]\nkind = "server"\n[fhir]\nbase_url = "{own_server.base_url}"\n'
         '[export]\nmode = "rest"\n'
         f'[output]\nstate_dir = "state"\nlock_dir = "{shared.name}"\n'
     )

@@ -95,7 +95,8 @@ def fake_config(tmp_path: Path, rules: Path | None = None) -> PracticeConfig:
     """A practice config for Bulk mode whose server is never contacted (the fake exports)."""
     return PracticeConfig.model_validate(
         {
-            "source": {"kind": "server", "base_url": "http://127.0.0.1:9/fhir"},
+            "source": {"kind": "server"},
+            "fhir": {"base_url": "http://127.0.0.1:9/fhir"},
             "export": {"mode": "bulk"},
             "screen": {"write": False, "rules": rules},
             "output": {"state_dir": tmp_path / "state", "keep_runs": 3},

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ips_screen.cli.main import main
 from ips_screen.errors import ConfigError
+from ips_screen.fhir.connection import open_client
 from ips_screen.nightly.config import load_config
-from ips_screen.nightly.steps import make_client
 from ips_screen.secret_values import env_name_problem, looks_random, redact, secret_kind
 from ips_screen.store import StateStore
 from tests.support.paths import FROZEN_NOW
@@ -34,8 +34,8 @@ CLIENT_ID = (
 def practice_toml(folder: Path, auth: str) -> Path:
     path = folder / "practice.toml"
     path.write_text(
-        '[source]\nkind = "server"\nbase_url = "http://127.0.0.1:9/fhir"\n'
-        f"[auth]\n{auth}\n"
+        '[source]\nkind = "server"\n[fhir]\nbase_url = "http://127.0.0.1:9/fhir"\n'
+        f"[fhir.auth]\n{auth}\n"
         '[export]\nmode = "rest"\n[output]\nstate_dir = "state"\n'
     )
     return path
@@ -82,7 +82,7 @@ def test_nightly_with_a_token_as_token_env_never_echoes_it(
     code = main(["-v", "nightly", "--config", str(config), "--as-of", "2026-11-26"], {})
     captured = capsys.readouterr()
     assert code == 4
-    assert "[auth] token_env: this looks like a secret" in captured.err
+    assert "[fhir.auth] token_env: this looks like a secret" in captured.err
     assert_nowhere(secret, captured.out, captured.err, caplog.text, folder=tmp_path / "state")
     assert config.read_text().count(secret) == 1  # (the file itself still holds it)
 
@@ -173,7 +173,7 @@ def test_a_jwt_shaped_client_id_is_accepted_inline_from_a_variable_or_a_file(
             tmp_path, f'method = "smart"\n{given}\nprivate_key_file = "key.pem"\nkid = "k1"'
         )
     )
-    with make_client(config, {"BULK_CLIENT_ID": CLIENT_ID}) as client:
+    with open_client(config.server, {"BULK_CLIENT_ID": CLIENT_ID}) as client:
         assert client.auth.client_id == CLIENT_ID  # type: ignore[attr-defined]
 
 
@@ -183,11 +183,11 @@ def test_a_jwt_shaped_client_id_is_accepted_inline_from_a_variable_or_a_file(
         (
             'client_id = "a"\nclient_id_env = "B"',
             {},
-            "[auth]: give one of client_id, client_id_env or client_id_file",
+            "[fhir.auth]: give one of client_id, client_id_env or client_id_file",
         ),
         ('client_id_env = "BULK_CLIENT_ID"', {}, "environment variable BULK_CLIENT_ID is not set"),
-        ('client_id_file = "missing.txt"', {}, "[auth] client_id_file: cannot read"),
-        (f'client_id_env = "{GITHUB}"', {}, "[auth] client_id_env: this looks like a secret"),
+        ('client_id_file = "missing.txt"', {}, "[fhir.auth] client_id_file: cannot read"),
+        (f'client_id_env = "{GITHUB}"', {}, "[fhir.auth] client_id_env: this looks like a secret"),
     ],
 )
 def test_client_id_settings_errors(
@@ -197,6 +197,6 @@ def test_client_id_settings_errors(
         tmp_path, f'method = "smart"\n{auth}\nprivate_key_file = "key.pem"\nkid = "k"'
     )
     with pytest.raises(ConfigError) as raised:
-        make_client(load_config(path), environ).close()
+        open_client(load_config(path).server, environ).close()
     assert message in str(raised.value)
     assert GITHUB not in str(raised.value)

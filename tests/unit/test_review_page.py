@@ -721,7 +721,7 @@ def test_example_config_is_valid():
     from ips_screen.service.config import load_config
 
     config = load_config(Path(__file__).resolve().parents[2] / "docs" / "serve.example.toml")
-    assert config.fhir.auth == "smart" and config.review_page is not None
+    assert config.fhir.auth.method == "smart" and config.review_page is not None
     assert config.endpoint("/cds-services/ips-screen") == (
         "https://ips.practice.example/cds-services/ips-screen"
     )

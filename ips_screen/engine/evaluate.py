@@ -155,11 +155,10 @@ def evaluate(ruleset: CompiledRuleset, facts: PatientFacts, as_of: date) -> Deci
     )
     supporting = tuple(dict.fromkeys(r.ref for r, _ in in_window(proposal.supporting_info, ctx)))
     reason_refs, supporting = split_reasons(reason_refs, supporting)
-    pain = tuple(
-        ref for ref in steps_by_id[proposal.pain_criterion].refs if ref.startswith("Condition/")
-    )
+    addressed = steps_by_id.get(proposal.addresses) if proposal.addresses else None
+    addresses = tuple(r for r in addressed.refs if r.startswith("Condition/")) if addressed else ()
     owner = facts.general_practitioners[0] if facts.general_practitioners else None
-    links = Links(reasons=reason_refs, supporting=supporting, pain=pain, owner=owner)
+    links = Links(reasons=reason_refs, supporting=supporting, addresses=addresses, owner=owner)
     return Decision(
         outcome="propose",
         reasons=(),
@@ -180,7 +179,7 @@ def _quality(ruleset: CompiledRuleset, ctx: Context, steps: dict[str, Step]) -> 
     if not isinstance(rule, LatestCategory):
         return ()
     evidence = category_evidence(rule, ctx)
-    pain = steps.get(model.proposal.pain_criterion)
+    pain = steps.get(model.proposal.addresses) if model.proposal.addresses else None
     if pain is not None and pain.status == "pass" and not evidence:
         notes.append("chronic-pain-no-employment-status")
     if any(e.date is None for e in evidence):

@@ -156,7 +156,8 @@ def _employment(
 
 def _fit_notes(step: Step, rule: LatestCategory) -> tuple[int, int, list[RecordEvidence]]:
     """Fit notes as the fallback's counting rule counts them, its window, the records listed."""
-    records = [r for r in walk_criteria(rule.otherwise.criterion) if isinstance(r, Records)]
+    fallback = rule.otherwise.criterion
+    records = [r for r in walk_criteria(fallback) if isinstance(r, Records)] if fallback else []
     counting = max(records, key=lambda r: r.min_count) if records else None
     months = counting.within_months if counting and counting.within_months is not None else 12
     count, listed = len(step.refs), []

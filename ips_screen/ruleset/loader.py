@@ -141,7 +141,8 @@ def _check_references(model: Ruleset, path: Path, codelists: dict[str, Codelist]
         if name not in model.codelists:
             raise RulesError(f"{path}: codelist {name!r} is used but not listed under codelists")
     top_ids = {inc.rule.id for inc in model.criteria}
-    for name in [*model.proposal.reason_criteria, model.proposal.pain_criterion]:
+    addresses = [model.proposal.addresses] if model.proposal.addresses else []
+    for name in [*model.proposal.reason_criteria, *addresses]:
         if name not in top_ids:
             raise RulesError(f"{path}: proposal names criterion {name!r}, which is not a criterion")
     if model.priority:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 
 from ips_screen.kinds.age_range import OutsideAgeRange
 from ips_screen.kinds.base import KEBAB, Id, ResourceType, Strict
@@ -90,7 +90,12 @@ class Priority(Strict):
 class Proposal(Strict):
     supporting_info: Records = Field(description="records linked as ServiceRequest.supportingInfo")
     reason_criteria: list[Id] = Field(description="criteria whose evidence becomes reasonReference")
-    pain_criterion: Id = Field(description="criterion whose Conditions the care plan addresses")
+    addresses: Id | None = Field(
+        None,
+        validation_alias=AliasChoices("addresses", "pain_criterion"),
+        description="criterion whose Conditions the care plan addresses (old name: "
+        "pain_criterion); none: the care plan addresses no Condition",
+    )
     request_codelist: str = Field(description="codes for ServiceRequest.code")
     patient_explanation: str
     clinician_summary: str = ""

@@ -221,7 +221,7 @@ def load_review(client: FhirClient, task_id: str, *, patient_id: str | None = No
 
 def pain_codelists(ruleset: CompiledRuleset) -> set[str]:
     """The names of the codelists the proposal's pain criterion reads."""
-    criterion_id = ruleset.model.proposal.pain_criterion
+    criterion_id = ruleset.model.proposal.addresses
     names: set[str] = set()
     for inclusion in ruleset.model.criteria:
         if inclusion.rule.id == criterion_id:

@@ -163,7 +163,11 @@ def test_a_second_different_ruleset_needs_no_code(tmp_path: Path):
         return PatientFacts(id=info.id, birth_date=info.birth_date, records=records)
 
     t = date(2026, 11, 26)
-    assert evaluate(ruleset, facts("1980-01-01", "279039007"), t).outcome == "propose"
+    proposed = evaluate(ruleset, facts("1980-01-01", "279039007"), t)
+    assert proposed.outcome == "propose"
+    # the old key `pain_criterion` still names the criterion the care plan addresses
+    assert ruleset.model.proposal.addresses == "back-pain"
+    assert proposed.links.addresses == ("Condition/c",)
     assert evaluate(ruleset, facts("1980-01-01", "82423001"), t).reasons == ("no-back-pain",)
     young = evaluate(ruleset, facts("2000-01-01", "279039007"), t)
     assert (young.outcome, young.reasons) == ("excluded", ("too-young",))

@@ -42,6 +42,29 @@ def proposal_title(ruleset: CompiledRuleset) -> str:
     return ruleset.model.texts.proposal_title or ruleset.model.title
 
 
+def short_name(ruleset: CompiledRuleset) -> str:
+    """What is offered, in short (e.g. "IPS")."""
+    return ruleset.model.texts.short_name or proposal_title(ruleset)
+
+
+def care_plan_words(ruleset: CompiledRuleset) -> tuple[str, str]:
+    """(title, description) of the CarePlan an accepted proposal creates ("" for none)."""
+    texts = ruleset.model.texts
+    return texts.care_plan_title or proposal_title(ruleset), texts.care_plan_description
+
+
+def card_words(ruleset: CompiledRuleset) -> dict[str, str]:
+    """The CDS Hooks card's summaries and suggestion, from `texts:` or generic defaults."""
+    texts, short = ruleset.model.texts, short_name(ruleset)
+    return {
+        "summary": texts.card_summary or f"Consider {short}",
+        "pending": texts.pending_summary or f"{short} proposal awaiting review",
+        "label": texts.suggestion_label or f"Refer for {short}",
+        "description": texts.suggestion_description
+        or f"Create a draft referral for {proposal_title(ruleset)} for you to review and sign",
+    }
+
+
 def service_title(ruleset: CompiledRuleset) -> str:
     return ruleset.model.texts.service_title or ruleset.model.title
 

@@ -57,12 +57,13 @@ def ips_codesystem() -> dict:
         {
             "code": PRIORITY_CODES["early"]["code"],
             "display": PRIORITY_CODES["early"]["display"],
-            "definition": "The current spell out of work began recently: offer IPS early.",
+            "definition": "The screen found a recent start (the default ruleset: the current spell "
+            "out of work began recently): offer early.",
         },
         {
             "code": PRIORITY_CODES["routine"]["code"],
             "display": PRIORITY_CODES["routine"]["display"],
-            "definition": "The current spell out of work is longer, or its start is unknown.",
+            "definition": "Not early: the start is older, or unknown.",
         },
     ]
     return validated(

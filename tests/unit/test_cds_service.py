@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ips_screen import __version__
 from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS, PROPOSAL_ID_SYSTEM
+from ips_screen.ruleset.loader import load_ruleset
 from ips_screen.service.cards import blocking_referral, by_ref, pending_proposal
 from ips_screen.service.config import parse_config
 from ips_screen.service.prefetch import PREFETCH
@@ -49,11 +50,13 @@ from tests.support.cds import (
     with_pending_proposal,
 )
 from tests.support.fake_fhir import FakeFhir
-from tests.support.paths import FROZEN_NOW
+from tests.support.paths import FROZEN_NOW, ROOT
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
+
+SMOKING = ROOT / "tests" / "rulesets" / "smoking" / "smoking-cessation.yaml"
 
 # --------------------------------------------------------------------------- keys and tokens
 
@@ -289,6 +292,23 @@ def test_loop_guard_does_not_depend_on_the_engine():
     assert blocking_referral(by_ref([old]), ruleset, AS_OF) is None
     not_ips = service_request(code="12345678", id="sr-w")
     assert blocking_referral(by_ref([not_ips]), ruleset, AS_OF) is None
+
+
+def test_loop_guard_is_the_rulesets_own_referral_rule():
+    # tests/rulesets/smoking: referrals coded in its own codelist block, completed ones for the
+    # 6 months its `referral-open` rule says (not a fixed 12), and SNOMED 18781004 (the default
+    # ruleset's vocational rehabilitation) is nothing to it.
+    smoking = load_ruleset(SMOKING)
+    stop = "871661000000106"
+    recent = service_request(status="completed", authored="2026-07-01", code=stop, id="sr-a")
+    assert blocking_referral(by_ref([recent]), smoking, AS_OF) == "ServiceRequest/sr-a"
+    older = service_request(status="completed", authored="2026-03-01", code=stop, id="sr-b")
+    assert blocking_referral(by_ref([older]), smoking, AS_OF) is None
+    vocational = service_request(status="active", code="18781004", id="sr-c")
+    assert blocking_referral(by_ref([vocational]), smoking, AS_OF) is None
+    assert (
+        blocking_referral(by_ref([vocational]), default_ruleset(), AS_OF) == "ServiceRequest/sr-c"
+    )
 
 
 # --------------------------------------------------------------------------- bad requests

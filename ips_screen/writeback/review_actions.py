@@ -18,8 +18,9 @@ from ips_screen.codes import DECLINE_REASONS
 from ips_screen.errors import ConflictError, UserError
 from ips_screen.facts.extract import reference_to
 from ips_screen.fhir.client import FhirClient
+from ips_screen.presentation.labels import care_plan_words
 from ips_screen.proposals.review import accept_resources, decline_resources, review_transaction
-from ips_screen.ruleset.loader import CompiledRuleset
+from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.writeback.review_read import (
     Loaded,
     in_codelists,
@@ -119,6 +120,7 @@ def accept(
             tool_version=tool_version,
             pain_conditions=conditions,
             fit_notes=fit_notes,
+            care_plan=care_plan_words(ruleset or load_ruleset()),
         )
 
     refs = _write(client, loaded, build, tool_version)

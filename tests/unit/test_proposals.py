@@ -30,6 +30,7 @@ from ips_screen.dates import LONDON
 from ips_screen.engine import Decision, evaluate
 from ips_screen.facts.extract import CodeIndex, extract_patient, extract_record
 from ips_screen.facts.model import PatientFacts
+from ips_screen.presentation.labels import care_plan_words
 from ips_screen.proposals.build import (
     build_patient_transaction,
     build_proposal,
@@ -483,7 +484,7 @@ def validate_all(resources: dict) -> None:
         get_fhir_model_class(resource["resourceType"]).model_validate(resource)
 
 
-def test_accept(bundle: dict) -> None:
+def test_accept(bundle: dict, rs: CompiledRuleset) -> None:
     sr, task = stored(bundle)
     before = copy.deepcopy((sr, task))
     out = accept_resources(
@@ -494,6 +495,7 @@ def test_accept(bundle: dict) -> None:
         tool_version=VERSION,
         pain_conditions=["Condition/c1"],
         fit_notes=["Observation/f1", "Observation/f2"],
+        care_plan=care_plan_words(rs),
     )
     assert (sr, task) == before  # inputs untouched
     assert sorted(out) == ["careplan", "order", "proposal", "provenance", "task"]
@@ -507,6 +509,9 @@ def test_accept(bundle: dict) -> None:
     assert order["identifier"][0]["value"] == "ips-chronic-pain-v1-pa-order"
     assert (plan["status"], plan["intent"], plan["title"]) == ("active", "plan", "Work and health")
     assert plan["category"] == [{"text": "work and health"}]
+    assert plan["description"] == (
+        "Individual Placement and Support (IPS) alongside care for chronic pain"
+    )
     assert plan["addresses"] == [{"reference": "Condition/c1"}]
     assert [r["reference"] for r in plan["supportingInfo"]] == ["Observation/f1", "Observation/f2"]
     assert plan["author"] == {"reference": "Practitioner/dr1"}

@@ -1,0 +1,95 @@
+"""A second, different ruleset (tests/rulesets/smoking: stop-smoking support for adults who
+smoke) runs end to end, and none of its outputs speak of the default ruleset's IPS, pain, fit
+notes or employment: nothing clinical about the default ruleset is held in Python."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import orjson
+
+from ips_screen.cli.main import main
+from tests.helpers import observation, patient
+from tests.support.paths import ROOT
+
+SMOKING = ROOT / "tests" / "rulesets" / "smoking" / "smoking-cessation.yaml"
+SMOKER, EX_SMOKER = "77176002", "8517006"
+SNOMED = "http://snomed.info/sct"
+
+# The default ruleset's words (IPS as a whole word in capitals; the tool's name and URLs are fine).
+FORBIDDEN = (
+    re.compile(r"(?<![\w/.-])IPS(?![\w-])"),
+    re.compile(r"individual placement", re.IGNORECASE),
+    re.compile(r"pain", re.IGNORECASE),
+    re.compile(r"fit.note", re.IGNORECASE),
+    re.compile(r"employment", re.IGNORECASE),
+)
+
+
+def _bundle(*resources: dict) -> bytes:
+    entries = [{"resource": r} for r in resources]
+    return orjson.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries})
+
+
+def _status(code: str, pid: str, when: str = "2026-06-01") -> dict:
+    return observation(code, SNOMED, when, id=f"{pid}-smoking", subject=pid)
+
+
+def inline_patients(folder: Path) -> None:
+    folder.mkdir()
+    people = {
+        "smoker": [patient("smoker"), _status(SMOKER, "smoker")],
+        "smoker-old": [patient("smoker-old", "1950-03-01"), _status(SMOKER, "smoker-old")],
+        "ex-smoker": [patient("ex-smoker"), _status(EX_SMOKER, "ex-smoker")],
+        "teen": [patient("teen", "2010-01-01"), _status(SMOKER, "teen")],
+        "unknown": [patient("unknown")],
+    }
+    for pid, resources in people.items():
+        (folder / f"{pid}.json").write_bytes(_bundle(*resources))
+
+
+def test_a_second_ruleset_screens_end_to_end_without_the_default_rulesets_words(
+    capsys, tmp_path: Path
+):
+    inline_patients(tmp_path / "in")
+    out = tmp_path / "out"
+    args = ["screen", str(tmp_path / "in"), "--rules", str(SMOKING), "--as-of", "2026-11-26"]
+    code = main([*args, "--out", str(out)])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+
+    decisions = {
+        d["patient"]: d
+        for d in map(orjson.loads, (out / "decisions.ndjson").read_bytes().splitlines())
+    }
+    assert {p: (d["outcome"], d["reasons"]) for p, d in decisions.items()} == {
+        "Patient/smoker": ("propose", []),
+        "Patient/smoker-old": ("propose", []),  # no upper age: State Pension age plays no part
+        "Patient/ex-smoker": ("not-eligible", ["not-smoking"]),
+        "Patient/teen": ("excluded", ["under-18"]),
+        "Patient/unknown": ("not-eligible", ["smoking-status-unknown"]),
+    }
+    bundle = orjson.loads((out / "proposals.json").read_bytes())
+    requests = [
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest"
+    ]
+    assert sorted(r["subject"]["reference"] for r in requests) == [
+        "Patient/smoker",
+        "Patient/smoker-old",
+    ]
+    assert {c["code"] for r in requests for c in r["code"]["coding"]} == {"871661000000106"}
+    assert "stop-smoking support" in (out / "report.html").read_text().lower()
+
+    outputs = sorted(p for p in out.rglob("*") if p.is_file())
+    assert {p.name for p in outputs} >= {
+        "decisions.ndjson",
+        "proposals.json",
+        "report.html",
+        "worklist.csv",
+    }
+    for path in outputs:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for pattern in FORBIDDEN:
+            found = [text[max(m.start() - 40, 0) : m.end() + 40] for m in pattern.finditer(text)]
+            assert not found, f"{path.name}: {pattern.pattern!r} in {found[:3]}"

@@ -23,7 +23,6 @@ import orjson
 
 from ips_screen import __version__
 from ips_screen.cli.server_args import add_server_args, client_from_args
-from ips_screen.codes import DECLINE_REASONS
 from ips_screen.dates import LONDON
 from ips_screen.errors import UserError
 from ips_screen.fhir.client import FhirClient
@@ -66,7 +65,9 @@ def add_review_parser(subparsers: argparse._SubParsersAction) -> None:
 
     decline = actions.add_parser("decline", help="decline: Task rejected, proposal revoked")
     decline.add_argument("task", metavar="TASK", help="Task id (ID or Task/ID)")
-    decline.add_argument("--reason", required=True, choices=list(DECLINE_REASONS))
+    decline.add_argument(
+        "--reason", required=True, help="a decline reason of the ruleset (proposal.decline_reasons)"
+    )
     decline.add_argument("--note", help="free text for the record (required with --reason other)")
 
     for action in (accept, decline):
@@ -77,7 +78,7 @@ def add_review_parser(subparsers: argparse._SubParsersAction) -> None:
         action.add_argument(
             "--server", metavar="URL", help=f"FHIR base URL (default ${SERVER_ENV})"
         )
-        if action in (show, accept):
+        if action in (show, accept, decline):
             action.add_argument("--rules", help="ruleset file (default: the built-in one)")
         add_server_args(action, patient_ids=False)
 
@@ -127,6 +128,7 @@ def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 note=args.note,
                 now=now,
                 tool_version=__version__,
+                ruleset=load_ruleset(args.rules),
             )
             print(
                 f"Declined {declined.task} ({declined.reason_code}): {declined.task} rejected, "

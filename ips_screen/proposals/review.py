@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from uuid import NAMESPACE_URL, uuid5
 
-from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS, PROPOSAL_ID_SYSTEM
+from ips_screen.codes import DECLINE_REASON_SYSTEM, PROPOSAL_ID_SYSTEM
 from ips_screen.facts.extract import reference_to
 from ips_screen.proposals.codesystems import decline_reason_codesystem, ips_codesystem
 from ips_screen.proposals.common import (
@@ -201,23 +202,25 @@ def decline_resources(
     *,
     by: str,
     reason_code: str,
+    reasons: Mapping[str, str],
     note: str | None = None,
     now: datetime,
     tool_version: str,
 ) -> dict:
     """{"task", "proposal", "provenance"} for a declined proposal.
 
-    ValueError for an unknown `reason_code` (naming the allowed codes), or "other" with no note.
+    `reasons` is the ruleset's `proposal.decline_reasons` (code -> display). ValueError for an
+    unknown `reason_code` (naming the allowed codes), or "other" with no note.
     """
-    if reason_code not in DECLINE_REASONS:
+    if reason_code not in reasons:
         raise ValueError(
-            f"unknown decline reason {reason_code!r}; use one of: {', '.join(DECLINE_REASONS)}"
+            f"unknown decline reason {reason_code!r}; use one of: {', '.join(reasons)}"
         )
     if reason_code == "other" and not (note and note.strip()):
         raise ValueError("decline reason 'other' needs a note")
     proposal_ref, task_ref, _ = _checked(proposal_sr, task, by)
     when = fhir_datetime(now)
-    display = DECLINE_REASONS[reason_code]
+    display = reasons[reason_code]
     changes: dict = {
         "status": "rejected",
         "statusReason": {

@@ -62,6 +62,13 @@ __all__ = [
 ]
 
 
+GENERIC_DECLINE_REASONS = {
+    "not-interested": "Patient not interested at present",
+    "not-now": "Not the right time; reconsider later",
+    "other": "Other reason (see note)",
+}
+
+
 class Exclusion(Strict):
     reason: Id = Field(description="the reason reported when this exclusion applies")
     rule: Criterion
@@ -99,6 +106,11 @@ class Proposal(Strict):
     request_codelist: str = Field(description="codes for ServiceRequest.code")
     patient_explanation: str
     clinician_summary: str = ""
+    decline_reasons: dict[Id, str] = Field(
+        default_factory=lambda: dict(GENERIC_DECLINE_REASONS),
+        description="code -> display of the reasons a clinician may decline a proposal with "
+        "(CodeSystem decline-reason; `other` needs a note)",
+    )
 
     def windows(self) -> tuple[int, ...]:
         """The "N months" windows of the records linked to the proposal."""

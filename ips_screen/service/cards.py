@@ -29,7 +29,6 @@ from uuid import NAMESPACE_URL, uuid5
 from ips_screen import __version__
 from ips_screen.codes import (
     DECLINE_REASON_SYSTEM,
-    DECLINE_REASONS,
     IPS_SYSTEM,
     PROPOSAL_ID_SYSTEM,
     RULESET_EXTENSION,
@@ -203,10 +202,11 @@ def order_resource(
     return validated(place_evidence(order))  # R4's reasonReference types; empty lists dropped
 
 
-def override_reasons() -> list[dict]:
+def override_reasons(ruleset: CompiledRuleset) -> list[dict]:
+    """The ruleset's decline reasons, as the card's overrideReasons."""
     return [
         {"system": DECLINE_REASON_SYSTEM, "code": code, "display": display}
-        for code, display in DECLINE_REASONS.items()
+        for code, display in ruleset.model.proposal.decline_reasons.items()
     ]
 
 
@@ -282,7 +282,7 @@ def build_card(
             }
         ],
         "selectionBehavior": "at-most-one",
-        "overrideReasons": override_reasons(),
+        "overrideReasons": override_reasons(ruleset),
     }
     if review_url:
         card["links"] = [{"label": "Review in ips-screen", "url": review_url, "type": "absolute"}]

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from ips_screen.codes import DECLINE_REASONS
 from ips_screen.errors import ConflictError, UserError
 from ips_screen.facts.extract import reference_to
 from ips_screen.fhir.client import FhirClient
@@ -140,15 +139,17 @@ def decline(
     note: str | None = None,
     now: datetime,
     tool_version: str,
+    ruleset: CompiledRuleset | None = None,
 ) -> DeclineResult:
     """Decline a proposal: Task rejected with a coded reason, proposal revoked, Provenance.
 
-    `task` as for `accept`. An unknown reason, or "other" with no note, is a UserError.
+    `task` as for `accept`. The reasons are the ruleset's `proposal.decline_reasons` (the
+    default ruleset's when `ruleset` is None). An unknown reason, or "other" with no note, is a
+    UserError.
     """
-    if reason_code not in DECLINE_REASONS:
-        raise UserError(
-            f"unknown decline reason {reason_code!r}; use one of: {', '.join(DECLINE_REASONS)}"
-        )
+    reasons = (ruleset or load_ruleset()).model.proposal.decline_reasons
+    if reason_code not in reasons:
+        raise UserError(f"unknown decline reason {reason_code!r}; use one of: {', '.join(reasons)}")
     if reason_code == "other" and not (note and note.strip()):
         raise UserError("decline reason 'other' needs --note")
     loaded = task if isinstance(task, Loaded) else load_review(client, task)
@@ -160,6 +161,7 @@ def decline(
             loaded.task,
             by=by,
             reason_code=reason_code,
+            reasons=reasons,
             note=note,
             now=now,
             tool_version=tool_version,

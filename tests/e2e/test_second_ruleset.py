@@ -8,10 +8,16 @@ import re
 from pathlib import Path
 
 import orjson
+import pytest
 
 from ips_screen.cli.main import main
-from tests.helpers import observation, patient
-from tests.support.paths import ROOT
+from ips_screen.presentation.labels import care_plan_words
+from ips_screen.proposals.build import build_proposal
+from ips_screen.proposals.review import accept_resources, decline_resources
+from ips_screen.ruleset.loader import load_ruleset
+from ips_screen.service.cards import build_card, by_ref
+from tests.helpers import decide, observation, patient
+from tests.support.paths import FROZEN_NOW, ROOT
 
 SMOKING = ROOT / "tests" / "rulesets" / "smoking" / "smoking-cessation.yaml"
 SMOKER, EX_SMOKER = "77176002", "8517006"
@@ -93,3 +99,65 @@ def test_a_second_ruleset_screens_end_to_end_without_the_default_rulesets_words(
         for pattern in FORBIDDEN:
             found = [text[max(m.start() - 40, 0) : m.end() + 40] for m in pattern.finditer(text)]
             assert not found, f"{path.name}: {pattern.pattern!r} in {found[:3]}"
+
+
+def _clean(what: str, text: str) -> None:
+    for pattern in FORBIDDEN:
+        found = [text[max(m.start() - 40, 0) : m.end() + 40] for m in pattern.finditer(text)]
+        assert not found, f"{what}: {pattern.pattern!r} in {found[:3]}"
+
+
+def test_the_second_rulesets_card_and_decline_speak_its_own_words():
+    smoking = load_ruleset(SMOKING)
+    resources = [patient("smoker"), _status(SMOKER, "smoker")]
+    decision = decide(resources, ruleset=smoking, patient_id="smoker")
+    assert decision.outcome == "propose"
+    live = build_card(
+        smoking, "smoker", by_ref(resources), decision=decision, pending=None, review_url=None
+    )
+    card = live.card
+    assert card["summary"] == "Consider Stop-smoking support"
+    assert [r["code"] for r in card["overrideReasons"]] == ["not-ready", "has-support", "other"]
+    _clean("card", orjson.dumps(card).decode())
+
+    written = build_proposal(decision, smoking, now=FROZEN_NOW, tool_version="1")
+    [sr] = [r | {"id": "sr1"} for r in written if r["resourceType"] == "ServiceRequest"]
+    [task] = [
+        r | {"id": "t1", "focus": {"reference": "ServiceRequest/sr1"}}
+        for r in written
+        if r["resourceType"] == "Task"
+    ]
+    _clean("proposal", orjson.dumps(written).decode())
+    reasons = smoking.model.proposal.decline_reasons
+    declined = decline_resources(
+        sr,
+        task,
+        by="Practitioner/d",
+        reason_code="not-ready",
+        reasons=reasons,
+        now=FROZEN_NOW,
+        tool_version="1",
+    )
+    assert declined["task"]["statusReason"]["text"] == "Not ready to stop at present"
+    with pytest.raises(ValueError, match="use one of: not-ready, has-support, other"):
+        decline_resources(
+            sr,
+            task,
+            by="Practitioner/d",
+            reason_code="not-interested",
+            reasons=reasons,
+            now=FROZEN_NOW,
+            tool_version="1",
+        )
+    accepted = accept_resources(
+        sr,
+        task,
+        by="Practitioner/d",
+        now=FROZEN_NOW,
+        tool_version="1",
+        pain_conditions=[],
+        fit_notes=[],
+        care_plan=care_plan_words(smoking),
+    )
+    assert accepted["careplan"]["title"] == "Stop-smoking support"
+    _clean("accept and decline", orjson.dumps([declined, accepted]).decode())

@@ -16,7 +16,7 @@ import pytest
 
 from ips_screen import __version__
 from ips_screen.cli.main import main
-from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS
+from ips_screen.codes import DECLINE_REASON_SYSTEM
 from ips_screen.dates import LONDON, add_months
 from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.engine import evaluate
@@ -26,6 +26,8 @@ from ips_screen.sources import collect_resources
 from ips_screen.writeback import review
 from tests.fhir_support import Proposed, load_proposed_patient, search
 from tests.helpers import AS_OF, default_ruleset
+
+DECLINE_REASONS = default_ruleset().model.proposal.decline_reasons
 
 pytestmark = pytest.mark.integration
 

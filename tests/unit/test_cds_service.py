@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ips_screen import __version__
-from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS, PROPOSAL_ID_SYSTEM
+from ips_screen.codes import DECLINE_REASON_SYSTEM, PROPOSAL_ID_SYSTEM
 from ips_screen.ruleset.loader import load_ruleset
 from ips_screen.service.cards import blocking_referral, by_ref, pending_proposal
 from ips_screen.service.config import parse_config
@@ -51,6 +51,8 @@ from tests.support.cds import (
 )
 from tests.support.fake_fhir import FakeFhir
 from tests.support.paths import FROZEN_NOW, ROOT
+
+DECLINE_REASONS = default_ruleset().model.proposal.decline_reasons
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
     warnings.simplefilter("ignore")

@@ -20,7 +20,6 @@ from fhir.resources.R4B.bundle import Bundle
 
 from ips_screen.codes import (
     DECLINE_REASON_SYSTEM,
-    DECLINE_REASONS,
     DEVICE_ID_SYSTEM,
     PROPOSAL_ID_SYSTEM,
     RULESET_EXTENSION,
@@ -53,6 +52,8 @@ from ips_screen.proposals.text import (
     reason_text,
 )
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
+
+DECLINE_REASONS = load_ruleset().model.proposal.decline_reasons
 
 AS_OF = date(2026, 11, 26)
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=LONDON)
@@ -550,6 +551,7 @@ def test_decline(bundle: dict) -> None:
         task,
         by="Practitioner/dr1",
         reason_code="not-now",
+        reasons=DECLINE_REASONS,
         note="Will revisit after surgery",
         now=LATER,
         tool_version=VERSION,
@@ -582,11 +584,17 @@ def test_decline_reason_must_be_known(bundle: dict) -> None:
     sr, task = stored(bundle)
     kwargs = {"by": "Practitioner/dr1", "now": LATER, "tool_version": VERSION}
     with pytest.raises(ValueError, match="not-interested, already-supported") as caught:
-        decline_resources(sr, task, reason_code="bored", note=None, **kwargs)
+        decline_resources(
+            sr, task, reason_code="bored", note=None, reasons=DECLINE_REASONS, **kwargs
+        )
     assert "'bored'" in str(caught.value)
     with pytest.raises(ValueError, match="needs a note"):
-        decline_resources(sr, task, reason_code="other", note=" ", **kwargs)
-    out = decline_resources(sr, task, reason_code="not-interested", note=None, **kwargs)
+        decline_resources(
+            sr, task, reason_code="other", note=" ", reasons=DECLINE_REASONS, **kwargs
+        )
+    out = decline_resources(
+        sr, task, reason_code="not-interested", note=None, reasons=DECLINE_REASONS, **kwargs
+    )
     assert "note" not in out["task"]
 
 
@@ -616,7 +624,9 @@ def test_a_task_and_proposal_about_different_patients_are_refused(bundle: dict) 
         (sr | {"subject": {"reference": "Group/g"}}, task, "is not about a Patient"),
     ):
         with pytest.raises(ValueError, match=message):
-            decline_resources(bad_sr, bad_task, reason_code="not-now", **kwargs)
+            decline_resources(
+                bad_sr, bad_task, reason_code="not-now", reasons=DECLINE_REASONS, **kwargs
+            )
         with pytest.raises(ValueError, match=message):
             accept_resources(bad_sr, bad_task, pain_conditions=[], fit_notes=[], **kwargs)
     assert review_subject(sr, task) == sr["subject"]["reference"]

@@ -321,9 +321,12 @@ def test_cli_decline_and_errors(fhir_server: FhirTestServer, propose, capsys):
     assert capsys.readouterr().err.strip() == (
         "ips-screen: error: no FHIR server: pass --server or set IPS_SCREEN_FHIR_BASE"
     )
-    with pytest.raises(SystemExit) as exited:
-        main(["review", "decline", proposed.task_id, "--by", DR, "--reason", "bored"])
-    assert exited.value.code == 2
+    # the reasons are the ruleset's (proposal.decline_reasons): an unknown one is a user error
+    bored = ["review", "decline", proposed.task_id, "--by", DR, "--reason", "bored"]
+    assert main([*bored, "--server", url]) == 2
+    assert capsys.readouterr().err.startswith(
+        "ips-screen: error: unknown decline reason 'bored'; use one of: not-interested, "
+    )
 
 
 def test_a_task_for_another_patient_than_its_proposal_is_refused(

@@ -63,7 +63,7 @@ def _find_rule(ruleset: CompiledRuleset, rule_id: str) -> Criterion | None:
 
 def _priority(spec: Priority, ruleset: CompiledRuleset, ctx: Context) -> tuple[str, Step]:
     """`early` when the current spell out of work began within `early_within_months`."""
-    rule = _find_rule(ruleset, spec.employment)
+    rule = _find_rule(ruleset, spec.latest)
     assert isinstance(rule, LatestCategory)
     evidence = [e for e in category_evidence(rule, ctx) if e.date is not None]
     breaks = [e.date for e in evidence if e.klass in spec.break_classes]
@@ -73,7 +73,7 @@ def _priority(spec: Priority, ruleset: CompiledRuleset, ctx: Context) -> tuple[s
     ]
     starts += [
         (r.date, r.ref, c, r.display or "")
-        for r, c in in_window(spec.fit_notes, ctx)
+        for r, c in (in_window(spec.also_starts, ctx) if spec.also_starts else ())
         if r.date is not None
     ]
     starts = [s for s in starts if s[0] > last_break]
@@ -175,7 +175,7 @@ def _quality(ruleset: CompiledRuleset, ctx: Context, steps: dict[str, Step]) -> 
     model = ruleset.model
     if model.priority is None:
         return ()
-    rule = _find_rule(ruleset, model.priority.employment)
+    rule = _find_rule(ruleset, model.priority.latest)
     if not isinstance(rule, LatestCategory):
         return ()
     evidence = category_evidence(rule, ctx)

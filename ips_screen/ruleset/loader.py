@@ -123,8 +123,8 @@ def _codelists_used(model: Ruleset) -> set[str]:
     used: set[str] = set()
     for criterion in _all_criteria(model):
         used.update(codelists_of(criterion))
-    if model.priority:
-        used.add(model.priority.fit_notes.codelist)
+    if model.priority and model.priority.also_starts:
+        used.add(model.priority.also_starts.codelist)
     used.add(model.proposal.supporting_info.codelist)
     used.add(model.proposal.request_codelist)
     return used
@@ -146,11 +146,11 @@ def _check_references(model: Ruleset, path: Path, codelists: dict[str, Codelist]
         if name not in top_ids:
             raise RulesError(f"{path}: proposal names criterion {name!r}, which is not a criterion")
     if model.priority:
-        target = next((c for c in _all_criteria(model) if c.id == model.priority.employment), None)
+        target = next((c for c in _all_criteria(model) if c.id == model.priority.latest), None)
         if not isinstance(target, LatestCategory):
             raise RulesError(
-                f"{path}: priority.employment must name a latest-category criterion, "
-                f"not {model.priority.employment!r}"
+                f"{path}: priority.latest must name a latest-category criterion, "
+                f"not {model.priority.latest!r}"
             )
     for criterion in _all_criteria(model):
         problem = check_of(criterion, codelists)

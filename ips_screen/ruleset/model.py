@@ -83,15 +83,24 @@ class Inclusion(Strict):
 
 class Priority(Strict):
     kind: Literal["spell-start"] = "spell-start"
-    employment: Id = Field(description="id of the latest-category criterion giving the evidence")
+    latest: Id = Field(
+        validation_alias=AliasChoices("latest", "employment"),
+        description="id of the latest-category criterion giving the evidence (old name: "
+        "employment)",
+    )
     out_classes: list[str]
     break_classes: list[str]
-    fit_notes: Records = Field(description="records that also start a spell")
+    also_starts: Records | None = Field(
+        None,
+        validation_alias=AliasChoices("also_starts", "fit_notes"),
+        description="records that also start a spell (old name: fit_notes; optional)",
+    )
     early_within_months: int = Field(24, ge=0)
 
     def windows(self) -> tuple[int, ...]:
         """The "N months" windows the priority compares dates with."""
-        return (self.early_within_months, *windows_of(self.fit_notes))
+        also = windows_of(self.also_starts) if self.also_starts else ()
+        return (self.early_within_months, *also)
 
 
 class Proposal(Strict):

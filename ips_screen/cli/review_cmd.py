@@ -28,6 +28,7 @@ from ips_screen.errors import UserError
 from ips_screen.fhir.client import FhirClient
 
 if TYPE_CHECKING:  # imported when a review command runs: it needs the FHIR models
+    from ips_screen.ruleset.loader import CompiledRuleset
     from ips_screen.writeback import review
 
 SERVER_ENV = "IPS_SCREEN_FHIR_BASE"
@@ -104,11 +105,12 @@ def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             else:
                 print(format_list(items))
         elif args.review_command == "show":
-            detail = review.review_detail(client, args.task, ruleset=load_ruleset(args.rules))
+            ruleset = load_ruleset(args.rules)
+            detail = review.review_detail(client, args.task, ruleset=ruleset)
             if args.json:
                 _print_json(asdict(detail))
             else:
-                print(format_detail(detail))
+                print(format_detail(detail, ruleset))
         elif args.review_command == "accept":
             ruleset = load_ruleset(args.rules)
             done = review.accept(
@@ -189,8 +191,12 @@ def _indent(text: str) -> list[str]:
     return out or ["  (none)"]
 
 
-def format_detail(detail: review.ReviewDetail) -> str:
-    """Readable sections: Why, Chronic pain, Employment, Fit notes timeline, For the patient."""
+def format_detail(detail: review.ReviewDetail, ruleset: CompiledRuleset) -> str:
+    """Readable sections: Why, the addressed Conditions (the default ruleset: Chronic pain), the
+    other reasons (Employment), the supporting records' timeline (Fit notes), For the patient."""
+    from ips_screen.presentation.labels import review_headings
+
+    addressed, reasons, supporting = review_headings(ruleset)
     item = detail.item
     lines = [
         f"Task/{item.task_id} ({item.status}): review of {item.proposal} ({item.proposal_status})",
@@ -201,15 +207,17 @@ def format_detail(detail: review.ReviewDetail) -> str:
         *_indent(item.reason),
         *_indent(detail.clinician_note),
         "",
-        "Chronic pain",
-        *([_evidence_line(e) for e in detail.pain] or ["  (none linked)"]),
+        *(
+            [addressed, *([_evidence_line(e) for e in detail.addressed] or ["  (none linked)"]), ""]
+            if addressed
+            else []
+        ),
+        reasons,
+        *([_evidence_line(e) for e in detail.reasons] or ["  (none linked)"]),
         "",
-        "Employment",
-        *([_evidence_line(e) for e in detail.employment] or ["  (none linked)"]),
-        "",
-        "Fit notes timeline",
+        f"{supporting} timeline",
     ]
-    for note in detail.fit_notes:
+    for note in detail.supporting:
         if not note.found:
             lines.append(f"  {'?':10}  {'not found':12}  {note.ref}")
         else:
@@ -217,7 +225,7 @@ def format_detail(detail: review.ReviewDetail) -> str:
             lines.append(
                 f"  {note.date or 'undated':10}  {fitness:12}  {note.ref}  {note.display or ''}"
             )
-    if not detail.fit_notes:
+    if not detail.supporting:
         lines.append("  (none linked)")
     if detail.not_found:
         lines += ["", "Not found on the server", *(f"  - {e.ref}" for e in detail.not_found)]

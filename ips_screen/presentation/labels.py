@@ -72,3 +72,13 @@ def service_title(ruleset: CompiledRuleset) -> str:
 def service_description(ruleset: CompiledRuleset) -> str:
     texts = ruleset.model.texts
     return texts.service_description or ruleset.model.description.strip()
+
+
+def review_headings(ruleset: CompiledRuleset) -> tuple[str | None, str, str]:
+    """Headings of a review's three lists: the Conditions of `proposal.addresses` (None without
+    one), the other reason criteria's records, and the supporting records."""
+    proposal = ruleset.model.proposal
+    addressed = criterion_label(proposal.addresses, ruleset) if proposal.addresses else None
+    others = [c for c in proposal.reason_criteria if c != proposal.addresses]
+    reasons = ", ".join(criterion_label(c, ruleset) for c in others) or "Reasons"
+    return addressed, reasons, ruleset.model.texts.supporting_title

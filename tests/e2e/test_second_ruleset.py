@@ -4,7 +4,6 @@ notes or employment: nothing clinical about the default ruleset is held in Pytho
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import orjson
@@ -16,20 +15,14 @@ from ips_screen.proposals.build import build_proposal
 from ips_screen.proposals.review import accept_resources, decline_resources
 from ips_screen.ruleset.loader import load_ruleset
 from ips_screen.service.cards import build_card, by_ref
-from tests.helpers import decide, observation, patient
-from tests.support.paths import FROZEN_NOW, ROOT
-
-SMOKING = ROOT / "tests" / "rulesets" / "smoking" / "smoking-cessation.yaml"
-SMOKER, EX_SMOKER = "77176002", "8517006"
-SNOMED = "http://snomed.info/sct"
-
-# The default ruleset's words (IPS as a whole word in capitals; the tool's name and URLs are fine).
-FORBIDDEN = (
-    re.compile(r"(?<![\w/.-])IPS(?![\w-])"),
-    re.compile(r"individual placement", re.IGNORECASE),
-    re.compile(r"pain", re.IGNORECASE),
-    re.compile(r"fit.note", re.IGNORECASE),
-    re.compile(r"employment", re.IGNORECASE),
+from tests.helpers import decide, patient
+from tests.support.paths import FROZEN_NOW
+from tests.support.second_ruleset import (
+    EX_SMOKER,
+    SMOKER,
+    SMOKING,
+    assert_clean,
+    smoking_status,
 )
 
 
@@ -38,17 +31,13 @@ def _bundle(*resources: dict) -> bytes:
     return orjson.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries})
 
 
-def _status(code: str, pid: str, when: str = "2026-06-01") -> dict:
-    return observation(code, SNOMED, when, id=f"{pid}-smoking", subject=pid)
-
-
 def inline_patients(folder: Path) -> None:
     folder.mkdir()
     people = {
-        "smoker": [patient("smoker"), _status(SMOKER, "smoker")],
-        "smoker-old": [patient("smoker-old", "1950-03-01"), _status(SMOKER, "smoker-old")],
-        "ex-smoker": [patient("ex-smoker"), _status(EX_SMOKER, "ex-smoker")],
-        "teen": [patient("teen", "2010-01-01"), _status(SMOKER, "teen")],
+        "smoker": [patient("smoker"), smoking_status(SMOKER, "smoker")],
+        "smoker-old": [patient("smoker-old", "1950-03-01"), smoking_status(SMOKER, "smoker-old")],
+        "ex-smoker": [patient("ex-smoker"), smoking_status(EX_SMOKER, "ex-smoker")],
+        "teen": [patient("teen", "2010-01-01"), smoking_status(SMOKER, "teen")],
         "unknown": [patient("unknown")],
     }
     for pid, resources in people.items():
@@ -95,21 +84,12 @@ def test_a_second_ruleset_screens_end_to_end_without_the_default_rulesets_words(
         "worklist.csv",
     }
     for path in outputs:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        for pattern in FORBIDDEN:
-            found = [text[max(m.start() - 40, 0) : m.end() + 40] for m in pattern.finditer(text)]
-            assert not found, f"{path.name}: {pattern.pattern!r} in {found[:3]}"
-
-
-def _clean(what: str, text: str) -> None:
-    for pattern in FORBIDDEN:
-        found = [text[max(m.start() - 40, 0) : m.end() + 40] for m in pattern.finditer(text)]
-        assert not found, f"{what}: {pattern.pattern!r} in {found[:3]}"
+        assert_clean(path.name, path.read_text(encoding="utf-8", errors="replace"))
 
 
 def test_the_second_rulesets_card_and_decline_speak_its_own_words():
     smoking = load_ruleset(SMOKING)
-    resources = [patient("smoker"), _status(SMOKER, "smoker")]
+    resources = [patient("smoker"), smoking_status(SMOKER, "smoker")]
     decision = decide(resources, ruleset=smoking, patient_id="smoker")
     assert decision.outcome == "propose"
     live = build_card(
@@ -118,7 +98,7 @@ def test_the_second_rulesets_card_and_decline_speak_its_own_words():
     card = live.card
     assert card["summary"] == "Consider Stop-smoking support"
     assert [r["code"] for r in card["overrideReasons"]] == ["not-ready", "has-support", "other"]
-    _clean("card", orjson.dumps(card).decode())
+    assert_clean("card", orjson.dumps(card).decode())
 
     written = build_proposal(decision, smoking, now=FROZEN_NOW, tool_version="1")
     [sr] = [r | {"id": "sr1"} for r in written if r["resourceType"] == "ServiceRequest"]
@@ -127,7 +107,7 @@ def test_the_second_rulesets_card_and_decline_speak_its_own_words():
         for r in written
         if r["resourceType"] == "Task"
     ]
-    _clean("proposal", orjson.dumps(written).decode())
+    assert_clean("proposal", orjson.dumps(written).decode())
     reasons = smoking.model.proposal.decline_reasons
     declined = decline_resources(
         sr,
@@ -160,4 +140,4 @@ def test_the_second_rulesets_card_and_decline_speak_its_own_words():
         care_plan=care_plan_words(smoking),
     )
     assert accepted["careplan"]["title"] == "Stop-smoking support"
-    _clean("accept and decline", orjson.dumps([declined, accepted]).decode())
+    assert_clean("accept and decline", orjson.dumps([declined, accepted]).decode())

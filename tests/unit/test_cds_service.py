@@ -50,15 +50,14 @@ from tests.support.cds import (
     with_pending_proposal,
 )
 from tests.support.fake_fhir import FakeFhir
-from tests.support.paths import FROZEN_NOW, ROOT
+from tests.support.paths import FROZEN_NOW
+from tests.support.second_ruleset import SMOKING
 
 DECLINE_REASONS = default_ruleset().model.proposal.decline_reasons
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
-
-SMOKING = ROOT / "tests" / "rulesets" / "smoking" / "smoking-cessation.yaml"
 
 # --------------------------------------------------------------------------- keys and tokens
 

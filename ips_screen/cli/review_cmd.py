@@ -93,6 +93,7 @@ def _client(args: argparse.Namespace, environ: Mapping[str, str]) -> FhirClient:
 
 def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Run `review <action>`; returns the exit code (user errors are raised)."""
+    from ips_screen.presentation.labels import decline_months
     from ips_screen.ruleset.loader import load_ruleset
     from ips_screen.writeback import review
 
@@ -122,6 +123,7 @@ def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 f"completed; {done.provenance} records {args.by}."
             )
         elif args.review_command == "decline":
+            ruleset = load_ruleset(args.rules)
             declined = review.decline(
                 client,
                 args.task,
@@ -130,11 +132,13 @@ def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 note=args.note,
                 now=now,
                 tool_version=__version__,
-                ruleset=load_ruleset(args.rules),
+                ruleset=ruleset,
             )
+            months = decline_months(ruleset, declined.reason_code)
+            suppressed = f" (no new proposal for {months} months)" if months is not None else ""
             print(
                 f"Declined {declined.task} ({declined.reason_code}): {declined.task} rejected, "
-                f"{declined.proposal} revoked (no new proposal for 12 months); "
+                f"{declined.proposal} revoked{suppressed}; "
                 f"{declined.provenance} records {args.by}."
             )
         else:

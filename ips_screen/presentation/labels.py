@@ -82,3 +82,22 @@ def review_headings(ruleset: CompiledRuleset) -> tuple[str | None, str, str]:
     others = [c for c in proposal.reason_criteria if c != proposal.addresses]
     reasons = ", ".join(criterion_label(c, ruleset) for c in others) or "Reasons"
     return addressed, reasons, ruleset.model.texts.supporting_title
+
+
+def decline_months(ruleset: CompiledRuleset, reason_code: str) -> int | None:
+    """How many months a decline with `reason_code` suppresses new proposals, by the ruleset's own
+    `referral-declined` rule (its deferral for the code, else its window); None without one."""
+    from ips_screen.codes import DECLINE_REASON_SYSTEM
+    from ips_screen.kinds.referral_declined import ReferralDeclined
+    from ips_screen.kinds.registry import walk_criteria
+
+    for exclusion in ruleset.model.exclusions:
+        for rule in walk_criteria(exclusion.rule):
+            if isinstance(rule, ReferralDeclined):
+                deferred = (
+                    d.within_months
+                    for d in rule.deferrals
+                    if (d.system, d.code) == (DECLINE_REASON_SYSTEM, reason_code)
+                )
+                return next(deferred, rule.within_months)
+    return None

@@ -312,7 +312,12 @@ def test_cli_decline_and_errors(fhir_server: FhirTestServer, propose, capsys):
     assert main([*base, "--reason", "already-supported"]) == 0
     out = capsys.readouterr().out.strip()
     assert out.startswith(f"Declined Task/{proposed.task_id} (already-supported): ")
-    assert f"ServiceRequest/{proposed.sr_id} revoked" in out
+    assert f"ServiceRequest/{proposed.sr_id} revoked (no new proposal for 12 months)" in out
+    # not-now defers by the ruleset's own window (3 months), as the screen will apply it
+    later = propose()
+    assert main([*base[:2], later.task_id, *base[3:], "--reason", "not-now"]) == 0
+    out = capsys.readouterr().out
+    assert f"ServiceRequest/{later.sr_id} revoked (no new proposal for 3 months)" in out
 
     assert main(["review", "show", "Task/no-such-task", "--server", url]) == 2
     err = capsys.readouterr().err.strip().splitlines()

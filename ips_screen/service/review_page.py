@@ -19,6 +19,7 @@ from fastapi.responses import Response
 
 from ips_screen import __version__
 from ips_screen.errors import ConflictError, ServerError, UserError
+from ips_screen.presentation.labels import care_plan_words, decline_months
 from ips_screen.service import signin
 from ips_screen.service.pages import (
     forbidden,
@@ -204,9 +205,10 @@ def _decide(
                 tool_version=__version__,
                 ruleset=state.ruleset,
             )
+            plan = care_plan_words(state.ruleset)[0]
             message = (
-                f"Accepted {done.task}: created {done.order} (IPS referral order) and "
-                f"{done.careplan} (work and health plan)."
+                f"Accepted {done.task}: created {done.order} (referral order) and "
+                f"{done.careplan} ({plan})."
             )
         else:
             declined = review.decline(
@@ -220,9 +222,10 @@ def _decide(
                 ruleset=state.ruleset,
             )
             reasons = state.ruleset.model.proposal.decline_reasons
+            months = decline_months(state.ruleset, reason)
+            again = f": not suggested again for {months} months" if months is not None else ""
             message = (
-                f"Declined {declined.task} ({reasons[reason]}): the proposal is "
-                "revoked and IPS will not be suggested again for 12 months."
+                f"Declined {declined.task} ({reasons[reason]}): the proposal is revoked{again}."
             )
     except ConflictError:
         log.info("review page: Task/%s changed meanwhile; nothing written", task_id)

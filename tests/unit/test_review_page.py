@@ -527,7 +527,10 @@ def test_decline_through_the_page(signed_in: TestClient, propose, fhir: FhirClie
     assert (
         parse(signed_in.get("/review/").text)
         .text["flash"]
-        .startswith(f"Declined Task/{task_id} (Patient not interested in IPS at present)")
+        .startswith(
+            f"Declined Task/{task_id} (Patient not interested in IPS at present): the proposal "
+            "is revoked: not suggested again for 12 months."
+        )
     )
     task = fhir.read("Task", task_id)[0]
     assert task["status"] == "rejected"

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import jwt
+import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -30,7 +31,7 @@ from ips_screen.service.config import parse_config
 from ips_screen.service.prefetch import PREFETCH
 from ips_screen.service.state import Cards, CardState
 from ips_screen.service.store import CARD_RETENTION_SECONDS, ServiceStore
-from tests.helpers import AS_OF, decide, default_ruleset, service_request
+from tests.helpers import AS_OF, decide, default_ruleset, patient, service_request
 from tests.support.cds import (
     DR,
     FEEDBACK,
@@ -51,7 +52,7 @@ from tests.support.cds import (
 )
 from tests.support.fake_fhir import FakeFhir
 from tests.support.paths import FROZEN_NOW
-from tests.support.second_ruleset import SMOKING
+from tests.support.second_ruleset import SMOKER, SMOKING, assert_clean, smoking_status
 
 DECLINE_REASONS = default_ruleset().model.proposal.decline_reasons
 
@@ -85,6 +86,25 @@ def test_discovery_words_the_service_as_its_ruleset_does(make_client, tmp_path: 
     (service,) = client.get("/cds-services").json()["services"]
     assert service["title"] == "Work support finder"
     assert service["description"].startswith("Suggests offering Individual Placement")
+
+
+def test_a_second_ruleset_serves_its_own_card(make_client, ehr_key):
+    # tests/rulesets/smoking through the running service: discovery, card, loop guard.
+    client, _ = make_client(rules=str(SMOKING))
+    (service,) = client.get("/cds-services").json()["services"]
+    assert service["title"] == "Stop-smoking support"
+    resources = [patient("sm-1"), smoking_status(SMOKER, "sm-1")]
+    response = call(client, ehr_key, hook_request("sm-1", prefetch_of(resources)))
+    (card,) = response.json()["cards"]
+    assert card["summary"] == "Consider Stop-smoking support"
+    assert card["suggestions"][0]["label"] == "Refer for Stop-smoking support"
+    assert [r["code"] for r in card["overrideReasons"]] == ["not-ready", "has-support", "other"]
+    assert "Smoking records in the last 24 months" in card["detail"]
+    assert_clean("discovery and card", orjson.dumps([service, card]).decode())
+    order = card["suggestions"][0]["actions"][0]["resource"]
+    created = dict(order, id="ehr-order-1", status="active", authoredOn="2026-11-26")
+    again = call(client, ehr_key, hook_request("sm-1", prefetch_of([*resources, created])))
+    assert again.json() == {"cards": []}
 
 
 def test_discovery_names_one_patient_view_service_and_its_prefetch(client: TestClient):

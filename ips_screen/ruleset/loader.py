@@ -162,7 +162,8 @@ def _check_references(model: Ruleset, path: Path, codelists: dict[str, Codelist]
 def _check_texts(model: Ruleset, path: Path, codelists: dict[str, Codelist], ids: set) -> None:
     """`texts:` names only criteria and codelist categories that exist."""
     texts = model.texts
-    for section, names in (("criteria", texts.criteria), ("steps", texts.steps)):
+    sections = (("criteria", texts.criteria), ("steps", texts.steps))
+    for section, names in (*sections, ("status_names", texts.status_names)):
         unknown = sorted(set(names) - ids)
         if unknown:
             raise RulesError(f"{path}: texts.{section}: {unknown} are not criterion ids")

@@ -68,6 +68,11 @@ class Texts(Strict):
         "Each proposal waits for a clinician to review it.",
         description="the report's sentence on what happens to a proposal",
     )
+    status_names: dict[Id, str] = Field(
+        default_factory=dict,
+        description="latest-category criterion id -> what it reads, in the clinician note "
+        "('their current <name>'; default: its label in lower case)",
+    )
     criteria: dict[Id, str] = Field(
         default_factory=dict, description="criterion id -> its label in the clinician note"
     )

@@ -37,6 +37,10 @@ def inline_patients(folder: Path) -> None:
         "smoker": [patient("smoker"), smoking_status(SMOKER, "smoker")],
         "smoker-old": [patient("smoker-old", "1950-03-01"), smoking_status(SMOKER, "smoker-old")],
         "ex-smoker": [patient("ex-smoker"), smoking_status(EX_SMOKER, "ex-smoker")],
+        "smoker-2023": [
+            patient("smoker-2023"),
+            smoking_status(SMOKER, "smoker-2023", "2023-01-10"),
+        ],
         "teen": [patient("teen", "2010-01-01"), smoking_status(SMOKER, "teen")],
         "unknown": [patient("unknown")],
     }
@@ -62,6 +66,7 @@ def test_a_second_ruleset_screens_end_to_end_without_the_default_rulesets_words(
         "Patient/smoker": ("propose", []),
         "Patient/smoker-old": ("propose", []),  # no upper age: State Pension age plays no part
         "Patient/ex-smoker": ("not-eligible", ["not-smoking"]),
+        "Patient/smoker-2023": ("propose", []),  # an old record still passes; the note asks
         "Patient/teen": ("excluded", ["under-18"]),
         "Patient/unknown": ("not-eligible", ["smoking-status-unknown"]),
     }
@@ -71,8 +76,11 @@ def test_a_second_ruleset_screens_end_to_end_without_the_default_rulesets_words(
     ]
     assert sorted(r["subject"]["reference"] for r in requests) == [
         "Patient/smoker",
+        "Patient/smoker-2023",
         "Patient/smoker-old",
     ]
+    notes = {r["subject"]["reference"]: r["note"][0]["text"] for r in requests}
+    assert "please confirm and record their current smoking status" in notes["Patient/smoker-2023"]
     assert {c["code"] for r in requests for c in r["code"]["coding"]} == {"871661000000106"}
     assert "stop-smoking support" in (out / "report.html").read_text().lower()
 

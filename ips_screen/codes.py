@@ -2,7 +2,8 @@
 
 No SNOMED CT code exists for "referral to IPS" or for IPS decline reasons
 (docs: clinical-codes.md), so the project defines its own CodeSystems; SNOMED 18781004 (patient
-referral for vocational rehabilitation) is always sent beside the project code.
+referral for vocational rehabilitation) is sent beside the project code (the default ruleset's
+`ips-referral` codelist). The decline reasons are the ruleset's (`proposal.decline_reasons`).
 """
 
 from __future__ import annotations
@@ -27,13 +28,4 @@ VOCATIONAL_REHAB = {
     "system": SNOMED,
     "code": "18781004",
     "display": "Patient referral for vocational rehabilitation",
-}
-
-DECLINE_REASONS: dict[str, str] = {
-    "not-interested": "Patient not interested in IPS at present",
-    "already-supported": "Patient already receiving employment support",
-    "not-now": "Not the right time; reconsider later",
-    "clinically-inappropriate": "Clinically inappropriate at present",
-    "in-work": "Patient is in work",
-    "other": "Other reason (see note)",
 }

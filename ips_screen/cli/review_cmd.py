@@ -23,12 +23,12 @@ import orjson
 
 from ips_screen import __version__
 from ips_screen.cli.server_args import add_server_args, client_from_args
-from ips_screen.codes import DECLINE_REASONS
 from ips_screen.dates import LONDON
 from ips_screen.errors import UserError
 from ips_screen.fhir.client import FhirClient
 
 if TYPE_CHECKING:  # imported when a review command runs: it needs the FHIR models
+    from ips_screen.ruleset.loader import CompiledRuleset
     from ips_screen.writeback import review
 
 SERVER_ENV = "IPS_SCREEN_FHIR_BASE"
@@ -66,7 +66,9 @@ def add_review_parser(subparsers: argparse._SubParsersAction) -> None:
 
     decline = actions.add_parser("decline", help="decline: Task rejected, proposal revoked")
     decline.add_argument("task", metavar="TASK", help="Task id (ID or Task/ID)")
-    decline.add_argument("--reason", required=True, choices=list(DECLINE_REASONS))
+    decline.add_argument(
+        "--reason", required=True, help="a decline reason of the ruleset (proposal.decline_reasons)"
+    )
     decline.add_argument("--note", help="free text for the record (required with --reason other)")
 
     for action in (accept, decline):
@@ -77,7 +79,7 @@ def add_review_parser(subparsers: argparse._SubParsersAction) -> None:
         action.add_argument(
             "--server", metavar="URL", help=f"FHIR base URL (default ${SERVER_ENV})"
         )
-        if action in (show, accept):
+        if action in (show, accept, decline):
             action.add_argument("--rules", help="ruleset file (default: the built-in one)")
         add_server_args(action, patient_ids=False)
 
@@ -91,6 +93,7 @@ def _client(args: argparse.Namespace, environ: Mapping[str, str]) -> FhirClient:
 
 def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Run `review <action>`; returns the exit code (user errors are raised)."""
+    from ips_screen.presentation.labels import decline_months
     from ips_screen.ruleset.loader import load_ruleset
     from ips_screen.writeback import review
 
@@ -103,11 +106,12 @@ def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             else:
                 print(format_list(items))
         elif args.review_command == "show":
-            detail = review.review_detail(client, args.task, ruleset=load_ruleset(args.rules))
+            ruleset = load_ruleset(args.rules)
+            detail = review.review_detail(client, args.task, ruleset=ruleset)
             if args.json:
                 _print_json(asdict(detail))
             else:
-                print(format_detail(detail))
+                print(format_detail(detail, ruleset))
         elif args.review_command == "accept":
             ruleset = load_ruleset(args.rules)
             done = review.accept(
@@ -119,6 +123,7 @@ def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 f"completed; {done.provenance} records {args.by}."
             )
         elif args.review_command == "decline":
+            ruleset = load_ruleset(args.rules)
             declined = review.decline(
                 client,
                 args.task,
@@ -127,10 +132,13 @@ def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 note=args.note,
                 now=now,
                 tool_version=__version__,
+                ruleset=ruleset,
             )
+            months = decline_months(ruleset, declined.reason_code)
+            suppressed = f" (no new proposal for {months} months)" if months is not None else ""
             print(
                 f"Declined {declined.task} ({declined.reason_code}): {declined.task} rejected, "
-                f"{declined.proposal} revoked (no new proposal for 12 months); "
+                f"{declined.proposal} revoked{suppressed}; "
                 f"{declined.provenance} records {args.by}."
             )
         else:
@@ -187,8 +195,12 @@ def _indent(text: str) -> list[str]:
     return out or ["  (none)"]
 
 
-def format_detail(detail: review.ReviewDetail) -> str:
-    """Readable sections: Why, Chronic pain, Employment, Fit notes timeline, For the patient."""
+def format_detail(detail: review.ReviewDetail, ruleset: CompiledRuleset) -> str:
+    """Readable sections: Why, the addressed Conditions (the default ruleset: Chronic pain), the
+    other reasons (Employment), the supporting records' timeline (Fit notes), For the patient."""
+    from ips_screen.presentation.labels import review_headings
+
+    addressed, reasons, supporting = review_headings(ruleset)
     item = detail.item
     lines = [
         f"Task/{item.task_id} ({item.status}): review of {item.proposal} ({item.proposal_status})",
@@ -199,15 +211,17 @@ def format_detail(detail: review.ReviewDetail) -> str:
         *_indent(item.reason),
         *_indent(detail.clinician_note),
         "",
-        "Chronic pain",
-        *([_evidence_line(e) for e in detail.pain] or ["  (none linked)"]),
+        *(
+            [addressed, *([_evidence_line(e) for e in detail.addressed] or ["  (none linked)"]), ""]
+            if addressed
+            else []
+        ),
+        reasons,
+        *([_evidence_line(e) for e in detail.reasons] or ["  (none linked)"]),
         "",
-        "Employment",
-        *([_evidence_line(e) for e in detail.employment] or ["  (none linked)"]),
-        "",
-        "Fit notes timeline",
+        f"{supporting} timeline",
     ]
-    for note in detail.fit_notes:
+    for note in detail.supporting:
         if not note.found:
             lines.append(f"  {'?':10}  {'not found':12}  {note.ref}")
         else:
@@ -215,7 +229,7 @@ def format_detail(detail: review.ReviewDetail) -> str:
             lines.append(
                 f"  {note.date or 'undated':10}  {fitness:12}  {note.ref}  {note.display or ''}"
             )
-    if not detail.fit_notes:
+    if not detail.supporting:
         lines.append("  (none linked)")
     if detail.not_found:
         lines += ["", "Not found on the server", *(f"  - {e.ref}" for e in detail.not_found)]

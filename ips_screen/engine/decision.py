@@ -95,8 +95,13 @@ class Links:
 
     reasons: tuple[str, ...] = ()  # ServiceRequest.reasonReference (REASON_REFERENCE_TYPES only)
     supporting: tuple[str, ...] = ()  # ServiceRequest.supportingInfo (fit notes, other evidence)
-    pain: tuple[str, ...] = ()  # Conditions the care plan addresses
+    addresses: tuple[str, ...] = ()  # Conditions the care plan addresses (proposal.addresses)
     owner: str | None = None  # the patient's general practitioner, if recorded
+
+    @property
+    def pain(self) -> tuple[str, ...]:
+        """The old name of `addresses` (the default ruleset's chronic pain Conditions)."""
+        return self.addresses
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +133,7 @@ class Decision:
             out["links"] = {
                 "reasons": list(self.links.reasons),
                 "supporting": list(self.links.supporting),
-                "pain": list(self.links.pain),
+                "addresses": list(self.links.addresses),
                 "owner": self.links.owner,
             }
         if self.quality:
@@ -150,7 +155,7 @@ class Decision:
             links=Links(
                 reasons=tuple(links.get("reasons", ())),
                 supporting=tuple(links.get("supporting", ())),
-                pain=tuple(links.get("pain", ())),
+                addresses=tuple(links.get("addresses", links.get("pain", ()))),
                 owner=links.get("owner"),
             ),
             quality=tuple(data.get("quality", ())),

@@ -63,7 +63,7 @@ def _find_rule(ruleset: CompiledRuleset, rule_id: str) -> Criterion | None:
 
 def _priority(spec: Priority, ruleset: CompiledRuleset, ctx: Context) -> tuple[str, Step]:
     """`early` when the current spell out of work began within `early_within_months`."""
-    rule = _find_rule(ruleset, spec.employment)
+    rule = _find_rule(ruleset, spec.latest)
     assert isinstance(rule, LatestCategory)
     evidence = [e for e in category_evidence(rule, ctx) if e.date is not None]
     breaks = [e.date for e in evidence if e.klass in spec.break_classes]
@@ -73,7 +73,7 @@ def _priority(spec: Priority, ruleset: CompiledRuleset, ctx: Context) -> tuple[s
     ]
     starts += [
         (r.date, r.ref, c, r.display or "")
-        for r, c in in_window(spec.fit_notes, ctx)
+        for r, c in (in_window(spec.also_starts, ctx) if spec.also_starts else ())
         if r.date is not None
     ]
     starts = [s for s in starts if s[0] > last_break]
@@ -155,11 +155,10 @@ def evaluate(ruleset: CompiledRuleset, facts: PatientFacts, as_of: date) -> Deci
     )
     supporting = tuple(dict.fromkeys(r.ref for r, _ in in_window(proposal.supporting_info, ctx)))
     reason_refs, supporting = split_reasons(reason_refs, supporting)
-    pain = tuple(
-        ref for ref in steps_by_id[proposal.pain_criterion].refs if ref.startswith("Condition/")
-    )
+    addressed = steps_by_id.get(proposal.addresses) if proposal.addresses else None
+    addresses = tuple(r for r in addressed.refs if r.startswith("Condition/")) if addressed else ()
     owner = facts.general_practitioners[0] if facts.general_practitioners else None
-    links = Links(reasons=reason_refs, supporting=supporting, pain=pain, owner=owner)
+    links = Links(reasons=reason_refs, supporting=supporting, addresses=addresses, owner=owner)
     return Decision(
         outcome="propose",
         reasons=(),
@@ -176,11 +175,11 @@ def _quality(ruleset: CompiledRuleset, ctx: Context, steps: dict[str, Step]) -> 
     model = ruleset.model
     if model.priority is None:
         return ()
-    rule = _find_rule(ruleset, model.priority.employment)
+    rule = _find_rule(ruleset, model.priority.latest)
     if not isinstance(rule, LatestCategory):
         return ()
     evidence = category_evidence(rule, ctx)
-    pain = steps.get(model.proposal.pain_criterion)
+    pain = steps.get(model.proposal.addresses) if model.proposal.addresses else None
     if pain is not None and pain.status == "pass" and not evidence:
         notes.append("chronic-pain-no-employment-status")
     if any(e.date is None for e in evidence):

@@ -40,7 +40,9 @@ class EvidenceSource(Strict):
 
 
 class Otherwise(Strict):
-    criterion: Criterion
+    criterion: Criterion | None = Field(
+        None, description="the fallback when no recent evidence decides (none: the rule fails)"
+    )
     flag: Id | None = None
     fail_reason: Id
 
@@ -161,6 +163,8 @@ def latest_category(rule: LatestCategory, ctx: Context) -> Finding:
     else:
         said = found(None, (), None, "none", False)
     fallback = rule.otherwise
+    if fallback.criterion is None:
+        return Finding(False, (), said, reason=fallback.fail_reason)
     child = ctx.child(fallback.criterion)
     step = child.finding
     if step.matched:
@@ -186,7 +190,7 @@ SPECS = (
         "latest-category",
         LatestCategory,
         latest_category,
-        children=lambda rule: (rule.otherwise.criterion,),
+        children=lambda rule: (rule.otherwise.criterion,) if rule.otherwise.criterion else (),
         codelists=_codelists,
         windows=lambda rule: (rule.recent_months,),
         check=_check,

@@ -197,13 +197,11 @@ class SummaryCounter:
             "attrition": _attrition(self.removed, self.patients, self.steps),
             "data_quality": {
                 "birth_date_missing": self.birth_date_missing,
-                "chronic_pain_no_employment_status": quality["chronic-pain-no-employment-status"],
                 "patients_absent": len(orphans),
                 "records_skipped": int(read_report.get("skipped_count", 0)),
                 "resources_for_absent_patients": sum(orphans.values()),
                 "resources_without_patient": unlinked,
                 "skipped": skipped,
-                "undated_employment_status": quality["undated-employment-status"],
             },
             "flags": _counts(self.flags),
             "input": {
@@ -217,6 +215,12 @@ class SummaryCounter:
             "reasons": _counts(self.reasons),
             "ruleset": f"{ruleset.model.id}@{ruleset.model.version}",
         }
+        if ruleset.model.priority is not None:  # its data-quality notes (the default ruleset's)
+            notes = {
+                "chronic_pain_no_employment_status": quality["chronic-pain-no-employment-status"],
+                "undated_employment_status": quality["undated-employment-status"],
+            }
+            summary["data_quality"] = dict(sorted((summary["data_quality"] | notes).items()))
         if unread:  # types the server could not export (a Bulk export without them)
             summary["input"]["unread_types"] = unread
         return summary

@@ -42,6 +42,29 @@ def proposal_title(ruleset: CompiledRuleset) -> str:
     return ruleset.model.texts.proposal_title or ruleset.model.title
 
 
+def short_name(ruleset: CompiledRuleset) -> str:
+    """What is offered, in short (e.g. "IPS")."""
+    return ruleset.model.texts.short_name or proposal_title(ruleset)
+
+
+def care_plan_words(ruleset: CompiledRuleset) -> tuple[str, str]:
+    """(title, description) of the CarePlan an accepted proposal creates ("" for none)."""
+    texts = ruleset.model.texts
+    return texts.care_plan_title or proposal_title(ruleset), texts.care_plan_description
+
+
+def card_words(ruleset: CompiledRuleset) -> dict[str, str]:
+    """The CDS Hooks card's summaries and suggestion, from `texts:` or generic defaults."""
+    texts, short = ruleset.model.texts, short_name(ruleset)
+    return {
+        "summary": texts.card_summary or f"Consider {short}",
+        "pending": texts.pending_summary or f"{short} proposal awaiting review",
+        "label": texts.suggestion_label or f"Refer for {short}",
+        "description": texts.suggestion_description
+        or f"Create a draft referral for {proposal_title(ruleset)} for you to review and sign",
+    }
+
+
 def service_title(ruleset: CompiledRuleset) -> str:
     return ruleset.model.texts.service_title or ruleset.model.title
 
@@ -49,3 +72,32 @@ def service_title(ruleset: CompiledRuleset) -> str:
 def service_description(ruleset: CompiledRuleset) -> str:
     texts = ruleset.model.texts
     return texts.service_description or ruleset.model.description.strip()
+
+
+def review_headings(ruleset: CompiledRuleset) -> tuple[str | None, str, str]:
+    """Headings of a review's three lists: the Conditions of `proposal.addresses` (None without
+    one), the other reason criteria's records, and the supporting records."""
+    proposal = ruleset.model.proposal
+    addressed = criterion_label(proposal.addresses, ruleset) if proposal.addresses else None
+    others = [c for c in proposal.reason_criteria if c != proposal.addresses]
+    reasons = ", ".join(criterion_label(c, ruleset) for c in others) or "Reasons"
+    return addressed, reasons, ruleset.model.texts.supporting_title
+
+
+def decline_months(ruleset: CompiledRuleset, reason_code: str) -> int | None:
+    """How many months a decline with `reason_code` suppresses new proposals, by the ruleset's own
+    `referral-declined` rule (its deferral for the code, else its window); None without one."""
+    from ips_screen.codes import DECLINE_REASON_SYSTEM
+    from ips_screen.kinds.referral_declined import ReferralDeclined
+    from ips_screen.kinds.registry import walk_criteria
+
+    for exclusion in ruleset.model.exclusions:
+        for rule in walk_criteria(exclusion.rule):
+            if isinstance(rule, ReferralDeclined):
+                deferred = (
+                    d.within_months
+                    for d in rule.deferrals
+                    if (d.system, d.code) == (DECLINE_REASON_SYSTEM, reason_code)
+                )
+                return next(deferred, rule.within_months)
+    return None

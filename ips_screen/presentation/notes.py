@@ -124,6 +124,9 @@ def _evidence(step: Step, ruleset: CompiledRuleset) -> str:
 def _employment(
     step: Step, evidence: LatestCategoryEvidence, rule: LatestCategory, ruleset: CompiledRuleset
 ) -> str:
+    status = (
+        ruleset.model.texts.status_names.get(rule.id) or criterion_label(rule.id, ruleset).lower()
+    )
     categories = sorted({r.category for r in evidence.latest})
     cats = ", ".join(category_text(rule.codelist, c, ruleset) for c in categories)
     day = evidence.latest_date.isoformat() if evidence.latest_date else ""
@@ -134,29 +137,30 @@ def _employment(
         if not evidence.recent:
             return (
                 f"{said}, more than {rule.recent_months} months ago — please confirm and record "
-                "their current employment status."
+                f"their current {status}."
             )
         return f"{said}."
     if evidence.result == "conflict":
-        why = "conflicting employment status records on the same day"
+        why = f"conflicting {status} records on the same day"
     elif evidence.latest_date is not None:
         why = (
-            f"the latest recorded employment status ({cats}, {day}) "
+            f"the latest recorded {status} ({cats}, {day}) "
             f"is more than {rule.recent_months} months old"
         )
     else:
-        why = "no recorded employment status"
+        why = f"no recorded {status}"
     count, months, listed = _fit_notes(step, rule)
     text = (
         f"{why}: {count} fit notes in the last {months} months, at least one not fit for work — "
-        "please confirm and record their employment status."
+        f"please confirm and record their {status}."
     )
     return f"{text} Fit notes: {_terms(listed)}." if listed else text
 
 
 def _fit_notes(step: Step, rule: LatestCategory) -> tuple[int, int, list[RecordEvidence]]:
     """Fit notes as the fallback's counting rule counts them, its window, the records listed."""
-    records = [r for r in walk_criteria(rule.otherwise.criterion) if isinstance(r, Records)]
+    fallback = rule.otherwise.criterion
+    records = [r for r in walk_criteria(fallback) if isinstance(r, Records)] if fallback else []
     counting = max(records, key=lambda r: r.min_count) if records else None
     months = counting.within_months if counting and counting.within_months is not None else 12
     count, listed = len(step.refs), []

@@ -94,7 +94,7 @@ def _(evidence: RecordsEvidence, step: Step) -> str:
 @_line.register
 def _(evidence: ReferralOpenEvidence, step: Step) -> str:
     if not evidence.referrals:
-        return "no open or recent IPS referral"
+        return "no open or recent referral"
     items = []
     for found in evidence.referrals:
         record = found.record
@@ -103,14 +103,14 @@ def _(evidence: ReferralOpenEvidence, step: Step) -> str:
         else:
             what = f"completed {record.date.isoformat() if record.date else 'undated'}"
         items.append(f"{record.ref} {what}")
-    return "IPS referral open: " + "; ".join(items)
+    return "referral open: " + "; ".join(items)
 
 
 @_line.register
 def _(evidence: ReferralDeclinedEvidence, step: Step) -> str:
     if not evidence.declines:
         shorter = "".join(f" ({months} for {code})" for code, months in evidence.deferrals)
-        return f"no IPS proposal declined in the last {evidence.within_months} months{shorter}"
+        return f"no proposal declined in the last {evidence.within_months} months{shorter}"
     items = []
     for d in evidence.declines:
         text = f"{d.ref} {d.status} {d.date.isoformat()}"
@@ -144,7 +144,7 @@ def _(evidence: LatestCategoryEvidence, step: Step) -> str:
     elif evidence.result == "conflict":
         why = f"conflicting evidence on {latest_said(evidence)}"
     else:
-        why = "no dated employment status recorded"
+        why = "no dated evidence recorded"
     fallback = f"; {step_line(step.parts[0])}" if step.parts else ""
     return f"{why}{note}{fallback}"
 

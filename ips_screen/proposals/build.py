@@ -31,6 +31,7 @@ from datetime import datetime
 
 from ips_screen.codes import IPS_SYSTEM, PROPOSAL_ID_SYSTEM, RULESET_EXTENSION, TASK_CODE_SYSTEM
 from ips_screen.engine.decision import Decision
+from ips_screen.presentation.labels import short_name
 from ips_screen.proposals.common import (
     PRIORITY_CODES,
     TOOL_NAME,
@@ -107,6 +108,7 @@ def proposal_entries(
     subject = {"reference": decision.patient}
     priority = decision.priority or "routine"
     links = decision.links
+    short = short_name(ruleset)
 
     request: dict = {
         "resourceType": "ServiceRequest",
@@ -114,7 +116,9 @@ def proposal_entries(
         "identifier": [{"system": system, "value": value}],
         "status": "draft",
         "intent": "proposal",
-        "category": [{"coding": [PRIORITY_CODES[priority]], "text": f"{priority} offer of IPS"}],
+        "category": [
+            {"coding": [PRIORITY_CODES[priority]], "text": f"{priority} offer of {short}"}
+        ],
         "priority": "routine",
         "code": _request_code(ruleset),
         "subject": subject,
@@ -139,7 +143,7 @@ def proposal_entries(
         "priority": "routine",
         "code": {
             "coding": [APPROVE],
-            "text": "Review the IPS proposal: offer it, then accept or decline",
+            "text": f"Review the {short} proposal: offer it, then accept or decline",
         },
         "description": task_description(decision, ruleset),
         "focus": {"reference": sr_url},

@@ -12,15 +12,17 @@ from pathlib import Path
 
 import orjson
 
-from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS, IPS_REFERRAL, IPS_SYSTEM
+from ips_screen.codes import DECLINE_REASON_SYSTEM, IPS_REFERRAL, IPS_SYSTEM
 from ips_screen.proposals.common import PRIORITY_CODES, validated
-from ips_screen.ruleset.loader import RULES_DIR
+from ips_screen.ruleset.loader import RULES_DIR, CompiledRuleset, load_ruleset
 
 FHIR_DIR = RULES_DIR / "fhir"
 
 
-def decline_reason_codesystem() -> dict:
-    """CodeSystem for Task.statusReason when a clinician declines a proposal."""
+def decline_reason_codesystem(ruleset: CompiledRuleset | None = None) -> dict:
+    """CodeSystem for Task.statusReason when a clinician declines a proposal: the reasons the
+    ruleset declares (`proposal.decline_reasons`; the file is the default ruleset's)."""
+    reasons = (ruleset or load_ruleset()).model.proposal.decline_reasons
     return validated(
         {
             "resourceType": "CodeSystem",
@@ -37,8 +39,8 @@ def decline_reason_codesystem() -> dict:
             ),
             "caseSensitive": True,
             "content": "complete",
-            "count": len(DECLINE_REASONS),
-            "concept": [{"code": c, "display": d} for c, d in DECLINE_REASONS.items()],
+            "count": len(reasons),
+            "concept": [{"code": c, "display": d} for c, d in reasons.items()],
         }
     )
 
@@ -57,12 +59,13 @@ def ips_codesystem() -> dict:
         {
             "code": PRIORITY_CODES["early"]["code"],
             "display": PRIORITY_CODES["early"]["display"],
-            "definition": "The current spell out of work began recently: offer IPS early.",
+            "definition": "The screen found a recent start (the default ruleset: the current spell "
+            "out of work began recently): offer early.",
         },
         {
             "code": PRIORITY_CODES["routine"]["code"],
             "display": PRIORITY_CODES["routine"]["display"],
-            "definition": "The current spell out of work is longer, or its start is unknown.",
+            "definition": "Not early: the start is older, or unknown.",
         },
     ]
     return validated(

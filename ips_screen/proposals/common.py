@@ -25,12 +25,12 @@ PRIORITY_CODES: dict[str, dict[str, str]] = {
     "early": {
         "system": IPS_SYSTEM,
         "code": "priority-early",
-        "display": "IPS screen priority: early (recently out of work)",
+        "display": "Screen priority: early",
     },
     "routine": {
         "system": IPS_SYSTEM,
         "code": "priority-routine",
-        "display": "IPS screen priority: routine",
+        "display": "Screen priority: routine",
     },
 }
 
@@ -118,7 +118,7 @@ def device_resource(tool_version: str) -> dict:
             ],
             "status": "active",
             "deviceName": [{"name": TOOL_NAME, "type": "manufacturer-name"}],
-            "type": {"text": "software: IPS screening tool"},
+            "type": {"text": "software: ips-screen"},
             "version": [{"value": tool_version}],
         }
     )

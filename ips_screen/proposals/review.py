@@ -1,7 +1,8 @@
 """Pure builders for a clinician's decision on a proposal (the FHIR I/O lives elsewhere).
 
-Accept: an IPS ServiceRequest intent order (basedOn the proposal), a "Work and health" CarePlan
-addressing the pain Conditions with the order as its activity and the fit notes as supporting
+Accept: a ServiceRequest intent order (basedOn the proposal), a CarePlan (its title and
+description from the ruleset's `texts:`) addressing the Conditions of `proposal.addresses`,
+with the order as its activity and the linked records (e.g. fit notes) as supporting
 information, the review Task completed, the proposal completed, and a Provenance naming the
 clinician (author) and the tool (assembler). Decline: the Task rejected with a coded
 statusReason, the proposal revoked (which suppresses new proposals for 12 months, 3 for
@@ -18,10 +19,11 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from uuid import NAMESPACE_URL, uuid5
 
-from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS, PROPOSAL_ID_SYSTEM
+from ips_screen.codes import DECLINE_REASON_SYSTEM, PROPOSAL_ID_SYSTEM
 from ips_screen.facts.extract import reference_to
 from ips_screen.proposals.codesystems import decline_reason_codesystem, ips_codesystem
 from ips_screen.proposals.common import (
@@ -120,8 +122,12 @@ def accept_resources(
     tool_version: str,
     pain_conditions: list[str],
     fit_notes: list[str],
+    care_plan: tuple[str, str] = ("Care plan", ""),
 ) -> dict:
-    """{"order", "careplan", "task", "proposal", "provenance"} for an accepted proposal."""
+    """{"order", "careplan", "task", "proposal", "provenance"} for an accepted proposal.
+
+    `care_plan` is the CarePlan's (title, description), from the ruleset's `texts:`
+    (`ips_screen.presentation.labels.care_plan_words`); an empty description is left out."""
     proposal_ref, task_ref, value = _checked(proposal_sr, task, by)
     when = fhir_datetime(now)
     bad = [ref for ref in pain_conditions if not ref.startswith("Condition/")]
@@ -156,9 +162,9 @@ def accept_resources(
         "identifier": [{"system": PROPOSAL_ID_SYSTEM, "value": f"{value}-careplan"}],
         "status": "active",
         "intent": "plan",
-        "category": [{"text": "work and health"}],
-        "title": "Work and health",
-        "description": "Individual Placement and Support (IPS) alongside care for chronic pain",
+        "category": [{"text": care_plan[0].lower()}],
+        "title": care_plan[0],
+        "description": care_plan[1],
         "subject": copy.deepcopy(proposal_sr["subject"]),
         "created": when,
         "author": {"reference": by},
@@ -166,12 +172,12 @@ def accept_resources(
         "supportingInfo": [{"reference": ref} for ref in fit_notes],
         "activity": [{"reference": {"reference": order_url}}],
     }
-    for key in ("addresses", "supportingInfo"):
+    for key in ("description", "addresses", "supportingInfo"):
         if not careplan[key]:
             del careplan[key]
     output = [
         *task.get("output", []),
-        {"type": {"text": "IPS referral order"}, "valueReference": {"reference": order_url}},
+        {"type": {"text": "referral order"}, "valueReference": {"reference": order_url}},
     ]
     provenance = {
         "resourceType": "Provenance",
@@ -196,23 +202,25 @@ def decline_resources(
     *,
     by: str,
     reason_code: str,
+    reasons: Mapping[str, str],
     note: str | None = None,
     now: datetime,
     tool_version: str,
 ) -> dict:
     """{"task", "proposal", "provenance"} for a declined proposal.
 
-    ValueError for an unknown `reason_code` (naming the allowed codes), or "other" with no note.
+    `reasons` is the ruleset's `proposal.decline_reasons` (code -> display). ValueError for an
+    unknown `reason_code` (naming the allowed codes), or "other" with no note.
     """
-    if reason_code not in DECLINE_REASONS:
+    if reason_code not in reasons:
         raise ValueError(
-            f"unknown decline reason {reason_code!r}; use one of: {', '.join(DECLINE_REASONS)}"
+            f"unknown decline reason {reason_code!r}; use one of: {', '.join(reasons)}"
         )
     if reason_code == "other" and not (note and note.strip()):
         raise ValueError("decline reason 'other' needs a note")
     proposal_ref, task_ref, _ = _checked(proposal_sr, task, by)
     when = fhir_datetime(now)
-    display = DECLINE_REASONS[reason_code]
+    display = reasons[reason_code]
     changes: dict = {
         "status": "rejected",
         "statusReason": {

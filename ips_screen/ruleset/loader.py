@@ -123,8 +123,8 @@ def _codelists_used(model: Ruleset) -> set[str]:
     used: set[str] = set()
     for criterion in _all_criteria(model):
         used.update(codelists_of(criterion))
-    if model.priority:
-        used.add(model.priority.fit_notes.codelist)
+    if model.priority and model.priority.also_starts:
+        used.add(model.priority.also_starts.codelist)
     used.add(model.proposal.supporting_info.codelist)
     used.add(model.proposal.request_codelist)
     return used
@@ -141,15 +141,16 @@ def _check_references(model: Ruleset, path: Path, codelists: dict[str, Codelist]
         if name not in model.codelists:
             raise RulesError(f"{path}: codelist {name!r} is used but not listed under codelists")
     top_ids = {inc.rule.id for inc in model.criteria}
-    for name in [*model.proposal.reason_criteria, model.proposal.pain_criterion]:
+    addresses = [model.proposal.addresses] if model.proposal.addresses else []
+    for name in [*model.proposal.reason_criteria, *addresses]:
         if name not in top_ids:
             raise RulesError(f"{path}: proposal names criterion {name!r}, which is not a criterion")
     if model.priority:
-        target = next((c for c in _all_criteria(model) if c.id == model.priority.employment), None)
+        target = next((c for c in _all_criteria(model) if c.id == model.priority.latest), None)
         if not isinstance(target, LatestCategory):
             raise RulesError(
-                f"{path}: priority.employment must name a latest-category criterion, "
-                f"not {model.priority.employment!r}"
+                f"{path}: priority.latest must name a latest-category criterion, "
+                f"not {model.priority.latest!r}"
             )
     for criterion in _all_criteria(model):
         problem = check_of(criterion, codelists)
@@ -161,7 +162,8 @@ def _check_references(model: Ruleset, path: Path, codelists: dict[str, Codelist]
 def _check_texts(model: Ruleset, path: Path, codelists: dict[str, Codelist], ids: set) -> None:
     """`texts:` names only criteria and codelist categories that exist."""
     texts = model.texts
-    for section, names in (("criteria", texts.criteria), ("steps", texts.steps)):
+    sections = (("criteria", texts.criteria), ("steps", texts.steps))
+    for section, names in (*sections, ("status_names", texts.status_names)):
         unknown = sorted(set(names) - ids)
         if unknown:
             raise RulesError(f"{path}: texts.{section}: {unknown} are not criterion ids")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 
 from ips_screen.kinds.age_range import OutsideAgeRange
 from ips_screen.kinds.base import KEBAB, Id, ResourceType, Strict
@@ -62,6 +62,13 @@ __all__ = [
 ]
 
 
+GENERIC_DECLINE_REASONS = {
+    "not-interested": "Patient not interested at present",
+    "not-now": "Not the right time; reconsider later",
+    "other": "Other reason (see note)",
+}
+
+
 class Exclusion(Strict):
     reason: Id = Field(description="the reason reported when this exclusion applies")
     rule: Criterion
@@ -76,24 +83,43 @@ class Inclusion(Strict):
 
 class Priority(Strict):
     kind: Literal["spell-start"] = "spell-start"
-    employment: Id = Field(description="id of the latest-category criterion giving the evidence")
+    latest: Id = Field(
+        validation_alias=AliasChoices("latest", "employment"),
+        description="id of the latest-category criterion giving the evidence (old name: "
+        "employment)",
+    )
     out_classes: list[str]
     break_classes: list[str]
-    fit_notes: Records = Field(description="records that also start a spell")
+    also_starts: Records | None = Field(
+        None,
+        validation_alias=AliasChoices("also_starts", "fit_notes"),
+        description="records that also start a spell (old name: fit_notes; optional)",
+    )
     early_within_months: int = Field(24, ge=0)
 
     def windows(self) -> tuple[int, ...]:
         """The "N months" windows the priority compares dates with."""
-        return (self.early_within_months, *windows_of(self.fit_notes))
+        also = windows_of(self.also_starts) if self.also_starts else ()
+        return (self.early_within_months, *also)
 
 
 class Proposal(Strict):
     supporting_info: Records = Field(description="records linked as ServiceRequest.supportingInfo")
     reason_criteria: list[Id] = Field(description="criteria whose evidence becomes reasonReference")
-    pain_criterion: Id = Field(description="criterion whose Conditions the care plan addresses")
+    addresses: Id | None = Field(
+        None,
+        validation_alias=AliasChoices("addresses", "pain_criterion"),
+        description="criterion whose Conditions the care plan addresses (old name: "
+        "pain_criterion); none: the care plan addresses no Condition",
+    )
     request_codelist: str = Field(description="codes for ServiceRequest.code")
     patient_explanation: str
     clinician_summary: str = ""
+    decline_reasons: dict[Id, str] = Field(
+        default_factory=lambda: dict(GENERIC_DECLINE_REASONS),
+        description="code -> display of the reasons a clinician may decline a proposal with "
+        "(CodeSystem decline-reason; `other` needs a note)",
+    )
 
     def windows(self) -> tuple[int, ...]:
         """The "N months" windows of the records linked to the proposal."""

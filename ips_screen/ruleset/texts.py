@@ -19,6 +19,33 @@ class Texts(Strict):
     task_line: str = Field(
         "", description="the review Task's description, before the priority (default: title)"
     )
+    short_name: str = Field(
+        "",
+        description="what is offered, in short: 'routine offer of <short_name>' (default: "
+        "proposal_title)",
+    )
+    care_plan_title: str = Field(
+        "", description="the accepted proposal's CarePlan title (default: proposal_title)"
+    )
+    care_plan_description: str = Field("", description="the CarePlan's description (optional)")
+    card_summary: str = Field(
+        "",
+        description="the CDS Hooks card's summary for a live proposal (default: 'Consider "
+        "<short_name>')",
+    )
+    pending_summary: str = Field(
+        "",
+        description="the card's summary for a proposal awaiting review (default: "
+        "'<short_name> proposal awaiting review')",
+    )
+    suggestion_label: str = Field(
+        "", description="the card's suggestion label (default: 'Refer for <short_name>')"
+    )
+    suggestion_description: str = Field(
+        "",
+        description="what the card's suggestion creates (default: 'Create a draft referral "
+        "for <proposal_title> for you to review and sign')",
+    )
     service_title: str = Field("", description="the CDS Hooks service title (default: title)")
     service_description: str = Field(
         "", description="the CDS Hooks service description (default: description)"
@@ -40,6 +67,11 @@ class Texts(Strict):
     report_review: str = Field(
         "Each proposal waits for a clinician to review it.",
         description="the report's sentence on what happens to a proposal",
+    )
+    status_names: dict[Id, str] = Field(
+        default_factory=dict,
+        description="latest-category criterion id -> what it reads, in the clinician note "
+        "('their current <name>'; default: its label in lower case)",
     )
     criteria: dict[Id, str] = Field(
         default_factory=dict, description="criterion id -> its label in the clinician note"

@@ -32,7 +32,7 @@ def _note_markdown(note: str) -> list[str]:
     return out
 
 
-def _fit_note_lines(
+def _supporting_lines(
     refs: Iterable[str], resources: Mapping[str, dict], ruleset: CompiledRuleset
 ) -> list[str]:
     fit_name = ruleset.model.proposal.supporting_info.codelist
@@ -47,12 +47,12 @@ def _fit_note_lines(
         concept = resource.get(CODE_FIELD.get(rtype, "code")) or {}
         when = record_date(resource, rtype)
         fitness = fit_list.first_match(codings(concept))
-        if fitness is None:  # other evidence in supportingInfo, e.g. a pain review (Procedure)
+        if fitness is None:  # other evidence in supportingInfo (not in the codelist)
             continue
         fitness = fitness or "unspecified"
         display = next(
             (c.get("display") for c in concept.get("coding") or () if c.get("display")),
-            concept.get("text") or "fit note",
+            concept.get("text") or rtype,
         )
         day = when.isoformat() if when else "undated"
         text = f"{day}: {category_text(fit_name, fitness, ruleset)} ({display})"
@@ -62,7 +62,7 @@ def _fit_note_lines(
 
 def detail_markdown(
     note: str,
-    fit_notes: Iterable[str],
+    supporting: Iterable[str],
     resources: Mapping[str, dict],
     ruleset: CompiledRuleset,
     *,
@@ -71,7 +71,7 @@ def detail_markdown(
     texts = ruleset.model.texts
     months = ruleset.model.proposal.supporting_info.within_months or 12
     lines = _note_markdown(note)
-    fit_lines = _fit_note_lines(fit_notes, resources, ruleset)
+    fit_lines = _supporting_lines(supporting, resources, ruleset)
     lines += ["", f"**{md_escape(texts.supporting_title)} in the last {months} months**", ""]
     lines += fit_lines or ["- none recorded"]
     for paragraph in texts.card_notes:  # the ruleset's own markdown

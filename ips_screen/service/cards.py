@@ -1,10 +1,11 @@
 """CDS Hooks cards for the patient-view hook: pure functions of one patient's resources.
 
 Order of checks (as `cds.handle_patient_view` applies them):
-1. Loop guard: an IPS referral with intent order or plan (e.g. the one this card's suggestion
-   creates) whose status is not revoked or entered-in-error gives no card. A completed referral
-   authored more than 12 months before T does not block: the default ruleset offers IPS again
-   then (docs/default-ruleset.md, `ips-referral-open`).
+1. Loop guard: a referral coded in the codelist of the ruleset's own `referral-open` rule, with
+   intent order or plan (e.g. the one this card's suggestion creates), whose status is not
+   revoked or entered-in-error gives no card. A completed referral authored before that rule's
+   `completed_within_months` does not block (the default ruleset: 12 months, then IPS is
+   offered again; docs/default-ruleset.md, `ips-referral-open`).
 2. A pending proposal (the ServiceRequest with the project's proposal identifier, intent
    proposal, status draft, about the patient, and its review Task requested and `for` the
    patient) gives a card for that proposal; its detail is the proposal's stored note, so the
@@ -28,20 +29,19 @@ from uuid import NAMESPACE_URL, uuid5
 from ips_screen import __version__
 from ips_screen.codes import (
     DECLINE_REASON_SYSTEM,
-    DECLINE_REASONS,
-    IPS_REFERRAL,
     IPS_SYSTEM,
     PROPOSAL_ID_SYSTEM,
     RULESET_EXTENSION,
-    VOCATIONAL_REHAB,
 )
 from ips_screen.dates import months_before, parse_fhir_date
 from ips_screen.engine import Decision
 from ips_screen.facts.extract import codings, reference_to
+from ips_screen.presentation.labels import card_words
 from ips_screen.proposals.build import proposal_identifier
 from ips_screen.proposals.common import PRIORITY_CODES, place_evidence, validated
 from ips_screen.proposals.text import clinician_note, patient_explanation
-from ips_screen.ruleset.loader import CompiledRuleset
+from ips_screen.ruleset.loader import CompiledRuleset, walk_criteria
+from ips_screen.ruleset.model import ReferralOpen
 from ips_screen.service.card_detail import detail_markdown
 from ips_screen.writeback.sweep import is_review_task
 
@@ -51,12 +51,6 @@ ORDER_INTENTS = frozenset(
 )
 NOT_BLOCKING = frozenset({"revoked", "entered-in-error"})
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_IPS_KEYS = frozenset(
-    {
-        (IPS_REFERRAL["system"], IPS_REFERRAL["code"].upper()),
-        (VOCATIONAL_REHAB["system"], VOCATIONAL_REHAB["code"]),
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -85,25 +79,39 @@ def by_ref(resources: Iterable[Resource]) -> dict[str, Resource]:
     }
 
 
-def _is_ips(resource: Resource, ruleset: CompiledRuleset) -> bool:
-    codelist = ruleset.codelists[ruleset.model.proposal.request_codelist]
-    keys = codings(resource.get("code"))
-    return any(k in _IPS_KEYS or k in codelist for k in keys)
+def referral_rule(ruleset: CompiledRuleset) -> ReferralOpen | None:
+    """The ruleset's own `referral-open` exclusion (the one on its request codelist first)."""
+    found = [
+        rule
+        for exclusion in ruleset.model.exclusions
+        for rule in walk_criteria(exclusion.rule)
+        if isinstance(rule, ReferralOpen)
+    ]
+    request = ruleset.model.proposal.request_codelist
+    return next((r for r in found if r.codelist == request), found[0] if found else None)
 
 
 def blocking_referral(
     resources: Mapping[str, Resource], ruleset: CompiledRuleset, as_of: date
 ) -> str | None:
-    """The reference of an IPS referral (order or plan) that must silence the card, if any."""
+    """The reference of a referral (order or plan) that must silence the card, if any: coded in
+    the codelist of the ruleset's `referral-open` rule (else the request codelist), in any status
+    but revoked or entered-in-error; a completed one only within the rule's
+    `completed_within_months` (never without such a rule)."""
+    rule = referral_rule(ruleset)
+    codelist = ruleset.codelists[rule.codelist if rule else ruleset.model.proposal.request_codelist]
     for ref, resource in resources.items():
-        if resource.get("resourceType") != "ServiceRequest" or not _is_ips(resource, ruleset):
+        if resource.get("resourceType") != "ServiceRequest":
+            continue
+        if not any(key in codelist for key in codings(resource.get("code"))):
             continue
         status = resource.get("status")
         if resource.get("intent") not in ORDER_INTENTS or status in NOT_BLOCKING:
             continue
         if status == "completed":
             authored = parse_fhir_date(resource.get("authoredOn"))
-            if authored is not None and authored < months_before(as_of, 12):
+            window = rule.completed_within_months if rule else None
+            if window is None or (authored is not None and authored < months_before(as_of, window)):
                 continue
         return ref
     return None
@@ -194,10 +202,11 @@ def order_resource(
     return validated(place_evidence(order))  # R4's reasonReference types; empty lists dropped
 
 
-def override_reasons() -> list[dict]:
+def override_reasons(ruleset: CompiledRuleset) -> list[dict]:
+    """The ruleset's decline reasons, as the card's overrideReasons."""
     return [
         {"system": DECLINE_REASON_SYSTEM, "code": code, "display": display}
-        for code, display in DECLINE_REASONS.items()
+        for code, display in ruleset.model.proposal.decline_reasons.items()
     ]
 
 
@@ -223,6 +232,7 @@ def build_card(
     review_url: str | None,
 ) -> CardResult:
     """The card for a pending proposal (when given), else for a live `propose` decision."""
+    words = card_words(ruleset)
     if pending is not None:
         sr, task_id = pending.proposal, pending.task["id"]
         notes = [n.get("text", "") for n in sr.get("note") or () if isinstance(n, dict)]
@@ -230,15 +240,15 @@ def build_card(
         reasons, supporting = _refs(sr.get("reasonReference")), _refs(sr.get("supportingInfo"))
         priority, code = _priority_of(sr), sr.get("code") or _request_code(ruleset)
         based_on: str | None = f"ServiceRequest/{sr['id']}"
-        summary = "IPS employment support proposal awaiting review: chronic pain and out of work"
+        summary = words["pending"]
     else:
         assert decision is not None and decision.outcome == "propose"
         task_id, note = None, clinician_note(decision, ruleset)
         reasons, supporting = list(decision.links.reasons), list(decision.links.supporting)
         priority, code, based_on = decision.priority, _request_code(ruleset), None
-        summary = "Consider IPS employment support: chronic pain and out of work"
-        if "employment-status-unconfirmed" in decision.flags:
-            summary += " (please confirm employment status)"
+        actions = ruleset.model.texts.flag_actions
+        asked = [actions[f] for f in decision.flags if f in actions]
+        summary = words["summary"] + (f" (please {'; '.join(asked)})" if asked else "")
     uuid = card_uuid(ruleset, patient_id, task_id)
     order = order_resource(
         ruleset,
@@ -259,21 +269,20 @@ def build_card(
         "source": {"label": f"ips-screen {__version__} ({ruleset.id}@{ruleset.version})"},
         "suggestions": [
             {
-                "label": "Refer to IPS",
+                "label": words["label"],
                 "uuid": suggestion_uuid(uuid),
                 "isRecommended": True,
                 "actions": [
                     {
                         "type": "create",
-                        "description": "Create a draft referral to Individual Placement and "
-                        "Support (IPS) for you to review and sign",
+                        "description": words["description"],
                         "resource": order,
                     }
                 ],
             }
         ],
         "selectionBehavior": "at-most-one",
-        "overrideReasons": override_reasons(),
+        "overrideReasons": override_reasons(ruleset),
     }
     if review_url:
         card["links"] = [{"label": "Review in ips-screen", "url": review_url, "type": "absolute"}]

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from ips_screen import __version__
-from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS
+from ips_screen.codes import DECLINE_REASON_SYSTEM
 from ips_screen.errors import LockHeld, ServerError, UserError
 from ips_screen.facts.extract import patient_of
 from ips_screen.proposals.build import proposal_identifier
@@ -80,7 +81,7 @@ def handle_feedback(
     return 200, {}
 
 
-def _reason(item: FeedbackItem) -> tuple[str | None, str | None]:
+def _reason(item: FeedbackItem, reasons: Mapping[str, str]) -> tuple[str | None, str | None]:
     """(decline reason code, comment) from overrideReason, (None, None) when unusable."""
     override = item.override_reason
     coding = override.reason if override else None
@@ -88,7 +89,7 @@ def _reason(item: FeedbackItem) -> tuple[str | None, str | None]:
     comment = comment.strip() if comment and comment.strip() else None
     if coding is None or coding.system != DECLINE_REASON_SYSTEM:
         return None, comment
-    return (coding.code if coding.code in DECLINE_REASONS else None), comment
+    return (coding.code if coding.code in reasons else None), comment
 
 
 def apply(state: ServiceState, item: FeedbackItem, iss: str | None) -> None:
@@ -114,7 +115,7 @@ def apply(state: ServiceState, item: FeedbackItem, iss: str | None) -> None:
         else:
             _decide(state, card, where, "accept")
         return
-    code, comment = _reason(item)
+    code, comment = _reason(item, state.ruleset.model.proposal.decline_reasons)
     if code is None:
         log.info("feedback on %s: overridden without a known reason; nothing recorded", where)
         return
@@ -235,6 +236,7 @@ def _decide(
                 note=note,
                 now=state.now(),
                 tool_version=__version__,
+                ruleset=state.ruleset,
             )
             log.info("feedback on %s: declined %s (%s)", where, declined.task, code)
     except ServerError:

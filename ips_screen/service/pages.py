@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader
 
 from ips_screen import __version__
-from ips_screen.presentation.labels import category_text
+from ips_screen.presentation.labels import category_text, review_headings
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.service import signin
 from ips_screen.service.state import ServiceState
@@ -100,11 +100,12 @@ def not_found(request: Request, user: signin.User) -> Response:
 
 def timeline(detail: review.ReviewDetail, ruleset: CompiledRuleset) -> list[dict[str, str]]:
     fit_list = ruleset.model.proposal.supporting_info.codelist
+    addressed, reasons, supporting = review_headings(ruleset)
     rows = []
     for kind, evidence in (
-        ("Chronic pain", detail.pain),
-        ("Employment", detail.employment),
-        ("Fit note", detail.fit_notes),
+        (addressed or reasons, detail.addressed),
+        (reasons, detail.reasons),
+        (supporting, detail.supporting),
         ("Not found", detail.not_found),
     ):
         for e in evidence:

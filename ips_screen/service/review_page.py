@@ -18,8 +18,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from ips_screen import __version__
-from ips_screen.codes import DECLINE_REASONS
 from ips_screen.errors import ConflictError, ServerError, UserError
+from ips_screen.presentation.labels import care_plan_words, decline_months
 from ips_screen.service import signin
 from ips_screen.service.pages import (
     forbidden,
@@ -165,7 +165,7 @@ def _task_page(
         timeline=timeline(detail, state.ruleset),
         why=note_blocks(detail.clinician_note),
         explanation=[p for p in detail.patient_explanation.split("\n\n") if p.strip()],
-        reasons=DECLINE_REASONS,
+        reasons=state.ruleset.model.proposal.decline_reasons,
         error=error,
     )
 
@@ -205,9 +205,10 @@ def _decide(
                 tool_version=__version__,
                 ruleset=state.ruleset,
             )
+            plan = care_plan_words(state.ruleset)[0]
             message = (
-                f"Accepted {done.task}: created {done.order} (IPS referral order) and "
-                f"{done.careplan} (work and health plan)."
+                f"Accepted {done.task}: created {done.order} (referral order) and "
+                f"{done.careplan} ({plan})."
             )
         else:
             declined = review.decline(
@@ -218,10 +219,13 @@ def _decide(
                 note=note or None,
                 now=now,
                 tool_version=__version__,
+                ruleset=state.ruleset,
             )
+            reasons = state.ruleset.model.proposal.decline_reasons
+            months = decline_months(state.ruleset, reason)
+            again = f": not suggested again for {months} months" if months is not None else ""
             message = (
-                f"Declined {declined.task} ({DECLINE_REASONS[reason]}): the proposal is "
-                "revoked and IPS will not be suggested again for 12 months."
+                f"Declined {declined.task} ({reasons[reason]}): the proposal is revoked{again}."
             )
     except ConflictError:
         log.info("review page: Task/%s changed meanwhile; nothing written", task_id)
@@ -260,7 +264,7 @@ def decline(
     if not signin.csrf_ok(request, csrf_token):
         return forbidden(request)
     note = note.strip()[:2000]
-    if reason not in DECLINE_REASONS:
+    if reason not in state_of(request).ruleset.model.proposal.decline_reasons:
         return _task_page(request, user, task_id, 400, "Choose a reason for declining.")
     if reason == "other" and not note:
         return _task_page(request, user, task_id, 400, "Add a note when the reason is Other.")

@@ -11,13 +11,22 @@ import random
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
+from functools import cache
 
-from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS, TASK_CODE_SYSTEM
+from ips_screen.codes import DECLINE_REASON_SYSTEM, TASK_CODE_SYSTEM
 from ips_screen.dates import LONDON
 from ips_screen.synth.vocab import UCUM, Code
 
 HL7 = "http://terminology.hl7.org/CodeSystem"
 OBSERVATION_CATEGORY = f"{HL7}/observation-category"
+
+
+@cache
+def default_decline_reasons() -> dict[str, str]:
+    """The default ruleset's decline reasons (code -> display)."""
+    from ips_screen.ruleset.loader import load_ruleset
+
+    return dict(load_ruleset().model.proposal.decline_reasons)
 
 
 def new_id(rng: random.Random) -> str:
@@ -166,7 +175,8 @@ class Builder:
 
     def declined_review(self, request: dict, proposed: date, declined: date) -> dict:
         """The review Task of an IPS proposal, rejected by the clinician with a reason."""
-        reason = self.rng.choice(sorted(DECLINE_REASONS))
+        reasons = default_decline_reasons()
+        reason = self.rng.choice(sorted(reasons))
         return self._add(
             "Task",
             {
@@ -182,7 +192,7 @@ class Builder:
                     {
                         "system": DECLINE_REASON_SYSTEM,
                         "code": reason,
-                        "display": DECLINE_REASONS[reason],
+                        "display": reasons[reason],
                     }
                 ),
             },

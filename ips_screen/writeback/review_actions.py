@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from ips_screen.codes import DECLINE_REASONS
 from ips_screen.errors import ConflictError, UserError
 from ips_screen.facts.extract import reference_to
 from ips_screen.fhir.client import FhirClient
+from ips_screen.presentation.labels import care_plan_words
 from ips_screen.proposals.review import accept_resources, decline_resources, review_transaction
-from ips_screen.ruleset.loader import CompiledRuleset
+from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.writeback.review_read import (
     Loaded,
     in_codelists,
@@ -119,6 +119,7 @@ def accept(
             tool_version=tool_version,
             pain_conditions=conditions,
             fit_notes=fit_notes,
+            care_plan=care_plan_words(ruleset or load_ruleset()),
         )
 
     refs = _write(client, loaded, build, tool_version)
@@ -138,15 +139,17 @@ def decline(
     note: str | None = None,
     now: datetime,
     tool_version: str,
+    ruleset: CompiledRuleset | None = None,
 ) -> DeclineResult:
     """Decline a proposal: Task rejected with a coded reason, proposal revoked, Provenance.
 
-    `task` as for `accept`. An unknown reason, or "other" with no note, is a UserError.
+    `task` as for `accept`. The reasons are the ruleset's `proposal.decline_reasons` (the
+    default ruleset's when `ruleset` is None). An unknown reason, or "other" with no note, is a
+    UserError.
     """
-    if reason_code not in DECLINE_REASONS:
-        raise UserError(
-            f"unknown decline reason {reason_code!r}; use one of: {', '.join(DECLINE_REASONS)}"
-        )
+    reasons = (ruleset or load_ruleset()).model.proposal.decline_reasons
+    if reason_code not in reasons:
+        raise UserError(f"unknown decline reason {reason_code!r}; use one of: {', '.join(reasons)}")
     if reason_code == "other" and not (note and note.strip()):
         raise UserError("decline reason 'other' needs --note")
     loaded = task if isinstance(task, Loaded) else load_review(client, task)
@@ -158,6 +161,7 @@ def decline(
             loaded.task,
             by=by,
             reason_code=reason_code,
+            reasons=reasons,
             note=note,
             now=now,
             tool_version=tool_version,

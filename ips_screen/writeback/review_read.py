@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ips_screen.codes import IPS_REFERRAL, IPS_SYSTEM, TASK_CODE_SYSTEM
+from ips_screen.codes import IPS_SYSTEM, PROPOSAL_ID_SYSTEM, TASK_CODE_SYSTEM
 from ips_screen.errors import ServerError, UserError
 from ips_screen.facts.extract import CODE_FIELD, codings, record_date, reference_to
 from ips_screen.facts.model import Coding
@@ -56,19 +56,32 @@ class Evidence:
     display: str | None = None
     date: str | None = None  # YYYY-MM-DD (London day), None when undated
     status: str | None = None  # Condition clinical status
-    value: str | None = None  # employment: the coded answer, if any
-    fitness: str | None = None  # fit notes: not-fit / may-be-fit / unspecified / back-to-work
+    value: str | None = None  # an Observation's coded answer, if any
+    fitness: str | None = None  # supporting records: the category in their codelist
 
 
 @dataclass(frozen=True)
 class ReviewDetail:
     item: ReviewItem
-    pain: list[Evidence] = field(default_factory=list)
-    employment: list[Evidence] = field(default_factory=list)
-    fit_notes: list[Evidence] = field(default_factory=list)  # oldest first
+    addressed: list[Evidence] = field(default_factory=list)  # of proposal.addresses
+    reasons: list[Evidence] = field(default_factory=list)  # the other reasonReference records
+    supporting: list[Evidence] = field(default_factory=list)  # supportingInfo, oldest first
     not_found: list[Evidence] = field(default_factory=list)  # reasons the server lacks
     clinician_note: str = ""
     patient_explanation: str = ""
+
+    # The default ruleset's names for the three lists (chronic pain, employment, fit notes).
+    @property
+    def pain(self) -> list[Evidence]:
+        return self.addressed
+
+    @property
+    def employment(self) -> list[Evidence]:
+        return self.reasons
+
+    @property
+    def fit_notes(self) -> list[Evidence]:
+        return self.supporting
 
 
 @dataclass(frozen=True)
@@ -104,12 +117,16 @@ def read_resource(client: FhirClient, ref: str) -> Resource | None:
 
 
 def is_proposal(sr: Resource | None) -> bool:
-    """Whether the resource is an IPS referral proposal (a ServiceRequest, intent proposal)."""
+    """Whether the resource is a proposal of this tool (a ServiceRequest, intent proposal, with an
+    identifier in the proposal identifier system), whatever the ruleset that made it."""
     return (
         sr is not None
         and sr.get("resourceType") == "ServiceRequest"
         and sr.get("intent") == "proposal"
-        and (IPS_SYSTEM, IPS_REFERRAL["code"].upper()) in codings(sr.get("code"))
+        and any(
+            isinstance(i, dict) and i.get("system") == PROPOSAL_ID_SYSTEM
+            for i in sr.get("identifier") or ()
+        )
     )
 
 
@@ -208,7 +225,7 @@ def load_review(client: FhirClient, task_id: str, *, patient_id: str | None = No
     focus = reference_to(task.get("focus")) or ""
     proposal = read_resource(client, focus) if focus.startswith("ServiceRequest/") else None
     if not is_review(task) or not is_proposal(proposal):
-        raise NotThisReview(f"Task/{tid} is not the review of an IPS proposal")
+        raise NotThisReview(f"Task/{tid} is not the review of a proposal of this tool")
     assert proposal is not None
     try:
         subject = review_subject(proposal, task)
@@ -220,8 +237,8 @@ def load_review(client: FhirClient, task_id: str, *, patient_id: str | None = No
 
 
 def pain_codelists(ruleset: CompiledRuleset) -> set[str]:
-    """The names of the codelists the proposal's pain criterion reads."""
-    criterion_id = ruleset.model.proposal.pain_criterion
+    """The names of the codelists the criterion `proposal.addresses` reads (none without one)."""
+    criterion_id = ruleset.model.proposal.addresses
     names: set[str] = set()
     for inclusion in ruleset.model.criteria:
         if inclusion.rule.id == criterion_id:
@@ -320,9 +337,9 @@ def review_detail(
     notes = [n.get("text", "") for n in sr.get("note") or () if isinstance(n, dict)]
     return ReviewDetail(
         item=_item(loaded.task, sr),
-        pain=pain,
-        employment=employment,
-        fit_notes=fit_notes,
+        addressed=pain,
+        reasons=employment,
+        supporting=fit_notes,
         not_found=missing,
         clinician_note="\n\n".join(n for n in notes if n),
         patient_explanation=sr.get("patientInstruction", ""),

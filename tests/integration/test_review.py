@@ -16,7 +16,7 @@ import pytest
 
 from ips_screen import __version__
 from ips_screen.cli.main import main
-from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS
+from ips_screen.codes import DECLINE_REASON_SYSTEM
 from ips_screen.dates import LONDON, add_months
 from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.engine import evaluate
@@ -26,6 +26,8 @@ from ips_screen.sources import collect_resources
 from ips_screen.writeback import review
 from tests.fhir_support import Proposed, load_proposed_patient, search
 from tests.helpers import AS_OF, default_ruleset
+
+DECLINE_REASONS = default_ruleset().model.proposal.decline_reasons
 
 pytestmark = pytest.mark.integration
 
@@ -310,7 +312,12 @@ def test_cli_decline_and_errors(fhir_server: FhirTestServer, propose, capsys):
     assert main([*base, "--reason", "already-supported"]) == 0
     out = capsys.readouterr().out.strip()
     assert out.startswith(f"Declined Task/{proposed.task_id} (already-supported): ")
-    assert f"ServiceRequest/{proposed.sr_id} revoked" in out
+    assert f"ServiceRequest/{proposed.sr_id} revoked (no new proposal for 12 months)" in out
+    # not-now defers by the ruleset's own window (3 months), as the screen will apply it
+    later = propose()
+    assert main([*base[:2], later.task_id, *base[3:], "--reason", "not-now"]) == 0
+    out = capsys.readouterr().out
+    assert f"ServiceRequest/{later.sr_id} revoked (no new proposal for 3 months)" in out
 
     assert main(["review", "show", "Task/no-such-task", "--server", url]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -319,9 +326,12 @@ def test_cli_decline_and_errors(fhir_server: FhirTestServer, propose, capsys):
     assert capsys.readouterr().err.strip() == (
         "ips-screen: error: no FHIR server: pass --server or set IPS_SCREEN_FHIR_BASE"
     )
-    with pytest.raises(SystemExit) as exited:
-        main(["review", "decline", proposed.task_id, "--by", DR, "--reason", "bored"])
-    assert exited.value.code == 2
+    # the reasons are the ruleset's (proposal.decline_reasons): an unknown one is a user error
+    bored = ["review", "decline", proposed.task_id, "--by", DR, "--reason", "bored"]
+    assert main([*bored, "--server", url]) == 2
+    assert capsys.readouterr().err.startswith(
+        "ips-screen: error: unknown decline reason 'bored'; use one of: not-interested, "
+    )
 
 
 def test_a_task_for_another_patient_than_its_proposal_is_refused(

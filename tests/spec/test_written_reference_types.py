@@ -79,7 +79,13 @@ def test_everything_written_refers_to_allowed_types(decision):
     )
     assert reference_type_problems(review_transaction(accepted, tool_version=__version__)) == []
     declined = decline_resources(
-        sr, task, by=BY, reason_code="not-now", now=FROZEN_NOW, tool_version=__version__
+        sr,
+        task,
+        by=BY,
+        reason_code="not-now",
+        reasons=ruleset.model.proposal.decline_reasons,
+        now=FROZEN_NOW,
+        tool_version=__version__,
     )
     assert reference_type_problems(review_transaction(declined, tool_version=__version__)) == []
 

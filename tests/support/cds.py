@@ -17,12 +17,14 @@ from fhir.resources.R4B import get_fhir_model_class
 from jwt.algorithms import RSAAlgorithm
 
 from ips_screen import __version__
-from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS
+from ips_screen.codes import DECLINE_REASON_SYSTEM
 from ips_screen.proposals.build import build_proposal
 from ips_screen.service.config import hash_password
 from ips_screen.service.prefetch import SEARCH_TYPES
 from tests.helpers import decide, default_ruleset
 from tests.support.paths import FIXTURES, FROZEN_NOW
+
+DECLINE_REASONS = default_ruleset().model.proposal.decline_reasons
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
     warnings.simplefilter("ignore")

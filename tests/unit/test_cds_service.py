@@ -19,17 +19,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import jwt
+import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ips_screen import __version__
-from ips_screen.codes import DECLINE_REASON_SYSTEM, DECLINE_REASONS, PROPOSAL_ID_SYSTEM
+from ips_screen.codes import DECLINE_REASON_SYSTEM, PROPOSAL_ID_SYSTEM
+from ips_screen.ruleset.loader import load_ruleset
 from ips_screen.service.cards import blocking_referral, by_ref, pending_proposal
 from ips_screen.service.config import parse_config
 from ips_screen.service.prefetch import PREFETCH
 from ips_screen.service.state import Cards, CardState
 from ips_screen.service.store import CARD_RETENTION_SECONDS, ServiceStore
-from tests.helpers import AS_OF, decide, default_ruleset, service_request
+from tests.helpers import AS_OF, decide, default_ruleset, patient, service_request
 from tests.support.cds import (
     DR,
     FEEDBACK,
@@ -50,6 +52,9 @@ from tests.support.cds import (
 )
 from tests.support.fake_fhir import FakeFhir
 from tests.support.paths import FROZEN_NOW
+from tests.support.second_ruleset import SMOKER, SMOKING, assert_clean, smoking_status
+
+DECLINE_REASONS = default_ruleset().model.proposal.decline_reasons
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
     warnings.simplefilter("ignore")
@@ -81,6 +86,25 @@ def test_discovery_words_the_service_as_its_ruleset_does(make_client, tmp_path: 
     (service,) = client.get("/cds-services").json()["services"]
     assert service["title"] == "Work support finder"
     assert service["description"].startswith("Suggests offering Individual Placement")
+
+
+def test_a_second_ruleset_serves_its_own_card(make_client, ehr_key):
+    # tests/rulesets/smoking through the running service: discovery, card, loop guard.
+    client, _ = make_client(rules=str(SMOKING))
+    (service,) = client.get("/cds-services").json()["services"]
+    assert service["title"] == "Stop-smoking support"
+    resources = [patient("sm-1"), smoking_status(SMOKER, "sm-1")]
+    response = call(client, ehr_key, hook_request("sm-1", prefetch_of(resources)))
+    (card,) = response.json()["cards"]
+    assert card["summary"] == "Consider Stop-smoking support"
+    assert card["suggestions"][0]["label"] == "Refer for Stop-smoking support"
+    assert [r["code"] for r in card["overrideReasons"]] == ["not-ready", "has-support", "other"]
+    assert "Smoking records in the last 24 months" in card["detail"]
+    assert_clean("discovery and card", orjson.dumps([service, card]).decode())
+    order = card["suggestions"][0]["actions"][0]["resource"]
+    created = dict(order, id="ehr-order-1", status="active", authoredOn="2026-11-26")
+    again = call(client, ehr_key, hook_request("sm-1", prefetch_of([*resources, created])))
+    assert again.json() == {"cards": []}
 
 
 def test_discovery_names_one_patient_view_service_and_its_prefetch(client: TestClient):
@@ -289,6 +313,23 @@ def test_loop_guard_does_not_depend_on_the_engine():
     assert blocking_referral(by_ref([old]), ruleset, AS_OF) is None
     not_ips = service_request(code="12345678", id="sr-w")
     assert blocking_referral(by_ref([not_ips]), ruleset, AS_OF) is None
+
+
+def test_loop_guard_is_the_rulesets_own_referral_rule():
+    # tests/rulesets/smoking: referrals coded in its own codelist block, completed ones for the
+    # 6 months its `referral-open` rule says (not a fixed 12), and SNOMED 18781004 (the default
+    # ruleset's vocational rehabilitation) is nothing to it.
+    smoking = load_ruleset(SMOKING)
+    stop = "871661000000106"
+    recent = service_request(status="completed", authored="2026-07-01", code=stop, id="sr-a")
+    assert blocking_referral(by_ref([recent]), smoking, AS_OF) == "ServiceRequest/sr-a"
+    older = service_request(status="completed", authored="2026-03-01", code=stop, id="sr-b")
+    assert blocking_referral(by_ref([older]), smoking, AS_OF) is None
+    vocational = service_request(status="active", code="18781004", id="sr-c")
+    assert blocking_referral(by_ref([vocational]), smoking, AS_OF) is None
+    assert (
+        blocking_referral(by_ref([vocational]), default_ruleset(), AS_OF) == "ServiceRequest/sr-c"
+    )
 
 
 # --------------------------------------------------------------------------- bad requests

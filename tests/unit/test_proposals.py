@@ -20,7 +20,6 @@ from fhir.resources.R4B.bundle import Bundle
 
 from ips_screen.codes import (
     DECLINE_REASON_SYSTEM,
-    DECLINE_REASONS,
     DEVICE_ID_SYSTEM,
     PROPOSAL_ID_SYSTEM,
     RULESET_EXTENSION,
@@ -30,6 +29,7 @@ from ips_screen.dates import LONDON
 from ips_screen.engine import Decision, evaluate
 from ips_screen.facts.extract import CodeIndex, extract_patient, extract_record
 from ips_screen.facts.model import PatientFacts
+from ips_screen.presentation.labels import care_plan_words
 from ips_screen.proposals.build import (
     build_patient_transaction,
     build_proposal,
@@ -52,6 +52,8 @@ from ips_screen.proposals.text import (
     reason_text,
 )
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
+
+DECLINE_REASONS = load_ruleset().model.proposal.decline_reasons
 
 AS_OF = date(2026, 11, 26)
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=LONDON)
@@ -483,7 +485,7 @@ def validate_all(resources: dict) -> None:
         get_fhir_model_class(resource["resourceType"]).model_validate(resource)
 
 
-def test_accept(bundle: dict) -> None:
+def test_accept(bundle: dict, rs: CompiledRuleset) -> None:
     sr, task = stored(bundle)
     before = copy.deepcopy((sr, task))
     out = accept_resources(
@@ -494,6 +496,7 @@ def test_accept(bundle: dict) -> None:
         tool_version=VERSION,
         pain_conditions=["Condition/c1"],
         fit_notes=["Observation/f1", "Observation/f2"],
+        care_plan=care_plan_words(rs),
     )
     assert (sr, task) == before  # inputs untouched
     assert sorted(out) == ["careplan", "order", "proposal", "provenance", "task"]
@@ -507,6 +510,9 @@ def test_accept(bundle: dict) -> None:
     assert order["identifier"][0]["value"] == "ips-chronic-pain-v1-pa-order"
     assert (plan["status"], plan["intent"], plan["title"]) == ("active", "plan", "Work and health")
     assert plan["category"] == [{"text": "work and health"}]
+    assert plan["description"] == (
+        "Individual Placement and Support (IPS) alongside care for chronic pain"
+    )
     assert plan["addresses"] == [{"reference": "Condition/c1"}]
     assert [r["reference"] for r in plan["supportingInfo"]] == ["Observation/f1", "Observation/f2"]
     assert plan["author"] == {"reference": "Practitioner/dr1"}
@@ -545,6 +551,7 @@ def test_decline(bundle: dict) -> None:
         task,
         by="Practitioner/dr1",
         reason_code="not-now",
+        reasons=DECLINE_REASONS,
         note="Will revisit after surgery",
         now=LATER,
         tool_version=VERSION,
@@ -577,11 +584,17 @@ def test_decline_reason_must_be_known(bundle: dict) -> None:
     sr, task = stored(bundle)
     kwargs = {"by": "Practitioner/dr1", "now": LATER, "tool_version": VERSION}
     with pytest.raises(ValueError, match="not-interested, already-supported") as caught:
-        decline_resources(sr, task, reason_code="bored", note=None, **kwargs)
+        decline_resources(
+            sr, task, reason_code="bored", note=None, reasons=DECLINE_REASONS, **kwargs
+        )
     assert "'bored'" in str(caught.value)
     with pytest.raises(ValueError, match="needs a note"):
-        decline_resources(sr, task, reason_code="other", note=" ", **kwargs)
-    out = decline_resources(sr, task, reason_code="not-interested", note=None, **kwargs)
+        decline_resources(
+            sr, task, reason_code="other", note=" ", reasons=DECLINE_REASONS, **kwargs
+        )
+    out = decline_resources(
+        sr, task, reason_code="not-interested", note=None, reasons=DECLINE_REASONS, **kwargs
+    )
     assert "note" not in out["task"]
 
 
@@ -611,7 +624,9 @@ def test_a_task_and_proposal_about_different_patients_are_refused(bundle: dict) 
         (sr | {"subject": {"reference": "Group/g"}}, task, "is not about a Patient"),
     ):
         with pytest.raises(ValueError, match=message):
-            decline_resources(bad_sr, bad_task, reason_code="not-now", **kwargs)
+            decline_resources(
+                bad_sr, bad_task, reason_code="not-now", reasons=DECLINE_REASONS, **kwargs
+            )
         with pytest.raises(ValueError, match=message):
             accept_resources(bad_sr, bad_task, pain_conditions=[], fit_notes=[], **kwargs)
     assert review_subject(sr, task) == sr["subject"]["reference"]

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from ips_screen.codes import DECLINE_REASONS
 from ips_screen.dates import LONDON
 from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.errors import ConfigError
 from ips_screen.fhir.client import FhirClient
+from ips_screen.ruleset.loader import load_ruleset
 from ips_screen.service.app import create_app
 from ips_screen.service.config import parse_config
 from ips_screen.service.sessions import COOKIE as SESSION_COOKIE
@@ -34,6 +34,8 @@ from tests.support.cds import (
     SECRET_ENV,
     users_file,
 )
+
+DECLINE_REASONS = load_ruleset().model.proposal.decline_reasons
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
     warnings.simplefilter("ignore")
@@ -525,7 +527,10 @@ def test_decline_through_the_page(signed_in: TestClient, propose, fhir: FhirClie
     assert (
         parse(signed_in.get("/review/").text)
         .text["flash"]
-        .startswith(f"Declined Task/{task_id} (Patient not interested in IPS at present)")
+        .startswith(
+            f"Declined Task/{task_id} (Patient not interested in IPS at present): the proposal "
+            "is revoked: not suggested again for 12 months."
+        )
     )
     task = fhir.read("Task", task_id)[0]
     assert task["status"] == "rejected"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 from datetime import date
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ips_screen.engine import evaluate
 from ips_screen.errors import RulesError
@@ -14,6 +16,7 @@ from ips_screen.facts.extract import CodeIndex, extract_patient, extract_record
 from ips_screen.facts.model import PatientFacts
 from ips_screen.ruleset.codelists import check_pinned, normalise, pin_directory, read_codelist
 from ips_screen.ruleset.loader import DEFAULT_RULESET, load_ruleset
+from ips_screen.ruleset.model import Ruleset
 
 RULES = DEFAULT_RULESET.parent
 
@@ -163,8 +166,24 @@ def test_a_second_different_ruleset_needs_no_code(tmp_path: Path):
         return PatientFacts(id=info.id, birth_date=info.birth_date, records=records)
 
     t = date(2026, 11, 26)
-    assert evaluate(ruleset, facts("1980-01-01", "279039007"), t).outcome == "propose"
+    proposed = evaluate(ruleset, facts("1980-01-01", "279039007"), t)
+    assert proposed.outcome == "propose"
+    # the old key `pain_criterion` still names the criterion the care plan addresses
+    assert ruleset.model.proposal.addresses == "back-pain"
+    assert proposed.links.addresses == ("Condition/c",)
     assert evaluate(ruleset, facts("1980-01-01", "82423001"), t).reasons == ("no-back-pain",)
     young = evaluate(ruleset, facts("2000-01-01", "279039007"), t)
     assert (young.outcome, young.reasons) == ("excluded", ("too-young",))
     assert young.ruleset == "back-pain-physio@2.1.0"
+
+
+def test_old_slot_names_still_load():
+    # priority.employment / fit_notes and proposal.pain_criterion were renamed latest /
+    # also_starts / addresses (issue 12): rulesets written with the old names mean the same.
+    data = yaml.safe_load(DEFAULT_RULESET.read_text())
+    old = copy.deepcopy(data)
+    old["priority"]["employment"] = old["priority"].pop("latest")
+    old["priority"]["fit_notes"] = old["priority"].pop("also_starts")
+    old["proposal"]["pain_criterion"] = old["proposal"].pop("addresses")
+    assert Ruleset.model_validate(old) == Ruleset.model_validate(data)
+    assert Ruleset.model_validate(data).priority.also_starts.codelist == "fit-notes"

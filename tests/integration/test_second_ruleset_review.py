@@ -1,0 +1,64 @@
+"""The second test ruleset (tests/rulesets/smoking) through the clinicians' review on the real
+test FHIR server: `review list`, `review show` (text and JSON) and `review decline` work on its
+proposals and speak its words, none of the default ruleset's."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import orjson
+import pytest
+
+from ips_screen import __version__
+from ips_screen.cli.main import main
+from ips_screen.dates import LONDON
+from ips_screen.engine import evaluate
+from ips_screen.fhir.client import FhirClient
+from ips_screen.proposals.build import build_patient_transaction
+from ips_screen.ruleset.loader import load_ruleset
+from tests.fhir_support import search, unique_patient_id
+from tests.helpers import AS_OF, facts_from, patient, ref
+from tests.support.second_ruleset import SMOKER, SMOKING, assert_clean, smoking_status
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 26, 9, 30, tzinfo=LONDON)
+
+
+def test_review_of_a_second_ruleset_proposal(fhir_server, fhir_client: FhirClient, capsys):
+    smoking = load_ruleset(SMOKING)
+    pid = unique_patient_id("sm")
+    resources = [
+        patient(pid, "1980-01-01", generalPractitioner=[ref(f"Practitioner/gp-{pid}")]),
+        smoking_status(SMOKER, pid),
+    ]
+    for resource in resources:
+        fhir_client.update(resource)
+    decision = evaluate(smoking, facts_from(resources, smoking), AS_OF)
+    assert decision.outcome == "propose", decision.reasons
+    fhir_client.transaction(
+        build_patient_transaction(decision, smoking, now=NOW, tool_version=__version__)
+    )
+    (task,) = search(fhir_client, "Task", {"patient": f"Patient/{pid}"})
+    url = fhir_server.base_url
+    rules = ["--rules", str(SMOKING)]
+
+    assert main(["review", "list", "--server", url]) == 0
+    listed = capsys.readouterr().out
+    assert task["id"] in listed
+    assert main(["review", "show", task["id"], "--server", url, *rules]) == 0
+    shown = capsys.readouterr().out
+    assert "Smoking status" in shown and f"Observation/{pid}-smoking" in shown
+    assert "Smoking records timeline" in shown
+    assert main(["review", "show", task["id"], "--server", url, "--json", *rules]) == 0
+    as_json = capsys.readouterr().out
+    by = ["--by", "Practitioner/dr-sm"]
+    assert main(["review", "decline", task["id"], *by, "--server", url, *rules,
+                 "--reason", "not-ready"]) == 0  # fmt: skip
+    declined = capsys.readouterr().out
+    (done,) = search(fhir_client, "Task", {"patient": f"Patient/{pid}"})
+    assert done["status"] == "rejected"
+    assert done["statusReason"]["coding"][0]["code"] == "not-ready"
+    for what, text in (("show", shown), ("show --json", as_json), ("decline", declined)):
+        assert_clean(what, text)
+    assert_clean("Task", orjson.dumps(done).decode())

@@ -170,18 +170,21 @@ def evaluate(ruleset: CompiledRuleset, facts: PatientFacts, as_of: date) -> Deci
 
 
 def _quality(ruleset: CompiledRuleset, ctx: Context, steps: dict[str, Step]) -> tuple[str, ...]:
-    """Data-quality notes: chronic pain with no employment status; undated status records."""
+    """The data-quality notes the ruleset names (`priority.quality_notes`): the addressed
+    criterion passes with no latest-category evidence at all (the default ruleset: chronic pain
+    with no employment status); some of that evidence is undated."""
     notes = []
     model = ruleset.model
     if model.priority is None:
         return ()
+    named = model.priority.quality_notes
     rule = _find_rule(ruleset, model.priority.latest)
-    if not isinstance(rule, LatestCategory):
+    if not isinstance(rule, LatestCategory) or not named.names():
         return ()
     evidence = category_evidence(rule, ctx)
-    pain = steps.get(model.proposal.addresses) if model.proposal.addresses else None
-    if pain is not None and pain.status == "pass" and not evidence:
-        notes.append("chronic-pain-no-employment-status")
-    if any(e.date is None for e in evidence):
-        notes.append("undated-employment-status")
+    addressed = steps.get(model.proposal.addresses) if model.proposal.addresses else None
+    if named.missing and addressed is not None and addressed.status == "pass" and not evidence:
+        notes.append(named.missing)
+    if named.undated and any(e.date is None for e in evidence):
+        notes.append(named.undated)
     return tuple(notes)

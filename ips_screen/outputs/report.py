@@ -157,9 +157,8 @@ def render_report(
         for d in proposed_in_order(decisions)
     ]
     flag_names = sorted({f for d in decisions if d.outcome == "propose" for f in d.flags})
-    no_status = sorted(
-        d.patient for d in decisions if "chronic-pain-no-employment-status" in d.quality
-    )
+    missing_note = model.priority.quality_notes.missing if model.priority else None
+    no_status = sorted(d.patient for d in decisions if missing_note and missing_note in d.quality)
     context = {
         "title": model.title,
         "texts": model.texts,

@@ -215,11 +215,9 @@ class SummaryCounter:
             "reasons": _counts(self.reasons),
             "ruleset": f"{ruleset.model.id}@{ruleset.model.version}",
         }
-        if ruleset.model.priority is not None:  # its data-quality notes (the default ruleset's)
-            notes = {
-                "chronic_pain_no_employment_status": quality["chronic-pain-no-employment-status"],
-                "undated_employment_status": quality["undated-employment-status"],
-            }
+        if ruleset.model.priority is not None:  # the data-quality notes the ruleset names
+            names = ruleset.model.priority.quality_notes.names()
+            notes = {name.replace("-", "_"): quality[name] for name in names}
             summary["data_quality"] = dict(sorted((summary["data_quality"] | notes).items()))
         if unread:  # types the server could not export (a Bulk export without them)
             summary["input"]["unread_types"] = unread

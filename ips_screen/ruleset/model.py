@@ -81,6 +81,22 @@ class Inclusion(Strict):
     rule: Criterion
 
 
+class QualityNotes(Strict):
+    """Data-quality notes a decision carries, named by the ruleset (each optional)."""
+
+    missing: Id | None = Field(
+        None,
+        description="note when the proposal's addressed criterion passes but the priority's "
+        "latest-category criterion found no evidence at all",
+    )
+    undated: Id | None = Field(
+        None, description="note when some of that latest-category evidence has no date"
+    )
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name in (self.missing, self.undated) if name)
+
+
 class Priority(Strict):
     kind: Literal["spell-start"] = "spell-start"
     latest: Id = Field(
@@ -96,6 +112,7 @@ class Priority(Strict):
         description="records that also start a spell (old name: fit_notes; optional)",
     )
     early_within_months: int = Field(24, ge=0)
+    quality_notes: QualityNotes = Field(default_factory=QualityNotes)
 
     def windows(self) -> tuple[int, ...]:
         """The "N months" windows the priority compares dates with."""

@@ -33,6 +33,7 @@ from tests.helpers import (
     step_refs,
     summary,
 )
+from tests.support.rulesets import ruleset_with_quality_notes
 
 PROPOSED = ("propose", [], [], "early")
 STALE = ("propose", [], ["employment-status-unconfirmed"], "routine")
@@ -169,6 +170,16 @@ def test_no_evidence_at_all():
     decision = decide(with_pain())
     assert summary(decision) == UNKNOWN
     assert "chronic-pain-no-employment-status" in decision.quality
+
+
+def test_the_data_quality_notes_are_named_by_the_ruleset(tmp_path):
+    """priority.quality_notes names the notes; a ruleset that names none gets none."""
+    renamed = ruleset_with_quality_notes(tmp_path, {"missing": "no-status", "undated": "no-date"})
+    undated = employment(UNEMPLOYED, None)
+    assert decide(with_pain(), ruleset=renamed).quality == ("no-status",)
+    assert "no-date" in decide(with_pain(undated), ruleset=renamed).quality
+    unnamed = ruleset_with_quality_notes(tmp_path, None)
+    assert decide(with_pain(), ruleset=unnamed).quality == ()
 
 
 # --- the latest evidence decides --------------------------------------------------------------

@@ -27,35 +27,31 @@ __all__ = ["env_name_problem", "redact", "secret_kind"]
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
-# (pattern at the start of the value, what it is). Prefixes of widely used token formats.
-_KNOWN: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"^(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}"), "a GitHub token"),
-    (re.compile(r"^github_pat_[A-Za-z0-9_]{20,}"), "a GitHub token"),
-    (re.compile(r"^glpat-[A-Za-z0-9_\-]{16,}"), "a GitLab token"),
-    (re.compile(r"^xox[abposr]-[A-Za-z0-9\-]{8,}"), "a Slack token"),
-    (re.compile(r"^sk-[A-Za-z0-9_\-]{16,}"), "an API secret key"),
-    (re.compile(r"^(sk|rk)_(live|test)_[A-Za-z0-9]{16,}"), "an API secret key"),
-    (re.compile(r"^eyJ[A-Za-z0-9_\-]{4,}"), "a JSON Web Token"),
-    (re.compile(r"^(AKIA|ASIA)[A-Z0-9]{16}"), "an AWS access key"),
-    (re.compile(r"^AIza[A-Za-z0-9_\-]{30,}"), "a Google API key"),
-    (re.compile(r"^ya29\.[A-Za-z0-9_\-]{16,}"), "a Google access token"),
-    (re.compile(r"-----BEGIN [A-Z0-9 ]*(PRIVATE KEY|CERTIFICATE)[A-Z ]*-----"), "a PEM block"),
+# Token shapes of widely used formats: (regular expression, what it is). One table serves both
+# the check of a whole value (matched at its start) and `redact` (found anywhere in a text).
+_TOKENS: tuple[tuple[str, str], ...] = (
+    (r"(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}", "a GitHub token"),
+    (r"github_pat_[A-Za-z0-9_]{20,}", "a GitHub token"),
+    (r"glpat-[A-Za-z0-9_\-]{16,}", "a GitLab token"),
+    (r"xox[abposr]-[A-Za-z0-9\-]{8,}", "a Slack token"),
+    (r"sk-[A-Za-z0-9_\-]{16,}", "an API secret key"),
+    (r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}", "an API secret key"),
+    (r"eyJ[A-Za-z0-9_\-]{4,}", "a JSON Web Token"),
+    (r"(?:AKIA|ASIA)[A-Z0-9]{16}", "an AWS access key"),
+    (r"AIza[A-Za-z0-9_\-]{30,}", "a Google API key"),
+    (r"ya29\.[A-Za-z0-9_\-]{16,}", "a Google access token"),
 )
-# The same shapes anywhere in a text, for `redact` (a word boundary before each).
+_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*(PRIVATE KEY|CERTIFICATE)[A-Z ]*-----")
+_KNOWN = tuple((re.compile(pattern), kind) for pattern, kind in _TOKENS)
+# The same shapes anywhere in a text (a word boundary before each; a JWT with its other two
+# parts), and any PEM block, for `redact`.
 _IN_TEXT = re.compile(
     r"(?<![A-Za-z0-9_])(?:"
-    r"(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}"
-    r"|github_pat_[A-Za-z0-9_]{20,}"
-    r"|glpat-[A-Za-z0-9_\-]{16,}"
-    r"|xox[abposr]-[A-Za-z0-9\-]{8,}"
-    r"|sk-[A-Za-z0-9_\-]{16,}"
-    r"|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"
-    r"|eyJ[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*){0,2}"
-    r"|(?:AKIA|ASIA)[A-Z0-9]{16}"
-    r"|AIza[A-Za-z0-9_\-]{30,}"
-    r"|ya29\.[A-Za-z0-9_\-]{16,}"
-    r")"
-    r"|-----BEGIN [A-Z0-9 ]*-----.*?(?:-----END [A-Z0-9 ]*-----|$)",
+    + "|".join(
+        pattern + r"(?:\.[A-Za-z0-9_\-]*){0,2}" if pattern.startswith("eyJ") else pattern
+        for pattern, _ in _TOKENS
+    )
+    + r")|-----BEGIN [A-Z0-9 ]*-----.*?(?:-----END [A-Z0-9 ]*-----|$)",
     re.DOTALL,
 )
 HIGH_ENTROPY_MIN_LENGTH = 24
@@ -68,9 +64,9 @@ def secret_kind(value: str) -> str | None:
     """What kind of secret `value` looks like, or None. Never includes the value."""
     text = value.strip()
     for pattern, kind in _KNOWN:
-        if pattern.search(text) if kind == "a PEM block" else pattern.match(text):
+        if pattern.match(text):
             return kind
-    return None
+    return "a PEM block" if _PEM.search(text) else None
 
 
 def _bits_per_char(text: str) -> float:

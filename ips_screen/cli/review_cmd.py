@@ -223,12 +223,10 @@ def format_detail(detail: review.ReviewDetail, ruleset: CompiledRuleset) -> str:
     ]
     for note in detail.supporting:
         if not note.found:
-            lines.append(f"  {'?':10}  {'not found':12}  {note.ref}")
+            lines.append(f"  - {note.ref}: not found")
         else:
-            fitness = note.fitness or "unspecified"
-            lines.append(
-                f"  {note.date or 'undated':10}  {fitness:12}  {note.ref}  {note.display or ''}"
-            )
+            refs = ", ".join((note.ref, *note.same_as))
+            lines.append(f"  - {note.words} ({refs}){f': {note.display}' if note.display else ''}")
     if not detail.supporting:
         lines.append("  (none linked)")
     if detail.not_found:

@@ -1,0 +1,119 @@
+"""Follow-up of accepted referrals: the IPS orders this tool made on acceptance that the IPS
+service has not answered after a number of weeks, so a referral cannot silently go nowhere.
+
+An order of this tool is a ServiceRequest with intent `order`, an identifier in the proposal
+identifier system and `basedOn` a proposal (what `review accept`, the review page and the card's
+feedback write; other fields it may carry do not matter). It is unanswered when, N weeks or more
+after it was accepted (its `authoredOn`):
+
+- its status is still `active`, and no version in its history (`_history`) ever had another
+  status (a service that put it on hold and back has answered);
+- no Task names it (`based-on` or `focus`) and no Communication is `based-on` it.
+
+`meta.lastUpdated` is never used: servers rewrite it on every load or edit. Only ids, dates and
+ages are returned (for batch outputs and logs as for a terminal).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ips_screen.codes import PROPOSAL_ID_SYSTEM
+from ips_screen.errors import ServerError
+from ips_screen.facts.extract import reference_to
+from ips_screen.fhir.client import FhirClient, Resource
+
+log = logging.getLogger("ips_screen.writeback")
+
+FOLLOWUP_WEEKS = 6  # the default wait before an unanswered referral is listed
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """An accepted referral with no answer from the service: ids and its age only."""
+
+    order: str  # "ServiceRequest/<id>"
+    proposal: str | None  # the proposal it is based on
+    patient: str | None
+    accepted: str  # the order's authoredOn, as written
+    days: int  # whole days since acceptance
+
+    @property
+    def weeks(self) -> int:
+        return self.days // 7
+
+
+def is_tool_order(sr: Resource) -> bool:
+    """Whether the resource is an order this tool made on accepting a proposal."""
+    return (
+        sr.get("resourceType") == "ServiceRequest"
+        and sr.get("intent") == "order"
+        and any(
+            isinstance(i, dict) and i.get("system") == PROPOSAL_ID_SYSTEM
+            for i in sr.get("identifier") or ()
+        )
+        and any(
+            (reference_to(b) or "").startswith("ServiceRequest/") for b in sr.get("basedOn") or ()
+        )
+    )
+
+
+def _accepted(sr: Resource) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(str(sr.get("authoredOn") or ""))
+    except ValueError:
+        return None
+    return when if when.tzinfo else None  # a date alone has no time zone: not comparable
+
+
+def answer(client: FhirClient, order: Resource) -> str | None:
+    """What shows the service answered the order ("status ...", "Task/<id>",
+    "Communication/<id>"), or None when nothing does."""
+    ref = f"ServiceRequest/{order['id']}"
+    if order.get("status") != "active":
+        return f"status {order.get('status')}"
+    try:
+        for version in client.history("ServiceRequest", order["id"]):
+            if version.get("status") != "active":
+                return f"status {version.get('status')} in its history"
+    except ServerError as exc:  # a server without _history: the searches below still answer
+        log.warning("follow-up: history of %s unreadable (%s)", ref, exc)
+    searches = (("Task", "based-on"), ("Task", "focus"), ("Communication", "based-on"))
+    for rtype, param in searches:
+        for found in client.search(rtype, [(param, ref), ("_count", "1")]):
+            if found.get("resourceType") == rtype:
+                return f"{rtype}/{found.get('id')}"
+    return None
+
+
+def unanswered_referrals(client: FhirClient, *, now: datetime, weeks: int) -> list[Unanswered]:
+    """The orders of this tool still active and unanswered `weeks` weeks or more after their
+    acceptance, oldest first (then by id)."""
+    cutoff = now - timedelta(weeks=weeks)
+    out = []
+    for sr in client.search("ServiceRequest", [("intent", "order"), ("status", "active")]):
+        if not is_tool_order(sr) or sr.get("status") != "active":
+            continue
+        accepted = _accepted(sr)
+        if accepted is None:
+            log.warning("follow-up: ServiceRequest/%s has no usable authoredOn", sr.get("id"))
+            continue
+        if accepted > cutoff:
+            continue
+        answered = answer(client, sr)
+        if answered is not None:
+            log.info("follow-up: ServiceRequest/%s answered (%s)", sr["id"], answered)
+            continue
+        proposals = [reference_to(b) for b in sr.get("basedOn") or ()]
+        out.append(
+            Unanswered(
+                order=f"ServiceRequest/{sr['id']}",
+                proposal=next((p for p in proposals if p), None),
+                patient=reference_to(sr.get("subject")),
+                accepted=str(sr["authoredOn"]),
+                days=(now - accepted).days,
+            )
+        )
+    return sorted(out, key=lambda u: (-u.days, u.order))

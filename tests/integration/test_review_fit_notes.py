@@ -1,6 +1,6 @@
 """One fit note recorded twice (its coded entry and its document, same class, same day) is shown
-once wherever a clinician sees the evidence: `review show` (text and JSON), the review detail the
-review page renders, and the CDS card fetched from the real FHIR server; and fit notes are a list
+once wherever a clinician sees the evidence: `review show` (text and JSON), the review page, and
+the CDS card fetched from the real FHIR server; and fit notes are a list
 of their own, apart from the employment evidence, each in the ruleset's words
 ("Fit note: not fit for work, 1 May 2026"). The proposal keeps linking both records.
 """
@@ -31,7 +31,7 @@ from tests.helpers import (
     patient,
     ref,
 )
-from tests.support.cds import hook, hook_request
+from tests.support.cds import PASSWORD, hook, hook_request
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
     warnings.simplefilter("ignore")
@@ -111,3 +111,22 @@ def test_the_card_shows_a_fit_note_recorded_twice_once(
         f"- {LATER} (Observation)",
     ]
     assert "2 fit notes in the last 12 months" in card["detail"]
+
+
+def test_the_review_page_shows_a_fit_note_recorded_twice_once(
+    fhir_client: FhirClient, service: TestClient
+):
+    pid, task_id, _ = _load(fhir_client, employed=True)
+    page = TestClient(service.app, base_url="https://testserver", follow_redirects=False)
+    form = page.get("/review/login").text
+    csrf = form.split('name="csrf_token" value="')[1].split('"')[0]
+    login = {"username": "dr.cds", "password": PASSWORD, "csrf_token": csrf}
+    assert page.post("/review/login", data=login).status_code == 303
+    shown = page.get(f"/review/task/{task_id}")
+    assert shown.status_code == 200, shown.text
+    timeline = shown.text.split('id="timeline"')[1].split("</section>")[0]
+    rows = [row for row in timeline.split("<tr>")[2:] if "Fit note:" in row]
+    assert len(rows) == 2
+    assert TWICE in rows[0] and LATER in rows[1]
+    assert f"Observation/{pid}-fit1, DocumentReference/{pid}-fit1doc" in rows[0]
+    assert timeline.count(f"{pid}-fit1doc") == 1

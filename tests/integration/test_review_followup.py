@@ -191,3 +191,11 @@ def test_the_nightly_job_lists_them_with_ids_only(tmp_path: Path, capsys):
     with StateStore(tmp_path / "state" / "store.sqlite") as store:
         (night,) = store.ledger.recent_runs(1)
     assert night["counts"]["followup_unanswered"] == 1
+
+
+@pytest.mark.parametrize("weeks", ["0", "-1", "six", "521"])
+def test_weeks_must_be_a_whole_number_of_weeks(weeks: str, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["review", "followup", "--weeks", weeks, "--server", "http://127.0.0.1:9/fhir"])
+    assert exited.value.code == 2
+    assert "expected a number of weeks from 1 to 520" in capsys.readouterr().err

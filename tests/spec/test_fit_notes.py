@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 
+from ips_screen.presentation.notes import clinician_note
 from ips_screen.service.card_detail import detail_markdown
 from tests.helpers import (
     BACK_TO_WORK,
@@ -249,3 +250,27 @@ def test_fit_notes_are_shown_as_they_are_counted(records, lines):
         "Why:", decision.links.supporting, resources, default_ruleset(), pending=False
     )
     assert [line for line in detail.splitlines() if line.startswith("- Fit note")] == lines
+
+
+def test_the_clinician_note_names_a_fit_note_recorded_twice_once():
+    """Its coded entry and its document worded differently are still one fit note in the note."""
+    records = [
+        fit_note(NOT_FIT, "2026-07-06", "Observation", id="coded"),
+        fit_note(
+            NOT_FIT,
+            "2026-07-06",
+            "DocumentReference",
+            id="doc",
+            type={
+                "coding": [{"system": "http://snomed.info/sct", "code": NOT_FIT}],
+                "text": "Statement of Fitness for Work (Med3)",
+            },
+        ),
+        fit_note(MAY_BE_FIT, "2026-10-05", "Observation", id="later"),
+    ]
+    decision = decide(no_status(*records))
+    note = clinician_note(decision, default_ruleset())
+    assert "2 fit notes in the last 12 months" in note
+    listed = note.split("Fit notes: ")[1].split(".\n")[0]
+    assert listed.count("(2026-07-06)") == 1 and listed.count("(2026-10-05)") == 1
+    assert "Statement of Fitness" not in listed

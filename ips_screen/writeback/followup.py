@@ -93,7 +93,12 @@ def unanswered_referrals(client: FhirClient, *, now: datetime, weeks: int) -> li
     acceptance, oldest first (then by id)."""
     cutoff = now - timedelta(weeks=weeks)
     out = []
-    for sr in client.search("ServiceRequest", [("intent", "order"), ("status", "active")]):
+    params = [
+        ("identifier", f"{PROPOSAL_ID_SYSTEM}|"),  # the tool's own, not every order of the practice
+        ("intent", "order"),
+        ("status", "active"),
+    ]
+    for sr in client.search("ServiceRequest", params):
         if not is_tool_order(sr) or sr.get("status") != "active":
             continue
         accepted = _accepted(sr)

@@ -227,7 +227,8 @@ def format_followup(late: list[Unanswered], weeks: int) -> str:
         return f"No accepted referral is waiting for an answer after {weeks} weeks or more."
     rows = [("ORDER", "PATIENT", "PROPOSAL", "ACCEPTED", "AGE")]
     rows += [
-        (u.order, u.patient or "-", u.proposal or "-", u.accepted[:10], _age(u.days)) for u in late
+        (u.order, u.patient or "-", u.proposal or "-", (u.accepted or "-")[:10], _age(u.days))
+        for u in late
     ]
     widths = [max(len(row[n]) for row in rows) for n in range(4)]
     lines = [
@@ -244,7 +245,9 @@ def format_followup(late: list[Unanswered], weeks: int) -> str:
     )
 
 
-def _age(days: int) -> str:
+def _age(days: int | None) -> str:
+    if days is None:
+        return "unknown (no authoredOn)"
     weeks, rest = divmod(days, 7)
     return f"{weeks} weeks {rest} days" if rest else f"{weeks} weeks"
 

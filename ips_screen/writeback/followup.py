@@ -1,17 +1,20 @@
 """Follow-up of accepted referrals: the IPS orders this tool made on acceptance that the IPS
 service has not answered after a number of weeks, so a referral cannot silently go nowhere.
 
-An order of this tool is a ServiceRequest with intent `order`, an identifier in the proposal
-identifier system and `basedOn` a proposal (what `review accept`, the review page and the card's
-feedback write; other fields it may carry do not matter). It is unanswered when, N weeks or more
-after it was accepted (its `authoredOn`):
+An order of this tool is a ServiceRequest with intent `order` and an identifier in the proposal
+identifier system: what `review accept`, the review page and the card's feedback write (`basedOn`
+the proposal), and the order the card's suggestion creates in the EHR (no `basedOn`); other
+fields it may carry do not matter. It is unanswered when, N weeks or more after it was accepted
+(its `authoredOn`):
 
 - its status is still `active`, and no version in its history (`_history`) ever had another
   status (a service that put it on hold and back has answered);
 - no Task names it (`based-on` or `focus`) and no Communication is `based-on` it.
 
-`meta.lastUpdated` is never used: servers rewrite it on every load or edit. Only ids, dates and
-ages are returned (for batch outputs and logs as for a terminal).
+`meta.lastUpdated` is never used: servers rewrite it on every load or edit. An active order with
+no usable `authoredOn` cannot be aged: it is listed, unanswered or not yet, with no age, rather
+than left out. Only ids, dates and ages are returned (for batch outputs and logs as for a
+terminal).
 """
 
 from __future__ import annotations
@@ -35,14 +38,14 @@ class Unanswered:
     """An accepted referral with no answer from the service: ids and its age only."""
 
     order: str  # "ServiceRequest/<id>"
-    proposal: str | None  # the proposal it is based on
+    proposal: str | None  # the proposal it is based on (none for the card's suggested order)
     patient: str | None
-    accepted: str  # the order's authoredOn, as written
-    days: int  # whole days since acceptance
+    accepted: str | None  # the order's authoredOn, as written
+    days: int | None  # whole days since acceptance; None when authoredOn is missing or unusable
 
     @property
-    def weeks(self) -> int:
-        return self.days // 7
+    def weeks(self) -> int | None:
+        return None if self.days is None else self.days // 7
 
 
 def is_tool_order(sr: Resource) -> bool:
@@ -53,9 +56,6 @@ def is_tool_order(sr: Resource) -> bool:
         and any(
             isinstance(i, dict) and i.get("system") == PROPOSAL_ID_SYSTEM
             for i in sr.get("identifier") or ()
-        )
-        and any(
-            (reference_to(b) or "").startswith("ServiceRequest/") for b in sr.get("basedOn") or ()
         )
     )
 
@@ -90,7 +90,7 @@ def answer(client: FhirClient, order: Resource) -> str | None:
 
 def unanswered_referrals(client: FhirClient, *, now: datetime, weeks: int) -> list[Unanswered]:
     """The orders of this tool still active and unanswered `weeks` weeks or more after their
-    acceptance, oldest first (then by id)."""
+    acceptance, oldest first (then by id), then those that cannot be aged."""
     cutoff = now - timedelta(weeks=weeks)
     out = []
     params = [
@@ -104,8 +104,7 @@ def unanswered_referrals(client: FhirClient, *, now: datetime, weeks: int) -> li
         accepted = _accepted(sr)
         if accepted is None:
             log.warning("follow-up: ServiceRequest/%s has no usable authoredOn", sr.get("id"))
-            continue
-        if accepted > cutoff:
+        elif accepted > cutoff:
             continue
         answered = answer(client, sr)
         if answered is not None:
@@ -117,8 +116,8 @@ def unanswered_referrals(client: FhirClient, *, now: datetime, weeks: int) -> li
                 order=f"ServiceRequest/{sr['id']}",
                 proposal=next((p for p in proposals if p), None),
                 patient=reference_to(sr.get("subject")),
-                accepted=str(sr["authoredOn"]),
-                days=(now - accepted).days,
+                accepted=str(sr["authoredOn"]) if sr.get("authoredOn") else None,
+                days=(now - accepted).days if accepted is not None else None,
             )
         )
-    return sorted(out, key=lambda u: (-u.days, u.order))
+    return sorted(out, key=lambda u: (u.days is None, -(u.days or 0), u.order))

@@ -10,6 +10,7 @@ at its length. The clock is the suite's frozen one, moved forward with `frozen_c
 from __future__ import annotations
 
 import copy
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 
 from ips_screen import __version__
 from ips_screen.cli.main import main
+from ips_screen.codes import PROPOSAL_ID_SYSTEM
 from ips_screen.dates import LONDON
 from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.fhir.client import FhirClient
@@ -199,3 +201,35 @@ def test_weeks_must_be_a_whole_number_of_weeks(weeks: str, capsys):
         main(["review", "followup", "--weeks", weeks, "--server", "http://127.0.0.1:9/fhir"])
     assert exited.value.code == 2
     assert "expected a number of weeks from 1 to 520" in capsys.readouterr().err
+
+
+def test_the_order_the_cards_suggestion_created_is_followed_up_too(fhir_client: FhirClient):
+    """The card's suggested order, signed in the EHR: the tool's identifier, no basedOn. With no
+    authoredOn it cannot be aged, so it is listed (age unknown) rather than left out."""
+    pid = f"fu-card-{uuid.uuid4().hex[:8]}"
+
+    def card_order(authored: str | None) -> str:
+        order = {
+            "resourceType": "ServiceRequest",
+            "identifier": [{"system": PROPOSAL_ID_SYSTEM, "value": f"{uuid.uuid4().hex}-order"}],
+            "status": "active",
+            "intent": "order",
+            "code": {"text": "IPS"},
+            "subject": {"reference": f"Patient/{pid}"},
+        }
+        if authored:
+            order["authoredOn"] = authored
+        created = fhir_client.create(order)
+        assert created.resource is not None
+        return f"ServiceRequest/{created.resource['id']}"
+
+    aged, unaged = card_order("2026-10-01T10:00:00+01:00"), card_order(None)
+    now = ACCEPTED + timedelta(weeks=1)
+    found = {u.order: u for u in unanswered_referrals(fhir_client, now=now, weeks=6)}
+    assert (found[aged].proposal, found[aged].patient, found[aged].weeks) == (
+        None,
+        f"Patient/{pid}",
+        9,  # 1 October to 3 December: 63 days
+    )
+    assert (found[unaged].accepted, found[unaged].days) == (None, None)
+    assert list(found).index(aged) < list(found).index(unaged)  # the unaged ones come last

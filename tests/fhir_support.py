@@ -23,6 +23,7 @@ from ips_screen import __version__
 from ips_screen.devtools.testserver import FhirTestServer, IndexUnreachable
 from ips_screen.engine import evaluate
 from ips_screen.fhir.client import FhirClient
+from ips_screen.presentation.nhs_number import NHS_NUMBER_SYSTEM
 from ips_screen.proposals.build import build_patient_transaction
 from tests.helpers import (
     AS_OF,
@@ -70,12 +71,34 @@ def unique_patient_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+PATIENT_NAME = {"use": "official", "family": "Okafor", "given": ["Ada"]}  # "OKAFOR, Ada"
+
+
+def nhs_number_for(pid: str) -> str:
+    """A valid NHS number of the 999 range (test numbers, never issued) made from the id."""
+    seed = int(uuid.uuid5(uuid.NAMESPACE_URL, pid).hex, 16)
+    for attempt in range(20):
+        first = f"999{(seed + attempt) % 1_000_000:06d}"
+        total = sum(int(d) * w for d, w in zip(first, range(10, 1, -1), strict=True))
+        check = (11 - total % 11) % 11
+        if check != 10:
+            return f"{first}{check}"
+    raise AssertionError("unreachable: one of 20 consecutive numbers has a check digit")
+
+
 def proposed_patient_records(pid: str, employed_since: str = "2026-06-01") -> list[dict]:
-    """The records of a patient the default ruleset proposes: a chronic pain Condition, out of
-    work since `employed_since`, and fit notes (an Observation and a DocumentReference). Record
-    ids are `<pid>-pain`, `-emp`, `-fit1` and `-fit2`."""
+    """The records of a patient the default ruleset proposes: a Patient named OKAFOR, Ada with
+    a valid test NHS number (`nhs_number_for(pid)`), a chronic pain Condition, out of work since
+    `employed_since`, and fit notes (an Observation and a DocumentReference). Record ids are
+    `<pid>-pain`, `-emp`, `-fit1` and `-fit2`."""
     return [
-        patient(pid, "1980-01-01", generalPractitioner=[ref(f"Practitioner/gp-{pid}")]),
+        patient(
+            pid,
+            "1980-01-01",
+            generalPractitioner=[ref(f"Practitioner/gp-{pid}")],
+            name=[PATIENT_NAME],
+            identifier=[{"system": NHS_NUMBER_SYSTEM, "value": nhs_number_for(pid)}],
+        ),
         condition(CHRONIC_PAIN, id=f"{pid}-pain", subject=pid),
         employment(UNEMPLOYED, employed_since, id=f"{pid}-emp", subject=pid),
         fit_note(NOT_FIT, "2026-05-01", id=f"{pid}-fit1", subject=pid),

@@ -56,7 +56,7 @@ def test_a_referral_order_is_referred_with_its_requester():
     (referral,) = history("15")
     assert (referral.event, referral.when) == ("referred", "2025-06-30")
     assert referral.status == "completed"
-    assert card_line([referral], RULESET, AS_OF) == "referred 16 months ago"
+    assert card_line([referral], RULESET, AS_OF) == "referred to IPS 16 months ago"
 
 
 def test_no_history_gives_no_card_line():

@@ -36,7 +36,7 @@ def test_a_card_after_an_old_decline_says_so_in_one_line(make_client, ehr_key):
 
 def test_a_card_after_a_referral_long_ago_says_when(make_client, ehr_key):
     detail = card_detail(make_client()[0], ehr_key, "15")
-    assert detail.splitlines()[0] == "**IPS history:** referred 16 months ago"
+    assert detail.splitlines()[0] == "**IPS history:** referred to IPS 16 months ago"
 
 
 def test_no_history_no_line(make_client, ehr_key):

@@ -39,6 +39,8 @@ from ips_screen.writeback.patient_identity import read_identities
 
 log = logging.getLogger("ips_screen.service")
 router = APIRouter()
+SCOPE_COOKIE = "ips_screen_scope"  # "mine" or "all": whose patients the worklist shows
+SCOPES = ("mine", "all")
 BAD_SIGN_IN = "The username or password is not right. Please try again."
 
 
@@ -113,14 +115,14 @@ def logout(request: Request, csrf_token: str = Form("")) -> Response:
 
 
 @router.get("/review/")
-def worklist(
-    request: Request, priority: str = "all", owner: str = "", scope: str = "mine", q: str = ""
-) -> Response:
+def worklist(request: Request, priority: str = "all", owner: str = "", q: str = "") -> Response:
     user = signed_in(request)
     if not isinstance(user, signin.User):
         return user
     priority = priority if priority in ("early", "routine") else "all"
-    scope = "all" if scope == "all" else "mine"
+    chosen = request.query_params.get("scope")
+    remembered = request.cookies.get(SCOPE_COOKIE)
+    scope = chosen if chosen in SCOPES else remembered if remembered in SCOPES else "mine"
     owner, q = owner.strip()[:200], q.strip()[:200]
     state = state_of(request)
     try:
@@ -137,7 +139,7 @@ def worklist(
     except ServerError as exc:
         log.warning("review page: listing reviews failed: %s", exc)
         return unavailable(request, user)
-    return render(
+    response = render(
         request,
         "worklist.html.j2",
         user=user,
@@ -151,6 +153,16 @@ def worklist(
         filter_error=view.owner_error,
         flash=signin.pop_flash(request),
     )
+    if chosen in SCOPES:  # the list comes back as chosen, e.g. after a decision
+        response.set_cookie(
+            SCOPE_COOKIE,
+            scope,
+            path=f"{state.config.base_path}/review",
+            secure=state.config.secure_cookies,
+            httponly=True,
+            samesite="lax",
+        )
+    return response
 
 
 def _task_page(

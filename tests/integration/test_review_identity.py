@@ -190,6 +190,9 @@ def test_page_opens_on_my_patients_and_finds_a_patient_by_nhs_number(
 
     everyone = page.get("/review/", params={"scope": "all"}).text
     assert {mine.task_id, other.task_id} <= set(task_ids(everyone))
+    kept = page.get("/review/").text  # the list keeps the choice (e.g. back from a decision)
+    assert {mine.task_id, other.task_id} <= set(task_ids(kept))
+    assert task_ids(page.get("/review/", params={"scope": "mine"}).text) == [mine.task_id]
 
     number = shown(nhs_number_for(other.pid))  # spaces allowed
     found = page.get("/review/", params={"scope": "all", "q": number}).text

@@ -15,7 +15,13 @@ from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.writeback import review
 from ips_screen.writeback.ips_history import PatientHistory
 from ips_screen.writeback.patient_identity import PatientIdentity, read_identities
-from ips_screen.writeback.worklist import Counts, owned_by, owner_refs, review_counts
+from ips_screen.writeback.worklist import (
+    Counts,
+    own_refs,
+    owned_by,
+    owner_refs,
+    review_counts,
+)
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ def worklist_view(
         if not owners:
             error = f"No clinician, team or practice is called \u201c{owner}\u201d."
     elif scope == "mine":
-        owners = {user}
+        owners = own_refs(client, user)
     items = owned_by(review.open_reviews(client, priority=priority), owners)
     identities = read_identities(client, [i.patient for i in items], today)
     if query:

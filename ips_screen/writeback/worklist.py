@@ -57,6 +57,23 @@ def owner_refs(client: FhirClient, text: str) -> set[str]:
     return found
 
 
+def own_refs(client: FhirClient, user: str) -> set[str]:
+    """What a signed-in clinician's own reviews may be owned by: their Practitioner and its
+    PractitionerRoles, or their PractitionerRole and its Practitioner."""
+    found = {user}
+    if user.startswith("Practitioner/"):
+        for role in client.search("PractitionerRole", [("practitioner", user)]):
+            if role.get("resourceType") == "PractitionerRole" and role.get("id"):
+                found.add(f"PractitionerRole/{role['id']}")
+    elif user.startswith("PractitionerRole/"):
+        rid = user.removeprefix("PractitionerRole/")
+        for role in client.search("PractitionerRole", [("_id", rid)]):
+            person = reference_to(role.get("practitioner"))
+            if role.get("resourceType") == "PractitionerRole" and person:
+                found.add(person)
+    return found
+
+
 def owned_by(items: list[ReviewItem], owners: Collection[str] | None) -> list[ReviewItem]:
     """The items whose owner is one of `owners` (all of them when `owners` is None)."""
     return items if owners is None else [i for i in items if i.owner in owners]

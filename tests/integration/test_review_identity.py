@@ -27,7 +27,7 @@ from ips_screen.service.app import create_app
 from ips_screen.service.config import parse_config
 from ips_screen.writeback import review
 from ips_screen.writeback.ips_history import read_history
-from ips_screen.writeback.worklist import owner_refs, review_counts
+from ips_screen.writeback.worklist import own_refs, owner_refs, review_counts
 from tests.fhir_support import (
     Proposed,
     load_proposed_patient,
@@ -348,3 +348,23 @@ def test_list_order_owner_by_name_and_counts(
     )
     counts = review_counts(fhir_client, [], RULESET, AS_OF, owners={owner})
     assert (counts.open, counts.deferred, counts.accepted, counts.declined) == (0, 1, 0, 0)
+
+
+def test_a_clinician_signed_in_by_role_sees_their_practitioners_patients(
+    fhir_server: FhirTestServer, fhir_client: FhirClient, tmp_path: Path
+):
+    proposed = load_proposed_patient(fhir_client, "id", now=NOW)
+    gp = name_the_gp(fhir_client, proposed.pid, f"Role{proposed.pid[-8:]}")
+    role = {
+        "resourceType": "PractitionerRole",
+        "id": f"role-{proposed.pid}",
+        "practitioner": {"reference": gp},
+    }
+    fhir_client.update(role)
+    assert own_refs(fhir_client, f"PractitionerRole/{role['id']}") == {
+        f"PractitionerRole/{role['id']}",
+        gp,
+    }
+    assert own_refs(fhir_client, gp) == {gp, f"PractitionerRole/{role['id']}"}
+    page = page_for(fhir_server, tmp_path, f"PractitionerRole/{role['id']}")
+    assert task_ids(page.get("/review/").text) == [proposed.task_id]

@@ -1,6 +1,6 @@
 """`ips-screen review`: list, show, accept or decline IPS proposals on the practice's FHIR server.
 
-    review list [--owner REF] [--priority early|routine] [--json]
+    review list [--owner NAME] [--find TEXT] [--priority early|routine] [--json]
     review show TASK [--json]
     review accept TASK --by Practitioner/ID
     review decline TASK --by Practitioner/ID --reason CODE [--note TEXT]

@@ -92,8 +92,8 @@ def identity_lines(identity: PatientIdentity | None) -> list[str]:
 
 
 def history_lines(history: PatientHistory, ruleset: CompiledRuleset) -> list[str]:
-    """The "IPS history" section: one line per event, newest first."""
+    """The history section (its heading the ruleset's): one line per event, newest first."""
     from ips_screen.presentation.history import history_line
 
     lines = [f"  {history_line(e, ruleset, history.names)}" for e in history.entries]
-    return ["IPS history", *(lines or ["  (none)"])]
+    return [ruleset.model.texts.history.heading, *(lines or ["  (none)"])]

@@ -16,7 +16,9 @@ class HistoryTexts(Strict):
     """The words of a patient's history of earlier proposals and referrals (review show, the
     review page, the card's one line). `{...}` are filled in; see each description."""
 
-    heading: str = Field("IPS history", description="the card's label for its history line")
+    heading: str = Field(
+        "History", description="the heading of the history (review show, page, the card's line)"
+    )
     proposed: str = Field("proposed", description="a proposal was written")
     awaiting: str = Field("awaiting review", description="a proposal's review is still open")
     referred: str = Field("referred", description="a referral order exists (accepted proposal)")

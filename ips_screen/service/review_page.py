@@ -192,6 +192,7 @@ def _task_page(
         identity=identity,
         history=history,
         history_rows=history_rows(history, state.ruleset),
+        history_heading=state.ruleset.model.texts.history.heading,
         d=detail,
         item=detail.item,
         timeline=timeline(detail, state.ruleset),

@@ -8,15 +8,12 @@ pure helpers; nothing here logs.
 
 from __future__ import annotations
 
-import re
-
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
-_SEPARATORS = re.compile(r"[\s-]+")
 
 
 def digits_of(text: str) -> str:
     """The text with spaces and hyphens taken out ("943 476 5919" -> "9434765919")."""
-    return _SEPARATORS.sub("", text.strip())
+    return "".join(text.split()).replace("-", "")
 
 
 def check_digit(first_nine: str) -> int | None:

@@ -368,3 +368,38 @@ def test_a_clinician_signed_in_by_role_sees_their_practitioners_patients(
     assert own_refs(fhir_client, gp) == {gp, f"PractitionerRole/{role['id']}"}
     page = page_for(fhir_server, tmp_path, f"PractitionerRole/{role['id']}")
     assert task_ids(page.get("/review/").text) == [proposed.task_id]
+
+
+def test_page_owner_filter_by_name_and_counts(
+    fhir_server: FhirTestServer, fhir_client: FhirClient, tmp_path: Path
+):
+    kept = load_proposed_patient(fhir_client, "id", now=NOW)
+    deferred = load_proposed_patient(fhir_client, "id", now=NOW)
+    family = f"Lovelace{kept.pid[-8:]}"
+    owner = name_the_gp(fhir_client, kept.pid, family)
+    page = page_for(fhir_server, tmp_path, "Practitioner/someone-else")
+    listed = page.get("/review/", params={"owner": family}).text
+    assert task_ids(listed) == [kept.task_id]
+    assert 'id="filter-error"' not in listed
+    counts = listed.split('id="counts">')[1].split("</p>")[0]
+    assert " ".join(counts.split()) == (
+        "1 open. In the last 30 days: 0 deferred, 0 accepted, 0 declined."
+    )
+    # a decision of the owner's patients in the last 30 days is counted under its kind
+    fhir_client.update(
+        {**fhir_client.read("Task", deferred.task_id)[0], "owner": {"reference": owner}}
+    )
+    review.decline(
+        fhir_client,
+        deferred.task_id,
+        by="Practitioner/someone-else",
+        reason_code="not-now",
+        now=NOW,
+        tool_version=__version__,
+        ruleset=RULESET,
+    )
+    listed = page.get("/review/", params={"owner": family}).text
+    counts = listed.split('id="counts">')[1].split("</p>")[0]
+    assert " ".join(counts.split()) == (
+        "1 open. In the last 30 days: 1 deferred, 0 accepted, 0 declined."
+    )

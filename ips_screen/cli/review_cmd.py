@@ -168,14 +168,13 @@ def _list(client: FhirClient, args: argparse.Namespace, now: datetime) -> None:
     owner given by name (or Type/id), found by name or NHS number, and the counts."""
     from ips_screen.cli.review_views import format_worklist
     from ips_screen.ruleset.loader import load_ruleset
-    from ips_screen.writeback import review
     from ips_screen.writeback.patient_identity import read_identities
-    from ips_screen.writeback.worklist import owned_by, owner_refs, review_counts
+    from ips_screen.writeback.worklist import owner_refs, review_counts, reviews_owned_by
 
     owners = owner_refs(client, args.owner) if args.owner else None
     if owners is not None and not owners:
         raise UserError(f"no clinician, team or practice is called {args.owner!r}")
-    items = owned_by(review.open_reviews(client, priority=args.priority), owners)
+    items = reviews_owned_by(client, owners, priority=args.priority)
     identities = read_identities(client, [i.patient for i in items], now.date())
     if args.find:
         items = [

@@ -18,9 +18,9 @@ from ips_screen.writeback.patient_identity import PatientIdentity, read_identiti
 from ips_screen.writeback.worklist import (
     Counts,
     own_refs,
-    owned_by,
     owner_refs,
     review_counts,
+    reviews_owned_by,
 )
 
 
@@ -55,7 +55,7 @@ def worklist_view(
             error = f"No clinician, team or practice is called \u201c{owner}\u201d."
     elif scope == "mine":
         owners = own_refs(client, user)
-    items = owned_by(review.open_reviews(client, priority=priority), owners)
+    items = reviews_owned_by(client, owners, priority=priority)
     identities = read_identities(client, [i.patient for i in items], today)
     if query:
         items = [

@@ -19,7 +19,7 @@ from ips_screen.fhir.client import FhirClient, Resource
 from ips_screen.presentation.history import declined_rule
 from ips_screen.ruleset.codelists import normalise
 from ips_screen.ruleset.loader import CompiledRuleset
-from ips_screen.writeback.review_read import ReviewItem
+from ips_screen.writeback.review_read import ReviewItem, open_reviews
 
 REFERENCE = re.compile(r"^(Organization|PractitionerRole|Practitioner)/[A-Za-z0-9\-.]{1,64}$")
 COUNT_DAYS = 30
@@ -77,6 +77,17 @@ def own_refs(client: FhirClient, user: str) -> set[str]:
 def owned_by(items: list[ReviewItem], owners: Collection[str] | None) -> list[ReviewItem]:
     """The items whose owner is one of `owners` (all of them when `owners` is None)."""
     return items if owners is None else [i for i in items if i.owner in owners]
+
+
+def reviews_owned_by(
+    client: FhirClient, owners: Collection[str] | None, *, priority: str | None = None
+) -> list[ReviewItem]:
+    """The open reviews (`open_reviews`, in its order) owned by one of `owners` (everyone's when
+    None); a single owner is asked of the server, several are picked out here."""
+    if owners is not None and not owners:
+        return []
+    single = next(iter(owners)) if owners is not None and len(owners) == 1 else None
+    return owned_by(open_reviews(client, owner=single, priority=priority), owners)
 
 
 def _deferral_codes(ruleset: CompiledRuleset) -> set[tuple[str, str]]:

@@ -20,6 +20,7 @@ from datetime import datetime
 import pytest
 
 from ips_screen import __version__
+from ips_screen.codes import DECLINE_REASON_SYSTEM
 from ips_screen.devtools.testserver import FhirTestServer, IndexUnreachable
 from ips_screen.engine import evaluate
 from ips_screen.fhir.client import FhirClient
@@ -36,6 +37,7 @@ from tests.helpers import (
     employment,
     facts_from,
     fit_note,
+    ips_codes,
     patient,
     ref,
 )
@@ -150,3 +152,70 @@ def load_proposed_patient(
             client.update(resource)
     task_id, sr_id = write_proposal(client, pid, resources, now=now)
     return Proposed(pid, resources, task_id, sr_id)
+
+
+EARLIER_DECLINER = "Practitioner/dr-old-decliner"  # Dr Alan Earlier
+
+
+def earlier_decline(client: FhirClient, pid: str) -> None:
+    """A proposal of 14 months ago declined ("not interested", with a note) by EARLIER_DECLINER."""
+    client.update(
+        {
+            "resourceType": "Practitioner",
+            "id": EARLIER_DECLINER.removeprefix("Practitioner/"),
+            "name": [{"prefix": ["Dr"], "given": ["Alan"], "family": "Earlier"}],
+        }
+    )
+    client.update(
+        {
+            "resourceType": "ServiceRequest",
+            "id": f"{pid}-old-sr",
+            "status": "revoked",
+            "intent": "proposal",
+            "code": ips_codes(),
+            "subject": {"reference": f"Patient/{pid}"},
+            "authoredOn": "2025-09-01",
+        }
+    )
+    client.update(
+        {
+            "resourceType": "Task",
+            "id": f"{pid}-old-task",
+            "status": "rejected",
+            "intent": "proposal",
+            "statusReason": {
+                "coding": [{"system": DECLINE_REASON_SYSTEM, "code": "not-interested"}],
+                "text": "Patient not interested in IPS at present",
+            },
+            "code": {
+                "coding": [
+                    {"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "approve"}
+                ]
+            },
+            "focus": {"reference": f"ServiceRequest/{pid}-old-sr"},
+            "for": {"reference": f"Patient/{pid}"},
+            "authoredOn": "2025-09-01T10:00:00+01:00",
+            "lastModified": "2025-09-20T11:00:00+01:00",
+            "note": [{"text": "Caring for a parent this year"}],
+        }
+    )
+    client.create(
+        {
+            "resourceType": "Provenance",
+            "target": [{"reference": f"Task/{pid}-old-task"}],
+            "recorded": "2025-09-20T11:00:00+01:00",
+            "agent": [
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                "code": "author",
+                            }
+                        ]
+                    },
+                    "who": {"reference": EARLIER_DECLINER},
+                }
+            ],
+        }
+    )

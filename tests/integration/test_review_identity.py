@@ -18,7 +18,6 @@ import pytest
 
 from ips_screen import __version__
 from ips_screen.cli.main import main
-from ips_screen.codes import DECLINE_REASON_SYSTEM
 from ips_screen.dates import LONDON
 from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.fhir.client import FhirClient
@@ -30,13 +29,14 @@ from ips_screen.writeback.ips_history import read_history
 from ips_screen.writeback.worklist import own_refs, owner_refs, review_counts
 from tests.fhir_support import (
     Proposed,
+    earlier_decline,
     load_proposed_patient,
     nhs_number_for,
     proposed_patient_records,
     unique_patient_id,
     write_proposal,
 )
-from tests.helpers import AS_OF, default_ruleset, ips_codes
+from tests.helpers import AS_OF, default_ruleset
 from tests.support.cds import PASSWORD, SECRET_ENV, users_file
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
@@ -47,7 +47,6 @@ pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=LONDON)
 RULESET = default_ruleset()
-DR_OLD = "Practitioner/dr-old-decliner"
 
 
 def shown(number: str) -> str:
@@ -64,70 +63,6 @@ def name_the_gp(client: FhirClient, pid: str, family: str) -> str:
         }
     )
     return f"Practitioner/gp-{pid}"
-
-
-def earlier_decline(client: FhirClient, pid: str) -> None:
-    """A proposal of 14 months ago declined ("not interested", with a note) by DR_OLD."""
-    client.update(
-        {
-            "resourceType": "Practitioner",
-            "id": DR_OLD.removeprefix("Practitioner/"),
-            "name": [{"prefix": ["Dr"], "given": ["Alan"], "family": "Earlier"}],
-        }
-    )
-    client.update(
-        {
-            "resourceType": "ServiceRequest",
-            "id": f"{pid}-old-sr",
-            "status": "revoked",
-            "intent": "proposal",
-            "code": ips_codes(),
-            "subject": {"reference": f"Patient/{pid}"},
-            "authoredOn": "2025-09-01",
-        }
-    )
-    client.update(
-        {
-            "resourceType": "Task",
-            "id": f"{pid}-old-task",
-            "status": "rejected",
-            "intent": "proposal",
-            "statusReason": {
-                "coding": [{"system": DECLINE_REASON_SYSTEM, "code": "not-interested"}],
-                "text": "Patient not interested in IPS at present",
-            },
-            "code": {
-                "coding": [
-                    {"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "approve"}
-                ]
-            },
-            "focus": {"reference": f"ServiceRequest/{pid}-old-sr"},
-            "for": {"reference": f"Patient/{pid}"},
-            "authoredOn": "2025-09-01T10:00:00+01:00",
-            "lastModified": "2025-09-20T11:00:00+01:00",
-            "note": [{"text": "Caring for a parent this year"}],
-        }
-    )
-    client.create(
-        {
-            "resourceType": "Provenance",
-            "target": [{"reference": f"Task/{pid}-old-task"}],
-            "recorded": "2025-09-20T11:00:00+01:00",
-            "agent": [
-                {
-                    "type": {
-                        "coding": [
-                            {
-                                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                                "code": "author",
-                            }
-                        ]
-                    },
-                    "who": {"reference": DR_OLD},
-                }
-            ],
-        }
-    )
 
 
 def patient_with_history(client: FhirClient) -> Proposed:

@@ -1,6 +1,6 @@
 """`ips-screen review`: list, show, accept or decline IPS proposals on the practice's FHIR server.
 
-    review list [--owner REF] [--priority early|routine] [--json]
+    review list [--owner NAME] [--find TEXT] [--priority early|routine] [--json]
     review show TASK [--json]
     review accept TASK --by Practitioner/ID
     review decline TASK --by Practitioner/ID --reason CODE [--note TEXT]
@@ -65,8 +65,15 @@ def add_review_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     actions = parser.add_subparsers(dest="review_command", required=True, metavar="ACTION")
 
-    listing = actions.add_parser("list", help="open reviews, newest first")
-    listing.add_argument("--owner", metavar="REF", help="only Tasks owned by REF (Type/id)")
+    listing = actions.add_parser("list", help="open reviews, early first, then oldest first")
+    listing.add_argument(
+        "--owner",
+        metavar="NAME",
+        help="only Tasks owned by this clinician or team (a name, or Type/id)",
+    )
+    listing.add_argument(
+        "--find", metavar="TEXT", help="only patients with this name or NHS number"
+    )
     listing.add_argument("--priority", choices=["early", "routine"], help="only this priority")
     listing.add_argument("--json", action="store_true", help="print the reviews as JSON")
 
@@ -107,7 +114,7 @@ def add_review_parser(subparsers: argparse._SubParsersAction) -> None:
         action.add_argument(
             "--server", metavar="URL", help=f"FHIR base URL (default ${SERVER_ENV})"
         )
-        if action in (show, accept, decline):
+        if action in (listing, show, accept, decline):
             action.add_argument("--rules", help="ruleset file (default: the built-in one)")
         add_server_args(action, patient_ids=False)
 
@@ -128,18 +135,28 @@ def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     now = datetime.now(tz=LONDON)
     with _client(args, environ) as client:
         if args.review_command == "list":
-            items = review.open_reviews(client, owner=args.owner, priority=args.priority)
-            if args.json:
-                _print_json([asdict(i) for i in items])
-            else:
-                print(format_list(items))
+            _list(client, args, now)
         elif args.review_command == "show":
+            from ips_screen.cli.review_views import history_lines, identity_lines
+            from ips_screen.writeback.ips_history import read_history
+            from ips_screen.writeback.patient_identity import read_identities
+
             ruleset = load_ruleset(args.rules)
             detail = review.review_detail(client, args.task, ruleset=ruleset)
+            patient = detail.item.patient or ""
+            identity = read_identities(client, [patient], now.date()).get(patient)
+            history = read_history(client, patient, ruleset, now.date())
             if args.json:
-                _print_json(asdict(detail))
+                _print_json(
+                    {
+                        **asdict(detail),
+                        "identity": asdict(identity) if identity else None,
+                        "history": [asdict(e) for e in history.entries],
+                    }
+                )
             else:
-                print(format_detail(detail, ruleset))
+                lines = [*identity_lines(identity), "", format_detail(detail, ruleset)]
+                print("\n".join([*lines, "", *history_lines(history, ruleset)]))
         elif args.review_command == "accept":
             ruleset = load_ruleset(args.rules)
             done = review.accept(
@@ -181,32 +198,42 @@ def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
+def _list(client: FhirClient, args: argparse.Namespace, now: datetime) -> None:
+    """`review list`: the open reviews in the worklist's order with who each patient is, the
+    owner given by name (or Type/id), found by name or NHS number, and the counts."""
+    from ips_screen.cli.review_views import format_worklist
+    from ips_screen.ruleset.loader import load_ruleset
+    from ips_screen.writeback.patient_identity import read_identities
+    from ips_screen.writeback.worklist import owner_refs, review_counts, reviews_owned_by
+
+    owners = owner_refs(client, args.owner) if args.owner else None
+    if owners is not None and not owners:
+        raise UserError(f"no clinician, team or practice is called {args.owner!r}")
+    items = reviews_owned_by(client, owners, priority=args.priority)
+    identities = read_identities(client, [i.patient for i in items], now.date())
+    if args.find:
+        items = [
+            i
+            for i in items
+            if (i.patient or "") in identities and identities[i.patient or ""].matches(args.find)
+        ]
+    if args.json:
+        _print_json(
+            [
+                {
+                    **asdict(i),
+                    "identity": asdict(identities[i.patient]) if i.patient in identities else None,
+                }
+                for i in items
+            ]
+        )
+        return
+    counts = review_counts(client, items, load_ruleset(args.rules), now.date(), owners=owners)
+    print(format_worklist(items, identities, counts))
+
+
 def _print_json(value: object) -> None:
     print(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
-
-
-def format_list(items: list[review.ReviewItem]) -> str:
-    """An aligned table (task, authored date, patient, priority, reason) and a count line."""
-    if not items:
-        return "No open reviews."
-    rows = [("TASK", "AUTHORED", "PATIENT", "PRIORITY", "REASON")]
-    rows += [
-        (
-            f"Task/{i.task_id}",
-            (i.authored or "")[:10] or "-",
-            i.patient or "-",
-            i.priority or "-",
-            i.reason,
-        )
-        for i in items
-    ]
-    widths = [max(len(row[n]) for row in rows) for n in range(4)]
-    lines = [
-        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[4]])
-        for row in rows
-    ]
-    noun = "review" if len(items) == 1 else "reviews"
-    return "\n".join([*(line.rstrip() for line in lines), f"{len(items)} open {noun}"])
 
 
 def _config_weeks(path: str | None) -> int:

@@ -43,6 +43,7 @@ from ips_screen.proposals.text import clinician_note, patient_explanation
 from ips_screen.ruleset.loader import CompiledRuleset, walk_criteria
 from ips_screen.ruleset.model import ReferralOpen
 from ips_screen.service.card_detail import detail_markdown
+from ips_screen.service.card_history import history_markdown
 from ips_screen.writeback.sweep import is_review_task
 
 Resource = dict
@@ -230,8 +231,10 @@ def build_card(
     decision: Decision | None,
     pending: Pending | None,
     review_url: str | None,
+    today: date | None = None,
 ) -> CardResult:
-    """The card for a pending proposal (when given), else for a live `propose` decision."""
+    """The card for a pending proposal (when given), else for a live `propose` decision; with
+    `today`, the detail opens with the patient's IPS history in one line, when there is any."""
     words = card_words(ruleset)
     if pending is not None:
         sr, task_id = pending.proposal, pending.task["id"]
@@ -262,9 +265,8 @@ def build_card(
     card: dict = {
         "uuid": uuid,
         "summary": summary,
-        "detail": detail_markdown(
-            note, supporting, resources, ruleset, pending=task_id is not None
-        ),
+        "detail": history_markdown(resources.values(), ruleset, today)
+        + detail_markdown(note, supporting, resources, ruleset, pending=task_id is not None),
         "indicator": "info",
         "source": {"label": f"ips-screen {__version__} ({ruleset.id}@{ruleset.version})"},
         "suggestions": [

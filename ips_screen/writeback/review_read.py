@@ -170,8 +170,9 @@ def _instant(value: str | None) -> datetime:
 def open_reviews(
     client: FhirClient, *, owner: str | None = None, priority: str | None = None
 ) -> list[ReviewItem]:
-    """Requested approve Tasks on IPS proposals, newest first (authoredOn desc, then id); a Task
-    whose `for` is not its proposal's subject (`review_subject`) is left out, with a warning."""
+    """Requested approve Tasks on IPS proposals in `work_order` (early first, then oldest
+    waiting first: authoredOn, then id); a Task whose `for` is not its proposal's subject
+    (`review_subject`) is left out, with a warning."""
     params = [("code", f"{TASK_CODE_SYSTEM}|approve"), ("status", "requested")]
     if owner:
         params.append(("owner", owner))
@@ -204,9 +205,14 @@ def open_reviews(
         item = _item(task, sr)
         if priority is None or item.priority == priority:
             items.append(item)
-    items.sort(key=lambda i: i.task_id)
-    items.sort(key=lambda i: _instant(i.authored), reverse=True)
+    items.sort(key=work_order)
     return items
+
+
+def work_order(item: ReviewItem) -> tuple[int, datetime, str]:
+    """The worklist's order: priority (early, routine, none), then oldest waiting first."""
+    rank = {"early": 0, "routine": 1}.get(item.priority or "", 2)
+    return rank, _instant(item.authored), item.task_id
 
 
 class NotThisReview(UserError):

@@ -125,8 +125,12 @@ def test_sign_in_decline_and_accept_proposals(
     assert focused.get_attribute("id") == "sign-in", "Tab from the password goes to Sign in"
     focused.send_keys(Keys.ENTER)
 
-    # The worklist shows both proposals, each with a link to its task page.
+    # The worklist opens on the clinician's own patients (none here): switch to the whole
+    # practice, which the list then keeps (e.g. after a decision).
     wait.until(ec.url_matches(r"/review/?$"))
+    wait.until(ec.visibility_of_element_located((By.ID, "empty")))
+    browser.find_element(By.ID, "scope-all").click()
+    wait.until(ec.url_contains("scope=all"))
     wait.until(lambda b: len(rows(b)) == 2)
     listed = rows(browser)
     assert set(listed) == {first.task_id, second.task_id}

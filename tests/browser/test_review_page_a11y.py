@@ -36,8 +36,7 @@ from tests.support.browser_checks import (
     emulate_width,
     focus_indicator,
     horizontal_overflow,
-    readme_images_dir,
-    screenshot,
+    readme_image,
 )
 from tests.support.review_browser import NOW, PASSWORD, USERNAME, WAIT, rows
 
@@ -105,8 +104,7 @@ def test_every_review_page_state_passes_axe_and_reflows(
     open_task(browser, review_url, first.task_id)
     wait.until(ec.element_to_be_clickable((By.ID, "accept")))
     checks.check("task")
-    if (folder := readme_images_dir()) is not None:
-        screenshot(browser, folder / "review-page.png", max_height=900, scale=0.75)
+    readme_image(browser, "review-page", 1000)
 
     # The server's answer to a decline without a reason (the browser's own check removed).
     browser.execute_script("document.getElementById('reason').removeAttribute('required')")

@@ -30,6 +30,8 @@ DESKTOP = 1280
 PHONE = 375
 NARROWEST = 320  # WCAG 1.4.10 Reflow: 320 CSS pixels wide, no scrolling in two directions
 PHONE_HEIGHT = 720
+README_WIDTH = 1000  # CSS pixels: the README's images show pages this wide, scaled down by
+README_SCALE = 0.8  # this (small PNGs that still read well)
 SCRIPT_TIMEOUT = 60  # seconds for one axe run
 
 
@@ -61,15 +63,28 @@ def screenshot(
     path.write_bytes(base64.b64decode(shot["data"]))
 
 
-def emulate_width(browser: Chrome, width: int | None) -> None:
-    """Lay the page out as a phone `width` CSS pixels wide (a mobile viewport that honours the
-    page's meta viewport), or as the desktop window again with None."""
+def readme_image(browser: Chrome, name: str, max_height: int) -> None:
+    """docs/images/<name>.png from the page shown (its top `max_height` CSS pixels at
+    README_WIDTH, scaled down), when the run refreshes the README's images; else nothing."""
+    folder = readme_images_dir()
+    if folder is None:
+        return
+    emulate_width(browser, README_WIDTH, mobile=False)
+    try:
+        screenshot(browser, folder / f"{name}.png", max_height=max_height, scale=README_SCALE)
+    finally:
+        emulate_width(browser, None)
+
+
+def emulate_width(browser: Chrome, width: int | None, *, mobile: bool = True) -> None:
+    """Lay the page out `width` CSS pixels wide, as a phone (a mobile viewport that honours the
+    page's meta viewport) unless `mobile` is false, or as the desktop window again with None."""
     if width is None:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         return
     browser.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride",
-        {"width": width, "height": PHONE_HEIGHT, "deviceScaleFactor": 1, "mobile": True},
+        {"width": width, "height": PHONE_HEIGHT, "deviceScaleFactor": 1, "mobile": mobile},
     )
 
 
@@ -168,21 +183,23 @@ class PageChecks:
     checked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
-    def check(self, name: str) -> None:
-        """axe at desktop width and at 320 px, no horizontal scroll at 375 and 320 px, and the
-        screenshots `<name>-1280.png` and `<name>-375.png`."""
+    def check(self, name: str, *, axe: bool = True, reflow: bool = True) -> None:
+        """axe at desktop width and at 320 px (unless `axe` is false), no horizontal scroll at
+        375 and 320 px (unless `reflow` is false), and the screenshots `<name>-1280.png` and
+        `<name>-375.png`."""
         browser = self.browser
         self.checked.append(name)
         try:
-            self._problems(name, "1280px", axe_violations(browser, self.axe_js))
+            if axe:
+                self._problems(name, "1280px", axe_violations(browser, self.axe_js))
             screenshot(browser, self.folder / f"{name}-{DESKTOP}.png")
             for width in (PHONE, NARROWEST):
                 emulate_width(browser, width)
-                overflow = horizontal_overflow(browser)
+                overflow = horizontal_overflow(browser) if reflow else None
                 self._problems(name, f"{width}px", [overflow] if overflow else [])
                 if width == PHONE:
                     screenshot(browser, self.folder / f"{name}-{PHONE}.png")
-                else:
+                elif axe:
                     self._problems(name, f"{width}px", axe_violations(browser, self.axe_js))
         finally:
             emulate_width(browser, None)

@@ -31,6 +31,7 @@ from tests.fhir_support import load_proposed_patient, strict_client
 from tests.support.browser_checks import (
     NARROWEST,
     PageChecks,
+    accessibility_tree,
     active_name,
     axe_violations,
     emulate_width,
@@ -96,6 +97,23 @@ def test_every_review_page_state_passes_axe_and_reflows(
     browser.get(f"{review_url}/review/")
     wait.until(lambda b: len(rows(b)) == 3)
     checks.check("worklist")
+    # Reflowed into cards at 320 px, it is still a table to a screen reader, and a cell's name is
+    # its value (the column header names it; the visible label is not read twice).
+    columns = [
+        (th.get_attribute("textContent") or "").strip()
+        for th in browser.find_elements(By.CSS_SELECTOR, "table#worklist thead th")
+    ]
+    emulate_width(browser, NARROWEST)
+    try:
+        tree = accessibility_tree(browser)
+    finally:
+        emulate_width(browser, None)
+    roles = [role for role, _ in tree]
+    assert "table" in roles and roles.count("columnheader") == len(columns), roles
+    cells = [name for role, name in tree if role == "cell"]
+    assert len(cells) == 3 * len(columns), cells
+    named_twice = [c for i, c in enumerate(cells) if c.startswith(columns[i % len(columns)] + " ")]
+    assert not named_twice, cells
 
     browser.get(f"{review_url}/review/?owner=not-a-reference")
     wait.until(ec.visibility_of_element_located((By.ID, "filter-error")))

@@ -2,7 +2,8 @@
 
 - axe-core (from the npm registry, fetched by scripts/browser-deps into .cache/axe/) injected with
   execute_script and run at WCAG 2.2 AA: no violations;
-- at 320 CSS pixels wide (emulated phone), no horizontal scroll;
+- at 375 and 320 CSS pixels wide (emulated phone), no horizontal scroll; every cell of a table
+  that reflows into cards (table.reflow) has the data-label that names it there;
 - full-page screenshots at 1280 and 375 pixels wide into a folder for review (`screenshot_dir`:
   $IPS_SCREEN_SCREENSHOTS, or out/screenshots/, ignored by git);
 - keyboard focus: the element that has it shows a visible focus indicator.
@@ -116,6 +117,19 @@ def horizontal_overflow(browser: Chrome) -> str | None:
     )
 
 
+def unlabelled_cells(browser: Chrome) -> list[str]:
+    """Cells of a table.reflow without the data-label that names them once the table is shown
+    as cards on a narrow screen (base.html.j2), as a problem line each (at most a few)."""
+    found = browser.execute_script(
+        """
+        return Array.from(document.querySelectorAll('table.reflow td:not([data-label])'))
+          .map(td => (td.closest('table').id || 'table') + ' row ' + td.parentElement.rowIndex
+                     + ' cell ' + (td.cellIndex + 1));
+        """
+    )
+    return [f"{cell} has no data-label" for cell in found[:5]]
+
+
 def axe_violations(browser: Chrome, axe_js: str) -> list[str]:
     """axe-core's WCAG 2.2 AA violations on the page, one line per rule and element."""
     browser.set_script_timeout(SCRIPT_TIMEOUT)
@@ -140,6 +154,16 @@ def axe_violations(browser: Chrome, axe_js: str) -> list[str]:
         f"{v['id']} ({v['impact']}: {v['help']}) at {node}"
         for v in result["violations"]
         for node in v["nodes"]
+    ]
+
+
+def accessibility_tree(browser: Chrome) -> list[tuple[str, str]]:
+    """Chromium's accessibility tree of the page, as (role, name) of each node it exposes."""
+    tree = browser.execute_cdp_cmd("Accessibility.getFullAXTree", {})
+    return [
+        (node.get("role", {}).get("value", ""), node.get("name", {}).get("value", ""))
+        for node in tree["nodes"]
+        if not node.get("ignored")
     ]
 
 
@@ -192,6 +216,7 @@ class PageChecks:
         try:
             if axe:
                 self._problems(name, "1280px", axe_violations(browser, self.axe_js))
+            self._problems(name, "1280px", unlabelled_cells(browser))
             screenshot(browser, self.folder / f"{name}-{DESKTOP}.png")
             for width in (PHONE, NARROWEST):
                 emulate_width(browser, width)

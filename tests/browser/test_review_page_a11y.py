@@ -1,8 +1,9 @@
 """Accessibility of the review page, checked in a real browser rather than assumed.
 
-Every state the page can show (sign-in, sign-in error, empty and full worklist, a filter error,
-a task, a decline without a reason, after decline and after accept, a decided task, a change by
-someone else (409), a proposal decided meanwhile, review not found) is checked by
+Every state the page can show (sign-in, sign-in error, an expired form (403), empty and full
+worklist, a filter error, a task, a decline without a reason, after decline and after accept, a
+decided task, a change by someone else (409), a proposal decided meanwhile, review not found) is
+checked by
 tests/support/browser_checks.py: axe-core at WCAG 2.2 AA finds no violation at 1280 and 320 px
 wide, the page does not scroll sideways at 375 and 320 px, and screenshots at 1280 and 375 px go
 to out/screenshots/ (or $IPS_SCREEN_SCREENSHOTS) for review. A keyboard test tabs through a task
@@ -86,6 +87,13 @@ def test_every_review_page_state_passes_axe_and_reflows(
     sign_in(browser, review_url, password="not the password")
     wait.until(ec.visibility_of_element_located((By.ID, "login-error")))
     checks.check("sign-in-error")
+
+    # A form whose CSRF token does not match the session: 403, the error page without a user.
+    browser.execute_script("document.querySelector('input[name=csrf_token]').value = 'stale'")
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.ID, "sign-in").click()
+    wait.until(ec.visibility_of_element_located((By.ID, "error-message")))
+    checks.check("form-expired")
 
     sign_in(browser, review_url)
     wait.until(ec.visibility_of_element_located((By.ID, "empty")))

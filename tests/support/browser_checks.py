@@ -209,8 +209,8 @@ class PageChecks:
 
     def check(self, name: str, *, axe: bool = True, reflow: bool = True) -> None:
         """axe at desktop width and at 320 px (unless `axe` is false), no horizontal scroll at
-        375 and 320 px (unless `reflow` is false), and the screenshots `<name>-1280.png` and
-        `<name>-375.png`."""
+        375 and 320 px (unless `reflow` is false: then nothing at 320 px), and the screenshots
+        `<name>-1280.png` and `<name>-375.png`."""
         browser = self.browser
         self.checked.append(name)
         try:
@@ -218,7 +218,7 @@ class PageChecks:
                 self._problems(name, "1280px", axe_violations(browser, self.axe_js))
             self._problems(name, "1280px", unlabelled_cells(browser))
             screenshot(browser, self.folder / f"{name}-{DESKTOP}.png")
-            for width in (PHONE, NARROWEST):
+            for width in (PHONE, NARROWEST) if reflow else (PHONE,):
                 emulate_width(browser, width)
                 overflow = horizontal_overflow(browser) if reflow else None
                 self._problems(name, f"{width}px", [overflow] if overflow else [])

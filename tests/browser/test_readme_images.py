@@ -10,7 +10,6 @@ fixture patients.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,8 +32,8 @@ AS_OF = "2026-11-26"
 
 
 @pytest.fixture
-def checks(browser: Chrome, axe_js: str) -> Iterator[PageChecks]:
-    yield PageChecks(browser, axe_js)
+def checks(browser: Chrome, axe_js: str) -> PageChecks:
+    return PageChecks(browser, axe_js)
 
 
 def test_the_cds_card_reads_as_an_ehr_shows_it(

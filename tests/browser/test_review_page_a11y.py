@@ -15,7 +15,6 @@ tests' FHIR server, and the next test expects to see only its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
@@ -51,9 +50,15 @@ MAX_TABS = 40
 
 
 @pytest.fixture
-def checks(browser: Chrome, axe_js: str) -> Iterator[PageChecks]:
-    browser.execute_cdp_cmd("Network.clearBrowserCookies", {})  # cookies ignore the port
-    yield PageChecks(browser, axe_js)
+def signed_out(browser: Chrome) -> Chrome:
+    """The shared browser with no session from an earlier test (cookies ignore the port)."""
+    browser.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    return browser
+
+
+@pytest.fixture
+def checks(signed_out: Chrome, axe_js: str) -> PageChecks:
+    return PageChecks(signed_out, axe_js)
 
 
 def sign_in(browser: Chrome, review_url: str, password: str = PASSWORD) -> None:
@@ -190,8 +195,9 @@ def test_every_review_page_state_passes_axe_and_reflows(
 
 
 def test_keyboard_reaches_the_decision_controls_in_order_with_visible_focus(
-    browser: Chrome, review_url: str, browser_fhir_client: FhirClient, checks: PageChecks
+    signed_out: Chrome, review_url: str, browser_fhir_client: FhirClient
 ) -> None:
+    browser = signed_out
     proposed = load_proposed_patient(browser_fhir_client, "a11y-kb", now=NOW)
     try:
         sign_in(browser, review_url)

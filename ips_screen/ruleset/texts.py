@@ -7,9 +7,13 @@ these; nothing else words a reason, flag, category or title.
 
 from __future__ import annotations
 
-from pydantic import Field
+from string import Formatter
+
+from pydantic import Field, field_validator
 
 from ips_screen.kinds.base import Id, Strict
+
+_RECORD_FIELDS = frozenset({"category", "date"})
 
 
 class Texts(Strict):
@@ -57,6 +61,13 @@ class Texts(Strict):
     supporting_title: str = Field(
         "Linked records", description="the card's heading for the records in supportingInfo"
     )
+    supporting_record: str = Field(
+        "{category}, {date}",
+        description="one supporting record in plain words (review, review page, card): "
+        "'{category}' is its category's words, '{date}' its day, e.g. 'Fit note: {category}, "
+        "{date}'",
+    )
+    undated: str = Field("date not recorded", description="'{date}' of an undated record")
     card_notes: list[str] = Field(
         default_factory=list, description="markdown paragraphs that close the card's detail"
     )
@@ -94,3 +105,15 @@ class Texts(Strict):
     categories: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="codelist name -> category -> plain words"
     )
+
+    @field_validator("supporting_record")
+    @classmethod
+    def _record_fields(cls, value: str) -> str:
+        try:
+            names = {name for _, name, _, _ in Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"not a valid template: {exc}") from None
+        unknown = sorted(names - _RECORD_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown fields {unknown}: use {{category}} and {{date}}")
+        return value

@@ -1,7 +1,8 @@
 """What the browser tests check on every page they show, with one Chromium session:
 
 - axe-core (from the npm registry, fetched by scripts/browser-deps into .cache/axe/) injected with
-  execute_script and run at WCAG 2.2 AA: no violations;
+  execute_script and run at WCAG 2.2 AA: no violations. WebDriver runs it through Chromium's
+  DevTools protocol, so the review page's Content-Security-Policy (no scripts) stays as served;
 - at 375 and 320 CSS pixels wide (emulated phone), no horizontal scroll; every cell of a table
   that reflows into cards (table.reflow) has the data-label that names it there;
 - full-page screenshots at 1280 and 375 pixels wide into a folder for review (`screenshot_dir`:

@@ -43,12 +43,21 @@ from ips_screen.fhir.connection_keys import (
     upgrade_practice_keys,
 )
 from ips_screen.secret_values import env_name_problem, secret_kind
+from ips_screen.writeback.referral_config import ReferralConfig
 
 _SECRET_KEY = re.compile(r"(^|_)(token|secret|password|passwd|passphrase|api_?key|credentials?)$")
 _NAMED_SECRETS = frozenset({"token_env", "token_url", "private_key_file"})  # names, not secrets
 _ENV_NAME_KEYS = frozenset({"token_env", "client_id_env"})  # hold the NAME of a variable
 _NOT_SECRETS = frozenset({"client_id", "kid"})  # identifiers, however random they look
-_SECTIONS = ("source", "fhir", "export", "screen", "output", "auth")  # "auth": the 0.1 name
+_SECTIONS = (
+    "source",
+    "fhir",
+    "export",
+    "screen",
+    "output",
+    "referral",
+    "auth",
+)  # "auth": the 0.1 name
 _TABLES = frozenset({*((name,) for name in _SECTIONS), ("fhir", "auth")})
 
 
@@ -174,6 +183,7 @@ class PracticeConfig(_Section):
     export: ExportConfig = ExportConfig()
     screen: ScreenConfig = ScreenConfig()
     output: OutputConfig
+    referral: ReferralConfig | None = None  # where accepted proposals' orders go (review accept)
 
     @model_validator(mode="after")
     def _server_connection(self) -> PracticeConfig:
@@ -294,8 +304,9 @@ def describe_settings() -> list[tuple[str, str]]:
     sections: list[tuple[str, type[BaseModel]]] = [
         (name, info.annotation)  # type: ignore[misc]
         for name, info in PracticeConfig.model_fields.items()
-        if name != "fhir"
+        if name not in ("fhir", "referral")
     ]
+    sections.append(("referral", ReferralConfig))
     sections.insert(1, ("fhir", FhirConnection))
     sections[2:2] = [("fhir.auth", m) for m in (BearerAuthSettings, SmartAuthSettings)]
     out: dict[str, str] = {}

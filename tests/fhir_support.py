@@ -38,6 +38,7 @@ from tests.helpers import (
     patient,
     ref,
 )
+from tests.support.people import IPS_SERVICE, ips_service, practitioner
 
 
 @contextlib.contextmanager
@@ -127,3 +128,11 @@ def load_proposed_patient(
             client.update(resource)
     task_id, sr_id = write_proposal(client, pid, resources, now=now)
     return Proposed(pid, resources, task_id, sr_id)
+
+
+def put_people(client: FhirClient, *clinicians: str, service: str = IPS_SERVICE) -> None:
+    """PUT the clinicians (Practitioner/<id>, each "Dr A Smith") and the IPS service, so a
+    decision's `by` and the order's performer resolve on the server."""
+    for clinician in clinicians:
+        client.update(practitioner(clinician))
+    client.update(ips_service(service))

@@ -102,7 +102,8 @@ def _instant(value: object) -> datetime | None:
 
 
 def _decider(client: FhirClient, task: Resource) -> tuple[str | None, datetime | None]:
-    """(the author of the latest Provenance targeting the Task, when it was recorded); else the
+    """(the clinician author of the latest Provenance targeting the Task, when it was recorded)
+    (the screen's own Provenance, authored by the tool's Device, does not count); else the
     latest note's author and the Task's lastModified."""
     tid = f"Task/{task['id']}"
     latest: tuple[datetime, str] | None = None
@@ -114,9 +115,10 @@ def _decider(client: FhirClient, task: Resource) -> tuple[str | None, datetime |
         when = _instant(prov.get("recorded"))
         author = next(
             (
-                reference_to(a.get("who"))
+                who
                 for a in prov.get("agent") or ()
                 if any(c.get("code") == "author" for c in (a.get("type") or {}).get("coding", ()))
+                and (who := reference_to(a.get("who")) or "").startswith("Practitioner")
             ),
             None,
         )

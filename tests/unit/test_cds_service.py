@@ -141,7 +141,10 @@ def test_propose_patient_gets_a_card_from_prefetch_alone(client: TestClient, ehr
         {"label": "Review in ips-screen", "url": f"{PUBLIC}/review/", "type": "absolute"}
     ]
     (suggestion,) = card["suggestions"]
-    assert (suggestion["label"], suggestion["isRecommended"]) == ("Refer to IPS", True)
+    assert (suggestion["label"], suggestion["isRecommended"]) == (
+        "Patient agrees: refer to IPS",
+        True,
+    )
     (action,) = suggestion["actions"]
     order = action["resource"]
     assert (action["type"], order["intent"], order["status"]) == ("create", "order", "draft")

@@ -28,12 +28,13 @@ from ips_screen.service.app import create_app
 from ips_screen.service.config import parse_config
 from ips_screen.service.sessions import COOKIE as SESSION_COOKIE
 from ips_screen.writeback import review
-from tests.fhir_support import load_proposed_patient, running_test_server
+from tests.fhir_support import load_proposed_patient, put_people, running_test_server
 from tests.support.cds import (
     PASSWORD,
     SECRET_ENV,
     users_file,
 )
+from tests.support.people import IPS_SERVICE, IPS_SERVICE_NAME
 
 DECLINE_REASONS = load_ruleset().model.proposal.decline_reasons
 
@@ -148,6 +149,7 @@ def page_config(tmp_path: Path, base_url: str, **review_page: Any) -> Any:
             },
             "review_page": page,
             "state_dir": str(tmp_path / "serve-state"),
+            "referral": {"ips_service": IPS_SERVICE},
         }
     )
 
@@ -180,6 +182,8 @@ def signed_in(app_for, fhir_server: FhirTestServer) -> TestClient:
 @pytest.fixture
 def propose(fhir: FhirClient) -> Callable[..., tuple[str, str, str]]:
     """Load a patient and the proposal the screen writes; (patient id, Task id, proposal id)."""
+
+    put_people(fhir, DR)
 
     def make(employed_since: str = "2026-06-01") -> tuple[str, str, str]:
         proposed = load_proposed_patient(fhir, "pg", now=NOW, employed_since=employed_since)
@@ -487,10 +491,12 @@ def test_task_page_shows_the_evidence_and_both_forms(signed_in: TestClient, prop
 def test_accept_through_the_page(signed_in: TestClient, propose, fhir: FhirClient):
     _, task_id, sr_id = propose()
     token = csrf_of(signed_in.get(f"/review/task/{task_id}").text)
-    response = signed_in.post(f"/review/task/{task_id}/accept", data={"csrf_token": token})
+    agreed = {"csrf_token": token, "patient_agreed": "yes"}
+    response = signed_in.post(f"/review/task/{task_id}/accept", data=agreed)
     assert response.status_code == 303 and response.headers["location"] == "/review/"
     worklist = parse(signed_in.get("/review/").text)
-    assert worklist.text["flash"].startswith(f"Accepted Task/{task_id}: created ServiceRequest/")
+    assert worklist.text["flash"].startswith(f"Accepted Task/{task_id}: referral ServiceRequest/")
+    assert f"(urgent) to {IPS_SERVICE_NAME}" in worklist.text["flash"]
     assert task_id not in [r["data-task"] for r in tags(worklist, "tr") if "data-task" in r]
     assert fhir.read("Task", task_id)[0]["status"] == "completed"
     (order,) = [
@@ -499,10 +505,17 @@ def test_accept_through_the_page(signed_in: TestClient, propose, fhir: FhirClien
         if r["resourceType"] == "ServiceRequest"
     ]
     assert order["requester"] == {"reference": DR}
+    assert order["performer"] == [{"reference": IPS_SERVICE}]
 
-    again = signed_in.post(f"/review/task/{task_id}/accept", data={"csrf_token": token})
-    assert again.status_code == 303
-    assert "already completed" in parse(signed_in.get("/review/").text).text["flash"]
+    # Accepting again: who did what and when, as a warning (409), never as success.
+    again = signed_in.post(f"/review/task/{task_id}/accept", data=agreed)
+    assert again.status_code == 409
+    page = parse(again.text)
+    warning = one(page, id="already-decided")
+    assert warning["class"] == "warning" and warning["role"] == "alert"
+    assert "Dr A Smith accepted this on 26 November 2026 at 09:30." in page.text["already-decided"]
+    assert not tags(page, "p", id="flash")
+    assert "flash" not in parse(signed_in.get("/review/").text).text
     assert fhir.read("Task", task_id)[0]["status"] == "completed"
 
 
@@ -513,12 +526,12 @@ def test_decline_through_the_page(signed_in: TestClient, propose, fhir: FhirClie
     path = f"/review/task/{task_id}/decline"
     missing_note = signed_in.post(path, data={"csrf_token": token, "reason": "other"})
     assert missing_note.status_code == 400
-    one(parse(missing_note.text), id="form-error")
+    one(parse(missing_note.text), id="error-summary")
     bad_reason = signed_in.post(path, data={"csrf_token": token, "reason": "bored"})
     assert bad_reason.status_code == 400
     no_reason = signed_in.post(path, data={"csrf_token": token, "reason": ""})
     assert no_reason.status_code == 400
-    assert "Choose a reason" in parse(no_reason.text).text["form-error"]
+    assert "Choose a reason" in parse(no_reason.text).text["error-summary"]
     assert fhir.read("Task", task_id)[0]["status"] == "requested"
 
     data = {"csrf_token": token, "reason": "not-interested", "note": "Happy volunteering."}
@@ -528,8 +541,8 @@ def test_decline_through_the_page(signed_in: TestClient, propose, fhir: FhirClie
         parse(signed_in.get("/review/").text)
         .text["flash"]
         .startswith(
-            f"Declined Task/{task_id} (Patient not interested in IPS at present): the proposal "
-            "is revoked: not suggested again for 12 months."
+            f"Declined Task/{task_id} (Patient not interested in IPS at present): not suggested "
+            "again for 12 months, until 26 November 2027."
         )
     )
     task = fhir.read("Task", task_id)[0]
@@ -557,7 +570,8 @@ def test_a_task_for_another_patient_than_its_proposal_is_refused(
     assert stray["id"] not in signed_in.get("/review/").text
     assert signed_in.get(f"/review/task/{stray['id']}").status_code == 404
     path = f"/review/task/{stray['id']}"
-    assert signed_in.post(f"{path}/accept", data={"csrf_token": token}).status_code == 404
+    agreed = {"csrf_token": token, "patient_agreed": "yes"}
+    assert signed_in.post(f"{path}/accept", data=agreed).status_code == 404
     decline = {"csrf_token": token, "reason": "not-now"}
     assert signed_in.post(f"{path}/decline", data=decline).status_code == 404
     refused = f"Task/{stray['id']} is not for the Patient of ServiceRequest/{sr_id}"
@@ -597,7 +611,8 @@ def test_a_concurrent_change_is_a_409_page_and_changes_nothing(
         return loaded
 
     monkeypatch.setattr(review, "load_review", load_then_someone_else_edits)
-    response = signed_in.post(f"/review/task/{task_id}/accept", data={"csrf_token": token})
+    agreed = {"csrf_token": token, "patient_agreed": "yes"}
+    response = signed_in.post(f"/review/task/{task_id}/accept", data=agreed)
     assert response.status_code == 409
     page = parse(response.text)
     assert "someone else" in page.text["conflict"].lower()

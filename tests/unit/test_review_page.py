@@ -745,3 +745,80 @@ def test_example_config_is_valid():
     assert config.endpoint("/cds-services/ips-screen") == (
         "https://ips.practice.example/cds-services/ips-screen"
     )
+
+
+# --------------------------------------------------------------------------- forms in error
+
+
+def error_pattern(response, fields: dict[str, str]) -> _Page:
+    """The NHS error pattern: 400, "Error: " first in the title, a summary (role=alert) linking
+    to each field in error, the message beside the field, aria-invalid on it; no `required`
+    attribute anywhere (the server checks, not the browser's bubble)."""
+    assert response.status_code == 400
+    check_accessible(response.text)
+    title = re.search(r"<title>(.*?)</title>", response.text, re.S)
+    assert title is not None and title.group(1).startswith("Error: ")
+    page = parse(response.text)
+    summary = one(page, id="error-summary")
+    assert summary["role"] == "alert"
+    links = [a["href"] for a in tags(page, "a") if a.get("href", "").startswith("#")]
+    assert [h for h in links if h != "#main"] == [f"#{f}" for f in fields]
+    for field, message in fields.items():
+        assert message in page.text["error-summary"]
+        control = one(page, id=field)
+        assert control["aria-invalid"] == "true"
+        assert control["aria-describedby"] == f"{field}-error"
+        assert message in page.text[f"{field}-error"]
+    assert not [a for _, a in page.elements if "required" in a]
+    return page
+
+
+@integration
+def test_accept_without_the_agreement_ticked_is_an_error_on_the_box(
+    signed_in: TestClient, propose, fhir: FhirClient
+):
+    _, task_id, _ = propose()
+    form = signed_in.get(f"/review/task/{task_id}")
+    page = parse(form.text)
+    box = one(page, id="patient-agreed")
+    assert (box["type"], box["name"], box["value"]) == ("checkbox", "patient_agreed", "yes")
+    assert "checked" not in box and "aria-invalid" not in box
+    assert "The patient agrees to be referred to IPS" in form.text
+    assert not re.search(r"<title>Error", form.text)
+    response = signed_in.post(
+        f"/review/task/{task_id}/accept", data={"csrf_token": csrf_of(form.text)}
+    )
+    page = error_pattern(
+        response, {"patient-agreed": "Confirm that the patient agrees to be referred to IPS"}
+    )
+    assert "checked" not in one(page, id="patient-agreed")
+    assert fhir.read("Task", task_id)[0]["status"] == "requested"
+
+
+@integration
+def test_decline_errors_keep_the_choices_made(signed_in: TestClient, propose, fhir: FhirClient):
+    _, task_id, _ = propose()
+    token = csrf_of(signed_in.get(f"/review/task/{task_id}").text)
+    path = f"/review/task/{task_id}/decline"
+
+    other = signed_in.post(path, data={"csrf_token": token, "reason": "other", "note": "  "})
+    page = error_pattern(other, {"note": "Add a note when the reason is Other"})
+    (chosen,) = [a["value"] for a in tags(page, "option") if "selected" in a]
+    assert chosen == "other"  # the reason chosen is kept
+    assert "aria-invalid" not in one(page, id="reason")
+
+    empty = signed_in.post(path, data={"csrf_token": token, "reason": "", "note": "Phoned: busy"})
+    page = error_pattern(empty, {"reason": "Choose a reason for declining"})
+    assert page.text["note"] == "Phoned: busy"  # the note written is kept
+    (chosen,) = [a["value"] for a in tags(page, "option") if "selected" in a]
+    assert chosen == ""
+
+    unknown = signed_in.post(path, data={"csrf_token": token, "reason": "bored"})
+    error_pattern(unknown, {"reason": "Choose a reason for declining"})
+    assert fhir.read("Task", task_id)[0]["status"] == "requested"
+
+    fine = signed_in.post(path, data={"csrf_token": token, "reason": "not-now"})
+    assert fine.status_code == 303
+    flash = parse(signed_in.get("/review/").text).text["flash"]
+    assert flash.startswith(f"Deferred Task/{task_id} (Not the right time; reconsider later): ")
+    assert "deferred until 26 February 2027" in flash

@@ -29,7 +29,8 @@ from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.fhir.client import FhirClient
 from ips_screen.service.app import create_app
 from ips_screen.service.config import hash_password, parse_config
-from tests.fhir_support import Proposed, load_proposed_patient, strict_client
+from tests.fhir_support import Proposed, load_proposed_patient, put_people, strict_client
+from tests.support.people import IPS_SERVICE
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +69,7 @@ def review_url(
                 "fhir": {"base_url": browser_fhir_server.base_url},
                 "ehr_auth": {"disabled": True},
                 "review_page": {"users_file": str(users)},
+                "referral": {"ips_service": IPS_SERVICE},
             },
             tmp_path,
         )
@@ -107,6 +109,7 @@ def signed_by(client: FhirClient, task_id: str) -> set[str]:
 def test_sign_in_decline_and_accept_proposals(
     browser: Chrome, review_url: str, browser_fhir_client: FhirClient, tmp_path: Path
 ) -> None:
+    put_people(browser_fhir_client, PRACTITIONER)  # the signed-in clinician and the IPS service
     first, second = propose(browser_fhir_client), propose(browser_fhir_client)
     wait = WebDriverWait(browser, WAIT)
     browser.execute_cdp_cmd("Network.clearBrowserCookies", {})  # cookies ignore the port
@@ -175,6 +178,7 @@ def test_sign_in_decline_and_accept_proposals(
     rows(browser)[second.task_id].find_element(By.CSS_SELECTOR, "a.open-task").click()
     wait.until(ec.url_contains(f"/review/task/{second.task_id}"))
     wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "form#accept-form button#accept")))
+    browser.find_element(By.ID, "patient-agreed").click()  # the patient agrees to be referred
     browser.find_element(By.ID, "accept").click()
     empty = wait.until(ec.visibility_of_element_located((By.ID, "empty")))
     assert "No open IPS proposals" in empty.text

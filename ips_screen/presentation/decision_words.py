@@ -2,7 +2,7 @@
 the same sentences for `ips-screen review`, the review page and CDS Hooks feedback.
 
     long_date(date(2026, 12, 2))                     "2 December 2026"
-    decline_window(ruleset, "not-now")               (3, True): 3 months, a deferral
+    labels.decline_window(ruleset, "not-now")        (3, True): 3 months, a deferral
     declined_words(ruleset, task, "not-now", on)     "Deferred Task/1 (...): deferred until ..."
     already_words(ruleset, who, "rejected", when, reason)
                                                      "Dr A Smith declined this on ... at 11:02: ..."
@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from ips_screen.dates import LONDON, add_months
-from ips_screen.presentation.labels import proposal_title, short_name
+from ips_screen.presentation.labels import decline_window, proposal_title, short_name
 from ips_screen.ruleset.loader import CompiledRuleset
 
 
@@ -43,23 +43,6 @@ def long_date(d: date) -> str:
 def clock_time(when: datetime) -> str:
     """ "11:02", UK time."""
     return when.astimezone(LONDON).strftime("%H:%M")
-
-
-def decline_window(ruleset: CompiledRuleset, reason_code: str) -> tuple[int, bool] | None:
-    """(months a decline with `reason_code` suppresses new proposals, True when the reason is
-    one of the rule's deferrals) by the ruleset's own `referral-declined` rule; None without."""
-    from ips_screen.codes import DECLINE_REASON_SYSTEM
-    from ips_screen.kinds.referral_declined import ReferralDeclined
-    from ips_screen.kinds.registry import walk_criteria
-
-    for exclusion in ruleset.model.exclusions:
-        for rule in walk_criteria(exclusion.rule):
-            if isinstance(rule, ReferralDeclined):
-                for deferral in rule.deferrals:
-                    if (deferral.system, deferral.code) == (DECLINE_REASON_SYSTEM, reason_code):
-                        return deferral.within_months, True
-                return rule.within_months, False
-    return None
 
 
 def suppressed_until(ruleset: CompiledRuleset, reason_code: str, decided_on: date) -> date | None:

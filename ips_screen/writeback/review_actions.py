@@ -25,11 +25,10 @@ from ips_screen.fhir.client import FhirClient
 from ips_screen.presentation.decision_words import (
     accepted_words,
     agreement_record,
-    decline_window,
     declined_words,
     suppressed_until,
 )
-from ips_screen.presentation.labels import care_plan_words
+from ips_screen.presentation.labels import care_plan_words, decline_window
 from ips_screen.proposals.review import accept_resources, decline_resources, review_transaction
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.writeback.review_people import (

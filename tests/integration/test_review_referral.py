@@ -248,7 +248,8 @@ def test_the_three_routes_to_accept_write_identical_resources(
     card = card_of(service, ehr_key, fhir_server, by_card.pid)
     assert card["suggestions"][0]["label"] == "Patient agrees: refer to IPS"
     suggested = card["suggestions"][0]["actions"][0]["resource"]  # the draft the EHR may create
-    assert (suggested["performer"], suggested["priority"]) == ([{"reference": IPS_SERVICE}], "urgent")
+    assert suggested["performer"] == [{"reference": IPS_SERVICE}]
+    assert suggested["priority"] == "urgent"
     results = send(service, ehr_key, feedback_item(card, "accepted"))["results"]
     assert results[0].startswith(f"Accepted Task/{by_card.task_id}: referral ServiceRequest/")
 

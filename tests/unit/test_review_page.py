@@ -132,8 +132,14 @@ def fhir(fhir_server: FhirTestServer) -> Iterator[FhirClient]:
         yield client
 
 
-def page_config(tmp_path: Path, base_url: str, **review_page: Any) -> Any:
+NO_REFERRAL: dict[str, str] = {}  # `referral=NO_REFERRAL`: serve.toml without [referral]
+
+
+def page_config(
+    tmp_path: Path, base_url: str, referral: dict[str, str] | None = None, **review_page: Any
+) -> Any:
     page: dict[str, Any] = review_page or {"users_file": str(users_file(tmp_path, {"dr": DR}))}
+    referral = {"ips_service": IPS_SERVICE} if referral is None else referral
     return parse_config(
         {
             "public_base_url": PUBLIC,
@@ -149,7 +155,7 @@ def page_config(tmp_path: Path, base_url: str, **review_page: Any) -> Any:
             },
             "review_page": page,
             "state_dir": str(tmp_path / "serve-state"),
-            "referral": {"ips_service": IPS_SERVICE},
+            **({"referral": referral} if referral else {}),
         }
     )
 
@@ -157,7 +163,9 @@ def page_config(tmp_path: Path, base_url: str, **review_page: Any) -> Any:
 @pytest.fixture
 def app_for(tmp_path: Path) -> Callable[..., TestClient]:
     def make(base_url: str = "http://127.0.0.1:9/fhir", **kwargs: Any) -> TestClient:
-        config = page_config(tmp_path, base_url, **kwargs.pop("review_page", {}))
+        config = page_config(
+            tmp_path, base_url, kwargs.pop("referral", None), **kwargs.pop("review_page", {})
+        )
         app = create_app(config, environ=SECRET_ENV)
         return TestClient(app, base_url="https://testserver", follow_redirects=False, **kwargs)
 
@@ -822,3 +830,35 @@ def test_decline_errors_keep_the_choices_made(signed_in: TestClient, propose, fh
     flash = parse(signed_in.get("/review/").text).text["flash"]
     assert flash.startswith(f"Deferred Task/{task_id} (Not the right time; reconsider later): ")
     assert "deferred until 26 February 2027" in flash
+
+
+@integration
+def test_accept_needs_the_ips_service_configured_and_the_user_on_the_server(
+    app_for, fhir_server: FhirTestServer, propose, fhir: FhirClient, tmp_path: Path
+):
+    _, task_id, sr_id = propose()
+    agreed = {"patient_agreed": "yes"}
+    unconfigured = app_for(fhir_server.base_url, referral=NO_REFERRAL)
+    assert sign_in(unconfigured).status_code == 303
+    token = csrf_of(unconfigured.get(f"/review/task/{task_id}").text)
+    response = unconfigured.post(
+        f"/review/task/{task_id}/accept", data={**agreed, "csrf_token": token}
+    )
+    assert response.status_code == 503
+    assert "no IPS service configured" in response.text
+
+    stranger = "Practitioner/not-on-the-server"
+    (tmp_path / "u").mkdir()
+    users = {"users_file": str(users_file(tmp_path / "u", {"dr": stranger}))}
+    unknown = app_for(fhir_server.base_url, review_page=users)
+    assert sign_in(unknown).status_code == 303
+    token = csrf_of(unknown.get(f"/review/task/{task_id}").text)
+    response = unknown.post(f"/review/task/{task_id}/accept", data={**agreed, "csrf_token": token})
+    assert response.status_code == 403
+    assert f"{stranger} not found on the FHIR server" in response.text
+    declined = unknown.post(
+        f"/review/task/{task_id}/decline", data={"csrf_token": token, "reason": "not-now"}
+    )
+    assert declined.status_code == 403
+    assert fhir.read("Task", task_id)[0]["status"] == "requested"
+    assert fhir.read("ServiceRequest", sr_id)[0]["status"] == "draft"

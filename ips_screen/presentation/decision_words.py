@@ -53,11 +53,13 @@ def suppressed_until(ruleset: CompiledRuleset, reason_code: str, decided_on: dat
 
 def declined_words(ruleset: CompiledRuleset, task: str, reason_code: str, decided_on: date) -> str:
     """The confirmation of a decline: deferred until <date>, or not suggested again for N
-    months (until <date>)."""
+    months (until <date>); only the reason without a `referral-declined` rule."""
     texts = ruleset.model.texts.decisions
     reason = ruleset.model.proposal.decline_reasons.get(reason_code, reason_code)
     window = decline_window(ruleset, reason_code)
-    months, deferred = window if window is not None else (0, False)
+    if window is None:
+        return texts.declined_no_window.format(task=task, reason=reason, short=short_name(ruleset))
+    months, deferred = window
     template = texts.deferred if deferred else texts.declined
     return template.format(
         task=task,

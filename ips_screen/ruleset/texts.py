@@ -23,6 +23,7 @@ DECISION_FIELDS: dict[str, frozenset[str]] = {
     "accepted": frozenset({"task", "order", "careplan", "service", "agreement", "priority"}),
     "declined": frozenset({"task", "reason", "months", "until", "short"}),
     "deferred": frozenset({"task", "reason", "months", "until", "short"}),
+    "declined_no_window": frozenset({"task", "reason", "short"}),
     "already_accepted": frozenset({"who", "date", "time"}),
     "already_declined": frozenset({"who", "date", "time", "reason"}),
     "already_other": frozenset({"who", "date", "time", "status"}),
@@ -66,6 +67,10 @@ class DecisionTexts(Strict):
         "Deferred {task} ({reason}): deferred until {until}, then suggested again if still "
         "eligible.",
         description="the confirmation of a decline whose reason is a deferral (e.g. not now)",
+    )
+    declined_no_window: str = Field(
+        "Declined {task} ({reason}).",
+        description="the confirmation of a decline when the ruleset has no referral-declined rule",
     )
     already_accepted: str = Field(
         "{who} accepted this on {date} at {time}.",

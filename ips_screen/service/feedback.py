@@ -4,8 +4,9 @@ server with the service's OWN backend client (never the EHR user's token).
 - pending proposal, accepted: `review accept` (the patient's agreement, the order to the IPS
   service of serve.toml's [referral], care plan, Task completed), by = the card's context.userId:
   the suggestion's label itself says the patient agrees ("Patient agrees: refer to IPS", the
-  ruleset's `suggestion_label`), so choosing it is the clinician's confirmation; overridden
-  with a reason: `review decline` with that reason.
+  ruleset's `suggestion_label`), so choosing it is the clinician's confirmation (without an IPS
+  service configured the answer is 503 and nothing is recorded); overridden with a reason:
+  `review decline` with that reason.
 - the answer's body lists what was recorded, in the ruleset's words (`results`: e.g. "Deferred
   Task/1 (...): deferred until 26 February 2027 ..."), or who decided first.
 - live card (no proposal yet), accepted: nothing to update (the EHR created the order), logged;
@@ -39,7 +40,7 @@ from typing import Any
 
 from ips_screen import __version__
 from ips_screen.codes import DECLINE_REASON_SYSTEM
-from ips_screen.errors import AlreadyDecided, LockHeld, ServerError, UserError
+from ips_screen.errors import AlreadyDecided, ConfigError, LockHeld, ServerError, UserError
 from ips_screen.facts.extract import patient_of
 from ips_screen.proposals.build import proposal_identifier
 from ips_screen.service.cds_requests import Feedback, FeedbackItem, parsed
@@ -79,6 +80,9 @@ def handle_feedback(
     except LockHeld as exc:
         log.warning("feedback not recorded: %s", exc)
         return 503, {"error": "a screen run is writing to the FHIR server; send it again later"}
+    except ConfigError as exc:  # no [referral] ips_service: an accept cannot go anywhere
+        log.warning("feedback not recorded: %s", exc)
+        return 503, {"error": f"accepting is not set up on this service: {exc}"}
     except ServerError as exc:
         log.warning("feedback not recorded: %s", exc)
         return 502, {"error": "the practice FHIR server failed; send the feedback again"}
@@ -250,7 +254,7 @@ def _decide(
     except AlreadyDecided as exc:  # idempotent: the same feedback again changes nothing
         log.info("feedback on %s: Task/%s was already decided; nothing changed", where, task_id)
         return [str(exc)]
-    except ServerError:
+    except (ServerError, ConfigError):
         raise
     except UserError as exc:
         log.warning("feedback on %s: %s; not recorded", where, exc)

@@ -86,18 +86,18 @@ def _open(client: FhirClient, loaded: Loaded, ruleset: CompiledRuleset) -> None:
         raise AlreadyDecided(decided_words(client, loaded, ruleset))
 
 
-def _write(
-    client: FhirClient,
-    loaded: Loaded,
-    build: Callable[[], dict],
-    version: str,
-    ruleset: CompiledRuleset,
-) -> list[str]:
-    """Build the resources and post the review transaction; the "Type/id" of each entry."""
+def _built(build: Callable[[], dict]) -> dict:
+    """The resources a pure builder makes; its ValueError is the user's (one line)."""
     try:
-        resources = build()
+        return build()
     except ValueError as exc:
         raise UserError(str(exc)) from exc
+
+
+def _write(
+    client: FhirClient, loaded: Loaded, resources: dict, version: str, ruleset: CompiledRuleset
+) -> list[str]:
+    """Post the review transaction; the "Type/id" of each entry."""
     tid = loaded.task["id"]
     try:
         response = client.transaction(review_transaction(resources, tool_version=version))
@@ -159,8 +159,8 @@ def accept(
         ]
     fit_notes = references(sr.get("supportingInfo"))
 
-    def build() -> dict:
-        return accept_resources(
+    resources = _built(
+        lambda: accept_resources(
             sr,
             loaded.task,
             by=by,
@@ -168,16 +168,15 @@ def accept(
             tool_version=tool_version,
             pain_conditions=conditions,
             fit_notes=fit_notes,
-            ips_service=ips_service,
+            ips_service=ips_service or "",
             patient_agreed=patient_agreed,
             care_plan=care_plan_words(rules),
             agreement_text=agreement_record(rules),
         )
-
-    built: dict = {}
-    refs = _write(client, loaded, lambda: built.setdefault("r", build()), tool_version, rules)
+    )
+    refs = _write(client, loaded, resources, tool_version, rules)
     _, agreement, order, careplan, task_ref, proposal, provenance = refs
-    priority = built["r"]["order"]["priority"]
+    priority = resources["order"]["priority"]
     log.info("accepted %s: %s to %s, %s, %s", task_ref, order, ips_service, careplan, agreement)
     message = accepted_words(
         rules,
@@ -244,7 +243,7 @@ def decline(
             tool_version=tool_version,
         )
 
-    refs = _write(client, loaded, build, tool_version, rules)
+    refs = _write(client, loaded, _built(build), tool_version, rules)
     _, task_ref, proposal, provenance = refs
     log.info("declined %s (%s)", task_ref, reason_code)
     decided_on = now.astimezone(LONDON).date()

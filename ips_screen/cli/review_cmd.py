@@ -4,6 +4,7 @@
     review show TASK [--json]
     review accept TASK --by Practitioner/ID --patient-agreed --config practice.toml
     review decline TASK --by Practitioner/ID --reason CODE [--note TEXT]
+    review followup [--weeks N] [--config practice.toml] [--json]
 
 The server is `--server URL`, else $IPS_SCREEN_FHIR_BASE. TASK is ``ID`` or ``Task/ID``; a Task the
 server does not have is a usage error (exit 2), as is a clinician (--by) it does not have.
@@ -30,10 +31,12 @@ from ips_screen.cli.server_args import add_server_args, client_from_args
 from ips_screen.dates import LONDON
 from ips_screen.errors import UserError
 from ips_screen.fhir.client import FhirClient
+from ips_screen.writeback.followup import FOLLOWUP_WEEKS
 
 if TYPE_CHECKING:  # imported when a review command runs: it needs the FHIR models
     from ips_screen.ruleset.loader import CompiledRuleset
     from ips_screen.writeback import review
+    from ips_screen.writeback.followup import Unanswered
 
 SERVER_ENV = "IPS_SCREEN_FHIR_BASE"
 _BY = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
@@ -45,6 +48,16 @@ def _by(value: str) -> str:
             f"expected Practitioner/<id> or PractitionerRole/<id>, not {value!r}"
         )
     return value
+
+
+def _weeks(value: str) -> int:
+    try:
+        weeks = int(value)
+    except ValueError:
+        weeks = 0
+    if not 1 <= weeks <= 520:
+        raise argparse.ArgumentTypeError(f"expected a number of weeks from 1 to 520, not {value!r}")
+    return weeks
 
 
 def add_review_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -87,11 +100,26 @@ def add_review_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     decline.add_argument("--note", help="free text for the record (required with --reason other)")
 
+    followup = actions.add_parser(
+        "followup", help="accepted referrals the IPS service has not answered after N weeks"
+    )
+    followup.add_argument(
+        "--weeks",
+        type=_weeks,
+        metavar="N",
+        help="list referrals accepted at least N weeks ago (default: [followup] weeks of "
+        f"--config, else {FOLLOWUP_WEEKS})",
+    )
+    followup.add_argument(
+        "--config", metavar="FILE", help="the practice config (practice.toml) giving the default"
+    )
+    followup.add_argument("--json", action="store_true", help="print the referrals as JSON")
+
     for action in (accept, decline):
         action.add_argument(
             "--by", required=True, type=_by, metavar="Practitioner/ID", help="the clinician"
         )
-    for action in (listing, show, accept, decline):
+    for action in (listing, show, accept, decline, followup):
         action.add_argument(
             "--server", metavar="URL", help=f"FHIR base URL (default ${SERVER_ENV})"
         )
@@ -110,7 +138,7 @@ def _client(args: argparse.Namespace, environ: Mapping[str, str]) -> FhirClient:
 def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Run `review <action>`; returns the exit code (user errors are raised)."""
     from ips_screen.ruleset.loader import load_ruleset
-    from ips_screen.writeback import review
+    from ips_screen.writeback import followup, review
 
     now = datetime.now(tz=LONDON)
     with _client(args, environ) as client:
@@ -156,6 +184,13 @@ def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 f"{declined.message} {declined.task} rejected, {declined.proposal} revoked; "
                 f"{declined.provenance} records {args.by}."
             )
+        elif args.review_command == "followup":
+            weeks = args.weeks or _config_weeks(args.config)
+            late = followup.unanswered_referrals(client, now=now, weeks=weeks)
+            if args.json:
+                _print_json([{**asdict(u), "weeks": u.weeks} for u in late])
+            else:
+                print(format_followup(late, weeks))
         else:
             raise AssertionError(f"unhandled review action {args.review_command}")
     return 0
@@ -197,6 +232,49 @@ def format_list(items: list[review.ReviewItem]) -> str:
     ]
     noun = "review" if len(items) == 1 else "reviews"
     return "\n".join([*(line.rstrip() for line in lines), f"{len(items)} open {noun}"])
+
+
+def _config_weeks(path: str | None) -> int:
+    """The practice config's [followup] weeks, else the default."""
+    if path is None:
+        return FOLLOWUP_WEEKS
+    from pathlib import Path
+
+    from ips_screen.nightly.config import load_config
+
+    return load_config(Path(path)).followup.weeks
+
+
+def format_followup(late: list[Unanswered], weeks: int) -> str:
+    """An aligned table (order, patient, proposal, accepted date, age) and a count line: ids
+    only, as in the batch outputs."""
+    if not late:
+        return f"No accepted referral is waiting for an answer after {weeks} weeks or more."
+    rows = [("ORDER", "PATIENT", "PROPOSAL", "ACCEPTED", "AGE")]
+    rows += [
+        (u.order, u.patient or "-", u.proposal or "-", (u.accepted or "-")[:10], _age(u.days))
+        for u in late
+    ]
+    widths = [max(len(row[n]) for row in rows) for n in range(4)]
+    lines = [
+        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[4]])
+        for row in rows
+    ]
+    noun = "referral" if len(late) == 1 else "referrals"
+    return "\n".join(
+        [
+            *(line.rstrip() for line in lines),
+            f"{len(late)} accepted {noun} with no answer from the service after {weeks} weeks "
+            "or more: check that they reached it",
+        ]
+    )
+
+
+def _age(days: int | None) -> str:
+    if days is None:
+        return "unknown (no authoredOn)"
+    weeks, rest = divmod(days, 7)
+    return f"{weeks} weeks {rest} days" if rest else f"{weeks} weeks"
 
 
 def _evidence_line(e: review.Evidence) -> str:
@@ -248,12 +326,10 @@ def format_detail(detail: review.ReviewDetail, ruleset: CompiledRuleset) -> str:
     ]
     for note in detail.supporting:
         if not note.found:
-            lines.append(f"  {'?':10}  {'not found':12}  {note.ref}")
+            lines.append(f"  - {note.ref}: not found")
         else:
-            fitness = note.fitness or "unspecified"
-            lines.append(
-                f"  {note.date or 'undated':10}  {fitness:12}  {note.ref}  {note.display or ''}"
-            )
+            refs = ", ".join((note.ref, *note.same_as))
+            lines.append(f"  - {note.words} ({refs}){f': {note.display}' if note.display else ''}")
     if not detail.supporting:
         lines.append("  (none linked)")
     if detail.not_found:

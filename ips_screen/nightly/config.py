@@ -43,6 +43,7 @@ from ips_screen.fhir.connection_keys import (
     upgrade_practice_keys,
 )
 from ips_screen.secret_values import env_name_problem, secret_kind
+from ips_screen.writeback.followup import FOLLOWUP_WEEKS
 from ips_screen.writeback.referral_config import ReferralConfig
 
 _SECRET_KEY = re.compile(r"(^|_)(token|secret|password|passwd|passphrase|api_?key|credentials?)$")
@@ -56,6 +57,7 @@ _SECTIONS = (
     "screen",
     "output",
     "referral",
+    "followup",
     "auth",
 )  # "auth": the 0.1 name
 _TABLES = frozenset({*((name,) for name in _SECTIONS), ("fhir", "auth")})
@@ -177,6 +179,22 @@ class OutputConfig(_Section):
     )
 
 
+class FollowupConfig(_Section):
+    weeks: int = Field(
+        FOLLOWUP_WEEKS,
+        ge=1,
+        le=520,
+        description="accepted IPS referrals still active with no answer from the IPS service "
+        "(no Task, Communication or status change) this many weeks after acceptance are listed "
+        "for follow-up; also the default of `review followup --config`",
+    )
+    nightly: bool = Field(
+        False,
+        description="true: the nightly job also lists them (server sources only) in "
+        "runs/<run id>/followup.json (ids and ages only) and counts them in the ledger",
+    )
+
+
 class PracticeConfig(_Section):
     source: SourceConfig
     fhir: FhirConnection | None = None
@@ -184,6 +202,7 @@ class PracticeConfig(_Section):
     screen: ScreenConfig = ScreenConfig()
     output: OutputConfig
     referral: ReferralConfig | None = None  # where accepted proposals' orders go (review accept)
+    followup: FollowupConfig = FollowupConfig()
 
     @model_validator(mode="after")
     def _server_connection(self) -> PracticeConfig:

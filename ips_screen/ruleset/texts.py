@@ -13,6 +13,8 @@ from pydantic import Field, field_validator
 
 from ips_screen.kinds.base import Id, Strict
 
+_RECORD_FIELDS = frozenset({"category", "date"})
+
 # The placeholders each `decisions` template may use (any other is an error naming it).
 DECISION_FIELDS: dict[str, frozenset[str]] = {
     "agreement_check": frozenset({"short"}),
@@ -146,6 +148,13 @@ class Texts(Strict):
     supporting_title: str = Field(
         "Linked records", description="the card's heading for the records in supportingInfo"
     )
+    supporting_record: str = Field(
+        "{category}, {date}",
+        description="one supporting record in plain words (review, review page, card): "
+        "'{category}' is its category's words, '{date}' its day, e.g. 'Fit note: {category}, "
+        "{date}'",
+    )
+    undated: str = Field("date not recorded", description="'{date}' of an undated record")
     card_notes: list[str] = Field(
         default_factory=list, description="markdown paragraphs that close the card's detail"
     )
@@ -187,3 +196,15 @@ class Texts(Strict):
         default_factory=DecisionTexts,
         description="what the review says about a decision: agreement, confirmations, warnings",
     )
+
+    @field_validator("supporting_record")
+    @classmethod
+    def _record_fields(cls, value: str) -> str:
+        try:
+            names = {name for _, name, _, _ in Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"not a valid template: {exc}") from None
+        unknown = sorted(names - _RECORD_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown fields {unknown}: use {{category}} and {{date}}")
+        return value

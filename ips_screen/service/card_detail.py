@@ -7,9 +7,10 @@ paragraph)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import date
 
 from ips_screen.facts.extract import CODE_FIELD, codings, record_date
-from ips_screen.presentation.labels import category_text
+from ips_screen.presentation.supporting import one_per_record, supporting_words
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.service.markdown import md_escape
 
@@ -35,29 +36,35 @@ def _note_markdown(note: str) -> list[str]:
 def _supporting_lines(
     refs: Iterable[str], resources: Mapping[str, dict], ruleset: CompiledRuleset
 ) -> list[str]:
-    fit_name = ruleset.model.proposal.supporting_info.codelist
-    fit_list = ruleset.codelists[fit_name]
-    rows = []
+    """One line per supporting record as the ruleset counts them (a fit note's coded entry and
+    its document: one line, `one_per_record`), oldest first, in the ruleset's words."""
+    fit_list = ruleset.codelists[ruleset.model.proposal.supporting_info.codelist]
+    found: list[tuple[str, date | None, str, str]] = []  # ref, day, category, display
+    absent = []
     for ref in dict.fromkeys(refs):
         resource = resources.get(ref)
         if resource is None:
-            rows.append(("9999", f"- {md_escape(ref)}: not in the record sent"))
+            absent.append(f"- {md_escape(ref)}: not in the record sent")
             continue
         rtype = resource["resourceType"]
         concept = resource.get(CODE_FIELD.get(rtype, "code")) or {}
-        when = record_date(resource, rtype)
         fitness = fit_list.first_match(codings(concept))
         if fitness is None:  # other evidence in supportingInfo (not in the codelist)
             continue
-        fitness = fitness or "unspecified"
         display = next(
             (c.get("display") for c in concept.get("coding") or () if c.get("display")),
             concept.get("text") or rtype,
         )
-        day = when.isoformat() if when else "undated"
-        text = f"{day}: {category_text(fit_name, fitness, ruleset)} ({display})"
-        rows.append((day, f"- {md_escape(text)}"))
-    return [line for _, line in sorted(rows)]
+        found.append((ref, record_date(resource, rtype), fitness or "unspecified", display))
+    found.sort(key=lambda f: (f[0].startswith("DocumentReference/"), f[0]))  # coded entry first
+    groups = one_per_record(
+        found, ruleset, day=lambda f: f[1], category=lambda f: f[2], ref=lambda f: f[0]
+    )
+    rows = []
+    for (_, day, category, display), *_ in groups:
+        text = f"{supporting_words(day, category, ruleset)} ({display})"
+        rows.append((day.isoformat() if day else "9999", f"- {md_escape(text)}"))
+    return [line for _, line in sorted(rows)] + absent
 
 
 def detail_markdown(

@@ -311,7 +311,8 @@ def test_cli_list_show_accept(fhir_server: FhirTestServer, propose, capsys, tmp_
     for heading in ("Why", "Chronic pain", "Employment", "Fit notes timeline", "For the patient"):
         assert f"\n{heading}\n" in out
     assert proposed.ref("Condition", "pain") in out
-    assert f"2026-05-01  not-fit       {proposed.ref('Observation', 'fit1')}" in out
+    fit1 = proposed.ref("Observation", "fit1")
+    assert f"  - Fit note: not fit for work, 1 May 2026 ({fit1}): eMED3" in out
 
     assert main(["review", "show", proposed.task_id, "--json"], environ=env) == 0
     shown = orjson.loads(capsys.readouterr().out)

@@ -166,7 +166,7 @@ def test_propose_patient_gets_a_card_from_prefetch_alone(client: TestClient, ehr
         "Chronic pain",
         "recorded as unemployed on 2026-09-14",
         "Fit notes in the last",
-        "2026-08-03: not fit for work",
+        "Fit note: not fit for work, 3 August 2026",
         "voluntary",
         "What happens next",
     ):
@@ -280,8 +280,8 @@ def test_record_text_cannot_break_out_of_the_card_markdown(client: TestClient, e
     ]
     assert _blocks(details[1]) == _blocks(details[0])  # the same list items and paragraphs
     assert (
-        "- 2026-08-03: not fit for work (Back pain \\# Heading \\* item 1. one --- code "
-        "\\|a\\|b\\| \\> \\<b\\>x\\</b\\> \\[l\\](x))"
+        "- Fit note: not fit for work, 3 August 2026 (Back pain \\# Heading \\* item 1. one --- "
+        "code \\|a\\|b\\| \\> \\<b\\>x\\</b\\> \\[l\\](x))"
     ) in details[1].split("\n")
 
     # A pending proposal's stored note (the EHR sends it) is escaped line by line.

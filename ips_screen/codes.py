@@ -24,6 +24,11 @@ IPS_REFERRAL = {
     "code": "ips-referral",
     "display": "Referral to Individual Placement and Support (IPS)",
 }
+PATIENT_AGREED = {  # Observation.code of the patient's recorded agreement to the referral
+    "system": IPS_SYSTEM,
+    "code": "patient-agreed-referral",
+    "display": "Patient agreed to the proposed referral",
+}
 VOCATIONAL_REHAB = {
     "system": SNOMED,
     "code": "18781004",

@@ -9,6 +9,8 @@ code; anything else is a bug and shows a traceback.
     ├── RulesError            exit 4   a ruleset, codelist or config file is invalid
     ├── ServerError           exit 5   the FHIR server or network failed or refused
     │   └── ConflictError     exit 6   someone else changed a resource first (If-Match)
+    │       └── AlreadyDecided  exit 6   the review was already accepted or declined (says
+    │                                   who did what and when); nothing was changed
     └── LockHeld              exit 7   another run holds the practice lock
 
 Exit 9 (`COMPLETED_WITH_ERRORS`) is not an exception: the nightly run finished, with errors.
@@ -47,6 +49,12 @@ class ConflictError(ServerError):
     exit_code = 6
 
 
+class AlreadyDecided(ConflictError):
+    """Acting on a review someone already decided: the message says who did what and when."""
+
+    exit_code = 6
+
+
 class LockHeld(UserError):
     exit_code = 7
 
@@ -68,7 +76,8 @@ EXIT_CODES = {
     3: "input data error (the message names the file and line; also a line over the size cap)",
     4: "ruleset, codelist or configuration error",
     5: "FHIR server or network error",
-    6: "conflict: a resource was changed by someone else; nothing was changed",
+    6: "conflict: a resource was changed by someone else, or the review was already decided "
+    "(the message says who did what and when); nothing was changed",
     7: "another run holds the lock for this practice",
     8: "rules test failed: an example patient did not get its expected outcome",
     9: "completed with errors (some proposals not written, export errors for needed data, or a "

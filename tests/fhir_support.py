@@ -41,6 +41,7 @@ from tests.helpers import (
     patient,
     ref,
 )
+from tests.support.people import IPS_SERVICE, ips_service, practitioner
 
 
 @contextlib.contextmanager
@@ -219,3 +220,11 @@ def earlier_decline(client: FhirClient, pid: str) -> None:
             ],
         }
     )
+
+
+def put_people(client: FhirClient, *clinicians: str, service: str = IPS_SERVICE) -> None:
+    """PUT the clinicians (Practitioner/<id>, each "Dr A Smith") and the IPS service, so a
+    decision's `by` and the order's performer resolve on the server."""
+    for clinician in clinicians:
+        client.update(practitioner(clinician))
+    client.update(ips_service(service))

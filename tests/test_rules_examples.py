@@ -99,10 +99,14 @@ def test_fixture_is_valid_fhir_r4(path):
         assert entry["fullUrl"].endswith(f"/{resource['resourceType']}/{resource['id']}")
 
 
-def test_practice_has_the_organization_and_two_gps():
+def test_practice_has_the_organization_two_gps_and_its_ips_service():
     resources = [e["resource"] for e in load_json(PRACTICE)["entry"]]
     kinds = sorted(r["resourceType"] for r in resources)
-    assert kinds == ["Organization", "Practitioner", "Practitioner"]
+    assert kinds == ["HealthcareService", "Organization", "Practitioner", "Practitioner"]
+    # The demo's IPS service ([referral] ips_service): named, with a contact, the practice's.
+    (service,) = [r for r in resources if r["resourceType"] == "HealthcareService"]
+    assert service["id"] == "ips-service" and service["name"] and service["telecom"]
+    assert service["providedBy"] == {"reference": "Organization/practice"}
 
 
 @pytest.mark.parametrize("path", PATIENT_FILES, ids=lambda p: p.name)

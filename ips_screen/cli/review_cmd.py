@@ -2,12 +2,16 @@
 
     review list [--owner NAME] [--find TEXT] [--priority early|routine] [--json]
     review show TASK [--json]
-    review accept TASK --by Practitioner/ID
+    review accept TASK --by Practitioner/ID --patient-agreed --config practice.toml
     review decline TASK --by Practitioner/ID --reason CODE [--note TEXT]
     review followup [--weeks N] [--config practice.toml] [--json]
 
 The server is `--server URL`, else $IPS_SCREEN_FHIR_BASE. TASK is ``ID`` or ``Task/ID``; a Task the
-server does not have is a usage error (exit 2). A concurrent change gives exit 6, nothing changed.
+server does not have is a usage error (exit 2), as is a clinician (--by) it does not have.
+Accepting refers the patient to the practice's IPS service ([referral] ips_service of the
+practice.toml given with --config; exit 4 without it) and needs --patient-agreed (exit 2
+without). A concurrent change, or a review someone already decided, gives exit 6 (the message
+says who did what and when), nothing changed.
 """
 
 from __future__ import annotations
@@ -81,8 +85,20 @@ def add_review_parser(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("task", metavar="TASK", help="Task id (ID or Task/ID)")
     show.add_argument("--json", action="store_true", help="print the review as JSON")
 
-    accept = actions.add_parser("accept", help="accept: order, care plan, Task completed")
+    accept = actions.add_parser(
+        "accept", help="accept with the patient's agreement: referral order to the IPS service"
+    )
     accept.add_argument("task", metavar="TASK", help="Task id (ID or Task/ID)")
+    accept.add_argument(
+        "--patient-agreed",
+        action="store_true",
+        help="confirm the patient agreed to be referred (required; recorded as an Observation)",
+    )
+    accept.add_argument(
+        "--config",
+        metavar="FILE",
+        help="practice.toml whose [referral] ips_service receives the order (required)",
+    )
 
     decline = actions.add_parser("decline", help="decline: Task rejected, proposal revoked")
     decline.add_argument("task", metavar="TASK", help="Task id (ID or Task/ID)")
@@ -128,7 +144,6 @@ def _client(args: argparse.Namespace, environ: Mapping[str, str]) -> FhirClient:
 
 def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Run `review <action>`; returns the exit code (user errors are raised)."""
-    from ips_screen.presentation.labels import decline_months
     from ips_screen.ruleset.loader import load_ruleset
     from ips_screen.writeback import followup, review
 
@@ -160,13 +175,16 @@ def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         elif args.review_command == "accept":
             ruleset = load_ruleset(args.rules)
             done = review.accept(
-                client, args.task, by=args.by, now=now, tool_version=__version__, ruleset=ruleset
+                client,
+                args.task,
+                by=args.by,
+                now=now,
+                tool_version=__version__,
+                ips_service=_ips_service(args.config),
+                patient_agreed=args.patient_agreed,
+                ruleset=ruleset,
             )
-            print(
-                f"Accepted {done.task}: created {done.order} (order, based on {done.proposal}) "
-                f"and {done.careplan} (work and health); {done.task} and {done.proposal} "
-                f"completed; {done.provenance} records {args.by}."
-            )
+            print(f"{done.message} {done.provenance} records {args.by}.")
         elif args.review_command == "decline":
             ruleset = load_ruleset(args.rules)
             declined = review.decline(
@@ -179,11 +197,8 @@ def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 tool_version=__version__,
                 ruleset=ruleset,
             )
-            months = decline_months(ruleset, declined.reason_code)
-            suppressed = f" (no new proposal for {months} months)" if months is not None else ""
             print(
-                f"Declined {declined.task} ({declined.reason_code}): {declined.task} rejected, "
-                f"{declined.proposal} revoked{suppressed}; "
+                f"{declined.message} {declined.task} rejected, {declined.proposal} revoked; "
                 f"{declined.provenance} records {args.by}."
             )
         elif args.review_command == "followup":
@@ -230,6 +245,16 @@ def _list(client: FhirClient, args: argparse.Namespace, now: datetime) -> None:
         return
     counts = review_counts(client, items, load_ruleset(args.rules), now.date(), owners=owners)
     print(format_worklist(items, identities, counts))
+
+
+def _ips_service(config: str | None) -> str | None:
+    """[referral] ips_service of the practice config file, None without one."""
+    if config is None:
+        return None
+    from ips_screen.nightly.config import load_config
+
+    referral = load_config(config).referral
+    return referral.ips_service if referral else None
 
 
 def _print_json(value: object) -> None:

@@ -44,6 +44,7 @@ from ips_screen.fhir.connection_keys import (
 )
 from ips_screen.secret_values import env_name_problem, secret_kind
 from ips_screen.writeback.followup import FOLLOWUP_WEEKS
+from ips_screen.writeback.referral_config import ReferralConfig
 
 _SECRET_KEY = re.compile(r"(^|_)(token|secret|password|passwd|passphrase|api_?key|credentials?)$")
 _NAMED_SECRETS = frozenset({"token_env", "token_url", "private_key_file"})  # names, not secrets
@@ -55,6 +56,7 @@ _SECTIONS = (
     "export",
     "screen",
     "output",
+    "referral",
     "followup",
     "auth",
 )  # "auth": the 0.1 name
@@ -199,6 +201,7 @@ class PracticeConfig(_Section):
     export: ExportConfig = ExportConfig()
     screen: ScreenConfig = ScreenConfig()
     output: OutputConfig
+    referral: ReferralConfig | None = None  # where accepted proposals' orders go (review accept)
     followup: FollowupConfig = FollowupConfig()
 
     @model_validator(mode="after")
@@ -320,8 +323,9 @@ def describe_settings() -> list[tuple[str, str]]:
     sections: list[tuple[str, type[BaseModel]]] = [
         (name, info.annotation)  # type: ignore[misc]
         for name, info in PracticeConfig.model_fields.items()
-        if name != "fhir"
+        if name not in ("fhir", "referral")
     ]
+    sections.append(("referral", ReferralConfig))
     sections.insert(1, ("fhir", FhirConnection))
     sections[2:2] = [("fhir.auth", m) for m in (BearerAuthSettings, SmartAuthSettings)]
     out: dict[str, str] = {}

@@ -84,9 +84,9 @@ def review_headings(ruleset: CompiledRuleset) -> tuple[str | None, str, str]:
     return addressed, reasons, ruleset.model.texts.supporting_title
 
 
-def decline_months(ruleset: CompiledRuleset, reason_code: str) -> int | None:
-    """How many months a decline with `reason_code` suppresses new proposals, by the ruleset's own
-    `referral-declined` rule (its deferral for the code, else its window); None without one."""
+def decline_window(ruleset: CompiledRuleset, reason_code: str) -> tuple[int, bool] | None:
+    """(months a decline with `reason_code` suppresses new proposals, True when the reason is
+    one of the rule's deferrals) by the ruleset's own `referral-declined` rule; None without."""
     from ips_screen.codes import DECLINE_REASON_SYSTEM
     from ips_screen.kinds.referral_declined import ReferralDeclined
     from ips_screen.kinds.registry import walk_criteria
@@ -94,10 +94,15 @@ def decline_months(ruleset: CompiledRuleset, reason_code: str) -> int | None:
     for exclusion in ruleset.model.exclusions:
         for rule in walk_criteria(exclusion.rule):
             if isinstance(rule, ReferralDeclined):
-                deferred = (
-                    d.within_months
-                    for d in rule.deferrals
-                    if (d.system, d.code) == (DECLINE_REASON_SYSTEM, reason_code)
-                )
-                return next(deferred, rule.within_months)
+                for deferral in rule.deferrals:
+                    if (deferral.system, deferral.code) == (DECLINE_REASON_SYSTEM, reason_code):
+                        return deferral.within_months, True
+                return rule.within_months, False
     return None
+
+
+def decline_months(ruleset: CompiledRuleset, reason_code: str) -> int | None:
+    """How many months a decline with `reason_code` suppresses new proposals, by the ruleset's own
+    `referral-declined` rule (its deferral for the code, else its window); None without one."""
+    window = decline_window(ruleset, reason_code)
+    return None if window is None else window[0]

@@ -11,10 +11,11 @@ byte for byte. Business identifiers depend only on the patient, the ruleset id a
 MAJOR version (`proposal_identifier`), so reruns and minor ruleset changes never duplicate a
 proposal; fullUrls are ``urn:uuid:`` + uuid5(NAMESPACE_URL, "<Type>?identifier=<system>|<value>").
 
-The screen's priority (early / routine) is not ServiceRequest.priority (that is urgency of the
-service: always "routine" here). It is carried as a coded `category` in the project's code
-system (`PRIORITY_CODES`, searchable with ``ServiceRequest?category=``), in the note and in the
-Task's description.
+The screen's priority (early / routine) is not the proposal's ServiceRequest.priority (always
+"routine": a proposal asks no one to act yet). It is carried as a coded `category` in the
+project's code system (`PRIORITY_CODES`, searchable with ``ServiceRequest?category=``), in the
+note and in the Task's description; the order an accepted proposal becomes carries it in
+ServiceRequest.priority too, for the receiving service (`ORDER_PRIORITY`: early -> urgent).
 
 Duplicates: Device, ServiceRequest and Task are conditional creates (``ifNoneExist`` on their
 identifier). The Provenance has no identifier in R4 and no standard conditional key, so it is

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 
-from ips_screen.codes import DECLINE_REASON_SYSTEM, IPS_REFERRAL, IPS_SYSTEM
+from ips_screen.codes import DECLINE_REASON_SYSTEM, IPS_REFERRAL, IPS_SYSTEM, PATIENT_AGREED
 from ips_screen.proposals.common import PRIORITY_CODES, validated
 from ips_screen.ruleset.loader import RULES_DIR, CompiledRuleset, load_ruleset
 
@@ -46,7 +46,8 @@ def decline_reason_codesystem(ruleset: CompiledRuleset | None = None) -> dict:
 
 
 def ips_codesystem() -> dict:
-    """CodeSystem of the project's own concepts: the IPS referral and the screen's priorities."""
+    """CodeSystem of the project's own concepts: the IPS referral, the screen's priorities and
+    the patient's agreement to the referral."""
     concepts = [
         {
             "code": IPS_REFERRAL["code"],
@@ -66,6 +67,17 @@ def ips_codesystem() -> dict:
             "code": PRIORITY_CODES["routine"]["code"],
             "display": PRIORITY_CODES["routine"]["display"],
             "definition": "Not early: the start is older, or unknown.",
+        },
+        {
+            "code": PATIENT_AGREED["code"],
+            "display": PATIENT_AGREED["display"],
+            "definition": (
+                "The patient agreed to be referred as the screen's proposal suggests (the "
+                "default ruleset: to an Individual Placement and Support (IPS) service), as "
+                "confirmed by the clinician who accepted the proposal: an Observation with "
+                "valueBoolean true, performer the clinician, basedOn the proposal, linked from "
+                "the order's supportingInfo. No SNOMED CT concept exists for this agreement."
+            ),
         },
     ]
     return validated(

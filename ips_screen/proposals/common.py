@@ -34,6 +34,23 @@ PRIORITY_CODES: dict[str, dict[str, str]] = {
     },
 }
 
+# ServiceRequest.priority of the order an accepted proposal becomes (request-priority codes), so
+# the receiving IPS service reads the screen's priority in the standard element: "early" (offer
+# promptly: IPS works best early) is "urgent" ("actioned promptly, higher priority than
+# routine"); never "asap" or "stat", which mean clinical urgency. The proposal itself keeps
+# "routine" (a proposal is not a request to anyone yet); its category carries PRIORITY_CODES.
+ORDER_PRIORITY: dict[str, str] = {"early": "urgent", "routine": "routine"}
+
+
+def screen_priority(request: dict) -> str | None:
+    """The screen's priority ("early", "routine") a ServiceRequest's category codes, if any."""
+    for concept in request.get("category") or ():
+        for coding in concept.get("coding") or () if isinstance(concept, dict) else ():
+            for name, code in PRIORITY_CODES.items():
+                if (coding.get("system"), coding.get("code")) == (code["system"], code["code"]):
+                    return name
+    return None
+
 
 def place_evidence(request: dict) -> dict:
     """The ServiceRequest with every reasonReference of a type R4 does not allow there (e.g. a

@@ -1,6 +1,9 @@
 """Pure builders for a clinician's decision on a proposal (the FHIR I/O lives elsewhere).
 
-Accept: a ServiceRequest intent order (basedOn the proposal), a CarePlan (its title and
+Accept (only with the patient's agreement): the agreement as an Observation (agreement.py), a
+ServiceRequest intent order (basedOn the proposal; performer the practice's IPS service,
+requester the clinician, priority "urgent" for an early offer and "routine" otherwise
+(`ORDER_PRIORITY`), supportingInfo the evidence and the agreement), a CarePlan (its title and
 description from the ruleset's `texts:`) addressing the Conditions of `proposal.addresses`,
 with the order as its activity and the linked records (e.g. fit notes) as supporting
 information, the review Task completed, the proposal completed, and a Provenance naming the
@@ -25,8 +28,10 @@ from uuid import NAMESPACE_URL, uuid5
 
 from ips_screen.codes import DECLINE_REASON_SYSTEM, PROPOSAL_ID_SYSTEM
 from ips_screen.facts.extract import reference_to
+from ips_screen.proposals.agreement import agreement_observation, agreement_url
 from ips_screen.proposals.codesystems import decline_reason_codesystem, ips_codesystem
 from ips_screen.proposals.common import (
+    ORDER_PRIORITY,
     agent_type,
     data_operation,
     device_entry,
@@ -35,10 +40,13 @@ from ips_screen.proposals.common import (
     full_url,
     if_none_exist,
     place_evidence,
+    screen_priority,
     validated,
 )
 
 __all__ = [
+    "CREATED",
+    "IPS_SERVICE",
     "accept_resources",
     "decline_reason_codesystem",
     "decline_resources",
@@ -49,6 +57,8 @@ __all__ = [
 
 DECIDED = frozenset({"completed", "rejected", "cancelled", "failed", "entered-in-error"})
 _BY = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
+IPS_SERVICE = re.compile(r"^(HealthcareService|Organization)/[A-Za-z0-9\-.]{1,64}$")
+CREATED = ("agreement", "order", "careplan")  # the new resources of an accept, in write order
 
 
 def review_subject(proposal_sr: dict, task: dict) -> str:
@@ -122,12 +132,26 @@ def accept_resources(
     tool_version: str,
     pain_conditions: list[str],
     fit_notes: list[str],
+    ips_service: str,
+    patient_agreed: bool,
     care_plan: tuple[str, str] = ("Care plan", ""),
+    agreement_text: str = "",
 ) -> dict:
-    """{"order", "careplan", "task", "proposal", "provenance"} for an accepted proposal.
+    """{"agreement", "order", "careplan", "task", "proposal", "provenance"} for an accepted
+    proposal.
 
-    `care_plan` is the CarePlan's (title, description), from the ruleset's `texts:`
-    (`ips_screen.presentation.labels.care_plan_words`); an empty description is left out."""
+    `patient_agreed` must be True (the clinician confirmed the patient agreed to be referred):
+    ValueError otherwise. `ips_service` is the practice's IPS service, HealthcareService/<id> or
+    Organization/<id>: the order's performer. `care_plan` is the CarePlan's (title,
+    description), from the ruleset's `texts:` (`ips_screen.presentation.labels.care_plan_words`);
+    an empty description is left out. `agreement_text` is the agreement Observation's code
+    text (`ips_screen.presentation.decision_words.agreement_record`)."""
+    if patient_agreed is not True:
+        raise ValueError("accepting needs the patient's agreement to be referred")
+    if not IPS_SERVICE.match(ips_service):
+        raise ValueError(
+            f"ips_service must be HealthcareService/<id> or Organization/<id>, not {ips_service!r}"
+        )
     proposal_ref, task_ref, value = _checked(proposal_sr, task, by)
     when = fhir_datetime(now)
     bad = [ref for ref in pain_conditions if not ref.startswith("Condition/")]
@@ -135,15 +159,24 @@ def accept_resources(
         raise ValueError(f"pain_conditions must be Condition references: {bad}")
     order_url = full_url("ServiceRequest", PROPOSAL_ID_SYSTEM, f"{value}-order")
     careplan_url = full_url("CarePlan", PROPOSAL_ID_SYSTEM, f"{value}-careplan")
+    agreement = agreement_observation(
+        value=value,
+        proposal_ref=proposal_ref,
+        subject=proposal_sr["subject"],
+        by=by,
+        when=when,
+        text=agreement_text,
+    )
     order = {
         "resourceType": "ServiceRequest",
         "identifier": [{"system": PROPOSAL_ID_SYSTEM, "value": f"{value}-order"}],
         "basedOn": [{"reference": proposal_ref}],
         "status": "active",
         "intent": "order",
-        "priority": "routine",
+        "priority": ORDER_PRIORITY[screen_priority(proposal_sr) or "routine"],
         "authoredOn": when,
         "requester": {"reference": by},
+        "performer": [{"reference": ips_service}],
     }
     for key in (
         "extension",
@@ -157,6 +190,10 @@ def accept_resources(
         if proposal_sr.get(key):
             order[key] = copy.deepcopy(proposal_sr[key])
     order = place_evidence(order)  # a proposal written before 1.1 may give a Procedure as reason
+    order["supportingInfo"] = [
+        *order.get("supportingInfo", []),
+        {"reference": agreement_url(value), "type": "Observation"},
+    ]
     careplan: dict = {
         "resourceType": "CarePlan",
         "identifier": [{"system": PROPOSAL_ID_SYSTEM, "value": f"{value}-careplan"}],
@@ -181,13 +218,16 @@ def accept_resources(
     ]
     provenance = {
         "resourceType": "Provenance",
-        "target": [{"reference": ref} for ref in (order_url, careplan_url, task_ref)],
+        "target": [
+            {"reference": ref} for ref in (agreement_url(value), order_url, careplan_url, task_ref)
+        ],
         "recorded": when,
         "activity": data_operation("CREATE"),
         "agent": _agents(by, tool_version),
         "entity": [{"role": "source", "what": {"reference": proposal_ref}}],
     }
     return {
+        "agreement": agreement,
         "order": validated(order),
         "careplan": validated(careplan),
         "task": _updated(task, status="completed", lastModified=when, output=output),
@@ -255,7 +295,7 @@ def review_transaction(resources: dict, *, tool_version: str) -> dict:
     """
     device = device_entry(tool_version).to_dict()
     entries = [device]
-    for key in ("order", "careplan"):
+    for key in CREATED:
         if key in resources:
             resource = resources[key]
             system, value = resource["identifier"][0]["system"], resource["identifier"][0]["value"]

@@ -15,6 +15,93 @@ from ips_screen.kinds.base import Id, Strict
 
 _RECORD_FIELDS = frozenset({"category", "date"})
 
+# The placeholders each `decisions` template may use (any other is an error naming it).
+DECISION_FIELDS: dict[str, frozenset[str]] = {
+    "agreement_check": frozenset({"short"}),
+    "agreement_record": frozenset({"title"}),
+    "agreement_missing": frozenset({"short"}),
+    "reason_missing": frozenset(),
+    "note_missing": frozenset(),
+    "accepted": frozenset({"task", "order", "careplan", "service", "agreement", "priority"}),
+    "declined": frozenset({"task", "reason", "months", "until", "short"}),
+    "deferred": frozenset({"task", "reason", "months", "until", "short"}),
+    "declined_no_window": frozenset({"task", "reason", "short"}),
+    "already_accepted": frozenset({"who", "date", "time"}),
+    "already_declined": frozenset({"who", "date", "time", "reason"}),
+    "already_other": frozenset({"who", "date", "time", "status"}),
+}
+
+
+class DecisionTexts(Strict):
+    """What the review (CLI, page, CDS Hooks feedback) says about a clinician's decision.
+
+    Templates with {placeholders}: dates read "2 December 2026", times "11:02" (UK time)."""
+
+    agreement_check: str = Field(
+        "The patient agrees to be referred to {short}",
+        description="the review page's checkbox confirming the patient's agreement",
+    )
+    agreement_record: str = Field(
+        "Patient agreed to be referred to {title}",
+        description="the text of the Observation recording the patient's agreement",
+    )
+    agreement_missing: str = Field(
+        "Confirm that the patient agrees to be referred to {short}",
+        description="the error when accepting without the agreement confirmed",
+    )
+    reason_missing: str = Field(
+        "Choose a reason for declining", description="the error when declining with no reason"
+    )
+    note_missing: str = Field(
+        "Add a note when the reason is Other",
+        description="the error when declining as 'other' with no note",
+    )
+    accepted: str = Field(
+        "Accepted {task}: referral {order} ({priority}) to {service} and care plan {careplan}; "
+        "the patient's agreement is recorded in {agreement}.",
+        description="the confirmation of an accepted proposal",
+    )
+    declined: str = Field(
+        "Declined {task} ({reason}): not suggested again for {months} months, until {until}.",
+        description="the confirmation of a decline with the rule's usual window",
+    )
+    deferred: str = Field(
+        "Deferred {task} ({reason}): deferred until {until}, then suggested again if still "
+        "eligible.",
+        description="the confirmation of a decline whose reason is a deferral (e.g. not now)",
+    )
+    declined_no_window: str = Field(
+        "Declined {task} ({reason}).",
+        description="the confirmation of a decline when the ruleset has no referral-declined rule",
+    )
+    already_accepted: str = Field(
+        "{who} accepted this on {date} at {time}.",
+        description="acting on a proposal someone already accepted",
+    )
+    already_declined: str = Field(
+        "{who} declined this on {date} at {time}: {reason}.",
+        description="acting on a proposal someone already declined or deferred",
+    )
+    already_other: str = Field(
+        "{who} changed this on {date} at {time} (now {status}).",
+        description="acting on a proposal changed in another way",
+    )
+
+    @field_validator("*")
+    @classmethod
+    def _placeholders(cls, value: str, info: object) -> str:
+        name = getattr(info, "field_name", "")
+        allowed = DECISION_FIELDS.get(name, frozenset())
+        try:
+            used = {field for _, field, _, _ in Formatter().parse(value) if field is not None}
+        except ValueError as exc:
+            raise ValueError(f"not a valid template: {exc}") from None
+        unknown = sorted(used - allowed)
+        if unknown:
+            names = ", ".join("{" + n + "}" for n in sorted(allowed)) or "none"
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; allowed: {names}")
+        return value
+
 
 class HistoryTexts(Strict):
     """The words of a patient's history of earlier proposals and referrals (review show, the
@@ -142,6 +229,10 @@ class Texts(Strict):
     )
     categories: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="codelist name -> category -> plain words"
+    )
+    decisions: DecisionTexts = Field(
+        default_factory=DecisionTexts,
+        description="what the review says about a decision: agreement, confirmations, warnings",
     )
 
     @field_validator("supporting_record")

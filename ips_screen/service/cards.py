@@ -38,7 +38,7 @@ from ips_screen.engine import Decision
 from ips_screen.facts.extract import codings, reference_to
 from ips_screen.presentation.labels import card_words
 from ips_screen.proposals.build import proposal_identifier
-from ips_screen.proposals.common import PRIORITY_CODES, place_evidence, validated
+from ips_screen.proposals.common import ORDER_PRIORITY, PRIORITY_CODES, place_evidence, validated
 from ips_screen.proposals.text import clinician_note, patient_explanation
 from ips_screen.ruleset.loader import CompiledRuleset, walk_criteria
 from ips_screen.ruleset.model import ReferralOpen
@@ -179,9 +179,12 @@ def order_resource(
     supporting: Iterable[str],
     priority: str | None,
     based_on: str | None,
+    performer: str | None = None,
 ) -> dict:
     """The draft IPS order the suggestion creates. Its identifier is the one `review accept`
-    gives its order, so accepting the proposal later finds it instead of adding a second."""
+    gives its order, so accepting the proposal later finds it instead of adding a second; like
+    that order, it goes to the IPS service (`performer`, serve.toml's [referral]) with the
+    screen's priority in ServiceRequest.priority (`ORDER_PRIORITY`)."""
     _, value = proposal_identifier(ruleset, patient_id)
     order: dict = {
         "resourceType": "ServiceRequest",
@@ -189,7 +192,7 @@ def order_resource(
         "identifier": [{"system": PROPOSAL_ID_SYSTEM, "value": f"{value}-order"}],
         "status": "draft",
         "intent": "order",
-        "priority": "routine",
+        "priority": ORDER_PRIORITY.get(priority or "routine", "routine"),
         "code": copy.deepcopy(code),
         "subject": {"reference": f"Patient/{patient_id}"},
         "reasonReference": [{"reference": r} for r in dict.fromkeys(reasons)],
@@ -200,6 +203,8 @@ def order_resource(
         order["category"] = [{"coding": [PRIORITY_CODES[priority]]}]
     if based_on:
         order["basedOn"] = [{"reference": based_on}]
+    if performer:
+        order["performer"] = [{"reference": performer}]
     return validated(place_evidence(order))  # R4's reasonReference types; empty lists dropped
 
 
@@ -232,9 +237,11 @@ def build_card(
     pending: Pending | None,
     review_url: str | None,
     today: date | None = None,
+    ips_service: str | None = None,
 ) -> CardResult:
     """The card for a pending proposal (when given), else for a live `propose` decision; with
-    `today`, the detail opens with the patient's IPS history in one line, when there is any."""
+    `today`, the detail opens with the patient's IPS history in one line, when there is any;
+    `ips_service` is the suggested order's performer."""
     words = card_words(ruleset)
     if pending is not None:
         sr, task_id = pending.proposal, pending.task["id"]
@@ -261,6 +268,7 @@ def build_card(
         supporting=supporting,
         priority=priority,
         based_on=based_on,
+        performer=ips_service,
     )
     card: dict = {
         "uuid": uuid,

@@ -158,6 +158,7 @@ def handle_patient_view(
     if state.config.review_page is not None:
         path = f"/review/task/{pending.task['id']}" if pending else "/review/"
         review_url = state.url(path)
+    referral = state.config.referral
     result = build_card(
         ruleset,
         patient_id,
@@ -166,6 +167,7 @@ def handle_patient_view(
         pending=pending,
         review_url=review_url,
         today=as_of,
+        ips_service=referral.ips_service if referral else None,
     )
     state.cards.put(
         result.card["uuid"],

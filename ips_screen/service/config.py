@@ -21,6 +21,8 @@ session-signing secret (`review_page.session_secret_env`) and the users file's p
                       base_url...; [fhir.auth] method = none|bearer|smart, token_env | client_id,
                       private_key_file, kid... (the 0.1 keys load with a deprecation line)
     [ehr_auth]        disabled (loopback public_base_url only), leeway_seconds, [[ehr_auth.issuers]]
+    [referral]        ips_service = "HealthcareService/<id>" (or Organization/<id>): the
+                      performer of accepted proposals' orders; accepting needs it
     [review_page]     users_file [+ client_address_header + trusted_proxy_ips]
                       | proxy_header + proxy_users + trusted_proxy_ips;
                       session_secret_env (the NAME of the variable holding the secret that
@@ -56,6 +58,7 @@ from ips_screen.service.backend_connection import with_backend_defaults
 from ips_screen.service.ehr_auth_config import EhrAuthConfig
 from ips_screen.service.ehr_reader import ReadLimits
 from ips_screen.service.passwords import UserEntry, hash_password, load_users, verify_password
+from ips_screen.writeback.referral_config import ReferralConfig
 
 __all__ = [
     "FhirConnection",
@@ -171,6 +174,9 @@ class ServeConfig(_Strict):
     # credentials ([fhir] + [fhir.auth], the same shape as practice.toml's)
     ehr_auth: EhrAuthConfig | None  # None only when [ehr_auth] disabled = true
     review_page: ReviewPageConfig | None = None
+    # The practice's IPS service ([referral] ips_service): the performer of the order an accepted
+    # proposal creates (review page, card feedback); without it accepting is refused.
+    referral: ReferralConfig | None = None
     # The folder of the state every worker shares (cards shown, EHR token ids, review-page
     # sessions, sign-in failures): required unless public_base_url is loopback (then, when
     # missing, that state is in memory: one worker, lost on restart).

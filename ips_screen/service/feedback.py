@@ -1,8 +1,14 @@
 """CDS Hooks feedback on the `ips-screen` card: record the clinician's choice on the practice FHIR
 server with the service's OWN backend client (never the EHR user's token).
 
-- pending proposal, accepted: `review accept` (order, care plan, Task completed), by = the
-  card's context.userId; overridden with a reason: `review decline` with that reason.
+- pending proposal, accepted: `review accept` (the patient's agreement, the order to the IPS
+  service of serve.toml's [referral], care plan, Task completed), by = the card's context.userId:
+  the suggestion's label itself says the patient agrees ("Patient agrees: refer to IPS", the
+  ruleset's `suggestion_label`), so choosing it is the clinician's confirmation (without an IPS
+  service configured the answer is 503 and nothing is recorded); overridden with a reason:
+  `review decline` with that reason.
+- the answer's body lists what was recorded, in the ruleset's words (`results`: e.g. "Deferred
+  Task/1 (...): deferred until 26 February 2027 ..."), or who decided first.
 - live card (no proposal yet), accepted: nothing to update (the EHR created the order), logged;
   overridden with a reason: the proposal is written (as the screen writes it) and declined at
   once, so the 12-month suppression applies.
@@ -34,7 +40,7 @@ from typing import Any
 
 from ips_screen import __version__
 from ips_screen.codes import DECLINE_REASON_SYSTEM
-from ips_screen.errors import LockHeld, ServerError, UserError
+from ips_screen.errors import AlreadyDecided, ConfigError, LockHeld, ServerError, UserError
 from ips_screen.facts.extract import patient_of
 from ips_screen.proposals.build import proposal_identifier
 from ips_screen.service.cds_requests import Feedback, FeedbackItem, parsed
@@ -64,21 +70,25 @@ def handle_feedback(
 ) -> tuple[int, dict]:
     items = parsed(Feedback, body).feedback
     refused = 0
+    results: list[str] = []
     try:
         for item in items:
             try:
-                apply(state, item, claims.get("iss"))
+                results.extend(apply(state, item, claims.get("iss")))
             except Refused:
                 refused += 1
     except LockHeld as exc:
         log.warning("feedback not recorded: %s", exc)
         return 503, {"error": "a screen run is writing to the FHIR server; send it again later"}
+    except ConfigError as exc:  # no [referral] ips_service: an accept cannot go anywhere
+        log.warning("feedback not recorded: %s", exc)
+        return 503, {"error": f"accepting is not set up on this service: {exc}"}
     except ServerError as exc:
         log.warning("feedback not recorded: %s", exc)
         return 502, {"error": "the practice FHIR server failed; send the feedback again"}
     if refused:
         return 409, {"error": REFUSED if len(items) == 1 else f"{refused} item(s): {REFUSED}"}
-    return 200, {}
+    return 200, {"results": results} if results else {}
 
 
 def _reason(item: FeedbackItem, reasons: Mapping[str, str]) -> tuple[str | None, str | None]:
@@ -92,17 +102,18 @@ def _reason(item: FeedbackItem, reasons: Mapping[str, str]) -> tuple[str | None,
     return (coding.code if coding.code in reasons else None), comment
 
 
-def apply(state: ServiceState, item: FeedbackItem, iss: str | None) -> None:
-    """Record one feedback item (see the module docstring); logs what it did. `Refused` when
-    the review on the practice server is not the card patient's."""
+def apply(state: ServiceState, item: FeedbackItem, iss: str | None) -> list[str]:
+    """Record one feedback item (see the module docstring); logs what it did and returns what
+    it says about it (none when ignored). `Refused` when the review on the practice server is
+    not the card patient's."""
     card_id = item.card
     card = state.cards.get(card_id)
     if card is None:
         log.info("feedback on card %s: not a card this process showed; ignored", card_id)
-        return
+        return []
     if card.iss != iss:
         log.warning("feedback on card %s from another EHR than it was shown to; ignored", card_id)
-        return
+        return []
     where = f"card {card_id} (Patient/{card.patient_id})"
     if item.outcome == "accepted":
         accepted = {s.id for s in item.accepted_suggestions or ()}
@@ -113,18 +124,18 @@ def apply(state: ServiceState, item: FeedbackItem, iss: str | None) -> None:
                 "feedback on %s: accepted; the EHR created the order, nothing to update", where
             )
         else:
-            _decide(state, card, where, "accept")
-        return
+            return _decide(state, card, where, "accept")
+        return []
     code, comment = _reason(item, state.ruleset.model.proposal.decline_reasons)
     if code is None:
         log.info("feedback on %s: overridden without a known reason; nothing recorded", where)
-        return
+        return []
     if _by(card, where) is None:
-        return
+        return []
     if card.task_id is None:
         _write_proposal(state, card, where)
     note = comment or (NO_COMMENT if code == "other" else None)
-    _decide(state, card, where, "decline", code, note)
+    return _decide(state, card, where, "decline", code, note)
 
 
 def _by(card: CardState, where: str) -> str | None:
@@ -196,14 +207,14 @@ def _decide(
     action: str,
     code: str | None = None,
     note: str | None = None,
-) -> None:
+) -> list[str]:
     by = _by(card, where)
     if by is None:
-        return
+        return []
     task_id = card.task_id or _proposal_task(state, card)
     if task_id is None:
         log.warning("feedback on %s: no review Task found; not recorded", where)
-        return
+        return []
     try:
         loaded = review.load_review(state.backend, task_id, patient_id=card.patient_id)
     except ServerError:
@@ -211,10 +222,7 @@ def _decide(
     except UserError as exc:  # absent, not an IPS review, or another patient's
         log.warning("feedback on %s: refused: %s; nothing written", where, exc)
         raise Refused(str(exc)) from None
-    status = loaded.task.get("status")
-    if status != "requested" or loaded.proposal.get("status") != "draft":
-        log.info("feedback on %s: Task/%s is already %s; nothing changed", where, task_id, status)
-        return
+    referral = state.config.referral
     try:
         if action == "accept":
             done = review.accept(
@@ -223,9 +231,12 @@ def _decide(
                 by=by,
                 now=state.now(),
                 tool_version=__version__,
+                ips_service=referral.ips_service if referral else None,
+                patient_agreed=True,  # the suggestion's label says the patient agrees
                 ruleset=state.ruleset,
             )
             log.info("feedback on %s: accepted %s: %s", where, done.task, done.order)
+            return [done.message]
         else:
             assert code is not None
             declined = review.decline(
@@ -239,7 +250,12 @@ def _decide(
                 ruleset=state.ruleset,
             )
             log.info("feedback on %s: declined %s (%s)", where, declined.task, code)
-    except ServerError:
+            return [declined.message]
+    except AlreadyDecided as exc:  # idempotent: the same feedback again changes nothing
+        log.info("feedback on %s: Task/%s was already decided; nothing changed", where, task_id)
+        return [str(exc)]
+    except (ServerError, ConfigError):
         raise
     except UserError as exc:
         log.warning("feedback on %s: %s; not recorded", where, exc)
+        return []

@@ -5,23 +5,29 @@ needs a signed-in user (signin.py: server-side sessions, sign-in throttle); ever
 the session's CSRF token and a POST without it is 403; logout ends the session for good; too
 many failed sign-ins from an address are answered 429 with Retry-After. Accept and decline go
 through `ips_screen.writeback.review` exactly as `ips-screen review` does, with `by` = the user's
-Practitioner(Role); a concurrent change is a 409 page and nothing is changed. Pages are
+Practitioner(Role) and the IPS service of serve.toml's [referral]; accepting needs the box
+confirming the patient's agreement ticked. A form in error (no agreement, no reason, "Other"
+without a note) is shown again in the NHS error pattern, the user's choices kept; the server
+checks, never the browser. A review someone already decided is a 409 page saying who did what
+and when, as a warning; a concurrent change is a 409 page; nothing is changed. Pages are
 `Cache-Control: no-store` with a strict Content-Security-Policy. Logs name ids only.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from ips_screen import __version__
 from ips_screen.dates import today_london
-from ips_screen.errors import ConflictError, ServerError, UserError
-from ips_screen.presentation.labels import care_plan_words, decline_months
+from ips_screen.errors import AlreadyDecided, ConfigError, ConflictError, ServerError, UserError
+from ips_screen.presentation.decision_words import agreement_words
 from ips_screen.service import signin
 from ips_screen.service.pages import (
+    error,
     forbidden,
     not_found,
     note_blocks,
@@ -36,6 +42,7 @@ from ips_screen.service.worklist_view import history_rows, worklist_view
 from ips_screen.writeback import review
 from ips_screen.writeback.ips_history import read_history
 from ips_screen.writeback.patient_identity import read_identities
+from ips_screen.writeback.review_people import UnknownClinician, UnknownService
 
 log = logging.getLogger("ips_screen.service")
 router = APIRouter()
@@ -165,9 +172,25 @@ def worklist(request: Request, priority: str = "all", owner: str = "", q: str = 
     return response
 
 
+@dataclass(frozen=True)
+class FieldError:
+    """A form field in error: the id of its control and the message shown beside it."""
+
+    field: str
+    message: str
+
+
 def _task_page(
-    request: Request, user: signin.User, task_id: str, status: int = 200, error: str | None = None
+    request: Request,
+    user: signin.User,
+    task_id: str,
+    status: int = 200,
+    errors: tuple[FieldError, ...] = (),
+    form: dict[str, str] | None = None,
+    warning: str | None = None,
 ) -> Response:
+    """The task page; with `errors` in the NHS error pattern (summary, messages beside the
+    fields, aria-invalid, "Error: " title) and the user's choices (`form`) kept."""
     state = state_of(request)
     try:
         detail = review.review_detail(state.backend, task_id, ruleset=state.ruleset)
@@ -184,6 +207,7 @@ def _task_page(
     except ServerError as exc:
         log.warning("review page: reading the patient of Task/%s failed: %s", task_id, exc)
         return unavailable(request, user)
+    agreement_label, _ = agreement_words(state.ruleset)
     return render(
         request,
         "task.html.j2",
@@ -199,7 +223,11 @@ def _task_page(
         why=note_blocks(detail.clinician_note),
         explanation=[p for p in detail.patient_explanation.split("\n\n") if p.strip()],
         reasons=state.ruleset.model.proposal.decline_reasons,
-        error=error,
+        errors=list(errors),
+        field_errors={e.field: e.message for e in errors},
+        form=form or {},
+        warning=warning,
+        agreement_label=agreement_label,
     )
 
 
@@ -219,15 +247,12 @@ def _decide(
     reason: str = "",
     note: str = "",
 ) -> Response:
+    """Accept or decline through `review.accept` / `review.decline`, as the CLI does; the
+    confirmation (or who decided first, as a warning) in the ruleset's words."""
     state = state_of(request)
+    referral = state.config.referral
     try:
         loaded = review.load_review(state.backend, task_id)
-        task, proposal = loaded.task, loaded.proposal
-        if task.get("status") != "requested" or proposal.get("status") != "draft":
-            signin.flash(
-                request, f"Task/{task['id']} was already {task.get('status')}: nothing changed."
-            )
-            return redirect(request, "/review/")
         now = state.now()
         if action == "accept":
             done = review.accept(
@@ -236,13 +261,11 @@ def _decide(
                 by=user.practitioner,
                 now=now,
                 tool_version=__version__,
+                ips_service=referral.ips_service if referral else None,
+                patient_agreed=True,
                 ruleset=state.ruleset,
             )
-            plan = care_plan_words(state.ruleset)[0]
-            message = (
-                f"Accepted {done.task}: created {done.order} (referral order) and "
-                f"{done.careplan} ({plan})."
-            )
+            message = done.message
         else:
             declined = review.decline(
                 state.backend,
@@ -254,18 +277,22 @@ def _decide(
                 tool_version=__version__,
                 ruleset=state.ruleset,
             )
-            reasons = state.ruleset.model.proposal.decline_reasons
-            months = decline_months(state.ruleset, reason)
-            again = f": not suggested again for {months} months" if months is not None else ""
-            message = (
-                f"Declined {declined.task} ({reasons[reason]}): the proposal is revoked{again}."
-            )
+            message = declined.message
+    except AlreadyDecided as exc:
+        log.info("review page: Task/%s was already decided; nothing written", task_id)
+        return _task_page(request, user, task_id, 409, warning=str(exc))
     except ConflictError:
         log.info("review page: Task/%s changed meanwhile; nothing written", task_id)
         return render(request, "conflict.html.j2", 409, user=user, task_id=task_id)
     except ServerError as exc:
         log.warning("review page: %s of Task/%s failed: %s", action, task_id, exc)
         return unavailable(request, user, writing=True)
+    except ConfigError as exc:
+        log.warning("review page: %s refused: %s", action, exc)
+        return error(request, user, 503, "Referral not set up", str(exc))
+    except (UnknownClinician, UnknownService) as exc:
+        log.warning("review page: %s refused: %s; nothing written", action, exc)
+        return error(request, user, 403, "Cannot record this decision", str(exc))
     except UserError as exc:
         log.warning("review page: %s refused: %s; nothing written", action, exc)
         return not_found(request, user)
@@ -274,12 +301,21 @@ def _decide(
 
 
 @router.post("/review/task/{task_id}/accept")
-def accept(request: Request, task_id: str, csrf_token: str = Form("")) -> Response:
+def accept(
+    request: Request,
+    task_id: str,
+    csrf_token: str = Form(""),
+    patient_agreed: str = Form(""),
+) -> Response:
     user = signed_in(request)
     if not isinstance(user, signin.User):
         return user
     if not signin.csrf_ok(request, csrf_token):
         return forbidden(request)
+    if patient_agreed != "yes":
+        _, missing = agreement_words(state_of(request).ruleset)
+        problem = FieldError("patient-agreed", missing)
+        return _task_page(request, user, task_id, 400, (problem,))
     return _decide(request, user, task_id, "accept")
 
 
@@ -297,8 +333,12 @@ def decline(
     if not signin.csrf_ok(request, csrf_token):
         return forbidden(request)
     note = note.strip()[:2000]
+    words = state_of(request).ruleset.model.texts.decisions
+    kept = {"reason": reason, "note": note}
     if reason not in state_of(request).ruleset.model.proposal.decline_reasons:
-        return _task_page(request, user, task_id, 400, "Choose a reason for declining.")
+        problem = FieldError("reason", words.reason_missing)
+        return _task_page(request, user, task_id, 400, (problem,), {**kept, "reason": ""})
     if reason == "other" and not note:
-        return _task_page(request, user, task_id, 400, "Add a note when the reason is Other.")
+        problem = FieldError("note", words.note_missing)
+        return _task_page(request, user, task_id, 400, (problem,), kept)
     return _decide(request, user, task_id, "decline", reason, note)

@@ -27,7 +27,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from ips_screen import __version__
 from ips_screen.fhir.client import FhirClient
 from ips_screen.writeback import review
-from tests.fhir_support import load_proposed_patient, strict_client
+from tests.fhir_support import load_proposed_patient, put_people, strict_client
 from tests.support.browser_checks import (
     NARROWEST,
     PageChecks,
@@ -39,13 +39,20 @@ from tests.support.browser_checks import (
     horizontal_overflow,
     readme_image,
 )
-from tests.support.review_browser import NOW, PASSWORD, USERNAME, WAIT, rows
+from tests.support.people import IPS_SERVICE
+from tests.support.review_browser import NOW, PASSWORD, PRACTITIONER, USERNAME, WAIT, rows
 
 pytestmark = pytest.mark.integration
 
 OTHER_CLINICIAN = "Practitioner/dr-other"
 # The decision controls of an open task, in the order a keyboard user must reach them.
-DECISION_CONTROLS = ("button#accept", "select#reason", "textarea#note", "button#decline")
+DECISION_CONTROLS = (
+    "input#patient-agreed",
+    "button#accept",
+    "select#reason",
+    "textarea#note",
+    "button#decline",
+)
 MAX_TABS = 40
 
 
@@ -104,6 +111,7 @@ def test_every_review_page_state_passes_axe_and_reflows(
     wait.until(ec.visibility_of_element_located((By.ID, "empty")))
     checks.check("worklist-empty")
 
+    put_people(browser_fhir_client, PRACTITIONER, OTHER_CLINICIAN)  # `by` and the IPS service
     first, second, third = (
         load_proposed_patient(browser_fhir_client, "a11y", now=NOW) for _ in range(3)
     )
@@ -140,7 +148,7 @@ def test_every_review_page_state_passes_axe_and_reflows(
     # The server's answer to a decline without a reason (the browser's own check removed).
     browser.execute_script("document.getElementById('reason').removeAttribute('required')")
     browser.find_element(By.ID, "decline").click()
-    wait.until(ec.visibility_of_element_located((By.ID, "form-error")))
+    wait.until(ec.visibility_of_element_located((By.ID, "error-summary")))
     checks.check("task-decline-error")
 
     Select(browser.find_element(By.ID, "reason")).select_by_value("not-interested")
@@ -152,7 +160,13 @@ def test_every_review_page_state_passes_axe_and_reflows(
     assert not browser.find_elements(By.ID, "accept")
     checks.check("task-decided")
 
+    # Accept without the patient's agreement ticked: the server's error, in the NHS pattern.
     open_task(browser, review_url, second.task_id)
+    browser.find_element(By.ID, "accept").click()
+    wait.until(ec.visibility_of_element_located((By.ID, "error-summary")))
+    checks.check("task-accept-error")
+
+    browser.find_element(By.ID, "patient-agreed").click()
     browser.find_element(By.ID, "accept").click()
     wait.until(ec.visibility_of_element_located((By.ID, "flash")))
     checks.check("after-accept")
@@ -169,6 +183,7 @@ def test_every_review_page_state_passes_axe_and_reflows(
 
     open_task(browser, review_url, third.task_id)
     monkeypatch.setattr(review, "load_review", changed_meanwhile)
+    browser.find_element(By.ID, "patient-agreed").click()
     browser.find_element(By.ID, "accept").click()
     wait.until(ec.visibility_of_element_located((By.ID, "conflict")))
     monkeypatch.undo()
@@ -177,11 +192,18 @@ def test_every_review_page_state_passes_axe_and_reflows(
     # Another clinician decides it while this page is open: nothing changed, and the page says so.
     open_task(browser, review_url, third.task_id)
     review.accept(
-        browser_fhir_client, third.task_id, by=OTHER_CLINICIAN, now=NOW, tool_version=__version__
+        browser_fhir_client,
+        third.task_id,
+        by=OTHER_CLINICIAN,
+        now=NOW,
+        tool_version=__version__,
+        ips_service=IPS_SERVICE,
+        patient_agreed=True,
     )
+    browser.find_element(By.ID, "patient-agreed").click()
     browser.find_element(By.ID, "accept").click()
-    flash = wait.until(ec.visibility_of_element_located((By.ID, "flash")))
-    assert "already" in flash.text, flash.text
+    warning = wait.until(ec.visibility_of_element_located((By.ID, "already-decided")))
+    assert "accepted" in warning.text, warning.text
     checks.check("already-decided")
 
     browser.get(f"{review_url}/review/task/no-such-task")
@@ -198,6 +220,7 @@ def test_keyboard_reaches_the_decision_controls_in_order_with_visible_focus(
     signed_out: Chrome, review_url: str, browser_fhir_client: FhirClient
 ) -> None:
     browser = signed_out
+    put_people(browser_fhir_client, PRACTITIONER, OTHER_CLINICIAN)
     proposed = load_proposed_patient(browser_fhir_client, "a11y-kb", now=NOW)
     try:
         sign_in(browser, review_url)

@@ -20,7 +20,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from ips_screen.codes import DECLINE_REASON_SYSTEM
 from ips_screen.fhir.client import FhirClient
-from tests.fhir_support import Proposed, load_proposed_patient
+from tests.fhir_support import Proposed, load_proposed_patient, put_people
 from tests.support.browser_checks import screenshot
 from tests.support.review_browser import NOW, PASSWORD, PRACTITIONER, USERNAME, WAIT, rows
 
@@ -48,6 +48,7 @@ def signed_by(client: FhirClient, task_id: str) -> set[str]:
 def test_sign_in_decline_and_accept_proposals(
     browser: Chrome, review_url: str, browser_fhir_client: FhirClient, tmp_path: Path
 ) -> None:
+    put_people(browser_fhir_client, PRACTITIONER)  # the signed-in clinician and the IPS service
     first, second = propose(browser_fhir_client), propose(browser_fhir_client)
     wait = WebDriverWait(browser, WAIT)
     browser.execute_cdp_cmd("Network.clearBrowserCookies", {})  # cookies ignore the port
@@ -120,6 +121,7 @@ def test_sign_in_decline_and_accept_proposals(
     rows(browser)[second.task_id].find_element(By.CSS_SELECTOR, "a.open-task").click()
     wait.until(ec.url_contains(f"/review/task/{second.task_id}"))
     wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "form#accept-form button#accept")))
+    browser.find_element(By.ID, "patient-agreed").click()  # the patient agrees to be referred
     browser.find_element(By.ID, "accept").click()
     empty = wait.until(ec.visibility_of_element_located((By.ID, "empty")))
     assert "No open IPS proposals" in empty.text

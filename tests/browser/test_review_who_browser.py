@@ -1,10 +1,11 @@
 """Who the patient is and their IPS history, in a real browser (issue 7, points 1, 2 and 6): the
 GP signs in and lands on their own patients, finds one by NHS number typed with spaces, sees the
-name, date of birth with age and NHS number, and the earlier decline in the history; then defers
-the proposal ("not now") and finds "deferred until" in the history.
+name, date of birth with age and NHS number, and the earlier decline in the history; accepts a
+second patient's proposal with the patient's agreement confirmed and finds the referral in that
+patient's history; then defers the first ("not now") and finds "deferred until" in the history.
 
 Runs after test_review_page_browser.py (file order), which counts the proposals on the shared
-browser FHIR server; the proposal loaded here is decided before the test ends.
+browser FHIR server; the proposals loaded here are decided before the test ends.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from tests.fhir_support import (
     earlier_decline,
     nhs_number_for,
     proposed_patient_records,
+    put_people,
     strict_client,
     unique_patient_id,
     write_proposal,
 )
+from tests.support.people import IPS_SERVICE
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +58,15 @@ def test_find_by_nhs_number_see_who_and_history_then_defer(
         browser_fhir_client.update(resource)
     task_id, _ = write_proposal(browser_fhir_client, pid, resources, now=NOW)
     earlier_decline(browser_fhir_client, pid)
+    # a second patient of the same GP, to be referred with their agreement
+    referred_pid = unique_patient_id("bw")
+    referred_resources = proposed_patient_records(referred_pid)
+    for resource in referred_resources:
+        browser_fhir_client.update(resource)
+    referred_task, _ = write_proposal(
+        browser_fhir_client, referred_pid, referred_resources, now=NOW
+    )
+    put_people(browser_fhir_client, f"Practitioner/gp-{pid}")  # the GP and the IPS service
     number = nhs_number_for(pid)
     shown = f"{number[:3]} {number[3:6]} {number[6:]}"
 
@@ -70,6 +82,7 @@ def test_find_by_nhs_number_see_who_and_history_then_defer(
                 "fhir": {"base_url": browser_fhir_server.base_url},
                 "ehr_auth": {"disabled": True},
                 "review_page": {"users_file": str(users)},
+                "referral": {"ips_service": IPS_SERVICE},
             },
             tmp_path,
         )
@@ -103,8 +116,27 @@ def test_find_by_nhs_number_see_who_and_history_then_defer(
         for words in ("declined", "Dr Alan Earlier", "Caring for a parent this year"):
             assert words in history, words
 
-        # Not now: a deferral, shown as "deferred until" in the history.
-        form = browser.find_element(By.CSS_SELECTOR, "form#decline-form")
+        # Another patient, found by NHS number: accepted with their agreement confirmed, and the
+        # referral is then in their history.
+        referred_number = nhs_number_for(referred_pid)
+        browser.get(f"{review_url}/review/?scope=all")
+        search = wait.until(ec.visibility_of_element_located((By.ID, "q")))
+        search.send_keys(referred_number + Keys.ENTER)
+        wait.until(ec.url_contains("q="))
+        (row,) = browser.find_elements(By.CSS_SELECTOR, "table#worklist tr[data-task]")
+        row.find_element(By.CSS_SELECTOR, "a.open-task").click()
+        wait.until(ec.url_contains(f"/review/task/{referred_task}"))
+        browser.find_element(By.ID, "patient-agreed").click()
+        browser.find_element(By.ID, "accept").click()
+        flash = wait.until(ec.visibility_of_element_located((By.ID, "flash")))
+        assert "accepted" in flash.text.lower(), flash.text
+        browser.get(f"{review_url}/review/task/{referred_task}")
+        history = wait.until(ec.visibility_of_element_located((By.ID, "history"))).text
+        assert "referred to IPS" in history, history
+
+        # Back to the first patient. Not now: a deferral, shown as "deferred until" in the history.
+        browser.get(f"{review_url}/review/task/{task_id}")
+        form = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "form#decline-form")))
         Select(form.find_element(By.CSS_SELECTOR, "select#reason")).select_by_value("not-now")
         form.find_element(By.CSS_SELECTOR, "button#decline").click()
         wait.until(ec.visibility_of_element_located((By.ID, "flash")))

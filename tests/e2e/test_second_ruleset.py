@@ -145,6 +145,8 @@ def test_the_second_rulesets_card_and_decline_speak_its_own_words():
         tool_version="1",
         pain_conditions=[],
         fit_notes=[],
+        ips_service="HealthcareService/stop-smoking",
+        patient_agreed=True,
         care_plan=care_plan_words(smoking),
     )
     assert accepted["careplan"]["title"] == "Stop-smoking support"

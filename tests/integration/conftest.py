@@ -20,12 +20,13 @@ from ips_screen.service.app import create_app
 from ips_screen.service.config import parse_config
 from tests.fhir_support import (
     proposed_patient_records,
+    put_people,
     running_test_server,
     strict_client,
     unique_patient_id,
     write_proposal,
 )
-from tests.support.cds import SECRET_ENV, service_config, users_file
+from tests.support.cds import DR, SECRET_ENV, service_config, users_file
 from tests.support.paths import FROZEN_NOW
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
@@ -86,10 +87,12 @@ def load(fhir_client: FhirClient) -> Callable[..., Patient]:
 @pytest.fixture
 def service(
     fhir_server: FhirTestServer,
+    fhir_client: FhirClient,
     ehr_key,
     tmp_path: Path,
     monkeypatch,
 ) -> TestClient:
+    put_people(fhir_client, DR)  # the card's userId and the IPS service of [referral]
     monkeypatch.setenv("IPS_SCREEN_STATE_DIR", str(tmp_path / "state"))
     data = service_config(ehr_key, users_file(tmp_path))
     data["fhir"] = {"base_url": fhir_server.base_url}

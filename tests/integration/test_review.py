@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -20,11 +21,11 @@ from ips_screen.codes import DECLINE_REASON_SYSTEM
 from ips_screen.dates import LONDON, add_months
 from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.engine import evaluate
-from ips_screen.errors import ConflictError, UserError
+from ips_screen.errors import AlreadyDecided, ConflictError, UserError
 from ips_screen.fhir.client import FhirClient
 from ips_screen.sources import collect_resources
 from ips_screen.writeback import review
-from tests.fhir_support import Proposed, load_proposed_patient, search
+from tests.fhir_support import IPS_SERVICE, Proposed, load_proposed_patient, put_people, search
 from tests.helpers import AS_OF, default_ruleset
 
 DECLINE_REASONS = default_ruleset().model.proposal.decline_reasons
@@ -47,6 +48,8 @@ def snapshot(client: FhirClient, proposed: Proposed) -> dict[str, object]:
 
 @pytest.fixture
 def propose(fhir_client: FhirClient) -> Callable[..., Proposed]:
+    put_people(fhir_client, DR)
+
     def make(*, missing: tuple[str, ...] = ()) -> Proposed:
         return load_proposed_patient(fhir_client, "rv", now=NOW, missing=missing)
 
@@ -113,6 +116,8 @@ def test_accept_writes_order_careplan_and_provenance(fhir_client: FhirClient, pr
         by=DR,
         now=LATER,
         tool_version=__version__,
+        ips_service=IPS_SERVICE,
+        patient_agreed=True,
         ruleset=default_ruleset(),
     )
     after = snapshot(fhir_client, proposed)
@@ -144,8 +149,13 @@ def test_accept_writes_order_careplan_and_provenance(fhir_client: FhirClient, pr
     assert f"Provenance/{signed[0]['id']}" == done.provenance
     assert proposed.task_id not in {i.task_id for i in review.open_reviews(fhir_client)}
 
-    with pytest.raises(UserError, match=rf"^Task/{proposed.task_id} is already completed$"):
-        review.accept(fhir_client, proposed.task_id, by=DR, now=LATER, tool_version=__version__)
+    with pytest.raises(
+        AlreadyDecided, match=r"^Dr A Smith accepted this on 26 November 2026 at 11:30\.$"
+    ):
+        review.accept(
+            fhir_client, proposed.task_id, by=DR, now=LATER, tool_version=__version__,
+            ips_service=IPS_SERVICE, patient_agreed=True,
+        )  # fmt: skip
     assert snapshot(fhir_client, proposed) == after
 
 
@@ -180,7 +190,7 @@ def test_decline_then_rescreen(fhir_client: FhirClient, propose):
     ]
     assert f"Provenance/{signed['id']}" == done.provenance
 
-    with pytest.raises(UserError, match=r"is already rejected$"):
+    with pytest.raises(AlreadyDecided, match=r"declined this on 26 November 2026 at 11:30: "):
         review.decline(
             fhir_client, proposed.task_id, by=DR, reason_code="not-now", now=LATER,
             tool_version=__version__,
@@ -233,7 +243,10 @@ def test_stale_task_version_conflicts_and_changes_nothing(fhir_client: FhirClien
         rf"changed\. Run `ips-screen review show {proposed.task_id}` and try again\.$"
     )
     with pytest.raises(ConflictError, match=message):
-        review.accept(fhir_client, loaded, by=DR, now=LATER, tool_version=__version__)
+        review.accept(
+            fhir_client, loaded, by=DR, now=LATER, tool_version=__version__,
+            ips_service=IPS_SERVICE, patient_agreed=True,
+        )  # fmt: skip
     assert snapshot(fhir_client, proposed) == before
     assert not search(
         fhir_client, "ServiceRequest", {"based-on": f"ServiceRequest/{proposed.sr_id}"}
@@ -263,7 +276,19 @@ def test_unknown_task(fhir_client: FhirClient):
 # --- the command line --------------------------------------------------------------------------
 
 
-def test_cli_list_show_accept(fhir_server: FhirTestServer, propose, capsys):
+def practice_toml(folder: Path, url: str, service: str | None = IPS_SERVICE) -> str:
+    """A practice.toml for the server at `url`, with [referral] ips_service unless None."""
+    path = folder / "practice.toml"
+    referral = f'[referral]\nips_service = "{service}"\n' if service else ""
+    path.write_text(
+        f'[source]\nkind = "server"\n[fhir]\nbase_url = "{url}"\n'
+        f'[output]\nstate_dir = "{folder / "state"}"\n{referral}',
+        encoding="utf-8",
+    )
+    return str(path)
+
+
+def test_cli_list_show_accept(fhir_server: FhirTestServer, propose, capsys, tmp_path: Path):
     proposed = propose()
     url = fhir_server.base_url
     owner = f"Practitioner/gp-{proposed.pid}"
@@ -294,15 +319,23 @@ def test_cli_list_show_accept(fhir_server: FhirTestServer, propose, capsys):
     shown = orjson.loads(capsys.readouterr().out)
     assert shown["item"]["task_id"] == proposed.task_id
 
+    config = practice_toml(tmp_path, url)
     args = ["review", "accept", f"Task/{proposed.task_id}", "--by", DR, "--server", url]
+    assert main([*args, "--config", config]) == 2  # the patient's agreement is not confirmed
+    assert "--patient-agreed" in capsys.readouterr().err
+    assert main([*args, "--patient-agreed"]) == 4  # no IPS service configured
+    assert "[referral] ips_service" in capsys.readouterr().err
+    args += ["--patient-agreed", "--config", config]
     assert main(args) == 0
     out = capsys.readouterr().out.strip()
-    assert out.startswith(f"Accepted Task/{proposed.task_id}: created ServiceRequest/")
-    assert "CarePlan/" in out and f"records {DR}" in out and "\n" not in out
+    assert out.startswith(f"Accepted Task/{proposed.task_id}: referral ServiceRequest/")
+    assert "(urgent) to Test IPS employment service (fictional)" in out
+    assert "CarePlan/" in out and "Observation/" in out and f"records {DR}" in out
+    assert "\n" not in out
 
-    assert main(args) == 2
+    assert main(args) == 6  # already decided: who did what and when
     err = capsys.readouterr().err.strip()
-    assert err == f"ips-screen: error: Task/{proposed.task_id} is already completed"
+    assert err == "ips-screen: error: Dr A Smith accepted this on 26 November 2026 at 09:30."
 
 
 def test_cli_decline_and_errors(fhir_server: FhirTestServer, propose, capsys):
@@ -313,13 +346,17 @@ def test_cli_decline_and_errors(fhir_server: FhirTestServer, propose, capsys):
     assert "'other' needs --note" in capsys.readouterr().err
     assert main([*base, "--reason", "already-supported"]) == 0
     out = capsys.readouterr().out.strip()
-    assert out.startswith(f"Declined Task/{proposed.task_id} (already-supported): ")
-    assert f"ServiceRequest/{proposed.sr_id} revoked (no new proposal for 12 months)" in out
+    assert out.startswith(
+        f"Declined Task/{proposed.task_id} (Patient already receiving employment support): not "
+        "suggested again for 12 months, until 26 November 2027."
+    )
+    assert f"ServiceRequest/{proposed.sr_id} revoked" in out
     # not-now defers by the ruleset's own window (3 months), as the screen will apply it
     later = propose()
     assert main([*base[:2], later.task_id, *base[3:], "--reason", "not-now"]) == 0
     out = capsys.readouterr().out
-    assert f"ServiceRequest/{later.sr_id} revoked (no new proposal for 3 months)" in out
+    assert "deferred until 26 February 2027, then IPS is suggested again" in out
+    assert f"ServiceRequest/{later.sr_id} revoked" in out
 
     assert main(["review", "show", "Task/no-such-task", "--server", url]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -337,7 +374,7 @@ def test_cli_decline_and_errors(fhir_server: FhirTestServer, propose, capsys):
 
 
 def test_a_task_for_another_patient_than_its_proposal_is_refused(
-    fhir_client: FhirClient, fhir_server: FhirTestServer, propose, capsys
+    fhir_client: FhirClient, fhir_server: FhirTestServer, propose, capsys, tmp_path: Path
 ):
     a, b = propose(), propose()
     task = fhir_client.read("Task", a.task_id)[0]
@@ -348,7 +385,8 @@ def test_a_task_for_another_patient_than_its_proposal_is_refused(
     refused = f"Task/{stray['id']} is not for the Patient of ServiceRequest/{a.sr_id}"
 
     url = fhir_server.base_url
-    for action in (["accept"], ["decline", "--reason", "not-now"]):
+    accept = ["accept", "--patient-agreed", "--config", practice_toml(tmp_path, url)]
+    for action in (accept, ["decline", "--reason", "not-now"]):
         args = ["review", action[0], stray["id"], *action[1:], "--by", DR, "--server", url]
         assert main(args) == 2
         assert capsys.readouterr().err.strip() == f"ips-screen: error: {refused}"

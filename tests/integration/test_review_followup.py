@@ -26,8 +26,9 @@ from ips_screen.fhir.client import FhirClient
 from ips_screen.store.state import StateStore
 from ips_screen.writeback import review
 from ips_screen.writeback.followup import unanswered_referrals
-from tests.fhir_support import load_proposed_patient, running_test_server
+from tests.fhir_support import load_proposed_patient, put_people, running_test_server
 from tests.helpers import default_ruleset
+from tests.support.people import IPS_SERVICE
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +39,7 @@ SERVICE = "Organization/ips-service"
 
 def _accepted_order(client: FhirClient, accepted: datetime = ACCEPTED) -> tuple[str, str, str]:
     """A proposal accepted at `accepted`: (order "ServiceRequest/<id>", proposal, patient)."""
+    put_people(client, DR, service=IPS_SERVICE)  # `by` and the order's performer on the server
     proposed = load_proposed_patient(client, "fu", now=accepted)
     done = review.accept(
         client,
@@ -45,6 +47,8 @@ def _accepted_order(client: FhirClient, accepted: datetime = ACCEPTED) -> tuple[
         by=DR,
         now=accepted,
         tool_version=__version__,
+        ips_service=IPS_SERVICE,
+        patient_agreed=True,
         ruleset=default_ruleset(),
     )
     return done.order, done.proposal, f"Patient/{proposed.pid}"

@@ -38,6 +38,7 @@ from tests.fhir_support import (
 )
 from tests.helpers import AS_OF, default_ruleset
 from tests.support.cds import PASSWORD, SECRET_ENV, users_file
+from tests.support.people import IPS_SERVICE, ips_service, practitioner
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
     warnings.simplefilter("ignore")
@@ -209,6 +210,7 @@ def test_history_after_accept_and_after_not_now(fhir_client: FhirClient):
     fhir_client.update(
         {"resourceType": "Practitioner", "id": "dr-accepts", "name": [{"text": "Dr Ann Accepts"}]}
     )
+    fhir_client.update(ips_service(IPS_SERVICE))
     review.accept(
         fhir_client,
         accepted.task_id,
@@ -216,6 +218,8 @@ def test_history_after_accept_and_after_not_now(fhir_client: FhirClient):
         now=NOW + timedelta(hours=1),
         tool_version=__version__,
         ruleset=RULESET,
+        ips_service=IPS_SERVICE,
+        patient_agreed=True,
     )
     history = read_history(fhir_client, f"Patient/{accepted.pid}", RULESET, AS_OF)
     referred = [e for e in history.entries if e.event == "referred"]
@@ -324,6 +328,7 @@ def test_page_owner_filter_by_name_and_counts(
     fhir_client.update(
         {**fhir_client.read("Task", deferred.task_id)[0], "owner": {"reference": owner}}
     )
+    fhir_client.update(practitioner("Practitioner/someone-else"))
     review.decline(
         fhir_client,
         deferred.task_id,

@@ -18,6 +18,7 @@ from ips_screen.proposals.build import build_patient_transaction
 from ips_screen.ruleset.loader import load_ruleset
 from tests.fhir_support import search, unique_patient_id
 from tests.helpers import AS_OF, facts_from, patient, ref
+from tests.support.people import practitioner
 from tests.support.second_ruleset import SMOKER, SMOKING, assert_clean, smoking_status
 
 pytestmark = pytest.mark.integration
@@ -52,10 +53,12 @@ def test_review_of_a_second_ruleset_proposal(fhir_server, fhir_client: FhirClien
     assert "Smoking records timeline" in shown
     assert main(["review", "show", task["id"], "--server", url, "--json", *rules]) == 0
     as_json = capsys.readouterr().out
+    fhir_client.update(practitioner("Practitioner/dr-sm"))  # `--by` must be on the server
     by = ["--by", "Practitioner/dr-sm"]
     assert main(["review", "decline", task["id"], *by, "--server", url, *rules,
                  "--reason", "not-ready"]) == 0  # fmt: skip
     declined = capsys.readouterr().out
+    assert declined.startswith(f"Declined Task/{task['id']} (Not ready to stop at present).")
     (done,) = search(fhir_client, "Task", {"patient": f"Patient/{pid}"})
     assert done["status"] == "rejected"
     assert done["statusReason"]["coding"][0]["code"] == "not-ready"

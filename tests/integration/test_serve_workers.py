@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.fhir.client import FhirClient
 from ips_screen.service.sessions import COOKIE
-from tests.fhir_support import load_proposed_patient
+from tests.fhir_support import load_proposed_patient, put_people
 from tests.support.cds import (
     DR,
     FEEDBACK,
@@ -50,6 +50,7 @@ from tests.support.cds import (
     users_file,
 )
 from tests.support.paths import FROZEN_NOW
+from tests.support.people import IPS_SERVICE
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +75,10 @@ def _toml(value: Any) -> str:
 
 
 @pytest.fixture
-def config_file(tmp_path: Path, ehr_key, fhir_server: FhirTestServer) -> Path:
+def config_file(
+    tmp_path: Path, ehr_key, fhir_server: FhirTestServer, fhir_client: FhirClient
+) -> Path:
+    put_people(fhir_client, DR)  # the card's userId and the IPS service of [referral]
     path = tmp_path / "serve.toml"
     path.write_text(
         f"public_base_url = {_toml(PUBLIC)}\n"
@@ -87,6 +91,7 @@ def config_file(tmp_path: Path, ehr_key, fhir_server: FhirTestServer) -> Path:
         f"jwks = {_toml(public_jwks(ehr_key))}\n"
         "[review_page]\n"
         f"users_file = {_toml(str(users_file(tmp_path, {'dr.cds': DR})))}\n"
+        f"[referral]\nips_service = {_toml(IPS_SERVICE)}\n"
     )
     return path
 

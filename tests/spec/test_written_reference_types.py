@@ -76,6 +76,8 @@ def test_everything_written_refers_to_allowed_types(decision):
         tool_version=__version__,
         pain_conditions=list(decision.links.pain),
         fit_notes=list(decision.links.supporting),
+        ips_service="HealthcareService/ips",
+        patient_agreed=True,
     )
     assert reference_type_problems(review_transaction(accepted, tool_version=__version__)) == []
     declined = decline_resources(
@@ -121,6 +123,8 @@ def test_an_old_proposal_with_a_procedure_reason_is_accepted_with_it_as_supporti
         tool_version=__version__,
         pain_conditions=list(decision.links.pain),
         fit_notes=[],
+        ips_service="HealthcareService/ips",
+        patient_agreed=True,
     )
     order = accepted["order"]
     assert reference_type_problems(order) == []

@@ -23,6 +23,7 @@ from ips_screen.service.config import hash_password
 from ips_screen.service.prefetch import SEARCH_TYPES
 from tests.helpers import decide, default_ruleset
 from tests.support.paths import FIXTURES, FROZEN_NOW
+from tests.support.people import CDS_CLINICIAN, IPS_SERVICE
 
 DECLINE_REASONS = default_ruleset().model.proposal.decline_reasons
 
@@ -36,7 +37,7 @@ ISS = "https://ehr.example.org"
 KID = "ehr-rsa-1"
 SERVICE = "/cds-services/ips-screen"
 FEEDBACK = f"{SERVICE}/feedback"
-DR = "Practitioner/dr-cds"
+DR = CDS_CLINICIAN
 SECRET_ENV = {"IPS_SCREEN_SESSION_SECRET": "s" * 48}
 PASSWORD = "correct horse battery staple"
 
@@ -78,6 +79,7 @@ def service_config(
         "fhir": {"base_url": "https://fhir.example.org/R4"},
         "ehr_auth": {"issuers": [{"iss": ISS, "jwks": public_jwks(key)}]},
         "ehr_fhir_servers": ["https://ehr.example.org/fhir"],
+        "referral": {"ips_service": IPS_SERVICE},
     }
     if users_file is not None:
         data["review_page"] = {"users_file": str(users_file)}

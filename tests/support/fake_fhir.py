@@ -16,6 +16,7 @@ import orjson
 
 from ips_screen.errors import ConflictError, ServerError
 from tests.support.paths import FROZEN_NOW
+from tests.support.people import people
 
 with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
     warnings.simplefilter("ignore")
@@ -30,7 +31,7 @@ class FakeFhir:
         self.store: dict[str, dict] = {}
         self.transactions = 0
         self._ids = itertools.count(1)
-        for resource in resources:
+        for resource in [*people(), *resources]:  # the clinician and IPS service a decision names
             self._put(copy.deepcopy(resource))
 
     def _put(self, resource: dict) -> dict:

@@ -15,6 +15,7 @@ from ips_screen.dates import LONDON
 from ips_screen.fhir.client import FhirClient
 from ips_screen.service.app import create_app
 from ips_screen.service.config import hash_password, parse_config
+from tests.support.people import IPS_SERVICE
 
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=LONDON)
 USERNAME = "dr.review"
@@ -36,6 +37,7 @@ def review_app(base_url: str, fhir_base_url: str, app_client: FhirClient, folder
             "fhir": {"base_url": fhir_base_url},
             "ehr_auth": {"disabled": True},
             "review_page": {"users_file": str(users)},
+            "referral": {"ips_service": IPS_SERVICE},
         },
         folder,
     )

@@ -141,7 +141,10 @@ def test_propose_patient_gets_a_card_from_prefetch_alone(client: TestClient, ehr
         {"label": "Review in ips-screen", "url": f"{PUBLIC}/review/", "type": "absolute"}
     ]
     (suggestion,) = card["suggestions"]
-    assert (suggestion["label"], suggestion["isRecommended"]) == ("Refer to IPS", True)
+    assert (suggestion["label"], suggestion["isRecommended"]) == (
+        "Patient agrees: refer to IPS",
+        True,
+    )
     (action,) = suggestion["actions"]
     order = action["resource"]
     assert (action["type"], order["intent"], order["status"]) == ("create", "order", "draft")
@@ -620,3 +623,24 @@ def test_cors_only_for_configured_browser_clients_and_only_on_cds_routes(make_cl
     assert "access-control-allow-origin" not in page.headers
     discovery = client.get("/cds-services", headers={"Origin": sandbox})
     assert discovery.headers["access-control-allow-origin"] == sandbox
+
+
+def test_feedback_accepted_without_an_ips_service_configured_records_nothing(make_client, ehr_key):
+    resources = with_pending_proposal(fixture_resources("01"))
+    fake = FakeFhir(resources)
+    client, _ = make_client(fake, referral=None)  # serve.toml without [referral]
+    (card,) = call(client, ehr_key, hook_request("fx-01", prefetch_of(resources))).json()["cards"]
+    before = copy.deepcopy(fake.store)
+    response = client.post(
+        FEEDBACK, json=feedback_item(card, "accepted"), headers=auth(ehr_key, FEEDBACK)
+    )
+    assert response.status_code == 503
+    assert "no IPS service configured" in response.json()["error"]
+    assert fake.store == before and fake.transactions == 0
+    # A decline needs no IPS service: it is recorded, and says until when.
+    body = feedback_item(card, "overridden", "not-now")
+    answer = client.post(FEEDBACK, json=body, headers=auth(ehr_key, FEEDBACK))
+    assert answer.status_code == 200
+    (said,) = answer.json()["results"]
+    assert said.startswith("Deferred Task/task-1 (Not the right time; reconsider later): ")
+    assert "deferred until 26 February 2027" in said

@@ -496,17 +496,34 @@ def test_accept(bundle: dict, rs: CompiledRuleset) -> None:
         tool_version=VERSION,
         pain_conditions=["Condition/c1"],
         fit_notes=["Observation/f1", "Observation/f2"],
+        ips_service="HealthcareService/ips",
+        patient_agreed=True,
         care_plan=care_plan_words(rs),
     )
     assert (sr, task) == before  # inputs untouched
-    assert sorted(out) == ["careplan", "order", "proposal", "provenance", "task"]
+    assert sorted(out) == ["agreement", "careplan", "order", "proposal", "provenance", "task"]
     validate_all(out)
-    order, plan = out["order"], out["careplan"]
+    order, plan, agreed = out["order"], out["careplan"], out["agreement"]
     assert (order["status"], order["intent"]) == ("active", "order")
     assert order["basedOn"] == [{"reference": "ServiceRequest/sr1"}]
-    for key in ("code", "subject", "reasonReference", "supportingInfo"):
+    for key in ("code", "subject", "reasonReference"):
         assert order[key] == sr[key]
+    assert order["supportingInfo"][:-1] == sr["supportingInfo"]
     assert order["requester"] == {"reference": "Practitioner/dr1"}
+    assert order["performer"] == [{"reference": "HealthcareService/ips"}]
+    assert order["priority"] == "urgent"  # the proposal's screen priority is early
+    assert (agreed["status"], agreed["valueBoolean"]) == ("final", True)
+    assert agreed["code"]["coding"] == [
+        {
+            "system": "https://ips-screen.org/fhir/CodeSystem/ips-screen",
+            "code": "patient-agreed-referral",
+            "display": "Patient agreed to the proposed referral",
+        }
+    ]
+    assert agreed["subject"] == sr["subject"]
+    assert agreed["performer"] == [{"reference": "Practitioner/dr1"}]
+    assert agreed["effectiveDateTime"] == "2026-11-29T09:30:00Z"
+    assert agreed["basedOn"] == [{"reference": "ServiceRequest/sr1"}]
     assert order["identifier"][0]["value"] == "ips-chronic-pain-v1-pa-order"
     assert (plan["status"], plan["intent"], plan["title"]) == ("active", "plan", "Work and health")
     assert plan["category"] == [{"text": "work and health"}]
@@ -533,7 +550,9 @@ def test_accept(bundle: dict, rs: CompiledRuleset) -> None:
     }
     assert plan["activity"][0]["reference"]["reference"] == urls["ServiceRequest"]
     assert out["task"]["output"][0]["valueReference"]["reference"] == urls["ServiceRequest"]
+    assert order["supportingInfo"][-1] == {"reference": urls["Observation"], "type": "Observation"}
     assert [t["reference"] for t in prov["target"]] == [
+        urls["Observation"],
         urls["ServiceRequest"],
         urls["CarePlan"],
         "Task/t1",
@@ -600,7 +619,18 @@ def test_decline_reason_must_be_known(bundle: dict) -> None:
 
 def test_decided_task_and_bad_clinician_are_refused(bundle: dict) -> None:
     sr, task = stored(bundle)
-    kwargs = {"now": LATER, "tool_version": VERSION, "pain_conditions": [], "fit_notes": []}
+    kwargs = {
+        "now": LATER,
+        "tool_version": VERSION,
+        "pain_conditions": [],
+        "fit_notes": [],
+        "ips_service": "HealthcareService/ips",
+        "patient_agreed": True,
+    }
+    with pytest.raises(ValueError, match="patient's agreement"):
+        accept_resources(sr, task, by="Practitioner/dr1", **{**kwargs, "patient_agreed": False})
+    with pytest.raises(ValueError, match="ips_service must be HealthcareService"):
+        accept_resources(sr, task, by="Practitioner/dr1", **{**kwargs, "ips_service": "Patient/p"})
     with pytest.raises(ValueError, match="already rejected"):
         accept_resources(sr, task | {"status": "rejected"}, by="Practitioner/dr1", **kwargs)
     with pytest.raises(ValueError, match="Practitioner"):
@@ -628,7 +658,15 @@ def test_a_task_and_proposal_about_different_patients_are_refused(bundle: dict) 
                 bad_sr, bad_task, reason_code="not-now", reasons=DECLINE_REASONS, **kwargs
             )
         with pytest.raises(ValueError, match=message):
-            accept_resources(bad_sr, bad_task, pain_conditions=[], fit_notes=[], **kwargs)
+            accept_resources(
+                bad_sr,
+                bad_task,
+                pain_conditions=[],
+                fit_notes=[],
+                ips_service="Organization/ips",
+                patient_agreed=True,
+                **kwargs,
+            )
     assert review_subject(sr, task) == sr["subject"]["reference"]
 
 

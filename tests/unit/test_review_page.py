@@ -28,12 +28,18 @@ from ips_screen.service.app import create_app
 from ips_screen.service.config import parse_config
 from ips_screen.service.sessions import COOKIE as SESSION_COOKIE
 from ips_screen.writeback import review
-from tests.fhir_support import load_proposed_patient, nhs_number_for, running_test_server
+from tests.fhir_support import (
+    load_proposed_patient,
+    nhs_number_for,
+    put_people,
+    running_test_server,
+)
 from tests.support.cds import (
     PASSWORD,
     SECRET_ENV,
     users_file,
 )
+from tests.support.people import IPS_SERVICE, IPS_SERVICE_NAME
 
 DECLINE_REASONS = load_ruleset().model.proposal.decline_reasons
 
@@ -131,8 +137,14 @@ def fhir(fhir_server: FhirTestServer) -> Iterator[FhirClient]:
         yield client
 
 
-def page_config(tmp_path: Path, base_url: str, **review_page: Any) -> Any:
+NO_REFERRAL: dict[str, str] = {}  # `referral=NO_REFERRAL`: serve.toml without [referral]
+
+
+def page_config(
+    tmp_path: Path, base_url: str, referral: dict[str, str] | None = None, **review_page: Any
+) -> Any:
     page: dict[str, Any] = review_page or {"users_file": str(users_file(tmp_path, {"dr": DR}))}
+    referral = {"ips_service": IPS_SERVICE} if referral is None else referral
     return parse_config(
         {
             "public_base_url": PUBLIC,
@@ -148,6 +160,7 @@ def page_config(tmp_path: Path, base_url: str, **review_page: Any) -> Any:
             },
             "review_page": page,
             "state_dir": str(tmp_path / "serve-state"),
+            **({"referral": referral} if referral else {}),
         }
     )
 
@@ -155,7 +168,9 @@ def page_config(tmp_path: Path, base_url: str, **review_page: Any) -> Any:
 @pytest.fixture
 def app_for(tmp_path: Path) -> Callable[..., TestClient]:
     def make(base_url: str = "http://127.0.0.1:9/fhir", **kwargs: Any) -> TestClient:
-        config = page_config(tmp_path, base_url, **kwargs.pop("review_page", {}))
+        config = page_config(
+            tmp_path, base_url, kwargs.pop("referral", None), **kwargs.pop("review_page", {})
+        )
         app = create_app(config, environ=SECRET_ENV)
         return TestClient(app, base_url="https://testserver", follow_redirects=False, **kwargs)
 
@@ -180,6 +195,8 @@ def signed_in(app_for, fhir_server: FhirTestServer) -> TestClient:
 @pytest.fixture
 def propose(fhir: FhirClient) -> Callable[..., tuple[str, str, str]]:
     """Load a patient and the proposal the screen writes; (patient id, Task id, proposal id)."""
+
+    put_people(fhir, DR)
 
     def make(employed_since: str = "2026-06-01") -> tuple[str, str, str]:
         proposed = load_proposed_patient(fhir, "pg", now=NOW, employed_since=employed_since)
@@ -495,10 +512,12 @@ def test_task_page_shows_the_evidence_and_both_forms(signed_in: TestClient, prop
 def test_accept_through_the_page(signed_in: TestClient, propose, fhir: FhirClient):
     _, task_id, sr_id = propose()
     token = csrf_of(signed_in.get(f"/review/task/{task_id}").text)
-    response = signed_in.post(f"/review/task/{task_id}/accept", data={"csrf_token": token})
+    agreed = {"csrf_token": token, "patient_agreed": "yes"}
+    response = signed_in.post(f"/review/task/{task_id}/accept", data=agreed)
     assert response.status_code == 303 and response.headers["location"] == "/review/"
     worklist = parse(signed_in.get("/review/").text)
-    assert worklist.text["flash"].startswith(f"Accepted Task/{task_id}: created ServiceRequest/")
+    assert worklist.text["flash"].startswith(f"Accepted Task/{task_id}: referral ServiceRequest/")
+    assert f"(urgent) to {IPS_SERVICE_NAME}" in worklist.text["flash"]
     assert task_id not in [r["data-task"] for r in tags(worklist, "tr") if "data-task" in r]
     assert fhir.read("Task", task_id)[0]["status"] == "completed"
     (order,) = [
@@ -507,10 +526,17 @@ def test_accept_through_the_page(signed_in: TestClient, propose, fhir: FhirClien
         if r["resourceType"] == "ServiceRequest"
     ]
     assert order["requester"] == {"reference": DR}
+    assert order["performer"] == [{"reference": IPS_SERVICE}]
 
-    again = signed_in.post(f"/review/task/{task_id}/accept", data={"csrf_token": token})
-    assert again.status_code == 303
-    assert "already completed" in parse(signed_in.get("/review/").text).text["flash"]
+    # Accepting again: who did what and when, as a warning (409), never as success.
+    again = signed_in.post(f"/review/task/{task_id}/accept", data=agreed)
+    assert again.status_code == 409
+    page = parse(again.text)
+    warning = one(page, id="already-decided")
+    assert warning["class"] == "warning" and warning["role"] == "alert"
+    assert "Dr A Smith accepted this on 26 November 2026 at 09:30." in page.text["already-decided"]
+    assert not tags(page, "p", id="flash")
+    assert "flash" not in parse(signed_in.get("/review/").text).text
     assert fhir.read("Task", task_id)[0]["status"] == "completed"
 
 
@@ -521,12 +547,12 @@ def test_decline_through_the_page(signed_in: TestClient, propose, fhir: FhirClie
     path = f"/review/task/{task_id}/decline"
     missing_note = signed_in.post(path, data={"csrf_token": token, "reason": "other"})
     assert missing_note.status_code == 400
-    one(parse(missing_note.text), id="form-error")
+    one(parse(missing_note.text), id="error-summary")
     bad_reason = signed_in.post(path, data={"csrf_token": token, "reason": "bored"})
     assert bad_reason.status_code == 400
     no_reason = signed_in.post(path, data={"csrf_token": token, "reason": ""})
     assert no_reason.status_code == 400
-    assert "Choose a reason" in parse(no_reason.text).text["form-error"]
+    assert "Choose a reason" in parse(no_reason.text).text["error-summary"]
     assert fhir.read("Task", task_id)[0]["status"] == "requested"
 
     data = {"csrf_token": token, "reason": "not-interested", "note": "Happy volunteering."}
@@ -536,8 +562,8 @@ def test_decline_through_the_page(signed_in: TestClient, propose, fhir: FhirClie
         parse(signed_in.get("/review/").text)
         .text["flash"]
         .startswith(
-            f"Declined Task/{task_id} (Patient not interested in IPS at present): the proposal "
-            "is revoked: not suggested again for 12 months."
+            f"Declined Task/{task_id} (Patient not interested in IPS at present): not suggested "
+            "again for 12 months, until 26 November 2027."
         )
     )
     task = fhir.read("Task", task_id)[0]
@@ -565,7 +591,8 @@ def test_a_task_for_another_patient_than_its_proposal_is_refused(
     assert stray["id"] not in signed_in.get("/review/").text
     assert signed_in.get(f"/review/task/{stray['id']}").status_code == 404
     path = f"/review/task/{stray['id']}"
-    assert signed_in.post(f"{path}/accept", data={"csrf_token": token}).status_code == 404
+    agreed = {"csrf_token": token, "patient_agreed": "yes"}
+    assert signed_in.post(f"{path}/accept", data=agreed).status_code == 404
     decline = {"csrf_token": token, "reason": "not-now"}
     assert signed_in.post(f"{path}/decline", data=decline).status_code == 404
     refused = f"Task/{stray['id']} is not for the Patient of ServiceRequest/{sr_id}"
@@ -605,7 +632,8 @@ def test_a_concurrent_change_is_a_409_page_and_changes_nothing(
         return loaded
 
     monkeypatch.setattr(review, "load_review", load_then_someone_else_edits)
-    response = signed_in.post(f"/review/task/{task_id}/accept", data={"csrf_token": token})
+    agreed = {"csrf_token": token, "patient_agreed": "yes"}
+    response = signed_in.post(f"/review/task/{task_id}/accept", data=agreed)
     assert response.status_code == 409
     page = parse(response.text)
     assert "someone else" in page.text["conflict"].lower()
@@ -738,3 +766,112 @@ def test_example_config_is_valid():
     assert config.endpoint("/cds-services/ips-screen") == (
         "https://ips.practice.example/cds-services/ips-screen"
     )
+
+
+# --------------------------------------------------------------------------- forms in error
+
+
+def error_pattern(response, fields: dict[str, str]) -> _Page:
+    """The NHS error pattern: 400, "Error: " first in the title, a summary (role=alert) linking
+    to each field in error, the message beside the field, aria-invalid on it; no `required`
+    attribute anywhere (the server checks, not the browser's bubble)."""
+    assert response.status_code == 400
+    check_accessible(response.text)
+    title = re.search(r"<title>(.*?)</title>", response.text, re.S)
+    assert title is not None and title.group(1).startswith("Error: ")
+    page = parse(response.text)
+    summary = one(page, id="error-summary")
+    assert summary["role"] == "alert"
+    links = [a["href"] for a in tags(page, "a") if a.get("href", "").startswith("#")]
+    assert [h for h in links if h != "#main"] == [f"#{f}" for f in fields]
+    for field, message in fields.items():
+        assert message in page.text["error-summary"]
+        control = one(page, id=field)
+        assert control["aria-invalid"] == "true"
+        assert control["aria-describedby"] == f"{field}-error"
+        assert message in page.text[f"{field}-error"]
+    assert not [a for _, a in page.elements if "required" in a]
+    return page
+
+
+@integration
+def test_accept_without_the_agreement_ticked_is_an_error_on_the_box(
+    signed_in: TestClient, propose, fhir: FhirClient
+):
+    _, task_id, _ = propose()
+    form = signed_in.get(f"/review/task/{task_id}")
+    page = parse(form.text)
+    box = one(page, id="patient-agreed")
+    assert (box["type"], box["name"], box["value"]) == ("checkbox", "patient_agreed", "yes")
+    assert "checked" not in box and "aria-invalid" not in box
+    assert "The patient agrees to be referred to IPS" in form.text
+    assert not re.search(r"<title>Error", form.text)
+    response = signed_in.post(
+        f"/review/task/{task_id}/accept", data={"csrf_token": csrf_of(form.text)}
+    )
+    page = error_pattern(
+        response, {"patient-agreed": "Confirm that the patient agrees to be referred to IPS"}
+    )
+    assert "checked" not in one(page, id="patient-agreed")
+    assert fhir.read("Task", task_id)[0]["status"] == "requested"
+
+
+@integration
+def test_decline_errors_keep_the_choices_made(signed_in: TestClient, propose, fhir: FhirClient):
+    _, task_id, _ = propose()
+    token = csrf_of(signed_in.get(f"/review/task/{task_id}").text)
+    path = f"/review/task/{task_id}/decline"
+
+    other = signed_in.post(path, data={"csrf_token": token, "reason": "other", "note": "  "})
+    page = error_pattern(other, {"note": "Add a note when the reason is Other"})
+    (chosen,) = [a["value"] for a in tags(page, "option") if "selected" in a]
+    assert chosen == "other"  # the reason chosen is kept
+    assert "aria-invalid" not in one(page, id="reason")
+
+    empty = signed_in.post(path, data={"csrf_token": token, "reason": "", "note": "Phoned: busy"})
+    page = error_pattern(empty, {"reason": "Choose a reason for declining"})
+    assert page.text["note"] == "Phoned: busy"  # the note written is kept
+    (chosen,) = [a["value"] for a in tags(page, "option") if "selected" in a]
+    assert chosen == ""
+
+    unknown = signed_in.post(path, data={"csrf_token": token, "reason": "bored"})
+    error_pattern(unknown, {"reason": "Choose a reason for declining"})
+    assert fhir.read("Task", task_id)[0]["status"] == "requested"
+
+    fine = signed_in.post(path, data={"csrf_token": token, "reason": "not-now"})
+    assert fine.status_code == 303
+    flash = parse(signed_in.get("/review/").text).text["flash"]
+    assert flash.startswith(f"Deferred Task/{task_id} (Not the right time; reconsider later): ")
+    assert "deferred until 26 February 2027" in flash
+
+
+@integration
+def test_accept_needs_the_ips_service_configured_and_the_user_on_the_server(
+    app_for, fhir_server: FhirTestServer, propose, fhir: FhirClient, tmp_path: Path
+):
+    _, task_id, sr_id = propose()
+    agreed = {"patient_agreed": "yes"}
+    unconfigured = app_for(fhir_server.base_url, referral=NO_REFERRAL)
+    assert sign_in(unconfigured).status_code == 303
+    token = csrf_of(unconfigured.get(f"/review/task/{task_id}").text)
+    response = unconfigured.post(
+        f"/review/task/{task_id}/accept", data={**agreed, "csrf_token": token}
+    )
+    assert response.status_code == 503
+    assert "no IPS service configured" in response.text
+
+    stranger = "Practitioner/not-on-the-server"
+    (tmp_path / "u").mkdir()
+    users = {"users_file": str(users_file(tmp_path / "u", {"dr": stranger}))}
+    unknown = app_for(fhir_server.base_url, review_page=users)
+    assert sign_in(unknown).status_code == 303
+    token = csrf_of(unknown.get(f"/review/task/{task_id}").text)
+    response = unknown.post(f"/review/task/{task_id}/accept", data={**agreed, "csrf_token": token})
+    assert response.status_code == 403
+    assert f"{stranger} not found on the FHIR server" in response.text
+    declined = unknown.post(
+        f"/review/task/{task_id}/decline", data={"csrf_token": token, "reason": "not-now"}
+    )
+    assert declined.status_code == 403
+    assert fhir.read("Task", task_id)[0]["status"] == "requested"
+    assert fhir.read("ServiceRequest", sr_id)[0]["status"] == "draft"

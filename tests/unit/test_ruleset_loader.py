@@ -60,6 +60,20 @@ def test_wrong_type_names_the_line(rules_copy: Path):
         load_ruleset(path)
 
 
+def test_a_decision_text_with_an_unknown_placeholder_names_the_line(rules_copy: Path):
+    """The review's words (texts.decisions) are templates: only their own placeholders."""
+    path = rules_copy / "ips-chronic-pain.yaml"
+    old = '    already_accepted: "{who} accepted this on {date} at {time}."'
+    text = path.read_text()
+    assert old in text
+    text = text.replace(old, '    already_accepted: "{who} accepted {patient_name} on {date}."')
+    path.write_text(text)
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if "{patient_name}" in s)
+    with pytest.raises(RulesError, match=rf"ips-chronic-pain.yaml:{line}: .*unknown placeholder "
+                       r"\{patient_name\}; allowed: \{date\}, \{time\}, \{who\}"):  # fmt: skip
+        load_ruleset(path)
+
+
 def test_invalid_yaml_names_the_line(rules_copy: Path):
     path = rules_copy / "ips-chronic-pain.yaml"
     path.write_text("id: x\nversion: [1\n")

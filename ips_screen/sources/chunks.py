@@ -135,8 +135,9 @@ def _manifest_types(path: Path) -> dict[str, str]:
     return found
 
 
-def plan(files: list[Path], range_bytes: int = RANGE_BYTES) -> list[Chunk]:
-    """The parts to read, in input order."""
+def plan(files: list[Path], range_bytes: int | None = None) -> list[Chunk]:
+    """The parts to read, in input order (ranges of `range_bytes`, default RANGE_BYTES)."""
+    range_bytes = range_bytes or RANGE_BYTES
     declared = declared_types(files)
     chunks: list[Chunk] = []
     for path in files:

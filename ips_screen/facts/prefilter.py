@@ -74,8 +74,11 @@ class Prefilter:
 
     def maybe(self, line: bytes) -> bool:
         """False only when no "code" value in the line can match a codelist code."""
-        if not _shaped(line):
-            return True
+        return not _shaped(line) or self.maybe_shaped(line)
+
+    def maybe_shaped(self, line: bytes) -> bool:
+        """`maybe` for a line already found shaped like one object without escapes (a line
+        `resource_type` named a type for)."""
         seen = self._seen
         for value, escaped in _CODE.findall(line):
             if escaped:
@@ -89,6 +92,13 @@ class Prefilter:
                 return True
         return False
 
+    def value_matches(self, raw: bytes) -> bool:
+        """Whether a raw "code" value (no escapes) may match a codelist code."""
+        hit = self._seen.get(raw)
+        if hit is None:
+            hit = self._seen[raw] = self._matches(raw)
+        return hit
+
     def _matches(self, raw: bytes) -> bool:
         try:
             code = raw.decode("utf-8").strip().upper()
@@ -100,10 +110,74 @@ class Prefilter:
         return False
 
 
+# The usual Bulk line: the type, then the id, first; with only one "id" key in the line it is
+# certainly the resource's own.
+_LEADING_ID = re.compile(rb'\{\s*"resourceType"\s*:\s*"[A-Za-z]+"\s*,\s*"id"\s*:\s*"([^"\\]*)"')
+
+
 def candidate_ids(line: bytes) -> list[bytes] | None:
     """The raw values of every "id" key in the line, or None when one holds an escape or is not
     a string."""
+    leading = _LEADING_ID.match(line)
+    if leading is not None and line.count(b'"id"') == 1:
+        return [leading[1]]
     found = _ID.findall(line)
     if any(escaped or other for _, escaped, other in found):
         return None
     return [value for value, _, _ in found]
+
+
+# --- whole blocks of a Bulk file -----------------------------------------------------------------
+
+
+class Block:
+    """A block of whole lines of one Bulk file, each certainly a `rtype` resource shaped
+    ``{"resourceType":"<rtype>","id":"<id>",...}`` with no other "resourceType" or "id" key and
+    no escape: then the lines to parse are only those `code_pattern` finds, and every line's id
+    is known from the bytes. `of` returns None when the block is not like that."""
+
+    def __init__(self, data: bytes, rtype: str, ids: list[bytes]) -> None:
+        self.data, self.rtype, self.ids = data, rtype, ids
+
+    @classmethod
+    def of(cls, data: bytes, rtype: str) -> Block | None:
+        if not data.endswith(b"}\n") or data.startswith(_BOM_BYTES):
+            return None
+        if data.find(b"\\") != -1 and b"\\u" in data:
+            return None
+        lines = data.count(b"\n")
+        head = b'{"resourceType":"%s","id":"' % rtype.encode()
+        if (
+            not data.startswith(head)
+            or data.count(b"\n" + head) != lines - 1
+            or data.count(b"}\n") != lines
+            or data.count(_TYPE_KEY) != lines
+            or data.count(b'"id"') != lines
+        ):
+            return None
+        # `head` is at the start of every line and nowhere else (one "resourceType" a line)
+        ids = re.findall(re.escape(head) + rb'([^"\\]*)"', data)
+        if len(ids) != lines or len(set(ids)) != lines:
+            return None  # an odd id, or the same id twice: read line by line
+        return cls(data, rtype, ids)
+
+    def hits(self, prefilter: Prefilter) -> list[tuple[int, int]]:
+        """(start, end) of each line with a "code" value that may match a codelist code (as
+        `Prefilter` matches one), in order."""
+        found = set(_CODE.findall(self.data))
+        spelled = [re.escape(v) + b'"' for v, e in found if not e and prefilter.value_matches(v)]
+        if any(escaped for _, escaped in found):  # every line with an escaped value is parsed
+            spelled.append(rb'[^"\\]*\\')
+        if not spelled:
+            return []
+        pattern = re.compile(rb'"code"\s*:\s*"(?:' + b"|".join(spelled) + rb")")
+        data, out, last = self.data, [], -1
+        for found in pattern.finditer(data):
+            start = data.rfind(b"\n", 0, found.start()) + 1
+            if start != last:
+                out.append((start, data.index(b"\n", found.start()) + 1))
+                last = start
+        return out
+
+
+_BOM_BYTES = b"\xef\xbb\xbf"

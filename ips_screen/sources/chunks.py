@@ -16,29 +16,30 @@ ServiceRequest and Task lines are always parsed, and so is every line in doubt.
 
 Line numbers in a range other than a file's first are counted from the range's start; the merge
 (`sources.collect`) adds the lines of the ranges before it. A skipped line whose ids match a
-record this part kept is parsed (it may replace that record); its ids are also kept as 64-bit
-hashes (`ChunkFacts.skipped_refs`), so that the merge can tell when it may replace a record an
-earlier part kept, and then read this part again with every line parsed.
+record this part kept is parsed (it may replace that record); its ids are also kept
+(`ChunkFacts.skipped_ids`), so that the merge can tell when it may replace a record an earlier
+part kept, and then read this part again with every line parsed.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import re
 import zlib
-from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
 from ips_screen.facts.extract import SUBJECT_FIELD, CodeIndex, PatientInfo
 from ips_screen.facts.model import Record
-from ips_screen.facts.prefilter import Prefilter, candidate_ids, resource_type
+from ips_screen.facts.prefilter import Block, Prefilter, candidate_ids, resource_type
 from ips_screen.limits import DEFAULT_MAX_LINE
 from ips_screen.reading import MAX_SKIPPED, ReadReport, Skipped, gc_paused
 from ips_screen.sources.files import NOT_DATA, Reader, file_kind
@@ -81,7 +82,7 @@ class ChunkFacts:
     patients: dict[str, PatientInfo] = field(default_factory=dict)
     records: dict[str, tuple[str | None, Record]] = field(default_factory=dict)
     dropped: set[str] = field(default_factory=set)
-    skipped_refs: array = field(default_factory=lambda: array("Q"))
+    skipped_ids: list[bytes] = field(default_factory=list)  # ids of the lines not parsed
     lines: int = 0
     files_read: int = 0
     resources_read: int = 0
@@ -91,9 +92,9 @@ class ChunkFacts:
     fatal: tuple[Skipped, int | None] | None = None  # refused whatever --skip-invalid says
 
 
-def ref_hash(ref: bytes) -> int:
-    """A 64-bit hash of a "Type/id" that every process computes alike."""
-    return zlib.crc32(ref) | zlib.crc32(ref, 0x9E3779B9) << 32
+def id_of(ref: str) -> bytes:
+    """The id of a "Type/id", as the bytes of a line hold it (`ChunkFacts.skipped_ids`)."""
+    return ref.split("/", 1)[1].encode()
 
 
 # --- planning -----------------------------------------------------------------------------------
@@ -267,11 +268,15 @@ def _read_ndjson(
         with gzip.open(path, "rb") if gz else path.open("rb") as handle:
             if chunk.part == 0:
                 report.files_read += 1
-            handle.seek(chunk.start)
-            stream: Iterator[bytes] = iter(partial(handle.readline, options.max_line + 1), b"")
-            if chunk.end is not None:
-                stream = _until(stream, chunk.end - chunk.start)
-            lines.run(stream, 1)
+            source: BinaryIO = handle
+            if not gz:  # a range (or a file) of at most about RANGE_BYTES: read in one go
+                handle.seek(chunk.start)
+                size = -1 if chunk.end is None else chunk.end - chunk.start
+                data = handle.read(size)
+                if _whole_block(data, chunk, options, report, facts, lines):
+                    return
+                source = io.BytesIO(data)
+            lines.run(iter(partial(source.readline, options.max_line + 1), b""), 1)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         what = "cannot read the file"
         if gz and not isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
@@ -280,13 +285,60 @@ def _read_ndjson(
         report.problem(f"{path}:{facts.lines + 1}", f"{what} ({_os_error(exc)})")
 
 
-def _until(lines: Iterator[bytes], size: int) -> Iterator[bytes]:
-    read = 0
-    for line in lines:
-        yield line
-        read += len(line)
-        if read >= size:
-            return
+def _whole_block(
+    data: bytes,
+    chunk: Chunk,
+    options: ReadOptions,
+    report: _ChunkReport,
+    facts: ChunkFacts,
+    lines: _LineReader,
+) -> bool:
+    """Read a block of a Bulk file from the whole bytes when they leave no doubt: a file of a
+    type no rule reads, only counted; or a file of a prefiltered type whose lines are all plain
+    (`prefilter.Block`), parsing only the lines with a code that may be in a codelist. False:
+    read it line by line."""
+    rtype = chunk.declared
+    if not options.shortcuts or rtype is None or not data or len(data) > options.max_line:
+        return False
+    if rtype not in NEEDED_TYPES:
+        first = data[: data.find(b"\n") + 1 or len(data)]
+        if first.startswith(_BOM) or first.isspace() or not data.endswith(b"}\n"):
+            return False
+        if (resource_type(first) or _parsed_type(first)) != rtype:
+            return False
+        count = data.count(b"\n")  # every line ends in "}": none is blank
+        if data.count(b"}\n") != count:
+            return False
+        report.resources_read += count
+        report.by_type[rtype] += count
+        facts.lines = count
+        return True
+    if rtype in ALWAYS_PARSED:
+        return False
+    block = Block.of(data, rtype)
+    if block is None:
+        return False
+    hits = block.hits(_prefilter(options.index))
+    start_of_file = chunk.part == 0
+    lineno, at, parsed = 1, 0, set()
+    for start, end in hits:
+        lineno += data.count(b"\n", at, start)
+        at = start
+        parsed.add(lineno - 1)
+        report.line = lineno
+        for resource, where, resolve in lines.reader.line(
+            data[start:end], chunk.path, lineno, first=lineno == 1 and start_of_file
+        ):
+            lines.builder.add(resource, where, resolve)
+    skipped = len(block.ids) - len(parsed)
+    report.resources_read += skipped
+    report.by_type[rtype] += skipped
+    if parsed:
+        facts.skipped_ids.extend(rid for n, rid in enumerate(block.ids) if n not in parsed)
+    else:
+        facts.skipped_ids.extend(block.ids)
+    facts.lines = len(block.ids)
+    return True
 
 
 def _os_error(exc: BaseException) -> str:
@@ -326,7 +378,7 @@ class _LineReader:
         declared = chunk.declared if prefilter is not None else None
         # A file of a type no rule reads, whose first line says so, is only counted.
         count_only: bool | None = None if declared and declared not in NEEDED_TYPES else False
-        records, skipped_refs = builder.records, facts.skipped_refs
+        records, skipped_ids = builder.records, facts.skipped_ids
         self.lineno = first_line - 1
         for lineno, line in enumerate(lines, first_line):
             self.lineno = lineno
@@ -349,23 +401,23 @@ class _LineReader:
                     by_type[declared] += 1  # type: ignore[index]
                     continue
                 rtype = resource_type(line)
-                if count_only is None:
-                    count_only = rtype == declared
+                if count_only is None:  # the first line: is it of the declared type?
+                    count_only = (rtype or _parsed_type(line)) == declared
                     if count_only:
                         report.resources_read += 1
-                        by_type[rtype] += 1  # type: ignore[index]
+                        by_type[declared] += 1  # type: ignore[index]
                         continue
                 if rtype is not None and rtype in known and rtype != "Bundle":
                     if rtype not in NEEDED_TYPES:
                         report.resources_read += 1
                         by_type[rtype] += 1
                         continue
-                    if rtype not in ALWAYS_PARSED and not prefilter.maybe(line):
-                        refs = _refs(rtype, line)
-                        if refs is not None and not any(ref in records for ref in refs):
+                    if rtype not in ALWAYS_PARSED and not prefilter.maybe_shaped(line):
+                        ids = candidate_ids(line)
+                        if ids is not None and (not records or not _kept(rtype, ids, records)):
                             report.resources_read += 1
                             by_type[rtype] += 1
-                            skipped_refs.extend(ref_hash(ref.encode()) for ref in refs)
+                            skipped_ids.extend(ids)
                             continue
             report.line = lineno
             for resource, where, resolve in self.reader.line(
@@ -379,11 +431,19 @@ def _prefilter(index: CodeIndex) -> Prefilter:
     return Prefilter(index)  # one per index, so its cache serves every part a process reads
 
 
-def _refs(rtype: str, line: bytes) -> list[str] | None:
-    ids = candidate_ids(line)
-    if ids is None:
-        return None
+def _kept(rtype: str, ids: list[bytes], records: dict) -> bool:
+    """Whether a record kept so far may be the resource of a line with these ids."""
     try:
-        return [f"{rtype}/{value.decode('utf-8')}" for value in ids]
+        return any(f"{rtype}/{value.decode('utf-8')}" in records for value in ids)
     except UnicodeDecodeError:
+        return True
+
+
+def _parsed_type(line: bytes) -> str | None:
+    """The resource type of a line the bytes left in doubt, by parsing it."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
         return None
+    rtype = value.get("resourceType") if isinstance(value, dict) else None
+    return rtype if isinstance(rtype, str) else None

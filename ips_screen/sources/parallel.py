@@ -20,7 +20,7 @@ from ips_screen.errors import InputError
 from ips_screen.facts.extract import CodeIndex
 from ips_screen.limits import DEFAULT_MAX_LINE
 from ips_screen.reading import MAX_SKIPPED, HasCodelists, ReadReport, Skipped
-from ips_screen.sources.chunks import Chunk, ChunkFacts, ReadOptions, plan, read_chunk, ref_hash
+from ips_screen.sources.chunks import Chunk, ChunkFacts, ReadOptions, id_of, plan, read_chunk
 from ips_screen.sources.files import discover
 from ips_screen.sources.population import Population, PopulationBuilder
 
@@ -87,10 +87,10 @@ def merge(
     not skip them), the last word on each patient and record kept."""
     report = report if report is not None else ReadReport(skip_invalid=options.skip_invalid)
     total = PopulationBuilder(None, report, index=options.index)
-    kept: set[int] = set()  # hashes of every ref kept so far
+    kept: set[bytes] = set()  # the ids of every record kept so far
     lines_before: dict[str, int] = {}
     for part in parts:
-        if part.skipped_refs and not kept.isdisjoint(part.skipped_refs):
+        if part.skipped_ids and not kept.isdisjoint(part.skipped_ids):
             # A line this part skipped may be a later copy of a kept record: read it exactly.
             part = read_chunk(part.chunk, replace(options, shortcuts=False))
         offset = lines_before.get(part.chunk.path, 0) if part.chunk.part else 0
@@ -103,7 +103,7 @@ def merge(
             total.drop(ref)
         total.records.update(part.records)
         total.patients.update(part.patients)
-        kept.update(ref_hash(ref.encode()) for ref in part.records)
+        kept.update(map(id_of, part.records))
         if progress is not None:
             progress(report.resources_read)
     return total.finish()

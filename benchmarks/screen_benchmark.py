@@ -471,6 +471,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="../shared/data")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of measures (median)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--measures",
+        default=",".join(MEASURES),
+        help=f"comma-separated, of {', '.join(MEASURES)} (default: all; cli and orjson_needed "
+        "are always run)",
+    )
     parser.add_argument("--child", choices=["build", "orjson_needed", "orjson_all", "duckdb"])
     args = parser.parse_args(argv)
     args.work = work = args.work.resolve()
@@ -486,13 +492,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SKIP: {args.data} has no {' or '.join(missing)}: nothing to benchmark.")
         print("(This needs the external FHIR test data in ../shared/data; see its README.)")
         return 0
+    wanted = {"cli", "orjson_needed", *args.measures.split(",")}
+    if wanted - set(MEASURES):
+        parser.error(f"--measures: unknown {', '.join(sorted(wanted - set(MEASURES)))}")
+    keys = [k for k in MEASURES if k in wanted]
     try:
         import duckdb  # noqa: F401
     except ImportError:
-        keys = [k for k in MEASURES if k != "duckdb"]
+        keys = [k for k in keys if k != "duckdb"]
         print("note: duckdb is not installed (pip install '.[bench]'): no DuckDB reference")
-    else:
-        keys = list(MEASURES)
 
     facts = machine_facts(("orjson", "ips-screen"))
     print(f"python {facts['python']} on {facts['platform']}")
@@ -556,9 +564,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{verdict[ratio <= GOAL_RATIO]}")  # fmt: skip
     rss_goal = f"(goal <= {GOAL_RSS_MB} MB at 10,000 patients)"
     print(f"screen (CLI) peak RSS summed over processes: {peak['cli']:,.0f} MB {rss_goal}")
-    outcomes = {key: runs[key][0]["outcomes"] for key in ("cli", "cli_jobs1")}
-    same = all(f["outcomes"] == outcomes["cli"] for k in ("cli", "cli_jobs1") for f in runs[k])
-    print(f"outcomes: {outcomes['cli']} ({'the same' if same else 'DIFFERENT'} in every run)")
+    clis = [k for k in ("cli", "cli_jobs1") if k in runs]
+    first = runs["cli"][0]["outcomes"]
+    same = all(f["outcomes"] == first for k in clis for f in runs[k])
+    print(f"outcomes: {first} ({'the same' if same else 'DIFFERENT'} in every run)")
     load_end = [round(x, 2) for x in os.getloadavg()]
     print(f"load average after each measure: {loads}")
     print(f"load average at the end: {load_end}")

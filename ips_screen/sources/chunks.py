@@ -83,6 +83,7 @@ class ChunkFacts:
     records: dict[str, tuple[str | None, Record]] = field(default_factory=dict)
     dropped: set[str] = field(default_factory=set)
     skipped_ids: list[bytes] = field(default_factory=list)  # ids of the lines not parsed
+    skipped_blob: bytes = b""  # the same, one per line (one bytes object: cheap to send)
     lines: int = 0
     files_read: int = 0
     resources_read: int = 0
@@ -250,6 +251,9 @@ def _finish(facts: ChunkFacts, report: _ChunkReport, builder: PopulationBuilder)
     facts.by_type.update(report.by_type)
     facts.problems = list(zip(report.skipped, report.lines, strict=True))
     facts.problem_count = report.skipped_count
+    if facts.skipped_ids:
+        facts.skipped_blob = b"\n".join(facts.skipped_ids)
+        facts.skipped_ids = []
     return facts
 
 

@@ -10,6 +10,7 @@ order, each with its file and line.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +24,8 @@ from ips_screen.reading import MAX_SKIPPED, HasCodelists, ReadReport, Skipped
 from ips_screen.sources.chunks import Chunk, ChunkFacts, ReadOptions, id_of, plan, read_chunk
 from ips_screen.sources.files import discover
 from ips_screen.sources.population import Population, PopulationBuilder
+
+log = logging.getLogger("ips_screen.sources")
 
 
 def default_jobs() -> int:
@@ -90,8 +93,11 @@ def merge(
     kept: set[bytes] = set()  # the ids of every record kept so far
     lines_before: dict[str, int] = {}
     for part in parts:
-        if part.skipped_ids and not kept.isdisjoint(part.skipped_ids):
+        if kept and part.skipped_blob and not kept.isdisjoint(part.skipped_blob.split(b"\n")):
             # A line this part skipped may be a later copy of a kept record: read it exactly.
+            log.info(
+                "%s from byte %d: read again, every line parsed", part.chunk.path, part.chunk.start
+            )
             part = read_chunk(part.chunk, replace(options, shortcuts=False))
         offset = lines_before.get(part.chunk.path, 0) if part.chunk.part else 0
         lines_before[part.chunk.path] = offset + part.lines

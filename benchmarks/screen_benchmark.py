@@ -1,4 +1,4 @@
-"""Screen benchmark: the screen over a 10,000-patient NDJSON population, beside its baselines.
+"""Screen benchmark: the screen as users run it, beside what merely parsing the input costs.
 
 Run from the project root::
 
@@ -8,21 +8,26 @@ Run from the project root::
    synthea-california transaction Bundles, flattened with their urn:uuid references resolved to
    "Type/id") are grouped by patient and copied, cycling through them, until there are
    --patients patients. Copy n of a patient gets every resource id of that patient's resources
-   rewritten to "<orig id>-c<n>", and every reference to them with it. Resources that belong to
-   no patient (Organization, Practitioner, PractitionerRole, Location) are written once,
-   unchanged. The files are a FHIR Bulk Data layout, <work>/<Type>.000.ndjson. The build time is
-   printed on its own; it is not part of any measure.
-2. Measures, each in a fresh subprocess (so peak RSS is that measure's own), over the same files:
-   - orjson parse-only: orjson.loads of every line of every file (the baseline; best of --repeat);
-   - screen: sources.collect + pipeline.decide_all + outputs.summary.summarise, nothing written
-     (best of --repeat);
-   - screen + outputs: pipeline.screen_files with every output written to a temporary folder;
-   - fhir.resources: orjson.loads + fhir.resources.R4B model_validate of a sample (--sample
-     resources, the same mix of resource types as the population), since validating everything
-     would take too long.
-   Timings start after imports and the ruleset load.
-3. Goals: the screen at no less than half the speed of orjson parse-only, and at least 20 times
-   the speed of fhir.resources validation (resources/s).
+   rewritten to "<orig id>-c<n>", and every reference to them with it. Every Synthea type is
+   kept (Claim and ExplanationOfBenefit too); resources that belong to no patient (Organization,
+   Practitioner, PractitionerRole, Location) are written once, unchanged. The files are a FHIR
+   Bulk Data layout, <work>/<Type>.000.ndjson. The build is not part of any measure.
+2. Measures, each a fresh process over the same files, interleaved round by round (--repeat
+   rounds, median reported), with the page cache warmed (every file read) before each:
+   - screen (CLI): the whole command `ips-screen screen WORK --out OUT` (every output written,
+     default --jobs: all cores), wall time of the process, start-up and imports included;
+   - screen (CLI) --jobs 1, for information;
+   - orjson needed types: orjson.loads of every line of the files of the types the default
+     ruleset reads (Patient, Condition, Observation, Procedure, DocumentReference,
+     ServiceRequest, Task), timed after the imports: the goal's baseline;
+   - orjson every file, for information;
+   - DuckDB: `SELECT count(*) FROM read_json(...)` over the needed types' files (duckdb is an
+     optional benchmark dependency: `pip install '.[bench]'`; skipped when absent), as a
+     reference.
+   Peak RSS: the kernel's high-water mark (VmHWM) of every process of the measure (the command
+   and the processes it starts), sampled every 20 ms and summed.
+3. Goals: the screen (CLI) at most 2.0 times the orjson parse of the needed types; its peak RSS
+   summed over processes no higher than 540 MB at 10,000 patients.
 
 The work folder (default benchmarks/work/, git-ignored) is deleted afterwards unless --keep; a kept
 folder built for the same --patients from the same data is reused by the next run.
@@ -34,7 +39,6 @@ import argparse
 import hashlib
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -57,8 +61,12 @@ MANIFEST = "benchmark-manifest.txt"  # not *.json: the work folder must hold onl
 BUILD_FORMAT = 1  # bump when the build changes, so a kept work folder is rebuilt
 AS_OF = date(2026, 11, 26)
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-GOAL_VS_ORJSON = 0.5
-GOAL_VS_FHIR = 20.0
+GOAL_RATIO = 2.0  # screen (CLI) / orjson parse of the needed types
+GOAL_RSS_MB = 540  # at 10,000 patients, summed over processes
+NEEDED_TYPES = (
+    "Patient", "Condition", "Observation", "Procedure", "DocumentReference", "ServiceRequest",
+    "Task",
+)  # fmt: skip
 # A token that could be a FHIR id ([A-Za-z0-9\-\.]{1,64}); UUID ids are always whole tokens.
 _TOKEN = re.compile(rb"[A-Za-z0-9.\-]+")
 # Put after every id to rewrite in a template; orjson escapes control characters in strings, so
@@ -282,14 +290,15 @@ def remove_population(work: Path, rmdir: bool = True) -> None:
         work.rmdir()
 
 
-# --- measures (each runs in its own process) --------------------------------------------------
+# --- measures (each a fresh process) -----------------------------------------------------------
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+def _needed(files: list[Path]) -> list[Path]:
+    return [p for p in files if p.name.split(".", 1)[0] in NEEDED_TYPES]
 
 
-def measure_orjson(files: list[Path], manifest: dict, sample: int) -> dict:
+def child_orjson(files: list[Path]) -> dict:
+    """In a fresh interpreter: orjson.loads of every line of `files`, timed after the imports."""
     loads = orjson.loads
     started = time.perf_counter()
     count = 0
@@ -298,166 +307,147 @@ def measure_orjson(files: list[Path], manifest: dict, sample: int) -> dict:
             for line in lines:
                 loads(line)
                 count += 1
-    seconds = time.perf_counter() - started
-    return {"resources": count, "patients": manifest["patients"], "seconds": seconds}
+    return {"resources": count, "inner_seconds": time.perf_counter() - started}
 
 
-def _ruleset():
-    from ips_screen.ruleset.loader import load_ruleset
+def child_duckdb(files: list[Path]) -> dict:
+    import duckdb
 
-    return load_ruleset()
-
-
-def measure_screen(files: list[Path], manifest: dict, sample: int) -> dict:
-    from ips_screen.outputs.summary import summarise
-    from ips_screen.pipeline import decide_all
-    from ips_screen.sources import collect
-
-    ruleset = _ruleset()
     started = time.perf_counter()
-    population = collect(files, ruleset)
-    decisions = decide_all(ruleset, population.patients.values(), AS_OF)
-    summary = summarise(
-        decisions,
-        ruleset,
-        read_report=population.report.to_dict(),
-        orphans=population.orphans,
-        unlinked=population.unlinked,
-        as_of=AS_OF,
+    paths = [str(p) for p in files]
+    query = (
+        "SELECT count(*) FROM read_json(?, format = 'newline_delimited', "
+        "columns = {resourceType: 'VARCHAR'})"
     )
-    seconds = time.perf_counter() - started
-    return {
-        "resources": population.report.resources_read,
-        "patients": len(population.patients),
-        "seconds": seconds,
-        "outcomes": summary["outcomes"],
-    }
+    count = duckdb.connect().execute(query, [paths]).fetchone()[0]
+    return {"resources": count, "inner_seconds": time.perf_counter() - started}
 
 
-def measure_screen_outputs(files: list[Path], manifest: dict, sample: int) -> dict:
-    from ips_screen.pipeline import screen_files
-
-    ruleset = _ruleset()
-    with tempfile.TemporaryDirectory(prefix="ips-screen-bench-") as tmp:
-        out_dir = Path(tmp) / "out"
-        started = time.perf_counter()
-        result = screen_files(files, ruleset, as_of=AS_OF, out_dir=out_dir, now=NOW)
-        seconds = time.perf_counter() - started
-        written = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
-    return {
-        "resources": result.summary["input"]["resources"],
-        "patients": result.summary["patients"],
-        "seconds": seconds,
-        "outcomes": result.summary["outcomes"],
-        "output_mb": round(written / 1e6, 1),
-    }
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
 
 
-def _sample_lines(files: list[Path], manifest: dict, sample: int) -> list[bytes]:
-    """About `sample` lines, the first of each file in proportion to its share of the input."""
-    total = manifest["resources"]
-    lines: list[bytes] = []
-    for path in files:
-        want = round(sample * manifest["lines"][path.name] / total)
-        if want == 0:
-            continue
-        with path.open("rb") as handle:
-            for n, line in enumerate(handle):
-                if n >= want:
-                    break
-                lines.append(line)
-    return lines
+def _hwm_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
-def measure_fhir_resources(files: list[Path], manifest: dict, sample: int) -> dict:
-    from fhir.resources.R4B import get_fhir_model_class
-    from pydantic import ValidationError
-
-    lines = _sample_lines(files, manifest, sample)
+def run_measured(command: list[str]) -> dict:
+    """Run `command`; its wall time and the peak RSS of it and every process it starts (the last
+    VmHWM seen of each, summed), sampled every 20 ms."""
     started = time.perf_counter()
-    classes = {}
-    for line in lines:  # import and build every model class first: not part of the rate
-        rtype = orjson.loads(line)["resourceType"]
-        if rtype not in classes:
-            classes[rtype] = get_fhir_model_class(rtype)
-    import_seconds = time.perf_counter() - started
-    invalid: Counter[str] = Counter()
-    started = time.perf_counter()
-    for line in lines:
-        obj = orjson.loads(line)
-        try:
-            classes[obj["resourceType"]].model_validate(obj)
-        except ValidationError:
-            invalid[obj["resourceType"]] += 1
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT)
+    peaks: dict[int, int] = {}
+    while process.poll() is None:
+        tree, seen = [process.pid], 0
+        while seen < len(tree):
+            tree.extend(_children(tree[seen]))
+            seen += 1
+        for pid in tree:
+            hwm = _hwm_kib(pid)
+            if hwm is not None:
+                peaks[pid] = max(hwm, peaks.get(pid, 0))
+        time.sleep(0.02)
     seconds = time.perf_counter() - started
-    rate = len(lines) / seconds
+    out = process.stdout.read() if process.stdout else b""
+    if process.returncode != 0:
+        raise ChildFailed(f"{' '.join(command)} failed (exit code {process.returncode})")
     return {
-        "resources": len(lines),
-        # patients/s estimated from the population's resources per patient
-        "patients_estimate": rate * manifest["patients"] / manifest["resources"],
         "seconds": seconds,
-        "import_seconds": round(import_seconds, 2),
-        "invalid": dict(sorted(invalid.items())),
+        "peak_rss_mb": sum(peaks.values()) / 1024,
+        "processes": len(peaks),
+        "stdout": out,
     }
-
-
-MEASURES = {
-    "orjson": ("orjson parse-only", measure_orjson),
-    "screen": ("screen (collect+decide+summary)", measure_screen),
-    "screen_outputs": ("screen_files + outputs", measure_screen_outputs),
-    "fhir_resources": ("fhir.resources validate (sample)", measure_fhir_resources),
-}
-
-
-def child(name: str, work: Path, sample: int, data: Path, patients: int) -> None:
-    if name == "build":
-        manifest, reused = prepare(data, work, patients)
-        figures = {"manifest": manifest, "reused": reused}
-    else:
-        manifest = orjson.loads((work / MANIFEST).read_bytes())
-        files = [work / name for name in manifest["files"]]
-        figures = MEASURES[name][1](files, manifest, sample)
-    figures["peak_rss_mb"] = _peak_rss_mb()
-    figures["vm_hwm_mb"] = vm_hwm_mb()
-    sys.stdout.write(orjson.dumps(figures).decode() + "\n")
 
 
 class ChildFailed(Exception):
     pass
 
 
-def run_child(name: str, args: argparse.Namespace) -> dict:
-    """Run one step in a fresh interpreter; the parent stays small, so that the child's
-    ru_maxrss (which on Linux starts from the parent's RSS at fork) is the child's own."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", name]
-    command += ["--work", str(args.work), "--sample", str(args.sample)]
-    command += ["--data", str(args.data), "--patients", str(args.patients)]
+def warm(files: list[Path]) -> float:
+    """Read every file once, so the measure reads from the page cache."""
+    started = time.perf_counter()
+    buffer = bytearray(1 << 20)
+    for path in files:
+        with path.open("rb", buffering=0) as handle:
+            while handle.readinto(buffer):
+                pass
+    return time.perf_counter() - started
+
+
+def measure(key: str, args: argparse.Namespace, files: list[Path], out: Path) -> dict:
+    script = [sys.executable, str(Path(__file__).resolve()), "--work", str(args.work)]
+    if key.startswith("cli"):
+        command = [sys.executable, "-m", "ips_screen", "-q", "screen", str(args.work)]
+        command += ["--out", str(out), "--as-of", AS_OF.isoformat()]
+        if key == "cli_jobs1":
+            command += ["--jobs", "1"]
+        fig = run_measured(command)
+        summary = orjson.loads((out / "summary.json").read_bytes())
+        fig["resources"] = summary["input"]["resources"]
+        fig["outcomes"] = summary["outcomes"]
+    else:
+        fig = run_measured([*script, "--child", key, "--patients", str(args.patients)])
+        fig.update(orjson.loads(fig["stdout"].splitlines()[-1]))
+    del fig["stdout"]
+    return fig
+
+
+MEASURES = {
+    "cli": "screen (CLI, all cores)",
+    "cli_jobs1": "screen (CLI, --jobs 1)",
+    "orjson_needed": "orjson parse, needed types",
+    "orjson_all": "orjson parse, every file",
+    "duckdb": "DuckDB read_json count, needed types",
+}
+
+
+def child(name: str, work: Path, data: Path, patients: int) -> None:
+    if name == "build":
+        manifest, reused = prepare(data, work, patients)
+        figures = {"manifest": manifest, "reused": reused}
+    else:
+        manifest = orjson.loads((work / MANIFEST).read_bytes())
+        files = [work / name for name in manifest["files"]]
+        if name == "orjson_all":
+            figures = child_orjson(files)
+        elif name == "orjson_needed":
+            figures = child_orjson(_needed(files))
+        else:
+            figures = child_duckdb(_needed(files))
+    figures["vm_hwm_mb"] = vm_hwm_mb()
+    sys.stdout.write(orjson.dumps(figures).decode() + "\n")
+
+
+def run_build(args: argparse.Namespace) -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", "build"]
+    command += ["--work", str(args.work), "--data", str(args.data)]
+    command += ["--patients", str(args.patients)]
     done = subprocess.run(command, check=False, stdout=subprocess.PIPE, cwd=ROOT)
     if done.returncode != 0:
-        raise ChildFailed(f"{name} failed (exit code {done.returncode})")
+        raise ChildFailed(f"build failed (exit code {done.returncode})")
     return orjson.loads(done.stdout.splitlines()[-1])
 
 
 # --- report -----------------------------------------------------------------------------------
 
 
-def _rate_row(key: str, label: str, fig: dict) -> list[str]:
-    rate = fig["resources"] / fig["seconds"]
-    if "patients_estimate" in fig:
-        patients = f"~{fig['patients_estimate']:,.0f}"
-    else:
-        patients = f"{fig['patients'] / fig['seconds']:,.0f}"
-    return [
-        label,
-        f"{fig['resources']:,}",
-        f"{fig['seconds']:.2f}",
-        f"{rate:,.0f}",
-        patients,
-        f"{fig['peak_rss_mb']:,.0f}",
-    ]
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-HEADER = ["measure", "resources", "seconds", "resources/s", "patients/s", "peak RSS MB"]
+HEADER = ["measure", "resources", "median s", "runs s", "x orjson needed", "peak RSS MB", "procs"]
 
 
 def print_table(rows: list[list[str]]) -> None:
@@ -479,59 +469,70 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="folder for the NDJSON")
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the work folder")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="../shared/data")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of orjson and screen (best)")
-    parser.add_argument("--sample", type=int, default=20_000, help="fhir.resources sample size")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of measures (median)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    parser.add_argument("--child", choices=["build", *MEASURES], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--measures",
+        default=",".join(MEASURES),
+        help=f"comma-separated, of {', '.join(MEASURES)} (default: all; cli and orjson_needed "
+        "are always run)",
+    )
+    parser.add_argument("--child", choices=["build", "orjson_needed", "orjson_all", "duckdb"])
     args = parser.parse_args(argv)
     args.work = work = args.work.resolve()
     args.data = args.data.resolve()
 
     if args.child:
-        child(args.child, work, args.sample, args.data, args.patients)
+        child(args.child, work, args.data, args.patients)
         return 0
-    if args.patients < 1 or args.repeat < 1 or args.sample < 1:
-        parser.error("--patients, --repeat and --sample must be at least 1")
+    if args.patients < 1 or args.repeat < 1:
+        parser.error("--patients and --repeat must be at least 1")
     missing = [f for f in (BULK, CALIFORNIA) if not (args.data / f).is_dir()]
     if missing:
         print(f"SKIP: {args.data} has no {' or '.join(missing)}: nothing to benchmark.")
         print("(This needs the external FHIR test data in ../shared/data; see its README.)")
         return 0
+    wanted = {"cli", "orjson_needed", *args.measures.split(",")}
+    if wanted - set(MEASURES):
+        parser.error(f"--measures: unknown {', '.join(sorted(wanted - set(MEASURES)))}")
+    keys = [k for k in MEASURES if k in wanted]
+    try:
+        import duckdb  # noqa: F401
+    except ImportError:
+        keys = [k for k in keys if k != "duckdb"]
+        print("note: duckdb is not installed (pip install '.[bench]'): no DuckDB reference")
 
-    facts = machine_facts(("orjson", "fhir.resources", "pydantic", "ips-screen"))
+    facts = machine_facts(("orjson", "ips-screen"))
     print(f"python {facts['python']} on {facts['platform']}")
     print(f"{facts['cpu_count']} CPUs: {facts['cpu_model']}; memory {facts['memory_gb']} GB")
     print(f"load average (1, 5, 15 min): {facts['load_average_at_start']}")
+    runs: dict[str, list[dict]] = {key: [] for key in keys}
+    loads: list[list[float]] = []
     try:
-        built = run_child("build", args)
+        built = run_build(args)
         manifest, reused = built["manifest"], built["reused"]
-        mb = manifest["bytes"] / 1e6
-        what = "reused (built earlier " if reused else "built ("
+        files = [work / name for name in manifest["files"]]
+        needed_mb = sum(p.stat().st_size for p in _needed(files)) / 1e6
         print(
             f"population: {manifest['patients']:,} patients ({manifest['source_patients']} source "
             f"patients x {manifest['copies']} copies), {manifest['resources']:,} resources, "
-            f"{len(manifest['files'])} files, {mb:,.0f} MB in {work}"
+            f"{len(files)} files ({', '.join(n.split('.')[0] for n in manifest['files'])}), "
+            f"{manifest['bytes'] / 1e6:,.0f} MB ({needed_mb:,.0f} MB of the needed types) "
+            f"in {work}; {'reused' if reused else 'built'}, not measured"
         )
-        print(
-            f"build: {what}in {manifest['build_seconds']:.1f} s, peak RSS "
-            f"{built['peak_rss_mb']:,.0f} MB; not part of the measures)"
-        )
-        if manifest["foreign_references"] or manifest["multi_patient_resources"]:
-            print(
-                f"  note: {manifest['multi_patient_resources']} resources name several patients, "
-                f"{manifest['foreign_references']} references point at another patient's data"
-            )
-
-        runs: dict[str, list[dict]] = {key: [] for key in MEASURES}
-        for n in range(1, args.repeat + 1):
-            for key in ("orjson", "screen"):
-                fig = run_child(key, args)
-                runs[key].append(fig)
-                print(f"  {MEASURES[key][0]} run {n}: {fig['seconds']:.2f} s", flush=True)
-        for key in ("screen_outputs", "fhir_resources"):
-            fig = run_child(key, args)
-            runs[key].append(fig)
-            print(f"  {MEASURES[key][0]}: {fig['seconds']:.2f} s", flush=True)
+        with tempfile.TemporaryDirectory(prefix="ips-screen-bench-") as tmp:
+            for n in range(1, args.repeat + 1):
+                for key in keys:
+                    warm(files)
+                    out = Path(tmp) / f"{key}-{n}"
+                    fig = measure(key, args, files, out)
+                    runs[key].append(fig)
+                    loads.append([round(x, 2) for x in os.getloadavg()])
+                    print(
+                        f"  round {n}: {MEASURES[key]}: {fig['seconds']:.2f} s, peak RSS "
+                        f"{fig['peak_rss_mb']:,.0f} MB over {fig['processes']} process(es)",
+                        flush=True,
+                    )
     except ChildFailed as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
@@ -539,40 +540,36 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             remove_population(work)
 
-    best = {key: min(figs, key=lambda f: f["seconds"]) for key, figs in runs.items()}
-    for key in ("orjson", "screen"):  # peak RSS: the largest of the runs
-        best[key] = {**best[key], "peak_rss_mb": max(f["peak_rss_mb"] for f in runs[key])}
-    if best["screen"]["resources"] != best["orjson"]["resources"]:
-        print(
-            f"WARNING: the screen read {best['screen']['resources']:,} resources, "
-            f"orjson {best['orjson']['resources']:,}"
-        )
-
+    median = {key: _median([f["seconds"] for f in figs]) for key, figs in runs.items()}
+    peak = {key: max(f["peak_rss_mb"] for f in figs) for key, figs in runs.items()}
+    base = median["orjson_needed"]
+    rows = [
+        [
+            MEASURES[key],
+            f"{runs[key][0]['resources']:,}",
+            f"{median[key]:.2f}",
+            " ".join(f"{f['seconds']:.1f}" for f in runs[key]),
+            f"{median[key] / base:.2f}",
+            f"{peak[key]:,.0f}",
+            str(max(f["processes"] for f in runs[key])),
+        ]
+        for key in keys
+    ]
     print()
-    print_table([_rate_row(key, MEASURES[key][0], best[key]) for key in MEASURES])
-    rate = {key: fig["resources"] / fig["seconds"] for key, fig in best.items()}
-    vs_orjson = rate["screen"] / rate["orjson"]
-    vs_fhir = rate["screen"] / rate["fhir_resources"]
-    fhir = best["fhir_resources"]
-    print(
-        f"(best of {args.repeat} for orjson and screen; fhir.resources on a {fhir['resources']:,}"
-        f"-resource sample, {sum(fhir['invalid'].values())} of them invalid by R4B; "
-        "peak RSS: the largest of the runs)"
-    )
-    print()
+    print_table(rows)
+    ratio = median["cli"] / base
     verdict = {True: "PASS", False: "FAIL"}
-    print(
-        f"screen vs orjson parse-only:    {vs_orjson:.2f} x  "
-        f"(goal >= {GOAL_VS_ORJSON})  {verdict[vs_orjson >= GOAL_VS_ORJSON]}"
-    )
-    print(
-        f"screen vs fhir.resources model: {vs_fhir:.1f} x  "
-        f"(goal >= {GOAL_VS_FHIR:g})  {verdict[vs_fhir >= GOAL_VS_FHIR]}"
-    )
-    outputs_vs = rate["screen_outputs"] / rate["orjson"]
-    print(f"(screen_files with outputs vs orjson parse-only: {outputs_vs:.2f} x, for information)")
-    print(f"outcomes: {best['screen']['outcomes']}")
+    print()
+    print(f"screen (CLI) / orjson needed types: {ratio:.2f} x (goal <= {GOAL_RATIO}) "
+          f"{verdict[ratio <= GOAL_RATIO]}")  # fmt: skip
+    rss_goal = f"(goal <= {GOAL_RSS_MB} MB at 10,000 patients)"
+    print(f"screen (CLI) peak RSS summed over processes: {peak['cli']:,.0f} MB {rss_goal}")
+    clis = [k for k in ("cli", "cli_jobs1") if k in runs]
+    first = runs["cli"][0]["outcomes"]
+    same = all(f["outcomes"] == first for k in clis for f in runs[k])
+    print(f"outcomes: {first} ({'the same' if same else 'DIFFERENT'} in every run)")
     load_end = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average after each measure: {loads}")
     print(f"load average at the end: {load_end}")
 
     if args.json:
@@ -580,27 +577,23 @@ def main(argv: list[str] | None = None) -> int:
             "date": date.today().isoformat(),
             "command": " ".join(["benchmarks/screen_benchmark.py", *(argv or sys.argv[1:])]),
             "machine": facts,
-            "load_average_at_end": load_end,
+            "load_average_after_each": loads,
             "population": {k: v for k, v in manifest.items() if k != "fingerprint"},
             "as_of": AS_OF.isoformat(),
             "repeat": args.repeat,
             "measures": {
                 key: {
-                    **best[key],
-                    "label": MEASURES[key][0],
-                    "resources_per_s": rate[key],
-                    "runs_seconds": [f["seconds"] for f in runs[key]],
+                    "label": MEASURES[key],
+                    "median_seconds": median[key],
+                    "runs": runs[key],
+                    "peak_rss_mb": peak[key],
+                    "vs_orjson_needed": median[key] / base,
                 }
-                for key in MEASURES
-            },
-            "ratios": {
-                "screen_vs_orjson": vs_orjson,
-                "screen_vs_fhir_resources": vs_fhir,
-                "screen_outputs_vs_orjson": outputs_vs,
+                for key in keys
             },
             "goals": {
-                "screen_vs_orjson": {"goal": GOAL_VS_ORJSON, "met": vs_orjson >= GOAL_VS_ORJSON},
-                "screen_vs_fhir_resources": {"goal": GOAL_VS_FHIR, "met": vs_fhir >= GOAL_VS_FHIR},
+                "cli_vs_orjson_needed": {"goal": GOAL_RATIO, "value": ratio},
+                "cli_peak_rss_mb": {"goal": GOAL_RSS_MB, "value": peak["cli"]},
             },
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

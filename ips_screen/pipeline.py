@@ -58,11 +58,19 @@ def screen_files(
     now: datetime,
     skip_invalid: bool = False,
     owner: str | None = None,
+    jobs: int | None = None,
 ) -> ScreenResult:
-    """Dry run over files: decisions, summary, report and proposals, written to out_dir."""
-    from ips_screen.sources import collect
+    """Dry run over files: decisions, summary, report and proposals, written to out_dir. The
+    files are read on `jobs` processes (None: all cores); the outputs are the same for any."""
+    from ips_screen.sources import collect, default_jobs
 
-    population = collect(sources, ruleset, skip_invalid=skip_invalid, progress=_progress("read"))
+    population = collect(
+        sources,
+        ruleset,
+        skip_invalid=skip_invalid,
+        progress=_progress("read"),
+        jobs=default_jobs() if jobs is None else jobs,
+    )
     log.info(
         "read %d resources from %d files: %d patients",
         population.report.resources_read,

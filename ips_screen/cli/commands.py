@@ -98,6 +98,7 @@ def cmd_screen(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             now=now,
             skip_invalid=args.skip_invalid,
             owner=args.owner,
+            jobs=args.jobs,
         )
     _print_summary(result.summary, out)
     return 0

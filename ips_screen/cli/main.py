@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip unreadable records (counted and listed in summary.json) instead of stopping",
     )
     screen.add_argument(
+        "--jobs",
+        type=_jobs,
+        metavar="N",
+        help="processes that read input files (default: all cores); the outputs are the same "
+        "for any N",
+    )
+    screen.add_argument(
         "--owner",
         metavar="REF",
         help="Task owner for proposals: Organization/<id>, PractitionerRole/<id> or "
@@ -137,3 +144,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 def entry_point() -> None:
     sys.exit(main())
+
+
+def _jobs(value: str) -> int:
+    try:
+        jobs = int(value)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of processes >= 1, got {value!r}"
+        )
+    return jobs

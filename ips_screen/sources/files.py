@@ -103,7 +103,7 @@ def iter_resources(
     ``resolve`` maps the ``urn:uuid:``/``urn:oid:`` fullUrls of the resource's Bundle to
     "Type/id" (None outside Bundles). Resources are checked to be FHIR R4 resources, nothing more.
     """
-    reader = _Reader(report if report is not None else ReadReport(), max_line)
+    reader = Reader(report if report is not None else ReadReport(), max_line)
     for path in files:
         if file_kind(path) == "json":
             yield from reader.json_file(path)
@@ -113,10 +113,10 @@ def iter_resources(
 
 def resources_of(value: object, where: str, report: ReadReport | None = None) -> Iterator[Item]:
     """Check one parsed JSON value and yield its resource(s), flattening a Bundle."""
-    yield from _Reader(report if report is not None else ReadReport()).value(value, where)
+    yield from Reader(report if report is not None else ReadReport()).value(value, where)
 
 
-class _Reader:
+class Reader:
     def __init__(self, report: ReadReport, max_line: int = DEFAULT_MAX_LINE) -> None:
         self.report = report
         self.max_line = max_line
@@ -124,8 +124,7 @@ class _Reader:
     def ndjson_file(self, path: Path) -> Iterator[Item]:
         gz = file_kind(path) == "ndjson.gz"
         lineno = 0
-        name, known, report = str(path), R4_RESOURCE_TYPES, self.report
-        by_type = report.by_type
+        name = str(path)
         try:
             with gzip.open(path, "rb") if gz else path.open("rb") as lines:
                 self.report.files_read += 1
@@ -140,28 +139,35 @@ class _Reader:
                         line = line[3:]
                     if not line or line.isspace():
                         continue
-                    where = f"{name}:{lineno}"
-                    try:
-                        value = orjson.loads(line)
-                    except orjson.JSONDecodeError as exc:
-                        hint = ""
-                        if lineno == 1 and line.strip() in (b"{", b"["):
-                            hint = "; is this a JSON file named .ndjson?"
-                        self.report.problem(where, f"not valid JSON ({_json_error(exc)}{hint})")
-                        continue
-                    # The common case inline (a known, non-Bundle resource): no generator.
-                    rtype = value.get("resourceType") if type(value) is dict else None
-                    if type(rtype) is str and rtype in known and rtype != "Bundle":
-                        report.resources_read += 1
-                        by_type[rtype] += 1
-                        yield value, where, None
-                    else:
-                        yield from self.value(value, where)
+                    yield from self.line(line, name, lineno)
         except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
             what = "cannot read the file"
             if gz and not isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
                 what = "not a readable gzip file"
             self.report.problem(f"{path}:{lineno + 1}", f"{what} ({_os_error(exc)})")
+
+    def line(
+        self, line: bytes, name: str, lineno: int, *, first: bool | None = None
+    ) -> Iterator[Item]:
+        """Parse and check one NDJSON line (not blank, BOM removed); `name:lineno` locates it,
+        `first` says whether it is the file's first line (default: `lineno` is 1)."""
+        where = f"{name}:{lineno}"
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            hint = ""
+            if (lineno == 1 if first is None else first) and line.strip() in (b"{", b"["):
+                hint = "; is this a JSON file named .ndjson?"
+            self.report.problem(where, f"not valid JSON ({_json_error(exc)}{hint})")
+            return
+        # The common case inline (a known, non-Bundle resource): no nested generator.
+        rtype = value.get("resourceType") if type(value) is dict else None
+        if type(rtype) is str and rtype in R4_RESOURCE_TYPES and rtype != "Bundle":
+            self.report.resources_read += 1
+            self.report.by_type[rtype] += 1
+            yield value, where, None
+        else:
+            yield from self.value(value, where)
 
     def json_file(self, path: Path) -> Iterator[Item]:
         try:

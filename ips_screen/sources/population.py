@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 
 from ips_screen.facts.extract import (
     SUBJECT_FIELD,
@@ -23,8 +22,8 @@ from ips_screen.facts.extract import (
     patient_of,
 )
 from ips_screen.facts.model import PatientFacts, Record
-from ips_screen.reading import HasCodelists, ReadReport, gc_paused
-from ips_screen.sources.files import discover, iter_resources, resources_of
+from ips_screen.reading import HasCodelists, ReadReport
+from ips_screen.sources.files import resources_of
 
 PROGRESS_EVERY = 10_000
 
@@ -43,22 +42,6 @@ class Population:
 
     def __len__(self) -> int:
         return len(self.patients)
-
-
-def collect(
-    paths: Iterable[Path | str],
-    ruleset: HasCodelists,
-    skip_invalid: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> Population:
-    """Read every input file under `paths` and build each patient's facts."""
-    report = ReadReport(skip_invalid=skip_invalid)
-    files = discover(paths, report)
-    builder = PopulationBuilder(ruleset, report, progress=progress)
-    with gc_paused():
-        for resource, where, resolve in iter_resources(files, report):
-            builder.add(resource, where, resolve)
-    return builder.finish()
 
 
 def collect_resources(
@@ -89,23 +72,33 @@ class PopulationBuilder:
     server, memory). Feed it checked resources (`files.iter_resources` / `files.resources_of`
     items) with `add`, then call `finish` once.
 
-    `progress` is called with the number of resources added so far, every PROGRESS_EVERY.
+    The state is the last word on each patient and each record: `patients` (id -> info) and
+    `records` (ref -> (patient id or None, record)); `dropped` holds the refs of resources read
+    that the rules cannot use, so that a later part of the input (`merge`) can forget an earlier
+    part's copy. `progress` is called with the number of resources added so far, every
+    PROGRESS_EVERY.
     """
 
     def __init__(
         self,
-        ruleset: HasCodelists,
+        ruleset: HasCodelists | None,
         report: ReadReport | None = None,
         progress: Callable[[int], None] | None = None,
+        *,
+        index: CodeIndex | None = None,
+        track_drops: bool = False,
     ) -> None:
-        self.index = CodeIndex(ruleset.codelists.values())
+        if index is None:
+            assert ruleset is not None
+            index = CodeIndex(ruleset.codelists.values())
+        self.index = index
         self.report = report if report is not None else ReadReport()
         self.progress = progress
         self.added = 0
         self.patients: dict[str, PatientInfo] = {}
-        self.records: dict[str, dict[str, Record]] = {}  # patient id -> ref -> record
-        self.owner: dict[str, str] = {}  # ref -> patient id, for records kept
-        self.unlinked: set[str] = set()
+        self.records: dict[str, tuple[str | None, Record]] = {}  # ref -> (patient id, record)
+        self.dropped: set[str] = set()  # refs read last as a resource the rules cannot use
+        self.track_drops = track_drops  # keep `dropped` (a part of the input, to be merged)
 
     def add(self, resource: dict, where: str, resolve: Resolver | None = None) -> None:
         """Take one resource; `where` locates it in messages, `resolve` maps its Bundle's urn:
@@ -126,28 +119,26 @@ class PopulationBuilder:
         record = extract_record(resource, self.index, resolve)
         if record is None:
             if resource.get("id") is not None:
-                self._forget(f"{rtype}/{resource['id']}")
+                self.drop(f"{rtype}/{resource['id']}")
             return
         if resource.get("id") is None:
             self.report.problem(where, f"{rtype} has no id")
             return
-        self._forget(record.ref)
-        pid = patient_of(resource, resolve)
-        if pid is None:
-            self.unlinked.add(record.ref)
-            return
-        self.records.setdefault(pid, {})[record.ref] = record
-        self.owner[record.ref] = pid
+        self.dropped.discard(record.ref)
+        self.records[record.ref] = (patient_of(resource, resolve), record)
 
-    def _forget(self, ref: str) -> None:
-        """Drop an earlier copy of a resource (a later copy replaces it)."""
-        pid = self.owner.pop(ref, None)
-        if pid is not None:
-            del self.records[pid][ref]
-        self.unlinked.discard(ref)
+    def drop(self, ref: str) -> None:
+        """Forget an earlier copy of a resource (a later copy the rules cannot use replaces it)."""
+        self.records.pop(ref, None)
+        if self.track_drops:
+            self.dropped.add(ref)
 
     def finish(self) -> Population:
         """The population built from everything added."""
+        by_patient: dict[str | None, list[Record]] = {}
+        for pid, record in self.records.values():
+            by_patient.setdefault(pid, []).append(record)
+        unlinked = len(by_patient.pop(None, ()))
         patients: dict[str, PatientFacts] = {}
         for pid in sorted(self.patients):
             info = self.patients[pid]
@@ -157,13 +148,11 @@ class PopulationBuilder:
                 deceased=info.deceased,
                 deceased_date=_as_date(info.deceased_date),
                 general_practitioners=info.general_practitioners,
-                records=tuple(sorted(self.records.get(pid, {}).values(), key=_order)),
+                records=tuple(sorted(by_patient.get(pid, ()), key=_order)),
             )
         orphans = {
-            pid: len(self.records[pid])
-            for pid in sorted(self.records)
-            if pid not in self.patients and self.records[pid]
+            pid: len(by_patient[pid])
+            for pid in sorted(p for p in by_patient if p is not None)
+            if pid not in self.patients
         }
-        return Population(
-            patients=patients, report=self.report, orphans=orphans, unlinked=len(self.unlinked)
-        )
+        return Population(patients=patients, report=self.report, orphans=orphans, unlinked=unlinked)

@@ -16,8 +16,9 @@ from ips_screen.facts.model import PatientFacts
 from ips_screen.reading import MAX_SKIPPED, ReadReport
 from ips_screen.ruleset.codelists import read_codelist
 from ips_screen.ruleset.loader import DEFAULT_RULESET, load_ruleset
+from ips_screen.sources import collect
 from ips_screen.sources.files import discover, iter_resources
-from ips_screen.sources.population import Population, collect, collect_resources
+from ips_screen.sources.population import Population, collect_resources
 from ips_screen.sources.resource_types import R4_RESOURCE_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -459,15 +460,15 @@ def test_the_last_copy_read_wins(tmp_path: Path, ruleset: object) -> None:
     assert only(collect([tmp_path], ruleset)).records == ()
 
 
-def test_progress_is_reported_every_10000_resources(tmp_path: Path, ruleset: object) -> None:
-    path = tmp_path / "Basic.ndjson.gz"
-    with gzip.open(path, "wb") as out:
-        for i in range(20_500):
-            out.write(b'{"resourceType":"Basic","id":"b%d"}\n' % i)
+def test_progress_is_reported_after_each_part_read(tmp_path: Path, ruleset: object) -> None:
+    for n, size in enumerate((20_500, 3)):
+        with gzip.open(tmp_path / f"Basic.{n:03}.ndjson.gz", "wb") as out:
+            for i in range(size):
+                out.write(b'{"resourceType":"Basic","id":"b%d"}\n' % i)
     seen: list[int] = []
-    population = collect([path], ruleset, progress=seen.append)
-    assert seen == [10_000, 20_000]
-    assert population.report.by_type == {"Basic": 20_500}
+    population = collect([tmp_path], ruleset, progress=seen.append)
+    assert seen == [20_500, 20_503]  # resources read so far, in input order
+    assert population.report.by_type == {"Basic": 20_503}
     assert len(population) == 0
 
 

@@ -1,0 +1,183 @@
+"""Byte-level looks at one NDJSON line, so that most lines are never parsed.
+
+    resource_type(line)   the resource's type when the bytes say it for certain, else None
+    Prefilter(index)      "could the rules keep this resource?" from the bytes: `maybe(line)`
+                          is False only when the full path would certainly drop it
+    candidate_ids(line)   every string an "id" key holds in the line (the resource's own id is
+                          one of them), to settle whether a skipped line replaces a kept record
+
+Each look is exact in one direction: when in doubt it answers "parse" (None, True). A line with
+a ``\\u`` escape is always in doubt, since an escape can spell a key or a code in other bytes;
+so is a line that is not shaped like one JSON object (a truncated line is parsed, and so
+reported). Codes are matched as the codelists match them (`code_keys.normalise`): surrounding
+spaces and case ignored, for ICD-10 and ICD-11 the dot ignored, prefix rows (``MG30*``) as
+prefixes; the system is not looked at, which only makes "maybe" more frequent.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ips_screen.facts.extract import CodeIndex
+
+# The type of a resource: the top-level "resourceType" key. Only a key with nothing nested
+# before it is certain to be the top-level one (no '{', '[', ']' or '}' between the line's
+# opening brace and the key).
+_TYPE_KEY = b'"resourceType"'
+_TYPE_VALUE = re.compile(rb'\s*:\s*"([A-Za-z]{1,64})"')
+_NESTING = re.compile(rb"[\[\]{}]")
+# Every "code" (or "id") key with a string value; group 2 is non-empty when the value holds an
+# escape (then the line is in doubt).
+_CODE = re.compile(rb'"code"\s*:\s*"([^"\\]*)(\\?)')
+_ID = re.compile(rb'"id"\s*:\s*(?:"([^"\\]*)(\\?)|(.))', re.DOTALL)
+_WS = b" \t\r\n"
+
+
+def resource_type(line: bytes) -> str | None:
+    """The resource type the line's top-level ``resourceType`` names, or None when not certain
+    (no such key, more than one, nested brackets before it, escapes, not one JSON object)."""
+    if not _shaped(line) or line.count(_TYPE_KEY) != 1:
+        return None
+    start = line.find(b"{")
+    pos = line.find(_TYPE_KEY, start)
+    if pos != start + 1 and _NESTING.search(line, start + 1, pos) is not None:
+        return None
+    found = _TYPE_VALUE.match(line, pos + len(_TYPE_KEY))
+    return found[1].decode("ascii") if found else None
+
+
+def _shaped(line: bytes) -> bool:
+    """One JSON object from the look of its ends, with no ``\\u`` escape anywhere."""
+    if line[:1] != b"{" or not line.endswith((b"}\n", b"}")):
+        body = line.strip(_WS)
+        if body[:1] != b"{" or body[-1:] != b"}":
+            return False
+    return b"\\" not in line or b"\\u" not in line
+
+
+class Prefilter:
+    """ "Could any coding in this line be in a codelist?" from the bytes, with a cache per raw
+    code value (the same few thousand values recur across millions of lines)."""
+
+    def __init__(self, index: CodeIndex) -> None:
+        codes: set[str] = set()
+        prefixes: set[str] = set()
+        for _, code in index.exact:
+            codes.add(code)
+        for found in index.prefixes.values():
+            prefixes.update(found)
+        self.codes = frozenset(codes)
+        self.prefixes = tuple(sorted(prefixes))
+        self._seen: dict[bytes, bool] = {}
+
+    def maybe(self, line: bytes) -> bool:
+        """False only when no "code" value in the line can match a codelist code."""
+        return not _shaped(line) or self.maybe_shaped(line)
+
+    def maybe_shaped(self, line: bytes) -> bool:
+        """`maybe` for a line already found shaped like one object without escapes (a line
+        `resource_type` named a type for)."""
+        seen = self._seen
+        for value, escaped in _CODE.findall(line):
+            if escaped:
+                return True
+            hit = seen.get(value)
+            if hit is None:
+                hit = self._matches(value)
+                if len(seen) < 1_000_000:
+                    seen[value] = hit
+            if hit:
+                return True
+        return False
+
+    def value_matches(self, raw: bytes) -> bool:
+        """Whether a raw "code" value (no escapes) may match a codelist code."""
+        hit = self._seen.get(raw)
+        if hit is None:
+            hit = self._seen[raw] = self._matches(raw)
+        return hit
+
+    def _matches(self, raw: bytes) -> bool:
+        try:
+            code = raw.decode("utf-8").strip().upper()
+        except UnicodeDecodeError:
+            return True  # orjson would refuse the line: let it say so
+        for form in (code, code.replace(".", "")):
+            if form in self.codes or form.startswith(self.prefixes):
+                return True
+        return False
+
+
+# The usual Bulk line: the type, then the id, first; with only one "id" key in the line it is
+# certainly the resource's own.
+_LEADING_ID = re.compile(rb'\{\s*"resourceType"\s*:\s*"[A-Za-z]+"\s*,\s*"id"\s*:\s*"([^"\\]*)"')
+
+
+def candidate_ids(line: bytes) -> list[bytes] | None:
+    """The raw values of every "id" key in the line, or None when one holds an escape or is not
+    a string."""
+    leading = _LEADING_ID.match(line)
+    if leading is not None and line.count(b'"id"') == 1:
+        return [leading[1]]
+    found = _ID.findall(line)
+    if any(escaped or other for _, escaped, other in found):
+        return None
+    return [value for value, _, _ in found]
+
+
+# --- whole blocks of a Bulk file -----------------------------------------------------------------
+
+
+class Block:
+    """A block of whole lines of one Bulk file, each certainly a `rtype` resource shaped
+    ``{"resourceType":"<rtype>","id":"<id>",...}`` with no other "resourceType" or "id" key and
+    no escape: then the lines to parse are only those `code_pattern` finds, and every line's id
+    is known from the bytes. `of` returns None when the block is not like that."""
+
+    def __init__(self, data: bytes, rtype: str, ids: list[bytes]) -> None:
+        self.data, self.rtype, self.ids = data, rtype, ids
+
+    @classmethod
+    def of(cls, data: bytes, rtype: str) -> Block | None:
+        if not data.endswith(b"}\n") or data.startswith(_BOM_BYTES):
+            return None
+        if data.find(b"\\") != -1 and b"\\u" in data:
+            return None
+        lines = data.count(b"\n")
+        head = b'{"resourceType":"%s","id":"' % rtype.encode()
+        if (
+            not data.startswith(head)
+            or data.count(b"\n" + head) != lines - 1
+            or data.count(b"}\n") != lines
+            or data.count(_TYPE_KEY) != lines
+            or data.count(b'"id"') != lines
+        ):
+            return None
+        # `head` is at the start of every line and nowhere else (one "resourceType" a line)
+        ids = re.findall(re.escape(head) + rb'([^"\\]*)"', data)
+        if len(ids) != lines or len(set(ids)) != lines:
+            return None  # an odd id, or the same id twice: read line by line
+        return cls(data, rtype, ids)
+
+    def hits(self, prefilter: Prefilter) -> list[tuple[int, int]]:
+        """(start, end) of each line with a "code" value that may match a codelist code (as
+        `Prefilter` matches one), in order."""
+        found = set(_CODE.findall(self.data))
+        spelled = [re.escape(v) + b'"' for v, e in found if not e and prefilter.value_matches(v)]
+        if any(escaped for _, escaped in found):  # every line with an escaped value is parsed
+            spelled.append(rb'[^"\\]*\\')
+        if not spelled:
+            return []
+        pattern = re.compile(rb'"code"\s*:\s*"(?:' + b"|".join(spelled) + rb")")
+        data, out, last = self.data, [], -1
+        for found in pattern.finditer(data):
+            start = data.rfind(b"\n", 0, found.start()) + 1
+            if start != last:
+                out.append((start, data.index(b"\n", found.start()) + 1))
+                last = start
+        return out
+
+
+_BOM_BYTES = b"\xef\xbb\xbf"

@@ -1,0 +1,132 @@
+"""Read input files into a `Population` on several processes, with outputs that never depend on
+how many.
+
+The input is cut into parts (`chunks.plan`: whole files, or ranges of large NDJSON files; the cut
+does not depend on the number of processes), each part is read into its facts by any process
+(`chunks.read_chunk`), and the parts are merged in input order (`merge`): the last copy of a
+resource read wins, as when reading alone. Problems are raised, or skipped and counted, in input
+order, each with its file and line.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+from ips_screen.errors import InputError
+from ips_screen.facts.extract import CodeIndex
+from ips_screen.limits import DEFAULT_MAX_LINE
+from ips_screen.reading import MAX_SKIPPED, HasCodelists, ReadReport, Skipped
+from ips_screen.sources.chunks import Chunk, ChunkFacts, ReadOptions, id_of, plan, read_chunk
+from ips_screen.sources.files import discover
+from ips_screen.sources.population import Population, PopulationBuilder
+
+log = logging.getLogger("ips_screen.sources")
+
+
+def default_jobs() -> int:
+    """All the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def collect(
+    paths: Iterable[Path | str],
+    ruleset: HasCodelists,
+    skip_invalid: bool = False,
+    progress: Callable[[int], None] | None = None,
+    *,
+    jobs: int = 1,
+    shortcuts: bool = True,
+    max_line: int = DEFAULT_MAX_LINE,
+) -> Population:
+    """Read every input file under `paths` and build each patient's facts, on `jobs` processes.
+    `shortcuts=False` parses every line (the exact path; the outputs are the same)."""
+    report = ReadReport(skip_invalid=skip_invalid)
+    files = discover(paths, report)
+    options = ReadOptions(CodeIndex(ruleset.codelists.values()), skip_invalid, max_line, shortcuts)
+    chunks = plan(files)
+    return merge(_read_all(chunks, options, jobs), options, report, progress)
+
+
+def _read_all(chunks: list[Chunk], options: ReadOptions, jobs: int) -> Iterator[ChunkFacts]:
+    jobs = max(1, min(jobs, len(chunks)))
+    if jobs == 1:
+        yield from (read_chunk(chunk, options) for chunk in chunks)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with context.Pool(jobs, initializer=_init, initargs=(options,)) as pool:
+        yield from pool.imap(_read, chunks)
+
+
+_OPTIONS: ReadOptions | None = None
+
+
+def _init(options: ReadOptions) -> None:
+    global _OPTIONS
+    _OPTIONS = options
+
+
+def _read(chunk: Chunk) -> ChunkFacts:  # in a worker process
+    assert _OPTIONS is not None
+    return read_chunk(chunk, _OPTIONS)
+
+
+def merge(
+    parts: Iterable[ChunkFacts],
+    options: ReadOptions,
+    report: ReadReport | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Population:
+    """The population of parts read in input order (`chunks.read_chunk`,
+    `chunks.read_ndjson_lines`): counts added up, problems in order (raised when `report` does
+    not skip them), the last word on each patient and record kept."""
+    report = report if report is not None else ReadReport(skip_invalid=options.skip_invalid)
+    total = PopulationBuilder(None, report, index=options.index)
+    kept: set[bytes] = set()  # the ids of every record kept so far
+    lines_before: dict[str, int] = {}
+    for part in parts:
+        if kept and part.skipped_blob and not kept.isdisjoint(part.skipped_blob.split(b"\n")):
+            # A line this part skipped may be a later copy of a kept record: read it exactly.
+            log.info(
+                "%s from byte %d: read again, every line parsed", part.chunk.path, part.chunk.start
+            )
+            part = read_chunk(part.chunk, replace(options, shortcuts=False))
+        offset = lines_before.get(part.chunk.path, 0) if part.chunk.part else 0
+        lines_before[part.chunk.path] = offset + part.lines
+        _problems(part, offset, report)
+        report.files_read += part.files_read
+        report.resources_read += part.resources_read
+        report.by_type.update(part.by_type)
+        for ref in part.dropped:
+            total.drop(ref)
+        total.records.update(part.records)
+        total.patients.update(part.patients)
+        kept.update(map(id_of, part.records))
+        if progress is not None:
+            progress(report.resources_read)
+    return total.finish()
+
+
+def _problems(part: ChunkFacts, offset: int, report: ReadReport) -> None:
+    def located(problem: Skipped, line: int | None) -> Skipped:
+        if not offset or line is None:
+            return problem
+        return Skipped(f"{part.chunk.path}:{line + offset}", problem.problem)
+
+    for problem, line in part.problems:
+        problem = located(problem, line)
+        if not report.skip_invalid:
+            raise InputError(str(problem))
+        if len(report.skipped) < MAX_SKIPPED:
+            report.skipped.append(problem)
+    report.skipped_count += part.problem_count
+    if part.fatal is not None:
+        raise InputError(str(located(*part.fatal)))

@@ -9,6 +9,9 @@ keep it so (no Patient fields are read here).
 
 from __future__ import annotations
 
+from datetime import date
+
+from ips_screen.dates import long_date
 from ips_screen.engine.decision import Decision, Step
 from ips_screen.kinds.evidence import (
     LatestCategoryEvidence,
@@ -17,12 +20,11 @@ from ips_screen.kinds.evidence import (
     SpellStartEvidence,
 )
 from ips_screen.kinds.registry import walk_criteria
+from ips_screen.presentation.brief import brief_lines
 from ips_screen.presentation.labels import (
     category_text,
     criterion_label,
-    flag_text,
     one_line,
-    proposal_title,
 )
 from ips_screen.presentation.trace import LISTED, step_line
 from ips_screen.ruleset.loader import CompiledRuleset
@@ -43,18 +45,21 @@ def task_description(decision: Decision, ruleset: CompiledRuleset) -> str:
 
 
 def clinician_note(decision: Decision, ruleset: CompiledRuleset) -> str:
-    """Why this patient was suggested, in plain words (ServiceRequest.note)."""
+    """Why this patient was suggested, in plain words (ServiceRequest.note): the brief (one line
+    per reason, as the card shows it), the priority, the ruleset's summary, and a last line saying
+    which screen ran on records up to which day. The card of a pending proposal shows the first
+    block, so keep the brief first and alone in it. No codes: the ruleset and version are in the
+    ServiceRequest's extension."""
     model = ruleset.model
-    lines = [
-        f"Why this patient was suggested for {proposal_title(ruleset)} "
-        f"(screen {model.id} {model.version}, as of {decision.as_of}):"
-    ]
-    lines.extend(f"- {label}: {text}" for label, text in _reasons(decision, ruleset))
-    lines.append(f"- Priority: {_priority(decision, ruleset)}")
-    lines.extend(f"- Flag ({flag}): {flag_text(flag, ruleset)}." for flag in decision.flags)
+    lines = [*brief_lines(decision, ruleset), "", f"Priority: {_priority(decision, ruleset)}"]
     summary = model.proposal.clinician_summary.strip()
     if summary:
-        lines.extend(["", summary])
+        lines.extend(["", " ".join(summary.split())])
+    try:
+        as_of = long_date(date.fromisoformat(decision.as_of))
+    except ValueError:  # a placeholder (proposals.json's templates put the day in later)
+        as_of = decision.as_of
+    lines.extend(["", f"Screened on records up to {as_of}."])  # the ruleset: the extension
     return "\n".join(lines)
 
 
@@ -184,12 +189,12 @@ def _priority(decision: Decision, ruleset: CompiledRuleset) -> str:
     step = decision.step("priority")
     evidence = step.evidence if step is not None else None
     start = evidence.start if isinstance(evidence, SpellStartEvidence) else None
-    began = start.date.isoformat() if start is not None and start.date else None
+    began = long_date(start.date) if start is not None and start.date else None
     if decision.priority == "early":
         since = f"out of work since {began}, " if began else ""
-        note = f"; {texts.early_note}" if texts.early_note else "."
-        return f"early — {since}within the last {months} months{note}"
+        note = f". {texts.early_note}" if texts.early_note else "."
+        return f"early ({since}within the last {months} months){note}"
     if began:
-        note = f"; {texts.routine_note}" if texts.routine_note else "."
-        return f"routine — out of work since {began}, more than {months} months ago{note}"
-    return "routine — the start of the current spell out of work is not recorded."
+        note = f". {texts.routine_note}" if texts.routine_note else "."
+        return f"routine (out of work since {began}, more than {months} months ago){note}"
+    return "routine (the start of the current spell out of work is not recorded)."

@@ -20,12 +20,13 @@ from ips_screen.codes import DECLINE_REASON_SYSTEM
 from ips_screen.dates import LONDON, add_months
 from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.engine import evaluate
-from ips_screen.errors import ConflictError, UserError
+from ips_screen.errors import OUTPUT_CLOSED, ConflictError, UserError
 from ips_screen.fhir.client import FhirClient
 from ips_screen.sources import collect_resources
 from ips_screen.writeback import review
 from tests.fhir_support import Proposed, load_proposed_patient, search
 from tests.helpers import AS_OF, default_ruleset
+from tests.support.closed_pipe import run_into_closed_pipe
 
 DECLINE_REASONS = default_ruleset().model.proposal.decline_reasons
 
@@ -287,6 +288,9 @@ def test_cli_list_show_accept(fhir_server: FhirTestServer, propose, capsys):
         assert f"\n{heading}\n" in out
     assert proposed.ref("Condition", "pain") in out
     assert f"2026-05-01  not-fit       {proposed.ref('Observation', 'fit1')}" in out
+
+    done = run_into_closed_pipe("review", "show", proposed.task_id, "--server", url)  # | head
+    assert (done.returncode, done.stderr) == (OUTPUT_CLOSED, b"")
 
     assert main(["review", "show", proposed.task_id, "--json"], environ=env) == 0
     shown = orjson.loads(capsys.readouterr().out)

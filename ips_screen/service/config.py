@@ -21,6 +21,8 @@ session-signing secret (`review_page.session_secret_env`) and the users file's p
                       base_url...; [fhir.auth] method = none|bearer|smart, token_env | client_id,
                       private_key_file, kid... (the 0.1 keys load with a deprecation line)
     [ehr_auth]        disabled (loopback public_base_url only), leeway_seconds, [[ehr_auth.issuers]]
+    [leaflet]         practice_name, practice_contact, service_name, service_contact: printed
+                      on the patient's leaflet (optional; every key required when present)
     [review_page]     users_file [+ client_address_header + trusted_proxy_ips]
                       | proxy_header + proxy_users + trusted_proxy_ips;
                       session_secret_env (the NAME of the variable holding the secret that
@@ -59,6 +61,7 @@ from ips_screen.service.passwords import UserEntry, hash_password, load_users, v
 
 __all__ = [
     "FhirConnection",
+    "LeafletConfig",
     "ReviewPageConfig",
     "ServeConfig",
     "UserEntry",
@@ -164,6 +167,17 @@ class ReviewPageConfig(_Strict):
         return any(address in net for net in nets)
 
 
+class LeafletConfig(_Strict):
+    """Who the patient's printed leaflet names (the review page's printout): the practice and the
+    service offered, each with how to contact them. Words for print only; the order's performer
+    (a FHIR reference) is configured apart from these."""
+
+    practice_name: str = Field(min_length=1, max_length=200)
+    practice_contact: str = Field(min_length=1, max_length=300)
+    service_name: str = Field(min_length=1, max_length=200)
+    service_contact: str = Field(min_length=1, max_length=300)
+
+
 class ServeConfig(_Strict):
     public_base_url: str
     rules: str | None = None
@@ -171,6 +185,7 @@ class ServeConfig(_Strict):
     # credentials ([fhir] + [fhir.auth], the same shape as practice.toml's)
     ehr_auth: EhrAuthConfig | None  # None only when [ehr_auth] disabled = true
     review_page: ReviewPageConfig | None = None
+    leaflet: LeafletConfig | None = None  # None: the printout names no practice or service
     # The folder of the state every worker shares (cards shown, EHR token ids, review-page
     # sessions, sign-in failures): required unless public_base_url is loopback (then, when
     # missing, that state is in memory: one worker, lost on restart).

@@ -18,8 +18,9 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from ips_screen import __version__
+from ips_screen.dates import long_date
 from ips_screen.errors import ConflictError, ServerError, UserError
-from ips_screen.presentation.labels import care_plan_words, decline_months
+from ips_screen.presentation.labels import care_plan_words, decline_months, short_name
 from ips_screen.service import signin
 from ips_screen.service.pages import (
     forbidden,
@@ -32,6 +33,8 @@ from ips_screen.service.pages import (
     timeline,
     unavailable,
 )
+from ips_screen.service.patient_name import read_patient_name
+from ips_screen.service.state import ServiceState
 from ips_screen.writeback import review
 
 log = logging.getLogger("ips_screen.service")
@@ -164,10 +167,25 @@ def _task_page(
         item=detail.item,
         timeline=timeline(detail, state.ruleset),
         why=note_blocks(detail.clinician_note),
-        explanation=[p for p in detail.patient_explanation.split("\n\n") if p.strip()],
+        leaflet=_leaflet(state, detail),
         reasons=state.ruleset.model.proposal.decline_reasons,
         error=error,
     )
+
+
+def _leaflet(state: ServiceState, detail: review.ReviewDetail) -> dict[str, object]:
+    """The patient's printable leaflet: its title, paragraphs (the proposal's own explanation),
+    the patient's name as the server has it now, who to contact (serve.toml's [leaflet]) and
+    today's date as "2 December 2026"."""
+    today = state.today()
+    text = detail.patient_explanation
+    return {
+        "title": state.ruleset.model.texts.leaflet_title or f"About {short_name(state.ruleset)}",
+        "paragraphs": [line.strip() for line in text.splitlines() if line.strip()],
+        "name": read_patient_name(state.backend, detail.item.patient, today),
+        "contacts": state.config.leaflet,
+        "date": long_date(today),
+    }
 
 
 @router.get("/review/task/{task_id}")

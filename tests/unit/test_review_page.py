@@ -34,6 +34,7 @@ from tests.support.cds import (
     SECRET_ENV,
     users_file,
 )
+from tests.support.readability import readability
 
 DECLINE_REASONS = load_ruleset().model.proposal.decline_reasons
 
@@ -131,10 +132,13 @@ def fhir(fhir_server: FhirTestServer) -> Iterator[FhirClient]:
         yield client
 
 
-def page_config(tmp_path: Path, base_url: str, **review_page: Any) -> Any:
+def page_config(
+    tmp_path: Path, base_url: str, leaflet: dict[str, str] | None = None, **review_page: Any
+) -> Any:
     page: dict[str, Any] = review_page or {"users_file": str(users_file(tmp_path, {"dr": DR}))}
     return parse_config(
         {
+            **({"leaflet": leaflet} if leaflet else {}),
             "public_base_url": PUBLIC,
             "ehr_fhir_servers": ["https://ehr.example.org/fhir"],
             "fhir": {"base_url": base_url},
@@ -155,7 +159,8 @@ def page_config(tmp_path: Path, base_url: str, **review_page: Any) -> Any:
 @pytest.fixture
 def app_for(tmp_path: Path) -> Callable[..., TestClient]:
     def make(base_url: str = "http://127.0.0.1:9/fhir", **kwargs: Any) -> TestClient:
-        config = page_config(tmp_path, base_url, **kwargs.pop("review_page", {}))
+        leaflet = kwargs.pop("leaflet", None)
+        config = page_config(tmp_path, base_url, leaflet, **kwargs.pop("review_page", {}))
         app = create_app(config, environ=SECRET_ENV)
         return TestClient(app, base_url="https://testserver", follow_redirects=False, **kwargs)
 
@@ -467,6 +472,9 @@ def test_task_page_shows_the_evidence_and_both_forms(signed_in: TestClient, prop
     assert "Chronic pain" in page.text["why"] and "Offer IPS" in page.text["why"]
     assert "voluntary" in page.text["patient-explanation"]
     assert "@media print" in response.text and "#patient-explanation" in response.text
+    assert 'id="leaflet-for"' not in response.text  # a Patient with no name: no "For" line
+    assert "Riverside" not in page.text["patient-explanation"]  # no [leaflet] configured
+    assert "26 November 2026" in page.text["leaflet-date"]
     accept = one(page, id="accept-form")
     assert (accept["method"], accept["action"]) == ("post", f"/review/task/{task_id}/accept")
     one(page, id="accept")
@@ -730,3 +738,39 @@ def test_example_config_is_valid():
     assert config.endpoint("/cds-services/ips-screen") == (
         "https://ips.practice.example/cds-services/ips-screen"
     )
+
+
+LEAFLET = {
+    "practice_name": "Riverside Surgery",
+    "practice_contact": "0113 496 0000, riverside.surgery@nhs.example",
+    "service_name": "Leeds IPS Service",
+    "service_contact": "0113 496 0999",
+}
+
+
+@integration
+def test_the_printed_leaflet_names_patient_practice_service_and_date(
+    app_for, fhir_server: FhirTestServer, fhir: FhirClient, propose, frozen_clock
+):
+    pid, task_id, _ = propose()
+    patient, _ = fhir.read("Patient", pid)
+    patient["name"] = [
+        {"use": "old", "given": ["Ann"], "family": "Before"},
+        {"use": "official", "given": ["Ann", "Marie"], "family": "Example"},
+    ]
+    fhir.update(patient)
+    client = app_for(fhir_server.base_url, leaflet=LEAFLET)
+    assert sign_in(client).status_code == 303
+    response = client.get(f"/review/task/{task_id}")
+    assert response.status_code == 200
+    check_accessible(response.text)
+    leaflet = parse(response.text).text["patient-explanation"]
+    assert "About IPS employment support" in leaflet
+    assert "For Ann Marie Example" in leaflet and "Before" not in leaflet
+    for words in (*LEAFLET.values(), "Your GP practice", "Date", "26 November 2026"):
+        assert words in leaflet, words
+    told = leaflet.split("For Ann Marie Example", 1)[1].rsplit("Your GP practice", 1)[0]
+    score = readability(told)
+    assert score.reading_ease >= 70 and score.longest_sentence <= 20, score
+    # The printout is this section alone (the print stylesheet hides everything else).
+    assert "main > #patient-explanation { display: block !important; }" in response.text

@@ -106,7 +106,7 @@ def _listed(step: Step) -> list[RecordEvidence]:
 
 
 def _when(record: RecordEvidence) -> str:
-    return record.date.isoformat() if record.date else "undated"
+    return long_date(record.date) if record.date else "undated"
 
 
 def _terms(listed: list[RecordEvidence]) -> str:
@@ -120,9 +120,12 @@ def _evidence(step: Step, ruleset: CompiledRuleset) -> str:
     out = []
     for part in held:
         rule = _rule(ruleset, part.id)
-        why = rule.description if rule is not None and rule.description else part.id
+        why = rule.description if rule is not None and rule.description else ""
         terms = _terms(_listed(part))
-        out.append(f"{terms} — {why}" if terms else why)
+        if terms and why:
+            out.append(f"{terms} — {why}")
+        else:  # no rule words: the records alone, else the criterion's label (never its id)
+            out.append(terms or why or criterion_label(part.id, ruleset))
     return "; ".join(out) + "."
 
 
@@ -134,7 +137,7 @@ def _employment(
     )
     categories = sorted({r.category for r in evidence.latest})
     cats = ", ".join(category_text(rule.codelist, c, ruleset) for c in categories)
-    day = evidence.latest_date.isoformat() if evidence.latest_date else ""
+    day = long_date(evidence.latest_date) if evidence.latest_date else ""
     if not step.parts:  # passed on recorded evidence
         if evidence.latest_date is None:
             return f"{step_line(step)}."
@@ -180,7 +183,7 @@ def _fit_notes(step: Step, rule: LatestCategory) -> tuple[int, int, list[RecordE
         ):
             count = part.evidence.count
         listed.extend(_listed(part))
-    return count, months, sorted(set(listed), key=lambda r: (_when(r), r.ref))
+    return count, months, sorted(set(listed), key=lambda r: (r.date or date.max, r.ref))
 
 
 def _priority(decision: Decision, ruleset: CompiledRuleset) -> str:

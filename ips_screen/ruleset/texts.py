@@ -119,6 +119,11 @@ class Texts(Strict):
     report_offer: str = Field(
         "an offer", description="what the report says patients are proposed for"
     )
+    report_waiting: str = Field(
+        "a proposal for them is waiting for a clinician's review",
+        description="the nightly report's line for patients whose only open referral is a "
+        "proposal awaiting review (apart from those already referred)",
+    )
     report_intro: str = Field("", description="the report's paragraph under its headline numbers")
     report_review: str = Field(
         "Each proposal waits for a clinician to review it.",
@@ -142,6 +147,11 @@ class Texts(Strict):
     report: dict[Id, str] = Field(
         default_factory=dict,
         description="reason or flag name -> words in the practice report, when other than above",
+    )
+    step_names: dict[Id, str] = Field(
+        default_factory=dict,
+        description="top-level exclusion or criterion id -> its name in the report's funnel, "
+        "as in 'still in the screen after <name>' (default: 'the <label> check')",
     )
     steps: dict[Id, str] = Field(
         default_factory=dict,

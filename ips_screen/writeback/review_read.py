@@ -365,6 +365,7 @@ def review_work(
     open_ = open_reviews(client)
     params = [("code", f"{TASK_CODE_SYSTEM}|approve"), ("status", "completed,rejected,cancelled")]
     counts = {"accepted": 0, "deferred": 0, "declined": 0}
+    deferred = {code.lower() for code in deferred_reasons}  # `codings` upper-cases codes
     for task in client.search("Task", params):
         if task.get("resourceType") != "Task" or not is_review(task):
             continue
@@ -372,7 +373,7 @@ def review_work(
             continue
         if task.get("status") == "completed":
             counts["accepted"] += 1
-        elif any(code in deferred_reasons for _, code in codings(task.get("statusReason"))):
+        elif any(code.lower() in deferred for _, code in codings(task.get("statusReason"))):
             counts["deferred"] += 1
         else:
             counts["declined"] += 1

@@ -359,3 +359,31 @@ def test_a_task_for_another_patient_than_its_proposal_is_refused(
     with pytest.raises(review.NotThisReview, match=refused):
         review.load_review(fhir_client, stray["id"])
     assert fhir_client.read("Task", stray["id"])[0]["status"] == "requested"
+
+
+def test_review_work_counts_open_reviews_and_the_decisions_since_a_time(
+    fhir_client: FhirClient, propose
+):
+    """What leads the nightly report: the open reviews as `review list` counts them, and the
+    reviews decided since a time (by lastModified) as accepted, deferred ("not now") or declined."""
+    from ips_screen.presentation.labels import deferring_reasons
+    from ips_screen.writeback.review_read import review_work
+
+    ruleset = default_ruleset()
+    decided_at = datetime(2027, 3, 1, 10, 0, tzinfo=LONDON)  # after every other test's decisions
+    accepted, deferred, declined, waiting = (propose() for _ in range(4))
+    review.accept(
+        fhir_client, accepted.task_id, by=DR, now=decided_at, tool_version=__version__,
+        ruleset=ruleset,
+    )  # fmt: skip
+    for proposed, reason in ((deferred, "not-now"), (declined, "not-interested")):
+        review.decline(
+            fhir_client, proposed.task_id, by=DR, reason_code=reason, now=decided_at,
+            tool_version=__version__,
+        )  # fmt: skip
+    work = review_work(fhir_client, decided_at - timedelta(hours=1), deferring_reasons(ruleset))
+    assert (work.accepted, work.deferred, work.declined) == (1, 1, 1)
+    assert waiting.task_id in {i.task_id for i in work.open}
+    assert [i.task_id for i in work.open] == [i.task_id for i in review.open_reviews(fhir_client)]
+    later = review_work(fhir_client, decided_at + timedelta(hours=1), deferring_reasons(ruleset))
+    assert (later.accepted, later.deferred, later.declined) == (0, 0, 0)

@@ -17,8 +17,8 @@ import ips_screen
 from ips_screen.dates import MONTHS, long_iso
 from ips_screen.engine.decision import Decision
 from ips_screen.outputs.summary import proposed_in_order
+from ips_screen.presentation.brief import brief_lines
 from ips_screen.presentation.labels import report_text, step_name
-from ips_screen.presentation.notes import reasons_in_brief
 from ips_screen.ruleset.loader import CompiledRuleset
 
 TEMPLATE = "report.html.j2"
@@ -200,7 +200,7 @@ def render_report(
         return model.texts.flag_actions.get(flag) or plain(flag)
 
     model = ruleset.model
-    step_notes = {e.rule.id: f"Removes patients {plain(e.reason)}" for e in model.exclusions}
+    step_notes = {e.rule.id: f"Removed if {plain(e.reason)}" for e in model.exclusions}
     for c in model.criteria:
         note = (explain(c.rule.id) if explain is not None else "") or model.texts.steps.get(
             c.rule.id, ""
@@ -212,7 +212,7 @@ def render_report(
             "patient": d.patient,
             "priority": d.priority or "",
             "asks": [asks(f) for f in d.flags],
-            "why": reasons_in_brief(d, ruleset),
+            "why": " ".join(brief_lines(d, ruleset)),  # the card's plain lines
         }
         for d in proposed_in_order(decisions)
     ]

@@ -454,7 +454,7 @@ def test_report_speaks_plain_words_on_a_phone(decisions, ruleset):
         for label in labels[3::2]  # after the first row: label, counts, label, counts...
     ), labels
     assert "Patients still in the screen after each check" in html
-    assert "Removes patients recorded as deceased" in text
+    assert "Removed if recorded as deceased" in text
     assert "confirm employment status" in text  # what a flagged proposal asks, in words
     assert "Next:" in text  # data-quality items say what to do
     one = make_summary(decisions[:1], ruleset)

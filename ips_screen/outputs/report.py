@@ -8,13 +8,13 @@ SVG whose geometry is computed here, each followed by a table holding the same n
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 import ips_screen
-from ips_screen.dates import MONTHS, long_iso
+from ips_screen.dates import LONDON, MONTHS, long_date, long_iso
 from ips_screen.engine.decision import Decision
 from ips_screen.outputs.summary import proposed_in_order
 from ips_screen.presentation.brief import brief_lines
@@ -47,6 +47,19 @@ def _short_day(value: object) -> str:
     return f"{day.day} {MONTHS[day.month - 1][:3]}"
 
 
+def _moment(value: object) -> str:
+    """ "26 November 2026 at 09:30" (London time) for an ISO dateTime; the text itself when it is
+    not one."""
+    text = str(value or "")
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if when.tzinfo is not None:
+        when = when.astimezone(LONDON)
+    return f"{long_date(when.date())} at {when:%H:%M}"
+
+
 def plural(count: object, singular: str, many: str | None = None) -> str:
     """The noun for a count: "patient" for 1, "patients" otherwise (`many`: an irregular one)."""
     return singular if int(count or 0) == 1 else many or f"{singular}s"
@@ -67,6 +80,7 @@ def _environment() -> Environment:
     env.filters["num"] = lambda value: f"{int(value):,}"
     env.filters["plural"] = plural
     env.filters["day"] = lambda value: long_iso(str(value) if value else None)
+    env.filters["moment"] = _moment
     return env
 
 

@@ -9,6 +9,7 @@ backend client from the configuration, as `ips-screen serve` does.
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from collections.abc import Callable, Iterator
@@ -750,7 +751,7 @@ LEAFLET = {
 
 @integration
 def test_the_printed_leaflet_names_patient_practice_service_and_date(
-    app_for, fhir_server: FhirTestServer, fhir: FhirClient, propose, frozen_clock
+    app_for, fhir_server: FhirTestServer, fhir: FhirClient, propose, frozen_clock, caplog
 ):
     pid, task_id, _ = propose()
     patient, _ = fhir.read("Patient", pid)
@@ -761,7 +762,9 @@ def test_the_printed_leaflet_names_patient_practice_service_and_date(
     fhir.update(patient)
     client = app_for(fhir_server.base_url, leaflet=LEAFLET)
     assert sign_in(client).status_code == 303
+    caplog.set_level(logging.DEBUG, logger="ips_screen")
     response = client.get(f"/review/task/{task_id}")
+    assert "Example" not in caplog.text  # shown to the clinician, never logged
     assert response.status_code == 200
     check_accessible(response.text)
     leaflet = parse(response.text).text["patient-explanation"]

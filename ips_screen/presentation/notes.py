@@ -51,7 +51,9 @@ def clinician_note(decision: Decision, ruleset: CompiledRuleset) -> str:
     block, so keep the brief first and alone in it. No codes: the ruleset and version are in the
     ServiceRequest's extension."""
     model = ruleset.model
-    lines = [*brief_lines(decision, ruleset), "", f"Priority: {_priority(decision, ruleset)}"]
+    lines = brief_lines(decision, ruleset)
+    if model.priority is not None:  # a ruleset without priorities has no priority to explain
+        lines += ["", f"Priority: {_priority(decision, ruleset)}"]
     summary = model.proposal.clinician_summary.strip()
     if summary:
         lines.extend(["", " ".join(summary.split())])

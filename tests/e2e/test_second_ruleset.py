@@ -83,6 +83,7 @@ def test_a_second_ruleset_screens_end_to_end_without_the_default_rulesets_words(
     assert notes["Patient/smoker-2023"].startswith("Smoking status last recorded ")
     assert "please confirm" in notes["Patient/smoker-2023"]
     assert "please confirm" not in notes["Patient/smoker"]
+    assert "Priority" not in notes["Patient/smoker"]  # the ruleset has no priority
     assert {c["code"] for r in requests for c in r["code"]["coding"]} == {"871661000000106"}
     assert "stop-smoking support" in (out / "report.html").read_text().lower()
 

@@ -20,9 +20,11 @@ from datetime import datetime
 import pytest
 
 from ips_screen import __version__
+from ips_screen.codes import DECLINE_REASON_SYSTEM
 from ips_screen.devtools.testserver import FhirTestServer, IndexUnreachable
 from ips_screen.engine import evaluate
 from ips_screen.fhir.client import FhirClient
+from ips_screen.presentation.nhs_number import NHS_NUMBER_SYSTEM
 from ips_screen.proposals.build import build_patient_transaction
 from tests.helpers import (
     AS_OF,
@@ -35,6 +37,7 @@ from tests.helpers import (
     employment,
     facts_from,
     fit_note,
+    ips_codes,
     patient,
     ref,
 )
@@ -70,12 +73,34 @@ def unique_patient_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+PATIENT_NAME = {"use": "official", "family": "Okafor", "given": ["Ada"]}  # "OKAFOR, Ada"
+
+
+def nhs_number_for(pid: str) -> str:
+    """A valid NHS number of the 999 range (test numbers, never issued) made from the id."""
+    seed = int(uuid.uuid5(uuid.NAMESPACE_URL, pid).hex, 16)
+    for attempt in range(20):
+        first = f"999{(seed + attempt) % 1_000_000:06d}"
+        total = sum(int(d) * w for d, w in zip(first, range(10, 1, -1), strict=True))
+        check = (11 - total % 11) % 11
+        if check != 10:
+            return f"{first}{check}"
+    raise AssertionError("unreachable: one of 20 consecutive numbers has a check digit")
+
+
 def proposed_patient_records(pid: str, employed_since: str = "2026-06-01") -> list[dict]:
-    """The records of a patient the default ruleset proposes: a chronic pain Condition, out of
-    work since `employed_since`, and fit notes (an Observation and a DocumentReference). Record
-    ids are `<pid>-pain`, `-emp`, `-fit1` and `-fit2`."""
+    """The records of a patient the default ruleset proposes: a Patient named OKAFOR, Ada with
+    a valid test NHS number (`nhs_number_for(pid)`), a chronic pain Condition, out of work since
+    `employed_since`, and fit notes (an Observation and a DocumentReference). Record ids are
+    `<pid>-pain`, `-emp`, `-fit1` and `-fit2`."""
     return [
-        patient(pid, "1980-01-01", generalPractitioner=[ref(f"Practitioner/gp-{pid}")]),
+        patient(
+            pid,
+            "1980-01-01",
+            generalPractitioner=[ref(f"Practitioner/gp-{pid}")],
+            name=[PATIENT_NAME],
+            identifier=[{"system": NHS_NUMBER_SYSTEM, "value": nhs_number_for(pid)}],
+        ),
         condition(CHRONIC_PAIN, id=f"{pid}-pain", subject=pid),
         employment(UNEMPLOYED, employed_since, id=f"{pid}-emp", subject=pid),
         fit_note(NOT_FIT, "2026-05-01", id=f"{pid}-fit1", subject=pid),
@@ -127,3 +152,70 @@ def load_proposed_patient(
             client.update(resource)
     task_id, sr_id = write_proposal(client, pid, resources, now=now)
     return Proposed(pid, resources, task_id, sr_id)
+
+
+EARLIER_DECLINER = "Practitioner/dr-old-decliner"  # Dr Alan Earlier
+
+
+def earlier_decline(client: FhirClient, pid: str) -> None:
+    """A proposal of 14 months ago declined ("not interested", with a note) by EARLIER_DECLINER."""
+    client.update(
+        {
+            "resourceType": "Practitioner",
+            "id": EARLIER_DECLINER.removeprefix("Practitioner/"),
+            "name": [{"prefix": ["Dr"], "given": ["Alan"], "family": "Earlier"}],
+        }
+    )
+    client.update(
+        {
+            "resourceType": "ServiceRequest",
+            "id": f"{pid}-old-sr",
+            "status": "revoked",
+            "intent": "proposal",
+            "code": ips_codes(),
+            "subject": {"reference": f"Patient/{pid}"},
+            "authoredOn": "2025-09-01",
+        }
+    )
+    client.update(
+        {
+            "resourceType": "Task",
+            "id": f"{pid}-old-task",
+            "status": "rejected",
+            "intent": "proposal",
+            "statusReason": {
+                "coding": [{"system": DECLINE_REASON_SYSTEM, "code": "not-interested"}],
+                "text": "Patient not interested in IPS at present",
+            },
+            "code": {
+                "coding": [
+                    {"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "approve"}
+                ]
+            },
+            "focus": {"reference": f"ServiceRequest/{pid}-old-sr"},
+            "for": {"reference": f"Patient/{pid}"},
+            "authoredOn": "2025-09-01T10:00:00+01:00",
+            "lastModified": "2025-09-20T11:00:00+01:00",
+            "note": [{"text": "Caring for a parent this year"}],
+        }
+    )
+    client.create(
+        {
+            "resourceType": "Provenance",
+            "target": [{"reference": f"Task/{pid}-old-task"}],
+            "recorded": "2025-09-20T11:00:00+01:00",
+            "agent": [
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                "code": "author",
+                            }
+                        ]
+                    },
+                    "who": {"reference": EARLIER_DECLINER},
+                }
+            ],
+        }
+    )

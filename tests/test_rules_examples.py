@@ -10,6 +10,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from ips_screen.engine import evaluate
+from ips_screen.presentation.nhs_number import NHS_NUMBER_SYSTEM, is_valid
 from tests.helpers import default_ruleset, facts_from, load_json
 
 RULESET = default_ruleset()
@@ -120,8 +121,13 @@ def test_fixture_patient_conventions(path):
     gps = [gp["reference"] for gp in patients[0]["generalPractitioner"]]
     assert gps and all(gp in practice for gp in gps)
     assert all(gp.startswith("Practitioner/") for gp in gps)
-    # fictional: no identifiers at all (so no real-looking NHS numbers)
-    assert not any(key == "identifier" for _, key, _ in _walk(bundle))
+    # fictional: the only identifier is the Patient's NHS number, a test number of the 999
+    # range (never issued) with a valid check digit, so the demo shows a named patient
+    identifiers = [value for _, key, value in _walk(bundle) if key == "identifier"]
+    assert identifiers in ([], [patients[0].get("identifier")])
+    for identifier in patients[0].get("identifier", []):
+        assert identifier["system"] == NHS_NUMBER_SYSTEM
+        assert identifier["value"].startswith("999") and is_valid(identifier["value"])
     # every record is about this patient; every other reference is to this patient, the
     # practice or a resource in the same Bundle
     local = {f"{r['resourceType']}/{r['id']}" for r in resources}

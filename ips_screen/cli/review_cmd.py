@@ -1,9 +1,10 @@
 """`ips-screen review`: list, show, accept or decline IPS proposals on the practice's FHIR server.
 
-    review list [--owner REF] [--priority early|routine] [--json]
+    review list [--owner NAME] [--find TEXT] [--priority early|routine] [--json]
     review show TASK [--json]
     review accept TASK --by Practitioner/ID
     review decline TASK --by Practitioner/ID --reason CODE [--note TEXT]
+    review followup [--weeks N] [--config practice.toml] [--json]
 
 The server is `--server URL`, else $IPS_SCREEN_FHIR_BASE. TASK is ``ID`` or ``Task/ID``; a Task the
 server does not have is a usage error (exit 2). A concurrent change gives exit 6, nothing changed.
@@ -26,10 +27,12 @@ from ips_screen.cli.server_args import add_server_args, client_from_args
 from ips_screen.dates import LONDON, long_iso
 from ips_screen.errors import UserError
 from ips_screen.fhir.client import FhirClient
+from ips_screen.writeback.followup import FOLLOWUP_WEEKS
 
 if TYPE_CHECKING:  # imported when a review command runs: it needs the FHIR models
     from ips_screen.ruleset.loader import CompiledRuleset
     from ips_screen.writeback import review
+    from ips_screen.writeback.followup import Unanswered
 
 SERVER_ENV = "IPS_SCREEN_FHIR_BASE"
 _BY = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
@@ -43,6 +46,16 @@ def _by(value: str) -> str:
     return value
 
 
+def _weeks(value: str) -> int:
+    try:
+        weeks = int(value)
+    except ValueError:
+        weeks = 0
+    if not 1 <= weeks <= 520:
+        raise argparse.ArgumentTypeError(f"expected a number of weeks from 1 to 520, not {value!r}")
+    return weeks
+
+
 def add_review_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add `review` and its actions to the top-level subparsers."""
     parser = subparsers.add_parser(
@@ -52,8 +65,15 @@ def add_review_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     actions = parser.add_subparsers(dest="review_command", required=True, metavar="ACTION")
 
-    listing = actions.add_parser("list", help="open reviews, newest first")
-    listing.add_argument("--owner", metavar="REF", help="only Tasks owned by REF (Type/id)")
+    listing = actions.add_parser("list", help="open reviews, early first, then oldest first")
+    listing.add_argument(
+        "--owner",
+        metavar="NAME",
+        help="only Tasks owned by this clinician or team (a name, or Type/id)",
+    )
+    listing.add_argument(
+        "--find", metavar="TEXT", help="only patients with this name or NHS number"
+    )
     listing.add_argument("--priority", choices=["early", "routine"], help="only this priority")
     listing.add_argument("--json", action="store_true", help="print the reviews as JSON")
 
@@ -71,15 +91,30 @@ def add_review_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     decline.add_argument("--note", help="free text for the record (required with --reason other)")
 
+    followup = actions.add_parser(
+        "followup", help="accepted referrals the IPS service has not answered after N weeks"
+    )
+    followup.add_argument(
+        "--weeks",
+        type=_weeks,
+        metavar="N",
+        help="list referrals accepted at least N weeks ago (default: [followup] weeks of "
+        f"--config, else {FOLLOWUP_WEEKS})",
+    )
+    followup.add_argument(
+        "--config", metavar="FILE", help="the practice config (practice.toml) giving the default"
+    )
+    followup.add_argument("--json", action="store_true", help="print the referrals as JSON")
+
     for action in (accept, decline):
         action.add_argument(
             "--by", required=True, type=_by, metavar="Practitioner/ID", help="the clinician"
         )
-    for action in (listing, show, accept, decline):
+    for action in (listing, show, accept, decline, followup):
         action.add_argument(
             "--server", metavar="URL", help=f"FHIR base URL (default ${SERVER_ENV})"
         )
-        if action in (show, accept, decline):
+        if action in (listing, show, accept, decline):
             action.add_argument("--rules", help="ruleset file (default: the built-in one)")
         add_server_args(action, patient_ids=False)
 
@@ -95,23 +130,33 @@ def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Run `review <action>`; returns the exit code (user errors are raised)."""
     from ips_screen.presentation.labels import decline_months
     from ips_screen.ruleset.loader import load_ruleset
-    from ips_screen.writeback import review
+    from ips_screen.writeback import followup, review
 
     now = datetime.now(tz=LONDON)
     with _client(args, environ) as client:
         if args.review_command == "list":
-            items = review.open_reviews(client, owner=args.owner, priority=args.priority)
-            if args.json:
-                _print_json([asdict(i) for i in items])
-            else:
-                print(format_list(items))
+            _list(client, args, now)
         elif args.review_command == "show":
+            from ips_screen.cli.review_views import history_lines, identity_lines
+            from ips_screen.writeback.ips_history import read_history
+            from ips_screen.writeback.patient_identity import read_identities
+
             ruleset = load_ruleset(args.rules)
             detail = review.review_detail(client, args.task, ruleset=ruleset)
+            patient = detail.item.patient or ""
+            identity = read_identities(client, [patient], now.date()).get(patient)
+            history = read_history(client, patient, ruleset, now.date())
             if args.json:
-                _print_json(asdict(detail))
+                _print_json(
+                    {
+                        **asdict(detail),
+                        "identity": asdict(identity) if identity else None,
+                        "history": [asdict(e) for e in history.entries],
+                    }
+                )
             else:
-                print(format_detail(detail, ruleset))
+                lines = [*identity_lines(identity), "", format_detail(detail, ruleset)]
+                print("\n".join([*lines, "", *history_lines(history, ruleset)]))
         elif args.review_command == "accept":
             ruleset = load_ruleset(args.rules)
             done = review.accept(
@@ -141,37 +186,97 @@ def run_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 f"{declined.proposal} revoked{suppressed}; "
                 f"{declined.provenance} records {args.by}."
             )
+        elif args.review_command == "followup":
+            weeks = args.weeks or _config_weeks(args.config)
+            late = followup.unanswered_referrals(client, now=now, weeks=weeks)
+            if args.json:
+                _print_json([{**asdict(u), "weeks": u.weeks} for u in late])
+            else:
+                print(format_followup(late, weeks))
         else:
             raise AssertionError(f"unhandled review action {args.review_command}")
     return 0
+
+
+def _list(client: FhirClient, args: argparse.Namespace, now: datetime) -> None:
+    """`review list`: the open reviews in the worklist's order with who each patient is, the
+    owner given by name (or Type/id), found by name or NHS number, and the counts."""
+    from ips_screen.cli.review_views import format_worklist
+    from ips_screen.ruleset.loader import load_ruleset
+    from ips_screen.writeback.patient_identity import read_identities
+    from ips_screen.writeback.worklist import owner_refs, review_counts, reviews_owned_by
+
+    owners = owner_refs(client, args.owner) if args.owner else None
+    if owners is not None and not owners:
+        raise UserError(f"no clinician, team or practice is called {args.owner!r}")
+    items = reviews_owned_by(client, owners, priority=args.priority)
+    identities = read_identities(client, [i.patient for i in items], now.date())
+    if args.find:
+        items = [
+            i
+            for i in items
+            if (i.patient or "") in identities and identities[i.patient or ""].matches(args.find)
+        ]
+    if args.json:
+        _print_json(
+            [
+                {
+                    **asdict(i),
+                    "identity": asdict(identities[i.patient]) if i.patient in identities else None,
+                }
+                for i in items
+            ]
+        )
+        return
+    counts = review_counts(client, items, load_ruleset(args.rules), now.date(), owners=owners)
+    print(format_worklist(items, identities, counts))
 
 
 def _print_json(value: object) -> None:
     print(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
 
 
-def format_list(items: list[review.ReviewItem]) -> str:
-    """An aligned table (task, authored date, patient, priority, reason) and a count line."""
-    if not items:
-        return "No open reviews."
-    rows = [("TASK", "AUTHORED", "PATIENT", "PRIORITY", "REASON")]
+def _config_weeks(path: str | None) -> int:
+    """The practice config's [followup] weeks, else the default."""
+    if path is None:
+        return FOLLOWUP_WEEKS
+    from pathlib import Path
+
+    from ips_screen.nightly.config import load_config
+
+    return load_config(Path(path)).followup.weeks
+
+
+def format_followup(late: list[Unanswered], weeks: int) -> str:
+    """An aligned table (order, patient, proposal, accepted date, age) and a count line: ids
+    only, as in the batch outputs."""
+    if not late:
+        return f"No accepted referral is waiting for an answer after {weeks} weeks or more."
+    rows = [("ORDER", "PATIENT", "PROPOSAL", "ACCEPTED", "AGE")]
     rows += [
-        (
-            f"Task/{i.task_id}",
-            (i.authored or "")[:10] or "-",
-            i.patient or "-",
-            i.priority or "-",
-            i.reason,
-        )
-        for i in items
+        (u.order, u.patient or "-", u.proposal or "-", (u.accepted or "-")[:10], _age(u.days))
+        for u in late
     ]
     widths = [max(len(row[n]) for row in rows) for n in range(4)]
     lines = [
         "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[4]])
         for row in rows
     ]
-    noun = "review" if len(items) == 1 else "reviews"
-    return "\n".join([*(line.rstrip() for line in lines), f"{len(items)} open {noun}"])
+    noun = "referral" if len(late) == 1 else "referrals"
+    return "\n".join(
+        [
+            *(line.rstrip() for line in lines),
+            f"{len(late)} accepted {noun} with no answer from the service after {weeks} weeks "
+            "or more: check that they reached it",
+        ]
+    )
+
+
+def _age(days: int | None) -> str:
+    if days is None:
+        return "unknown (no authoredOn)"
+    weeks, rest = divmod(days, 7)
+    return f"{weeks} weeks {rest} days" if rest else f"{weeks} weeks"
 
 
 def _evidence_line(e: review.Evidence) -> str:
@@ -223,12 +328,10 @@ def format_detail(detail: review.ReviewDetail, ruleset: CompiledRuleset) -> str:
     ]
     for note in detail.supporting:
         if not note.found:
-            lines.append(f"  {'?':10}  {'not found':12}  {note.ref}")
+            lines.append(f"  - {note.ref}: not found")
         else:
-            fitness = note.fitness or "unspecified"
-            lines.append(
-                f"  {note.date or 'undated':10}  {fitness:12}  {note.ref}  {note.display or ''}"
-            )
+            refs = ", ".join((note.ref, *note.same_as))
+            lines.append(f"  - {note.words} ({refs}){f': {note.display}' if note.display else ''}")
     if not detail.supporting:
         lines.append("  (none linked)")
     if detail.not_found:

@@ -138,7 +138,20 @@ class FhirClient:
         self, resource_type: str, params: SearchParams | None = None
     ) -> Iterator[Resource]:
         """Each searchset Bundle of a search, following next links on the server's own origin."""
-        url: str = self._url(resource_type)
+        return self._pages(self._url(resource_type), params)
+
+    def history(self, resource_type: str, resource_id: str) -> Iterator[Resource]:
+        """Every version of one resource (`Type/id/_history`), in the order the server sends
+        them (newest first, as servers do); deleted versions, which carry no resource, are
+        skipped."""
+        url = f"{self._url(resource_type, resource_id)}/_history"
+        for bundle in self._pages(url, None):
+            for entry in bundle.get("entry") or []:
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if isinstance(resource, dict) and resource.get("resourceType") == resource_type:
+                    yield resource
+
+    def _pages(self, url: str, params: SearchParams | None) -> Iterator[Resource]:
         page_params: SearchParams | None = params
         pages = PageFollower(self.origin, self.max_pages)
         while True:

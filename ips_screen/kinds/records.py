@@ -51,6 +51,16 @@ def active_at(record: Record, t: date) -> bool:
     return False
 
 
+def one_record_key(day: date | None, category: str, ref: str) -> tuple[str, ...]:
+    """What makes records one (`distinct: day-and-category`; default-ruleset.md, "Fit notes"):
+    dated records of the same category on the same day are one (a coded entry and its
+    document); an undated record is one of its own. The engine's count and every display of the
+    records (review, review page, CDS card) group by this key."""
+    if day is None:
+        return ("ref", ref)
+    return ("day", day.isoformat(), category)
+
+
 def as_evidence(record: Record, category: str = "") -> RecordEvidence:
     return RecordEvidence(record.ref, record.date, category, record.display or "")
 
@@ -105,9 +115,7 @@ def records(rule: Records, ctx: Context) -> Finding:
         chosen = [(r, c) for r, c in chosen if c in wanted]
     refs = tuple(r.ref for r, _ in chosen)
     if rule.distinct == "day-and-category":
-        count = len(
-            {(r.date, c) for r, c in chosen if r.date} | {r.ref for r, c in chosen if not r.date}
-        )
+        count = len({one_record_key(r.date, c, r.ref) for r, c in chosen})
     else:
         count = len(chosen)
 

@@ -43,12 +43,21 @@ from ips_screen.fhir.connection_keys import (
     upgrade_practice_keys,
 )
 from ips_screen.secret_values import env_name_problem, secret_kind
+from ips_screen.writeback.followup import FOLLOWUP_WEEKS
 
 _SECRET_KEY = re.compile(r"(^|_)(token|secret|password|passwd|passphrase|api_?key|credentials?)$")
 _NAMED_SECRETS = frozenset({"token_env", "token_url", "private_key_file"})  # names, not secrets
 _ENV_NAME_KEYS = frozenset({"token_env", "client_id_env"})  # hold the NAME of a variable
 _NOT_SECRETS = frozenset({"client_id", "kid"})  # identifiers, however random they look
-_SECTIONS = ("source", "fhir", "export", "screen", "output", "auth")  # "auth": the 0.1 name
+_SECTIONS = (
+    "source",
+    "fhir",
+    "export",
+    "screen",
+    "output",
+    "followup",
+    "auth",
+)  # "auth": the 0.1 name
 _TABLES = frozenset({*((name,) for name in _SECTIONS), ("fhir", "auth")})
 
 
@@ -168,12 +177,29 @@ class OutputConfig(_Section):
     )
 
 
+class FollowupConfig(_Section):
+    weeks: int = Field(
+        FOLLOWUP_WEEKS,
+        ge=1,
+        le=520,
+        description="accepted IPS referrals still active with no answer from the IPS service "
+        "(no Task, Communication or status change) this many weeks after acceptance are listed "
+        "for follow-up; also the default of `review followup --config`",
+    )
+    nightly: bool = Field(
+        False,
+        description="true: the nightly job also lists them (server sources only) in "
+        "runs/<run id>/followup.json (ids and ages only) and counts them in the ledger",
+    )
+
+
 class PracticeConfig(_Section):
     source: SourceConfig
     fhir: FhirConnection | None = None
     export: ExportConfig = ExportConfig()
     screen: ScreenConfig = ScreenConfig()
     output: OutputConfig
+    followup: FollowupConfig = FollowupConfig()
 
     @model_validator(mode="after")
     def _server_connection(self) -> PracticeConfig:

@@ -33,14 +33,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ips_screen import __version__
 from ips_screen.engine import Decision, evaluate
-from ips_screen.errors import COMPLETED_WITH_ERRORS, ConfigError, UserError
+from ips_screen.errors import COMPLETED_WITH_ERRORS, ConfigError, ServerError, UserError
 from ips_screen.fhir.connection import open_client
 from ips_screen.nightly.config import PracticeConfig
 from ips_screen.nightly.progress import NoProgress, Progress
@@ -62,6 +64,7 @@ from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.store.facts_store import FactsStore
 from ips_screen.store.ledger import decision_digest
 from ips_screen.store.state import StateStore
+from ips_screen.writeback.followup import unanswered_referrals
 from ips_screen.writeback.lock import PracticeLock
 
 log = logging.getLogger("ips_screen.nightly")
@@ -228,6 +231,9 @@ def _run(
             if client is not None:
                 since = period_start(store.ledger.recent_runs(14), run_id, now)
                 work = work_outstanding(client, ruleset, since=since, now=now, new=new_proposals)
+            late = None
+            if client is not None and config.followup.nightly:
+                late = _followup(client, outputs, now, config.followup.weeks, errors)
         except BaseException:
             outputs.discard()
             raise
@@ -246,6 +252,8 @@ def _run(
         "store_bytes": store.size_bytes(),
         "method": synced.method,
     }
+    if late is not None:
+        counts["followup_unanswered"] = late
     if synced.unread_types:  # types the server could not export, and what that means
         counts["unread_types"] = synced.unread()
     tonight = trend_row(run_id, as_of.isoformat(), counts)
@@ -287,6 +295,27 @@ def _run(
         evaluated=screened.evaluated,
         reused=screened.reused,
     )
+
+
+def _followup(
+    client: Any, outputs: OutputFolder, now: datetime, weeks: int, errors: list[str]
+) -> int | None:
+    """List the accepted referrals still unanswered after `weeks` weeks into followup.json (ids
+    and ages only, oldest first); how many (None, and an error, when the server cannot say)."""
+    try:
+        late = unanswered_referrals(client, now=now, weeks=weeks)
+    except ServerError as exc:
+        log.warning("follow-up of accepted referrals failed: %s", exc)
+        errors.append(f"follow-up of accepted referrals failed: {exc}")
+        return None
+    listed = {
+        "weeks": weeks,
+        "as_of": now.isoformat(timespec="seconds"),
+        "unanswered": [{**asdict(u), "weeks": u.weeks} for u in late],
+    }
+    outputs.add_file("followup.json", orjson.dumps(listed, option=orjson.OPT_INDENT_2))
+    log.info("follow-up: %d accepted referrals unanswered after %d weeks", len(late), weeks)
+    return len(late)
 
 
 def _write(

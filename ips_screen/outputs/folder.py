@@ -53,6 +53,7 @@ class OutputFolder:
         self._keys: Counter[SummaryKey] = Counter()  # counted in the summary by `counted`
         self.proposed: list[Decision] = []
         self.listed: list[Decision] = []  # not proposed, with data-quality notes (no trace)
+        self._extra: list[str] = []  # files staged by `add_file`
         self.writers = make_writers(formats)
         self.folder = StagedFolder(out_dir)
         run = RunInfo(ruleset, as_of, now, owner)
@@ -118,6 +119,12 @@ class OutputFolder:
             quality=tuple(key.quality),
         )
 
+    def add_file(self, name: str, data: bytes) -> None:
+        """Stage one more file (not a screen output: e.g. the nightly job's followup.json), moved
+        into place with the others by `finish`."""
+        self.folder.write_bytes(name, data)
+        self._extra.append(name)
+
     def finish(
         self,
         *,
@@ -145,7 +152,7 @@ class OutputFolder:
         except BaseException:
             self.discard()
             raise
-        written = [w.filename for w in self.writers]
+        written = [*self._extra, *(w.filename for w in self.writers)]
         stale = [name for name in filenames() if name not in written]
         self.folder.commit(written, remove=stale)
         return summary

@@ -19,6 +19,7 @@ from ips_screen.kinds.evidence import (
     RecordsEvidence,
     SpellStartEvidence,
 )
+from ips_screen.kinds.records import one_record_key
 from ips_screen.kinds.registry import walk_criteria
 from ips_screen.presentation.brief import brief_lines
 from ips_screen.presentation.labels import (
@@ -185,7 +186,16 @@ def _fit_notes(step: Step, rule: LatestCategory) -> tuple[int, int, list[RecordE
         ):
             count = part.evidence.count
         listed.extend(_listed(part))
-    return count, months, sorted(set(listed), key=lambda r: (r.date or date.max, r.ref))
+    listed = sorted(
+        set(listed),
+        key=lambda r: (r.date or date.max, r.ref.startswith("DocumentReference/"), r.ref),
+    )
+    if counting is not None and counting.distinct == "day-and-category":  # one per fit note
+        once = {}
+        for r in listed:
+            once.setdefault(one_record_key(r.date, r.category, r.ref), r)
+        listed = sorted(once.values(), key=lambda r: (r.date or date.max, r.ref))
+    return count, months, listed
 
 
 def _priority(decision: Decision, ruleset: CompiledRuleset) -> str:

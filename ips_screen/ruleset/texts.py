@@ -7,6 +7,8 @@ these; nothing else words a reason, flag, category or title.
 
 from __future__ import annotations
 
+from string import Formatter
+
 from pydantic import Field, field_validator
 
 from ips_screen.kinds.base import Id, Strict
@@ -21,6 +23,42 @@ TEMPLATE_NAMES = {
     "brief_status_conflict": ("status", "date"),
     "brief_supporting": ("title", "months", "count", "date"),
 }
+
+_RECORD_FIELDS = frozenset({"category", "date"})
+
+
+class HistoryTexts(Strict):
+    """The words of a patient's history of earlier proposals and referrals (review show, the
+    review page, the card's one line). `{...}` are filled in; see each description."""
+
+    heading: str = Field(
+        "History", description="the heading of the history (review show, page, the card's line)"
+    )
+    proposed: str = Field("proposed", description="a proposal was written")
+    awaiting: str = Field("awaiting review", description="a proposal's review is still open")
+    referred: str = Field("referred", description="a referral order exists (accepted proposal)")
+    declined: str = Field("declined", description="a proposal declined by a clinician")
+    deferred: str = Field("deferred", description="a proposal declined for now (a deferral)")
+    declined_until: str = Field(
+        "not suggested again until {date}", description="after a decline; {date}: when it ends"
+    )
+    deferred_until: str = Field(
+        "deferred until {date}", description="after a deferral; {date}: when it ends"
+    )
+    ended: str = Field("ended {date}", description="a decline or deferral that is over")
+    by: str = Field("by {who}", description="who decided; {who}: the clinician")
+    card_line: str = Field(
+        "{event} {ago}: {reason}",
+        description="the card's one line; {event}, {ago} (e.g. '14 months ago'), {reason}",
+    )
+    card_line_no_reason: str = Field(
+        "{event} {ago}", description="the card's one line when the event has no reason"
+    )
+    today: str = Field("today", description="'ago' for today")
+    day_ago: str = Field("1 day ago", description="'ago' for yesterday")
+    days_ago: str = Field("{n} days ago", description="'ago' in days, under a month")
+    month_ago: str = Field("1 month ago", description="'ago' for one whole month")
+    months_ago: str = Field("{n} months ago", description="'ago' in whole months")
 
 
 class Texts(Strict):
@@ -68,6 +106,13 @@ class Texts(Strict):
     supporting_title: str = Field(
         "Linked records", description="the card's heading for the records in supportingInfo"
     )
+    supporting_record: str = Field(
+        "{category}, {date}",
+        description="one supporting record in plain words (review, review page, card): "
+        "'{category}' is its category's words, '{date}' its day, e.g. 'Fit note: {category}, "
+        "{date}'",
+    )
+    undated: str = Field("date not recorded", description="'{date}' of an undated record")
     card_notes: list[str] = Field(
         default_factory=list,
         description="markdown paragraphs after the card's facts (e.g. that the offer is "
@@ -157,6 +202,10 @@ class Texts(Strict):
         default_factory=dict,
         description="top-level criterion id -> what it keeps, in the report's funnel",
     )
+    history: HistoryTexts = Field(
+        default_factory=HistoryTexts,
+        description="the words of a patient's earlier proposals, referrals and declines",
+    )
     categories: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="codelist name -> category -> plain words"
     )
@@ -169,4 +218,16 @@ class Texts(Strict):
             value.format(**dict.fromkeys(names, ""))
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"may use only {{{'}, {'.join(names)}}} ({exc})") from None
+        return value
+
+    @field_validator("supporting_record")
+    @classmethod
+    def _record_fields(cls, value: str) -> str:
+        try:
+            names = {name for _, name, _, _ in Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"not a valid template: {exc}") from None
+        unknown = sorted(names - _RECORD_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown fields {unknown}: use {{category}} and {{date}}")
         return value

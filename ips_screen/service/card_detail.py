@@ -15,9 +15,11 @@ No reason code, flag name or codelist display is shown; the records' words are e
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import date
 
 from ips_screen.facts.extract import CODE_FIELD, codings, record_date
 from ips_screen.presentation.brief import supporting_line
+from ips_screen.presentation.supporting import one_per_record
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.service.markdown import md_escape
 
@@ -37,10 +39,11 @@ def note_brief(note: str) -> list[str]:
 def _supporting(
     refs: Iterable[str], resources: Mapping[str, dict], ruleset: CompiledRuleset
 ) -> str | None:
-    """The supporting records in the codelist as one line (distinct day and category, as the
-    fit-note rule counts them); records not sent are left out."""
+    """The supporting records in the codelist as one line, counted as the ruleset counts them (a
+    fit note's coded entry and its document are one, `one_per_record`); records not sent are
+    left out."""
     fit_list = ruleset.codelists[ruleset.model.proposal.supporting_info.codelist]
-    seen: dict[tuple[object, str], object] = {}
+    found: list[tuple[str, date | None, str]] = []  # ref, day, category
     for ref in dict.fromkeys(refs):
         resource = resources.get(ref)
         if resource is None:
@@ -49,9 +52,12 @@ def _supporting(
         category = fit_list.first_match(codings(resource.get(CODE_FIELD.get(rtype, "code")) or {}))
         if category is None:  # other evidence in supportingInfo (not in the codelist)
             continue
-        when = record_date(resource, rtype)
-        seen.setdefault((when, category), when)
-    return supporting_line(list(seen.values()), ruleset)
+        found.append((ref, record_date(resource, rtype), category or "unspecified"))
+    found.sort(key=lambda f: (f[0].startswith("DocumentReference/"), f[0]))  # coded entry first
+    groups = one_per_record(
+        found, ruleset, day=lambda f: f[1], category=lambda f: f[2], ref=lambda f: f[0]
+    )
+    return supporting_line([group[0][1] for group in groups], ruleset)
 
 
 def detail_markdown(

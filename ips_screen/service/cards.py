@@ -45,6 +45,7 @@ from ips_screen.proposals.text import patient_explanation
 from ips_screen.ruleset.loader import CompiledRuleset, walk_criteria
 from ips_screen.ruleset.model import ReferralOpen
 from ips_screen.service.card_detail import detail_markdown, note_brief
+from ips_screen.service.card_history import history_line
 from ips_screen.writeback.sweep import is_review_task
 
 Resource = dict
@@ -232,11 +233,11 @@ def build_card(
     decision: Decision | None,
     pending: Pending | None,
     review_url: str | None,
-    history: str | None = None,
+    today: date | None = None,
 ) -> CardResult:
-    """The card for a pending proposal (when given), else for a live `propose` decision.
-    `history`: one line of the patient's earlier offers, placed after the supporting records
-    (None: none to show)."""
+    """The card for a pending proposal (when given), else for a live `propose` decision; with
+    `today`, the detail carries the patient's IPS history in one line (after the supporting
+    records), when there is any."""
     words = card_words(ruleset)
     if pending is not None:
         sr, task_id = pending.proposal, pending.task["id"]
@@ -268,7 +269,12 @@ def build_card(
         "uuid": uuid,
         "summary": summary,
         "detail": detail_markdown(
-            brief, supporting, resources, ruleset, pending=task_id is not None, history=history
+            brief,
+            supporting,
+            resources,
+            ruleset,
+            pending=task_id is not None,
+            history=history_line(resources.values(), ruleset, today),
         ),
         "indicator": "info",
         "source": {"label": f"ips-screen {__version__} ({ruleset.id}@{ruleset.version})"},

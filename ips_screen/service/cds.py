@@ -159,7 +159,13 @@ def handle_patient_view(
         path = f"/review/task/{pending.task['id']}" if pending else "/review/"
         review_url = state.url(path)
     result = build_card(
-        ruleset, patient_id, raw, decision=decision, pending=pending, review_url=review_url
+        ruleset,
+        patient_id,
+        raw,
+        decision=decision,
+        pending=pending,
+        review_url=review_url,
+        today=as_of,
     )
     state.cards.put(
         result.card["uuid"],

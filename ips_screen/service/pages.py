@@ -118,9 +118,9 @@ def timeline(detail: review.ReviewDetail, ruleset: CompiledRuleset) -> list[dict
                 {
                     "date": e.date or "",
                     "kind": kind,
-                    "what": what if e.found else "not on the server",
+                    "what": (e.words or what) if e.found else "not on the server",
                     "facts": facts or "",
-                    "ref": e.ref,
+                    "ref": ", ".join((e.ref, *e.same_as)),
                 }
             )
     return sorted(rows, key=lambda r: (r["date"] or "9999", r["kind"], r["ref"]))

@@ -12,13 +12,13 @@ Practitioner(Role); a concurrent change is a 409 page and nothing is changed. Pa
 from __future__ import annotations
 
 import logging
-import re
+from datetime import date
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from ips_screen import __version__
-from ips_screen.dates import long_date
+from ips_screen.dates import long_date, today_london
 from ips_screen.errors import ConflictError, ServerError, UserError
 from ips_screen.presentation.labels import care_plan_words, decline_months, short_name
 from ips_screen.service import signin
@@ -33,13 +33,16 @@ from ips_screen.service.pages import (
     timeline,
     unavailable,
 )
-from ips_screen.service.patient_name import read_patient_name
 from ips_screen.service.state import ServiceState
+from ips_screen.service.worklist_view import history_rows, worklist_view
 from ips_screen.writeback import review
+from ips_screen.writeback.ips_history import read_history
+from ips_screen.writeback.patient_identity import read_identities
 
 log = logging.getLogger("ips_screen.service")
 router = APIRouter()
-_OWNER = re.compile(r"^(Organization|PractitionerRole|Practitioner)/[A-Za-z0-9\-.]{1,64}$")
+SCOPE_COOKIE = "ips_screen_scope"  # "mine" or "all": whose patients the worklist shows
+SCOPES = ("mine", "all")
 BAD_SIGN_IN = "The username or password is not right. Please try again."
 
 
@@ -114,37 +117,54 @@ def logout(request: Request, csrf_token: str = Form("")) -> Response:
 
 
 @router.get("/review/")
-def worklist(request: Request, priority: str = "all", owner: str = "") -> Response:
+def worklist(request: Request, priority: str = "all", owner: str = "", q: str = "") -> Response:
     user = signed_in(request)
     if not isinstance(user, signin.User):
         return user
     priority = priority if priority in ("early", "routine") else "all"
-    owner = owner.strip()
-    filter_error = None
-    if owner and not _OWNER.match(owner):
-        filter_error = (
-            "Owner must look like Practitioner/ID, PractitionerRole/ID or Organization/ID."
-        )
-    chosen_owner = owner if owner and filter_error is None else None
+    chosen = request.query_params.get("scope")
+    remembered = request.cookies.get(SCOPE_COOKIE)
+    scope = chosen if chosen in SCOPES else remembered if remembered in SCOPES else "mine"
+    owner, q = owner.strip()[:200], q.strip()[:200]
+    state = state_of(request)
     try:
-        items = review.open_reviews(
-            state_of(request).backend,
-            owner=chosen_owner,
+        view = worklist_view(
+            state.backend,
+            state.ruleset,
+            today_london(state.now()),
+            user=user.practitioner,
+            scope=scope,
+            owner=owner,
+            query=q,
             priority=None if priority == "all" else priority,
         )
     except ServerError as exc:
         log.warning("review page: listing reviews failed: %s", exc)
         return unavailable(request, user)
-    return render(
+    response = render(
         request,
         "worklist.html.j2",
         user=user,
-        items=items,
+        items=view.items,
+        identities=view.identities,
+        counts=view.counts,
         priority=priority,
         owner=owner,
-        filter_error=filter_error,
+        scope=scope,
+        q=q,
+        filter_error=view.owner_error,
         flash=signin.pop_flash(request),
     )
+    if chosen in SCOPES:  # the list comes back as chosen, e.g. after a decision
+        response.set_cookie(
+            SCOPE_COOKIE,
+            scope,
+            path=f"{state.config.base_path}/review",
+            secure=state.config.secure_cookies,
+            httponly=True,
+            samesite="lax",
+        )
+    return response
 
 
 def _task_page(
@@ -158,31 +178,44 @@ def _task_page(
         return unavailable(request, user)
     except UserError:
         return not_found(request, user)
+    today = today_london(state.now())
+    try:
+        patient = detail.item.patient or ""
+        identity = read_identities(state.backend, [patient], today).get(patient)
+        history = read_history(state.backend, patient, state.ruleset, today)
+    except ServerError as exc:
+        log.warning("review page: reading the patient of Task/%s failed: %s", task_id, exc)
+        return unavailable(request, user)
     return render(
         request,
         "task.html.j2",
         status,
         user=user,
+        identity=identity,
+        history=history,
+        history_rows=history_rows(history, state.ruleset),
+        history_heading=state.ruleset.model.texts.history.heading,
         d=detail,
         item=detail.item,
         timeline=timeline(detail, state.ruleset),
         why=note_blocks(detail.clinician_note),
-        leaflet=_leaflet(state, detail),
+        leaflet=_leaflet(state, detail, identity.name if identity else None, today),
         reasons=state.ruleset.model.proposal.decline_reasons,
         error=error,
     )
 
 
-def _leaflet(state: ServiceState, detail: review.ReviewDetail) -> dict[str, object]:
+def _leaflet(
+    state: ServiceState, detail: review.ReviewDetail, name: str | None, today: date
+) -> dict[str, object]:
     """The patient's printable leaflet: its title, paragraphs (the proposal's own explanation),
-    the patient's name as the server has it now, who to contact (serve.toml's [leaflet]) and
-    today's date as "2 December 2026"."""
-    today = state.today()
+    the patient's name as the server has it now (`read_identities`), who to contact
+    (serve.toml's [leaflet]) and today's date as "2 December 2026"."""
     text = detail.patient_explanation
     return {
         "title": state.ruleset.model.texts.leaflet_title or f"About {short_name(state.ruleset)}",
         "paragraphs": [line.strip() for line in text.splitlines() if line.strip()],
-        "name": read_patient_name(state.backend, detail.item.patient, today),
+        "name": name,
         "contacts": state.config.leaflet,
         "date": long_date(today),
     }

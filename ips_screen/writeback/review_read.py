@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from ips_screen.codes import IPS_SYSTEM, PROPOSAL_ID_SYSTEM, TASK_CODE_SYSTEM
@@ -20,6 +20,7 @@ from ips_screen.errors import ServerError, UserError
 from ips_screen.facts.extract import CODE_FIELD, codings, record_date, reference_to
 from ips_screen.facts.model import Coding
 from ips_screen.fhir.client import FhirClient, Resource
+from ips_screen.presentation.supporting import one_per_record, parse_day, supporting_words
 from ips_screen.proposals.review import review_subject
 from ips_screen.ruleset.codelists import Codelist, normalise
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset, walk_criteria
@@ -58,6 +59,8 @@ class Evidence:
     status: str | None = None  # Condition clinical status
     value: str | None = None  # an Observation's coded answer, if any
     fitness: str | None = None  # supporting records: the category in their codelist
+    same_as: tuple[str, ...] = ()  # supporting: other records of the same one (its document)
+    words: str = ""  # supporting: the record in plain words ("Fit note: not fit for work, ...")
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ class ReviewDetail:
     item: ReviewItem
     addressed: list[Evidence] = field(default_factory=list)  # of proposal.addresses
     reasons: list[Evidence] = field(default_factory=list)  # the other reasonReference records
-    supporting: list[Evidence] = field(default_factory=list)  # supportingInfo, oldest first
+    supporting: list[Evidence] = field(default_factory=list)  # supportingInfo, oldest first,
+    # one per record as the ruleset counts them (a fit note's coded entry and document: one)
     not_found: list[Evidence] = field(default_factory=list)  # reasons the server lacks
     clinician_note: str = ""
     patient_explanation: str = ""
@@ -166,8 +170,9 @@ def _instant(value: str | None) -> datetime:
 def open_reviews(
     client: FhirClient, *, owner: str | None = None, priority: str | None = None
 ) -> list[ReviewItem]:
-    """Requested approve Tasks on IPS proposals, newest first (authoredOn desc, then id); a Task
-    whose `for` is not its proposal's subject (`review_subject`) is left out, with a warning."""
+    """Requested approve Tasks on IPS proposals in `work_order` (early first, then oldest
+    waiting first: authoredOn, then id); a Task whose `for` is not its proposal's subject
+    (`review_subject`) is left out, with a warning."""
     params = [("code", f"{TASK_CODE_SYSTEM}|approve"), ("status", "requested")]
     if owner:
         params.append(("owner", owner))
@@ -200,9 +205,14 @@ def open_reviews(
         item = _item(task, sr)
         if priority is None or item.priority == priority:
             items.append(item)
-    items.sort(key=lambda i: i.task_id)
-    items.sort(key=lambda i: _instant(i.authored), reverse=True)
+    items.sort(key=work_order)
     return items
+
+
+def work_order(item: ReviewItem) -> tuple[int, datetime, str]:
+    """The worklist's order: priority (early, routine, none), then oldest waiting first."""
+    rank = {"early": 0, "routine": 1}.get(item.priority or "", 2)
+    return rank, _instant(item.authored), item.task_id
 
 
 class NotThisReview(UserError):
@@ -311,35 +321,40 @@ def review_detail(
     loaded = load_review(client, task_id)
     sr = loaded.proposal
     pain_lists = pain_codelists(ruleset)
-    fit_list = ruleset.codelists[ruleset.model.proposal.supporting_info.codelist]
+    fit_name = ruleset.model.proposal.supporting_info.codelist
+    fit_list = ruleset.codelists[fit_name]
     names = {
         normalise(row.system, row.code): row.display
         for codelist in ruleset.codelists.values()
         for row in codelist.rows
     }
+    supporting_refs = references(sr.get("supportingInfo"))
+    read = {ref: read_resource(client, ref) for ref in supporting_refs}
     pain, employment, missing = [], [], []
+    fit_notes = []
     for ref in references(sr.get("reasonReference")):
+        if ref in read:
+            continue  # shown with the supporting records
         resource = read_resource(client, ref)
         if resource is None:
             missing.append(Evidence(ref, found=False))
+        elif in_codelists(ruleset, pain_lists, resource):
+            pain.append(_evidence(ref, resource, names))
+        elif in_codelists(ruleset, {fit_name}, resource):
+            read[ref] = resource  # a fit note behind the employment criterion: one list
         else:
-            (pain if in_codelists(ruleset, pain_lists, resource) else employment).append(
-                _evidence(ref, resource, names)
-            )
-    fit_notes = []
-    for ref in references(sr.get("supportingInfo")):
-        resource = read_resource(client, ref)
+            employment.append(_evidence(ref, resource, names))
+    for ref, resource in read.items():
         if resource is not None and in_codelists(ruleset, pain_lists, resource):
             pain.append(_evidence(ref, resource, names))  # e.g. a pain review (a Procedure)
         else:
             fit_notes.append(_evidence(ref, resource, names, fit_list))
-    fit_notes.sort(key=lambda e: (e.date or "9999", e.ref))
     notes = [n.get("text", "") for n in sr.get("note") or () if isinstance(n, dict)]
     return ReviewDetail(
         item=_item(loaded.task, sr),
         addressed=pain,
         reasons=employment,
-        supporting=fit_notes,
+        supporting=_one_per_record(fit_notes, ruleset),
         not_found=missing,
         clinician_note="\n\n".join(n for n in notes if n),
         patient_explanation=sr.get("patientInstruction", ""),
@@ -378,3 +393,27 @@ def review_work(
         else:
             counts["declined"] += 1
     return ReviewWork(open_, since, **counts)
+
+
+def _one_per_record(found: list[Evidence], ruleset: CompiledRuleset) -> list[Evidence]:
+    """The supporting records as the ruleset counts them, oldest first: records of one fit note
+    (same category, same day) become one entry, the coded entry first, naming the others in
+    `same_as`; each in plain words."""
+    coded_first = sorted(found, key=lambda e: (e.ref.startswith("DocumentReference/"), e.ref))
+    groups = one_per_record(
+        [e for e in coded_first if e.found],
+        ruleset,
+        day=lambda e: parse_day(e.date),
+        category=lambda e: e.fitness or "unspecified",
+        ref=lambda e: e.ref,
+    )
+    out = [
+        replace(
+            first,
+            same_as=tuple(e.ref for e in rest),
+            words=supporting_words(parse_day(first.date), first.fitness or "", ruleset),
+        )
+        for first, *rest in groups
+    ]
+    out += [e for e in found if not e.found]
+    return sorted(out, key=lambda e: (e.date or "9999", e.ref))

@@ -5,7 +5,9 @@ Chromium and chromedriver come from Debian packages (/usr/bin/chromium, /usr/bin
 installed by `scripts/browser-deps` (which `scripts/test` runs); test tools cannot download their
 own browser on the CI machine, and Selenium Manager is never used (`SE_OFFLINE=true`, explicit
 paths). When they are missing the browser tests are skipped on a developer's machine but fail in
-CI (`CI` set), so a broken install can never pass as a green run.
+CI (`CI` set), so a broken install can never pass as a green run. The same holds for axe-core,
+the accessibility checker injected into the pages (scripts/browser-deps fetches it from the npm
+registry into .cache/axe/; tests/support/browser_checks.py runs it).
 
 The FHIR server here is the browser tests' own, not the integration tests' shared one: the
 worklist shows every open review on the server, so the page must not see other tests' proposals.
@@ -27,6 +29,8 @@ from selenium.webdriver.chrome.service import Service
 from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.fhir.client import FhirClient
 from tests.fhir_support import running_test_server, strict_client
+from tests.support.browser_checks import AXE_JS
+from tests.support.review_browser import review_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -55,6 +59,21 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
+def _missing(message: str) -> None:
+    """Skip on a developer's machine, fail in CI."""
+    if _in_ci():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def axe_js() -> str:
+    """axe-core's source (axe.min.js), to inject into pages."""
+    if not AXE_JS.is_file():
+        _missing(f"browser tests need axe-core at {AXE_JS}: run scripts/browser-deps to fetch it")
+    return AXE_JS.read_text(encoding="utf-8")
+
+
 @pytest.fixture(scope="session")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
     """A headless Chromium (1280x900, fresh empty profile) for the whole session."""
@@ -64,9 +83,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
             f"browser tests need Chromium and chromedriver from Debian packages; missing: "
             f"{', '.join(missing)}. Run scripts/browser-deps (as root) to install them."
         )
-        if _in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        _missing(message)
 
     workdir = tmp_path_factory.mktemp("chromium")
     profile = workdir / "profile"
@@ -104,6 +121,22 @@ def browser_fhir_server() -> Iterator[FhirTestServer]:
 def browser_fhir_client(browser_fhir_server: FhirTestServer) -> Iterator[FhirClient]:
     with strict_client(browser_fhir_server.base_url) as client:
         yield client
+
+
+@pytest.fixture
+def review_url(
+    browser_fhir_server: FhirTestServer,
+    serve_app: Callable[[Callable[[str], object]], str],
+    tmp_path: Path,
+) -> Iterator[str]:
+    """The review app (tests/support/review_browser.py) on the browser tests' FHIR server,
+    served on 127.0.0.1: its base URL."""
+    with strict_client(browser_fhir_server.base_url) as app_client:
+        yield serve_app(
+            lambda base_url: review_app(
+                base_url, browser_fhir_server.base_url, app_client, tmp_path
+            )
+        )
 
 
 @pytest.fixture

@@ -9,89 +9,30 @@ screenshots of the worklist and the task page go to the test's tmp dir.
 
 from __future__ import annotations
 
-import base64
-import secrets
-from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from ips_screen.codes import DECLINE_REASON_SYSTEM
-from ips_screen.dates import LONDON
-from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.fhir.client import FhirClient
-from ips_screen.service.app import create_app
-from ips_screen.service.config import hash_password, parse_config
-from tests.fhir_support import Proposed, load_proposed_patient, strict_client
+from tests.fhir_support import Proposed, load_proposed_patient
+from tests.support.browser_checks import screenshot
+from tests.support.review_browser import NOW, PASSWORD, PRACTITIONER, USERNAME, WAIT, rows
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2026, 11, 26, 9, 30, tzinfo=LONDON)
-USERNAME = "dr.review"
-PASSWORD = "correct horse battery staple"
-PRACTITIONER = "Practitioner/dr-review"
 NOTE = "Would rather wait until after knee surgery."
-WAIT = 20  # seconds: the longest any page may take to show what the test waits for
 
 
 def propose(client: FhirClient) -> Proposed:
     """One patient's records PUT on the server, then the proposal transaction the screen would
     write for them."""
     return load_proposed_patient(client, "br", now=NOW)
-
-
-@pytest.fixture
-def review_url(
-    browser_fhir_server: FhirTestServer,
-    serve_app: Callable[[Callable[[str], object]], str],
-    tmp_path: Path,
-) -> Iterator[str]:
-    """The review app on the browser tests' FHIR server, with one user who may sign in (EHR
-    authentication disabled: allowed on loopback, and the CDS Hooks side is not tested here).
-    The app has its own FHIR client: it runs in the server's threads, the test's client in the
-    test's."""
-    users = tmp_path / "users.txt"
-    users.write_text(f"{USERNAME}:{hash_password(PASSWORD)}:{PRACTITIONER}\n")
-    environ = {"IPS_SCREEN_SESSION_SECRET": secrets.token_urlsafe(32)}
-
-    def make_app(base_url: str) -> object:
-        config = parse_config(
-            {
-                "public_base_url": base_url,
-                "fhir": {"base_url": browser_fhir_server.base_url},
-                "ehr_auth": {"disabled": True},
-                "review_page": {"users_file": str(users)},
-            },
-            tmp_path,
-        )
-        return create_app(config, fhir_client=app_client, clock=lambda: NOW, environ=environ)
-
-    with strict_client(browser_fhir_server.base_url) as app_client:
-        yield serve_app(make_app)
-
-
-def rows(browser: Chrome) -> dict[str, WebElement]:
-    return {
-        row.get_attribute("data-task") or "": row
-        for row in browser.find_elements(By.CSS_SELECTOR, "table#worklist tr[data-task]")
-    }
-
-
-def screenshot(browser: Chrome, path: Path) -> None:
-    """The whole page, not just the 1280x900 viewport (Chromium's DevTools protocol)."""
-    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
-    shot = browser.execute_cdp_cmd(
-        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
-    )
-    path.write_bytes(base64.b64decode(shot["data"]))
 
 
 def signed_by(client: FhirClient, task_id: str) -> set[str]:
@@ -125,8 +66,12 @@ def test_sign_in_decline_and_accept_proposals(
     assert focused.get_attribute("id") == "sign-in", "Tab from the password goes to Sign in"
     focused.send_keys(Keys.ENTER)
 
-    # The worklist shows both proposals, each with a link to its task page.
+    # The worklist opens on the clinician's own patients (none here): switch to the whole
+    # practice, which the list then keeps (e.g. after a decision).
     wait.until(ec.url_matches(r"/review/?$"))
+    wait.until(ec.visibility_of_element_located((By.ID, "empty")))
+    browser.find_element(By.ID, "scope-all").click()
+    wait.until(ec.url_contains("scope=all"))
     wait.until(lambda b: len(rows(b)) == 2)
     listed = rows(browser)
     assert set(listed) == {first.task_id, second.task_id}

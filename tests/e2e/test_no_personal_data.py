@@ -11,6 +11,7 @@ import pytest
 
 from ips_screen.cli.main import main
 from ips_screen.sources.files import discover, iter_resources
+from tests.fhir_support import running_test_server
 from tests.support.paths import FIXTURES
 
 NHS_NUMBER = "9434765919"  # a valid-format test number; added to one patient below
@@ -36,9 +37,8 @@ def personal_values(folder: Path) -> set[str]:
     return values
 
 
-@pytest.mark.slow
-def test_outputs_and_logs_hold_no_personal_data(tmp_path: Path, capsys, caplog):
-    data = tmp_path / "data"
+def personal_data(data: Path) -> None:
+    """The fixture patients in `data`, each with an address and the NHS number NHS_NUMBER."""
     data.mkdir()
     for path in sorted((FIXTURES / "patients").glob("*.json")):
         bundle = orjson.loads(path.read_bytes())
@@ -50,6 +50,12 @@ def test_outputs_and_logs_hold_no_personal_data(tmp_path: Path, capsys, caplog):
                     {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": NHS_NUMBER}
                 ]
         (data / path.name).write_bytes(orjson.dumps(bundle))
+
+
+@pytest.mark.slow
+def test_outputs_and_logs_hold_no_personal_data(tmp_path: Path, capsys, caplog):
+    data = tmp_path / "data"
+    personal_data(data)
     secrets = personal_values(data)
     assert NHS_NUMBER in secrets and "Fictional" not in secrets  # the check sees what it should
     assert any(len(v) == 10 and v[4] == "-" for v in secrets)  # birth dates are among them
@@ -62,6 +68,50 @@ def test_outputs_and_logs_hold_no_personal_data(tmp_path: Path, capsys, caplog):
     stdout, stderr = capsys.readouterr()
     texts = {name.name: name.read_text() for name in out.iterdir()}
     texts["stdout"], texts["stderr"], texts["log"] = stdout, stderr, caplog.text
+    for where, text in texts.items():
+        leaked = sorted(v for v in secrets if len(v) > 3 and v in text)
+        assert not leaked, f"{where} contains personal data: {leaked}"
+
+
+@pytest.mark.integration
+def test_clinician_screens_show_who_the_patient_is_and_batch_outputs_and_logs_do_not(
+    tmp_path: Path, capsys, caplog
+):
+    """Both sides on a real FHIR server: `review list` and `review show` (a clinician's terminal)
+    show the patient's name, date of birth and NHS number (3 3 4); the screen written to the
+    server (decisions, summary, report, worklist), and every log line, hold none of them."""
+    data = tmp_path / "data"
+    personal_data(data)
+    secrets = personal_values(data)
+    out = tmp_path / "out"
+    logs = []  # the log lines go to stderr (log_setup: the ips_screen logger does not propagate)
+    with running_test_server() as server, caplog.at_level(logging.DEBUG, logger="ips_screen"):
+        url = server.base_url
+        assert main(["load", url, str(data)]) == 0
+        argv = ["-v", "screen", url, "--as-of", "2026-11-26", "--out", str(out), "--write"]
+        assert main(argv) == 0
+        batch_stdout, err = capsys.readouterr()
+        logs.append(err)
+        assert main(["-v", "review", "list", "--server", url]) == 0
+        listed, err = capsys.readouterr()
+        logs.append(err)
+        task = next(line.split()[0] for line in listed.splitlines() if "OKONKWO-TEST" in line)
+        assert main(["-v", "review", "show", task, "--server", url]) == 0
+        shown, err = capsys.readouterr()
+        logs.append(err)
+    # the clinician's side: who the patient is
+    assert "OKONKWO-TEST, Amina" in listed and "1979-04-12 (47 y)" in listed
+    assert "943 476 5919" in listed  # NHS_NUMBER, shown 3 3 4
+    for words in (
+        "Name: OKONKWO-TEST, Amina",
+        "Born: 1979-04-12 (47 y)",
+        "NHS number: 943 476 5919",
+    ):
+        assert words in shown
+    # the batch side and the logs: ids only
+    texts = {name.name: name.read_text() for name in out.iterdir() if name.is_file()}
+    texts["screen stdout"], texts["log"] = batch_stdout, "\n".join([*logs, caplog.text])
+    assert all(logs) and "GET /fhir/Patient" in logs[1]  # logged, and read the Patients
     for where, text in texts.items():
         leaked = sorted(v for v in secrets if len(v) > 3 and v in text)
         assert not leaked, f"{where} contains personal data: {leaked}"

@@ -69,9 +69,9 @@ def test_open_reviews_lists_the_proposal(fhir_client: FhirClient, propose):
     assert [i.task_id for i in owned] == [proposed.task_id]
     routine = review.open_reviews(fhir_client, priority="routine")
     assert proposed.task_id not in {i.task_id for i in routine}
-    listed = review.open_reviews(fhir_client)
-    keys = [(i.authored or "", i.task_id) for i in listed]
-    assert [k[0] for k in keys] == sorted((k[0] for k in keys), reverse=True)
+    listed = review.open_reviews(fhir_client)  # early first, then oldest waiting first
+    keys = [(i.priority != "early", i.authored or "") for i in listed]
+    assert keys == sorted(keys)
 
 
 def test_review_detail_shows_evidence_and_fit_notes(fhir_client: FhirClient, propose):
@@ -270,12 +270,13 @@ def test_cli_list_show_accept(fhir_server: FhirTestServer, propose, capsys):
     owner = f"Practitioner/gp-{proposed.pid}"
     assert main(["review", "list", "--server", url, "--owner", owner]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["TASK", "AUTHORED", "PATIENT", "PRIORITY", "REASON"]
-    assert lines[1].split()[:4] == [
-        f"Task/{proposed.task_id}", "2026-11-26", f"Patient/{proposed.pid}", "early",
+    assert lines[0].split() == [
+        "TASK", "SINCE", "PRIORITY", "NAME", "BORN", "NHS", "NUMBER", "PATIENT", "REASON",
     ]  # fmt: skip
+    assert lines[1].split()[:3] == [f"Task/{proposed.task_id}", "2026-11-26", "early"]
+    assert f"Patient/{proposed.pid}" in lines[1] and "1980-01-01 (46 y)" in lines[1]
     assert "Offer IPS" in lines[1]
-    assert lines[-1] == "1 open review"
+    assert lines[-1].startswith("1 open; in the last 30 days: ")
 
     env = {"IPS_SCREEN_FHIR_BASE": url}
     assert main(["review", "list", "--json", "--priority", "early"], environ=env) == 0
@@ -287,7 +288,8 @@ def test_cli_list_show_accept(fhir_server: FhirTestServer, propose, capsys):
     for heading in ("Why", "Chronic pain", "Employment", "Fit notes timeline", "For the patient"):
         assert f"\n{heading}\n" in out
     assert proposed.ref("Condition", "pain") in out
-    assert f"2026-05-01  not-fit       {proposed.ref('Observation', 'fit1')}" in out
+    fit1 = proposed.ref("Observation", "fit1")
+    assert f"  - Fit note: not fit for work, 1 May 2026 ({fit1}): eMED3" in out
 
     done = run_into_closed_pipe("review", "show", proposed.task_id, "--server", url)  # | head
     assert (done.returncode, done.stderr) == (OUTPUT_CLOSED, b"")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import pytest
 
+from ips_screen.presentation.notes import clinician_note
+from ips_screen.service.card_detail import detail_markdown
 from tests.helpers import (
     BACK_TO_WORK,
     CHRONIC_PAIN,
@@ -21,6 +23,7 @@ from tests.helpers import (
     UNSPECIFIED_FIT_NOTE,
     condition,
     decide,
+    default_ruleset,
     fit_note,
     patient,
     step_refs,
@@ -207,3 +210,67 @@ def test_trailing_spaces_in_fit_note_codes_match():
         fit_note(" 751611000000109", "2026-05-11"),
     ]
     assert summary(decide(no_status(*records))) == PROXY
+
+
+@pytest.mark.parametrize(
+    ("records", "lines"),
+    [
+        (  # a coded entry and its document, and a later one: two fit notes shown
+            [
+                fit_note(NOT_FIT, "2026-07-06", "Observation", id="coded"),
+                fit_note(NOT_FIT, "2026-07-06", "DocumentReference", id="doc"),
+                fit_note(MAY_BE_FIT, "2026-10-05", "Observation", id="later"),
+            ],
+            [
+                "- Fit note: not fit for work, 6 July 2026 (Observation)",
+                "- Fit note: may be fit for work, 5 October 2026 (Observation)",
+            ],
+        ),
+        (  # one London day, two records of one class: one; of another class: two
+            [
+                fit_note(NOT_FIT, "2026-01-10T23:30:00-01:00", "Observation", id="late"),
+                fit_note(NOT_FIT, "2026-01-11", "Procedure", id="proc"),
+                fit_note(MAY_BE_FIT, "2026-01-11", "Observation", id="may"),
+            ],
+            [
+                "- Fit note: may be fit for work, 11 January 2026 (Observation)",
+                "- Fit note: not fit for work, 11 January 2026 (Observation)",
+            ],
+        ),
+    ],
+    ids=["document-and-coded-entry", "london-day-and-class"],
+)
+def test_fit_notes_are_shown_as_they_are_counted(records, lines):
+    """The card lists the linked fit notes one per fit note, by the rule that counts them (same
+    class, same London day = one), each in the ruleset's words; the review (CLI and page) groups
+    the same way (tests/integration/test_review_fit_notes.py)."""
+    decision = decide(no_status(*records))
+    resources = {f"{r['resourceType']}/{r['id']}": r for r in records}
+    detail = detail_markdown(
+        "Why:", decision.links.supporting, resources, default_ruleset(), pending=False
+    )
+    assert [line for line in detail.splitlines() if line.startswith("- Fit note")] == lines
+
+
+def test_the_clinician_note_names_a_fit_note_recorded_twice_once():
+    """Its coded entry and its document worded differently are still one fit note in the note."""
+    records = [
+        fit_note(NOT_FIT, "2026-07-06", "Observation", id="coded"),
+        fit_note(
+            NOT_FIT,
+            "2026-07-06",
+            "DocumentReference",
+            id="doc",
+            type={
+                "coding": [{"system": "http://snomed.info/sct", "code": NOT_FIT}],
+                "text": "Statement of Fitness for Work (Med3)",
+            },
+        ),
+        fit_note(MAY_BE_FIT, "2026-10-05", "Observation", id="later"),
+    ]
+    decision = decide(no_status(*records))
+    note = clinician_note(decision, default_ruleset())
+    assert "2 fit notes in the last 12 months" in note
+    listed = note.split("Fit notes: ")[1].split(".\n")[0]
+    assert listed.count("(2026-07-06)") == 1 and listed.count("(2026-10-05)") == 1
+    assert "Statement of Fitness" not in listed

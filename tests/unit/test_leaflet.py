@@ -42,22 +42,3 @@ def test_the_patient_instruction_reads_at_age_9_to_11(fixture: str):
     assert "ips is voluntary: it is your choice" in lower and "you can say no" in lower
     assert "saying no will not change the care you get" in lower
     assert "Individual Placement and Support" in text  # the service's name, said once
-
-
-def test_the_leaflet_names_the_patient_by_their_current_official_name():
-    from ips_screen.service.patient_name import display_name
-
-    today = FROZEN_NOW.date()
-    ended = {"use": "official", "given": ["Old"], "family": "Name", "period": {"end": "2020-01-01"}}
-    names = [
-        {"use": "nickname", "given": ["Nick"]},
-        ended,
-        {"use": "usual", "given": ["Annie"], "family": "Example"},
-        {"use": "official", "given": ["Ann", " Marie "], "family": "Example"},
-    ]
-    assert display_name({"name": names}, today) == "Ann Marie Example"
-    assert display_name({"name": names[:3]}, today) == "Annie Example"
-    assert display_name({"name": [{"text": " Ann  Example "}]}, today) == "Ann Example"
-    assert display_name({"name": [ended, {"use": "maiden", "family": "X"}]}, today) is None
-    assert display_name({"name": "not a list"}, today) is None
-    assert display_name({}, today) is None

@@ -29,7 +29,7 @@ from ips_screen.service.app import create_app
 from ips_screen.service.config import parse_config
 from ips_screen.service.sessions import COOKIE as SESSION_COOKIE
 from ips_screen.writeback import review
-from tests.fhir_support import load_proposed_patient, running_test_server
+from tests.fhir_support import load_proposed_patient, nhs_number_for, running_test_server
 from tests.support.cds import (
     PASSWORD,
     SECRET_ENV,
@@ -436,18 +436,26 @@ def test_worklist_lists_open_reviews_with_filters(signed_in: TestClient, propose
     assert [a["value"] for a in tags(page, "option")] == ["all", "early", "routine"]
     assert one(page, id="owner")["value"] == owner
     row_text = response.text.split(f'data-task="{task_id}"')[1].split("</tr>")[0]
+    number = nhs_number_for(pid)
+    shown_number = f"{number[:3]} {number[3:6]} {number[6:]}"
     for words in (f"Patient/{pid}", "early", "Offer IPS", owner, "2026-11-26"):
         assert words in row_text
+    for words in ("OKAFOR, Ada", "1980-01-01 (46 y)", shown_number):
+        assert words in row_text
+    assert "not a valid NHS number" not in row_text
 
     routine = parse(signed_in.get("/review/", params={"owner": owner, "priority": "routine"}).text)
     assert not [r for r in tags(routine, "tr") if "data-task" in r]
     one(routine, id="empty")
 
-    everyone = parse(signed_in.get("/review/").text)
+    mine = parse(signed_in.get("/review/").text)  # opens on the signed-in clinician's patients
+    assert task_id not in [r["data-task"] for r in tags(mine, "tr") if "data-task" in r]
+    everyone = parse(signed_in.get("/review/", params={"scope": "all"}).text)
     assert task_id in [r["data-task"] for r in tags(everyone, "tr") if "data-task" in r]
 
-    bad = parse(signed_in.get("/review/", params={"owner": "not a ref"}).text)
+    bad = parse(signed_in.get("/review/", params={"owner": "Nobody Atall"}).text)
     one(bad, id="filter-error")
+    assert not [r for r in tags(bad, "tr") if "data-task" in r]
 
 
 @integration

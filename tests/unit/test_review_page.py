@@ -481,7 +481,7 @@ def test_task_page_shows_the_evidence_and_both_forms(signed_in: TestClient, prop
     assert "Chronic pain" in page.text["why"] and "Offer IPS" in page.text["why"]
     assert "voluntary" in page.text["patient-explanation"]
     assert "@media print" in response.text and "#patient-explanation" in response.text
-    assert 'id="leaflet-for"' not in response.text  # a Patient with no name: no "For" line
+    assert page.text["leaflet-for"] == f"For {page.text['patient-name']}"  # as the page names them
     assert "Riverside" not in page.text["patient-explanation"]  # no [leaflet] configured
     assert "26 November 2026" in page.text["leaflet-date"]
     accept = one(page, id="accept-form")
@@ -775,12 +775,15 @@ def test_the_printed_leaflet_names_patient_practice_service_and_date(
     assert "Example" not in caplog.text  # shown to the clinician, never logged
     assert response.status_code == 200
     check_accessible(response.text)
-    leaflet = parse(response.text).text["patient-explanation"]
+    page = parse(response.text)
+    leaflet = page.text["patient-explanation"]
     assert "About IPS employment support" in leaflet
-    assert "For Ann Marie Example" in leaflet and "Before" not in leaflet
+    name = page.text["patient-name"]  # the identity reader's words for the official name
+    assert "Ann Marie" in name and "Example".upper() in name.upper() and "Before" not in name
+    assert f"For {name}" in leaflet and "Before" not in leaflet
     for words in (*LEAFLET.values(), "Your GP practice", "Date", "26 November 2026"):
         assert words in leaflet, words
-    told = leaflet.split("For Ann Marie Example", 1)[1].rsplit("Your GP practice", 1)[0]
+    told = leaflet.split(f"For {name}", 1)[1].rsplit("Your GP practice", 1)[0]
     score = readability(told)
     assert score.reading_ease >= 70 and score.longest_sentence <= 20, score
     # The printout is this section alone (the print stylesheet hides everything else).

@@ -22,6 +22,38 @@ def today_london(now: datetime | None = None) -> date:
     return now.astimezone(LONDON).date()
 
 
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def long_date(d: date) -> str:
+    """A date as people read it: "2 December 2026" (no leading zero, whatever the locale)."""
+    return f"{d.day} {MONTHS[d.month - 1]} {d.year}"
+
+
+def long_iso(value: str | None, missing: str = "-") -> str:
+    """An ISO date or dateTime string's day as `long_date` (`missing` for none; the text itself
+    when it is not a date)."""
+    if not value:
+        return missing
+    try:
+        return long_date(date.fromisoformat(value[:10]))
+    except ValueError:
+        return value
+
+
 # Later years are unreadable: no record is dated there, and the rules' arithmetic (ages, windows
 # of months, the decision horizon) must not overflow `date.max` (9999-12-31).
 MAX_YEAR = 9000

@@ -11,9 +11,12 @@ code; anything else is a bug and shows a traceback.
     │   └── ConflictError     exit 6   someone else changed a resource first (If-Match)
     │       └── AlreadyDecided  exit 6   the review was already accepted or declined (says
     │                                   who did what and when); nothing was changed
-    └── LockHeld              exit 7   another run holds the practice lock
+    ├── LockHeld              exit 7   another run holds the practice lock
+    └── PortInUse             exit 10  `serve`: the address and port are taken
 
 Exit 9 (`COMPLETED_WITH_ERRORS`) is not an exception: the nightly run finished, with errors.
+Exit 141 (`OUTPUT_CLOSED`, 128 + SIGPIPE, as a shell reports a command killed by it) is not one
+either: the reader of the output went away (`review show ... | head`); the CLI ends quietly.
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ class LockHeld(UserError):
     exit_code = 7
 
 
+class PortInUse(UserError):
+    exit_code = 10
+
+
 def validation_problem(exc: ValidationError) -> str:
     """The first problem pydantic found in a configuration, as "where: what (and N more)"; a key
     the model does not have is an "unknown key"."""
@@ -83,5 +90,8 @@ EXIT_CODES = {
     9: "completed with errors (some proposals not written, export errors for needed data, or a "
     "damaged Bulk export: a short or truncated file or a wrong line; none of it applied and the "
     "previous _since kept, so the next run asks again)",
+    10: "serve: the address and port are already in use (another server is listening there)",
+    141: "the output was closed before it was all written (e.g. piped to head); nothing else",
 }
 COMPLETED_WITH_ERRORS = 9
+OUTPUT_CLOSED = 141

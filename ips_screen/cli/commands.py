@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ips_screen.cli.server_args import client_from_args, is_server_url, server_options_given
-from ips_screen.dates import LONDON, today_london
+from ips_screen.dates import LONDON, long_date, today_london
 from ips_screen.engine import Decision, evaluate
 from ips_screen.engine.decision import Step
 from ips_screen.errors import InputError, UserError
@@ -160,16 +160,23 @@ def _screen_and_write(
 
 
 def _print_summary(summary: dict, out: Path) -> None:
+    """Three lines at most: the counts, any skipped records, and every output written. An as-of
+    day in the past is said to be one, beside today's date that the proposals carry."""
+    from ips_screen.outputs.registry import filenames
+
     outcomes = summary["outcomes"]
+    as_of, today = date.fromisoformat(summary["as_of"]), today_london()
+    past = f" (a past date: proposals are dated today, {long_date(today)})" if as_of < today else ""
     print(
-        f"Screened {summary['patients']} patients as of {summary['as_of']} "
+        f"Screened {summary['patients']} patients on records up to {long_date(as_of)}{past} "
         f"with {summary['ruleset']}: {outcomes['propose']} to propose, "
         f"{outcomes['not-eligible']} not eligible, {outcomes['excluded']} excluded."
     )
     skipped = summary.get("data_quality", {}).get("records_skipped", 0)
     if skipped:
         print(f"{skipped} unreadable records were skipped (listed in summary.json).")
-    print(f"Outputs in {out}/: decisions.ndjson, proposals.json, summary.json, report.html")
+    written = [name for name in filenames() if (out / name).is_file()]
+    print(f"Outputs in {out}/: {', '.join(written) or 'none'}")
 
 
 def cmd_explain(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

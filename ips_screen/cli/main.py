@@ -13,7 +13,7 @@ from ips_screen.cli.nightly_cmd import add_nightly_parser
 from ips_screen.cli.review_cmd import add_review_parser
 from ips_screen.cli.serve_cmd import add_serve_parser
 from ips_screen.cli.server_args import add_server_args
-from ips_screen.errors import EXIT_CODES, UserError
+from ips_screen.errors import EXIT_CODES, OUTPUT_CLOSED, UserError
 from ips_screen.log_setup import configure_logging
 from ips_screen.secret_values import redact
 
@@ -35,11 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"ips-screen {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
-    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
-    parser.add_argument(
-        "--log-format", choices=["text", "json"], default="text", help="log lines on stderr"
-    )
+    _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     screen = sub.add_parser(
@@ -111,7 +107,34 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=1, help="random seed (same seed, same files)")
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--as-of", type=_as_of, help="reference date (default: today, London)")
+    _everywhere(parser)
     return parser
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """-v, -q and --log-format: on the top-level parser with their defaults, and again on every
+    command (with no default, so a value given before the command is kept) so that they work
+    after the command too: `ips-screen review list -q`."""
+    kept = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail", **kept)
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="log warnings and errors only", **kept
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="log lines on stderr",
+        **(kept or {"default": "text"}),
+    )
+
+
+def _everywhere(parser: argparse.ArgumentParser) -> None:
+    """Give every command and action under `parser` the global options."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):  # aliases: once
+                _global_options(command, top=False)
+                _everywhere(command)
 
 
 def _common_screen_args(parser: argparse.ArgumentParser, *, patient_ids: bool = True) -> None:
@@ -133,13 +156,28 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = parser.parse_args(argv)
     configure_logging(args)
     try:
-        return commands.dispatch(args, environ)
+        code = commands.dispatch(args, environ)
+        sys.stdout.flush()  # here, so a closed pipe is met inside this try
+        return code
     except UserError as exc:  # a secret that slipped into a message is not printed
         print(f"ips-screen: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("ips-screen: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `review show ... | head`: the reader has all it wanted
+        _stdout_to_devnull()
+        return OUTPUT_CLOSED
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush at exit finds no closed pipe
+    (it would print "Exception ignored ... BrokenPipeError")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (tests capture stdout)
+        pass
 
 
 def entry_point() -> None:

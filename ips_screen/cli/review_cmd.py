@@ -28,7 +28,7 @@ import orjson
 
 from ips_screen import __version__
 from ips_screen.cli.server_args import add_server_args, client_from_args
-from ips_screen.dates import LONDON
+from ips_screen.dates import LONDON, long_iso
 from ips_screen.errors import UserError
 from ips_screen.fhir.client import FhirClient
 from ips_screen.writeback.followup import FOLLOWUP_WEEKS
@@ -335,7 +335,7 @@ def format_detail(detail: review.ReviewDetail, ruleset: CompiledRuleset) -> str:
     lines = [
         f"Task/{item.task_id} ({item.status}): review of {item.proposal} ({item.proposal_status})",
         f"Patient {item.patient or '-'}; priority {item.priority or '-'}; "
-        f"authored {(item.authored or '-')[:10]}; owner {item.owner or '-'}",
+        f"proposed on {long_iso(item.authored)}; owner {item.owner or '-'}",
         "",
         "Why",
         *_indent(item.reason),

@@ -20,7 +20,7 @@ import re
 import sys
 from collections.abc import Mapping
 
-from ips_screen.errors import UserError
+from ips_screen.errors import PortInUse, UserError
 
 MIN_PASSWORD = 12
 MAX_WORKERS = 64
@@ -98,6 +98,7 @@ def run_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             f"{args.config}: --workers {args.workers} needs state_dir (the state the workers "
             "share; see docs/serve.example.toml)"
         )
+    check_port_free(args.host, args.port)
     run(
         config,
         args.host,
@@ -112,6 +113,26 @@ def run_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         },
     )
     return 0
+
+
+def check_port_free(host: str, port: int) -> None:
+    """PortInUse (exit 10) when something already listens on host:port, in one line rather than
+    the server's log and traceback; any other failure to bind is a UserError."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(
+                    f"{host}:{port} is already in use: stop the other server or choose "
+                    "another --port"
+                ) from None
+            raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 # The `serve` extra (pyproject.toml): module to import -> package to install.

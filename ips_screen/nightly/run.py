@@ -57,6 +57,7 @@ from ips_screen.nightly.sync import (
     sync_files,
     sync_server,
 )
+from ips_screen.nightly.work import period_start, work_outstanding
 from ips_screen.outputs.folder import OutputFolder
 from ips_screen.private_dir import FILE_MODE, PrivateDirError, ensure_private_dir, private_umask
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
@@ -226,6 +227,10 @@ def _run(
                     errors,
                     progress,
                 )
+            work = None
+            if client is not None:
+                since = period_start(store.ledger.recent_runs(14), run_id, now)
+                work = work_outstanding(client, ruleset, since=since, now=now, new=new_proposals)
             late = None
             if client is not None and config.followup.nightly:
                 late = _followup(client, outputs, now, config.followup.weeks, errors)
@@ -260,6 +265,7 @@ def _run(
         unlinked=store.facts.unlinked(),
         trends=trends,
         unfinished=[r for r in recent if r["status"] in UNFINISHED],
+        work=work,
     )
     link_latest(runs_dir, out_dir)
     prune_runs(runs_dir, config.output.keep_runs, out_dir)

@@ -133,10 +133,12 @@ class OutputFolder:
         unlinked: int,
         trends: list[dict] | None = None,
         unfinished: list[dict] | None = None,
+        work: dict | None = None,
     ) -> dict:
         """Complete every file and move them into place; the summary. `read_report`: what the
         source read (`reading.ReadReport.to_dict`, plus "unread_types" from a Bulk export);
-        `trends` and `unfinished`: earlier runs and those that failed, for the report."""
+        `trends` and `unfinished`: earlier runs and those that failed, for the report; `work`: the
+        review work outstanding on the server (nightly), which leads the report."""
         try:
             summary = self.counted().summary(
                 read_report=read_report,
@@ -144,7 +146,7 @@ class OutputFolder:
                 unlinked=unlinked,
                 as_of=date.fromisoformat(self.as_of),
             )
-            done = Finished(summary, self.proposed, self.listed, trends, unfinished or [])
+            done = Finished(summary, self.proposed, self.listed, trends, unfinished or [], work)
             for writer in self.writers:
                 writer.finish(done)
         except BaseException:

@@ -8,22 +8,25 @@ SVG whose geometry is computed here, each followed by a table holding the same n
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import date, datetime
 from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 import ips_screen
+from ips_screen.dates import LONDON, MONTHS, long_date, long_iso
 from ips_screen.engine.decision import Decision
 from ips_screen.outputs.summary import proposed_in_order
-from ips_screen.presentation.labels import report_text
-from ips_screen.presentation.notes import reasons_in_brief
+from ips_screen.presentation.brief import brief_lines
+from ips_screen.presentation.labels import report_text, step_name
 from ips_screen.ruleset.loader import CompiledRuleset
 
 TEMPLATE = "report.html.j2"
 LISTED_MAX = 200  # patients listed by reference in the data-quality section
 
-# Funnel chart geometry (SVG user units; the chart scales to the page width).
-_LABEL_W, _BAR_W, _COUNT_W, _ROW_H, _BAR_H = 230, 420, 90, 30, 20
+# Funnel chart geometry (SVG user units; the chart scales to the page width, narrow enough to
+# stay readable on a phone): each row is its label, then the bar with "N still in, M removed".
+_BAR_W, _COUNT_W, _ROW_H, _BAR_H, _LABEL_H = 190, 200, 50, 18, 20
 # Trends chart geometry and series: (key, label, colour, dash pattern).
 _T_W, _T_H, _T_LEFT, _T_RIGHT, _T_TOP, _T_BOTTOM = 760, 260, 56, 44, 16, 44
 _SERIES = (
@@ -32,6 +35,34 @@ _SERIES = (
     ("excluded", "Excluded", "#555555", "2 3"),
     ("open_proposals", "Open proposals", "#1d4e89", "10 3 2 3"),
 )
+
+
+def _short_day(value: object) -> str:
+    """ "26 Nov" for an axis label (the text itself when it is not a date)."""
+    text = str(value or "")
+    try:
+        day = date.fromisoformat(text[:10])
+    except ValueError:
+        return text
+    return f"{day.day} {MONTHS[day.month - 1][:3]}"
+
+
+def _moment(value: object) -> str:
+    """ "26 November 2026 at 09:30" (London time) for an ISO dateTime; the text itself when it is
+    not one."""
+    text = str(value or "")
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if when.tzinfo is not None:
+        when = when.astimezone(LONDON)
+    return f"{long_date(when.date())} at {when:%H:%M}"
+
+
+def plural(count: object, singular: str, many: str | None = None) -> str:
+    """The noun for a count: "patient" for 1, "patients" otherwise (`many`: an irregular one)."""
+    return singular if int(count or 0) == 1 else many or f"{singular}s"
 
 
 @lru_cache(maxsize=1)
@@ -47,33 +78,38 @@ def _environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["num"] = lambda value: f"{int(value):,}"
+    env.filters["plural"] = plural
+    env.filters["day"] = lambda value: long_iso(str(value) if value else None)
+    env.filters["moment"] = _moment
     return env
 
 
-def _funnel(rows: Sequence[dict]) -> dict:
+def _funnel(rows: Sequence[dict], names: Callable[[str], str]) -> dict:
     total = max((int(r["kept"]) for r in rows), default=0)
     bars = []
     for i, row in enumerate(rows):
-        kept = int(row["kept"])
+        kept, removed = int(row["kept"]), int(row.get("removed", 0))
         width = round(_BAR_W * kept / total, 1) if total else 0.0
-        y = i * _ROW_H + 4
+        top = i * _ROW_H + 4
+        y = top + _LABEL_H
+        first = "removed" not in row
         bars.append(
             {
-                "label": row["step"],
-                "kind": row.get("kind", ""),
+                "label": "All patients screened" if first else names(row["step"]),
+                "counts": f"{kept:,} in" if first else f"{kept:,} still in, {removed:,} removed",
                 "kept": kept,
+                "removed": removed,
                 "width": width,
+                "label_y": top + 13,
                 "y": y,
                 "text_y": y + _BAR_H / 2,
-                "count_x": _LABEL_W + width + 6,
+                "count_x": width + 6,
             }
         )
     return {
         "bars": bars,
-        "width": _LABEL_W + _BAR_W + _COUNT_W,
+        "width": _BAR_W + _COUNT_W,
         "height": len(rows) * _ROW_H + 8,
-        "bar_x": _LABEL_W,
-        "label_x": _LABEL_W - 8,
         "bar_h": _BAR_H,
     }
 
@@ -105,7 +141,7 @@ def _trends(trends: Sequence[dict]) -> dict:
             }
         )
     every = max(1, -(-len(runs) // 8))  # at most about 8 date labels
-    ticks = [{"x": x(i), "label": str(t.get("as_of", ""))} for i, t in enumerate(runs)][::every]
+    ticks = [{"x": x(i), "label": _short_day(t.get("as_of"))} for i, t in enumerate(runs)][::every]
     return {
         "width": _T_W,
         "height": _T_H,
@@ -121,6 +157,33 @@ def _trends(trends: Sequence[dict]) -> dict:
     }
 
 
+def _with_referred(work: dict | None, summary: dict, ruleset: CompiledRuleset) -> dict | None:
+    """The work figures plus the patients already referred: those the ruleset's `referral-open`
+    exclusion removed, less those removed only by a proposal waiting for review (one per open
+    review), so that waiting and already referred are two lines, not one figure."""
+    if work is None:
+        return None
+    reasons = [e.reason for e in ruleset.model.exclusions if e.rule.kind == "referral-open"]
+    removed = sum(int(summary["reasons"].get(r, 0)) for r in reasons)
+    return {**work, "referred": max(0, removed - int(work["open"]))}
+
+
+def _reason_rows(
+    summary: dict, ruleset: CompiledRuleset, plain: Callable[[str], str], work: dict | None
+) -> list[dict]:
+    """(plain words, count) per reason; with the nightly's work figures the `referral-open`
+    reason is two rows: waiting for review, and already referred."""
+    referral = {e.reason for e in ruleset.model.exclusions if e.rule.kind == "referral-open"}
+    rows = []
+    for name, count in summary["reasons"].items():
+        if work is not None and name in referral:
+            waiting = min(int(count), int(work["open"]))
+            rows.append({"count": waiting, "meaning": ruleset.model.texts.report_waiting})
+            count -= waiting
+        rows.append({"count": count, "meaning": plain(name)})
+    return rows
+
+
 def render_report(
     summary: dict,
     decisions: list[Decision],
@@ -129,34 +192,44 @@ def render_report(
     explain: Callable[[str], str] | None = None,
     trends: list[dict] | None = None,
     unfinished: list[dict] | None = None,
+    work: dict | None = None,
 ) -> str:
     """The report as one HTML page.
 
     `explain` turns a reason or flag name into plain words (default: the ruleset's `texts:`);
     `trends` (one dict per earlier run: run, as_of, propose, not_eligible, excluded,
     open_proposals) adds a chart of runs over time; `unfinished` (ledger rows: id, started,
-    status, errors) lists recent runs that failed or were interrupted.
+    status, errors) lists recent runs that failed or were interrupted; `work` (nightly: the
+    review work on the practice server, `nightly.work.work_outstanding`) leads the report.
     """
 
     def meaning(name: str) -> str:
         text = explain(name) if explain is not None else ""
         return text or report_text(name, ruleset)
 
+    def plain(name: str) -> str:
+        return meaning(name) or name.replace("-", " ")
+
+    def asks(flag: str) -> str:
+        return model.texts.flag_actions.get(flag) or plain(flag)
+
     model = ruleset.model
-    step_notes = {e.rule.id: f"removes: {meaning(e.reason) or e.reason}" for e in model.exclusions}
+    step_notes = {e.rule.id: f"Removed if {plain(e.reason)}" for e in model.exclusions}
     for c in model.criteria:
-        note = (explain(c.rule.id) if explain is not None else "") or c.rule.description
-        step_notes[c.rule.id] = note or model.texts.steps.get(c.rule.id, "")
+        note = (explain(c.rule.id) if explain is not None else "") or model.texts.steps.get(
+            c.rule.id, ""
+        )
+        note = note or c.rule.description or ""
+        step_notes[c.rule.id] = note[:1].upper() + note[1:]
     proposed = [
         {
             "patient": d.patient,
             "priority": d.priority or "",
-            "flags": list(d.flags),
-            "why": reasons_in_brief(d, ruleset),
+            "asks": [asks(f) for f in d.flags],
+            "why": " ".join(brief_lines(d, ruleset)),  # the card's plain lines
         }
         for d in proposed_in_order(decisions)
     ]
-    flag_names = sorted({f for d in decisions if d.outcome == "propose" for f in d.flags})
     missing_note = model.priority.quality_notes.missing if model.priority else None
     no_status = sorted(d.patient for d in decisions if missing_note and missing_note in d.quality)
     context = {
@@ -167,14 +240,15 @@ def render_report(
         "ruleset_tag": summary["ruleset"],
         "as_of": summary["as_of"],
         "s": summary,
-        "funnel": _funnel(summary["attrition"]),
-        "reasons": [
-            {"name": k, "count": v, "meaning": meaning(k)} for k, v in summary["reasons"].items()
-        ],
-        "flags": [
-            {"name": k, "count": v, "meaning": meaning(k)} for k, v in summary["flags"].items()
-        ],
-        "flag_meanings": {name: meaning(name) for name in flag_names},
+        "funnel": _funnel(summary["attrition"], lambda step: step_name(step, ruleset)),
+        "step_names": {
+            row["step"]: step_name(row["step"], ruleset)
+            for row in summary["attrition"]
+            if "removed" in row
+        },
+        "reasons": _reason_rows(summary, ruleset, plain, work),
+        "flags": [{"count": v, "meaning": plain(k)} for k, v in summary["flags"].items()],
+        "work": _with_referred(work, summary, ruleset),
         "proposed": proposed,
         "no_status": no_status[:LISTED_MAX],
         "no_status_more": max(0, len(no_status) - LISTED_MAX),

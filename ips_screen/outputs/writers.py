@@ -65,6 +65,7 @@ class Finished:
     listed: Sequence[Decision]  # not proposed but with data-quality notes (no trace)
     trends: list[dict] | None = None  # earlier runs, for the report (nightly)
     unfinished: list[dict] = field(default_factory=list)  # runs that failed (nightly)
+    work: dict | None = None  # the review work outstanding (nightly with a server)
 
 
 class OutputWriter:

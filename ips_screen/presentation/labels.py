@@ -27,6 +27,33 @@ def report_text(name: str, ruleset: CompiledRuleset) -> str:
     return texts.report.get(name) or texts.reasons.get(name) or texts.flags.get(name) or ""
 
 
+def step_name(step_id: str, ruleset: CompiledRuleset) -> str:
+    """A top-level step's name in the report's funnel ("the age check"): `texts.step_names`,
+    else "the <criterion label, lower case> check"."""
+    texts = ruleset.model.texts
+    named = texts.step_names.get(step_id)
+    if named:
+        return named
+    return f"the {criterion_label(step_id, ruleset).replace('-', ' ').lower()} check"
+
+
+def deferring_reasons(ruleset: CompiledRuleset) -> frozenset[str]:
+    """The decline reason codes the ruleset's `referral-declined` rule gives their own (shorter)
+    window: a decline with one of them is a deferral ("not now")."""
+    from ips_screen.codes import DECLINE_REASON_SYSTEM
+    from ips_screen.kinds.referral_declined import ReferralDeclined
+    from ips_screen.kinds.registry import walk_criteria
+
+    return frozenset(
+        d.code
+        for exclusion in ruleset.model.exclusions
+        for rule in walk_criteria(exclusion.rule)
+        if isinstance(rule, ReferralDeclined)
+        for d in rule.deferrals
+        if d.system == DECLINE_REASON_SYSTEM
+    )
+
+
 def category_text(codelist: str, category: str, ruleset: CompiledRuleset) -> str:
     """Plain words for a category of a codelist (else the category with hyphens as spaces)."""
     words = ruleset.model.texts.categories.get(codelist, {})

@@ -9,6 +9,9 @@ keep it so (no Patient fields are read here).
 
 from __future__ import annotations
 
+from datetime import date
+
+from ips_screen.dates import long_date
 from ips_screen.engine.decision import Decision, Step
 from ips_screen.kinds.evidence import (
     LatestCategoryEvidence,
@@ -18,12 +21,11 @@ from ips_screen.kinds.evidence import (
 )
 from ips_screen.kinds.records import one_record_key
 from ips_screen.kinds.registry import walk_criteria
+from ips_screen.presentation.brief import brief_lines
 from ips_screen.presentation.labels import (
     category_text,
     criterion_label,
-    flag_text,
     one_line,
-    proposal_title,
 )
 from ips_screen.presentation.trace import LISTED, step_line
 from ips_screen.ruleset.loader import CompiledRuleset
@@ -44,18 +46,23 @@ def task_description(decision: Decision, ruleset: CompiledRuleset) -> str:
 
 
 def clinician_note(decision: Decision, ruleset: CompiledRuleset) -> str:
-    """Why this patient was suggested, in plain words (ServiceRequest.note)."""
+    """Why this patient was suggested, in plain words (ServiceRequest.note): the brief (one line
+    per reason, as the card shows it), the priority, the ruleset's summary, and a last line saying
+    which screen ran on records up to which day. The card of a pending proposal shows the first
+    block, so keep the brief first and alone in it. No codes: the ruleset and version are in the
+    ServiceRequest's extension."""
     model = ruleset.model
-    lines = [
-        f"Why this patient was suggested for {proposal_title(ruleset)} "
-        f"(screen {model.id} {model.version}, as of {decision.as_of}):"
-    ]
-    lines.extend(f"- {label}: {text}" for label, text in _reasons(decision, ruleset))
-    lines.append(f"- Priority: {_priority(decision, ruleset)}")
-    lines.extend(f"- Flag ({flag}): {flag_text(flag, ruleset)}." for flag in decision.flags)
+    lines = brief_lines(decision, ruleset)
+    if model.priority is not None:  # a ruleset without priorities has no priority to explain
+        lines += ["", f"Priority: {_priority(decision, ruleset)}"]
     summary = model.proposal.clinician_summary.strip()
     if summary:
-        lines.extend(["", summary])
+        lines.extend(["", " ".join(summary.split())])
+    try:
+        as_of = long_date(date.fromisoformat(decision.as_of))
+    except ValueError:  # a placeholder (proposals.json's templates put the day in later)
+        as_of = decision.as_of
+    lines.extend(["", f"Screened on records up to {as_of}."])  # the ruleset: the extension
     return "\n".join(lines)
 
 
@@ -102,7 +109,7 @@ def _listed(step: Step) -> list[RecordEvidence]:
 
 
 def _when(record: RecordEvidence) -> str:
-    return record.date.isoformat() if record.date else "undated"
+    return long_date(record.date) if record.date else "undated"
 
 
 def _terms(listed: list[RecordEvidence]) -> str:
@@ -116,9 +123,12 @@ def _evidence(step: Step, ruleset: CompiledRuleset) -> str:
     out = []
     for part in held:
         rule = _rule(ruleset, part.id)
-        why = rule.description if rule is not None and rule.description else part.id
+        why = rule.description if rule is not None and rule.description else ""
         terms = _terms(_listed(part))
-        out.append(f"{terms} — {why}" if terms else why)
+        if terms and why:
+            out.append(f"{terms} — {why}")
+        else:  # no rule words: the records alone, else the criterion's label (never its id)
+            out.append(terms or why or criterion_label(part.id, ruleset))
     return "; ".join(out) + "."
 
 
@@ -130,7 +140,7 @@ def _employment(
     )
     categories = sorted({r.category for r in evidence.latest})
     cats = ", ".join(category_text(rule.codelist, c, ruleset) for c in categories)
-    day = evidence.latest_date.isoformat() if evidence.latest_date else ""
+    day = long_date(evidence.latest_date) if evidence.latest_date else ""
     if not step.parts:  # passed on recorded evidence
         if evidence.latest_date is None:
             return f"{step_line(step)}."
@@ -177,13 +187,14 @@ def _fit_notes(step: Step, rule: LatestCategory) -> tuple[int, int, list[RecordE
             count = part.evidence.count
         listed.extend(_listed(part))
     listed = sorted(
-        set(listed), key=lambda r: (_when(r), r.ref.startswith("DocumentReference/"), r.ref)
+        set(listed),
+        key=lambda r: (r.date or date.max, r.ref.startswith("DocumentReference/"), r.ref),
     )
     if counting is not None and counting.distinct == "day-and-category":  # one per fit note
         once = {}
         for r in listed:
             once.setdefault(one_record_key(r.date, r.category, r.ref), r)
-        listed = sorted(once.values(), key=lambda r: (_when(r), r.ref))
+        listed = sorted(once.values(), key=lambda r: (r.date or date.max, r.ref))
     return count, months, listed
 
 
@@ -193,12 +204,12 @@ def _priority(decision: Decision, ruleset: CompiledRuleset) -> str:
     step = decision.step("priority")
     evidence = step.evidence if step is not None else None
     start = evidence.start if isinstance(evidence, SpellStartEvidence) else None
-    began = start.date.isoformat() if start is not None and start.date else None
+    began = long_date(start.date) if start is not None and start.date else None
     if decision.priority == "early":
         since = f"out of work since {began}, " if began else ""
-        note = f"; {texts.early_note}" if texts.early_note else "."
-        return f"early — {since}within the last {months} months{note}"
+        note = f". {texts.early_note}" if texts.early_note else "."
+        return f"early ({since}within the last {months} months){note}"
     if began:
-        note = f"; {texts.routine_note}" if texts.routine_note else "."
-        return f"routine — out of work since {began}, more than {months} months ago{note}"
-    return "routine — the start of the current spell out of work is not recorded."
+        note = f". {texts.routine_note}" if texts.routine_note else "."
+        return f"routine (out of work since {began}, more than {months} months ago){note}"
+    return "routine (the start of the current spell out of work is not recorded)."

@@ -13,6 +13,17 @@ from pydantic import Field, field_validator
 
 from ips_screen.kinds.base import Id, Strict
 
+# The brief's templates and the names each may use (anything else is a ruleset error).
+TEMPLATE_NAMES = {
+    "brief_records": ("label", "term", "date"),
+    "brief_spell": ("label", "category", "date"),
+    "brief_status": ("label", "category", "date"),
+    "brief_status_missing": ("status",),
+    "brief_status_old": ("status", "category", "date"),
+    "brief_status_conflict": ("status", "date"),
+    "brief_supporting": ("title", "months", "count", "date"),
+}
+
 _RECORD_FIELDS = frozenset({"category", "date"})
 
 # The placeholders each `decisions` template may use (any other is an error naming it).
@@ -190,10 +201,60 @@ class Texts(Strict):
     )
     undated: str = Field("date not recorded", description="'{date}' of an undated record")
     card_notes: list[str] = Field(
-        default_factory=list, description="markdown paragraphs that close the card's detail"
+        default_factory=list,
+        description="markdown paragraphs after the card's facts (e.g. that the offer is "
+        "voluntary), before its action",
+    )
+    card_action: str = Field(
+        "Offer it; refer only if they agree.",
+        description="the card's one action, its last paragraph (markdown)",
+    )
+    card_pending: str = Field(
+        "Accepting the suggestion also completes the review in ips-screen.",
+        description="added to the card of a proposal awaiting review",
+    )
+    brief_records: str = Field(
+        "{label}: {term}, first recorded {date}.",
+        description="the brief (card, note) line of a reason criterion met by records: "
+        "{label} the criterion's label, {term} the earliest record's clinical term, {date} its day",
+    )
+    brief_spell: str = Field(
+        "{label}: {category} since {date}.",
+        description="the brief line of a latest-category reason with the start of the current "
+        "spell ({category} the latest category's words, {date} the spell's first day)",
+    )
+    brief_status: str = Field(
+        "{label}: {category}, recorded {date}.",
+        description="the brief line of a latest-category reason met by a recent record",
+    )
+    brief_status_missing: str = Field(
+        "{status} not recorded: please ask.",
+        description="the brief line when the status was inferred with nothing recorded "
+        "({status}: status_names' words)",
+    )
+    brief_status_old: str = Field(
+        "{status} last recorded {date} ({category}): please confirm.",
+        description="the brief line when the latest status record is too old to rely on",
+    )
+    brief_status_conflict: str = Field(
+        "{status} records of {date} disagree: please confirm.",
+        description="the brief line when the latest status records disagree",
+    )
+    brief_supporting: str = Field(
+        "{title} in the last {months} months: {count}, latest {date}.",
+        description="the card's line for the records linked as supportingInfo ({title}: "
+        "supporting_title); left out when there are none",
+    )
+    leaflet_title: str = Field(
+        "", description="the printable leaflet's heading (default: 'About <short_name>')"
     )
     report_offer: str = Field(
         "an offer", description="what the report says patients are proposed for"
+    )
+    report_waiting: str = Field(
+        "a proposal for them is waiting for a clinician's review",
+        description="the nightly report's line for patients whose only open referral is a "
+        "proposal awaiting review (apart from those already referred)",
     )
     report_intro: str = Field("", description="the report's paragraph under its headline numbers")
     report_review: str = Field(
@@ -219,6 +280,11 @@ class Texts(Strict):
         default_factory=dict,
         description="reason or flag name -> words in the practice report, when other than above",
     )
+    step_names: dict[Id, str] = Field(
+        default_factory=dict,
+        description="top-level exclusion or criterion id -> its name in the report's funnel, "
+        "as in 'still in the screen after <name>' (default: 'the <label> check')",
+    )
     steps: dict[Id, str] = Field(
         default_factory=dict,
         description="top-level criterion id -> what it keeps, in the report's funnel",
@@ -234,6 +300,16 @@ class Texts(Strict):
         default_factory=DecisionTexts,
         description="what the review says about a decision: agreement, confirmations, warnings",
     )
+
+    @field_validator(*TEMPLATE_NAMES)
+    @classmethod
+    def _known_names(cls, value: str, info) -> str:
+        names = TEMPLATE_NAMES[info.field_name]
+        try:
+            value.format(**dict.fromkeys(names, ""))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"may use only {{{'}, {'.join(names)}}} ({exc})") from None
+        return value
 
     @field_validator("supporting_record")
     @classmethod

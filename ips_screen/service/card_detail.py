@@ -1,8 +1,16 @@
-"""The card's detail: markdown from the clinician note (the decision trace in plain words, or a
-pending proposal's stored note), the timeline of the records linked as supportingInfo (fit notes
-in the default ruleset) and the ruleset's closing notes (`texts.card_notes`), with the records'
-words escaped by `md_escape` (one line each: a display cannot start a heading, a list or a new
-paragraph)."""
+"""The card's detail: at most about 60 words, most important first (issue 8).
+
+1. the brief: one line per reason criterion (`presentation.brief`; for a pending proposal, the
+   first block of its stored note, so the card says what the reviewer will see);
+2. the supporting records linked as supportingInfo as a count and the latest date (fit notes in
+   the last 12 months, in the default ruleset), left out when there are none;
+3. one line of history when there is any (`history`: given by the caller, None for none);
+4. the ruleset's closing notes (`texts.card_notes`: IPS is voluntary) and its one action
+   (`texts.card_action`), then `texts.card_pending` for a proposal awaiting review.
+
+No reason code, flag name or codelist display is shown; the records' words are escaped by
+`md_escape` (one line each: a display cannot start a heading, a list or a new paragraph).
+"""
 
 from __future__ import annotations
 
@@ -10,82 +18,63 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 
 from ips_screen.facts.extract import CODE_FIELD, codings, record_date
-from ips_screen.presentation.supporting import one_per_record, supporting_words
+from ips_screen.presentation.brief import supporting_line
+from ips_screen.presentation.supporting import one_per_record
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.service.markdown import md_escape
 
 
-def _note_markdown(note: str) -> list[str]:
-    """The clinician note as markdown: first line bold, "- " lines as bullets. Lines are split
-    at newlines only (as markdown splits them); `md_escape` flattens any other separator."""
-    out: list[str] = []
-    for n, line in enumerate(note.strip().split("\n")):
-        line = line.strip()
-        if not line:
-            out.append("")
-        elif n == 0:
-            out.append(f"**{md_escape(line.rstrip(':'))}**")
-            out.append("")
-        elif line.startswith("- "):
-            out.append(f"- {md_escape(line[2:])}")
-        else:
-            out.append(md_escape(line))
-    return out
+def note_brief(note: str) -> list[str]:
+    """The brief lines of a stored clinician note: its first block (up to the first blank line),
+    without bullet marks or a heading line ending in ':' (notes written by older versions)."""
+    block = note.strip().split("\n\n", 1)[0]
+    lines = [line.strip() for line in block.split("\n")]
+    return [
+        line.removeprefix("- ").strip()
+        for line in lines
+        if line and not (line.endswith(":") and not line.startswith("- "))
+    ]
 
 
-def _supporting_lines(
+def _supporting(
     refs: Iterable[str], resources: Mapping[str, dict], ruleset: CompiledRuleset
-) -> list[str]:
-    """One line per supporting record as the ruleset counts them (a fit note's coded entry and
-    its document: one line, `one_per_record`), oldest first, in the ruleset's words."""
+) -> str | None:
+    """The supporting records in the codelist as one line, counted as the ruleset counts them (a
+    fit note's coded entry and its document are one, `one_per_record`); records not sent are
+    left out."""
     fit_list = ruleset.codelists[ruleset.model.proposal.supporting_info.codelist]
-    found: list[tuple[str, date | None, str, str]] = []  # ref, day, category, display
-    absent = []
+    found: list[tuple[str, date | None, str]] = []  # ref, day, category
     for ref in dict.fromkeys(refs):
         resource = resources.get(ref)
         if resource is None:
-            absent.append(f"- {md_escape(ref)}: not in the record sent")
             continue
         rtype = resource["resourceType"]
-        concept = resource.get(CODE_FIELD.get(rtype, "code")) or {}
-        fitness = fit_list.first_match(codings(concept))
-        if fitness is None:  # other evidence in supportingInfo (not in the codelist)
+        category = fit_list.first_match(codings(resource.get(CODE_FIELD.get(rtype, "code")) or {}))
+        if category is None:  # other evidence in supportingInfo (not in the codelist)
             continue
-        display = next(
-            (c.get("display") for c in concept.get("coding") or () if c.get("display")),
-            concept.get("text") or rtype,
-        )
-        found.append((ref, record_date(resource, rtype), fitness or "unspecified", display))
+        found.append((ref, record_date(resource, rtype), category or "unspecified"))
     found.sort(key=lambda f: (f[0].startswith("DocumentReference/"), f[0]))  # coded entry first
     groups = one_per_record(
         found, ruleset, day=lambda f: f[1], category=lambda f: f[2], ref=lambda f: f[0]
     )
-    rows = []
-    for (_, day, category, display), *_ in groups:
-        text = f"{supporting_words(day, category, ruleset)} ({display})"
-        rows.append((day.isoformat() if day else "9999", f"- {md_escape(text)}"))
-    return [line for _, line in sorted(rows)] + absent
+    return supporting_line([group[0][1] for group in groups], ruleset)
 
 
 def detail_markdown(
-    note: str,
+    brief: list[str],
     supporting: Iterable[str],
     resources: Mapping[str, dict],
     ruleset: CompiledRuleset,
     *,
     pending: bool,
+    history: str | None = None,
 ) -> str:
+    """The card's detail as markdown (see the module's docstring for its order)."""
     texts = ruleset.model.texts
-    months = ruleset.model.proposal.supporting_info.within_months or 12
-    lines = _note_markdown(note)
-    fit_lines = _supporting_lines(supporting, resources, ruleset)
-    lines += ["", f"**{md_escape(texts.supporting_title)} in the last {months} months**", ""]
-    lines += fit_lines or ["- none recorded"]
-    for paragraph in texts.card_notes:  # the ruleset's own markdown
-        lines += ["", " ".join(paragraph.split())]
-    if pending:
-        lines += [
-            "",
-            "Accepting the suggestion also completes the proposal's review in ips-screen.",
-        ]
+    facts = [*brief, _supporting(supporting, resources, ruleset), history]
+    lines = [f"- {md_escape(line)}" for line in facts if line]
+    closing = [*texts.card_notes, texts.card_action, texts.card_pending if pending else ""]
+    for paragraph in closing:  # the ruleset's own markdown
+        if paragraph.strip():
+            lines += ["", " ".join(paragraph.split())]
     return "\n".join(lines).strip()

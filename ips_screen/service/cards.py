@@ -13,8 +13,9 @@ Order of checks (as `cds.handle_patient_view` applies them):
    checks the practice server's own copy before it writes (feedback.py).
 3. Otherwise the engine decides live: `propose` gives a card; excluded / not eligible give none.
 
-The card detail is markdown built from the decision trace (or the stored note), with the text of
-the records escaped; it never holds names, birth dates or identifiers beyond resource ids.
+The card detail is markdown built from the decision's brief (or the stored note's first block),
+with the text of the records escaped (card_detail.py); it never holds names, birth dates or
+identifiers beyond resource ids.
 """
 
 from __future__ import annotations
@@ -36,14 +37,15 @@ from ips_screen.codes import (
 from ips_screen.dates import months_before, parse_fhir_date
 from ips_screen.engine import Decision
 from ips_screen.facts.extract import codings, reference_to
+from ips_screen.presentation.brief import brief_lines
 from ips_screen.presentation.labels import card_words
 from ips_screen.proposals.build import proposal_identifier
 from ips_screen.proposals.common import ORDER_PRIORITY, PRIORITY_CODES, place_evidence, validated
-from ips_screen.proposals.text import clinician_note, patient_explanation
+from ips_screen.proposals.text import patient_explanation
 from ips_screen.ruleset.loader import CompiledRuleset, walk_criteria
 from ips_screen.ruleset.model import ReferralOpen
-from ips_screen.service.card_detail import detail_markdown
-from ips_screen.service.card_history import history_markdown
+from ips_screen.service.card_detail import detail_markdown, note_brief
+from ips_screen.service.card_history import history_line
 from ips_screen.writeback.sweep import is_review_task
 
 Resource = dict
@@ -240,20 +242,20 @@ def build_card(
     ips_service: str | None = None,
 ) -> CardResult:
     """The card for a pending proposal (when given), else for a live `propose` decision; with
-    `today`, the detail opens with the patient's IPS history in one line, when there is any;
-    `ips_service` is the suggested order's performer."""
+    `today`, the detail carries the patient's IPS history in one line (after the supporting
+    records), when there is any; `ips_service` is the suggested order's performer."""
     words = card_words(ruleset)
     if pending is not None:
         sr, task_id = pending.proposal, pending.task["id"]
         notes = [n.get("text", "") for n in sr.get("note") or () if isinstance(n, dict)]
-        note = "\n\n".join(n for n in notes if n) or "A proposal is awaiting review."
+        brief = note_brief(next((n for n in notes if n), ""))
         reasons, supporting = _refs(sr.get("reasonReference")), _refs(sr.get("supportingInfo"))
         priority, code = _priority_of(sr), sr.get("code") or _request_code(ruleset)
         based_on: str | None = f"ServiceRequest/{sr['id']}"
         summary = words["pending"]
     else:
         assert decision is not None and decision.outcome == "propose"
-        task_id, note = None, clinician_note(decision, ruleset)
+        task_id, brief = None, brief_lines(decision, ruleset)
         reasons, supporting = list(decision.links.reasons), list(decision.links.supporting)
         priority, code, based_on = decision.priority, _request_code(ruleset), None
         actions = ruleset.model.texts.flag_actions
@@ -273,8 +275,14 @@ def build_card(
     card: dict = {
         "uuid": uuid,
         "summary": summary,
-        "detail": history_markdown(resources.values(), ruleset, today)
-        + detail_markdown(note, supporting, resources, ruleset, pending=task_id is not None),
+        "detail": detail_markdown(
+            brief,
+            supporting,
+            resources,
+            ruleset,
+            pending=task_id is not None,
+            history=history_line(resources.values(), ruleset, today),
+        ),
         "indicator": "info",
         "source": {"label": f"ips-screen {__version__} ({ruleset.id}@{ruleset.version})"},
         "suggestions": [

@@ -23,6 +23,8 @@ session-signing secret (`review_page.session_secret_env`) and the users file's p
     [ehr_auth]        disabled (loopback public_base_url only), leeway_seconds, [[ehr_auth.issuers]]
     [referral]        ips_service = "HealthcareService/<id>" (or Organization/<id>): the
                       performer of accepted proposals' orders; accepting needs it
+    [leaflet]         practice_name, practice_contact, service_name, service_contact: printed
+                      on the patient's leaflet (optional; every key required when present)
     [review_page]     users_file [+ client_address_header + trusted_proxy_ips]
                       | proxy_header + proxy_users + trusted_proxy_ips;
                       session_secret_env (the NAME of the variable holding the secret that
@@ -62,6 +64,7 @@ from ips_screen.writeback.referral_config import ReferralConfig
 
 __all__ = [
     "FhirConnection",
+    "LeafletConfig",
     "ReviewPageConfig",
     "ServeConfig",
     "UserEntry",
@@ -167,6 +170,17 @@ class ReviewPageConfig(_Strict):
         return any(address in net for net in nets)
 
 
+class LeafletConfig(_Strict):
+    """Who the patient's printed leaflet names (the review page's printout): the practice and the
+    service offered, each with how to contact them. Words for print only; the order's performer
+    (a FHIR reference) is configured apart from these."""
+
+    practice_name: str = Field(min_length=1, max_length=200)
+    practice_contact: str = Field(min_length=1, max_length=300)
+    service_name: str = Field(min_length=1, max_length=200)
+    service_contact: str = Field(min_length=1, max_length=300)
+
+
 class ServeConfig(_Strict):
     public_base_url: str
     rules: str | None = None
@@ -177,6 +191,7 @@ class ServeConfig(_Strict):
     # The practice's IPS service ([referral] ips_service): the performer of the order an accepted
     # proposal creates (review page, card feedback); without it accepting is refused.
     referral: ReferralConfig | None = None
+    leaflet: LeafletConfig | None = None  # None: the printout names no practice or service
     # The folder of the state every worker shares (cards shown, EHR token ids, review-page
     # sessions, sign-in failures): required unless public_base_url is loopback (then, when
     # missing, that state is in memory: one worker, lost on restart).

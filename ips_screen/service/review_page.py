@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import date
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from ips_screen import __version__
-from ips_screen.dates import today_london
+from ips_screen.dates import long_date, today_london
 from ips_screen.errors import AlreadyDecided, ConfigError, ConflictError, ServerError, UserError
 from ips_screen.presentation.decision_words import agreement_words
+from ips_screen.presentation.labels import short_name
 from ips_screen.service import signin
 from ips_screen.service.pages import (
     error,
@@ -38,6 +40,7 @@ from ips_screen.service.pages import (
     timeline,
     unavailable,
 )
+from ips_screen.service.state import ServiceState
 from ips_screen.service.worklist_view import history_rows, worklist_view
 from ips_screen.writeback import review
 from ips_screen.writeback.ips_history import read_history
@@ -221,7 +224,7 @@ def _task_page(
         item=detail.item,
         timeline=timeline(detail, state.ruleset),
         why=note_blocks(detail.clinician_note),
-        explanation=[p for p in detail.patient_explanation.split("\n\n") if p.strip()],
+        leaflet=_leaflet(state, detail, identity.name if identity else None, today),
         reasons=state.ruleset.model.proposal.decline_reasons,
         errors=list(errors),
         field_errors={e.field: e.message for e in errors},
@@ -229,6 +232,22 @@ def _task_page(
         warning=warning,
         agreement_label=agreement_label,
     )
+
+
+def _leaflet(
+    state: ServiceState, detail: review.ReviewDetail, name: str | None, today: date
+) -> dict[str, object]:
+    """The patient's printable leaflet: its title, paragraphs (the proposal's own explanation),
+    the patient's name as the server has it now (`read_identities`), who to contact
+    (serve.toml's [leaflet]) and today's date as "2 December 2026"."""
+    text = detail.patient_explanation
+    return {
+        "title": state.ruleset.model.texts.leaflet_title or f"About {short_name(state.ruleset)}",
+        "paragraphs": [line.strip() for line in text.splitlines() if line.strip()],
+        "name": name,
+        "contacts": state.config.leaflet,
+        "date": long_date(today),
+    }
 
 
 @router.get("/review/task/{task_id}")

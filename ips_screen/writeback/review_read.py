@@ -361,6 +361,40 @@ def review_detail(
     )
 
 
+@dataclass(frozen=True)
+class ReviewWork:
+    """The review work for the nightly report: the open reviews (as `review list` counts them)
+    and the reviews decided since `since` (by the Task's lastModified), as accepted, deferred
+    (declined with a reason the ruleset defers for, e.g. "not now") or declined."""
+
+    open: list[ReviewItem]
+    since: datetime
+    accepted: int = 0
+    deferred: int = 0
+    declined: int = 0
+
+
+def review_work(
+    client: FhirClient, since: datetime, deferred_reasons: frozenset[str]
+) -> ReviewWork:
+    open_ = open_reviews(client)
+    params = [("code", f"{TASK_CODE_SYSTEM}|approve"), ("status", "completed,rejected,cancelled")]
+    counts = {"accepted": 0, "deferred": 0, "declined": 0}
+    deferred = {code.lower() for code in deferred_reasons}  # `codings` upper-cases codes
+    for task in client.search("Task", params):
+        if task.get("resourceType") != "Task" or not is_review(task):
+            continue
+        if _instant(task.get("lastModified")) < since:
+            continue
+        if task.get("status") == "completed":
+            counts["accepted"] += 1
+        elif any(code.lower() in deferred for _, code in codings(task.get("statusReason"))):
+            counts["deferred"] += 1
+        else:
+            counts["declined"] += 1
+    return ReviewWork(open_, since, **counts)
+
+
 def _one_per_record(found: list[Evidence], ruleset: CompiledRuleset) -> list[Evidence]:
     """The supporting records as the ruleset counts them, oldest first: records of one fit note
     (same category, same day) become one entry, the coded entry first, naming the others in

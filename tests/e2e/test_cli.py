@@ -58,8 +58,8 @@ def test_screen_writes_every_output(capsys, tmp_path: Path):
     html = (tmp_path / "report.html").read_text()
     assert "<svg" in html and proposed[0]["patient"] in html
     # The practice manager reads the reasons in plain words, not the engine's trace wording.
-    assert "Chronic pain: " in html and "Employment: " in html
-    assert "record(s) in chronic-pain" not in html
+    assert "Chronic pain, first recorded 7 February 2024. Out of work since 3 August 2026." in html
+    assert "record(s) in chronic-pain" not in html and "eMED3" not in html
 
 
 @pytest.mark.slow

@@ -80,7 +80,10 @@ def test_a_second_ruleset_screens_end_to_end_without_the_default_rulesets_words(
         "Patient/smoker-old",
     ]
     notes = {r["subject"]["reference"]: r["note"][0]["text"] for r in requests}
-    assert "please confirm and record their current smoking status" in notes["Patient/smoker-2023"]
+    assert notes["Patient/smoker-2023"].startswith("Smoking status last recorded ")
+    assert "please confirm" in notes["Patient/smoker-2023"]
+    assert "please confirm" not in notes["Patient/smoker"]
+    assert "Priority" not in notes["Patient/smoker"]  # the ruleset has no priority
     assert {c["code"] for r in requests for c in r["code"]["coding"]} == {"871661000000106"}
     assert "stop-smoking support" in (out / "report.html").read_text().lower()
 

@@ -164,6 +164,17 @@ def test_three_nights_against_a_real_server(
     assert latest.is_symlink() and latest.resolve() == (state / "runs" / "3").resolve()
     html = (latest / "report.html").read_text()
     assert 'id="h-trends"' in html and "<polyline" in html and "3 runs from" in html
+    # It leads with the work outstanding, counted as `review list` counts the open reviews.
+    assert html.index('id="h-work"') < html.index('id="h-headline"')
+    assert main(["review", "list", "--server", own_server.base_url]) == 0
+    open_reviews = int(capsys.readouterr().out.strip().splitlines()[-1].split()[0])
+    assert open_reviews >= proposals
+    assert f"<strong>{open_reviews}</strong> proposals are waiting for a clinician" in html
+    assert "<strong>1</strong> new proposal tonight." in html
+    assert "Already referred, or referred recently: " in html
+    assert "a proposal for them is waiting for a clinician&#39;s review" in html
+    assert "Changes read tonight" in html and "Resources read" not in html
+    assert "ips-referral-open" not in html and "employment-status-unconfirmed" not in html
     for name in ("worklist.csv", "decisions.ndjson", "summary.json"):
         assert (latest / name).is_file()
     worklist = (state / "runs" / "3" / "worklist.csv").read_text()
@@ -336,6 +347,10 @@ class FakeRestClient:
             "type": "searchset",
             "entry": [{"resource": r} for r in found],
         }
+
+    def search(self, rtype: str, params: object = None) -> Iterator[dict]:
+        """The review Tasks the report's work outstanding asks for: none here."""
+        return iter(())
 
     def __enter__(self) -> FakeRestClient:
         return self

@@ -148,7 +148,7 @@ def test_a_crashed_run_is_marked_interrupted_and_the_report_shows_it(
     assert not (state / "runs" / str(crashed)).exists() and not staging.exists()
     html = (state / "runs" / "latest" / "report.html").read_text()
     assert "Runs that did not finish" in html
-    assert f"Run {crashed} (started {FROZEN_NOW.isoformat()}): interrupted: " in html
+    assert f"Run {crashed} (started 26 November 2026 at 09:30): interrupted: " in html
 
     assert nightly(config) == 0  # marked once: the next run finds nothing to mark
     with StateStore(state / "store.sqlite") as store:

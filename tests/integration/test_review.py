@@ -21,12 +21,13 @@ from ips_screen.codes import DECLINE_REASON_SYSTEM
 from ips_screen.dates import LONDON, add_months
 from ips_screen.devtools.testserver import FhirTestServer
 from ips_screen.engine import evaluate
-from ips_screen.errors import AlreadyDecided, ConflictError, UserError
+from ips_screen.errors import OUTPUT_CLOSED, AlreadyDecided, ConflictError, UserError
 from ips_screen.fhir.client import FhirClient
 from ips_screen.sources import collect_resources
 from ips_screen.writeback import review
 from tests.fhir_support import IPS_SERVICE, Proposed, load_proposed_patient, put_people, search
 from tests.helpers import AS_OF, default_ruleset
+from tests.support.closed_pipe import run_into_closed_pipe
 
 DECLINE_REASONS = default_ruleset().model.proposal.decline_reasons
 
@@ -315,6 +316,9 @@ def test_cli_list_show_accept(fhir_server: FhirTestServer, propose, capsys, tmp_
     fit1 = proposed.ref("Observation", "fit1")
     assert f"  - Fit note: not fit for work, 1 May 2026 ({fit1}): eMED3" in out
 
+    done = run_into_closed_pipe("review", "show", proposed.task_id, "--server", url)  # | head
+    assert (done.returncode, done.stderr) == (OUTPUT_CLOSED, b"")
+
     assert main(["review", "show", proposed.task_id, "--json"], environ=env) == 0
     shown = orjson.loads(capsys.readouterr().out)
     assert shown["item"]["task_id"] == proposed.task_id
@@ -395,3 +399,32 @@ def test_a_task_for_another_patient_than_its_proposal_is_refused(
     with pytest.raises(review.NotThisReview, match=refused):
         review.load_review(fhir_client, stray["id"])
     assert fhir_client.read("Task", stray["id"])[0]["status"] == "requested"
+
+
+def test_review_work_counts_open_reviews_and_the_decisions_since_a_time(
+    fhir_client: FhirClient, propose
+):
+    """What leads the nightly report: the open reviews as `review list` counts them, and the
+    reviews decided since a time (by lastModified) as accepted, deferred ("not now") or declined."""
+    from ips_screen.presentation.labels import deferring_reasons
+    from ips_screen.writeback.review_read import review_work
+
+    ruleset = default_ruleset()
+    decided_at = datetime(2027, 3, 1, 10, 0, tzinfo=LONDON)  # after every other test's decisions
+    accepted, deferred, declined, waiting = (propose() for _ in range(4))
+    put_people(fhir_client, DR)
+    review.accept(
+        fhir_client, accepted.task_id, by=DR, now=decided_at, tool_version=__version__,
+        ruleset=ruleset, ips_service=IPS_SERVICE, patient_agreed=True,
+    )  # fmt: skip
+    for proposed, reason in ((deferred, "not-now"), (declined, "not-interested")):
+        review.decline(
+            fhir_client, proposed.task_id, by=DR, reason_code=reason, now=decided_at,
+            tool_version=__version__,
+        )  # fmt: skip
+    work = review_work(fhir_client, decided_at - timedelta(hours=1), deferring_reasons(ruleset))
+    assert (work.accepted, work.deferred, work.declined) == (1, 1, 1)
+    assert waiting.task_id in {i.task_id for i in work.open}
+    assert [i.task_id for i in work.open] == [i.task_id for i in review.open_reviews(fhir_client)]
+    later = review_work(fhir_client, decided_at + timedelta(hours=1), deferring_reasons(ruleset))
+    assert (later.accepted, later.deferred, later.declined) == (0, 0, 0)

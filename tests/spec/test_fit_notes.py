@@ -221,10 +221,7 @@ def test_trailing_spaces_in_fit_note_codes_match():
                 fit_note(NOT_FIT, "2026-07-06", "DocumentReference", id="doc"),
                 fit_note(MAY_BE_FIT, "2026-10-05", "Observation", id="later"),
             ],
-            [
-                "- Fit note: not fit for work, 6 July 2026 (Observation)",
-                "- Fit note: may be fit for work, 5 October 2026 (Observation)",
-            ],
+            ["- Fit notes in the last 12 months: 2, latest 5 October 2026."],
         ),
         (  # one London day, two records of one class: one; of another class: two
             [
@@ -232,28 +229,26 @@ def test_trailing_spaces_in_fit_note_codes_match():
                 fit_note(NOT_FIT, "2026-01-11", "Procedure", id="proc"),
                 fit_note(MAY_BE_FIT, "2026-01-11", "Observation", id="may"),
             ],
-            [
-                "- Fit note: may be fit for work, 11 January 2026 (Observation)",
-                "- Fit note: not fit for work, 11 January 2026 (Observation)",
-            ],
+            ["- Fit notes in the last 12 months: 2, latest 11 January 2026."],
         ),
     ],
     ids=["document-and-coded-entry", "london-day-and-class"],
 )
 def test_fit_notes_are_shown_as_they_are_counted(records, lines):
-    """The card lists the linked fit notes one per fit note, by the rule that counts them (same
-    class, same London day = one), each in the ruleset's words; the review (CLI and page) groups
-    the same way (tests/integration/test_review_fit_notes.py)."""
+    """The card counts the linked fit notes one per fit note, by the rule that counts them (same
+    class, same London day = one), with the latest date (issue 8: a count, not a list); the
+    review (CLI and page) groups the same way (tests/integration/test_review_fit_notes.py)."""
     decision = decide(no_status(*records))
     resources = {f"{r['resourceType']}/{r['id']}": r for r in records}
     detail = detail_markdown(
-        "Why:", decision.links.supporting, resources, default_ruleset(), pending=False
+        [], decision.links.supporting, resources, default_ruleset(), pending=False
     )
     assert [line for line in detail.splitlines() if line.startswith("- Fit note")] == lines
 
 
 def test_the_clinician_note_names_a_fit_note_recorded_twice_once():
-    """Its coded entry and its document worded differently are still one fit note in the note."""
+    """Its coded entry and its document worded differently are still one fit note: the card
+    counts two, and the note (plain words since issue 8) names no record's display."""
     records = [
         fit_note(NOT_FIT, "2026-07-06", "Observation", id="coded"),
         fit_note(
@@ -270,7 +265,9 @@ def test_the_clinician_note_names_a_fit_note_recorded_twice_once():
     ]
     decision = decide(no_status(*records))
     note = clinician_note(decision, default_ruleset())
-    assert "2 fit notes in the last 12 months" in note
-    listed = note.split("Fit notes: ")[1].split(".\n")[0]
-    assert listed.count("(2026-07-06)") == 1 and listed.count("(2026-10-05)") == 1
-    assert "Statement of Fitness" not in listed
+    assert "Statement of Fitness" not in note and "eMED3" not in note  # plain words, no displays
+    resources = {f"{r['resourceType']}/{r['id']}": r for r in records}
+    detail = detail_markdown(
+        [], decision.links.supporting, resources, default_ruleset(), pending=False
+    )
+    assert "- Fit notes in the last 12 months: 2, latest 5 October 2026." in detail.splitlines()

@@ -121,12 +121,15 @@ texts:
     ruleset = load_ruleset(_with_texts(tmp_path, texts))
     fixture = next(p for p in FIXTURES if p.name.startswith("04-"))
     decision = evaluate(ruleset, facts_from([load_json(fixture)], ruleset), T)
-    note = clinician_note(decision, ruleset).removesuffix(
-        ruleset.model.proposal.clinician_summary.strip()  # the ruleset's own words
+    note = clinician_note(decision, ruleset).replace(
+        " ".join(ruleset.model.proposal.clinician_summary.split()),
+        "",  # the ruleset's own words
     )
-    assert note.startswith("Why this patient was suggested for Work support (screen ")
-    assert "- Long-term condition: " in note and "- Work: " in note
-    assert "- Flag (employment-status-unconfirmed): work status not confirmed." in note
+    brief = note.split("\n\n")[0].split("\n")
+    assert brief[0].startswith("Long-term condition: ") and brief[1] == (
+        "Work not recorded: please ask."
+    )
+    assert "employment-status-unconfirmed" not in note
     assert task_description(decision, ruleset) == "Offer work support (early); ask about work"
     for words in (note, task_description(decision, ruleset)):
         assert "Individual Placement" not in words and "IPS" not in words.split()
@@ -166,3 +169,10 @@ def test_the_readme_example_kind_runs(monkeypatch: pytest.MonkeyPatch):
     assert step_line(step).startswith("1 record(s) in fit-notes (in the last 12 months): ")
     ctx = Context(facts, date(2028, 1, 1), RULESET.codelists, facts.records, evaluate_rule)
     assert spec.evaluate(rule, ctx).matched is True
+
+
+def test_a_brief_template_with_an_unknown_name_names_file_and_line(tmp_path: Path):
+    path = _with_texts(tmp_path, '\ntexts:\n  brief_spell: "Out of work from {when}."\n')
+    line = path.read_text().splitlines().index('  brief_spell: "Out of work from {when}."') + 1
+    with pytest.raises(RulesError, match=rf"rules.yaml:{line}: texts.brief_spell: .*may use only"):
+        load_ruleset(path)

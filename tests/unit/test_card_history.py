@@ -1,6 +1,7 @@
 """The CDS Hooks card's one line of IPS history (issue 7, point 2), through the HTTP call: a
-patient proposed again after a decline or a referral sees it first in the card's detail; a
-patient with no history gets no such line. Words from the ruleset's `texts.history`."""
+patient proposed again after a decline or a referral sees it in the card's detail, after the
+fit notes and before "IPS is voluntary" (issue 8); a patient with no history gets no such line.
+Words from the ruleset's `texts.history`."""
 
 from __future__ import annotations
 
@@ -21,22 +22,24 @@ def card_detail(client: TestClient, ehr_key, fixture: str) -> str:
     return card["detail"]
 
 
+def history_line(detail: str) -> str:
+    (line,) = [line for line in detail.splitlines() if "IPS history" in line]
+    return line
+
+
 def test_a_card_after_an_old_decline_says_so_in_one_line(make_client, ehr_key):
     client = make_client()[0]
     detail = card_detail(client, ehr_key, "45")  # declined 2025-10-20, request edited lately
-    first = detail.splitlines()[0]
-    assert first == (
-        "**IPS history:** declined 13 months ago: Patient not interested in IPS at present"
-    )
-    deferred = card_detail(client, ehr_key, "14").splitlines()[0]  # not-now, 2025-10-14
-    assert (
-        deferred == "**IPS history:** deferred 13 months ago: Not the right time; reconsider later"
-    )
+    line = "- IPS history: declined 13 months ago: Patient not interested in IPS at present"
+    assert history_line(detail) == line
+    assert detail.index(line) < detail.index("IPS is voluntary")
+    deferred = history_line(card_detail(client, ehr_key, "14"))  # not-now, 2025-10-14
+    assert deferred == "- IPS history: deferred 13 months ago: Not the right time; reconsider later"
 
 
 def test_a_card_after_a_referral_long_ago_says_when(make_client, ehr_key):
     detail = card_detail(make_client()[0], ehr_key, "15")
-    assert detail.splitlines()[0] == "**IPS history:** referred to IPS 16 months ago"
+    assert history_line(detail) == "- IPS history: referred to IPS 16 months ago"
 
 
 def test_no_history_no_line(make_client, ehr_key):

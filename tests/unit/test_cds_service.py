@@ -162,15 +162,12 @@ def test_propose_patient_gets_a_card_from_prefetch_alone(client: TestClient, ehr
         {"system": PROPOSAL_ID_SYSTEM, "value": "ips-chronic-pain-v1-fx-01-order"}
     ]
     detail = card["detail"]
-    for words in (
-        "Chronic pain",
-        "recorded as unemployed on 2026-09-14",
-        "Fit notes in the last",
-        "Fit note: not fit for work, 3 August 2026",
-        "voluntary",
-        "What happens next",
-    ):
-        assert words in detail
+    assert detail.split("\n")[:3] == [
+        "- Chronic pain, first recorded 7 February 2024.",
+        "- Out of work since 3 August 2026.",
+        "- Fit notes in the last 12 months: 1, latest 3 August 2026.",
+    ]
+    assert "**IPS is voluntary.**" in detail and detail.endswith("refer only if they agree.")
     assert "Test" not in detail and "1979" not in detail  # no name, no birth date
 
     again = call(client, ehr_key, hook_request("fx-01", prefetch_of(resources)))
@@ -209,8 +206,8 @@ def test_pending_proposal_is_shown_with_its_review(client: TestClient, ehr_key):
     order = card["suggestions"][0]["actions"][0]["resource"]
     assert order["basedOn"] == [{"reference": "ServiceRequest/prop-1"}]
     assert order["supportingInfo"] == [{"reference": "Observation/fx-01-obs-2"}]
-    assert "Suggested by ips-screen" in card["detail"]
-    assert "completes the proposal's review" in card["detail"]
+    assert card["detail"].startswith("- Chronic pain, first recorded 7 February 2024.\n")
+    assert card["detail"].endswith("Accepting also completes the review.")
 
     # A proposal whose review is no longer requested is not pending: the engine decides (open).
     decided = [dict(r, status="completed") if r.get("id") == "task-1" else r for r in resources]
@@ -280,8 +277,8 @@ def test_record_text_cannot_break_out_of_the_card_markdown(client: TestClient, e
     ]
     assert _blocks(details[1]) == _blocks(details[0])  # the same list items and paragraphs
     assert (
-        "- Fit note: not fit for work, 3 August 2026 (Back pain \\# Heading \\* item 1. one --- "
-        "code \\|a\\|b\\| \\> \\<b\\>x\\</b\\> \\[l\\](x))"
+        "- Back pain \\# Heading \\* item 1. one --- code "
+        "\\|a\\|b\\| \\> \\<b\\>x\\</b\\> \\[l\\](x), first recorded 7 February 2024."
     ) in details[1].split("\n")
 
     # A pending proposal's stored note (the EHR sends it) is escaped line by line.

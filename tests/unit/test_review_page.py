@@ -9,6 +9,7 @@ backend client from the configuration, as `ips-screen serve` does.
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from collections.abc import Callable, Iterator
@@ -40,6 +41,7 @@ from tests.support.cds import (
     users_file,
 )
 from tests.support.people import IPS_SERVICE, IPS_SERVICE_NAME
+from tests.support.readability import readability
 
 DECLINE_REASONS = load_ruleset().model.proposal.decline_reasons
 
@@ -141,12 +143,17 @@ NO_REFERRAL: dict[str, str] = {}  # `referral=NO_REFERRAL`: serve.toml without [
 
 
 def page_config(
-    tmp_path: Path, base_url: str, referral: dict[str, str] | None = None, **review_page: Any
+    tmp_path: Path,
+    base_url: str,
+    referral: dict[str, str] | None = None,
+    leaflet: dict[str, str] | None = None,
+    **review_page: Any,
 ) -> Any:
     page: dict[str, Any] = review_page or {"users_file": str(users_file(tmp_path, {"dr": DR}))}
     referral = {"ips_service": IPS_SERVICE} if referral is None else referral
     return parse_config(
         {
+            **({"leaflet": leaflet} if leaflet else {}),
             "public_base_url": PUBLIC,
             "ehr_fhir_servers": ["https://ehr.example.org/fhir"],
             "fhir": {"base_url": base_url},
@@ -169,7 +176,11 @@ def page_config(
 def app_for(tmp_path: Path) -> Callable[..., TestClient]:
     def make(base_url: str = "http://127.0.0.1:9/fhir", **kwargs: Any) -> TestClient:
         config = page_config(
-            tmp_path, base_url, kwargs.pop("referral", None), **kwargs.pop("review_page", {})
+            tmp_path,
+            base_url,
+            kwargs.pop("referral", None),
+            kwargs.pop("leaflet", None),
+            **kwargs.pop("review_page", {}),
         )
         app = create_app(config, environ=SECRET_ENV)
         return TestClient(app, base_url="https://testserver", follow_redirects=False, **kwargs)
@@ -492,6 +503,9 @@ def test_task_page_shows_the_evidence_and_both_forms(signed_in: TestClient, prop
     assert "Chronic pain" in page.text["why"] and "Offer IPS" in page.text["why"]
     assert "voluntary" in page.text["patient-explanation"]
     assert "@media print" in response.text and "#patient-explanation" in response.text
+    assert page.text["leaflet-for"] == f"For {page.text['patient-name']}"  # as the page names them
+    assert "Riverside" not in page.text["patient-explanation"]  # no [leaflet] configured
+    assert "26 November 2026" in page.text["leaflet-date"]
     accept = one(page, id="accept-form")
     assert (accept["method"], accept["action"]) == ("post", f"/review/task/{task_id}/accept")
     one(page, id="accept")
@@ -875,3 +889,44 @@ def test_accept_needs_the_ips_service_configured_and_the_user_on_the_server(
     assert declined.status_code == 403
     assert fhir.read("Task", task_id)[0]["status"] == "requested"
     assert fhir.read("ServiceRequest", sr_id)[0]["status"] == "draft"
+
+
+LEAFLET = {
+    "practice_name": "Riverside Surgery",
+    "practice_contact": "0113 496 0000, riverside.surgery@nhs.example",
+    "service_name": "Leeds IPS Service",
+    "service_contact": "0113 496 0999",
+}
+
+
+@integration
+def test_the_printed_leaflet_names_patient_practice_service_and_date(
+    app_for, fhir_server: FhirTestServer, fhir: FhirClient, propose, frozen_clock, caplog
+):
+    pid, task_id, _ = propose()
+    patient, _ = fhir.read("Patient", pid)
+    patient["name"] = [
+        {"use": "old", "given": ["Ann"], "family": "Before"},
+        {"use": "official", "given": ["Ann", "Marie"], "family": "Example"},
+    ]
+    fhir.update(patient)
+    client = app_for(fhir_server.base_url, leaflet=LEAFLET)
+    assert sign_in(client).status_code == 303
+    caplog.set_level(logging.DEBUG, logger="ips_screen")
+    response = client.get(f"/review/task/{task_id}")
+    assert "Example" not in caplog.text  # shown to the clinician, never logged
+    assert response.status_code == 200
+    check_accessible(response.text)
+    page = parse(response.text)
+    leaflet = page.text["patient-explanation"]
+    assert "About IPS employment support" in leaflet
+    name = page.text["patient-name"]  # the identity reader's words for the official name
+    assert "Ann Marie" in name and "Example".upper() in name.upper() and "Before" not in name
+    assert f"For {name}" in leaflet and "Before" not in leaflet
+    for words in (*LEAFLET.values(), "Your GP practice", "Date", "26 November 2026"):
+        assert words in leaflet, words
+    told = leaflet.split(f"For {name}", 1)[1].rsplit("Your GP practice", 1)[0]
+    score = readability(told)
+    assert score.reading_ease >= 70 and score.longest_sentence <= 20, score
+    # The printout is this section alone (the print stylesheet hides everything else).
+    assert "main > #patient-explanation { display: block !important; }" in response.text

@@ -18,6 +18,7 @@ from typing import BinaryIO
 import orjson
 
 from ips_screen import __version__
+from ips_screen.dates import long_date
 from ips_screen.engine.decision import Decision
 from ips_screen.outputs.registry import register
 from ips_screen.outputs.staging import StagedFolder
@@ -82,7 +83,7 @@ class ProposalsJson(OutputWriter):
         super().begin(folder, run)
         self.started = False
         self.when, self.sentinel = _dumped_time(run.now), _dumped_time(SENTINEL)
-        self.as_of = run.as_of.isoformat().encode()
+        self.as_of = long_date(run.as_of).encode()  # the clinician note's "records up to" day
         self.handle: BinaryIO = folder.open(self.filename, "wb", buffering=BUFFER)
 
     def add(self, patient: PatientOutput) -> None:

@@ -21,5 +21,6 @@ class ReportHtml(OutputWriter):
             self.run.ruleset,
             trends=done.trends,
             unfinished=done.unfinished,
+            work=done.work,
         )
         self.folder.write_bytes(self.filename, html.encode("utf-8"))

@@ -1,0 +1,101 @@
+"""Small things a user meets at the command line (issue 8, point 6): a closed pipe ends quietly,
+global options work after the command, `serve` on a taken port says so in one line with its own
+exit code, the screen's last line names every output it wrote, and a past as-of date is said to
+be one beside the date the proposals carry."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ips_screen.cli.main import build_parser, main
+from ips_screen.errors import EXIT_CODES, OUTPUT_CLOSED, PortInUse
+from ips_screen.outputs.registry import filenames
+from tests.support.cds import ISS, public_jwks
+from tests.support.closed_pipe import run_into_closed_pipe
+from tests.support.paths import FIXTURES
+
+AS_OF = ["--as-of", "2026-11-26"]
+ONE = str(FIXTURES / "patients")
+FIRST = str(FIXTURES / "patients" / "01-unemployed-recent.json")
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_closed_pipe_ends_quietly():
+    done = run_into_closed_pipe("explain", ONE, "--patient", "fx-01", *AS_OF, "-q")
+    stderr = done.stderr.decode()
+    assert done.returncode == OUTPUT_CLOSED, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert stderr == ""
+
+
+def test_global_options_work_before_and_after_the_command(capsys, tmp_path: Path):
+    screen = ["screen", FIRST, *AS_OF, "--out", str(tmp_path)]
+    code, out, err = run(capsys, *screen)
+    assert code == 0 and " INFO " in err
+    for argv in (["-q", *screen], [*screen, "-q"], [screen[0], "--quiet", *screen[1:]]):
+        code, quiet_out, err = run(capsys, *argv)
+        assert (code, quiet_out, err) == (0, out, ""), argv
+    code, _, err = run(capsys, *screen, "--log-format", "json")
+    assert code == 0 and err and all(json.loads(line)["message"] for line in err.splitlines())
+    args = build_parser().parse_args(["review", "list", "--server", "http://x", "-v", "-q"])
+    assert (args.verbose, args.quiet, args.log_format) == (True, True, "text")  # after an action
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(capsys, tmp_path: Path):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        'public_base_url = "http://127.0.0.1:8080"\n'
+        f"state_dir = {json.dumps(str(tmp_path / 'state'))}\n"
+        '[fhir]\nbase_url = "http://127.0.0.1:9/fhir"\n'
+        "[ehr_auth]\n[[ehr_auth.issuers]]\n"
+        f"iss = {json.dumps(ISS)}\n"
+        f"jwks = {{ keys = [{', '.join(_inline(k) for k in public_jwks(key)['keys'])}] }}\n"
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = run(capsys, "serve", "--config", str(config), "--port", str(port))
+    assert code == PortInUse.exit_code == 10, err
+    assert err == (
+        f"ips-screen: error: 127.0.0.1:{port} is already in use: stop the other server or "
+        "choose another --port\n"
+    )
+    assert out == "" and 10 in EXIT_CODES
+    assert "  10  serve: the address and port are already in use" in build_parser().format_help()
+
+
+def _inline(table: dict) -> str:
+    return "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in table.items()) + " }"
+
+
+@pytest.mark.slow
+def test_the_screens_last_line_names_every_output_and_a_past_as_of_date(
+    capsys, tmp_path: Path, frozen_clock
+):
+    code, out, err = run(capsys, "screen", str(FIXTURES), *AS_OF, "--out", str(tmp_path))
+    assert code == 0, err
+    first, *_, last = out.strip().splitlines()
+    written = [name for name in filenames() if (tmp_path / name).is_file()]
+    assert "worklist.csv" in written and len(written) == 5
+    assert last == f"Outputs in {tmp_path}/: {', '.join(written)}"
+    # The frozen clock's today is the as-of day: not called past.
+    assert first.startswith("Screened 45 patients on records up to 26 November 2026 with ")
+    code, out, err = run(
+        capsys, "screen", str(FIXTURES), "--as-of", "2026-11-01", "--out", str(tmp_path)
+    )
+    assert out.startswith(
+        "Screened 45 patients on records up to 1 November 2026 (a past date: proposals are "
+        "dated today, 26 November 2026) with "
+    )

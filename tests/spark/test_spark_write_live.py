@@ -42,19 +42,3 @@ def test_write_from_spark_is_idempotent(spark, fhir_server, capsys, tmp_path: Pa
         out = capsys.readouterr().out
         assert "Wrote 0 new proposals (3 already present, 0 duplicates resolved, 0 failed)" in out
         assert [count(client, t, ids) for t in ("ServiceRequest", "Task")] == counts
-
-
-def test_write_needs_a_server_to_write_to(capsys, tmp_path: Path):
-    args = ["screen", str(tmp_path), "--out", str(tmp_path / "o"), "--engine", "spark", "--write"]
-    assert main(args) == 2
-    assert capsys.readouterr().err.strip() == (
-        "ips-screen: error: --write with --engine spark needs --write-to URL (the FHIR server)"
-    )
-
-
-def test_spark_options_need_the_spark_engine(capsys, tmp_path: Path):
-    args = ["screen", str(tmp_path), "--out", str(tmp_path / "o"), "--master", "local[2]"]
-    assert main(args) == 2
-    assert capsys.readouterr().err.strip() == (
-        "ips-screen: error: --master only applies with --engine spark"
-    )

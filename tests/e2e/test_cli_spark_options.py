@@ -8,7 +8,6 @@ import pytest
 
 from ips_screen.cli.main import main
 
-
 SPARK = ["--engine", "spark"]
 URL = "http://127.0.0.1:1/fhir"
 REFUSED = [

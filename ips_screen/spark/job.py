@@ -23,10 +23,10 @@ import os
 import shutil
 import uuid
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from operator import add
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -138,9 +138,14 @@ def screen_with_spark(
         screened = screened.persist(StorageLevel.MEMORY_AND_DISK)
         held.append(screened)
         results = screened.filter(lambda e: e[0] == "patient").map(lambda e: e[1])
-        orphans = dict(sorted(screened.filter(lambda e: e[0] == "orphan").map(_second).collect()))
+        small = screened.filter(lambda e: e[0] != "patient").collect()
+        orphans = dict(sorted(item for kind, item in small if kind == "orphan"))
+        counted: Counter = Counter()
+        for kind, item in small:
+            if kind == "keys":
+                counted.update(item)
+        keys = list(counted.items())
         unlinked = records.filter(lambda kv: kv[1].state == UNLINKED).count()
-        keys = results.map(lambda r: (r.key, 1)).reduceByKey(add).collect()
         patients = sum(times for _, times in keys)
         log.info(
             "read %d resources from %d files: %d patients",
@@ -177,10 +182,6 @@ def screen_with_spark(
         raise
     log.info("wrote %s", out_dir)
     return SparkScreen(summary, out_dir, gathered, results, held)
-
-
-def _second(item: tuple) -> object:
-    return item[1]
 
 
 def _screen(events: RDD, records: RDD, rules: object, as_of: date, parts: int) -> RDD:

@@ -153,7 +153,7 @@ def merge_reports(reports: Iterable[FileReport], skip_invalid: bool) -> ReadRepo
     return merged
 
 
-Screened = tuple[str, object]  # ("patient", PatientResult) | ("orphan", (id, records))
+Screened = tuple[str, object]  # ("patient", PatientResult) | ("orphan", (id, n)) | ("keys", ...)
 
 
 def screen_patients(
@@ -163,7 +163,8 @@ def screen_patients(
 ) -> Iterator[Screened]:
     """Screen a group of patients: (patient id, (its merged Patient state, if any; its kept
     records)) as Spark's cogroup gives them. Yields ("patient", PatientResult) in patient order,
-    then ("orphan", (id, number of records)) for records of patients absent from the input."""
+    then ("orphan", (id, number of records)) for records of patients absent from the input, then
+    ("keys", Counter) of the group's summary keys (summary.json is counted from them)."""
     builder = PopulationBuilder(ruleset)
     for pid, (states, records) in groups:
         for state in states:
@@ -182,6 +183,7 @@ def screen_patients(
         yield "patient", result
     for pid, count in population.orphans.items():
         yield "orphan", (pid, count)
+    yield "keys", Counter(result.key for result in results)
 
 
 def result_of(decision: Decision, counter: SummaryCounter) -> PatientResult:

@@ -239,7 +239,11 @@ def _write_partitions(
 
 
 def _owner_only(folder: Path) -> None:
-    """Folders 0700, files 0600, as every output of a screen."""
+    """Folders 0700, files 0600, as every output of a screen; the local file system's checksum
+    files (.part-NNNNN.crc, binary) are dropped: the outputs are the part files."""
     folder.chmod(0o700)
     for path in folder.rglob("*"):
-        path.chmod(0o700 if path.is_dir() else 0o600)
+        if path.is_file() and path.name.startswith(".") and path.name.endswith(".crc"):
+            path.unlink()
+        else:
+            path.chmod(0o700 if path.is_dir() else 0o600)

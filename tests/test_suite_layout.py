@@ -93,7 +93,7 @@ def test_scripts_test_fast_deselects_the_slow_tiers():
 
 def test_fast_runs_skip_only_folders_whose_tests_it_deselects():
     skipped = {p.name for p in TESTS.iterdir() if folder_not_needed(p, FAST_SELECTION)}
-    assert skipped == {"property", "integration", "browser", "data_shared"} | (
+    assert skipped == {"property", "integration", "browser", "data_shared", "spark"} | (
         {"fuzz"} if (TESTS / "fuzz").is_dir() else set()
     )
     assert not any(folder_not_needed(p, "integration") for p in TESTS.iterdir())

@@ -21,6 +21,7 @@ from ips_screen.ruleset.loader import DEFAULT_RULESET, load_ruleset
 if TYPE_CHECKING:
     from ips_screen.fhir.client import FhirClient
     from ips_screen.ruleset.loader import CompiledRuleset
+    from ips_screen.writeback.writer import WriteReport
 
 log = logging.getLogger("ips_screen.cli")
 RULES_TEST_FAILED = 8
@@ -76,8 +77,13 @@ def _source(args: argparse.Namespace) -> str | list[Path]:
 
 
 def cmd_screen(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from ips_screen.cli.spark_cmd import check_engine_args, run_spark_screen
     from ips_screen.pipeline import screen_files, screen_server
 
+    if check_engine_args(args) == "spark":
+        summary, written = run_spark_screen(args, environ, _as_of(args))
+        _print_summary(summary, Path(args.out))
+        return 0 if written is None else _print_written(written)
     ruleset = load_ruleset(args.rules)
     as_of = _as_of(args)
     out = Path(args.out)
@@ -138,7 +144,6 @@ def _screen_and_write(
 ) -> int:
     """Screen the server and write the proposals back (under the practice lock); exit 5 when a
     patient could not be written or the duplicate sweep failed."""
-    from ips_screen.errors import ServerError
     from ips_screen.pipeline import write_to_server
     from ips_screen.writeback.writer import default_lock_path
 
@@ -149,6 +154,13 @@ def _screen_and_write(
         **_server_screen_options(args, as_of, now),
     )
     _print_summary(result.summary, Path(args.out))
+    return _print_written(written)
+
+
+def _print_written(written: WriteReport) -> int:
+    """What a write did; the exit code: 5 when a patient or the duplicate sweep failed."""
+    from ips_screen.errors import ServerError
+
     print(written.summary_line())
     if written.repaired:
         print(f"Restored the missing review Task of {written.repaired} proposals.")

@@ -13,6 +13,7 @@ from ips_screen.cli.nightly_cmd import add_nightly_parser
 from ips_screen.cli.review_cmd import add_review_parser
 from ips_screen.cli.serve_cmd import add_serve_parser
 from ips_screen.cli.server_args import add_server_args
+from ips_screen.cli.spark_cmd import add_spark_args
 from ips_screen.errors import EXIT_CODES, OUTPUT_CLOSED, UserError
 from ips_screen.log_setup import configure_logging
 from ips_screen.secret_values import redact
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the proposals (ServiceRequest, review Task, Provenance) back to the FHIR "
         "server SOURCE; one run at a time per server (exit 7 if another holds the lock)",
     )
+    add_spark_args(screen)
 
     explain = sub.add_parser("explain", help="print one patient's decision and trace")
     explain.add_argument("sources", nargs="+", metavar="SOURCE", help="file, folder or FHIR URL")

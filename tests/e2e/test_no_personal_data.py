@@ -6,57 +6,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import orjson
 import pytest
 
 from ips_screen.cli.main import main
-from ips_screen.sources.files import discover, iter_resources
 from tests.fhir_support import running_test_server
-from tests.support.paths import FIXTURES
-
-NHS_NUMBER = "9434765919"  # a valid-format test number; added to one patient below
-
-
-def personal_values(folder: Path) -> set[str]:
-    """Names, birth dates, addresses and identifiers of every Patient in the input."""
-    values: set[str] = set()
-    for resource, _, _ in iter_resources(discover([folder])):
-        if resource["resourceType"] != "Patient":
-            continue
-        if resource.get("birthDate"):
-            values.add(resource["birthDate"])
-        for name in resource.get("name", []):
-            values.update(name.get("given", []))
-            if name.get("family"):
-                values.add(name["family"])
-        for address in resource.get("address", []):
-            values.update(address.get("line", []))
-            if address.get("postalCode"):
-                values.add(address["postalCode"])
-        values.update(i["value"] for i in resource.get("identifier", []) if i.get("value"))
-    return values
-
-
-def personal_data(data: Path) -> None:
-    """The fixture patients in `data`, each with an address and the NHS number NHS_NUMBER."""
-    data.mkdir()
-    for path in sorted((FIXTURES / "patients").glob("*.json")):
-        bundle = orjson.loads(path.read_bytes())
-        for entry in bundle["entry"]:
-            resource = entry["resource"]
-            if resource["resourceType"] == "Patient":
-                resource["address"] = [{"line": ["12 Fictional Road"], "postalCode": "ZZ9 9ZZ"}]
-                resource["identifier"] = [
-                    {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": NHS_NUMBER}
-                ]
-        (data / path.name).write_bytes(orjson.dumps(bundle))
+from tests.support.personal import NHS_NUMBER, fixtures_with_personal_data
 
 
 @pytest.mark.slow
 def test_outputs_and_logs_hold_no_personal_data(tmp_path: Path, capsys, caplog):
     data = tmp_path / "data"
-    personal_data(data)
-    secrets = personal_values(data)
+    secrets = fixtures_with_personal_data(data)
     assert NHS_NUMBER in secrets and "Fictional" not in secrets  # the check sees what it should
     assert any(len(v) == 10 and v[4] == "-" for v in secrets)  # birth dates are among them
 
@@ -81,8 +41,7 @@ def test_clinician_screens_show_who_the_patient_is_and_batch_outputs_and_logs_do
     show the patient's name, date of birth and NHS number (3 3 4); the screen written to the
     server (decisions, summary, report, worklist), and every log line, hold none of them."""
     data = tmp_path / "data"
-    personal_data(data)
-    secrets = personal_values(data)
+    secrets = fixtures_with_personal_data(data)
     out = tmp_path / "out"
     logs = []  # the log lines go to stderr (log_setup: the ips_screen logger does not propagate)
     with running_test_server() as server, caplog.at_level(logging.DEBUG, logger="ips_screen"):

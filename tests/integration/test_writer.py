@@ -39,6 +39,7 @@ from ips_screen.writeback.writer import (
     write_proposals,
 )
 from tests.support.paths import FIXTURES, FROZEN_NOW
+from tests.support.retag import retagged_fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -61,36 +62,12 @@ def environ(tmp_path: Path) -> dict[str, str]:
 # -- loading fixture patients under unique ids ---------------------------------------------------
 
 
-def _retag(value: object, tag: str) -> object:
-    """Every id, reference and fullUrl prefixed with `tag`, so tests never share patients."""
-    if isinstance(value, list):
-        return [_retag(v, tag) for v in value]
-    if not isinstance(value, dict):
-        return value
-    out = {k: _retag(v, tag) for k, v in value.items()}
-    if isinstance(value.get("id"), str) and isinstance(value.get("resourceType"), str):
-        out["id"] = f"{tag}-{value['id']}"
-    for key in ("reference", "fullUrl"):
-        ref = value.get(key)
-        if isinstance(ref, str) and "/" in ref and not ref.startswith("urn:"):
-            head, _, rid = ref.rpartition("/")
-            out[key] = f"{head}/{tag}-{rid}"
-    return out
-
-
 def load_patients(client: FhirClient, tmp_path: Path, numbers: list[str]) -> list[str]:
     """Load practice.json and the numbered fixture patients under a fresh tag; their ids."""
-    tag = uuid.uuid4().hex[:8]
-    folder = tmp_path / f"load-{tag}"
-    folder.mkdir()
-    paths = [FIXTURES / "practice.json"]
-    for number in numbers:
-        paths.extend(sorted((FIXTURES / "patients").glob(f"{number}-*.json")))
-    for path in paths:
-        data = orjson.loads(path.read_bytes())
-        (folder / path.name).write_bytes(orjson.dumps(_retag(data, tag)))
+    folder = tmp_path / f"load-{uuid.uuid4().hex[:8]}"
+    _, ids = retagged_fixtures(folder, numbers)
     assert load_bundles(client, [folder]) > len(numbers)
-    return [f"{tag}-fx-{n}" for n in numbers]
+    return ids
 
 
 def decisions_for(client: FhirClient, ruleset: CompiledRuleset, ids: list[str]) -> list[Decision]:

@@ -26,6 +26,7 @@ FOLDER_MARKS: dict[str, tuple[str, ...]] = {
     "integration": ("integration",),
     "browser": ("browser", "integration"),
     "data_shared": ("shared_data",),
+    "spark": ("spark",),  # Apache Spark on local[2], one session for the run
 }
 # A test that uses one of these fixtures is in that fixture's tier, wherever it lives.
 FIXTURE_MARKS: dict[str, str] = {
@@ -33,9 +34,10 @@ FIXTURE_MARKS: dict[str, str] = {
     "fhir_client": "integration",
     "browser": "browser",
     "shared_data": "shared_data",
+    "spark": "spark",
 }
 # Deselected by `scripts/test --fast` (kept in step with scripts/test by test_suite_layout.py).
-SLOW_TIERS = ("slow", "browser", "integration", "property", "shared_data")
+SLOW_TIERS = ("slow", "browser", "integration", "property", "shared_data", "spark")
 FAST_SELECTION = f"not ({' or '.join(SLOW_TIERS)})"
 
 

@@ -1,0 +1,111 @@
+"""The Spark job's steps (ips_screen.spark.reduce) without Spark: merging the files' events in any
+order gives the single-machine population and decisions, the last copy read winning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ips_screen.engine import evaluate
+from ips_screen.errors import InputError
+from ips_screen.outputs.summary import SummaryCounter
+from ips_screen.ruleset.loader import load_ruleset
+from ips_screen.sources import collect, discover
+from ips_screen.spark.reduce import (
+    KEPT,
+    UNLINKED,
+    latest,
+    merge_reports,
+    read_file,
+    result_of,
+    screen_patients,
+)
+from tests.support.paths import FIXTURES, FROZEN_NOW
+
+AS_OF = FROZEN_NOW.date()
+
+
+@pytest.fixture(scope="module")
+def ruleset():
+    return load_ruleset()
+
+
+def spark_like(folder: Path, ruleset, skip_invalid: bool = False):
+    """What the Spark job does, in plain Python, with the events in reverse order."""
+    files = [str(p) for p in discover([folder])]
+    events = [e for i, f in enumerate(files) for e in read_file(i, f, ruleset, skip_invalid)]
+    events.reverse()
+    report = merge_reports([e[2] for e in events if e[0] == "report"], skip_invalid)
+    merged: dict[tuple[str, str], object] = {}
+    for kind, key, state in events:
+        if kind != "report":
+            old = merged.get((kind, key))
+            merged[(kind, key)] = state if old is None else latest(old, state)
+    groups: dict[str, tuple[list, list]] = {}
+    unlinked = 0
+    for (kind, key), state in merged.items():
+        if kind == "patient":
+            groups.setdefault(key, ([], []))[0].append(state)
+        elif state.state == KEPT:
+            groups.setdefault(state.patient, ([], []))[1].append(state.record)
+        else:
+            unlinked += state.state == UNLINKED
+    screened = list(screen_patients(sorted(groups.items(), reverse=True), ruleset, AS_OF))
+    return report, screened, unlinked
+
+
+def single(folder: Path, ruleset):
+    population = collect([folder], ruleset)
+    counter = SummaryCounter(ruleset)
+    results = [result_of(evaluate(ruleset, f, AS_OF), counter) for f in population]
+    return population, results
+
+
+def test_fixtures_merge_to_the_single_machine_decisions(ruleset):
+    report, screened, unlinked = spark_like(FIXTURES, ruleset)
+    population, results = single(FIXTURES, ruleset)
+    assert [r for kind, r in screened if kind == "patient"] == results
+    assert dict(r for kind, r in screened if kind == "orphan") == population.orphans
+    assert unlinked == population.unlinked
+    assert report.to_dict() == population.report.to_dict()
+
+
+def test_the_file_read_last_wins(ruleset, tmp_path: Path):
+    pain = {
+        "resourceType": "Condition",
+        "id": "c1",
+        "subject": {"reference": "Patient/p1"},
+        "clinicalStatus": {"coding": [{"code": "active"}]},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "82423001"}]},
+        "onsetDateTime": "2025-01-01",
+    }
+    erased = {**pain, "verificationStatus": {"coding": [{"code": "entered-in-error"}]}}
+    moved = {**pain, "id": "c2", "subject": {"reference": "Patient/p2"}}
+    unlinked = {**pain, "id": "c3", "subject": None}
+    patient = {"resourceType": "Patient", "id": "p1", "birthDate": "1980-01-01"}
+    files = {
+        "a/1.ndjson": [patient, pain, {**moved, "subject": {"reference": "Patient/p1"}}],
+        "b/2.ndjson": [erased, moved, unlinked, {**patient, "birthDate": "1990-03-03"}],
+    }
+    for name, resources in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in resources))
+    _, screened, unlinked_count = spark_like(tmp_path, ruleset)
+    population, results = single(tmp_path, ruleset)
+    assert [r for kind, r in screened if kind == "patient"] == results
+    assert population.patients["p1"].records == ()  # c1 erased, c2 moved away
+    assert population.patients["p1"].birth_date.year == 1990
+    assert dict(r for kind, r in screened if kind == "orphan") == {"p2": 1}
+    assert unlinked_count == population.unlinked == 1
+
+
+def test_the_first_file_in_input_order_gives_the_error(ruleset, tmp_path: Path):
+    for name in ("a.ndjson", "b.ndjson"):
+        (tmp_path / name).write_bytes(b'{"resourceType":"Patient","id":"p"}\n{bad\n')
+    files = [str(p) for p in discover([tmp_path])]
+    reports = [e[2] for i, f in enumerate(files) for e in read_file(i, f, ruleset, False)]
+    with pytest.raises(InputError, match=r"a\.ndjson:2: not valid JSON"):
+        merge_reports(list(reversed(reports)), skip_invalid=False)

@@ -16,28 +16,32 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from ips_screen.dates import LONDON, add_months
+from ips_screen.dates import LONDON, add_months, long_date
 from ips_screen.presentation.labels import decline_window, proposal_title, short_name
 from ips_screen.ruleset.loader import CompiledRuleset
 
 
-def long_date(d: date) -> str:
-    """ "2 December 2026" (no leading zero, English month name, whatever the locale)."""
-    months = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ]
-    return f"{d.day} {months[d.month - 1]} {d.year}"
+def before_deciding(ruleset: CompiledRuleset) -> str:
+    """The review page's line above the decision forms: what to do first, and what a decline
+    does (its usual window and each deferral's), from the ruleset's own `referral-declined`
+    rule ("... not suggested again for 12 months, or for 3 months when the reason is ...")."""
+    texts = ruleset.model.texts.decisions
+    short = short_name(ruleset)
+    line = texts.before_deciding.format(short=short)
+    usual: int | None = None
+    deferrals: list[str] = []
+    for code, display in ruleset.model.proposal.decline_reasons.items():
+        window = decline_window(ruleset, code)
+        if window is None:
+            return line
+        months, deferring = window
+        if deferring:
+            deferrals.append(texts.deferral_window.format(months=months, reason=display))
+        elif usual is None:
+            usual = months
+    if usual is None:
+        return line
+    return f"{line} {texts.decline_windows.format(short=short, months=usual)}{''.join(deferrals)}."
 
 
 def clock_time(when: datetime) -> str:

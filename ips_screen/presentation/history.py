@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from ips_screen.codes import PROPOSAL_ID_SYSTEM, PROVENANCE_AGENT_SYSTEM, TASK_CODE_SYSTEM
-from ips_screen.dates import add_months, months_before, parse_fhir_date
+from ips_screen.dates import add_months, long_iso, months_before, parse_fhir_date
 from ips_screen.facts.extract import codings, reference_to
 from ips_screen.kinds.referral_declined import ReferralDeclined
 from ips_screen.kinds.registry import walk_criteria
@@ -260,17 +260,18 @@ def suppression_words(entry: HistoryEntry, ruleset: CompiledRuleset) -> str | No
         return None
     words = ruleset.model.texts.history
     if not entry.suppressing:
-        return words.ended.format(date=entry.until)
+        return words.ended.format(date=long_iso(entry.until))
     template = words.deferred_until if entry.event == "deferred" else words.declined_until
-    return template.format(date=entry.until)
+    return template.format(date=long_iso(entry.until))
 
 
 def history_line(
     entry: HistoryEntry, ruleset: CompiledRuleset, names: Mapping[str, str] | None = None
 ) -> str:
-    """One entry on one line: "2025-09-01 declined by Dr A: reason (note); deferred until ..."."""
+    """One entry on one line: "1 September 2025 declined by Dr A: reason (note); deferred until
+    1 December 2025 [Task/id]" (dates as people read them)."""
     words = ruleset.model.texts.history
-    parts = [f"{entry.when or '-'} {event_words(entry, ruleset)}"]
+    parts = [f"{long_iso(entry.when)} {event_words(entry, ruleset)}"]
     if entry.who:
         parts[0] += " " + words.by.format(who=(names or {}).get(entry.who, entry.who))
     if entry.reason:

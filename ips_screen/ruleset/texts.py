@@ -40,6 +40,9 @@ DECISION_FIELDS: dict[str, frozenset[str]] = {
     "already_accepted": frozenset({"who", "date", "time"}),
     "already_declined": frozenset({"who", "date", "time", "reason"}),
     "already_other": frozenset({"who", "date", "time", "status"}),
+    "before_deciding": frozenset({"short"}),
+    "decline_windows": frozenset({"short", "months"}),
+    "deferral_window": frozenset({"months", "reason"}),
 }
 
 
@@ -96,6 +99,19 @@ class DecisionTexts(Strict):
     already_other: str = Field(
         "{who} changed this on {date} at {time} (now {status}).",
         description="acting on a proposal changed in another way",
+    )
+    before_deciding: str = Field(
+        "Offer {short} to the patient first. Accept when they want to be referred; decline when "
+        "they do not.",
+        description="the review page's line above the decision forms",
+    )
+    decline_windows: str = Field(
+        "After a decline, {short} is not suggested again for {months} months",
+        description="the review page's hint on what a decline does (the rule's usual window)",
+    )
+    deferral_window: str = Field(
+        ', or for {months} months when the reason is "{reason}"',
+        description="added to decline_windows for each deferring reason (e.g. not now)",
     )
 
     @field_validator("*")

@@ -25,7 +25,7 @@ from fastapi.responses import Response
 from ips_screen import __version__
 from ips_screen.dates import long_date, today_london
 from ips_screen.errors import AlreadyDecided, ConfigError, ConflictError, ServerError, UserError
-from ips_screen.presentation.decision_words import agreement_words
+from ips_screen.presentation.decision_words import agreement_words, before_deciding
 from ips_screen.presentation.labels import short_name
 from ips_screen.service import signin
 from ips_screen.service.pages import (
@@ -231,6 +231,7 @@ def _task_page(
         form=form or {},
         warning=warning,
         agreement_label=agreement_label,
+        before_deciding=before_deciding(state.ruleset),
     )
 
 

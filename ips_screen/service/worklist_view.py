@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from ips_screen.dates import long_iso
 from ips_screen.fhir.client import FhirClient
 from ips_screen.presentation.history import event_words, suppression_words
 from ips_screen.ruleset.loader import CompiledRuleset
@@ -81,7 +82,7 @@ def history_rows(history: PatientHistory, ruleset: CompiledRuleset) -> list[Hist
     """The IPS history as table rows, newest first, in the ruleset's words."""
     return [
         HistoryRow(
-            when=e.when or "undated",
+            when=long_iso(e.when, "undated"),
             event=event_words(e, ruleset),
             who=history.who(e) or "",
             reason=e.reason or "",

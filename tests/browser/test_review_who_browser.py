@@ -142,6 +142,6 @@ def test_find_by_nhs_number_see_who_and_history_then_defer(
         wait.until(ec.visibility_of_element_located((By.ID, "flash")))
         browser.get(f"{review_url}/review/task/{task_id}")
         history = wait.until(ec.visibility_of_element_located((By.ID, "history"))).text
-        assert "deferred until 2027-02-26" in history, history
+        assert "deferred until 26 February 2027" in history, history
     finally:
         app_client.close()

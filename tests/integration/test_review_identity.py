@@ -186,12 +186,12 @@ def test_history_shows_an_earlier_decline_with_who_reason_note_and_end(
     section = page.get(f"/review/task/{proposed.task_id}").text.split('id="history"')[1]
     section = section.split("</section>")[0]
     for words in (
-        "2025-09-20",
+        "20 September 2025",
         "declined",
         "Dr Alan Earlier",
         "Patient not interested in IPS at present",
         "Caring for a parent this year",
-        "ended 2026-09-20",
+        "ended 20 September 2026",
         "awaiting review",
     ):
         assert words in section, words
@@ -200,8 +200,8 @@ def test_history_shows_an_earlier_decline_with_who_reason_note_and_end(
     out = capsys.readouterr().out
     history_text = out.split("\nIPS history\n")[1]
     assert (
-        "2025-09-20 declined by Dr Alan Earlier: Patient not interested in IPS at present "
-        "(Caring for a parent this year); ended 2026-09-20"
+        "20 September 2025 declined by Dr Alan Earlier: Patient not interested in IPS at "
+        "present (Caring for a parent this year); ended 20 September 2026"
     ) in history_text
 
 

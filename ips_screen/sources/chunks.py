@@ -39,14 +39,23 @@ import orjson
 
 from ips_screen.facts.extract import SUBJECT_FIELD, CodeIndex, PatientInfo
 from ips_screen.facts.model import Record
-from ips_screen.facts.prefilter import Block, Prefilter, candidate_ids, resource_type
+from ips_screen.facts.prefilter import (
+    Block,
+    Prefilter,
+    candidate_ids,
+    plain_lines,
+    resource_type,
+)
 from ips_screen.limits import DEFAULT_MAX_LINE
 from ips_screen.reading import MAX_SKIPPED, ReadReport, Skipped, gc_paused
 from ips_screen.sources.files import NOT_DATA, Reader, file_kind
 from ips_screen.sources.population import PopulationBuilder
 from ips_screen.sources.resource_types import R4_RESOURCE_TYPES
 
-RANGE_BYTES = 32 << 20  # NDJSON files larger than this are read in ranges of about this size
+# NDJSON files larger than this are read in ranges of about this size. Under glibc's largest
+# dynamic mmap threshold (32 MiB), so that each range's buffer reuses freed heap memory instead of
+# fresh pages (about three times cheaper to read into).
+RANGE_BYTES = 16 << 20
 NEEDED_TYPES = frozenset(SUBJECT_FIELD) | {"Patient"}
 ALWAYS_PARSED = frozenset({"Patient", "ServiceRequest", "Task"})  # never dropped unparsed
 _BULK_NAME = re.compile(r"^([A-Z][A-Za-z]{0,63})(?:\.\d+)?\.ndjson(?:\.gz)?$")
@@ -306,12 +315,12 @@ def _whole_block(
         return False
     if rtype not in NEEDED_TYPES:
         first = data[: data.find(b"\n") + 1 or len(data)]
-        if first.startswith(_BOM) or first.isspace() or not data.endswith(b"}\n"):
+        if first.startswith(_BOM) or first.isspace():
             return False
         if (resource_type(first) or _parsed_type(first)) != rtype:
             return False
-        count = data.count(b"\n")  # every line ends in "}": none is blank
-        if data.count(b"}\n") != count:
+        count = plain_lines(data)  # every line ends in "}": none is blank
+        if count is None:
             return False
         report.resources_read += count
         report.by_type[rtype] += count
@@ -319,29 +328,29 @@ def _whole_block(
         return True
     if rtype in ALWAYS_PARSED:
         return False
-    block = Block.of(data, rtype)
+    block = Block.of(data, rtype, options.max_line)
     if block is None:
         return False
     hits = block.hits(_prefilter(options.index))
     start_of_file = chunk.part == 0
-    lineno, at, parsed = 1, 0, set()
-    for start, end in hits:
-        lineno += data.count(b"\n", at, start)
-        at = start
-        parsed.add(lineno - 1)
+    starts, ids = block.starts, block.ids
+    for n in hits:
+        lineno = n + 1
+        end = starts[n + 1] if n + 1 < len(starts) else len(data)
         report.line = lineno
         for resource, where, resolve in lines.reader.line(
-            data[start:end], chunk.path, lineno, first=lineno == 1 and start_of_file
+            data[starts[n] : end], chunk.path, lineno, first=lineno == 1 and start_of_file
         ):
             lines.builder.add(resource, where, resolve)
-    skipped = len(block.ids) - len(parsed)
+    skipped = len(ids) - len(hits)
     report.resources_read += skipped
     report.by_type[rtype] += skipped
-    if parsed:
-        facts.skipped_ids.extend(rid for n, rid in enumerate(block.ids) if n not in parsed)
+    if hits:
+        parsed = set(hits)
+        facts.skipped_ids.extend(rid for n, rid in enumerate(ids) if n not in parsed)
     else:
-        facts.skipped_ids.extend(block.ids)
-    facts.lines = len(block.ids)
+        facts.skipped_ids.extend(ids)
+    facts.lines = len(ids)
     return True
 
 

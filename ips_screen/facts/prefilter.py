@@ -134,7 +134,7 @@ def candidate_ids(line: bytes) -> list[bytes] | None:
 _PLAIN_CODE = re.compile(rb'"code"\s*:\s*"([^"]*)')
 
 
-def plain_lines(data: bytes) -> int | None:
+def plain_lines(data: bytes | bytearray) -> int | None:
     """The number of lines of a block when every line ends in ``}\n`` (none is blank), else None.
     One memchr-speed search per line: far cheaper than counting over the bytes."""
     if not data.endswith(b"}\n"):
@@ -156,11 +156,13 @@ class Block:
     points to, and every line's id is known from the bytes. `of` returns None when the block is
     not like that (or has a line longer than `max_line`)."""
 
-    def __init__(self, data: bytes, starts: list[int], ids: list[bytes], escapes: bool) -> None:
+    def __init__(
+        self, data: bytes | bytearray, starts: list[int], ids: list[bytes], escapes: bool
+    ) -> None:
         self.data, self.starts, self.ids, self.escapes = data, starts, ids, escapes
 
     @classmethod
-    def of(cls, data: bytes, rtype: str, max_line: int) -> Block | None:
+    def of(cls, data: bytes | bytearray, rtype: str, max_line: int) -> Block | None:
         if not data.endswith(b"}\n") or data.startswith(_BOM_BYTES):
             return None
         escapes = data.find(b"\\") != -1
@@ -182,7 +184,7 @@ class Block:
             if not startswith(head, at):
                 return None
             starts.append(at)
-            ids.append(data[at + skip : quote])
+            ids.append(bytes(data[at + skip : quote]))
             at = end + 1
         lines = len(starts)
         if data.count(_TYPE_KEY) != lines or data.count(b'"id"') != lines:

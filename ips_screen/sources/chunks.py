@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import re
 import zlib
 from collections import Counter
@@ -283,9 +284,7 @@ def _read_ndjson(
                 report.files_read += 1
             source: BinaryIO = handle
             if not gz:  # a range (or a file) of at most about RANGE_BYTES: read in one go
-                handle.seek(chunk.start)
-                size = -1 if chunk.end is None else chunk.end - chunk.start
-                data = handle.read(size)
+                data = _read_block(handle, chunk)
                 if _whole_block(data, chunk, options, report, facts, lines):
                     return
                 source = io.BytesIO(data)
@@ -298,8 +297,33 @@ def _read_ndjson(
         report.problem(f"{path}:{facts.lines + 1}", f"{what} ({_os_error(exc)})")
 
 
+_BUFFER = bytearray()  # one per process, reused by every part it reads
+
+
+def _read_block(handle: BinaryIO, chunk: Chunk) -> bytearray:
+    """The bytes of a part, in a buffer reused by every part the process reads (fresh memory for
+    each part costs more than the copy itself); valid until the next call."""
+    handle.seek(chunk.start)
+    if chunk.end is None:
+        size = max(0, os.fstat(handle.fileno()).st_size - chunk.start)
+    else:
+        size = chunk.end - chunk.start
+    buffer = _BUFFER
+    if len(buffer) > size:
+        del buffer[size:]  # keeps its memory unless far smaller
+    elif len(buffer) < size:
+        buffer.extend(bytes(size - len(buffer)))
+    with memoryview(buffer) as view:
+        got = handle.readinto(view)
+    if got < size:
+        del buffer[got:]
+    elif chunk.end is None:
+        buffer += handle.read()  # the file grew since its size was taken
+    return buffer
+
+
 def _whole_block(
-    data: bytes,
+    data: bytearray,
     chunk: Chunk,
     options: ReadOptions,
     report: _ChunkReport,

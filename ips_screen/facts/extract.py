@@ -152,6 +152,24 @@ def _coding(system: str, code: str) -> Coding:
 
 def codings(concept: object) -> tuple[Coding, ...]:
     """Normalised (system, code) pairs of a CodeableConcept (or a list of them)."""
+    if type(concept) is dict:  # the usual concept, of one coding: its answer is cached
+        items = concept.get("coding")
+        if type(items) is list and len(items) == 1 and type(items[0]) is dict:
+            key = (items[0].get("system"), items[0].get("code"))
+            if type(key[0]) is str and type(key[1]) is str:
+                found = _ONE_CODING.get(key)
+                if found is None:
+                    found = _codings(concept)
+                    if len(_ONE_CODING) < _SHARED_MAX:
+                        _ONE_CODING[key] = found
+                return found
+    return _codings(concept)
+
+
+_ONE_CODING: dict[tuple[str, str], tuple[Coding, ...]] = {}  # raw (system, code) -> codings
+
+
+def _codings(concept: object) -> tuple[Coding, ...]:
     if isinstance(concept, list):
         return _share(tuple(c for item in concept if isinstance(item, dict) for c in codings(item)))
     if not isinstance(concept, dict):

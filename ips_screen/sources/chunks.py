@@ -53,9 +53,8 @@ from ips_screen.sources.files import NOT_DATA, Reader, file_kind
 from ips_screen.sources.population import PopulationBuilder
 from ips_screen.sources.resource_types import R4_RESOURCE_TYPES
 
-# NDJSON files larger than this are read in ranges of about this size. Under glibc's largest
-# dynamic mmap threshold (32 MiB), so that each range's buffer reuses freed heap memory instead of
-# fresh pages (about three times cheaper to read into).
+# NDJSON files larger than this are read in ranges of about this size (the buffer each process
+# reads a part into, `_read_block`, is about as large).
 RANGE_BYTES = 16 << 20
 NEEDED_TYPES = frozenset(SUBJECT_FIELD) | {"Patient"}
 ALWAYS_PARSED = frozenset({"Patient", "ServiceRequest", "Task"})  # never dropped unparsed

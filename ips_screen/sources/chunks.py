@@ -27,6 +27,7 @@ import gzip
 import io
 import os
 import re
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Iterable
@@ -296,18 +297,25 @@ def _read_ndjson(
         report.problem(f"{path}:{facts.lines + 1}", f"{what} ({_os_error(exc)})")
 
 
-_BUFFER = bytearray()  # one per process, reused by every part it reads
+_LOCAL = threading.local()  # each thread's read buffer, reused by every part it reads
+
+
+def release_buffer() -> None:
+    """Give back the memory of this thread's read buffer (at the end of a read)."""
+    _LOCAL.__dict__.pop("buffer", None)
 
 
 def _read_block(handle: BinaryIO, chunk: Chunk) -> bytearray:
-    """The bytes of a part, in a buffer reused by every part the process reads (fresh memory for
-    each part costs more than the copy itself); valid until the next call."""
+    """The bytes of a part, in a buffer reused by every part the thread reads (fresh memory for
+    each part costs more than the copy itself); valid until its next call."""
+    buffer = getattr(_LOCAL, "buffer", None)
+    if buffer is None:
+        buffer = _LOCAL.buffer = bytearray()
     handle.seek(chunk.start)
     if chunk.end is None:
         size = max(0, os.fstat(handle.fileno()).st_size - chunk.start)
     else:
         size = chunk.end - chunk.start
-    buffer = _BUFFER
     if len(buffer) > size:
         del buffer[size:]  # keeps its memory unless far smaller
     elif len(buffer) < size:

@@ -22,7 +22,15 @@ from ips_screen.errors import InputError
 from ips_screen.facts.extract import CodeIndex
 from ips_screen.limits import DEFAULT_MAX_LINE
 from ips_screen.reading import MAX_SKIPPED, HasCodelists, ReadReport, Skipped, gc_paused
-from ips_screen.sources.chunks import Chunk, ChunkFacts, ReadOptions, id_of, plan, read_chunk
+from ips_screen.sources.chunks import (
+    Chunk,
+    ChunkFacts,
+    ReadOptions,
+    id_of,
+    plan,
+    read_chunk,
+    release_buffer,
+)
 from ips_screen.sources.files import discover
 from ips_screen.sources.population import Population, PopulationBuilder
 
@@ -53,8 +61,11 @@ def collect(
     files = discover(paths, report)
     options = ReadOptions(CodeIndex(ruleset.codelists.values()), skip_invalid, max_line, shortcuts)
     chunks = plan(files)
-    with gc_paused():  # once for the whole read: re-enabling it after each part costs passes
-        return merge(_read_all(chunks, options, jobs), options, report, progress)
+    try:
+        with gc_paused():  # once for the whole read: re-enabling it after each part costs passes
+            return merge(_read_all(chunks, options, jobs), options, report, progress)
+    finally:
+        release_buffer()
 
 
 def _read_all(chunks: list[Chunk], options: ReadOptions, jobs: int) -> Iterator[ChunkFacts]:

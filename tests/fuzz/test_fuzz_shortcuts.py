@@ -196,3 +196,24 @@ def test_bulk_edge_cases_give_the_same_facts(name: str, data: bytes) -> None:
             assert _facts([folder], jobs=1) == exact
         finally:
             chunks.RANGE_BYTES = saved
+
+
+def test_threads_reading_at_once_each_use_their_own_buffer() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = b"".join(
+        _observation(f"o{n}", CODINGS[n % len(CODINGS)][1] if n % 3 else "x") for n in range(300)
+    )
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+        folder = Path(tmp)
+        (folder / "Patient.000.ndjson").write_bytes(_PATIENT)
+        (folder / "Observation.000.ndjson").write_bytes(data)
+        exact = _facts([folder], shortcuts=False)
+        saved = chunks.RANGE_BYTES
+        chunks.RANGE_BYTES = 2000  # many parts of different sizes
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                results = list(pool.map(lambda _: _facts([folder], jobs=1), range(8)))
+        finally:
+            chunks.RANGE_BYTES = saved
+        assert all(result == exact for result in results)

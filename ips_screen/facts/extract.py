@@ -126,10 +126,52 @@ def _relevant(resource: dict, concept: object, index: CodeIndex, observation: bo
     return False
 
 
+_SHARED_MAX = 1_000_000
+_SHARED: dict = {}  # one object for equal values met again and again (see `_share`)
+_CODINGS: dict[tuple[str, str], Coding] = {}  # raw (system, code) -> its normalised coding
+
+
+def _share(value):
+    """One object for all equal immutable values (codings, tuples of them, statuses, terms): the
+    records of a population repeat a few thousand of them, so sharing keeps the facts small
+    (and the parsed line's strings are not kept alive by them)."""
+    if len(_SHARED) >= _SHARED_MAX:
+        return value
+    return _SHARED.setdefault(value, value)
+
+
+def _coding(system: str, code: str) -> Coding:
+    key = (system, code)
+    found = _CODINGS.get(key)
+    if found is None:
+        found = _share(_normalise(system, code))
+        if len(_CODINGS) < _SHARED_MAX:
+            _CODINGS[key] = found
+    return found
+
+
 def codings(concept: object) -> tuple[Coding, ...]:
     """Normalised (system, code) pairs of a CodeableConcept (or a list of them)."""
+    if type(concept) is dict:  # the usual concept, of one coding: its answer is cached
+        items = concept.get("coding")
+        if type(items) is list and len(items) == 1 and type(items[0]) is dict:
+            key = (items[0].get("system"), items[0].get("code"))
+            if type(key[0]) is str and type(key[1]) is str:
+                found = _ONE_CODING.get(key)
+                if found is None:
+                    found = _codings(concept)
+                    if len(_ONE_CODING) < _SHARED_MAX:
+                        _ONE_CODING[key] = found
+                return found
+    return _codings(concept)
+
+
+_ONE_CODING: dict[tuple[str, str], tuple[Coding, ...]] = {}  # raw (system, code) -> codings
+
+
+def _codings(concept: object) -> tuple[Coding, ...]:
     if isinstance(concept, list):
-        return tuple(c for item in concept if isinstance(item, dict) for c in codings(item))
+        return _share(tuple(c for item in concept if isinstance(item, dict) for c in codings(item)))
     if not isinstance(concept, dict):
         return ()
     out = []
@@ -137,13 +179,11 @@ def codings(concept: object) -> tuple[Coding, ...]:
         if not isinstance(coding, dict):
             continue
         system, code = coding.get("system"), coding.get("code")
-        if isinstance(system, str) and isinstance(code, str):
-            system = system.strip()
-            code = code.strip().upper()
-            if system in ICD_SYSTEMS:
-                code = code.replace(".", "")
-            out.append((system, code))
-    return tuple(out)
+        if type(system) is str and type(code) is str:
+            out.append(_coding(system, code))
+        elif isinstance(system, str) and isinstance(code, str):
+            out.append(_normalise(system, code))
+    return _share(tuple(out))
 
 
 def _status_code(concept: object) -> str | None:
@@ -223,8 +263,8 @@ def _components(resource: dict) -> tuple[Component, ...]:
     for component in _items(resource.get("component")):
         if isinstance(component, dict):
             values = codings(component.get("valueCodeableConcept"))
-            out.append((codings(component.get("code")), values))
-    return tuple(out)
+            out.append(_share((codings(component.get("code")), values)))
+    return _share(tuple(out))
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +298,7 @@ def extract_record(
     rtype = resource.get("resourceType")
     if rtype not in SUBJECT_FIELD:
         return None
-    status = _text(resource.get("status"))
+    status = _share(_text(resource.get("status")))
     if status in IGNORED_STATUS.get(rtype, ()):
         return None
     ref = f"{rtype}/{resource.get('id')}"
@@ -301,11 +341,11 @@ def extract_record(
             resource_type=rtype,
             codes=codes,
             date=record_date(resource, rtype),
-            clinical_status=_status_code(resource.get("clinicalStatus")),
+            clinical_status=_share(_status_code(resource.get("clinicalStatus"))),
             abatement=parse_fhir_date(abatement),
             abatement_undated=abatement is None
             and (resource.get("abatementBoolean") is True or "abatementString" in resource),
-            display=_display(concept),
+            display=_share(_display(concept)),
         )
     if rtype == "ServiceRequest":
         identifiers = tuple(
@@ -324,7 +364,7 @@ def extract_record(
             intent=_text(resource.get("intent")),
             identifiers=identifiers,
             changed=parse_fhir_date(updated or resource.get("authoredOn")),
-            display=_display(concept),
+            display=_share(_display(concept)),
         )
     return Record(
         ref=ref,
@@ -334,5 +374,5 @@ def extract_record(
         status=status,
         values=values,
         components=components,
-        display=_display(concept),
+        display=_share(_display(concept)),
     )

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import re
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Iterable
@@ -39,14 +41,22 @@ import orjson
 
 from ips_screen.facts.extract import SUBJECT_FIELD, CodeIndex, PatientInfo
 from ips_screen.facts.model import Record
-from ips_screen.facts.prefilter import Block, Prefilter, candidate_ids, resource_type
+from ips_screen.facts.prefilter import (
+    Block,
+    Prefilter,
+    candidate_ids,
+    plain_lines,
+    resource_type,
+)
 from ips_screen.limits import DEFAULT_MAX_LINE
 from ips_screen.reading import MAX_SKIPPED, ReadReport, Skipped, gc_paused
 from ips_screen.sources.files import NOT_DATA, Reader, file_kind
 from ips_screen.sources.population import PopulationBuilder
 from ips_screen.sources.resource_types import R4_RESOURCE_TYPES
 
-RANGE_BYTES = 32 << 20  # NDJSON files larger than this are read in ranges of about this size
+# NDJSON files larger than this are read in ranges of about this size (the buffer each process
+# reads a part into, `_read_block`, is about as large).
+RANGE_BYTES = 16 << 20
 NEEDED_TYPES = frozenset(SUBJECT_FIELD) | {"Patient"}
 ALWAYS_PARSED = frozenset({"Patient", "ServiceRequest", "Task"})  # never dropped unparsed
 _BULK_NAME = re.compile(r"^([A-Z][A-Za-z]{0,63})(?:\.\d+)?\.ndjson(?:\.gz)?$")
@@ -274,9 +284,7 @@ def _read_ndjson(
                 report.files_read += 1
             source: BinaryIO = handle
             if not gz:  # a range (or a file) of at most about RANGE_BYTES: read in one go
-                handle.seek(chunk.start)
-                size = -1 if chunk.end is None else chunk.end - chunk.start
-                data = handle.read(size)
+                data = _read_block(handle, chunk)
                 if _whole_block(data, chunk, options, report, facts, lines):
                     return
                 source = io.BytesIO(data)
@@ -289,8 +297,40 @@ def _read_ndjson(
         report.problem(f"{path}:{facts.lines + 1}", f"{what} ({_os_error(exc)})")
 
 
+_LOCAL = threading.local()  # each thread's read buffer, reused by every part it reads
+
+
+def release_buffer() -> None:
+    """Give back the memory of this thread's read buffer (at the end of a read)."""
+    _LOCAL.__dict__.pop("buffer", None)
+
+
+def _read_block(handle: BinaryIO, chunk: Chunk) -> bytearray:
+    """The bytes of a part, in a buffer reused by every part the thread reads (fresh memory for
+    each part costs more than the copy itself); valid until its next call."""
+    buffer = getattr(_LOCAL, "buffer", None)
+    if buffer is None:
+        buffer = _LOCAL.buffer = bytearray()
+    handle.seek(chunk.start)
+    if chunk.end is None:
+        size = max(0, os.fstat(handle.fileno()).st_size - chunk.start)
+    else:
+        size = chunk.end - chunk.start
+    if len(buffer) > size:
+        del buffer[size:]  # keeps its memory unless far smaller
+    elif len(buffer) < size:
+        buffer.extend(bytes(size - len(buffer)))
+    with memoryview(buffer) as view:
+        got = handle.readinto(view)
+    if got < size:
+        del buffer[got:]
+    elif chunk.end is None:
+        buffer += handle.read()  # the file grew since its size was taken
+    return buffer
+
+
 def _whole_block(
-    data: bytes,
+    data: bytearray,
     chunk: Chunk,
     options: ReadOptions,
     report: _ChunkReport,
@@ -306,12 +346,12 @@ def _whole_block(
         return False
     if rtype not in NEEDED_TYPES:
         first = data[: data.find(b"\n") + 1 or len(data)]
-        if first.startswith(_BOM) or first.isspace() or not data.endswith(b"}\n"):
+        if first.startswith(_BOM) or first.isspace():
             return False
         if (resource_type(first) or _parsed_type(first)) != rtype:
             return False
-        count = data.count(b"\n")  # every line ends in "}": none is blank
-        if data.count(b"}\n") != count:
+        count = plain_lines(data)  # every line ends in "}": none is blank
+        if count is None:
             return False
         report.resources_read += count
         report.by_type[rtype] += count
@@ -319,29 +359,29 @@ def _whole_block(
         return True
     if rtype in ALWAYS_PARSED:
         return False
-    block = Block.of(data, rtype)
+    block = Block.of(data, rtype, options.max_line)
     if block is None:
         return False
     hits = block.hits(_prefilter(options.index))
     start_of_file = chunk.part == 0
-    lineno, at, parsed = 1, 0, set()
-    for start, end in hits:
-        lineno += data.count(b"\n", at, start)
-        at = start
-        parsed.add(lineno - 1)
+    starts, ids = block.starts, block.ids
+    for n in hits:
+        lineno = n + 1
+        end = starts[n + 1] if n + 1 < len(starts) else len(data)
         report.line = lineno
         for resource, where, resolve in lines.reader.line(
-            data[start:end], chunk.path, lineno, first=lineno == 1 and start_of_file
+            data[starts[n] : end], chunk.path, lineno, first=lineno == 1 and start_of_file
         ):
             lines.builder.add(resource, where, resolve)
-    skipped = len(block.ids) - len(parsed)
+    skipped = len(ids) - len(hits)
     report.resources_read += skipped
     report.by_type[rtype] += skipped
-    if parsed:
-        facts.skipped_ids.extend(rid for n, rid in enumerate(block.ids) if n not in parsed)
+    if hits:
+        parsed = set(hits)
+        facts.skipped_ids.extend(rid for n, rid in enumerate(ids) if n not in parsed)
     else:
-        facts.skipped_ids.extend(block.ids)
-    facts.lines = len(block.ids)
+        facts.skipped_ids.extend(ids)
+    facts.lines = len(ids)
     return True
 
 

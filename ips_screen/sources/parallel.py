@@ -10,6 +10,7 @@ order, each with its file and line.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -20,8 +21,16 @@ from pathlib import Path
 from ips_screen.errors import InputError
 from ips_screen.facts.extract import CodeIndex
 from ips_screen.limits import DEFAULT_MAX_LINE
-from ips_screen.reading import MAX_SKIPPED, HasCodelists, ReadReport, Skipped
-from ips_screen.sources.chunks import Chunk, ChunkFacts, ReadOptions, id_of, plan, read_chunk
+from ips_screen.reading import MAX_SKIPPED, HasCodelists, ReadReport, Skipped, gc_paused
+from ips_screen.sources.chunks import (
+    Chunk,
+    ChunkFacts,
+    ReadOptions,
+    id_of,
+    plan,
+    read_chunk,
+    release_buffer,
+)
 from ips_screen.sources.files import discover
 from ips_screen.sources.population import Population, PopulationBuilder
 
@@ -52,7 +61,11 @@ def collect(
     files = discover(paths, report)
     options = ReadOptions(CodeIndex(ruleset.codelists.values()), skip_invalid, max_line, shortcuts)
     chunks = plan(files)
-    return merge(_read_all(chunks, options, jobs), options, report, progress)
+    try:
+        with gc_paused():  # once for the whole read: re-enabling it after each part costs passes
+            return merge(_read_all(chunks, options, jobs), options, report, progress)
+    finally:
+        release_buffer()
 
 
 def _read_all(chunks: list[Chunk], options: ReadOptions, jobs: int) -> Iterator[ChunkFacts]:
@@ -72,6 +85,7 @@ _OPTIONS: ReadOptions | None = None
 def _init(options: ReadOptions) -> None:
     global _OPTIONS
     _OPTIONS = options
+    gc.disable()  # a worker only reads parts: its facts hold no cycles
 
 
 def _read(chunk: Chunk) -> ChunkFacts:  # in a worker process

@@ -152,3 +152,68 @@ def test_the_prefilter_never_drops_a_resource_the_rules_keep(line: bytes) -> Non
 )
 def test_the_type_is_read_from_the_bytes_only_when_certain(line: bytes, expected) -> None:
     assert resource_type(line) == expected
+
+
+def _observation(rid: str, code: str, extra: bytes = b"") -> bytes:
+    return (
+        b'{"resourceType":"Observation","id":"%s","status":"final",%s"code":{"coding":[{"system":'
+        b'"%s","code":"%s"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":'
+        b'"2026-01-01"}\n' % (rid.encode(), extra, CODINGS[0][0].encode(), code.encode())
+    )
+
+
+_PATIENT = b'{"resourceType":"Patient","id":"p1","birthDate":"1980-01-01"}\n'
+_CLAIM = b'{"resourceType":"Claim","id":"c%d"}\n'
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        # files of a type no rule reads, counted from their line ends
+        ("Claim.000.ndjson", _CLAIM % 1 + b"  \n" + _CLAIM % 2),  # a blank line
+        ("Claim.000.ndjson", (_CLAIM % 1).replace(b"\n", b"\r\n") + _CLAIM % 2),
+        ("Claim.000.ndjson", _CLAIM % 1 + (_CLAIM % 2).rstrip(b"\n")),  # no last line end
+        # Bulk blocks of a prefiltered type, split and looked at from the bytes
+        ("Observation.000.ndjson", _observation("a", "x") + _observation("b", CODINGS[0][1])),
+        ("Observation.000.ndjson", _observation('a\\"b', CODINGS[0][1]) + _observation("c", "x")),
+        ("Observation.000.ndjson", _observation("a", "x", b'"note":"a\\\\b",')),  # an escape
+        ("Observation.000.ndjson", _observation("a", CODINGS[0][1], b'"id":"z",')),  # two ids
+        ("Observation.000.ndjson", _observation("a", "x").replace(b'"code":"x"', b'"code" : "x"')),
+        ("Observation.000.ndjson", _observation("a", CODINGS[0][1]) * 2),  # the same id twice
+        ("Observation.000.ndjson", _observation("a", "x") + b'{"resourceType":"Observation"\n'),
+    ],
+)
+def test_bulk_edge_cases_give_the_same_facts(name: str, data: bytes) -> None:
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+        folder = Path(tmp)
+        (folder / "Patient.000.ndjson").write_bytes(_PATIENT)
+        (folder / name).write_bytes(data)
+        exact = _facts([folder], shortcuts=False)
+        assert _facts([folder]) == exact
+        saved = chunks.RANGE_BYTES
+        chunks.RANGE_BYTES = 100  # parts of one or two lines, read into the same buffer
+        try:
+            assert _facts([folder], jobs=1) == exact
+        finally:
+            chunks.RANGE_BYTES = saved
+
+
+def test_threads_reading_at_once_each_use_their_own_buffer() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = b"".join(
+        _observation(f"o{n}", CODINGS[n % len(CODINGS)][1] if n % 3 else "x") for n in range(300)
+    )
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+        folder = Path(tmp)
+        (folder / "Patient.000.ndjson").write_bytes(_PATIENT)
+        (folder / "Observation.000.ndjson").write_bytes(data)
+        exact = _facts([folder], shortcuts=False)
+        saved = chunks.RANGE_BYTES
+        chunks.RANGE_BYTES = 2000  # many parts of different sizes
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                results = list(pool.map(lambda _: _facts([folder], jobs=1), range(8)))
+        finally:
+            chunks.RANGE_BYTES = saved
+        assert all(result == exact for result in results)

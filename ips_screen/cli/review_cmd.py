@@ -275,8 +275,13 @@ def _config_weeks(path: str | None) -> int:
 def format_followup(late: list[Unanswered], weeks: int) -> str:
     """An aligned table (order, patient, proposal, accepted date, age) and a count line: ids
     only, as in the batch outputs."""
+    from ips_screen.outputs.report import plural
+
     if not late:
-        return f"No accepted referral is waiting for an answer after {weeks} weeks or more."
+        return (
+            f"No accepted referral is waiting for an answer after {weeks} "
+            f"{plural(weeks, 'week')} or more."
+        )
     rows = [("ORDER", "PATIENT", "PROPOSAL", "ACCEPTED", "AGE")]
     rows += [
         (u.order, u.patient or "-", u.proposal or "-", (u.accepted or "-")[:10], _age(u.days))
@@ -291,17 +296,21 @@ def format_followup(late: list[Unanswered], weeks: int) -> str:
     return "\n".join(
         [
             *(line.rstrip() for line in lines),
-            f"{len(late)} accepted {noun} with no answer from the service after {weeks} weeks "
+            f"{len(late)} accepted {noun} with no answer from the service after {weeks} "
+            f"{plural(weeks, 'week')} "
             "or more: check that they reached it",
         ]
     )
 
 
 def _age(days: int | None) -> str:
+    from ips_screen.outputs.report import plural
+
     if days is None:
         return "unknown (no authoredOn)"
     weeks, rest = divmod(days, 7)
-    return f"{weeks} weeks {rest} days" if rest else f"{weeks} weeks"
+    text = f"{weeks} {plural(weeks, 'week')}"
+    return f"{text} {rest} {plural(rest, 'day')}" if rest else text
 
 
 def _evidence_line(e: review.Evidence) -> str:

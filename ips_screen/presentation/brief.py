@@ -32,7 +32,7 @@ def brief_lines(decision: Decision, ruleset: CompiledRuleset) -> list[str]:
         step = decision.step(name)
         if step is None or step.status != "pass":
             continue
-        rule = _rule(ruleset, name)
+        rule = inclusion_rule(ruleset, name)
         if isinstance(rule, LatestCategory) and isinstance(step.evidence, LatestCategoryEvidence):
             line = _status_line(decision, step.evidence, rule, ruleset)
         else:
@@ -71,7 +71,8 @@ def _capital(line: str) -> str:
     return line[:1].upper() + line[1:]
 
 
-def _rule(ruleset: CompiledRuleset, rule_id: str) -> Criterion | None:
+def inclusion_rule(ruleset: CompiledRuleset, rule_id: str) -> Criterion | None:
+    """The rule `rule_id` among the ruleset's criteria (at any depth), None when there is none."""
     for inclusion in ruleset.model.criteria:
         for rule in walk_criteria(inclusion.rule):
             if rule.id == rule_id:

@@ -21,7 +21,7 @@ from ips_screen.kinds.evidence import (
 )
 from ips_screen.kinds.records import one_record_key
 from ips_screen.kinds.registry import walk_criteria
-from ips_screen.presentation.brief import brief_lines
+from ips_screen.presentation.brief import brief_lines, inclusion_rule
 from ips_screen.presentation.labels import (
     category_text,
     criterion_label,
@@ -29,7 +29,7 @@ from ips_screen.presentation.labels import (
 )
 from ips_screen.presentation.trace import LISTED, step_line
 from ips_screen.ruleset.loader import CompiledRuleset
-from ips_screen.ruleset.model import Criterion, LatestCategory, Records
+from ips_screen.ruleset.model import LatestCategory, Records
 
 
 def patient_explanation(ruleset: CompiledRuleset) -> str:
@@ -83,21 +83,13 @@ def _reasons(decision: Decision, ruleset: CompiledRuleset) -> list[tuple[str, st
         step = decision.step(name)
         if step is None:
             continue
-        rule = _rule(ruleset, name)
+        rule = inclusion_rule(ruleset, name)
         label = criterion_label(name, ruleset)
         if isinstance(rule, LatestCategory) and isinstance(step.evidence, LatestCategoryEvidence):
             out.append((label, _employment(step, step.evidence, rule, ruleset)))
         else:
             out.append((label, _evidence(step, ruleset)))
     return out
-
-
-def _rule(ruleset: CompiledRuleset, rule_id: str) -> Criterion | None:
-    for inclusion in ruleset.model.criteria:
-        for rule in walk_criteria(inclusion.rule):
-            if rule.id == rule_id:
-                return rule
-    return None
 
 
 def _listed(step: Step) -> list[RecordEvidence]:
@@ -122,7 +114,7 @@ def _evidence(step: Step, ruleset: CompiledRuleset) -> str:
     held = [p for p in step.parts if p.status == "pass"] if step.parts else [step]
     out = []
     for part in held:
-        rule = _rule(ruleset, part.id)
+        rule = inclusion_rule(ruleset, part.id)
         why = rule.description if rule is not None and rule.description else ""
         terms = _terms(_listed(part))
         if terms and why:

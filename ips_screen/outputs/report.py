@@ -95,7 +95,7 @@ def _funnel(rows: Sequence[dict], names: Callable[[str], str]) -> dict:
         first = "removed" not in row
         bars.append(
             {
-                "label": "All patients screened" if first else names(row["step"]),
+                "label": "All patients screened" if first else f"After {names(row['step'])}",
                 "counts": f"{kept:,} in" if first else f"{kept:,} still in, {removed:,} removed",
                 "kept": kept,
                 "removed": removed,

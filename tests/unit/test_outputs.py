@@ -448,7 +448,7 @@ def test_report_speaks_plain_words_on_a_phone(decisions, ruleset):
     (funnel,) = svgs(html)
     labels = [t.text for t in funnel.iter("{http://www.w3.org/2000/svg}text")]
     assert labels[0] == "All patients screened"
-    assert "the age check" in labels and "the work check" in labels
+    assert "After the age check" in labels and "After the work check" in labels
     assert all(
         re.fullmatch(r"[\d,]+ still in, [\d,]+ removed", label)
         for label in labels[3::2]  # after the first row: label, counts, label, counts...

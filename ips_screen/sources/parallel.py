@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -75,8 +76,13 @@ def _read_all(chunks: list[Chunk], options: ReadOptions, jobs: int) -> Iterator[
         return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with context.Pool(jobs, initializer=_init, initargs=(options,)) as pool:
-        yield from pool.imap(_read, chunks)
+    # concurrent.futures, not multiprocessing.Pool: a Pool closed early (a bad line stops the
+    # read) can hang for good in terminate() joining its handler threads; shutdown does not.
+    executor = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init, initargs=(options,))
+    try:
+        yield from executor.map(_read, chunks)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 _OPTIONS: ReadOptions | None = None

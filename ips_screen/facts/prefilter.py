@@ -1,6 +1,7 @@
 """Byte-level looks at one NDJSON line, so that most lines are never parsed.
 
     resource_type(line)   the resource's type when the bytes say it for certain, else None
+                          (given the type its file declares, key order is free)
     Prefilter(index)      "could the rules keep this resource?" from the bytes: `maybe(line)`
                           is False only when the full path would certainly drop it
     candidate_ids(line)   every string an "id" key holds in the line (the resource's own id is
@@ -36,25 +37,40 @@ _ID = re.compile(rb'"id"\s*:\s*(?:"([^"\\]*)(\\?)|(.))', re.DOTALL)
 _WS = b" \t\r\n"
 
 
-def resource_type(line: bytes) -> str | None:
+def resource_type(line: bytes, declared: str | None = None) -> str | None:
     """The resource type the line's top-level ``resourceType`` names, or None when not certain
-    (no such key, more than one, nested brackets before it, escapes, not one JSON object)."""
+    (no such key, more than one, nested brackets before it, escapes, not one JSON object).
+
+    `declared`: the type the line's file is said to hold (its Bulk manifest entry or name).
+    A line naming that type in its only ``resourceType`` key is taken to be of that type
+    wherever the key is (key-sorted lines have nested values before it): the one key is the
+    top-level one unless the line has none, and a line without one is not a resource; in such a
+    file it is read as one of the declared type (reported only if it is parsed), as a broken
+    line in a file of a type no rule reads is only counted."""
     if not _shaped(line) or line.count(_TYPE_KEY) != 1:
         return None
     start = line.find(b"{")
     pos = line.find(_TYPE_KEY, start)
-    if pos != start + 1 and _NESTING.search(line, start + 1, pos) is not None:
-        return None
     found = _TYPE_VALUE.match(line, pos + len(_TYPE_KEY))
-    return found[1].decode("ascii") if found else None
+    if found is None:
+        return None
+    if pos != start + 1 and _NESTING.search(line, start + 1, pos) is not None:
+        if declared is not None and found[1] == declared.encode("ascii"):
+            return declared
+        return None
+    return found[1].decode("ascii")
 
 
 def _shaped(line: bytes) -> bool:
-    """One JSON object from the look of its ends, with no ``\\u`` escape anywhere."""
+    """One JSON object from the look of its ends and as many closing braces and brackets as
+    opening ones (a line cut short after a nested value ends in "}" too), with no ``\\u``
+    escape anywhere. A line cut short whose strings hold unbalanced braces still looks whole."""
     if line[:1] != b"{" or not line.endswith((b"}\n", b"}")):
         body = line.strip(_WS)
         if body[:1] != b"{" or body[-1:] != b"}":
             return False
+    if line.count(b"{") != line.count(b"}") or line.count(b"[") != line.count(b"]"):
+        return False
     return b"\\" not in line or b"\\u" not in line
 
 

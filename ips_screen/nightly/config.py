@@ -90,6 +90,15 @@ class SourceConfig(_Section):
         "night's export is not applied, exit 9)",
     )
 
+    jobs: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="processes that read the files (or the Bulk export's files) of a full "
+        "load, in parts (default: all cores); a load of changes is read in this process. The "
+        "store and the outputs are the same for any number",
+    )
+
     @model_validator(mode="after")
     def _kind_fields(self) -> SourceConfig:
         if self.kind == "server":

@@ -188,6 +188,7 @@ def _run(
                 progress,
                 incremental=config.source.incremental,
                 max_line=max_line,
+                jobs=config.source.jobs,
             )
         else:
             work_dir = state / "exports" / "current"
@@ -201,6 +202,7 @@ def _run(
                 api,
                 max_line=max_line,
                 page_size=config.server.page_size,
+                jobs=config.source.jobs,
             )
         errors = list(synced.errors)
         if synced.read_report.skipped_count:

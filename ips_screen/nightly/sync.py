@@ -36,16 +36,20 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from ips_screen.errors import InputError, ServerError
+from ips_screen.facts.extract import CodeIndex
 from ips_screen.nightly.config import ExportConfig
+from ips_screen.nightly.part_load import PartRows, load_parts, part_rows
 from ips_screen.nightly.progress import Progress
 from ips_screen.reading import HasCodelists, Item, ReadReport
+from ips_screen.sources.chunks import Chunk, ReadOptions, plan, read_chunk, release_buffer
 from ips_screen.sources.files import DEFAULT_MAX_LINE, discover, iter_resources, resources_of
+from ips_screen.sources.parallel import default_jobs, read_parts
 from ips_screen.store.facts_store import ApplyStats, FactsStore
 
 log = logging.getLogger("ips_screen.nightly")
@@ -132,6 +136,39 @@ def _apply(
         return store.apply(items, ruleset, report=report, progress=bar.update)
 
 
+def _load_files(
+    store: FactsStore,
+    ruleset: HasCodelists,
+    files: list[Path],
+    report: ReadReport,
+    progress: Progress,
+    *,
+    max_line: int,
+    jobs: int | None,
+    declared: dict[Path, str] | None = None,
+) -> ApplyStats:
+    """Apply input files to the store: into an empty store (a full load) in parts on `jobs`
+    processes (default: all cores) with the reading shortcuts (`store.part_load`), else resource
+    by resource (changes to earlier facts). `declared`: the types of Bulk export files."""
+    if not store.is_empty():
+        items = iter_resources(files, report, max_line=max_line)
+        return _apply(store, ruleset, items, report, progress)
+    index = CodeIndex(ruleset.codelists.values())
+    options = ReadOptions(index, skip_invalid=report.skip_invalid, max_line=max_line)
+    exact = replace(options, shortcuts=False)
+    chunks = plan(files, declared=declared)
+
+    def reread(chunk: Chunk) -> PartRows:
+        return part_rows(read_chunk(chunk, exact))
+
+    parts = read_parts(chunks, options, jobs or default_jobs(), part_rows)
+    try:
+        with progress.stage("applied", unit="resources") as bar:
+            return load_parts(store, parts, reread, report, bar.update)
+    finally:
+        release_buffer()
+
+
 DELETED_FOLDER = "deleted"  # incremental files: Bulk-style deleted files (Bundles of DELETEs)
 
 
@@ -143,6 +180,7 @@ def sync_files(
     *,
     incremental: bool = False,
     max_line: int = DEFAULT_MAX_LINE,
+    jobs: int | None = None,
 ) -> SyncResult:
     """Reload the store from the folder, or (`incremental`) apply the folder as changes to a store
     already loaded from files with this ruleset. `since` records the end of the last complete
@@ -159,8 +197,7 @@ def sync_files(
     if incremental and gone.is_dir():
         deleted = [f for f in found if gone in f.parents]
         found = [f for f in found if gone not in f.parents]
-    items = iter_resources(found, report, max_line=max_line)
-    stats = _apply(store, ruleset, items, report, progress)
+    stats = _load_files(store, ruleset, found, report, progress, max_line=max_line, jobs=jobs)
     removed = store.apply_deleted_files(deleted)
     store.set_since(datetime.now(tz=UTC).isoformat(timespec="seconds"))
     mode: Literal["full", "incremental"] = "incremental" if changes else "full"
@@ -178,6 +215,7 @@ def sync_server(
     *,
     max_line: int = DEFAULT_MAX_LINE,
     page_size: int = 500,
+    jobs: int | None = None,
 ) -> SyncResult:
     source = f"server:{client.base_url}"
     if export.mode != "rest":
@@ -195,7 +233,7 @@ def sync_server(
         else:
             try:
                 return _sync_bulk(
-                    store, ruleset, client, export, work_dir, progress, bulk_api, max_line
+                    store, ruleset, client, export, work_dir, progress, bulk_api, max_line, jobs
                 )
             except bulk_api.unsupported as exc:
                 if export.mode == "bulk":
@@ -213,6 +251,7 @@ def _sync_bulk(
     progress: Progress,
     api: BulkApi,
     max_line: int,
+    jobs: int | None = None,
 ) -> SyncResult:
     from ips_screen.sources.fhir_rest import SEARCH_ORDER
 
@@ -250,8 +289,10 @@ def _sync_bulk(
     unread = [t for t in getattr(result, "unsupported_types", ()) or ()]
     report = ReadReport(skip_invalid=True)
     files = [Path(p) for _, p in result.files]
-    items = iter_resources(files, report, max_line=max_line)
-    stats = _apply(store, ruleset, items, report, progress)
+    declared = {Path(p): rtype for rtype, p in result.files}
+    stats = _load_files(
+        store, ruleset, files, report, progress, max_line=max_line, jobs=jobs, declared=declared
+    )
     deleted = store.apply_deleted_files([Path(p) for p in result.deleted])
     shutil.rmtree(work_dir, ignore_errors=True)  # the files hold clinical data: not kept
     if since is None and not report.by_type["Patient"]:

@@ -30,9 +30,9 @@ import re
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import BinaryIO
@@ -147,10 +147,17 @@ def _manifest_types(path: Path) -> dict[str, str]:
     return found
 
 
-def plan(files: list[Path], range_bytes: int | None = None) -> list[Chunk]:
-    """The parts to read, in input order (ranges of `range_bytes`, default RANGE_BYTES)."""
+def plan(
+    files: list[Path],
+    range_bytes: int | None = None,
+    declared: Mapping[Path, str] | None = None,
+) -> list[Chunk]:
+    """The parts to read, in input order (ranges of `range_bytes`, default RANGE_BYTES);
+    `declared`: the type of files the caller knows (e.g. from the manifest of a Bulk export it
+    downloaded), over what `declared_types` finds."""
     range_bytes = range_bytes or RANGE_BYTES
-    declared = declared_types(files)
+    known = {p: t for p, t in (declared or {}).items() if t in R4_RESOURCE_TYPES and t != "Bundle"}
+    declared = {**declared_types(files), **known}
     chunks: list[Chunk] = []
     for path in files:
         rtype = declared.get(path)
@@ -225,6 +232,10 @@ def read_chunk(chunk: Chunk, options: ReadOptions) -> ChunkFacts:
                 builder.add(resource, where, resolve)
         else:
             _read_ndjson(chunk, options, report, builder, facts, reader)
+    if facts.skipped_ids and builder.records:
+        kept = {id_of(ref) for ref in builder.records}
+        if not kept.isdisjoint(facts.skipped_ids):  # a skipped line may be a copy of a kept record
+            return read_chunk(chunk, replace(options, shortcuts=False))
     return _finish(facts, report, builder)
 
 
@@ -277,7 +288,7 @@ def _read_ndjson(
 ) -> None:
     path = Path(chunk.path)
     gz = file_kind(path) == "ndjson.gz"
-    lines = _LineReader(chunk, options, report, builder, facts, reader)
+    lines = _LineReader(chunk, options, report, builder, facts, reader, check_kept=False)
     try:
         with gzip.open(path, "rb") if gz else path.open("rb") as handle:
             if chunk.part == 0:
@@ -402,7 +413,12 @@ class _LineReader:
         builder: PopulationBuilder,
         facts: ChunkFacts,
         reader: Reader,
+        *,
+        check_kept: bool = True,
     ) -> None:
+        """`check_kept`: parse a line the prefilter would skip when its ids match a record kept
+        so far (False: the caller checks the part's skipped ids once, at its end)."""
+        self.check_kept = check_kept
         self.chunk, self.options, self.report = chunk, options, report
         self.builder, self.facts, self.reader = builder, facts, reader
         self.prefilter = _prefilter(options.index) if options.shortcuts else None
@@ -422,7 +438,8 @@ class _LineReader:
         declared = chunk.declared if prefilter is not None else None
         # A file of a type no rule reads, whose first line says so, is only counted.
         count_only: bool | None = None if declared and declared not in NEEDED_TYPES else False
-        records, skipped_ids = builder.records, facts.skipped_ids
+        records = builder.records if self.check_kept else None
+        skipped_ids = facts.skipped_ids
         self.lineno = first_line - 1
         for lineno, line in enumerate(lines, first_line):
             self.lineno = lineno
@@ -444,13 +461,15 @@ class _LineReader:
                     report.resources_read += 1
                     by_type[declared] += 1  # type: ignore[index]
                     continue
-                rtype = resource_type(line)
                 if count_only is None:  # the first line: is it of the declared type?
+                    rtype = resource_type(line)
                     count_only = (rtype or _parsed_type(line)) == declared
                     if count_only:
                         report.resources_read += 1
                         by_type[declared] += 1  # type: ignore[index]
                         continue
+                else:
+                    rtype = resource_type(line, declared)
                 if rtype is not None and rtype in known and rtype != "Bundle":
                     if rtype not in NEEDED_TYPES:
                         report.resources_read += 1

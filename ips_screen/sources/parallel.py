@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ips_screen.errors import InputError
 from ips_screen.facts.extract import CodeIndex
@@ -36,6 +37,7 @@ from ips_screen.sources.files import discover
 from ips_screen.sources.population import Population, PopulationBuilder
 
 log = logging.getLogger("ips_screen.sources")
+T = TypeVar("T")
 
 
 def default_jobs() -> int:
@@ -70,15 +72,31 @@ def collect(
 
 
 def _read_all(chunks: list[Chunk], options: ReadOptions, jobs: int) -> Iterator[ChunkFacts]:
+    return read_parts(chunks, options, jobs)
+
+
+def read_parts(
+    chunks: list[Chunk],
+    options: ReadOptions,
+    jobs: int,
+    convert: Callable[[ChunkFacts], T] | None = None,
+) -> Iterator[T]:
+    """Each part's facts, in input order, read on `jobs` processes; `convert` (a module-level
+    function, so that a worker process can run it) turns each part's facts into what the
+    caller keeps of them, in the process that read it."""
     jobs = max(1, min(jobs, len(chunks)))
     if jobs == 1:
-        yield from (read_chunk(chunk, options) for chunk in chunks)
+        for chunk in chunks:
+            part = read_chunk(chunk, options)
+            yield convert(part) if convert is not None else part  # type: ignore[misc]
         return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     # concurrent.futures, not multiprocessing.Pool: a Pool closed early (a bad line stops the
     # read) can hang for good in terminate() joining its handler threads; shutdown does not.
-    executor = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init, initargs=(options,))
+    executor = ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_init, initargs=(options, convert)
+    )
     try:
         yield from executor.map(_read, chunks)
     finally:
@@ -86,17 +104,19 @@ def _read_all(chunks: list[Chunk], options: ReadOptions, jobs: int) -> Iterator[
 
 
 _OPTIONS: ReadOptions | None = None
+_CONVERT: Callable[[ChunkFacts], Any] | None = None
 
 
-def _init(options: ReadOptions) -> None:
-    global _OPTIONS
-    _OPTIONS = options
+def _init(options: ReadOptions, convert: Callable[[ChunkFacts], Any] | None) -> None:
+    global _OPTIONS, _CONVERT
+    _OPTIONS, _CONVERT = options, convert
     gc.disable()  # a worker only reads parts: its facts hold no cycles
 
 
-def _read(chunk: Chunk) -> ChunkFacts:  # in a worker process
+def _read(chunk: Chunk) -> Any:  # in a worker process
     assert _OPTIONS is not None
-    return read_chunk(chunk, _OPTIONS)
+    part = read_chunk(chunk, _OPTIONS)
+    return _CONVERT(part) if _CONVERT is not None else part
 
 
 def merge(
@@ -121,7 +141,7 @@ def merge(
             part = read_chunk(part.chunk, replace(options, shortcuts=False))
         offset = lines_before.get(part.chunk.path, 0) if part.chunk.part else 0
         lines_before[part.chunk.path] = offset + part.lines
-        _problems(part, offset, report)
+        report_problems(part, offset, report)
         report.files_read += part.files_read
         report.resources_read += part.resources_read
         report.by_type.update(part.by_type)
@@ -135,7 +155,10 @@ def merge(
     return total.finish()
 
 
-def _problems(part: ChunkFacts, offset: int, report: ReadReport) -> None:
+def report_problems(part: ChunkFacts, offset: int, report: ReadReport) -> None:
+    """A part's problems, located with `offset` (the lines of the file's parts before it),
+    raised as `InputError` unless `report` skips them; a fatal one is raised whatever it says."""
+
     def located(problem: Skipped, line: int | None) -> Skipped:
         if not offset or line is None:
             return problem

@@ -50,7 +50,7 @@ from ips_screen.store.rows import (
     ruleset_fingerprint,
 )
 
-__all__ = ["ApplyStats", "FactsStore", "ruleset_fingerprint"]
+__all__ = ["ApplyStats", "FactsStore", "FullLoad", "ruleset_fingerprint"]
 
 APPLY_BATCH_ROWS = 50_000  # rows (kept, replaced or dropped) per transaction while applying
 BULK_CACHE_KIB = 131_072  # SQLite page cache during a full load (the default is 2 MiB)
@@ -146,6 +146,21 @@ class FactsStore:
                     self._flush(batch, stats, forget, kept)
             self._flush(batch, stats, forget, kept)
         return stats
+
+    @contextmanager
+    def full_load(self) -> Iterator[FullLoad]:
+        """Load the empty store from rows made elsewhere (`nightly.part_load`), in batches of
+        APPLY_BATCH_ROWS rows, as a full load (see the module)."""
+        if not self.is_empty():
+            raise ValueError("a full load needs an empty store")
+        load = FullLoad(self)
+        with gc_paused(), self._bulk_load(True):
+            yield load
+            load.flush()
+
+    def is_empty(self) -> bool:
+        """Whether the store holds no facts (a load into it is a full load)."""
+        return self._empty()
 
     def _empty(self) -> bool:
         return (
@@ -275,3 +290,47 @@ class FactsStore:
         patients = self.sql.execute("SELECT COUNT(*) FROM patients").fetchone()[0]
         records = self.sql.execute("SELECT COUNT(*) FROM records").fetchone()[0]
         return {"patients": patients, "records": records}
+
+
+class FullLoad:
+    """Rows given in input order to an empty store: the last given for a ref wins. Rows are
+    written APPLY_BATCH_ROWS at a time; `stats` counts what was written."""
+
+    def __init__(self, store: FactsStore) -> None:
+        self.store, self.batch, self.stats = store, Batch(), ApplyStats()
+
+    def put(
+        self,
+        patients: Iterable[tuple[str, bytes]],
+        records: Iterable[tuple[str, str | None, bytes]],
+        dropped: Iterable[str],
+    ) -> None:
+        """Patient rows, record rows (ref, patient id or None, data), and refs to remove (a
+        later copy the rules cannot use)."""
+        batch = self.batch
+        batch.patients.update(patients)
+        for ref in dropped:
+            batch.records[ref] = None
+        for ref, pid, data in records:
+            batch.records[ref] = (pid, data)
+            if pid is None:
+                self.stats.unlinked += 1
+        if len(batch) >= APPLY_BATCH_ROWS:
+            self.flush()
+
+    def holds_any(self, refs: list[str]) -> bool:
+        """Whether any of these records is kept so far (written or still in the batch)."""
+        if any(self.batch.records.get(ref) is not None for ref in refs):
+            return True
+        for chunk in in_chunks(refs):
+            marks = ",".join("?" * len(chunk))
+            found = self.store.sql.execute(
+                f"SELECT 1 FROM records WHERE ref IN ({marks}) LIMIT 1",  # noqa: S608
+                tuple(chunk),
+            ).fetchone()
+            if found is not None:
+                return True
+        return False
+
+    def flush(self) -> None:
+        self.store._flush(self.batch, self.stats, False, None)

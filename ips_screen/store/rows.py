@@ -20,6 +20,7 @@ from ips_screen import __version__
 from ips_screen.errors import InputError
 from ips_screen.facts.extract import (
     CodeIndex,
+    PatientInfo,
     Resolver,
     extract_patient,
     extract_record,
@@ -120,7 +121,11 @@ def add_record(
 
 
 def patient_data(resource: dict, resolve: Resolver | None) -> bytes:
-    info = extract_patient(resource, resolve)
+    return patient_row(extract_patient(resource, resolve))
+
+
+def patient_row(info: PatientInfo) -> bytes:
+    """A Patient row: the patient's facts without records."""
     facts = PatientFacts(
         id=info.id,
         birth_date=as_date(info.birth_date),

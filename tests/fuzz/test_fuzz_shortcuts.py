@@ -91,6 +91,16 @@ def lines(draw) -> bytes:
     return line + b"\n"
 
 
+def _type_of(line: bytes) -> str | None:
+    """The line's type as a parser sees it (key order free: the byte look is not enough)."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    rtype = value.get("resourceType") if isinstance(value, dict) else None
+    return rtype if isinstance(rtype, str) and rtype.isalpha() else None
+
+
 def _facts(paths: list[Path], **options):
     population = collect(paths, RULESET, skip_invalid=True, **options)
     return (
@@ -109,8 +119,8 @@ def test_shortcuts_and_parts_never_change_the_facts(data: list[bytes]) -> None:
         (folder / "mixed.ndjson").write_bytes(b"".join(data))
         bulk = folder / "bulk"
         bulk.mkdir()
-        for n, line in enumerate(data):  # Bulk files named by each line's type when certain
-            rtype = resource_type(line) or "Mixed"
+        for n, line in enumerate(data):  # Bulk files named by each line's type (when it has one)
+            rtype = _type_of(line) or "Mixed"
             with (bulk / f"{rtype}.000.ndjson").open("ab") as out:
                 out.write(line)
                 out.write(b'{"resourceType":"%s","id":"extra%d"}\n' % (rtype.encode(), n))
@@ -147,11 +157,29 @@ def test_the_prefilter_never_drops_a_resource_the_rules_keep(line: bytes) -> Non
         (b'{"resourceType":"Claim","resourceType":"Condition"}', None),  # the last one counts
         (b'{"resourceType":"Cl\\u0061im"}', None),
         (b'{"resourceType":"Claim"', None),  # truncated: parsed, and so reported
+        (b'{"resourceType":"Claim","code":{"coding":[]}', None),  # cut after a nested value
         (b'{"note":"[","resourceType":"Claim"}', None),  # in doubt
     ],
 )
 def test_the_type_is_read_from_the_bytes_only_when_certain(line: bytes, expected) -> None:
     assert resource_type(line) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b'{"code":{"coding":[]},"id":"1","resourceType":"Observation"}', "Observation"),
+        (b'{"note":"[]","resourceType":"Observation"}', "Observation"),
+        (b'{"note":"[","resourceType":"Observation"}', None),  # unbalanced: in doubt
+        (b'{"code":{"coding":[]},"resourceType":"Condition"}', None),  # not the declared type
+        (b'{"contained":[{"resourceType":"Patient"}],"resourceType":"Observation"}', None),
+        (b'{"code":{"coding":[]},"resourceType":"Observ\\u0061tion"}', None),
+    ],
+)
+def test_in_a_file_of_a_declared_type_key_order_is_free(line: bytes, expected) -> None:
+    """Key-sorted lines (nested values before "resourceType") in a file whose Bulk name or
+    manifest says Observation: the only "resourceType" key naming that type is taken."""
+    assert resource_type(line, "Observation") == expected
 
 
 def _observation(rid: str, code: str, extra: bytes = b"") -> bytes:

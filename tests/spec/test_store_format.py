@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from ips_screen.cli.main import main
+from ips_screen.sources import population
 from ips_screen.store import StateStore, rows
 from tests.support.paths import FIXTURES, FROZEN_NOW
 
@@ -49,7 +50,8 @@ def test_a_store_from_before_status_reasons_were_kept_is_reloaded(
 
     with monkeypatch.context() as old:
         old.setattr(rows, "STORE_FORMAT", "1")
-        old.setattr(rows, "extract_record", without_status_reason)
+        old.setattr(rows, "extract_record", without_status_reason)  # loads of changes
+        old.setattr(population, "extract_record", without_status_reason)  # full loads
         assert nightly(tmp_path)["reasons"] == ["ips-declined"]  # read as a 12-month decline
 
     assert nightly(tmp_path)["outcome"] == "propose"  # the 3-month deferral is over

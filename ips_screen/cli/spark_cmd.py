@@ -117,7 +117,7 @@ def run_spark_screen(
     with spark_session(args.master, conf) as spark:
         result = screen_with_spark(
             spark,
-            [Path(s) for s in args.sources],
+            list(args.sources),
             ruleset,
             as_of=as_of,
             out_dir=Path(args.out),

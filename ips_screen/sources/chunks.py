@@ -131,6 +131,15 @@ def declared_types(files: Iterable[Path]) -> dict[Path, str]:
     return out
 
 
+def declared_type_of_name(name: str) -> str | None:
+    """The type a Bulk file's name says it holds (``Type.ndjson``, ``Type.000.ndjson``, ``.gz``),
+    when it names one: what `declared_types` falls back to, for files known by name only (read
+    elsewhere, e.g. by Spark from a URI)."""
+    found = _BULK_NAME.match(name)
+    rtype = found[1] if found else None
+    return rtype if rtype in R4_RESOURCE_TYPES and rtype != "Bundle" else None
+
+
 def _manifest_types(path: Path) -> dict[str, str]:
     assert path.name in NOT_DATA
     try:

@@ -2,8 +2,9 @@
 the driver run (the tests call them directly too).
 
 A part is read by the single machine's fast reader (`sources.chunks`): a local file or a byte
-range of a large NDJSON file (`chunks.plan`, `chunks.read_chunk`), or a whole NDJSON file whose
-bytes Spark read from a URI (`read_uri_file`, through `chunks.read_ndjson_lines`). Each part has
+range of a large NDJSON file (`chunks.plan`, `chunks.read_chunk`), or a whole file whose bytes
+Spark read from a URI (`read_uri_file`, through `chunks.read_ndjson_lines` or, for a JSON file,
+`chunks.read_json_bytes`). Each part has
 its place in the input order (its index); from its `ChunkFacts`:
 
 - `states` tells, for every patient and every resource ("Type/id") the part touched, its last
@@ -34,6 +35,7 @@ from ips_screen.sources.chunks import (
     ReadOptions,
     declared_type_of_name,
     id_of,
+    read_json_bytes,
     read_ndjson_lines,
 )
 from ips_screen.sources.files import file_kind
@@ -57,13 +59,17 @@ class UriFile:
 
     @property
     def declared(self) -> str | None:
+        """The type the file's Bulk name says it holds (a Bulk manifest is not read)."""
         return declared_type_of_name(self.name.rsplit("/", 1)[-1])
 
 
 def read_uri_file(file: UriFile, data: bytes, options: ReadOptions) -> ChunkFacts:
-    """The facts of an NDJSON or NDJSON.gz file's bytes; a gzip file that cannot be read to its
-    end is a problem at the line after the last one read, as for a local file."""
-    gz = file_kind_of(file.name) == "ndjson.gz"
+    """The facts of a file's bytes (JSON, NDJSON or NDJSON.gz); a gzip file that cannot be read
+    to its end is a problem at the line after the last one read, as for a local file."""
+    kind = file_kind_of(file.name)
+    if kind == "json":
+        return read_json_bytes(data, file.name, options)
+    gz = kind == "ndjson.gz"
     failed: list[BaseException] = []
 
     def lines() -> Iterator[bytes]:

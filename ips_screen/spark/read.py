@@ -4,8 +4,8 @@ fast reader in a task, the parts' states for the merge by patient.
     local paths    `chunks.plan`: whole files, large NDJSON files cut into line-aligned byte
                    ranges (many tasks per large file); each read with `chunks.read_chunk`
     URIs           (file://, hdfs://, s3a://, abfss://, gs://, ...) listed and read by Spark
-                   itself (`binaryFiles`: a cluster reads object storage), each NDJSON or
-                   NDJSON.gz file whole, decompressed in the task (`parts.read_uri_file`)
+                   itself (`binaryFiles`: a cluster reads object storage), each file whole,
+                   NDJSON.gz decompressed in the task (`parts.read_uri_file`)
     outlines       each part's counts and problems (no facts) collected to the driver and merged
                    in input order by `parallel.merge`: lines made absolute, the first problem
                    raised (without --skip-invalid), as on one machine
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ips_screen.spark")
 
 TASKS_PER_PARTITION = 4  # read tasks per patient partition (at most one per part)
-_SUPPORTED_URI = "*.ndjson or *.ndjson.gz"
+_SUPPORTED = "*.json, *.ndjson or *.ndjson.gz"
 
 
 @dataclass
@@ -161,22 +161,20 @@ def list_uris(sc: SparkContext, uris: list[str], report: ReadReport) -> list[Uri
                 kind = file_kind_of(name)
                 if kind is None or parts[-1] in NOT_DATA:
                     ignored += 1
-                elif kind == "json":
-                    raise InputError(f"{name}: read from a URI: only {_SUPPORTED_URI} files")
                 elif key not in seen:
                     seen.add(key)
                     found.append(UriFile(key, name))
         else:
             key = root.getPath().toString()
-            if file_kind_of(uri) not in ("ndjson", "ndjson.gz"):
-                raise InputError(f"{uri}: unsupported file type from a URI ({_SUPPORTED_URI})")
+            if file_kind_of(uri) is None:
+                raise InputError(f"{uri}: unsupported file type (expected {_SUPPORTED})")
             if key not in seen:
                 seen.add(key)
                 found.append(UriFile(key, uri))
     report.files_ignored += ignored
     if not found:
         extra = f"; {ignored} other file(s) ignored" if ignored else ""
-        raise InputError(f"{', '.join(uris)}: no {_SUPPORTED_URI} files found{extra}")
+        raise InputError(f"{', '.join(uris)}: no FHIR input files ({_SUPPORTED}) found{extra}")
     return found
 
 

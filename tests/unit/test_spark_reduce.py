@@ -4,6 +4,7 @@ winning; the parts' outlines merged give the single machine's report and first e
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import orjson
@@ -19,7 +20,7 @@ from ips_screen.ruleset.loader import load_ruleset
 from ips_screen.sources import collect, discover
 from ips_screen.sources.chunks import ReadOptions, plan, read_chunk
 from ips_screen.sources.parallel import merge
-from ips_screen.spark.parts import outline, states
+from ips_screen.spark.parts import UriFile, outline, read_uri_file, states
 from ips_screen.spark.reduce import KEPT, UNLINKED, latest, result_of, screen_patients
 from tests.support.paths import FIXTURES, FROZEN_NOW
 
@@ -134,3 +135,36 @@ def test_one_function_gives_the_decisions_line(ruleset):
     population, results = single(FIXTURES, ruleset)
     decisions = [evaluate(ruleset, facts, AS_OF) for facts in population]
     assert [r.line for r in results] == [decision_line(d) for d in decisions]
+
+
+def test_a_file_read_from_a_uri_gives_the_local_files_facts(ruleset, tmp_path: Path):
+    """`parts.read_uri_file` (the bytes Spark read from a URI) gives what `read_chunk` gives for
+    the same local file, problems named by the URI: a truncated gzip file among them."""
+    options = ReadOptions(CodeIndex(ruleset.codelists.values()), skip_invalid=True)
+    lines = b"".join(
+        orjson.dumps({"resourceType": "Patient", "id": f"p{n}", "birthDate": "1980-01-01"}) + b"\n"
+        for n in range(300)
+    )
+    for name, data in [
+        ("Patient.000.ndjson", lines),
+        ("Patient.001.ndjson.gz", gzip.compress(lines)[:-400]),  # truncated
+        ("bundle.json", (FIXTURES / "patients" / "01-unemployed-recent.json").read_bytes()),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(data)
+        local = read_chunk(plan([path])[0], options)
+        uri = UriFile(path.as_uri(), path.as_uri())
+        remote = read_uri_file(uri, data, options)
+        assert remote.patients == local.patients and remote.records == local.records, name
+        assert (remote.lines, remote.files_read, remote.resources_read, remote.problem_count) == (
+            local.lines,
+            local.files_read,
+            local.resources_read,
+            local.problem_count,
+        ), name
+        renamed = [
+            (p.where.replace(str(path), path.as_uri()), p.problem) for p, _ in local.problems
+        ]
+        assert [(p.where, p.problem) for p, _ in remote.problems] == renamed, name
+        if name.endswith(".gz"):
+            assert remote.problems and "not a readable gzip file" in remote.problems[0][0].problem

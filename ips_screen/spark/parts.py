@@ -41,7 +41,7 @@ from ips_screen.sources.chunks import (
 from ips_screen.sources.files import file_kind
 from ips_screen.spark.reduce import GONE, KEPT, UNLINKED, Event, PatientState, RecordState
 
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")  # not a drive letter (C://)
 
 
 def is_uri(source: str) -> bool:

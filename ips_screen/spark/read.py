@@ -77,7 +77,7 @@ def read_stage(
         uris = [s if is_uri(s) else Path(s).resolve().as_uri() for s in given]
         read = _uri_reader(sc, list_uris(sc, uris, report))
     else:
-        read = _chunk_reader(sc, plan(discover(given, report)))
+        read = _chunk_reader(sc, plan(discover(given, report)), partitions)
     opts = sc.broadcast(options)
     held: list[RDD] = []
     try:
@@ -105,10 +105,10 @@ def read_stage(
 Reader = Callable[[set[int] | None, object], "RDD"]  # (only these parts, options) -> facts
 
 
-def _chunk_reader(sc: SparkContext, chunks: list[Chunk]) -> Reader:
+def _chunk_reader(sc: SparkContext, chunks: list[Chunk], partitions: int) -> Reader:
     def read(only: set[int] | None, opts) -> RDD:
         items = [(i, c) for i, c in enumerate(chunks) if only is None or i in only]
-        tasks = min(len(items), TASKS_PER_PARTITION * sc.defaultParallelism)
+        tasks = min(len(items), TASKS_PER_PARTITION * partitions)
         return sc.parallelize(items, max(1, tasks)).map(
             lambda item: (item[0], read_chunk(item[1], opts.value))
         )

@@ -75,7 +75,7 @@ def read_stage(
     if any(is_uri(source) for source in given):
         # Every source through Spark: a local path among URIs is read as its file:// URI.
         uris = [s if is_uri(s) else Path(s).resolve().as_uri() for s in given]
-        read = _uri_reader(sc, list_uris(sc, uris, report))
+        read = _uri_reader(sc, list_uris(sc, uris, report), partitions)
     else:
         read = _chunk_reader(sc, plan(discover(given, report)), partitions)
     opts = sc.broadcast(options)
@@ -116,7 +116,7 @@ def _chunk_reader(sc: SparkContext, chunks: list[Chunk], partitions: int) -> Rea
     return read
 
 
-def _uri_reader(sc: SparkContext, files: list[UriFile]) -> Reader:
+def _uri_reader(sc: SparkContext, files: list[UriFile], partitions: int) -> Reader:
     def read(only: set[int] | None, opts) -> RDD:
         chosen = {f.key: (i, f) for i, f in enumerate(files) if only is None or i in only}
         where = sc.broadcast(chosen)
@@ -125,7 +125,9 @@ def _uri_reader(sc: SparkContext, files: list[UriFile]) -> Reader:
             index, file = where.value[item[0]]
             return index, read_uri_file(file, item[1], opts.value)
 
-        return sc.binaryFiles(",".join(chosen)).map(one)
+        # binaryFiles combines small files into one task; at least this many tasks
+        tasks = min(len(chosen), TASKS_PER_PARTITION * partitions)
+        return sc.binaryFiles(",".join(chosen), tasks).map(one)
 
     return read
 

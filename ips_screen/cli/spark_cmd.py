@@ -33,7 +33,8 @@ def add_spark_args(parser: argparse.ArgumentParser) -> None:
         choices=ENGINES,
         default="single",
         help="single: this process (default); spark: an Apache Spark job reading files and "
-        "folders (Bulk NDJSON), for populations beyond one machine (needs ips-screen[spark])",
+        "folders (Bulk NDJSON), or URIs Spark reads (hdfs://, s3a://, abfss://, gs://, "
+        "file://), for populations beyond one machine (needs ips-screen[spark])",
     )
     group.add_argument("--master", help="Spark master URL (default local[*])")
     group.add_argument(
@@ -83,7 +84,8 @@ def check_engine_args(args: argparse.Namespace) -> str:
 def _check(args: argparse.Namespace) -> None:
     if any(is_server_url(s) for s in args.sources):
         raise UserError(
-            "--engine spark reads files and folders (a Bulk export), not a FHIR server URL"
+            "--engine spark reads files, folders and storage URIs (a Bulk export), not a FHIR "
+            "server URL"
         )
     if args.write and not args.write_to:
         raise UserError("--write with --engine spark needs --write-to URL (the FHIR server)")
@@ -117,7 +119,7 @@ def run_spark_screen(
     with spark_session(args.master, conf) as spark:
         result = screen_with_spark(
             spark,
-            [Path(s) for s in args.sources],
+            list(args.sources),
             ruleset,
             as_of=as_of,
             out_dir=Path(args.out),

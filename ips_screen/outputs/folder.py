@@ -19,18 +19,14 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from pathlib import Path
 
-import orjson
-
 from ips_screen.engine.decision import Decision
+from ips_screen.outputs.formats.decisions_ndjson import decision_line
 from ips_screen.outputs.formats.proposals_json import proposal_template
 from ips_screen.outputs.registry import filenames, make_writers
 from ips_screen.outputs.staging import StagedFolder
 from ips_screen.outputs.summary import SummaryCounter, SummaryKey
 from ips_screen.outputs.writers import Finished, OutputWriter, PatientOutput, RunInfo
-from ips_screen.presentation.trace import step_line
 from ips_screen.ruleset.loader import CompiledRuleset
-
-_SORTED = orjson.OPT_SORT_KEYS
 
 
 class OutputFolder:
@@ -80,8 +76,7 @@ class OutputFolder:
 
     def add_decision(self, decision: Decision) -> None:
         """`add` for a decision in hand (a one-off screen)."""
-        line = orjson.dumps(decision.to_dict(step_line), option=_SORTED)
-        self.add(decision.patient, line, self.counter.key(decision), decision)
+        self.add(decision.patient, decision_line(decision), self.counter.key(decision), decision)
 
     def add(
         self,

@@ -7,6 +7,7 @@
     read_ndjson_lines(...) the same from any iterable of NDJSON lines (with a name and the number
                            of the first line): the entry point for engines that split the input
                            themselves
+    read_json_bytes(...)   the same from a JSON file's bytes read elsewhere
 
 Most lines are never parsed (`facts.prefilter`): a file whose Bulk manifest entry or name says a
 type no rule reads (``Claim.000.ndjson``) and whose first line is of that type is only counted;
@@ -129,6 +130,15 @@ def declared_types(files: Iterable[Path]) -> dict[Path, str]:
         if rtype in R4_RESOURCE_TYPES and rtype != "Bundle":
             out[path] = rtype
     return out
+
+
+def declared_type_of_name(name: str) -> str | None:
+    """The type a Bulk file's name says it holds (``Type.ndjson``, ``Type.000.ndjson``, ``.gz``),
+    when it names one: what `declared_types` falls back to, for files known by name only (read
+    elsewhere, e.g. by Spark from a URI)."""
+    found = _BULK_NAME.match(name)
+    rtype = found[1] if found else None
+    return rtype if rtype in R4_RESOURCE_TYPES and rtype != "Bundle" else None
 
 
 def _manifest_types(path: Path) -> dict[str, str]:
@@ -258,6 +268,18 @@ def read_ndjson_lines(
     lines_reader = _LineReader(chunk, options, report, builder, facts, Reader(report))
     with gc_paused(), suppress(_Stop):
         lines_reader.run(lines, first_line)
+    return _finish(facts, report, builder)
+
+
+def read_json_bytes(data: bytes, name: str, options: ReadOptions) -> ChunkFacts:
+    """The facts of a JSON file's bytes (a resource or a Bundle) read elsewhere: `name` locates
+    problems. Merge it with the other parts with `sources.parallel.merge`."""
+    report = _ChunkReport(options.skip_invalid)
+    builder = PopulationBuilder(None, report, index=options.index, track_drops=True)
+    facts = ChunkFacts(Chunk(name))
+    with gc_paused(), suppress(_Stop):
+        for resource, where, resolve in Reader(report, options.max_line).json_data(data, name):
+            builder.add(resource, where, resolve)
     return _finish(facts, report, builder)
 
 

@@ -175,11 +175,15 @@ class Reader:
         except OSError as exc:
             self.report.problem(str(path), f"cannot read the file ({_os_error(exc)})")
             return
+        yield from self.json_data(data, str(path))
+
+    def json_data(self, data: bytes, name: str) -> Iterator[Item]:
+        """A JSON file's bytes (a resource or a Bundle), read elsewhere; `name` locates problems."""
         self.report.files_read += 1
         if data.startswith(_BOM):
             data = data[3:]
         if not data.strip():
-            self.report.problem(f"{path}:1", "empty file (expected a FHIR resource or Bundle)")
+            self.report.problem(f"{name}:1", "empty file (expected a FHIR resource or Bundle)")
             return
         try:
             value = orjson.loads(data)
@@ -188,10 +192,10 @@ class Reader:
             if exc.msg.startswith("unexpected content after document"):
                 hint = "; several JSON values: is this an NDJSON file named .json?"
             problem = f"not valid JSON ({_json_error(exc)}{hint})"
-            self.report.problem(f"{path}:{exc.lineno}", problem)
+            self.report.problem(f"{name}:{exc.lineno}", problem)
             return
         del data
-        yield from self.value(value, str(path))
+        yield from self.value(value, name)
 
     def value(self, value: object, where: str) -> Iterator[Item]:
         rtype = self._check(value, where)

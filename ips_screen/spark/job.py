@@ -1,7 +1,8 @@
-"""The screen as a Spark job: files -> per-file facts -> merged by patient -> decisions -> outputs.
+"""The screen as a Spark job: parts of files -> facts -> merged by patient -> decisions -> outputs.
 
-    files (one task each)     read_file: the project's reader and fact extraction
-      -> patients, records    reduceByKey(latest): the state from the file read last wins
+    parts of the input        spark.read: the single machine's fast reader (sources.chunks), many
+                              tasks per large file; URIs read through Spark (binaryFiles)
+      -> patients, records    reduceByKey(latest): the state from the part read last wins
       -> groups of patients   groupByKey, partition = crc32(patient id) % partitions
       -> decisions            screen_patients: the engine, one patient at a time
       -> out/spark/decisions/part-NNNNN   the partition's decisions.ndjson lines, sorted
@@ -12,7 +13,7 @@
                                            decisions streamed to the driver in patient order
                                            through the single-machine writers (byte-identical)
 
-Nothing is computed twice: the per-file events and the screened patients are persisted
+Nothing is computed twice: the parts' facts and the screened patients are persisted
 (memory, then disk) while the job runs, and released by `SparkScreen.close`.
 """
 
@@ -24,7 +25,7 @@ import shutil
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -34,20 +35,14 @@ import orjson
 
 from ips_screen import __version__
 from ips_screen.engine import Decision
+from ips_screen.facts.extract import CodeIndex
 from ips_screen.outputs.folder import OutputFolder
 from ips_screen.proposals.build import build_transaction
 from ips_screen.reading import ReadReport
 from ips_screen.ruleset.loader import CompiledRuleset
-from ips_screen.sources.files import discover
-from ips_screen.spark.reduce import (
-    KEPT,
-    UNLINKED,
-    PatientResult,
-    latest,
-    merge_reports,
-    read_file,
-    screen_patients,
-)
+from ips_screen.sources.chunks import ReadOptions
+from ips_screen.spark.read import read_stage
+from ips_screen.spark.reduce import KEPT, UNLINKED, PatientResult, latest, screen_patients
 
 if TYPE_CHECKING:
     from pyspark import RDD
@@ -92,7 +87,7 @@ class SparkScreen:
 
 def screen_with_spark(
     spark: SparkSession,
-    sources: list[Path],
+    sources: list[str | Path],
     ruleset: CompiledRuleset,
     *,
     as_of: date,
@@ -103,30 +98,18 @@ def screen_with_spark(
     partitions: int | None = None,
     gather_limit: int = DEFAULT_GATHER_LIMIT,
 ) -> SparkScreen:
-    """Screen the files under `sources` on Spark; outputs in out_dir (see the module)."""
+    """Screen the files under `sources` (paths, or URIs read through Spark) on Spark; outputs
+    in out_dir (see the module)."""
     from pyspark import StorageLevel
 
     sc = spark.sparkContext
-    found = ReadReport(skip_invalid=skip_invalid)
-    files = [str(path) for path in discover(sources, found)]
+    report = ReadReport(skip_invalid=skip_invalid)
+    options = ReadOptions(CodeIndex(ruleset.codelists.values()), skip_invalid)
     parts = partitions or sc.defaultParallelism
+    stage = read_stage(sc, sources, options, report, parts)
+    events, held = stage.events, stage.held
     rules = sc.broadcast(ruleset)
-    held: list[RDD] = []
-
-    def read(item: tuple[int, str]) -> Iterable:
-        return read_file(item[0], item[1], rules.value, skip_invalid)
-
-    # Files to tasks: at most `parts` tasks, the files dealt out in input order.
-    events = (
-        sc.parallelize(list(enumerate(files)), min(len(files), parts))
-        .flatMap(read)
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
-    held.append(events)
     try:
-        reports = events.filter(lambda e: e[0] == "report").map(lambda e: e[2]).collect()
-        report = merge_reports(reports, skip_invalid)
-        report.files_ignored = found.files_ignored
         records = (
             events.filter(lambda e: e[0] == "record")
             .map(lambda e: (e[1], e[2]))

@@ -30,7 +30,7 @@ def test_spark_options_are_checked(capsys, tmp_path: Path, extra: list[str], mes
 def test_a_server_source_is_refused(capsys, tmp_path: Path):
     args = ["screen", "http://127.0.0.1:1/fhir", "--out", str(tmp_path / "o"), "--engine", "spark"]
     assert main(args) == 2
-    assert "--engine spark reads files and folders" in capsys.readouterr().err
+    assert "--engine spark reads files, folders and storage URIs" in capsys.readouterr().err
 
 
 def test_a_bad_spark_conf_is_a_usage_error(capsys, tmp_path: Path):

@@ -13,26 +13,9 @@ import pytest
 from ips_screen.cli.main import main
 from ips_screen.synth import write_bulk
 from tests.support.paths import FIXTURES, FROZEN_NOW
-from tests.support.spark import SOCKETS_LEFT_OPEN
+from tests.support.spark import AS_OF, SOCKETS_LEFT_OPEN, screen_both
 
 pytestmark = SOCKETS_LEFT_OPEN
-
-AS_OF = ["--as-of", "2026-11-26"]
-OUTPUTS = ("decisions.ndjson", "proposals.json", "summary.json", "report.html", "worklist.csv")
-
-
-def screen_both(capsys, tmp_path: Path, *sources: Path, extra: tuple[str, ...] = ()) -> Path:
-    """Screen on one machine and on Spark; assert every output is identical; the Spark out."""
-    single, spark = tmp_path / "single", tmp_path / "spark"
-    args = ["screen", *map(str, sources), *AS_OF, *extra]
-    assert main([*args, "--out", str(single)]) == 0
-    single_stdout = capsys.readouterr().out
-    assert main([*args, "--out", str(spark), "--engine", "spark"]) == 0
-    out, err = capsys.readouterr()
-    assert out == single_stdout.replace(str(single), str(spark)), err
-    for name in OUTPUTS:
-        assert (spark / name).read_bytes() == (single / name).read_bytes(), name
-    return spark
 
 
 def part_lines(out: Path, kind: str) -> list[list[bytes]]:

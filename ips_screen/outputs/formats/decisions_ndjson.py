@@ -5,12 +5,22 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+import orjson
+
+from ips_screen.engine.decision import Decision
 from ips_screen.outputs.registry import register
 from ips_screen.outputs.staging import StagedFolder
 from ips_screen.outputs.writers import Finished, OutputWriter, PatientOutput, RunInfo
+from ips_screen.presentation.trace import step_line
 
 BUFFER = 1 << 20
 LINES_BUFFERED = 3_000  # pieces of lines joined into one write
+
+
+def decision_line(decision: Decision) -> bytes:
+    """A decision's decisions.ndjson line, without the newline: the one format of the line for
+    every engine (one machine, the nightly job, Spark)."""
+    return orjson.dumps(decision.to_dict(step_line), option=orjson.OPT_SORT_KEYS)
 
 
 @register

@@ -6,6 +6,8 @@ import os
 import platform
 import sqlite3
 import subprocess
+import time
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -68,3 +70,61 @@ def vm_hwm_mb() -> float | None:
     """The kernel's high-water RSS of this process image, in MB (a check on ru_maxrss)."""
     value = _proc_value("/proc/self/status", "VmHWM:")
     return int(value.split()[0]) / 1024 if value else None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def _hwm_kib(pid: int) -> int | None:
+    value = _proc_value(f"/proc/{pid}/status", "VmHWM:")
+    return int(value.split()[0]) if value else None
+
+
+@dataclass
+class Sampled:
+    """A process run to its end: wall seconds, the peak RSS of it and every process it
+    started (the last VmHWM seen of each, summed: an upper bound of what they held at any one
+    instant), how many processes that was, its stdout and exit code."""
+
+    seconds: float
+    peak_rss_mb: float
+    processes: int
+    stdout: bytes
+    returncode: int
+
+
+def run_sampled(command: list[str], cwd: Path = ROOT, every: float = 0.02) -> Sampled:
+    """Run `command`, sampling the VmHWM of its process tree every `every` seconds."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=cwd)
+    peaks: dict[int, int] = {}
+    while process.poll() is None:
+        tree, seen = [process.pid], 0
+        while seen < len(tree):
+            tree.extend(_children(tree[seen]))
+            seen += 1
+        for pid in tree:
+            hwm = _hwm_kib(pid)
+            if hwm is not None:
+                peaks[pid] = max(hwm, peaks.get(pid, 0))
+        time.sleep(every)
+    seconds = time.perf_counter() - started
+    out = process.stdout.read() if process.stdout else b""
+    return Sampled(seconds, sum(peaks.values()) / 1024, len(peaks), out, process.returncode)
+
+
+def warm(files: list[Path]) -> float:
+    """Read every file once, so that a measure reads them from the page cache (a VM may drop
+    idle file cache within a minute); the seconds it took."""
+    started = time.perf_counter()
+    buffer = bytearray(1 << 20)
+    for path in files:
+        with path.open("rb", buffering=0) as handle:
+            while handle.readinto(buffer):
+                pass
+    return time.perf_counter() - started

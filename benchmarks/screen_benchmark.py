@@ -50,7 +50,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
-from machine import machine_facts, vm_hwm_mb  # benchmarks/machine.py, beside this script
+from machine import machine_facts, run_sampled, vm_hwm_mb, warm  # benchmarks/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -323,65 +323,22 @@ def child_duckdb(files: list[Path]) -> dict:
     return {"resources": count, "inner_seconds": time.perf_counter() - started}
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(c) for c in text.split()]
-
-
-def _hwm_kib(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def run_measured(command: list[str]) -> dict:
     """Run `command`; its wall time and the peak RSS of it and every process it starts (the last
     VmHWM seen of each, summed), sampled every 20 ms."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT)
-    peaks: dict[int, int] = {}
-    while process.poll() is None:
-        tree, seen = [process.pid], 0
-        while seen < len(tree):
-            tree.extend(_children(tree[seen]))
-            seen += 1
-        for pid in tree:
-            hwm = _hwm_kib(pid)
-            if hwm is not None:
-                peaks[pid] = max(hwm, peaks.get(pid, 0))
-        time.sleep(0.02)
-    seconds = time.perf_counter() - started
-    out = process.stdout.read() if process.stdout else b""
-    if process.returncode != 0:
-        raise ChildFailed(f"{' '.join(command)} failed (exit code {process.returncode})")
+    done = run_sampled(command)
+    if done.returncode != 0:
+        raise ChildFailed(f"{' '.join(command)} failed (exit code {done.returncode})")
     return {
-        "seconds": seconds,
-        "peak_rss_mb": sum(peaks.values()) / 1024,
-        "processes": len(peaks),
-        "stdout": out,
+        "seconds": done.seconds,
+        "peak_rss_mb": done.peak_rss_mb,
+        "processes": done.processes,
+        "stdout": done.stdout,
     }
 
 
 class ChildFailed(Exception):
     pass
-
-
-def warm(files: list[Path]) -> float:
-    """Read every file once, so the measure reads from the page cache."""
-    started = time.perf_counter()
-    buffer = bytearray(1 << 20)
-    for path in files:
-        with path.open("rb", buffering=0) as handle:
-            while handle.readinto(buffer):
-                pass
-    return time.perf_counter() - started
 
 
 def measure(key: str, args: argparse.Namespace, files: list[Path], out: Path) -> dict:

@@ -163,6 +163,14 @@ class ScreenConfig(_Section):
         description="write proposals (ServiceRequest, review Task, Provenance) to the server; "
         "false: outputs only. Never written for kind = 'files'",
     )
+    jobs: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="processes that decide the patients evaluated tonight when there are many "
+        "(a full night; an incremental night's few are decided in the job's own process) "
+        "(default: all cores); the outputs are the same for any number",
+    )
     reuse_decisions: bool = Field(
         True,
         description="reuse a patient's cached decision (as of tonight) when their facts have not "

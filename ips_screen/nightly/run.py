@@ -213,7 +213,13 @@ def _run(
         outputs = OutputFolder(out_dir, ruleset, as_of=as_of, now=now, owner=config.screen.owner)
         try:
             screened = screen_all(
-                store, ruleset, as_of, progress, outputs, reuse=config.screen.reuse_decisions
+                store,
+                ruleset,
+                as_of,
+                progress,
+                outputs,
+                reuse=config.screen.reuse_decisions,
+                jobs=config.screen.jobs,
             )
             new_proposals = 0
             if client is not None and config.screen.write:

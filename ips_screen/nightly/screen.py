@@ -31,17 +31,15 @@ from functools import lru_cache
 
 import orjson
 
-from ips_screen.engine import Decision, evaluate
-from ips_screen.engine.horizon import valid_until
-from ips_screen.facts.model import PatientFacts
+from ips_screen.engine import Decision
+from ips_screen.nightly.deciding import Decided, Deciders, Deciding, Need
 from ips_screen.nightly.progress import Progress
 from ips_screen.nightly.steps import ProposalTally
 from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.summary import SummaryKey
-from ips_screen.presentation.trace import step_line
 from ips_screen.ruleset.loader import CompiledRuleset
+from ips_screen.sources.parallel import default_jobs
 from ips_screen.store.decision_cache import CacheRow, ScreenRow
-from ips_screen.store.ledger import decision_digest
 from ips_screen.store.rows import ruleset_fingerprint
 from ips_screen.store.state import StateStore
 
@@ -49,7 +47,6 @@ log = logging.getLogger("ips_screen.nightly")
 
 CHUNK = 2_000  # patients read from the store at a time
 CACHE_FORMAT = "2"  # bump when what is cached per decision changes (2: typed evidence)
-_SORTED = orjson.OPT_SORT_KEYS
 
 
 def decisions_fingerprint(ruleset: CompiledRuleset, owner: str | None) -> str:
@@ -77,15 +74,6 @@ def reusable(row: ScreenRow, day: str) -> bool:
     return cached_day <= day < until and data.startswith(_prefix(cached_day))
 
 
-def _same_decision(data: bytes, row: ScreenRow) -> bool:
-    """Whether a decision's line is the cached one but for the as-of date."""
-    cached_day, cached = row[1], row[5]
-    if cached_day is None or cached is None:
-        return False
-    start = len(_prefix(cached_day))
-    return data[start:] == cached[start:] and cached.startswith(_prefix(cached_day))
-
-
 @dataclass
 class ScreenStats:
     patients: int = 0
@@ -111,17 +99,24 @@ class _Screen:
         self.stats = ScreenStats()
         self.summaries: dict[bytes, tuple[SummaryKey, tuple[int, ...]]] = {}
 
-    def chunk(self, rows: list[ScreenRow], reuse: bool) -> None:
-        need = {row[0] for row in rows if not (reuse and reusable(row, self.day))}
-        facts = {f.id: f for f in self.store.facts.facts_of(need)} if need else {}
+    def need(self, rows: list[ScreenRow], reuse: bool) -> Need:
+        """The chunk's patients who are evaluated tonight, in id order, each with what of their
+        cached decision may be reused (its proposal entries)."""
+        return [
+            (row[0], _cached_proposal(row) if reuse else None)
+            for row in rows
+            if not (reuse and reusable(row, self.day))
+        ]
+
+    def chunk(self, rows: list[ScreenRow], decided: list[Decided]) -> None:
+        """Write and cache the chunk's decisions: those `decided` tonight, the others reused."""
+        by_pid = {d.pid: d for d in decided}
         cached: list[CacheRow] = []
         staged: list[tuple[str, str]] = []
         for row in rows:
             pid, previous = row[0], row[6]
-            if pid in need:
-                digest = self.evaluate(pid, facts[pid], cached, row if reuse else None)
-            else:
-                digest = self.reuse(pid, row)
+            done = by_pid.get(pid)
+            digest = self.evaluated(done, cached) if done is not None else self.reuse(pid, row)
             if digest != previous:
                 staged.append((pid, digest))
             if previous is not None:
@@ -131,28 +126,14 @@ class _Screen:
         self.stats.patients += len(rows)
         self.stats.changes += len(staged)
 
-    def evaluate(
-        self, pid: str, facts: PatientFacts, cached: list[CacheRow], row: ScreenRow | None
-    ) -> str:
-        """Decide from the facts; `row`: the patient's cache row, whose proposal entries are
-        reused when the decision is the same as the cached one (but for the date)."""
-        decision = evaluate(self.ruleset, facts, self.as_of)
-        data = orjson.dumps(decision.to_dict(step_line), option=_SORTED)
-        key = self.outputs.counter.key(decision)
-        counts = ProposalTally.count(facts)
-        until = valid_until(self.ruleset, facts, self.as_of).isoformat()
-        digest = decision_digest(decision)
-        proposal = None
-        if decision.outcome == "propose":
-            if row is not None and _same_decision(data, row):
-                proposal = row[7]
-            proposal = proposal or self.outputs.proposal(decision)
-        summary = orjson.dumps([*key, *counts])
-        cached.append((pid, self.day, until, digest, summary, data, proposal))
-        self.stats.tally.add_counts(counts)
+    def evaluated(self, done: Decided, cached: list[CacheRow]) -> str:
+        summary = orjson.dumps([*done.key, *done.counts])
+        line, proposal = done.line, done.proposal
+        cached.append((done.pid, self.day, done.until, done.digest, summary, line, proposal))
+        self.stats.tally.add_counts(done.counts)
         self.stats.evaluated += 1
-        self.outputs.add(decision.patient, data, key, decision, proposal)
-        return digest
+        self.outputs.add(f"Patient/{done.pid}", line, done.key, done.decision, proposal)
+        return done.digest
 
     def reuse(self, pid: str, row: ScreenRow) -> str:
         cached_day, digest, summary, data, proposal = row[1], row[3], row[4], row[5], row[7]
@@ -174,6 +155,15 @@ class _Screen:
         return digest
 
 
+def _cached_proposal(row: ScreenRow) -> tuple[bytes, bytes] | None:
+    """A cached decision's line after its date, and its proposal entries, when it has both."""
+    cached_day, cached, proposal = row[1], row[5], row[7]
+    if cached_day is None or cached is None or proposal is None:
+        return None
+    prefix = _prefix(cached_day)
+    return (cached[len(prefix) :], proposal) if cached.startswith(prefix) else None
+
+
 def screen_all(
     store: StateStore,
     ruleset: CompiledRuleset,
@@ -182,6 +172,7 @@ def screen_all(
     outputs: OutputFolder,
     *,
     reuse: bool = True,
+    jobs: int | None = None,
 ) -> ScreenStats:
     """Every patient in the store decided as of `as_of`, into `outputs`; the tool's proposals
     counted; the decisions whose digest differs from the last run's staged for the ledger."""
@@ -189,12 +180,23 @@ def screen_all(
     usable = store.cache.prepare(fingerprint) and reuse
     store.ledger.clear_staged_digests()
     screen = _Screen(store, ruleset, as_of, outputs)
+    how = Deciding(ruleset, as_of, outputs.owner, store.path)
+    deciders = Deciders(how, jobs or default_jobs())
+    facts_of = store.facts.facts_of
     after: str | None = None
-    with progress.stage("screened", unit="patients") as bar:
-        while rows := store.screen_rows(after, CHUNK):
-            after = rows[-1][0]
-            screen.chunk(rows, usable)
-            bar.update(len(rows))
+    try:
+        with progress.stage("screened", unit="patients") as bar:
+            while rows := store.screen_rows(after, CHUNK):
+                after = rows[-1][0]
+                need = screen.need(rows, usable)
+                for done_rows, decided in deciders.submit(rows, need, facts_of):
+                    screen.chunk(done_rows, decided)  # type: ignore[arg-type]
+                    bar.update(len(done_rows))  # type: ignore[arg-type]
+            for done_rows, decided in deciders.results():
+                screen.chunk(done_rows, decided)  # type: ignore[arg-type]
+                bar.update(len(done_rows))  # type: ignore[arg-type]
+    finally:
+        deciders.close()
     stats = screen.stats
     stats.gone = store.ledger.digest_count() - stats.kept
     stats.changes += stats.gone

@@ -26,6 +26,7 @@ The cyclic garbage collector is paused while applying.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
@@ -50,7 +51,7 @@ from ips_screen.store.rows import (
     ruleset_fingerprint,
 )
 
-__all__ = ["ApplyStats", "FactsStore", "FullLoad", "ruleset_fingerprint"]
+__all__ = ["ApplyStats", "FactsReader", "FactsStore", "FullLoad", "ruleset_fingerprint"]
 
 APPLY_BATCH_ROWS = 50_000  # rows (kept, replaced or dropped) per transaction while applying
 BULK_CACHE_KIB = 131_072  # SQLite page cache during a full load (the default is 2 MiB)
@@ -252,23 +253,7 @@ class FactsStore:
             yield from self._patients(f"WHERE p.id IN ({marks})", tuple(chunk))
 
     def _patients(self, where: str, params: tuple) -> Iterator[PatientFacts]:
-        cursor = self.sql.execute(
-            "SELECT p.id, p.data, r.data FROM patients p "  # noqa: S608 (constant fragments)
-            f"LEFT JOIN records r ON r.patient_id = p.id {where} ORDER BY p.id",
-            params,
-        )
-        current: str | None = None
-        data = b""
-        records: list[Record] = []
-        for pid, pdata, rdata in cursor:
-            if pid != current:
-                if current is not None:
-                    yield facts_from(data, records)
-                current, data, records = pid, pdata, []
-            if rdata is not None:
-                records.append(Record.from_dict(orjson.loads(rdata)))
-        if current is not None:
-            yield facts_from(data, records)
+        return _patients(self.sql, where, params)
 
     def orphans(self) -> dict[str, int]:
         """Patient id -> number of records kept for a patient the store has no Patient row for."""
@@ -334,3 +319,40 @@ class FullLoad:
 
     def flush(self) -> None:
         self.store._flush(self.batch, self.stats, False, None)
+
+
+def _patients(sql: sqlite3.Connection, where: str, params: tuple) -> Iterator[PatientFacts]:
+    cursor = sql.execute(
+        "SELECT p.id, p.data, r.data FROM patients p "  # noqa: S608 (constant fragments)
+        f"LEFT JOIN records r ON r.patient_id = p.id {where} ORDER BY p.id",
+        params,
+    )
+    current: str | None = None
+    data = b""
+    records: list[Record] = []
+    for pid, pdata, rdata in cursor:
+        if pid != current:
+            if current is not None:
+                yield facts_from(data, records)
+            current, data, records = pid, pdata, []
+        if rdata is not None:
+            records.append(Record.from_dict(orjson.loads(rdata)))
+    if current is not None:
+        yield facts_from(data, records)
+
+
+class FactsReader:
+    """The facts of a store read by another process (one that decides patients while the job
+    writes decisions): its own read-only connection, which sees the facts as last committed."""
+
+    def __init__(self, path: Path) -> None:
+        self.sql = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+
+    def facts_of(self, patient_ids: Iterable[str]) -> Iterator[PatientFacts]:
+        """The facts of the given patients (those in the store), in id order."""
+        for chunk in in_chunks(sorted(patient_ids)):
+            marks = ",".join("?" * len(chunk))
+            yield from _patients(self.sql, f"WHERE p.id IN ({marks})", tuple(chunk))
+
+    def close(self) -> None:
+        self.sql.close()

@@ -1,6 +1,7 @@
 """The nightly job's full load reads its files in parts on several processes (`[source] jobs`),
-with the reading shortcuts, and gives the store and the outputs that reading every resource
-in turn gives: for any number of processes, when a large file is cut into many parts, when a
+with the reading shortcuts, and decides the patients on several processes (`[screen] jobs`),
+and gives the store and the outputs that reading every resource in turn and deciding in one
+process give: for any number of processes, when a large file is cut into many parts, when a
 later part holds a copy of a kept record that the prefilter skips unparsed, and with problems
 named by file and line.
 
@@ -18,6 +19,7 @@ import orjson
 import pytest
 
 from ips_screen.cli.main import main
+from ips_screen.nightly import deciding
 from ips_screen.sources import chunks
 from ips_screen.store import StateStore
 from tests.support.paths import FIXTURES, FROZEN_NOW
@@ -63,7 +65,7 @@ def bulk_folder(folder: Path, *, correct_later: bool = False, bad_line: bool = F
 
 def night(
     work: Path, data: Path, jobs: int, incremental: bool = False, exit_code: int = 0
-) -> tuple[bytes, dict, list]:
+) -> tuple[bytes, dict, list, list]:
     """A nightly run on `data` in `work` (its state kept there); decisions, summary, store rows."""
     work.mkdir(parents=True, exist_ok=True)
     config = work / "practice.toml"
@@ -71,7 +73,7 @@ def night(
     config.write_text(
         f'[source]\nkind = "files"\npath = "{data}"\njobs = {jobs}\n'
         f"incremental = {str(incremental).lower()}\n"
-        f'[screen]\nwrite = false\n[output]\nstate_dir = "{state}"\n',
+        f'[screen]\nwrite = false\njobs = {jobs}\n[output]\nstate_dir = "{state}"\n',
         encoding="utf-8",
     )
     with contextlib.redirect_stdout(io.StringIO()):
@@ -85,10 +87,12 @@ def night(
             store.facts.sql.execute("SELECT ref, patient_id, data FROM records ORDER BY ref")
         )
         rows += list(store.facts.sql.execute("SELECT id, NULL, data FROM patients ORDER BY id"))
+        cache = list(store.facts.sql.execute("SELECT * FROM decision_cache ORDER BY patient_id"))
     return (
         (run / "decisions.ndjson").read_bytes(),
         orjson.loads((run / "summary.json").read_bytes()),
         rows,
+        cache,
     )
 
 
@@ -108,17 +112,20 @@ def test_one_or_two_processes_and_many_parts_give_the_same_store_and_outputs(
     first.mkdir()
     (first / "Patient.000.ndjson").write_bytes((data / "Patient.000.ndjson").read_bytes())
     night(tmp_path / "ref", first, 1, incremental=True)
-    _, ref_summary, ref_rows = night(tmp_path / "ref", data, 1, incremental=True)
+    _, ref_summary, ref_rows, ref_cache = night(tmp_path / "ref", data, 1, incremental=True)
     assert ref_summary["input"]["by_type"]["Observation"] > FILLER
 
     whole = night(tmp_path / "a", data, 1)
     monkeypatch.setattr(chunks, "RANGE_BYTES", 4096)
+    monkeypatch.setattr(deciding, "PARALLEL_MIN", 1)  # decided on worker processes too
+    monkeypatch.setattr(deciding, "PIECE", 1)
     assert len(chunks.plan(sorted(data.iterdir()))) > 20
     one = night(tmp_path / "b", data, 1)
     two = night(tmp_path / "c", data, 2)
     assert whole == one == two
-    _, summary, rows = two
+    _, summary, rows, cache = two
     assert rows == ref_rows
+    assert cache == ref_cache  # what the next night reuses
     assert summary["input"]["by_type"] == ref_summary["input"]["by_type"]
     assert not any(ref.startswith("Observation/filler-") for ref, _, _ in rows)  # never kept
 
@@ -143,6 +150,6 @@ def test_a_bad_line_in_a_later_part_is_named_by_its_file_and_line(
     lines = (data / "Observation.000.ndjson").read_bytes().splitlines()
     lineno = next(n for n, line in enumerate(lines, 1) if line.endswith(b'"id": '))
     assert lineno > 300  # far past the first part
-    _, summary, _ = night(tmp_path, data, 2, exit_code=9)  # 9: the night ended with errors
+    summary = night(tmp_path, data, 2, exit_code=9)[1]  # 9: the night ended with errors
     [skipped] = summary["data_quality"]["skipped"]
     assert skipped["where"] == f"{data / 'Observation.000.ndjson'}:{lineno}"

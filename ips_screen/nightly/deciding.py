@@ -1,0 +1,193 @@
+"""Deciding one patient for the nightly screen, in this process or on worker processes.
+
+`decide` is everything the screen needs of a patient it evaluates: the decisions.ndjson line,
+the summary key, the proposal counts, the decision's horizon and digest, and when proposed the
+decision and its proposals.json entries. It is a pure function of the facts, the ruleset, the
+date and the configured owner, so where it runs does not change the outputs.
+
+`Deciders` runs it on `jobs` processes for chunks of patients large enough to be worth it (at
+least PARALLEL_MIN to evaluate; an incremental night evaluates few and stays in this process):
+workers read the facts of a chunk's patients from the store (a read-only connection each) and
+decide them, PIECE patients at a time, and the parent takes the results in patient order, with
+at most IN_FLIGHT pieces per process queued, so memory stays bounded and the outputs are the
+same for any number of processes.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from ips_screen.engine import Decision, evaluate
+from ips_screen.engine.horizon import valid_until
+from ips_screen.facts.model import PatientFacts
+from ips_screen.nightly.steps import ProposalTally
+from ips_screen.outputs.formats.decisions_ndjson import decision_line
+from ips_screen.outputs.formats.proposals_json import proposal_template
+from ips_screen.outputs.summary import SummaryCounter, SummaryKey
+from ips_screen.ruleset.loader import CompiledRuleset
+from ips_screen.store.facts_store import FactsReader
+from ips_screen.store.ledger import decision_digest
+
+PARALLEL_MIN = 200  # patients to evaluate in a chunk before worker processes are used
+PIECE = 250  # patients a worker decides at a time
+IN_FLIGHT = 4  # pieces per process queued or running before the parent waits for the oldest
+
+
+@dataclass(frozen=True)
+class Deciding:
+    """What deciding depends on besides the facts (the same in every process), and the store
+    the facts are read from."""
+
+    ruleset: CompiledRuleset
+    as_of: date
+    owner: str | None
+    store: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """One evaluated patient, as the screen writes and caches it."""
+
+    pid: str
+    line: bytes  # the decisions.ndjson line
+    key: SummaryKey
+    counts: tuple[int, int, int]  # the tool's proposals: open, accepted, declined
+    until: str  # the decision's horizon (ISO date)
+    digest: str
+    decision: Decision | None  # proposed only: kept whole for the report, worklist and writer
+    proposal: bytes | None  # proposed only: proposals.json entries (None: to be built)
+
+
+def decide(
+    facts: PatientFacts,
+    how: Deciding,
+    counter: SummaryCounter,
+    reusable_proposal: tuple[bytes, bytes] | None = None,
+) -> Decided:
+    """Evaluate one patient. `reusable_proposal`: (the cached line after its as-of date, the
+    cached proposal entries) of the patient's cached decision; the entries are reused when the
+    new line is the same but for the date."""
+    decision = evaluate(how.ruleset, facts, how.as_of)
+    line = decision_line(decision)
+    key = counter.key(decision)
+    until = valid_until(how.ruleset, facts, how.as_of).isoformat()
+    proposed = decision.outcome == "propose"
+    proposal = None
+    if proposed:
+        if reusable_proposal is not None and after_date(line) == reusable_proposal[0]:
+            proposal = reusable_proposal[1]
+        proposal = proposal or proposal_template(decision, how.ruleset, how.owner)
+    return Decided(
+        facts.id,
+        line,
+        key,
+        ProposalTally.count(facts),
+        until,
+        decision_digest(decision),
+        decision if proposed else None,
+        proposal,
+    )
+
+
+def date_prefix(day: str) -> bytes:
+    """How every decisions.ndjson line starts (sorted keys: as_of comes first)."""
+    return b'{"as_of":"' + day.encode() + b'"'
+
+
+def after_date(line: bytes) -> bytes | None:
+    """The line after its leading as-of date (None: a line not shaped so)."""
+    head = date_prefix("0000-00-00")
+    if not line.startswith(head[:10]) or len(line) < len(head) or line[len(head) - 1] != 0x22:
+        return None
+    return line[len(head) :]
+
+
+Reuse = tuple[bytes, bytes] | None  # see `decide`
+Need = list[tuple[str, Reuse]]  # the patients to decide, in id order
+FactsOf = Callable[[Iterable[str]], Iterator[PatientFacts]]
+
+
+class Deciders:
+    """Decides batches of patients, in order, on `jobs` processes once a batch is large enough
+    (see the module); `submit` then `results` in the same order."""
+
+    def __init__(self, how: Deciding, jobs: int) -> None:
+        self.how, self.jobs = how, jobs
+        self.counter = SummaryCounter(how.ruleset)
+        self.executor: ProcessPoolExecutor | None = None
+        self.pending: deque[tuple[object, list[Future] | list[Decided]]] = deque()
+        self.in_flight = 0
+
+    def submit(
+        self, tag: object, batch: Need, facts_of: FactsOf
+    ) -> Iterator[tuple[object, list[Decided]]]:
+        """Queue a batch (`tag` comes back with its results; `facts_of` reads facts in this
+        process); yields the batches done so far that may be taken, in the order given."""
+        if self.jobs > 1 and len(batch) >= PARALLEL_MIN and self.executor is None:
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else None)
+            self.executor = ProcessPoolExecutor(
+                self.jobs, mp_context=context, initializer=_init, initargs=(self.how,)
+            )
+        if self.executor is not None and batch:
+            pieces = [batch[n : n + PIECE] for n in range(0, len(batch), PIECE)]
+            futures = [self.executor.submit(_decide_batch, piece) for piece in pieces]
+            self.pending.append((tag, futures))
+            self.in_flight += len(futures)
+        else:
+            self.pending.append((tag, _decide(batch, facts_of, self.how, self.counter)))
+        while self.pending and (
+            self.in_flight > IN_FLIGHT * self.jobs or not _futures(self.pending[0][1])
+        ):
+            yield self._take()
+
+    def results(self) -> Iterator[tuple[object, list[Decided]]]:
+        """The batches still queued, in order."""
+        while self.pending:
+            yield self._take()
+
+    def _take(self) -> tuple[object, list[Decided]]:
+        tag, done = self.pending.popleft()
+        if not _futures(done):
+            return tag, done  # type: ignore[return-value]
+        self.in_flight -= len(done)
+        return tag, [d for future in done for d in future.result()]  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor = None
+
+
+def _futures(done: list) -> bool:
+    return bool(done) and isinstance(done[0], Future)
+
+
+def _decide(
+    batch: Need, facts_of: FactsOf, how: Deciding, counter: SummaryCounter
+) -> list[Decided]:
+    reuse = dict(batch)
+    return [decide(facts, how, counter, reuse[facts.id]) for facts in facts_of(reuse)]
+
+
+_HOW: Deciding | None = None
+_COUNTER: SummaryCounter | None = None
+_READER: FactsReader | None = None
+
+
+def _init(how: Deciding) -> None:
+    global _HOW, _COUNTER, _READER
+    _HOW, _COUNTER, _READER = how, SummaryCounter(how.ruleset), FactsReader(how.store)
+    gc.freeze()  # the ruleset and modules: never collected, never scanned again
+
+
+def _decide_batch(batch: Need) -> list[Decided]:  # in a worker process
+    assert _HOW is not None and _COUNTER is not None and _READER is not None
+    return _decide(batch, _READER.facts_of, _HOW, _COUNTER)

@@ -32,7 +32,7 @@ import orjson
 from ips_screen.facts.extract import SUBJECT_FIELD
 from ips_screen.reading import ReadReport
 from ips_screen.sources.chunks import ALWAYS_PARSED, Chunk, ChunkFacts
-from ips_screen.sources.parallel import report_problems
+from ips_screen.sources.parallel import take_counts
 from ips_screen.store.facts_store import ApplyStats, FactsStore, FullLoad
 from ips_screen.store.rows import patient_row
 
@@ -139,12 +139,7 @@ def load_parts(
                 log.info("%s from byte %d: read again, every line parsed", chunk.path, chunk.start)
                 rows = reread(chunk)
             part = rows.part
-            offset = lines_before.get(part.chunk.path, 0) if part.chunk.part else 0
-            lines_before[part.chunk.path] = offset + part.lines
-            report_problems(part, offset, report)
-            report.files_read += part.files_read
-            report.resources_read += part.resources_read
-            report.by_type.update(part.by_type)
+            take_counts(part, lines_before, report)
             stats.resources += part.resources_read
             for rtype, count in part.by_type.items():
                 stats.by_type[rtype] = stats.by_type.get(rtype, 0) + count

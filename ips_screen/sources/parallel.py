@@ -139,12 +139,7 @@ def merge(
                 "%s from byte %d: read again, every line parsed", part.chunk.path, part.chunk.start
             )
             part = read_chunk(part.chunk, replace(options, shortcuts=False))
-        offset = lines_before.get(part.chunk.path, 0) if part.chunk.part else 0
-        lines_before[part.chunk.path] = offset + part.lines
-        report_problems(part, offset, report)
-        report.files_read += part.files_read
-        report.resources_read += part.resources_read
-        report.by_type.update(part.by_type)
+        take_counts(part, lines_before, report)
         for ref in part.dropped:
             total.drop(ref)
         total.records.update(part.records)
@@ -153,6 +148,18 @@ def merge(
         if progress is not None:
             progress(report.resources_read)
     return total.finish()
+
+
+def take_counts(part: ChunkFacts, lines_before: dict[str, int], report: ReadReport) -> None:
+    """A part's problems (located in their file and line: `lines_before` holds the lines of
+    each file's parts taken so far) and counts, into `report`; parts are taken in input
+    order."""
+    offset = lines_before.get(part.chunk.path, 0) if part.chunk.part else 0
+    lines_before[part.chunk.path] = offset + part.lines
+    report_problems(part, offset, report)
+    report.files_read += part.files_read
+    report.resources_read += part.resources_read
+    report.by_type.update(part.by_type)
 
 
 def report_problems(part: ChunkFacts, offset: int, report: ReadReport) -> None:

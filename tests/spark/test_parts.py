@@ -16,18 +16,9 @@ from ips_screen.ruleset.loader import load_ruleset
 from ips_screen.sources import chunks, discover
 from ips_screen.synth import write_bulk
 from tests.support.paths import FROZEN_NOW
-from tests.support.spark import AS_OF, SOCKETS_LEFT_OPEN, screen_both
+from tests.support.spark import AS_OF, PAIN, SOCKETS_LEFT_OPEN, screen_both
 
 pytestmark = SOCKETS_LEFT_OPEN
-
-PAIN = {
-    "resourceType": "Condition",
-    "id": "c1",
-    "subject": {"reference": "Patient/p1"},
-    "clinicalStatus": {"coding": [{"code": "active"}]},
-    "code": {"coding": [{"system": "http://snomed.info/sct", "code": "82423001"}]},
-    "onsetDateTime": "2025-01-01",
-}
 
 
 @pytest.fixture

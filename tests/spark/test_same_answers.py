@@ -13,7 +13,7 @@ import pytest
 from ips_screen.cli.main import main
 from ips_screen.synth import write_bulk
 from tests.support.paths import FIXTURES, FROZEN_NOW
-from tests.support.spark import AS_OF, SOCKETS_LEFT_OPEN, screen_both
+from tests.support.spark import AS_OF, PAIN, SOCKETS_LEFT_OPEN, screen_both
 
 pytestmark = SOCKETS_LEFT_OPEN
 
@@ -81,14 +81,7 @@ def test_the_last_copy_read_wins_across_files(spark, capsys, tmp_path: Path):
     patients = data / "Patient.000.ndjson"
     for path in (first, second):
         path.parent.mkdir(parents=True, exist_ok=True)
-    pain = {
-        "resourceType": "Condition",
-        "id": "c1",
-        "subject": {"reference": "Patient/p1"},
-        "clinicalStatus": {"coding": [{"code": "active"}]},
-        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "82423001"}]},
-        "onsetDateTime": "2025-01-01",
-    }
+    pain = dict(PAIN)
     erased = {**pain, "verificationStatus": {"coding": [{"code": "entered-in-error"}]}}
     moved = {**pain, "id": "c2", "subject": {"reference": "Patient/p2"}}
     before_move = {**moved, "subject": {"reference": "Patient/p1"}}

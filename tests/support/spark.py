@@ -14,6 +14,15 @@ SOCKETS_LEFT_OPEN = pytest.mark.filterwarnings(
 )
 
 AS_OF = ["--as-of", "2026-11-26"]
+# Patient p1's active chronic pain (SNOMED 82423001), the record the merge tests move and erase.
+PAIN = {
+    "resourceType": "Condition",
+    "id": "c1",
+    "subject": {"reference": "Patient/p1"},
+    "clinicalStatus": {"coding": [{"code": "active"}]},
+    "code": {"coding": [{"system": "http://snomed.info/sct", "code": "82423001"}]},
+    "onsetDateTime": "2025-01-01",
+}
 OUTPUTS = ("decisions.ndjson", "proposals.json", "summary.json", "report.html", "worklist.csv")
 
 

@@ -23,6 +23,7 @@ from ips_screen.sources.parallel import merge
 from ips_screen.spark.parts import UriFile, outline, read_uri_file, states
 from ips_screen.spark.reduce import KEPT, UNLINKED, latest, result_of, screen_patients
 from tests.support.paths import FIXTURES, FROZEN_NOW
+from tests.support.spark import PAIN
 
 AS_OF = FROZEN_NOW.date()
 
@@ -83,14 +84,7 @@ def test_fixtures_merge_to_the_single_machine_decisions(ruleset, range_bytes):
 
 
 def test_the_file_read_last_wins(ruleset, tmp_path: Path):
-    pain = {
-        "resourceType": "Condition",
-        "id": "c1",
-        "subject": {"reference": "Patient/p1"},
-        "clinicalStatus": {"coding": [{"code": "active"}]},
-        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "82423001"}]},
-        "onsetDateTime": "2025-01-01",
-    }
+    pain = dict(PAIN)
     erased = {**pain, "verificationStatus": {"coding": [{"code": "entered-in-error"}]}}
     moved = {**pain, "id": "c2", "subject": {"reference": "Patient/p2"}}
     unlinked = {**pain, "id": "c3", "subject": None}

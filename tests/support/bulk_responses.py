@@ -10,6 +10,7 @@ of an exporter (capability statement, kick-off, manifest, files) for the nightly
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -192,4 +193,8 @@ def exporter(
         mock.delete(STATUS, status=202)
         for t, (data, _) in files.items():
             mock.get(f"{BASE}/files/{t}.ndjson", body=data)
+        # The night's report reads the open review Tasks (its "Work outstanding"): none here.
+        # Unanswered, `responses` would refuse the connection and the job would retry for real.
+        searchset = {"resourceType": "Bundle", "type": "searchset", "entry": []}
+        mock.get(re.compile(re.escape(BASE) + r"/(Task|ServiceRequest)(\?.*)?$"), json=searchset)
         yield mock

@@ -9,7 +9,8 @@ Run from the project root (needs `scripts/spark-deps`)::
    --seed 1`, Bulk NDJSON, docs/synthetic-population.md) in <work>/synth-N, reused when kept.
    Not timed.
 2. Measures, each a fresh `ips-screen screen` process over the same files, every output written:
-   - single: the default engine (one process);
+   - single: the default engine (`screen`, reading on every core with the default `--jobs`,
+     deciding in one process; its per-core rate is over all the machine's cores);
    - spark: `--engine spark --master local[2]` (the JVM start is inside the timing).
    While each runs, its process tree is sampled every 0.2 s from /proc: the peak resident memory
    of the driver (the ips-screen Python process), of the JVM (Spark's driver and, in local mode,
@@ -144,10 +145,13 @@ def measure(work: Path, patients: int, master: str) -> list[dict]:
             argv += ["--spark-conf", "spark.driver.memory=2g"]
         figures = timed(argv)
         summary = orjson.loads((out / "summary.json").read_bytes())
-        cores = 1 if engine == "single" else _cores(master)
+        # One machine reads on every core (`screen --jobs`, default all) and decides in one.
+        cores = (os.cpu_count() or 1) if engine == "single" else _cores(master)
         rows.append(
             {
-                "engine": engine if engine == "single" else f"spark {master}",
+                "engine": f"one machine, --jobs {cores}"
+                if engine == "single"
+                else f"spark {master}",
                 "patients": summary["patients"],
                 "resources": summary["input"]["resources"],
                 "cores": cores,

@@ -32,7 +32,7 @@ from functools import lru_cache
 import orjson
 
 from ips_screen.engine import Decision
-from ips_screen.nightly.deciding import Decided, Deciders, Deciding, Need
+from ips_screen.nightly.deciding import Decided, Deciders, Deciding, Need, date_prefix
 from ips_screen.nightly.progress import Progress
 from ips_screen.nightly.steps import ProposalTally
 from ips_screen.outputs.folder import OutputFolder
@@ -60,10 +60,7 @@ def decisions_fingerprint(ruleset: CompiledRuleset, owner: str | None) -> str:
     return digest.hexdigest()
 
 
-@lru_cache(maxsize=64)
-def _prefix(day: str) -> bytes:
-    """How every cached line starts (sorted keys: as_of comes first)."""
-    return b'{"as_of":"' + day.encode() + b'"'
+_prefix = lru_cache(maxsize=64)(date_prefix)  # how every cached line starts
 
 
 def reusable(row: ScreenRow, day: str) -> bool:

@@ -148,7 +148,7 @@ def _load_files(
     declared: dict[Path, str] | None = None,
 ) -> ApplyStats:
     """Apply input files to the store: into an empty store (a full load) in parts on `jobs`
-    processes (default: all cores) with the reading shortcuts (`store.part_load`), else resource
+    processes (default: all cores) with the reading shortcuts (`nightly.part_load`), else resource
     by resource (changes to earlier facts). `declared`: the types of Bulk export files."""
     if not store.is_empty():
         items = iter_resources(files, report, max_line=max_line)

@@ -5,12 +5,13 @@ the summary key, the proposal counts, the decision's horizon and digest, and whe
 decision and its proposals.json entries. It is a pure function of the facts, the ruleset, the
 date and the configured owner, so where it runs does not change the outputs.
 
-`Deciders` runs it on `jobs` processes for chunks of patients large enough to be worth it (at
-least PARALLEL_MIN to evaluate; an incremental night evaluates few and stays in this process):
-workers read the facts of a chunk's patients from the store (a read-only connection each) and
-decide them, PIECE patients at a time, and the parent takes the results in patient order, with
-at most IN_FLIGHT pieces per process queued, so memory stays bounded and the outputs are the
-same for any number of processes.
+`Deciders` runs it on `jobs` processes once the night has enough patients to evaluate to be
+worth it (PARALLEL_MIN, counted over the batches so far: a full night's first batch, or an
+incremental night's patients whose facts changed or whose decisions expired, a few in each
+batch; a night that evaluates fewer stays in this process): workers read the facts of a batch's
+patients from the store (a read-only connection each) and decide them, PIECE patients at a time,
+and the parent takes the results in patient order, with at most IN_FLIGHT pieces per process
+queued, so memory stays bounded and the outputs are the same for any number of processes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.store.facts_store import FactsReader
 from ips_screen.store.ledger import decision_digest
 
-PARALLEL_MIN = 200  # patients to evaluate in a chunk before worker processes are used
+PARALLEL_MIN = 200  # patients to evaluate (so far in the night) before workers are used
 PIECE = 250  # patients a worker decides at a time
 IN_FLIGHT = 4  # pieces per process queued or running before the parent waits for the oldest
 
@@ -124,13 +125,15 @@ class Deciders:
         self.executor: ProcessPoolExecutor | None = None
         self.pending: deque[tuple[object, list[Future] | list[Decided]]] = deque()
         self.in_flight = 0
+        self.asked = 0  # patients submitted so far
 
     def submit(
         self, tag: object, batch: Need, facts_of: FactsOf
     ) -> Iterator[tuple[object, list[Decided]]]:
         """Queue a batch (`tag` comes back with its results; `facts_of` reads facts in this
         process); yields the batches done so far that may be taken, in the order given."""
-        if self.jobs > 1 and len(batch) >= PARALLEL_MIN and self.executor is None:
+        self.asked += len(batch)
+        if self.jobs > 1 and self.asked >= PARALLEL_MIN and self.executor is None:
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else None)
             self.executor = ProcessPoolExecutor(

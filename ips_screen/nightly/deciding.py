@@ -47,7 +47,7 @@ from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.store.facts_store import FactsReader
 from ips_screen.store.ledger import decision_digest
 
-PARALLEL_MIN = 200  # patients to evaluate (so far in the night) before workers are used
+PARALLEL_MIN = 1_000  # patients to evaluate (so far in the night) before workers are used
 PIECE = 250  # patients a worker decides at a time
 IN_FLIGHT = 4  # pieces per process queued or running before the parent waits for the oldest
 SHARED_MAX = 50_000  # sets of facts `Shared` keeps a decision for (about 300 bytes each)

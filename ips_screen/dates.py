@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import date, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 LONDON = ZoneInfo("Europe/London")
@@ -95,6 +96,7 @@ def add_months(d: date, months: int) -> date:
     return date(year, month0 + 1, min(d.day, last))
 
 
+@lru_cache(maxsize=256)  # the same few windows of the same T, for every patient of a screen
 def months_before(t: date, months: int) -> date:
     """Start of the window "last N months" ending at T (both ends included)."""
     return add_months(t, -months)

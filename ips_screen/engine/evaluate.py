@@ -16,7 +16,7 @@ from ips_screen.kinds.latest_category import category_evidence
 from ips_screen.kinds.records import in_window
 from ips_screen.kinds.registry import evaluate_rule, walk_criteria
 from ips_screen.ruleset.loader import CompiledRuleset
-from ips_screen.ruleset.model import Criterion, LatestCategory, Priority
+from ips_screen.ruleset.model import Criterion, LatestCategory, Priority, Ruleset
 
 
 def to_step(
@@ -51,14 +51,26 @@ def _child_step(child: Child) -> Step:
 
 
 def _find_rule(ruleset: CompiledRuleset, rule_id: str) -> Criterion | None:
-    for top in [
-        *(e.rule for e in ruleset.model.exclusions),
-        *(c.rule for c in ruleset.model.criteria),
-    ]:
+    return _rules_by_id(ruleset.model).get(rule_id)
+
+
+_BY_ID: dict[int, tuple[Ruleset, dict[str, Criterion]]] = {}  # the last few rulesets' rules
+
+
+def _rules_by_id(model: Ruleset) -> dict[str, Criterion]:
+    """Every criterion of the ruleset by id, the first of an id kept (made once per ruleset: each
+    patient's evaluation looks up a few)."""
+    known = _BY_ID.get(id(model))
+    if known is not None and known[0] is model:
+        return known[1]
+    rules: dict[str, Criterion] = {}
+    for top in [*(e.rule for e in model.exclusions), *(c.rule for c in model.criteria)]:
         for rule in walk_criteria(top):
-            if rule.id == rule_id:
-                return rule
-    return None
+            rules.setdefault(rule.id, rule)
+    if len(_BY_ID) >= 8:
+        _BY_ID.clear()
+    _BY_ID[id(model)] = (model, rules)
+    return rules
 
 
 def _priority(spec: Priority, ruleset: CompiledRuleset, ctx: Context) -> tuple[str, Step]:

@@ -166,11 +166,12 @@ def plain_lines(data: bytes | bytearray) -> int | None:
 
 
 class Block:
-    """A block of whole lines of one Bulk file, each certainly a `rtype` resource shaped
-    ``{"resourceType":"<rtype>","id":"<id>",...}`` with no other "resourceType" or "id" key and
-    no ``\\u`` escape: then the lines to parse are only those a "code" value that may match
-    points to, and every line's id is known from the bytes. `of` returns None when the block is
-    not like that (or has a line longer than `max_line`)."""
+    """A block of whole lines of one Bulk file, each certainly a `rtype` resource: an object with
+    one "resourceType" key, ``"resourceType":"<rtype>"``, and one "id" key, ``"id":"<id>"``,
+    anywhere in the line (first, as most servers write them, or in sorted key order), and no
+    ``\\u`` escape: then the lines to parse are only those a "code" value that may match points
+    to, and every line's id is known from the bytes. `of` returns None when the block is not like
+    that (or has a line longer than `max_line`)."""
 
     def __init__(
         self, data: bytes | bytearray, starts: list[int], ids: list[bytes], escapes: bool
@@ -185,22 +186,32 @@ class Block:
         if escapes and b"\\u" in data:
             return None
         head = b'{"resourceType":"%s","id":"' % rtype.encode()
+        typed = head[1:-7]  # "resourceType":"<rtype>"
         skip = len(head)
         find, startswith = data.find, data.startswith
         starts: list[int] = []
         ids: list[bytes] = []
         at, size = 0, len(data)
-        # One pass line by line (memchr-speed searches): every line starts with `head` and ends
-        # in "}"; its id is the string after `head`.
+        # One pass line by line (memchr-speed searches): every line starts with "{" and ends in
+        # "}", and holds `typed` and an "id" key with a string value (after `head` when the line
+        # starts so); the counts below then make each the line's only one.
         while at < size:
             end = find(b"\n", at)
-            quote = find(b'"', at + skip, end)
-            if end - at > max_line or quote == -1 or data[end - 1] != 0x7D:
+            if end - at > max_line or data[end - 1] != 0x7D:
                 return None
-            if not startswith(head, at):
+            if startswith(head, at):
+                key = at + skip
+            elif data[at] != 0x7B or find(typed, at, end) == -1:
+                return None
+            else:
+                key = find(b'"id":"', at, end) + 6
+                if key == 5:
+                    return None
+            quote = find(b'"', key, end)
+            if quote == -1:
                 return None
             starts.append(at)
-            ids.append(bytes(data[at + skip : quote]))
+            ids.append(bytes(data[key:quote]))
             at = end + 1
         lines = len(starts)
         if data.count(_TYPE_KEY) != lines or data.count(b'"id"') != lines:

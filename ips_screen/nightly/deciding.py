@@ -5,12 +5,21 @@ the summary key, the proposal counts, the decision's horizon and digest, and whe
 decision and its proposals.json entries. It is a pure function of the facts, the ruleset, the
 date and the configured owner, so where it runs does not change the outputs.
 
-`Deciders` runs it on `jobs` processes for chunks of patients large enough to be worth it (at
-least PARALLEL_MIN to evaluate; an incremental night evaluates few and stays in this process):
-workers read the facts of a chunk's patients from the store (a read-only connection each) and
-decide them, PIECE patients at a time, and the parent takes the results in patient order, with
-at most IN_FLIGHT pieces per process queued, so memory stays bounded and the outputs are the
-same for any number of processes.
+`Deciders` runs it on `jobs` processes once the night has enough patients to evaluate to be
+worth it (PARALLEL_MIN, counted over the batches so far: a full night's first batch, or an
+incremental night's patients whose facts changed or whose decisions expired, a few in each
+batch; a night that evaluates fewer stays in this process): workers read the facts of a batch's
+patients from the store (a read-only connection each) and decide them, PIECE patients at a time,
+and the parent takes the results in patient order, with at most IN_FLIGHT pieces per process
+queued, so memory stays bounded and the outputs are the same for any number of processes.
+
+Most patients of a practice have no record any rule reads (no chronic pain, fit note, employment
+status, referral...): their decision depends on their birth date and the few other facts of their
+Patient alone. `Shared` decides such a patient once for each set of those facts, as a stand-in
+patient whose id no real one can have, and gives every other patient with the same facts that
+decision with their own reference in place of the stand-in's (the engine reads a patient's id only
+to name them: tests/property/test_shared_decisions.py). A decision that names the stand-in any
+other way, or proposes a referral, is not shared.
 """
 
 from __future__ import annotations
@@ -20,9 +29,12 @@ import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
+from typing import NamedTuple
+
+import orjson
 
 from ips_screen.engine import Decision, evaluate
 from ips_screen.engine.horizon import valid_until
@@ -35,9 +47,11 @@ from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.store.facts_store import FactsReader
 from ips_screen.store.ledger import decision_digest
 
-PARALLEL_MIN = 200  # patients to evaluate in a chunk before worker processes are used
+PARALLEL_MIN = 1_000  # patients to evaluate (so far in the night) before workers are used
 PIECE = 250  # patients a worker decides at a time
 IN_FLIGHT = 4  # pieces per process queued or running before the parent waits for the oldest
+SHARED_MAX = 50_000  # sets of facts `Shared` keeps a decision for (about 300 bytes each)
+STAND_IN = "\x00stand-in\x00"  # no record can name it: JSON writes it \u0000stand-in\u0000
 
 
 @dataclass(frozen=True)
@@ -51,9 +65,9 @@ class Deciding:
     store: Path
 
 
-@dataclass(frozen=True, slots=True)
-class Decided:
-    """One evaluated patient, as the screen writes and caches it."""
+class Decided(NamedTuple):
+    """One evaluated patient, as the screen writes and caches it (a named tuple: workers send
+    thousands a second to the job, and a tuple pickles at a third of a frozen dataclass's cost)."""
 
     pid: str
     line: bytes  # the decisions.ndjson line
@@ -96,6 +110,48 @@ def decide(
     )
 
 
+# What a shared decision keeps: its line cut where the stand-in's reference was, the summary key,
+# the horizon and the digest (False: not shared).
+Known = tuple[tuple[bytes, ...], SummaryKey, str, str]
+
+
+class Shared:
+    """Decisions shared by the patients with no records (see the module)."""
+
+    _REF = orjson.dumps(f"Patient/{STAND_IN}")
+    _ID = orjson.dumps(STAND_IN)[1:-1]
+
+    def __init__(self) -> None:
+        self.known: dict[tuple, Known | bool] = {}
+        self.lines: dict[tuple[bytes, ...], tuple[bytes, ...]] = {}  # identical lines kept once
+
+    def decide(self, facts: PatientFacts, how: Deciding, counter: SummaryCounter) -> Decided | None:
+        """The patient's decision, when it may be shared (None: decide them in full)."""
+        if facts.records:
+            return None
+        key = (facts.birth_date, facts.deceased, facts.deceased_date, facts.general_practitioners)
+        known = self.known.get(key)
+        if known is None:
+            if len(self.known) >= SHARED_MAX:
+                return None
+            known = self.known[key] = self._learn(replace(facts, id=STAND_IN), how, counter)
+        if known is False:
+            return None
+        parts, summary_key, until, digest = known  # type: ignore[misc]
+        line = orjson.dumps(facts.ref).join(parts)
+        counts = ProposalTally.count(facts)
+        return Decided(facts.id, line, summary_key, counts, until, digest, None, None)
+
+    def _learn(
+        self, stand_in: PatientFacts, how: Deciding, counter: SummaryCounter
+    ) -> Known | bool:
+        done = decide(stand_in, how, counter)
+        parts = tuple(done.line.split(self._REF))
+        if done.decision is not None or any(self._ID in part for part in parts):
+            return False
+        return self.lines.setdefault(parts, parts), done.key, done.until, done.digest
+
+
 def date_prefix(day: str) -> bytes:
     """How every decisions.ndjson line starts (sorted keys: as_of comes first)."""
     return b'{"as_of":"' + day.encode() + b'"'
@@ -121,16 +177,19 @@ class Deciders:
     def __init__(self, how: Deciding, jobs: int) -> None:
         self.how, self.jobs = how, jobs
         self.counter = SummaryCounter(how.ruleset)
+        self.shared = Shared()
         self.executor: ProcessPoolExecutor | None = None
         self.pending: deque[tuple[object, list[Future] | list[Decided]]] = deque()
         self.in_flight = 0
+        self.asked = 0  # patients submitted so far
 
     def submit(
         self, tag: object, batch: Need, facts_of: FactsOf
     ) -> Iterator[tuple[object, list[Decided]]]:
         """Queue a batch (`tag` comes back with its results; `facts_of` reads facts in this
         process); yields the batches done so far that may be taken, in the order given."""
-        if self.jobs > 1 and len(batch) >= PARALLEL_MIN and self.executor is None:
+        self.asked += len(batch)
+        if self.jobs > 1 and self.asked >= PARALLEL_MIN and self.executor is None:
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else None)
             self.executor = ProcessPoolExecutor(
@@ -142,7 +201,8 @@ class Deciders:
             self.pending.append((tag, futures))
             self.in_flight += len(futures)
         else:
-            self.pending.append((tag, _decide(batch, facts_of, self.how, self.counter)))
+            done = _decide(batch, facts_of, self.how, self.counter, self.shared)
+            self.pending.append((tag, done))
         while self.pending and (
             self.in_flight > IN_FLIGHT * self.jobs or not _futures(self.pending[0][1])
         ):
@@ -171,23 +231,29 @@ def _futures(done: list) -> bool:
 
 
 def _decide(
-    batch: Need, facts_of: FactsOf, how: Deciding, counter: SummaryCounter
+    batch: Need, facts_of: FactsOf, how: Deciding, counter: SummaryCounter, shared: Shared
 ) -> list[Decided]:
     reuse = dict(batch)
-    return [decide(facts, how, counter, reuse[facts.id]) for facts in facts_of(reuse)]
+    return [
+        shared.decide(facts, how, counter) or decide(facts, how, counter, reuse[facts.id])
+        for facts in facts_of(reuse)
+    ]
 
 
 _HOW: Deciding | None = None
 _COUNTER: SummaryCounter | None = None
 _READER: FactsReader | None = None
+_SHARED: Shared | None = None
 
 
 def _init(how: Deciding) -> None:
-    global _HOW, _COUNTER, _READER
+    global _HOW, _COUNTER, _READER, _SHARED
     _HOW, _COUNTER, _READER = how, SummaryCounter(how.ruleset), FactsReader(how.store)
+    _SHARED = Shared()
     gc.freeze()  # the ruleset and modules: never collected, never scanned again
 
 
 def _decide_batch(batch: Need) -> list[Decided]:  # in a worker process
     assert _HOW is not None and _COUNTER is not None and _READER is not None
-    return _decide(batch, _READER.facts_of, _HOW, _COUNTER)
+    assert _SHARED is not None
+    return _decide(batch, _READER.facts_of, _HOW, _COUNTER, _SHARED)

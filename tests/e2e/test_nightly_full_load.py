@@ -3,7 +3,8 @@ with the reading shortcuts, and decides the patients on several processes (`[scr
 and gives the store and the outputs that reading every resource in turn and deciding in one
 process give: for any number of processes, when a large file is cut into many parts, when a
 later part holds a copy of a kept record that the prefilter skips unparsed, and with problems
-named by file and line.
+named by file and line. Workers start once the night has enough patients to evaluate, however
+few each batch brings (an incremental night's changed patients come a few at a time).
 
 The Bulk files here are written with sorted keys (as many servers write them): their
 "resourceType" comes after nested values, so the files' Bulk names tell the type.
@@ -20,6 +21,7 @@ import pytest
 
 from ips_screen.cli.main import main
 from ips_screen.nightly import deciding
+from ips_screen.nightly import screen as nightly_screen
 from ips_screen.sources import chunks
 from ips_screen.store import StateStore
 from tests.support.paths import FIXTURES, FROZEN_NOW
@@ -153,3 +155,30 @@ def test_a_bad_line_in_a_later_part_is_named_by_its_file_and_line(
     summary = night(tmp_path, data, 2, exit_code=9)[1]  # 9: the night ended with errors
     [skipped] = summary["data_quality"]["skipped"]
     assert skipped["where"] == f"{data / 'Observation.000.ndjson'}:{lineno}"
+
+
+def test_patients_to_evaluate_a_few_per_batch_still_go_to_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    data = tmp_path / "in"
+    data.mkdir()
+    with (data / "all.ndjson").open("wb") as out:  # every fixture patient
+        for path in sorted((FIXTURES / "patients").glob("*.json")):
+            for entry in orjson.loads(path.read_bytes())["entry"]:
+                out.write(orjson.dumps(entry["resource"]) + b"\n")
+    alone = night(tmp_path / "one", data, 1)
+    pools: list[int] = []
+
+    class Counted(deciding.ProcessPoolExecutor):
+        def __init__(self, workers: int, **kwargs: object) -> None:
+            pools.append(workers)
+            super().__init__(workers, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(deciding, "ProcessPoolExecutor", Counted)
+    monkeypatch.setattr(nightly_screen, "CHUNK", 3)  # every batch smaller than PARALLEL_MIN
+    monkeypatch.setattr(deciding, "PARALLEL_MIN", 10)
+    monkeypatch.setattr(deciding, "PIECE", 2)
+    shared = night(tmp_path / "two", data, 2)
+    assert pools == [2]
+    assert shared == alone
+    assert len(alone[3]) > 30  # cached decisions: most batches were decided by the workers

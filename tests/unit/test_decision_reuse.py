@@ -6,6 +6,7 @@ summary keys and proposal templates) equal `pipeline.finish`'s."""
 from __future__ import annotations
 
 import copy
+import sqlite3
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -217,6 +218,28 @@ def test_a_changed_record_invalidates_both_patients_and_a_reset_everyone(tmp_pat
         assert [cache.get(p) is None for p in "abc"] == [False, True, False]
         store.reset(ruleset)
         assert not cache.has_rows()
+
+
+def test_cached_decisions_take_little_more_disk_than_their_bytes(tmp_path: Path):
+    """A night's cached decisions (about 4.5 kB each) cost the store not much more than their
+    size: on 8 kB pages each took a page and a mostly empty overflow page (1.7 times)."""
+    line = orjson.dumps({"as_of": "2026-11-26", "trace": ["x" * 90] * 48})
+    assert 4_000 < len(line) < 5_000
+    with StateStore(tmp_path / "store.sqlite") as state:
+        rows = [
+            (f"p{n:05}", "2026-11-26", "2027-01-01", "d" * 64, b"[1,2]", line, None)
+            for n in range(2_000)
+        ]
+        state.cache.put(rows)
+        sql = state.facts.sql
+        try:
+            [(used,)] = sql.execute(
+                "SELECT SUM(pgsize) FROM dbstat WHERE name = 'decision_cache'"
+            ).fetchall()
+        except sqlite3.OperationalError:  # SQLite built without the dbstat table
+            pytest.skip("SQLite without dbstat")
+        stored = sum(sum(len(v) for v in row if v is not None) for row in rows)
+        assert used < 1.25 * stored
 
 
 @pytest.mark.slow

@@ -1,0 +1,80 @@
+"""Shared decisions (`nightly.deciding.Shared`): a patient with no records gets, from the decision
+of another patient with the same other facts, exactly what deciding them in full gives (line,
+summary key, horizon, digest, proposal counts), whatever their ids. The reference is `decide`
+itself; the claim rests on the engine reading a patient's id only to name them."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ips_screen.nightly.deciding import STAND_IN, Deciding, Shared, decide
+from ips_screen.outputs.summary import SummaryCounter
+from tests.helpers import default_ruleset as ruleset
+from tests.helpers import facts_from, patient
+from tests.support.generators import AS_OF_CHOICES, a_birth_date
+
+FHIR_IDS = st.from_regex(r"[A-Za-z0-9\-.]{1,64}", fullmatch=True)
+
+
+@st.composite
+def record_less(draw, t: date) -> dict:
+    """The fields of a Patient with no records (the id left to the caller)."""
+    extra = draw(
+        st.sampled_from(
+            [{}] * 6
+            + [{"deceasedBoolean": True}, {"deceasedBoolean": False}]
+            + [{"deceasedDateTime": d.isoformat()} for d in (t, t + timedelta(days=1))]
+        )
+    )
+    gps = draw(st.sampled_from([[], ["Practitioner/gp-1"], ["Organization/o", "Practitioner/2"]]))
+    if gps:
+        extra["generalPractitioner"] = [{"reference": ref} for ref in gps]
+    return {"birth": draw(a_birth_date(t)), **extra}
+
+
+@given(data=st.data(), t=st.sampled_from(AS_OF_CHOICES))
+def test_a_shared_decision_is_the_one_deciding_in_full_gives(data, t):
+    rs = ruleset()
+    how = Deciding(rs, t, None, Path("unused"))  # the store is only read by worker processes
+    counter = SummaryCounter(rs)
+    shared = Shared()
+    kinds = data.draw(st.lists(record_less(t), min_size=1, max_size=3))
+    for n in range(data.draw(st.integers(2, 8))):
+        fields = data.draw(st.sampled_from(kinds))  # the same facts again, or others
+        pid = data.draw(FHIR_IDS)
+        facts = facts_from([patient(id=pid, **fields)], rs)
+        assert facts.id == pid and not facts.records
+        got = shared.decide(facts, how, counter)
+        assert got is not None  # the default ruleset proposes no one without records
+        assert got == decide(facts, how, counter), n
+        assert STAND_IN.encode() not in got.line and b"\\u0000" not in got.line
+    assert len(shared.known) <= len(kinds)
+
+
+def test_patients_with_records_or_other_facts_are_not_shared():
+    rs = ruleset()
+    t = date(2026, 11, 26)
+    how, counter, shared = Deciding(rs, t, None, Path("unused")), SummaryCounter(rs), Shared()
+    young = facts_from([patient(id="a", birth="2001-02-03")], rs)
+    old = facts_from([patient(id="b", birth="1950-02-03")], rs)
+    assert shared.decide(young, how, counter) == decide(young, how, counter)
+    assert shared.decide(old, how, counter) == decide(old, how, counter)
+    assert len(shared.known) == 2  # one decision per set of facts
+    with_record = facts_from(
+        [
+            patient(id="c", birth="2001-02-03"),
+            {
+                "resourceType": "Condition",
+                "id": "x",
+                "subject": {"reference": "Patient/c"},
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": "82423001"}]},
+            },
+        ],
+        rs,
+    )
+    assert with_record.records
+    assert shared.decide(with_record, how, counter) is None

@@ -14,9 +14,9 @@ from ips_screen.kinds.context import Child, Context, Finding
 from ips_screen.kinds.evidence import RecordEvidence, SpellStartEvidence
 from ips_screen.kinds.latest_category import category_evidence
 from ips_screen.kinds.records import in_window
-from ips_screen.kinds.registry import evaluate_rule, walk_criteria
+from ips_screen.kinds.registry import evaluate_rule
 from ips_screen.ruleset.loader import CompiledRuleset
-from ips_screen.ruleset.model import Criterion, LatestCategory, Priority, Ruleset
+from ips_screen.ruleset.model import Criterion, LatestCategory, Priority
 
 
 def to_step(
@@ -51,26 +51,7 @@ def _child_step(child: Child) -> Step:
 
 
 def _find_rule(ruleset: CompiledRuleset, rule_id: str) -> Criterion | None:
-    return _rules_by_id(ruleset.model).get(rule_id)
-
-
-_BY_ID: dict[int, tuple[Ruleset, dict[str, Criterion]]] = {}  # the last few rulesets' rules
-
-
-def _rules_by_id(model: Ruleset) -> dict[str, Criterion]:
-    """Every criterion of the ruleset by id, the first of an id kept (made once per ruleset: each
-    patient's evaluation looks up a few)."""
-    known = _BY_ID.get(id(model))
-    if known is not None and known[0] is model:
-        return known[1]
-    rules: dict[str, Criterion] = {}
-    for top in [*(e.rule for e in model.exclusions), *(c.rule for c in model.criteria)]:
-        for rule in walk_criteria(top):
-            rules.setdefault(rule.id, rule)
-    if len(_BY_ID) >= 8:
-        _BY_ID.clear()
-    _BY_ID[id(model)] = (model, rules)
-    return rules
+    return ruleset.criteria_by_id.get(rule_id)
 
 
 def _priority(spec: Priority, ruleset: CompiledRuleset, ctx: Context) -> tuple[str, Step]:

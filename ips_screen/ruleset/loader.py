@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from importlib.resources import files
 from pathlib import Path
 
@@ -50,6 +51,15 @@ class CompiledRuleset:
 
     def codelist(self, name: str) -> Codelist:
         return self.codelists[name]
+
+    @cached_property
+    def criteria_by_id(self) -> dict[str, Criterion]:
+        """Every criterion, nested ones too, by id (the first of an id), made once: each
+        patient's evaluation looks some up."""
+        rules: dict[str, Criterion] = {}
+        for rule in _all_criteria(self.model):
+            rules.setdefault(rule.id, rule)
+        return rules
 
 
 class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]

@@ -11,7 +11,11 @@ Run from the project root (needs `scripts/spark-deps`)::
 2. Measures, each a fresh `ips-screen screen` process over the same files, every output written:
    - single: the default engine (`screen`, reading on every core with the default `--jobs`,
      deciding in one process; its per-core rate is over all the machine's cores);
-   - spark: `--engine spark --master local[2]` (the JVM start is inside the timing).
+   - spark: `--engine spark --master local[2]` (the JVM start is inside the timing), with
+     `spark.driver.memory=4g` (in local mode the heap of the driver and the executors) and
+     every `--spark-conf KEY=VALUE` given (repeatable, over the defaults).
+   Each measure's stderr (the screen's log, Spark's and the JVM's messages) is kept in
+   <work>/out-ENGINE-N.log, so that a failure can be read after the run.
    While each runs, its process tree is sampled every 0.2 s from /proc: the peak resident memory
    of the driver (the ips-screen Python process), of the JVM (Spark's driver and, in local mode,
    its executors) and of the Python workers together (the executors' Python side).
@@ -102,17 +106,19 @@ class Sampler(threading.Thread):
             time.sleep(0.2)
 
 
-def timed(argv: list[str]) -> dict:
+def timed(argv: list[str], log: Path) -> dict:
     start = time.perf_counter()
-    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    sampler = Sampler(process.pid)
-    sampler.start()
-    _, err = process.communicate()
+    with log.open("wb") as err:
+        process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        sampler = Sampler(process.pid)
+        sampler.start()
+        process.wait()
     seconds = time.perf_counter() - start
     sampler.done.set()
     sampler.join()
     if process.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed:\n{err.decode()[-2000:]}")
+        tail = log.read_bytes()[-2000:].decode(errors="replace")
+        raise SystemExit(f"{' '.join(argv)} failed (stderr in {log}):\n{tail}")
     return {"seconds": seconds, **{f"{k}_mb": v for k, v in sampler.peak.items()}}
 
 
@@ -131,7 +137,10 @@ def build(work: Path, patients: int) -> Path:
     return folder
 
 
-def measure(work: Path, patients: int, master: str) -> list[dict]:
+SPARK_CONF = {"spark.ui.enabled": "false", "spark.driver.memory": "4g"}
+
+
+def measure(work: Path, patients: int, master: str, conf: dict[str, str]) -> list[dict]:
     data = build(work, patients)
     rows = []
     outs = {}
@@ -141,9 +150,9 @@ def measure(work: Path, patients: int, master: str) -> list[dict]:
         argv = [*CLI, "screen", str(data), "--as-of", AS_OF, "--out", str(out)]
         if engine == "spark":
             argv += ["--engine", "spark", "--master", master]
-            argv += ["--spark-conf", "spark.ui.enabled=false"]
-            argv += ["--spark-conf", "spark.driver.memory=2g"]
-        figures = timed(argv)
+            for key, value in {**SPARK_CONF, **conf}.items():
+                argv += ["--spark-conf", f"{key}={value}"]
+        figures = timed(argv, work / f"out-{engine}-{patients}.log")
         summary = orjson.loads((out / "summary.json").read_bytes())
         # One machine reads on every core (`screen --jobs`, default all) and decides in one.
         cores = (os.cpu_count() or 1) if engine == "single" else _cores(master)
@@ -191,17 +200,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark setting for the Spark measure (repeatable; over spark.driver.memory=4g)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the populations and outputs")
     args = parser.parse_args(argv)
+    conf = dict(pair.split("=", 1) for pair in args.spark_conf)
     args.work.mkdir(parents=True, exist_ok=True)
     rows = []
     try:
         for patients in args.patients:
-            rows.extend(measure(args.work, patients, args.master))
+            rows.extend(measure(args.work, patients, args.master, conf))
     finally:
         if not args.keep:
             for path in args.work.glob("*-*"):
-                if path.name.startswith(("synth-", "out-")):
+                if path.name.startswith(("synth-", "out-")) and path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
     print()
     print(machine_line())

@@ -47,8 +47,9 @@ def add_spark_args(parser: argparse.ArgumentParser) -> None:
         "--partitions",
         type=_positive,
         metavar="N",
-        help="patient partitions (default: Spark's default parallelism); part file N holds "
-        "the patients whose crc32(id) %% partitions is N",
+        help="patient partitions (default: one per 128 MB of input, a gzip file counted 8 times "
+        "its size, at least Spark's default parallelism); part file N holds the patients "
+        "whose crc32(id) %% partitions is N",
     )
     group.add_argument(
         "--gather-limit",

@@ -105,9 +105,8 @@ def screen_with_spark(
     sc = spark.sparkContext
     report = ReadReport(skip_invalid=skip_invalid)
     options = ReadOptions(CodeIndex(ruleset.codelists.values()), skip_invalid)
-    parts = partitions or sc.defaultParallelism
-    stage = read_stage(sc, sources, options, report, parts)
-    events, held = stage.events, stage.held
+    stage = read_stage(sc, sources, options, report, partitions)
+    events, held, parts = stage.events, stage.held, stage.partitions
     rules = sc.broadcast(ruleset)
     try:
         records = (
@@ -131,10 +130,11 @@ def screen_with_spark(
         unlinked = records.filter(lambda kv: kv[1].state == UNLINKED).count()
         patients = sum(times for _, times in keys)
         log.info(
-            "read %d resources from %d files: %d patients",
+            "read %d resources from %d files: %d patients in %d partitions",
             report.resources_read,
             report.files_read,
             patients,
+            parts,
         )
         _write_partitions(results, out_dir, rules, now=now, owner=owner)
         gathered = patients <= gather_limit

@@ -56,6 +56,7 @@ class UriFile:
 
     key: str
     name: str
+    size: int = 0  # bytes as stored (from the listing)
 
     @property
     def declared(self) -> str | None:

@@ -14,11 +14,17 @@ fast reader in a task, the parts' states for the merge by patient.
                    of the skipped ids on the kept ids' first part; needed only when some part
                    skipped lines after a part that kept records
     states         `parts.states` of every part, for `reduceByKey(latest)` (`spark.job`)
+    partitions     unless given (`--partitions`), one patient partition per PARTITION_BYTES of
+                   input (a gzip file counted GZIP_RATIO times its size), at least Spark's
+                   default parallelism: a partition's results are what the driver holds at once
+                   when it gathers them (`toLocalIterator`), and its proposals one Bundle
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -49,6 +55,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("ips_screen.spark")
 
 TASKS_PER_PARTITION = 4  # read tasks per patient partition (at most one per part)
+PARTITION_BYTES = 128 * 2**20  # input per patient partition by default (Spark's file split)
+GZIP_RATIO = 8  # what a gzip NDJSON file holds, about, per byte stored
 _SUPPORTED = "*.json, *.ndjson or *.ndjson.gz"
 
 
@@ -58,6 +66,25 @@ class ReadStage:
 
     events: RDD
     held: list[RDD]
+    partitions: int  # patient partitions: as given, else by the size of the input
+
+
+def default_partitions(input_bytes: int, parallelism: int) -> int:
+    """One patient partition per PARTITION_BYTES of input, at least `parallelism`."""
+    return max(parallelism, math.ceil(input_bytes / PARTITION_BYTES))
+
+
+def _stored_size(name: str, size: int) -> int:
+    return size * GZIP_RATIO if name.endswith(".gz") else size
+
+
+def _chunk_bytes(chunk: Chunk) -> int:
+    if chunk.end is not None:
+        return chunk.end - chunk.start
+    try:
+        return _stored_size(chunk.path, os.path.getsize(chunk.path) - chunk.start)
+    except OSError:
+        return 0  # reading it reports the problem
 
 
 def read_stage(
@@ -65,19 +92,26 @@ def read_stage(
     sources: Sequence[str | Path],
     options: ReadOptions,
     report: ReadReport,
-    partitions: int,
+    partitions: int | None = None,
 ) -> ReadStage:
     """Read `sources` (paths, or URIs read through Spark); the counts and problems into `report`
-    (`InputError` for the first problem without --skip-invalid, before anything is written)."""
+    (`InputError` for the first problem without --skip-invalid, before anything is written).
+    `partitions`: the patient partitions, default by the size of the input (see the module)."""
     from pyspark import StorageLevel
 
     given = [str(source) for source in sources]
     if any(is_uri(source) for source in given):
         # Every source through Spark: a local path among URIs is read as its file:// URI.
         uris = [s if is_uri(s) else Path(s).resolve().as_uri() for s in given]
-        read = _uri_reader(sc, list_uris(sc, uris, report), partitions)
+        files = list_uris(sc, uris, report)
+        size = sum(_stored_size(f.name, f.size) for f in files)
+        partitions = partitions or default_partitions(size, sc.defaultParallelism)
+        read = _uri_reader(sc, files, partitions)
     else:
-        read = _chunk_reader(sc, plan(discover(given, report)), partitions)
+        chunks = plan(discover(given, report))
+        size = sum(_chunk_bytes(chunk) for chunk in chunks)
+        partitions = partitions or default_partitions(size, sc.defaultParallelism)
+        read = _chunk_reader(sc, chunks, partitions)
     opts = sc.broadcast(options)
     held: list[RDD] = []
     try:
@@ -99,7 +133,7 @@ def read_stage(
         for rdd in held:
             rdd.unpersist()
         raise
-    return ReadStage(facts.flatMap(lambda kv: states(*kv)), held)
+    return ReadStage(facts.flatMap(lambda kv: states(*kv)), held, partitions)
 
 
 Reader = Callable[[set[int] | None, object], "RDD"]  # (only these parts, options) -> facts
@@ -155,24 +189,25 @@ def list_uris(sc: SparkContext, uris: list[str], report: ReadReport) -> list[Uri
             base = root.getPath().toString().rstrip("/")
             entries = fs.listFiles(path, True)
             while entries.hasNext():
-                key = entries.next().getPath().toString()
+                entry = entries.next()
+                key = entry.getPath().toString()
                 relative = key[len(base) :].lstrip("/")
-                listed.append((PurePosixPath(relative).parts, key))
-            for parts, key in sorted(listed):
+                listed.append((PurePosixPath(relative).parts, key, entry.getLen()))
+            for parts, key, size in sorted(listed):
                 name = uri.rstrip("/") + "/" + "/".join(parts)
                 kind = file_kind_of(name)
                 if kind is None or parts[-1] in NOT_DATA:
                     ignored += 1
                 elif key not in seen:
                     seen.add(key)
-                    found.append(UriFile(key, name))
+                    found.append(UriFile(key, name, size))
         else:
             key = root.getPath().toString()
             if file_kind_of(uri) is None:
                 raise InputError(f"{uri}: unsupported file type (expected {_SUPPORTED})")
             if key not in seen:
                 seen.add(key)
-                found.append(UriFile(key, uri))
+                found.append(UriFile(key, uri, root.getLen()))
     report.files_ignored += ignored
     if not found:
         extra = f"; {ignored} other file(s) ignored" if ignored else ""

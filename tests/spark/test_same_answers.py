@@ -23,11 +23,12 @@ def part_lines(out: Path, kind: str) -> list[list[bytes]]:
     return [p.read_bytes().splitlines() for p in parts]
 
 
-def check_partitions(out: Path) -> None:
+def check_partitions(out: Path, expected: int = 2) -> None:
     """The part files hold every decision once, sorted, each in its patient's partition; the
-    proposals of a partition form one transaction Bundle."""
+    proposals of a partition form one transaction Bundle. `expected` partitions (default the
+    session's default parallelism: small inputs)."""
     parts = part_lines(out, "decisions")
-    assert len(parts) == 2  # the session's default parallelism
+    assert len(parts) == expected
     lines = (out / "decisions.ndjson").read_bytes().splitlines()
     assert sorted(line for part in parts for line in part) == sorted(lines)
     for number, part in enumerate(parts):
@@ -35,7 +36,7 @@ def check_partitions(out: Path) -> None:
         assert patients == sorted(patients)
         for patient in patients:
             pid = patient.removeprefix("Patient/")
-            assert zlib.crc32(pid.encode()) % 2 == number
+            assert zlib.crc32(pid.encode()) % expected == number
     proposed = {orjson.loads(line)["patient"] for line in lines if b'"propose"' in line}
     found = set()
     for part in part_lines(out, "proposals"):
@@ -61,6 +62,24 @@ def test_a_synthetic_population_gives_the_same_files(spark, capsys, tmp_path: Pa
     write_bulk(data, 400, 7, FROZEN_NOW.date())
     out = screen_both(capsys, tmp_path, data)
     check_partitions(out)
+
+
+def test_a_larger_input_is_cut_into_more_patient_partitions(
+    spark, capsys, tmp_path: Path, monkeypatch
+):
+    """By default a patient partition per PARTITION_BYTES of input (so that the driver never
+    gathers more than a partition at once): here 1 MB, over about 5.5 MB of Bulk NDJSON; the
+    answers do not change."""
+    from ips_screen.spark import read
+
+    monkeypatch.setattr(read, "PARTITION_BYTES", 2**20)
+    data = tmp_path / "synth"
+    write_bulk(data, 400, 7, FROZEN_NOW.date())
+    size = sum(p.stat().st_size for p in data.glob("*.ndjson"))
+    expected = -(-size // 2**20)
+    assert expected >= 4
+    out = screen_both(capsys, tmp_path, data)
+    check_partitions(out, expected)
 
 
 SHARED = ["synthea-bulk-10", "ahrq-pain-test-patient", "synthea-california"]

@@ -126,7 +126,8 @@ class _Screen:
     def evaluated(self, done: Decided, cached: list[CacheRow]) -> str:
         summary = orjson.dumps([*done.key, *done.counts])
         line, proposal = done.line, done.proposal
-        cached.append((done.pid, self.day, done.until, done.digest, summary, line, proposal))
+        data = done.parts or line  # a shared line: cached once for all who share it
+        cached.append((done.pid, self.day, done.until, done.digest, summary, data, proposal))
         self.stats.tally.add_counts(done.counts)
         self.stats.evaluated += 1
         self.outputs.add(f"Patient/{done.pid}", line, done.key, done.decision, proposal)
@@ -194,6 +195,7 @@ def screen_all(
                 bar.update(len(done_rows))  # type: ignore[arg-type]
     finally:
         deciders.close()
+    store.cache.drop_unused_lines()
     stats = screen.stats
     stats.gone = store.ledger.digest_count() - stats.kept
     stats.changes += stats.gone

@@ -242,6 +242,64 @@ def test_cached_decisions_take_little_more_disk_than_their_bytes(tmp_path: Path)
         assert used < 1.25 * stored
 
 
+def test_a_shared_decision_line_is_stored_once_and_read_back_with_each_patients_reference(
+    tmp_path: Path, ruleset
+):
+    """Most patients have no records and many share a decision (`nightly.deciding.Shared`): its
+    line is stored once, and each patient's row reads back as their own line; a line no row
+    uses any more is dropped."""
+    from ips_screen.store.decision_cache import STAND_IN_REF
+
+    line = orjson.dumps(
+        {
+            "as_of": "2026-11-26",
+            "patient": "Patient/\x00stand-in\x00",
+            "trace": [{"refs": ["Patient/\x00stand-in\x00"]}, "x" * 4000],
+        }
+    )
+    parts = tuple(line.split(STAND_IN_REF))
+    assert len(parts) == 3
+    own = orjson.dumps({"as_of": "2026-11-26", "patient": "Patient/q", "trace": ["y" * 4000]})
+    with StateStore(tmp_path / "store.sqlite") as state:
+        state.facts.reset(ruleset)
+        pids = [f"p{n:04}" for n in range(300)]
+        state.facts.apply([(patient(pid), "memory", None) for pid in [*pids, "q"]], ruleset)
+        row = ("2026-11-26", "2027-01-01", "d" * 64, b"[1]")
+        state.cache.put([(pid, *row, parts, None) for pid in pids])
+        state.cache.put([("q", *row, own, None)])
+        sql = state.facts.sql
+        assert sql.execute("SELECT COUNT(*) FROM decision_lines").fetchone() == (1,)
+        stored = sql.execute("SELECT SUM(LENGTH(data)) FROM decision_cache").fetchone()[0]
+        assert stored == len(own)  # the shared rows hold no line of their own
+        rows = state.screen_rows(None, 1_000)
+        assert [r[0] for r in rows] == [*pids, "q"]
+        for r in rows[:-1]:
+            assert r[5] == line.replace(STAND_IN_REF, orjson.dumps(f"Patient/{r[0]}"))
+            assert r[1:5] == row
+        assert rows[-1][5] == own
+        state.cache.put([(pid, *row, own, None) for pid in pids])  # decided anew, not shared
+        assert state.cache.drop_unused_lines() == 1
+        assert sql.execute("SELECT COUNT(*) FROM decision_lines").fetchone() == (0,)
+        assert state.screen_rows(None, 1)[0][5] == own
+
+
+def test_a_store_made_before_shared_lines_opens_and_keeps_its_cached_decisions(tmp_path: Path):
+    path = tmp_path / "store.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE decision_cache (patient_id TEXT PRIMARY KEY, as_of TEXT NOT NULL, "
+        "valid_until TEXT NOT NULL, digest TEXT NOT NULL, summary BLOB NOT NULL, "
+        "data BLOB NOT NULL, proposal BLOB);"
+        "INSERT INTO decision_cache VALUES ('a', '2026-11-26', '2027-01-01', 'd', x'5b5d', "
+        "x'7b7d', NULL);"
+    )
+    old.close()
+    with StateStore(path) as state:
+        assert state.cache.get("a") == ("a", "2026-11-26", "2027-01-01", "d", b"[]", b"{}", None)
+        state.cache.put([("b", "2026-11-26", "2027-01-01", "d", b"[]", (b"{", b"}"), None)])
+        assert state.cache.drop_unused_lines() == 0
+
+
 @pytest.mark.slow
 def test_outputs_fed_from_the_cache_equal_pipeline_finish(tmp_path: Path, ruleset):
     """The guard that the screen and the nightly job write the same files: both go through

@@ -136,10 +136,8 @@ class DecisionCache:
             key = hashlib.blake2b(line, digest_size=16).digest()
             found = db.execute("SELECT id FROM decision_lines WHERE key = ?", (key,)).fetchone()
             if found is None:
-                found = db.execute(
-                    "INSERT INTO decision_lines (key, line) VALUES (?, ?) RETURNING id",
-                    (key, line),
-                ).fetchone()
+                insert = "INSERT INTO decision_lines (key, line) VALUES (?, ?)"
+                found = (db.execute(insert, (key, line)).lastrowid,)
             known = self._ids[parts] = found[0]
         return known
 

@@ -7,7 +7,7 @@ them. The outputs are written by the writers the nightly job uses (`outputs.fold
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -29,8 +29,9 @@ log = logging.getLogger("ips_screen.pipeline")
 
 @dataclass
 class ScreenResult:
-    # every patient's decision; when the outputs were written (`_screen` with an out_dir), the
-    # proposed patients' only: the others are in decisions.ndjson and were not kept in memory
+    # every patient's decision; when the screen wrote its outputs (`screen_files` and
+    # `screen_server` with an out_dir), the proposed patients' only: the others are in
+    # decisions.ndjson and were not kept in memory
     decisions: list[Decision]
     summary: dict  # the content of summary.json
     out_dir: Path | None = None  # where the outputs were written (None: not written)
@@ -43,13 +44,20 @@ def decide_all(
     progress: Callable[[int], None] | None = None,
 ) -> list[Decision]:
     """Evaluate every patient; sorted by patient reference for deterministic output."""
-    decisions = []
-    for n, facts in enumerate(patients, start=1):
-        decisions.append(evaluate(ruleset, facts, as_of))
+    return list(decide_in_order(ruleset, patients, as_of, progress))
+
+
+def decide_in_order(
+    ruleset: CompiledRuleset,
+    patients: Iterable[PatientFacts],
+    as_of: date,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[Decision]:
+    """Evaluate every patient, one at a time, in patient reference order."""
+    for n, facts in enumerate(sorted(patients, key=lambda facts: facts.ref), start=1):
+        yield evaluate(ruleset, facts, as_of)
         if progress and n % 10_000 == 0:
             progress(n)
-    decisions.sort(key=lambda d: d.patient)
-    return decisions
 
 
 def screen_files(
@@ -137,44 +145,15 @@ def _screen(
                 ruleset, population.patients.values(), as_of, progress=_progress("screened")
             )
             return finish(decisions, ruleset, as_of=as_of, now=now, out_dir=None, **report)
-        return _screen_to(
-            population, ruleset, as_of=as_of, now=now, out_dir=out_dir, owner=owner, **report
+        # Each decision written as it is made; only the proposed ones kept (a large population's
+        # decisions would otherwise all be held until the end: 5 GB at 1,000,000 patients).
+        ordered = decide_in_order(
+            ruleset, population.patients.values(), as_of, progress=_progress("screened")
         )
-
-
-def _screen_to(
-    population: Population,
-    ruleset: CompiledRuleset,
-    *,
-    as_of: date,
-    now: datetime,
-    out_dir: Path,
-    owner: str | None = None,
-    **report,
-) -> ScreenResult:
-    """Decide the patients in patient order, each decision written as it is made (the same files
-    as `finish`); only the proposed patients' decisions are kept (a large population's decisions
-    would otherwise all be held until the end: 5 GB at 1,000,000 synthetic patients)."""
-    from ips_screen.outputs.folder import OutputFolder
-
-    progress = _progress("screened")
-    outputs = OutputFolder(out_dir, ruleset, as_of=as_of, now=now, owner=owner)
-    proposed = []
-    try:
-        ordered = sorted(population.patients.values(), key=lambda facts: facts.ref)
-        for n, facts in enumerate(ordered, start=1):
-            decision = evaluate(ruleset, facts, as_of)
-            outputs.add_decision(decision)
-            if decision.outcome == "propose":
-                proposed.append(decision)
-            if n % 10_000 == 0:
-                progress(n)
-    except BaseException:
-        outputs.discard()
-        raise
-    summary = outputs.finish(**report)
-    log.info("wrote %s", out_dir)
-    return ScreenResult(proposed, summary, out_dir)
+        summary, proposed = _write(
+            ordered, ruleset, as_of=as_of, now=now, out_dir=out_dir, owner=owner, report=report
+        )
+        return ScreenResult(proposed, summary, out_dir)
 
 
 def finish(
@@ -194,23 +173,56 @@ def finish(
     """Summarise the decisions and write the outputs of the `formats` named (None: the default
     ones) into out_dir, when given, through the writers the nightly job uses
     (`outputs.folder.OutputFolder`). The same decisions in any order give the same files."""
-    from ips_screen.outputs.folder import OutputFolder
     from ips_screen.outputs.summary import summarise
 
     report = {"read_report": read_report, "orphans": orphans, "unlinked": unlinked}
     if out_dir is None:
         summary = summarise(decisions, ruleset, as_of=as_of, **report)
         return ScreenResult(decisions, summary)
+    ordered = sorted(decisions, key=lambda d: d.patient)
+    summary, _ = _write(
+        ordered,
+        ruleset,
+        as_of=as_of,
+        now=now,
+        out_dir=out_dir,
+        owner=owner,
+        report=report,
+        trends=trends,
+        formats=formats,
+    )
+    return ScreenResult(decisions, summary, out_dir)
+
+
+def _write(
+    ordered: Iterable[Decision],
+    ruleset: CompiledRuleset,
+    *,
+    as_of: date,
+    now: datetime,
+    out_dir: Path,
+    owner: str | None,
+    report: dict,
+    trends: list[dict] | None = None,
+    formats: Iterable[str] | None = None,
+) -> tuple[dict, list[Decision]]:
+    """Write decisions given in patient order into out_dir, one at a time (nothing is left half
+    written on an error); summary.json's content and the proposed patients' decisions."""
+    from ips_screen.outputs.folder import OutputFolder
+
     outputs = OutputFolder(out_dir, ruleset, as_of=as_of, now=now, owner=owner, formats=formats)
+    proposed = []
     try:
-        for decision in sorted(decisions, key=lambda d: d.patient):
+        for decision in ordered:
             outputs.add_decision(decision)
+            if decision.outcome == "propose":
+                proposed.append(decision)
     except BaseException:
         outputs.discard()
         raise
     summary = outputs.finish(trends=trends, **report)
     log.info("wrote %s", out_dir)
-    return ScreenResult(decisions, summary, out_dir)
+    return summary, proposed
 
 
 def write_to_server(

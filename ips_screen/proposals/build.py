@@ -3,8 +3,9 @@
 For one patient: a ServiceRequest (intent proposal, status draft; reasonReference holds only the
 types R4 allows there, other evidence goes to supportingInfo), its review Task (code approve),
 a Provenance (the tool as author and assembler, the evidence as sources) and the tool's Device.
-Every resource is validated by its `fhir.resources.R4B` model and dumped with
-``model_dump(mode="json", exclude_none=True)``, so key order is the model's and stable.
+Every resource is checked by its `fhir.resources.R4B` model (`common.checked`): it is built as the
+model writes it back (``model_dump(mode="json", exclude_none=True)`` gives an equal dict), so it
+is not dumped again; key order is the builder's and stable.
 
 Determinism: the same decisions, ruleset, `now`, owner and tool version give the same Bundle,
 byte for byte. Business identifiers depend only on the patient, the ruleset id and the ruleset's
@@ -38,6 +39,7 @@ from ips_screen.proposals.common import (
     TOOL_NAME,
     Entry,
     agent_type,
+    checked,
     data_operation,
     device_entry,
     device_reference,
@@ -47,7 +49,6 @@ from ips_screen.proposals.common import (
     if_none_exist,
     place_evidence,
     transaction,
-    validated,
 )
 from ips_screen.proposals.text import clinician_note, patient_explanation, task_description
 from ips_screen.ruleset.loader import CompiledRuleset
@@ -173,9 +174,9 @@ def proposal_entries(
             del resource[key]
     request = place_evidence(request)  # decisions cached by an older version may list Procedures
     return [
-        Entry(patient_id, sr_url, validated(request), if_none_exist(system, value)),
-        Entry(patient_id, task_url, validated(task), if_none_exist(system, f"{value}-review")),
-        Entry(patient_id, full_url("Provenance", system, value), validated(provenance)),
+        Entry(patient_id, sr_url, checked(request), if_none_exist(system, value)),
+        Entry(patient_id, task_url, checked(task), if_none_exist(system, f"{value}-review")),
+        Entry(patient_id, full_url("Provenance", system, value), checked(provenance)),
     ]
 
 

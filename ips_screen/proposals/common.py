@@ -81,11 +81,21 @@ def validated(resource: dict) -> dict:
     return model.model_validate(resource).model_dump(mode="json", exclude_none=True)
 
 
+def checked(resource: dict) -> dict:
+    """The resource itself, checked by its R4B model: for a resource built as the model writes it
+    back (no None values, times from `fhir_datetime`), where `validated` would return an equal
+    dict (tests/unit/test_proposal_checked.py holds them equal) at four times the cost."""
+    get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    return resource
+
+
 def fhir_datetime(now: datetime) -> str:
-    """A timezone-aware datetime as a FHIR dateTime/instant, to the second."""
+    """A timezone-aware datetime as a FHIR dateTime/instant, to the second, as the R4B models
+    write it (UTC as Z)."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
-    return now.replace(microsecond=0).isoformat()
+    text = now.replace(microsecond=0).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def agent_type(code: str) -> dict:

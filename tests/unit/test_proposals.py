@@ -10,7 +10,7 @@ import copy
 import dataclasses
 import os
 import re
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -34,9 +34,11 @@ from ips_screen.proposals.build import (
     build_patient_transaction,
     build_proposal,
     build_transaction,
+    proposal_entries,
     proposal_identifier,
 )
 from ips_screen.proposals.codesystems import CODESYSTEM_FILES, FHIR_DIR, write_codesystems
+from ips_screen.proposals.common import validated
 from ips_screen.proposals.review import (
     accept_resources,
     decline_reason_codesystem,
@@ -206,6 +208,28 @@ def test_bundle_and_every_resource_validate_with_r4b(bundle: dict) -> None:
     types = [e["resource"]["resourceType"] for e in bundle["entry"]]
     assert types == ["Device"] + ["Provenance", "ServiceRequest", "Task"] * 2
     assert bundle["type"] == "transaction"
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        NOW,  # London in winter: +00:00, which the models write Z
+        datetime(2026, 7, 1, 9, 30, tzinfo=LONDON),  # +01:00
+        datetime(2026, 7, 1, 9, 30, tzinfo=UTC),
+        datetime(2026, 7, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+    ],
+)
+@pytest.mark.parametrize("owner", [None, "Practitioner/gp9"])
+def test_proposal_resources_are_built_as_their_model_writes_them(
+    rs: CompiledRuleset, decisions: list[Decision], now: datetime, owner: str | None
+) -> None:
+    """The proposal's resources are only checked by their models, not dumped back
+    (`common.checked`): that is right only while the dump would give the same JSON."""
+    for decision in decisions[:2]:
+        entries = proposal_entries(decision, rs, now=now, owner=owner, tool_version=VERSION)
+        assert len(entries) == 3
+        for entry in entries:
+            assert validated(entry.resource) == entry.resource
 
 
 def test_same_decisions_give_byte_identical_bundles(rs: CompiledRuleset) -> None:

@@ -15,7 +15,7 @@ earlier run's proposals.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 
@@ -100,6 +100,18 @@ class OutputFolder:
         item = PatientOutput(patient, line, key, decision if proposed else None, proposal, head)
         for writer in self._streams:
             writer.add(item)
+
+    def add_run(self, patients: Sequence[tuple[str, SummaryKey]], lines: bytes) -> None:
+        """What `add` does for each of several patients in a row, none of them proposed:
+        (reference, summary key) each, and their lines, each with its line end, in one piece."""
+        keys, listed = self._keys, self.listed
+        for patient, key in patients:
+            keys[key] += 1
+            assert key.outcome != "propose"
+            if key.quality:
+                listed.append(self._slim(patient, key))
+        for writer in self._streams:
+            writer.add_run(patients, lines)
 
     def _slim(self, patient: str, key: SummaryKey) -> Decision:
         return Decision(

@@ -6,6 +6,9 @@ for every writer chosen (`outputs.registry`):
     begin(folder, run)   once: `folder` is where to create the file (`StagedFolder.open`), `run`
                          what the whole screen shares (ruleset, as-of date, time, Task owner)
     add(patient)         once per patient, in patient-id order (`PatientOutput`)
+    add_run(patients, lines)   instead of `add`, for several patients in a row none of whom is
+                         proposed, with their lines in one piece (the nightly job's reused
+                         decisions); by default `add` for each
     finish(done)         once, after the last patient (`Finished`: the summary and the decisions
                          kept), to complete the file
     close()              on failure instead of `finish`: release what `begin` opened
@@ -81,6 +84,12 @@ class OutputWriter:
 
     def add(self, patient: PatientOutput) -> None:
         """One patient (not called unless a writer overrides it)."""
+
+    def add_run(self, patients: Sequence[tuple[str, SummaryKey]], lines: bytes) -> None:
+        """Several patients in a row, none proposed: (reference, summary key) each, and their
+        decisions.ndjson lines, each with its line end, in one piece."""
+        for (patient, key), line in zip(patients, lines.split(b"\n"), strict=False):
+            self.add(PatientOutput(patient, line, key))
 
     def finish(self, done: Finished) -> None:
         raise NotImplementedError

@@ -3,18 +3,20 @@ order (`Decision.to_dict()`; `Decision.from_dict` reads a line back)."""
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from collections.abc import Sequence
 
 import orjson
 
 from ips_screen.engine.decision import Decision
+from ips_screen.outputs.background import BackgroundFile
 from ips_screen.outputs.registry import register
 from ips_screen.outputs.staging import StagedFolder
+from ips_screen.outputs.summary import SummaryKey
 from ips_screen.outputs.writers import Finished, OutputWriter, PatientOutput, RunInfo
 from ips_screen.presentation.trace import step_line
 
 BUFFER = 1 << 20
-LINES_BUFFERED = 3_000  # pieces of lines joined into one write
+WRITE_BYTES = 8 << 20  # lines gathered before they are written
 
 
 def decision_line(decision: Decision) -> bytes:
@@ -31,20 +33,33 @@ class DecisionsNdjson(OutputWriter):
 
     def begin(self, folder: StagedFolder, run: RunInfo) -> None:
         super().begin(folder, run)
-        self.lines: list[bytes | memoryview] = []
-        self.handle: BinaryIO = folder.open(self.filename, "wb", buffering=BUFFER)
+        self.lines: list[bytes | bytearray | memoryview] = []
+        self.size = 0  # bytes in lines (about)
+        self.handle = BackgroundFile(folder.open(self.filename, "wb", buffering=BUFFER))
 
     def add(self, patient: PatientOutput) -> None:
         lines = self.lines
         lines += (patient.head, patient.line, b"\n")
-        if len(lines) >= LINES_BUFFERED:
-            self.handle.write(b"".join(lines))
-            lines.clear()
+        self.size += len(patient.line)
+        if self.size >= WRITE_BYTES:
+            self._write()
 
-    def finish(self, done: Finished) -> None:
+    def add_run(self, patients: Sequence[tuple[str, SummaryKey]], lines: bytes) -> None:
+        self.lines.append(lines)
+        self.size += len(lines)
+        if self.size >= WRITE_BYTES:
+            self._write()
+
+    def _write(self) -> None:
+        """Hand what is gathered to the writing thread (in large pieces: each piece costs the
+        thread a turn of the interpreter lock)."""
         self.handle.write(b"".join(self.lines))
         self.lines.clear()
+        self.size = 0
+
+    def finish(self, done: Finished) -> None:
+        self._write()
         self.handle.close()
 
     def close(self) -> None:
-        self.handle.close()
+        self.handle.abort()

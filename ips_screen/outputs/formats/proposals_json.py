@@ -11,6 +11,7 @@ later nights without building and validating the resources again (nightly/screen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import BinaryIO
@@ -22,6 +23,7 @@ from ips_screen.dates import long_date
 from ips_screen.engine.decision import Decision
 from ips_screen.outputs.registry import register
 from ips_screen.outputs.staging import StagedFolder
+from ips_screen.outputs.summary import SummaryKey
 from ips_screen.outputs.writers import Finished, OutputWriter, PatientOutput, RunInfo
 from ips_screen.proposals.build import proposal_entries
 from ips_screen.proposals.common import Entry, device_entry, fhir_datetime, transaction, validated
@@ -97,6 +99,9 @@ class ProposalsJson(OutputWriter):
             self.started = True
         entries = template.replace(self.sentinel, self.when)
         self.handle.write(entries.replace(AS_OF_PLACEHOLDER.encode(), self.as_of))
+
+    def add_run(self, patients: Sequence[tuple[str, SummaryKey]], lines: bytes) -> None:
+        """None of them is proposed: nothing to write."""
 
     def finish(self, done: Finished) -> None:
         if self.started:

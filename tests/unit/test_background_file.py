@@ -1,0 +1,50 @@
+"""`outputs.background.BackgroundFile`: decisions.ndjson written on a thread of its own keeps
+its bytes in order, and a failed write (a full disk) fails the screen instead of being lost."""
+
+from __future__ import annotations
+
+import errno
+import io
+import threading
+
+import pytest
+
+from ips_screen.outputs.background import BackgroundFile
+
+
+class FullDisk(io.BytesIO):
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def write(self, data) -> int:
+        if self.tell() + len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(data)
+
+    def close(self) -> None:
+        self.kept = self.getvalue()
+        super().close()
+
+
+def test_pieces_are_written_in_order_and_close_waits_for_them():
+    target = FullDisk(room=10**9)
+    out = BackgroundFile(target, depth=2)
+    pieces = [str(n).encode() * 1000 for n in range(200)]
+    for piece in pieces:
+        out.write(piece)
+    out.close()
+    assert target.kept == b"".join(pieces) and target.closed
+
+
+def test_a_failed_write_is_raised_and_nothing_is_written_after_it():
+    target = FullDisk(room=2_500)
+    out = BackgroundFile(target, depth=1)
+    with pytest.raises(OSError, match="No space left") as raised:
+        for _ in range(100):
+            out.write(b"x" * 1_000)
+        out.close()
+    assert raised.value.errno == errno.ENOSPC
+    out.abort()  # as the output folder discards its files: closes, raises nothing more
+    assert target.closed and target.kept == b"x" * 2_000
+    assert not [t for t in threading.enumerate() if t.name == "output-writer"]

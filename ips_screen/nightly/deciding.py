@@ -44,7 +44,6 @@ from ips_screen.outputs.formats.decisions_ndjson import decision_line
 from ips_screen.outputs.formats.proposals_json import proposal_template
 from ips_screen.outputs.summary import SummaryCounter, SummaryKey
 from ips_screen.ruleset.loader import CompiledRuleset
-from ips_screen.store.decision_cache import STAND_IN, STAND_IN_REF
 from ips_screen.store.facts_store import FactsReader
 from ips_screen.store.ledger import decision_digest
 
@@ -52,6 +51,7 @@ PARALLEL_MIN = 1_000  # patients to evaluate (so far in the night) before worker
 PIECE = 250  # patients a worker decides at a time
 IN_FLIGHT = 4  # pieces per process queued or running before the parent waits for the oldest
 SHARED_MAX = 50_000  # sets of facts `Shared` keeps a decision for (about 300 bytes each)
+STAND_IN = "\x00stand-in\x00"  # a patient id no record can name (JSON: \u0000stand-in\u0000)
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,6 @@ class Decided(NamedTuple):
     digest: str
     decision: Decision | None  # proposed only: kept whole for the report, worklist and writer
     proposal: bytes | None  # proposed only: proposals.json entries (None: to be built)
-    parts: tuple[bytes, ...] | None = None  # shared: the line cut where the reference goes
 
 
 def decide(
@@ -119,7 +118,7 @@ Known = tuple[tuple[bytes, ...], SummaryKey, str, str]
 class Shared:
     """Decisions shared by the patients with no records (see the module)."""
 
-    _REF = STAND_IN_REF
+    _REF = orjson.dumps(f"Patient/{STAND_IN}")  # where a shared line names its patient
     _ID = orjson.dumps(STAND_IN)[1:-1]
 
     def __init__(self) -> None:
@@ -141,7 +140,7 @@ class Shared:
         parts, summary_key, until, digest = known  # type: ignore[misc]
         line = orjson.dumps(facts.ref).join(parts)
         counts = ProposalTally.count(facts)
-        return Decided(facts.id, line, summary_key, counts, until, digest, None, None, parts)
+        return Decided(facts.id, line, summary_key, counts, until, digest, None, None)
 
     def _learn(
         self, stand_in: PatientFacts, how: Deciding, counter: SummaryCounter
@@ -208,6 +207,10 @@ class Deciders:
             self.in_flight > IN_FLIGHT * self.jobs or not _futures(self.pending[0][1])
         ):
             yield self._take()
+
+    def decide_here(self, pids: list[str], facts_of: FactsOf) -> list[Decided]:
+        """Decide these patients in this process, now."""
+        return _decide([(pid, None) for pid in pids], facts_of, self.how, self.counter, self.shared)
 
     def results(self) -> Iterator[tuple[object, list[Decided]]]:
         """The batches still queued, in order."""

@@ -13,13 +13,15 @@
        applied as changes; a changed ruleset fingerprint or source means a full reload
     4. every patient's decision brought up to date as of tonight (decisions change with time
        alone): evaluated from the store, or a cached decision reused when the patient's facts are
-       unchanged and tonight is within its horizon (nightly/screen.py); decisions.ndjson and
+       unchanged and tonight is within its horizon (nightly/screen.py; its line read from the
+       last run's decisions.ndjson, recorded in step 6: nightly/last_lines.py); decisions.ndjson and
        proposals.json are streamed into the run folder as they come, and the number of patients
        whose decision differs from the last run's is counted
     5. proposals written to the server (`screen.write`, server sources only) with the duplicate
        sweep, under the server's writer lock; what was written is read back into the store
     6. outputs in runs/<run id>/ (report with trends, worklist.csv, decisions, summary) and
-       runs/latest; old run folders pruned; the ledger row finished
+       runs/latest; old run folders pruned; the decisions.ndjson recorded in the store; the
+       ledger row finished
     7. whatever happened, the Bulk downloads are removed (they hold whole records)
 
 Exit codes: 0, or 9 (`COMPLETED_WITH_ERRORS`) when some proposals were not written, the sweep
@@ -45,6 +47,7 @@ from ips_screen.engine import Decision, evaluate
 from ips_screen.errors import COMPLETED_WITH_ERRORS, ConfigError, ServerError, UserError
 from ips_screen.fhir.connection import open_client
 from ips_screen.nightly.config import PracticeConfig
+from ips_screen.nightly.last_lines import file_stamp
 from ips_screen.nightly.progress import NoProgress, Progress
 from ips_screen.nightly.screen import screen_all
 from ips_screen.nightly.state_cleanup import clear_crashed_runs, remove_downloads
@@ -59,8 +62,10 @@ from ips_screen.nightly.sync import (
 )
 from ips_screen.nightly.work import period_start, work_outstanding
 from ips_screen.outputs.folder import OutputFolder
+from ips_screen.outputs.formats.decisions_ndjson import DecisionsNdjson
 from ips_screen.private_dir import FILE_MODE, PrivateDirError, ensure_private_dir, private_umask
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
+from ips_screen.store.decision_cache import LinesFile
 from ips_screen.store.facts_store import FactsStore
 from ips_screen.store.ledger import decision_digest
 from ips_screen.store.state import StateStore
@@ -277,6 +282,7 @@ def _run(
     )
     link_latest(runs_dir, out_dir)
     prune_runs(runs_dir, config.output.keep_runs, out_dir)
+    _remember_lines(store, state, out_dir, as_of)
     store.ledger.commit_digests(drop_gone=screened.gone > 0)  # once the run's outputs are written
     status = "errors" if errors else "ok"
     store.ledger.finish_run(
@@ -303,6 +309,17 @@ def _run(
         evaluated=screened.evaluated,
         reused=screened.reused,
     )
+
+
+def _remember_lines(store: StateStore, state: Path, out_dir: Path, as_of: date) -> None:
+    """Record tonight's decisions.ndjson, now in place, as the file holding every cached
+    decision's line (nightly/last_lines.py): the next night reads the lines it reuses from it."""
+    path = out_dir / DecisionsNdjson.filename
+    if path.is_file():
+        size, mtime_ns, inode = file_stamp(path)
+        relative = path.relative_to(state).as_posix()
+        lines = LinesFile(relative, as_of.isoformat(), size, mtime_ns, inode)
+        store.cache.remember_lines_file(lines)
 
 
 def _followup(

@@ -10,21 +10,27 @@ A patient's cached decision (store/decision_cache.py) is reused, with only `as_o
   (`engine.horizon.valid_until`) is a day no later than the first day on which the decision could
   differ with the same facts (property-tested in tests/property/test_horizon.py).
 
-A reused decision is not loaded as facts, nor evaluated: its decisions.ndjson line is the cached
-one with the as-of date replaced, and its summary counts, proposal counts, digest and (when
-proposed) proposals.json entries are cached beside it. Everyone else is evaluated from their
+A reused decision is not loaded as facts, nor evaluated: its decisions.ndjson line is its line
+of the last run's decisions.ndjson (nightly/last_lines.py; cached in the store when proposed) with
+the as-of date replaced, and its summary counts, proposal counts, digest and (when proposed)
+proposals.json entries are cached beside it. When that file cannot be vouched for (a run that
+failed after changing the cache, a file moved or edited), the patients whose line it held are
+evaluated again. Everyone else is evaluated from their
 facts (loaded by id, ROWS_PER_QUERY at a time) and their cache row replaced.
 `[screen] reuse_decisions = false` evaluates everyone (the cache is
 still refreshed). Either way the outputs are the same, byte for byte.
 
 Patients are visited in id order, CHUNK at a time, and each decision goes straight to the outputs
-(`OutputFolder`), so memory does not grow with the practice (beyond the proposed patients).
+(`OutputFolder`), so memory does not grow with the practice (beyond the proposed patients). The
+cyclic garbage collector is paused meanwhile: decisions hold no cycles, and its full passes over
+the proposed patients' decisions, which grow with the practice, cost more than the rest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import lru_cache
@@ -33,10 +39,12 @@ import orjson
 
 from ips_screen.engine import Decision
 from ips_screen.nightly.deciding import Decided, Deciders, Deciding, Need, date_prefix
+from ips_screen.nightly.last_lines import LastLines
 from ips_screen.nightly.progress import Progress
 from ips_screen.nightly.steps import ProposalTally
 from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.summary import SummaryKey
+from ips_screen.reading import gc_paused
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.sources.parallel import default_jobs
 from ips_screen.store.decision_cache import CacheRow, ScreenRow
@@ -46,7 +54,9 @@ from ips_screen.store.state import StateStore
 log = logging.getLogger("ips_screen.nightly")
 
 CHUNK = 2_000  # patients read from the store at a time
-CACHE_FORMAT = "2"  # bump when what is cached per decision changes (2: typed evidence)
+WRITE_ROWS = 20_000  # cache rows and digests written to the store at a time
+RUN_MAX = 2_000  # reused decisions in a row whose lines are taken at a time (about 9 MB)
+CACHE_FORMAT = "3"  # bump when what is cached per decision changes (3: lines of proposed only)
 
 
 def decisions_fingerprint(ruleset: CompiledRuleset, owner: str | None) -> str:
@@ -64,11 +74,12 @@ _prefix = lru_cache(maxsize=64)(date_prefix)  # how every cached line starts
 
 
 def reusable(row: ScreenRow, day: str) -> bool:
-    """Whether a patient's cached decision holds on `day` (ISO dates compare as strings)."""
+    """Whether a patient's cached decision holds on `day` (ISO dates compare as strings), as far
+    as the row tells (a line not read, b"", is checked where it is read)."""
     cached_day, until, data = row[1], row[2], row[5]
     if cached_day is None or until is None or data is None:
         return False
-    return cached_day <= day < until and data.startswith(_prefix(cached_day))
+    return cached_day <= day < until and (not data or data.startswith(_prefix(cached_day)))
 
 
 @dataclass
@@ -89,68 +100,131 @@ class _Screen:
         ruleset: CompiledRuleset,
         as_of: date,
         outputs: OutputFolder,
+        last: LastLines | None = None,
     ) -> None:
         self.store, self.ruleset, self.as_of, self.outputs = store, ruleset, as_of, outputs
+        self.last = last
+        self.rescue: Callable[[list[str]], list[Decided]] = lambda pids: []  # see screen_all
         self.day = as_of.isoformat()
         self.new_prefix = _prefix(self.day)
         self.stats = ScreenStats()
-        self.summaries: dict[bytes, tuple[SummaryKey, tuple[int, ...]]] = {}
+        self.summaries: dict[bytes, tuple[SummaryKey, tuple[int, int, int]]] = {}
+        self.cached: list[CacheRow] = []  # written by `flush`
+        self.staged: list[tuple[str, str]] = []
+        self.run: list[Reused] = []  # reused, not proposed, not yet written (`_write_run`)
 
     def need(self, rows: list[ScreenRow], reuse: bool) -> Need:
         """The chunk's patients who are evaluated tonight, in id order, each with what of their
-        cached decision may be reused (its proposal entries)."""
+        cached decision may be reused (its proposal entries). A reusable decision's line is the
+        cached one when proposed, else the last run's decisions.ndjson's: without that file, the
+        patient is evaluated."""
         return [
             (row[0], _cached_proposal(row) if reuse else None)
             for row in rows
-            if not (reuse and reusable(row, self.day))
+            if not (reuse and reusable(row, self.day) and (row[5] or self.last is not None))
         ]
 
     def chunk(self, rows: list[ScreenRow], decided: list[Decided]) -> None:
         """Write and cache the chunk's decisions: those `decided` tonight, the others reused."""
         by_pid = {d.pid: d for d in decided}
-        cached: list[CacheRow] = []
-        staged: list[tuple[str, str]] = []
+        run, summaries = self.run, self.summaries
         for row in rows:
-            pid, previous = row[0], row[6]
+            pid, digest, summary, previous = row[0], row[3], row[4], row[6]
             done = by_pid.get(pid)
-            digest = self.evaluated(done, cached) if done is not None else self.reuse(pid, row)
-            if digest != previous:
-                staged.append((pid, digest))
-            if previous is not None:
-                self.stats.kept += 1
-        self.store.cache.put(cached)
-        self.store.ledger.stage_digests(staged)
-        self.stats.patients += len(rows)
-        self.stats.changes += len(staged)
+            if done is not None:
+                self._write_run()
+                self._count(pid, self.evaluated(done), previous)
+                continue
+            assert digest is not None and summary
+            known = summaries.get(summary)  # few distinct summaries: each decoded once
+            if known is None:
+                known = summaries[summary] = _summary(summary)
+            if known[0].outcome == "propose":
+                self._write_run()
+                self._count(pid, self.reuse_proposed(row, *known), previous)
+            else:
+                run.append((pid, known[0], known[1], digest, previous))
+                if len(run) >= RUN_MAX:
+                    self._write_run()
+        if len(self.cached) + len(self.staged) >= WRITE_ROWS:
+            self.flush()
 
-    def evaluated(self, done: Decided, cached: list[CacheRow]) -> str:
+    def _count(self, pid: str, digest: str, previous: str | None) -> None:
+        stats = self.stats
+        stats.patients += 1
+        if digest != previous:
+            self.staged.append((pid, digest))
+            stats.changes += 1
+        if previous is not None:
+            stats.kept += 1
+
+    def _write_run(self) -> None:
+        """Write the reused decisions gathered in `run`: their lines taken from the last run's
+        file in one piece (`LastLines.lines_of`), or, should it not have them all, the
+        patients evaluated here and now."""
+        run = self.run
+        if not run:
+            return
+        assert self.last is not None
+        lines = self.last.lines_of([r[0] for r in run], self.new_prefix)
+        if lines is None:  # not expected: the file was vouched for
+            by_pid = {d.pid: d for d in self.rescue([r[0] for r in run])}
+            for pid, *_, previous in run:
+                self._count(pid, self.evaluated(by_pid[pid]), previous)
+            run.clear()
+            return
+        stats, tally = self.stats, self.stats.tally
+        for pid, _, counts, digest, previous in run:
+            if counts != NO_PROPOSALS:
+                tally.add_counts(counts)
+            self._count(pid, digest, previous)
+        stats.reused += len(run)
+        self.outputs.add_run([(f"Patient/{r[0]}", r[1]) for r in run], lines)
+        run.clear()
+
+    def flush(self) -> None:
+        """Write what is gathered: the run of reused decisions, then the cache rows and digests
+        (a transaction each)."""
+        self._write_run()
+        self.store.cache.put(self.cached)
+        self.store.ledger.stage_digests(self.staged)
+        self.cached.clear()
+        self.staged.clear()
+
+    def evaluated(self, done: Decided) -> str:
         summary = orjson.dumps([*done.key, *done.counts])
         line, proposal = done.line, done.proposal
-        data = done.parts or line  # a shared line: cached once for all who share it
-        cached.append((done.pid, self.day, done.until, done.digest, summary, data, proposal))
+        data = line if done.decision is not None else b""  # others: tonight's decisions.ndjson
+        self.cached.append((done.pid, self.day, done.until, done.digest, summary, data, proposal))
         self.stats.tally.add_counts(done.counts)
         self.stats.evaluated += 1
         self.outputs.add(f"Patient/{done.pid}", line, done.key, done.decision, proposal)
         return done.digest
 
-    def reuse(self, pid: str, row: ScreenRow) -> str:
-        cached_day, digest, summary, data, proposal = row[1], row[3], row[4], row[5], row[7]
-        assert cached_day is not None and digest is not None and summary and data
-        known = self.summaries.get(summary)  # few distinct summaries: each decoded once
-        if known is None:
-            values = orjson.loads(summary)
-            key = SummaryKey(*(tuple(v) if isinstance(v, list) else v for v in values[:7]))
-            known = self.summaries[summary] = (key, tuple(values[7:10]))
-        key, counts = known
+    def reuse_proposed(self, row: ScreenRow, key: SummaryKey, counts: tuple[int, int, int]) -> str:
+        """A reused proposed decision: its line is cached, and it is kept whole for the report,
+        the worklist and the writer."""
+        pid, cached_day, digest, data, proposal = row[0], row[1], row[3], row[5], row[7]
+        assert cached_day is not None and digest is not None and data
         body = memoryview(data)[len(_prefix(cached_day)) :]
-        decision = None
-        if key.outcome == "propose":  # kept whole for the report, the worklist and the writer
-            decision = replace(Decision.from_dict(orjson.loads(data)), as_of=self.day)
-        if any(counts):
+        decision = replace(Decision.from_dict(orjson.loads(data)), as_of=self.day)
+        if counts != NO_PROPOSALS:
             self.stats.tally.add_counts(counts)
         self.stats.reused += 1
         self.outputs.add(f"Patient/{pid}", body, key, decision, proposal, head=self.new_prefix)
         return digest
+
+
+NO_PROPOSALS = (0, 0, 0)
+# A reused decision waiting to be written: (patient id, summary key, proposal counts, digest,
+# digest after the last run)
+Reused = tuple[str, SummaryKey, tuple[int, int, int], str, str | None]
+
+
+def _summary(summary: bytes) -> tuple[SummaryKey, tuple[int, int, int]]:
+    values = orjson.loads(summary)
+    key = SummaryKey(*(tuple(v) if isinstance(v, list) else v for v in values[:7]))
+    return key, (values[7], values[8], values[9])
 
 
 def _cached_proposal(row: ScreenRow) -> tuple[bytes, bytes] | None:
@@ -176,14 +250,18 @@ def screen_all(
     counted; the decisions whose digest differs from the last run's staged for the ledger."""
     fingerprint = decisions_fingerprint(ruleset, outputs.owner)
     usable = store.cache.prepare(fingerprint) and reuse
+    recorded = store.cache.lines_file()
+    store.cache.forget_lines_file()  # before any cached decision is replaced
+    last = LastLines.open(store.path.parent, recorded) if usable else None
     store.ledger.clear_staged_digests()
-    screen = _Screen(store, ruleset, as_of, outputs)
+    screen = _Screen(store, ruleset, as_of, outputs, last)
     how = Deciding(ruleset, as_of, outputs.owner, store.path)
     deciders = Deciders(how, jobs or default_jobs())
     facts_of = store.facts.facts_of
+    screen.rescue = lambda pids: deciders.decide_here(pids, facts_of)
     after: str | None = None
     try:
-        with progress.stage("screened", unit="patients") as bar:
+        with gc_paused(), progress.stage("screened", unit="patients") as bar:
             while rows := store.screen_rows(after, CHUNK):
                 after = rows[-1][0]
                 need = screen.need(rows, usable)
@@ -193,17 +271,21 @@ def screen_all(
             for done_rows, decided in deciders.results():
                 screen.chunk(done_rows, decided)  # type: ignore[arg-type]
                 bar.update(len(done_rows))  # type: ignore[arg-type]
+            screen.flush()
     finally:
         deciders.close()
-    store.cache.drop_unused_lines()
+        if last is not None:
+            last.close()
     stats = screen.stats
     stats.gone = store.ledger.digest_count() - stats.kept
     stats.changes += stats.gone
     log.info(
-        "screened %d patients: %d evaluated, %d cached decisions reused",
+        "screened %d patients: %d evaluated, %d cached decisions reused (%d lines read from the "
+        "last run's decisions.ndjson)",
         stats.patients,
         stats.evaluated,
         stats.reused,
+        0 if last is None else last.used,
         extra={"event": {"screened": stats.patients, "evaluated": stats.evaluated}},
     )
     return stats

@@ -50,14 +50,12 @@ class StateStore:
 
     def screen_rows(self, after: str | None, limit: int) -> list[ScreenRow]:
         """The next `limit` patients of the facts after id `after` (from the first when None),
-        in id order, with their cached decision (a shared line joined with their reference)
-        and their digest after the last run."""
+        in id order, with their cached decision and their digest after the last run."""
         where = "" if after is None else "WHERE p.id > ?"
-        rows = self.db.sql.execute(
+        return self.db.sql.execute(
             "SELECT p.id, c.as_of, c.valid_until, c.digest, c.summary, c.data, d.digest, "  # noqa: S608 (constant fragments)
-            "c.proposal, c.line_id FROM patients p "
+            "c.proposal FROM patients p "
             "LEFT JOIN decision_cache c ON c.patient_id = p.id "
             f"LEFT JOIN decisions d ON d.patient_id = p.id {where} ORDER BY p.id LIMIT ?",
             (limit,) if after is None else (after, limit),
         ).fetchall()
-        return self.cache.resolve(rows)

@@ -6,8 +6,10 @@ summary keys and proposal templates) equal `pipeline.finish`'s."""
 from __future__ import annotations
 
 import copy
+import os
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -18,9 +20,11 @@ from ips_screen.dates import LONDON
 from ips_screen.engine import evaluate
 from ips_screen.facts.extract import SUBJECT_FIELD
 from ips_screen.nightly.config import PracticeConfig
+from ips_screen.nightly.last_lines import file_stamp
 from ips_screen.nightly.run import NightlyResult, run_nightly
 from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.formats.proposals_json import proposal_template
+from ips_screen.outputs.formats.report_html import ReportHtml
 from ips_screen.outputs.registry import filenames
 from ips_screen.pipeline import finish
 from ips_screen.presentation.trace import step_line
@@ -242,62 +246,77 @@ def test_cached_decisions_take_little_more_disk_than_their_bytes(tmp_path: Path)
         assert used < 1.25 * stored
 
 
-def test_a_shared_decision_line_is_stored_once_and_read_back_with_each_patients_reference(
-    tmp_path: Path, ruleset
+def _night(cfg: PracticeConfig, source: Path, day: date) -> NightlyResult:
+    cfg = cfg.model_copy(update={"source": cfg.source.model_copy(update={"path": source})})
+    return run_nightly(cfg, now=night_of(day), as_of=day, environ={})
+
+
+@pytest.mark.slow
+def test_reused_lines_come_from_the_last_runs_file_and_only_when_it_is_as_recorded(
+    tmp_path: Path, ruleset, monkeypatch
 ):
-    """Most patients have no records and many share a decision (`nightly.deciding.Shared`): its
-    line is stored once, and each patient's row reads back as their own line; a line no row
-    uses any more is dropped."""
-    from ips_screen.store.decision_cache import STAND_IN_REF
+    """An incremental night takes the lines of the decisions it reuses from the last run's
+    decisions.ndjson (the store keeps only the proposed ones' lines). When that file was
+    touched, removed, or the last run failed after changing the cache, those patients are
+    evaluated again; the outputs are the same as with no reuse either way."""
+    current = population(tmp_path / "data")
+    ndjson(tmp_path / "night-0", current.values(), "all.ndjson")
+    ndjson(tmp_path / "none", [])
+    reusing = config(tmp_path / "night-0", tmp_path / "a", reuse=True)
+    fresh = config(tmp_path / "night-0", tmp_path / "b", reuse=False)
 
-    line = orjson.dumps(
-        {
-            "as_of": "2026-11-26",
-            "patient": "Patient/\x00stand-in\x00",
-            "trace": [{"refs": ["Patient/\x00stand-in\x00"]}, "x" * 4000],
-        }
-    )
-    parts = tuple(line.split(STAND_IN_REF))
-    assert len(parts) == 3
-    own = orjson.dumps({"as_of": "2026-11-26", "patient": "Patient/q", "trace": ["y" * 4000]})
-    with StateStore(tmp_path / "store.sqlite") as state:
-        state.facts.reset(ruleset)
-        pids = [f"p{n:04}" for n in range(300)]
-        state.facts.apply([(patient(pid), "memory", None) for pid in [*pids, "q"]], ruleset)
-        row = ("2026-11-26", "2027-01-01", "d" * 64, b"[1]")
-        state.cache.put([(pid, *row, parts, None) for pid in pids])
-        state.cache.put([("q", *row, own, None)])
-        sql = state.facts.sql
-        assert sql.execute("SELECT COUNT(*) FROM decision_lines").fetchone() == (1,)
-        stored = sql.execute("SELECT SUM(LENGTH(data)) FROM decision_cache").fetchone()[0]
-        assert stored == len(own)  # the shared rows hold no line of their own
-        rows = state.screen_rows(None, 1_000)
-        assert [r[0] for r in rows] == [*pids, "q"]
-        for r in rows[:-1]:
-            assert r[5] == line.replace(STAND_IN_REF, orjson.dumps(f"Patient/{r[0]}"))
-            assert r[1:5] == row
-        assert rows[-1][5] == own
-        state.cache.put([(pid, *row, own, None) for pid in pids])  # decided anew, not shared
-        assert state.cache.drop_unused_lines() == 1
-        assert sql.execute("SELECT COUNT(*) FROM decision_lines").fetchone() == (0,)
-        assert state.screen_rows(None, 1)[0][5] == own
+    def night(n: int) -> NightlyResult:
+        day = T + timedelta(days=n)
+        source = tmp_path / ("night-0" if n == 0 else "none")
+        a, b = _night(reusing, source, day), _night(fresh, source, day)
+        for name in FILES:
+            assert (a.out_dir / name).read_bytes() == (b.out_dir / name).read_bytes(), (n, name)
+        return a
+
+    first = night(0)
+    proposed = first.summary["outcomes"]["propose"]
+    assert proposed > 0 and first.evaluated == first.patients
+    with sqlite3.connect(tmp_path / "a" / "store.sqlite") as sql:
+        kept = sql.execute("SELECT COUNT(*) FROM decision_cache WHERE data != x''").fetchone()
+    assert kept == (proposed,)  # the others' lines are in runs/1/decisions.ndjson only
+    assert night(1).evaluated < 0.2 * first.patients
+
+    last = tmp_path / "a" / "runs" / "latest" / "decisions.ndjson"
+    os.utime(last, ns=(last.stat().st_atime_ns, last.stat().st_mtime_ns + 1_000_000_000))
+    assert night(2).evaluated >= first.patients - proposed  # the file is not as recorded
+    assert night(3).evaluated < 0.2 * first.patients  # the file of night 2 is
+
+    last.unlink()
+    assert night(4).evaluated >= first.patients - proposed
+
+    def fail(self, done):
+        raise RuntimeError("disk on fire")
+
+    with monkeypatch.context() as patched:  # the run fails after the screen changed the cache
+        patched.setattr(ReportHtml, "finish", fail)
+        for cfg in (reusing, fresh):  # both, so that both reports list the failed run
+            with pytest.raises(RuntimeError):
+                _night(cfg, tmp_path / "none", T + timedelta(days=5))
+    assert night(5).evaluated >= first.patients - proposed
+    assert night(6).evaluated < 0.2 * first.patients
+
+    # Not expected: a file that passes the checks but lacks a line. From there on the file is not
+    # read, and the patients whose line it held are evaluated there and then; the outputs are
+    # still the same.
+    lines = last.read_bytes().splitlines(keepends=True)
+    middle = next(n for n in range(len(lines) // 2, len(lines)) if b'"excluded"' in lines[n])
+    last.write_bytes(b"".join(lines[:middle] + lines[middle + 1 :]))
+    with StateStore(tmp_path / "a" / "store.sqlite") as state:
+        recorded = state.cache.lines_file()
+        assert recorded is not None
+        state.cache.remember_lines_file(replace(recorded, **_stamp(last)))
+    rescued = night(7)
+    assert 0.2 * first.patients < rescued.evaluated < first.patients - proposed
 
 
-def test_a_store_made_before_shared_lines_opens_and_keeps_its_cached_decisions(tmp_path: Path):
-    path = tmp_path / "store.sqlite"
-    old = sqlite3.connect(path)
-    old.executescript(
-        "CREATE TABLE decision_cache (patient_id TEXT PRIMARY KEY, as_of TEXT NOT NULL, "
-        "valid_until TEXT NOT NULL, digest TEXT NOT NULL, summary BLOB NOT NULL, "
-        "data BLOB NOT NULL, proposal BLOB);"
-        "INSERT INTO decision_cache VALUES ('a', '2026-11-26', '2027-01-01', 'd', x'5b5d', "
-        "x'7b7d', NULL);"
-    )
-    old.close()
-    with StateStore(path) as state:
-        assert state.cache.get("a") == ("a", "2026-11-26", "2027-01-01", "d", b"[]", b"{}", None)
-        state.cache.put([("b", "2026-11-26", "2027-01-01", "d", b"[]", (b"{", b"}"), None)])
-        assert state.cache.drop_unused_lines() == 0
+def _stamp(path: Path) -> dict[str, int]:
+    size, mtime_ns, inode = file_stamp(path)
+    return {"size": size, "mtime_ns": mtime_ns, "inode": inode}
 
 
 @pytest.mark.slow

@@ -1,0 +1,181 @@
+"""The decisions.ndjson of the last completed run, read back in patient order: where an
+incremental night takes the lines of the decisions it reuses, instead of reading each one from
+the decision cache.
+
+Every night writes every patient's decision, one line each, in patient-id order, and a reused
+decision's line is the cached line with only its leading as-of date changed. So the last run's
+file already holds, for each patient whose cached decision is still in the store, that decision's
+line with the last run's date. Reading it forward as the screen walks the patients in the same
+order costs one sequential read, where reading each line from SQLite costs about as much as
+deciding a record-less patient again.
+
+The file is used only when it is certainly that line for every cached decision still in the store
+(`LastLines.open` checks what the store recorded when the run finished, see
+`store.decision_cache.LinesFile`):
+
+- a run records its file only after its outputs are in place, and every screen forgets the record
+  before it changes a cached decision, so a run that failed half-way leaves none (the next night
+  reads the cache's own copies);
+- the file must be where it was and have the size, modification time and inode it had;
+- each line read must start with the recorded date, and the lines that begin and end each stretch
+  taken must name their patients where the format puts it (`"patient":"Patient/<id>","priority":`);
+  a line that does not, or a patient the file lacks, makes `lines_of` return None and the screen
+  evaluate those patients there and then.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+
+from ips_screen.nightly.deciding import date_prefix
+from ips_screen.store.decision_cache import LinesFile
+
+log = logging.getLogger("ips_screen.nightly")
+
+BLOCK = 16 << 20  # bytes read at a time
+_PATIENT = b'"patient":"Patient/'
+_AFTER = b'","priority":'
+
+
+def file_stamp(path: Path) -> tuple[int, int, int]:
+    """What identifies a file's content cheaply: (size, modification time ns, inode)."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
+class LastLines:
+    """A forward-only reader of the last run's decisions.ndjson (see the module)."""
+
+    def __init__(self, handle: BinaryIO, day: str, block: int = BLOCK) -> None:
+        self.handle = handle
+        self.prefix = date_prefix(day)
+        self.buf = bytearray(block)  # reused: fresh memory costs more than reading into it
+        self.filled = 0  # bytes of buf read
+        self.pos = 0  # where the next unread line starts in buf
+        self.eof = False
+        self.broken = False  # a line not shaped as expected: nothing more is read
+        self.current: tuple[str, int, int] | None = None  # (patient id, start, end) in buf
+        self.used = 0
+
+    @classmethod
+    def open(cls, state_dir: Path, recorded: LinesFile | None) -> LastLines | None:
+        """The reader of the file `recorded`, when it is still that file; None otherwise."""
+        if recorded is None:
+            return None
+        path = state_dir / recorded.path
+        try:
+            if file_stamp(path) != (recorded.size, recorded.mtime_ns, recorded.inode):
+                log.info("the last run's decisions.ndjson changed: its patients are evaluated")
+                return None
+            handle = path.open("rb")
+        except OSError:
+            log.info("the last run's decisions.ndjson is gone: its patients are evaluated")
+            return None
+        return cls(handle, recorded.day)
+
+    def close(self) -> None:
+        self.handle.close()
+
+    def lines_of(self, pids: list[str], prefix: bytes) -> bytes | None:
+        """The lines of these patients (consecutive in id order; lines of patients before them
+        are passed over), each with `prefix` in place of its date prefix and with its line end,
+        in one piece; None when the file lacks one of them (nothing more is read then).
+
+        A stretch of lines is taken whole when its first and last lines are those of the first
+        and last patient asked and it has as many lines as patients: the file's ids are unique
+        and in order, and holds a line for every one of them, so the lines between are theirs."""
+        pieces = []
+        done, wanted = 0, len(pids)
+        old, new = b"\n" + self.prefix, b"\n" + prefix
+        while done < wanted:
+            if not self._seek(pids[done]):
+                self._break(f"it has no line for a patient it should ({done} of {wanted})")
+                return None
+            assert self.current is not None
+            buf, filled, start, end = self.buf, self.filled, self.current[1], self.current[2]
+            count, last_start, last_end = 1, start, end
+            while count < wanted - done and (after := buf.find(b"\n", last_end + 1, filled)) >= 0:
+                count, last_start, last_end = count + 1, last_end + 1, after
+            if count > 1 and (
+                self._pid_at(last_start, last_end) != pids[done + count - 1]
+                or buf.count(old, start, last_end) != count - 1
+            ):
+                count, last_end = 1, end  # not that stretch: one line at a time here
+            piece = buf[start : last_end + 1]
+            piece[: len(prefix)] = prefix
+            pieces.append(piece.replace(old, new) if count > 1 else piece)
+            self.current, self.pos = None, last_end + 1
+            self.used += count
+            done += count
+        return b"".join(pieces)
+
+    def _seek(self, pid: str) -> bool:
+        """Whether the current line is `pid`'s, passing over the lines of patients before."""
+        while not self.broken:
+            current = self.current or self._next()
+            if current is None:
+                return False
+            if current[0] == pid:
+                return True
+            if current[0] > pid:
+                return False
+            self.current = None
+        return False
+
+    def _next(self) -> tuple[str, int, int] | None:
+        buf, pos = self.buf, self.pos
+        end = buf.find(b"\n", pos, self.filled)
+        while end < 0 and not self.eof:
+            self._fill()
+            buf, pos = self.buf, self.pos
+            end = buf.find(b"\n", pos, self.filled)
+        if end < 0:
+            if pos < self.filled:
+                self._break("its last line has no line end")
+            return None
+        self.pos = end + 1
+        pid = self._pid_at(pos, end) if buf.startswith(self.prefix, pos) else None
+        if pid is None:
+            self._break("a line is not shaped as expected")
+            return None
+        self.current = (pid, pos, end)
+        return self.current
+
+    def _pid_at(self, start: int, end: int) -> str | None:
+        """The patient id of the line at buf[start:end] (None: not where the format puts it)."""
+        buf = self.buf
+        mark = buf.find(_PATIENT, start, end)
+        stop = buf.find(_AFTER, mark, end) if mark >= 0 else -1
+        if stop < 0:
+            return None
+        raw = bytes(buf[mark + len(_PATIENT) : stop])
+        try:
+            return orjson.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode()
+        except ValueError:
+            return None
+
+    def _fill(self) -> None:
+        """Move the unread bytes to the front of the buffer (grown when a line fills it) and
+        read more after them."""
+        buf, pos, filled = self.buf, self.pos, self.filled
+        if pos == 0 and filled == len(buf):
+            buf.extend(bytes(len(buf)))  # a line longer than the buffer
+        elif pos:
+            buf[: filled - pos] = buf[pos:filled]
+            filled -= pos
+        with memoryview(buf) as view:
+            read = self.handle.readinto(view[filled:])
+        self.eof = not read
+        self.filled, self.pos = filled + read, 0
+
+    def _break(self, why: str) -> None:
+        log.warning(
+            "the last run's decisions.ndjson cannot be read (%s): the patients whose line it "
+            "held are evaluated",
+            why,
+        )
+        self.broken = True

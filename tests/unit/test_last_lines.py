@@ -1,0 +1,88 @@
+"""`nightly.last_lines.LastLines`: the last run's decisions.ndjson read forward in patient order,
+as the nightly screen asks for the lines of the decisions it reuses, a run of patients at a
+time."""
+
+from __future__ import annotations
+
+import io
+
+import orjson
+import pytest
+
+from ips_screen.nightly.last_lines import LastLines
+
+DAY, TONIGHT = "2026-11-26", "2026-11-27"
+NEW = b'{"as_of":"2026-11-27"'
+
+
+def line(pid: str, filler: str = "x", day: str = DAY) -> bytes:
+    decision = {
+        "as_of": day,
+        "flags": ['"patient":"Patient/zz","priority":'],  # the key's words inside a value
+        "outcome": "excluded",
+        "patient": f"Patient/{pid}",
+        "priority": None,
+        "trace": [filler * 50],
+    }
+    return orjson.dumps(decision, option=orjson.OPT_SORT_KEYS)
+
+
+def reader(lines: list[bytes], block: int = 64, tail: bytes = b"") -> LastLines:
+    return LastLines(io.BytesIO(b"".join(x + b"\n" for x in lines) + tail), DAY, block=block)
+
+
+def tonight(*lines: bytes) -> bytes:
+    return b"".join(x.replace(DAY.encode(), TONIGHT.encode(), 1) + b"\n" for x in lines)
+
+
+PIDS = ["a", "b", "d\\e", "f", 'q"uote', "r", "s", "é"]  # in id order, as the file is
+
+
+@pytest.mark.parametrize("block", [16, 200, 1 << 20])  # lines longer than the buffer, and not
+def test_runs_of_patients_get_their_lines_with_tonights_date_and_others_are_passed_over(block):
+    lines = [line(pid, str(n)) for n, pid in enumerate(PIDS)]
+    last = reader(lines, block)
+    assert last.lines_of(["a"], NEW) == tonight(lines[0])
+    # b was evaluated tonight: its line is passed over
+    assert last.lines_of(["d\\e", "f", 'q"uote'], NEW) == tonight(*lines[2:5])
+    assert last.lines_of(["s", "é"], NEW) == tonight(*lines[6:])  # r passed over
+    assert last.used == 6 and not last.broken
+
+
+def test_a_stretch_with_a_line_of_someone_else_inside_is_read_line_by_line():
+    """c was removed from the practice since the last run: its line lies between b's and d's."""
+    lines = [line(pid) for pid in ("a", "b", "c", "d", "e")]
+    last = reader(lines, 1 << 20)
+    assert last.lines_of(["a", "b", "d", "e"], NEW) == tonight(*lines[:2], *lines[3:])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        line("c", day="2026-11-25"),  # another night's line
+        b'{"as_of":"2026-11-26","outcome":"excluded"}',  # no patient where the format puts it
+        b'{"as_of":"2026-11-26","patient":"Patient/\\x","priority":null}',  # not JSON
+    ],
+)
+def test_a_line_not_shaped_as_written_stops_the_reading(bad):
+    last = reader([line("a"), line("b"), bad, line("d")], 1 << 20)
+    assert last.lines_of(["a", "b"], NEW) is not None
+    assert last.lines_of(["d"], NEW) is None and last.broken  # the screen evaluates d
+    assert last.lines_of(["d"], NEW) is None
+
+
+def test_a_stretch_whose_middle_line_has_another_date_is_not_taken_whole():
+    lines = [line("a"), line("b", day="2026-11-25"), line("c")]
+    last = reader(lines, 1 << 20)
+    assert last.lines_of(["a", "b", "c"], NEW) is None and last.broken
+
+
+def test_a_patient_the_file_lacks_stops_the_reading():
+    last = reader([line("a"), line("c")])
+    assert last.lines_of(["b", "c"], NEW) is None and last.broken
+
+
+def test_a_last_line_without_its_line_end_is_not_used():
+    last = reader([line("a")], tail=line("b"))
+    assert last.lines_of(["a"], NEW) is not None
+    assert last.lines_of(["b"], NEW) is None and last.broken

@@ -90,24 +90,31 @@ class LastLines:
         and in order, and holds a line for every one of them, so the lines between are theirs."""
         pieces = []
         done, wanted = 0, len(pids)
-        old, new = b"\n" + self.prefix, b"\n" + prefix
+        head, date, size = self.prefix, prefix[-11:-1], len(self.prefix)
         while done < wanted:
             if not self._seek(pids[done]):
                 self._break(f"it has no line for a patient it should ({done} of {wanted})")
                 return None
             assert self.current is not None
             buf, filled, start, end = self.buf, self.filled, self.current[1], self.current[2]
-            count, last_start, last_end = 1, start, end
-            while count < wanted - done and (after := buf.find(b"\n", last_end + 1, filled)) >= 0:
-                count, last_start, last_end = count + 1, last_end + 1, after
+            starts = [start]
+            last_end = end
+            while (
+                len(starts) < wanted - done
+                and (after := buf.find(b"\n", last_end + 1, filled)) >= 0
+            ):
+                starts.append(last_end + 1)
+                last_end = after
+            count = len(starts)
             if count > 1 and (
-                self._pid_at(last_start, last_end) != pids[done + count - 1]
-                or buf.count(old, start, last_end) != count - 1
+                self._pid_at(starts[-1], last_end) != pids[done + count - 1]
+                or not all(buf.startswith(head, at) for at in starts)
             ):
                 count, last_end = 1, end  # not that stretch: one line at a time here
-            piece = buf[start : last_end + 1]
-            piece[: len(prefix)] = prefix
-            pieces.append(piece.replace(old, new) if count > 1 else piece)
+            for at in starts[:count]:  # the buffer is ours: tonight's date written in place
+                buf[at + size - 11 : at + size - 1] = date
+            with memoryview(buf) as view:
+                pieces.append(bytes(view[start : last_end + 1]))
             self.current, self.pos = None, last_end + 1
             self.used += count
             done += count

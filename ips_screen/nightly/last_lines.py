@@ -1,13 +1,14 @@
-"""The decisions.ndjson of the last completed run, read back in patient order: where an
-incremental night takes the lines of the decisions it reuses, instead of reading each one from
-the decision cache.
+"""The decisions.ndjson of the last completed run, read back in patient order: where a night
+takes the lines of the decisions it reuses (but for the proposed ones, whose lines the store
+keeps: store/decision_cache.py).
 
 Every night writes every patient's decision, one line each, in patient-id order, and a reused
-decision's line is the cached line with only its leading as-of date changed. So the last run's
-file already holds, for each patient whose cached decision is still in the store, that decision's
-line with the last run's date. Reading it forward as the screen walks the patients in the same
-order costs one sequential read, where reading each line from SQLite costs about as much as
-deciding a record-less patient again.
+decision's line is its line of the night before with only its leading as-of date changed. So the
+last run's file holds, for each patient whose cached decision is still in the store, that
+decision's line with the last run's date. The screen asks for runs of consecutive reused patients
+as it walks them in the same order: one sequential read, the date written into each line in
+place, and a stretch of lines handed on in one piece. Keeping these lines in the store as well
+doubled what a full night wrote to SQLite and what an incremental night read from it.
 
 The file is used only when it is certainly that line for every cached decision still in the store
 (`LastLines.open` checks what the store recorded when the run finished, see
@@ -15,7 +16,7 @@ The file is used only when it is certainly that line for every cached decision s
 
 - a run records its file only after its outputs are in place, and every screen forgets the record
   before it changes a cached decision, so a run that failed half-way leaves none (the next night
-  reads the cache's own copies);
+  evaluates the patients whose line the store does not keep);
 - the file must be where it was and have the size, modification time and inode it had;
 - each line read must start with the recorded date, and the lines that begin and end each stretch
   taken must name their patients where the format puts it (`"patient":"Patient/<id>","priority":`);

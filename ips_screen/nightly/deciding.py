@@ -255,6 +255,7 @@ def _init(how: Deciding) -> None:
     _HOW, _COUNTER, _READER = how, SummaryCounter(how.ruleset), FactsReader(how.store)
     _SHARED = Shared()
     gc.freeze()  # the ruleset and modules: never collected, never scanned again
+    gc.enable()  # forked from a screen that paused it (nightly/screen.py)
 
 
 def _decide_batch(batch: Need) -> list[Decided]:  # in a worker process

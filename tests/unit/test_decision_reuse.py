@@ -351,3 +351,30 @@ def test_outputs_fed_from_the_cache_equal_pipeline_finish(tmp_path: Path, rulese
             got = (out / name).read_bytes()
             assert got == (expected / name).read_bytes(), name
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def _collector_on(_: object) -> bool:
+    import gc
+
+    return gc.isenabled()
+
+
+def test_worker_processes_collect_garbage_though_the_screen_paused_the_collector(
+    tmp_path: Path, ruleset
+):
+    """The screen pauses the cyclic collector in its own process; the deciding processes it
+    forks meanwhile must not inherit the pause (their garbage would pile up all night)."""
+    import gc
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ips_screen.nightly.deciding import Deciding, _init
+    from ips_screen.reading import gc_paused
+
+    with StateStore(tmp_path / "store.sqlite"):
+        pass
+    how = Deciding(ruleset, T, None, tmp_path / "store.sqlite")
+    fork = multiprocessing.get_context("fork")
+    with gc_paused(), ProcessPoolExecutor(1, fork, _init, (how,)) as workers:
+        assert not gc.isenabled()
+        assert workers.submit(_collector_on, None).result()

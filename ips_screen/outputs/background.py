@@ -10,7 +10,7 @@ import queue
 import threading
 from typing import BinaryIO
 
-DEPTH = 4  # pieces queued before `write` waits
+DEPTH = 2  # pieces queued before `write` waits
 
 
 class BackgroundFile:

@@ -16,7 +16,7 @@ from ips_screen.outputs.writers import Finished, OutputWriter, PatientOutput, Ru
 from ips_screen.presentation.trace import step_line
 
 BUFFER = 1 << 20
-WRITE_BYTES = 8 << 20  # lines gathered before they are written
+WRITE_BYTES = 4 << 20  # lines gathered before they are written
 
 
 def decision_line(decision: Decision) -> bytes:

@@ -75,7 +75,8 @@ _prefix = lru_cache(maxsize=64)(date_prefix)  # how every cached line starts
 
 def reusable(row: ScreenRow, day: str) -> bool:
     """Whether a patient's cached decision holds on `day` (ISO dates compare as strings), as far
-    as the row tells (a line not read, b"", is checked where it is read)."""
+    as the row tells (b"": a line the store does not keep, checked where it is read:
+    nightly/last_lines.py)."""
     cached_day, until, data = row[1], row[2], row[5]
     if cached_day is None or until is None or data is None:
         return False

@@ -7,7 +7,8 @@ decision's line is its line of the night before with only its leading as-of date
 last run's file holds, for each patient whose cached decision is still in the store, that
 decision's line with the last run's date. The screen asks for runs of consecutive reused patients
 as it walks them in the same order: one sequential read, the date written into each line in
-place, and a stretch of lines handed on in one piece. Keeping these lines in the store as well
+place, and a stretch of lines handed on in one piece (asked for by id, `lines_of`, or by its
+first and last id and its count, `stretch`). Keeping these lines in the store as well
 doubled what a full night wrote to SQLite and what an incremental night read from it.
 
 The file is used only when it is certainly that line for every cached decision still in the store
@@ -121,6 +122,46 @@ class LastLines:
             done += count
         return b"".join(pieces)
 
+    def stretch(self, first: str, last: str, count: int, prefix: bytes) -> bytes | None:
+        """The lines of `count` patients in a row, from `first` to `last`, as `lines_of` gives
+        them, when the file's `count` lines from `first`'s end with `last`'s (then they are
+        theirs, as in `lines_of`); None, with nothing taken, when they do not (lines of patients
+        no longer in the store between them) or the file has no line for `first`: ask
+        `lines_of` for them by id then."""
+        if not self._seek(first):
+            return None
+        assert self.current is not None
+        self.pos, self.current = self.current[1], None  # the first line is unread again
+        ends = self._line_ends(count)
+        buf, pos, head, size = self.buf, self.pos, self.prefix, len(self.prefix)
+        starts = [pos, *(end + 1 for end in ends[:-1])]
+        if (
+            len(ends) < count
+            or self._pid_at(starts[-1], ends[-1]) != last
+            or not all(buf.startswith(head, at) for at in starts)
+        ):
+            return None
+        date = prefix[-11:-1]
+        for at in starts:  # the buffer is ours: tonight's date written in place
+            buf[at + size - 11 : at + size - 1] = date
+        with memoryview(buf) as view:
+            piece = bytes(view[pos : ends[-1] + 1])
+        self.pos = ends[-1] + 1
+        self.used += count
+        return piece
+
+    def _line_ends(self, count: int) -> list[int]:
+        """Where the next `count` lines end in the buffer (fewer at the end of the file), more of
+        the file read (and the buffer grown) until it holds them."""
+        while True:
+            buf, at, filled, ends = self.buf, self.pos, self.filled, []
+            while len(ends) < count and (end := buf.find(b"\n", at, filled)) >= 0:
+                ends.append(end)
+                at = end + 1
+            if len(ends) == count or self.eof:
+                return ends
+            self._fill()
+
     def _seek(self, pid: str) -> bool:
         """Whether the current line is `pid`'s, passing over the lines of patients before."""
         while not self.broken:
@@ -167,8 +208,8 @@ class LastLines:
             return None
 
     def _fill(self) -> None:
-        """Move the unread bytes to the front of the buffer (grown when a line fills it) and
-        read more after them."""
+        """Move the unread bytes to the front of the buffer (grown when a line, or the lines of
+        a `stretch`, fill it) and read more after them."""
         buf, pos, filled = self.buf, self.pos, self.filled
         if pos == 0 and filled == len(buf):
             buf.extend(bytes(len(buf)))  # a line longer than the buffer

@@ -20,6 +20,13 @@ facts (loaded by id, ROWS_PER_QUERY at a time) and their cache row replaced.
 `[screen] reuse_decisions = false` evaluates everyone (the cache is
 still refreshed). Either way the outputs are the same, byte for byte.
 
+Most reused decisions are plain: not proposed, with the same digest as after the last run, and a
+summary the screen has met before tonight (`_learn`). The store gives such a patient's id and
+their summary's number, and nothing more (`StateStore.screen_rows`), and the screen gathers plain
+patients in a row into a stretch known by its first and last id and its count: one piece of the
+last run's file (`LastLines.stretch`), counted by summary number, without a Python value per
+cached column or per patient beyond their id.
+
 Patients are visited in id order, CHUNK at a time, and each decision goes straight to the outputs
 (`OutputFolder`), so memory does not grow with the practice (beyond the proposed patients). The
 cyclic garbage collector is paused meanwhile: decisions hold no cycles, and its full passes over
@@ -30,10 +37,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import orjson
 
@@ -113,24 +120,44 @@ class _Screen:
         self.cached: list[CacheRow] = []  # written by `flush`
         self.staged: list[tuple[str, str]] = []
         self.run: list[Reused] = []  # reused, not proposed, not yet written (`_write_run`)
+        self.plain = _Stretch()  # plain patients in a row, not yet written (`_write_plain`)
+        self.plain_keys: dict[int, tuple[SummaryKey, tuple[int, int, int]]] = {}  # by number
+        self.learned: set[bytes] = set()  # summaries whose number the store gave
+        self.listed_numbers: set[int] = set()  # ... of decisions with data-quality notes
 
     def need(self, rows: list[ScreenRow], reuse: bool) -> Need:
         """The chunk's patients who are evaluated tonight, in id order, each with what of their
         cached decision may be reused (its proposal entries). A reusable decision's line is the
         cached one when proposed, else the last run's decisions.ndjson's: without that file, the
-        patient is evaluated."""
+        patient is evaluated. A plain patient (see `StateStore.screen_rows`) is reused."""
         return [
             (row[0], _cached_proposal(row) if reuse else None)
             for row in rows
-            if not (reuse and reusable(row, self.day) and (row[5] or self.last is not None))
+            if row[8] is None
+            and not (reuse and reusable(row, self.day) and (row[5] or self.last is not None))
         ]
 
     def chunk(self, rows: list[ScreenRow], decided: list[Decided]) -> None:
         """Write and cache the chunk's decisions: those `decided` tonight, the others reused."""
         by_pid = {d.pid: d for d in decided}
-        run, summaries = self.run, self.summaries
+        run, summaries, plain = self.run, self.summaries, self.plain
         for row in rows:
-            pid, digest, summary, previous = row[0], row[3], row[4], row[6]
+            pid, number = row[0], row[8]
+            if number is not None:  # the common case, kept short
+                if run:
+                    self._write_run()
+                if not plain.count:
+                    plain.first = pid
+                plain.last = pid
+                plain.count += 1
+                plain.numbers[number] = plain.numbers.get(number, 0) + 1
+                if number in self.listed_numbers:
+                    plain.listed.append((pid, number))
+                if plain.count >= RUN_MAX:
+                    self._write_plain()
+                continue
+            self._write_plain()
+            digest, summary, previous = row[3], row[4], row[6]
             done = by_pid.get(pid)
             if done is not None:
                 self._write_run()
@@ -145,10 +172,66 @@ class _Screen:
                 self._count(pid, self.reuse_proposed(row, *known), previous)
             else:
                 run.append((pid, known[0], known[1], digest, previous))
+                if digest == previous and summary not in self.learned and self.last is not None:
+                    self._learn(summary, known)
                 if len(run) >= RUN_MAX:
                     self._write_run()
         if len(self.cached) + len(self.staged) >= WRITE_ROWS:
             self.flush()
+
+    def _learn(self, summary: bytes, known: tuple[SummaryKey, tuple[int, int, int]]) -> None:
+        """Have the store mark as plain, from the next rows on, the reused decisions with this
+        summary (not proposed)."""
+        number = self.store.learn_plain(summary)
+        self.learned.add(summary)
+        self.plain_keys[number] = known
+        if known[0].quality:
+            self.listed_numbers.add(number)
+
+    def _write_plain(self) -> None:
+        """Write the plain patients gathered: their lines taken from the last run's file in one
+        piece (`LastLines.stretch`), their summaries counted by number. Should the file hold
+        other lines between theirs, they are written as any other reused patients, by id."""
+        plain = self.plain
+        if not plain.count:
+            return
+        assert self.last is not None
+        first, last, count = plain.first, plain.last, plain.count
+        lines = self.last.stretch(first, last, count, self.new_prefix)
+        if lines is None:
+            self._write_run()
+            keys = self.plain_keys
+            for pid, number in self._plain_between(first, last, count):
+                key, counts = keys[number]
+                self.run.append((pid, key, counts, "", ""))  # digest as after the last run
+            plain.clear()
+            self._write_run()
+            return
+        stats, tally, keys = self.stats, self.stats.tally, self.plain_keys
+        counted: dict[SummaryKey, int] = {}
+        for number, times in plain.numbers.items():
+            key, counts = keys[number]
+            counted[key] = counted.get(key, 0) + times
+            if counts != NO_PROPOSALS:
+                tally.add_counts(tuple(c * times for c in counts))  # type: ignore[arg-type]
+        stats.patients += count
+        stats.kept += count
+        stats.reused += count
+        listed = [(f"Patient/{pid}", keys[number][0]) for pid, number in plain.listed]
+        patients = _Patients(count, partial(self._patients_between, first, last, count))
+        self.outputs.add_stretch(lines, counted, listed, patients)
+        plain.clear()
+
+    def _plain_between(self, first: str, last: str, count: int) -> list[tuple[str, int]]:
+        """(id, summary number) of the `count` plain patients from `first` to `last`."""
+        numbers = {summary: n for n, summary in self.store.plain_summaries()}
+        found = [(pid, numbers[summary]) for pid, summary in self.store.plain_between(first, last)]
+        assert len(found) == count, "the store changed during the screen"
+        return found
+
+    def _patients_between(self, first: str, last: str, count: int) -> list[tuple[str, SummaryKey]]:
+        keys = self.plain_keys
+        return [(f"Patient/{p}", keys[n][0]) for p, n in self._plain_between(first, last, count)]
 
     def _count(self, pid: str, digest: str, previous: str | None) -> None:
         stats = self.stats
@@ -184,8 +267,9 @@ class _Screen:
         run.clear()
 
     def flush(self) -> None:
-        """Write what is gathered: the run of reused decisions, then the cache rows and digests
-        (a transaction each)."""
+        """Write what is gathered: the reused decisions, then the cache rows and digests (a
+        transaction each)."""
+        self._write_plain()
         self._write_run()
         self.store.cache.put(self.cached)
         self.store.ledger.stage_digests(self.staged)
@@ -214,6 +298,37 @@ class _Screen:
         self.stats.reused += 1
         self.outputs.add(f"Patient/{pid}", body, key, decision, proposal, head=self.new_prefix)
         return digest
+
+
+class _Stretch:
+    """Plain patients in a row, as the screen gathers them: the first and last id, how many,
+    how many of each summary number, and (id, number) of those with data-quality notes."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.first = self.last = ""
+        self.count = 0
+        self.numbers: dict[int, int] = {}
+        self.listed: list[tuple[str, int]] = []
+
+
+class _Patients(Sequence[tuple[str, SummaryKey]]):
+    """The (reference, summary key) of a stretch's patients, read from the store only if an
+    output asks for them (the built-in ones do not: they write the lines as they come)."""
+
+    def __init__(self, count: int, load: Callable[[], list[tuple[str, SummaryKey]]]) -> None:
+        self.count, self.load = count, load
+        self.items: list[tuple[str, SummaryKey]] | None = None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
+        if self.items is None:
+            self.items = self.load()
+        return self.items[index]
 
 
 NO_PROPOSALS = (0, 0, 0)
@@ -255,6 +370,7 @@ def screen_all(
     store.cache.forget_lines_file()  # before any cached decision is replaced
     last = LastLines.open(store.path.parent, recorded) if usable else None
     store.ledger.clear_staged_digests()
+    store.forget_plain()
     screen = _Screen(store, ruleset, as_of, outputs, last)
     how = Deciding(ruleset, as_of, outputs.owner, store.path)
     deciders = Deciders(how, jobs or default_jobs())
@@ -263,7 +379,7 @@ def screen_all(
     after: str | None = None
     try:
         with gc_paused(), progress.stage("screened", unit="patients") as bar:
-            while rows := store.screen_rows(after, CHUNK):
+            while rows := store.screen_rows(after, CHUNK, screen.day):
                 after = rows[-1][0]
                 need = screen.need(rows, usable)
                 for done_rows, decided in deciders.submit(rows, need, facts_of):

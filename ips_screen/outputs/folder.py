@@ -15,7 +15,7 @@ earlier run's proposals.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 
@@ -104,12 +104,23 @@ class OutputFolder:
     def add_run(self, patients: Sequence[tuple[str, SummaryKey]], lines: bytes) -> None:
         """What `add` does for each of several patients in a row, none of them proposed:
         (reference, summary key) each, and their lines, each with its line end, in one piece."""
-        keys, listed = self._keys, self.listed
-        for patient, key in patients:
-            keys[key] += 1
+        listed = [(patient, key) for patient, key in patients if key.quality]
+        self.add_stretch(lines, Counter(key for _, key in patients), listed, patients)
+
+    def add_stretch(
+        self,
+        lines: bytes,
+        keys: Mapping[SummaryKey, int],
+        listed: Iterable[tuple[str, SummaryKey]],
+        patients: Sequence[tuple[str, SummaryKey]],
+    ) -> None:
+        """`add_run` for patients whose summary keys are counted already: how many have each
+        key, and (reference, key) of those with data-quality notes, in order; `patients` is
+        given to the writers as it is (it may load them only when asked)."""
+        for key, times in keys.items():
             assert key.outcome != "propose"
-            if key.quality:
-                listed.append(self._slim(patient, key))
+            self._keys[key] += times
+        self.listed.extend(self._slim(patient, key) for patient, key in listed)
         for writer in self._streams:
             writer.add_run(patients, lines)
 

@@ -8,7 +8,9 @@ for every writer chosen (`outputs.registry`):
     add(patient)         once per patient, in patient-id order (`PatientOutput`)
     add_run(patients, lines)   instead of `add`, for several patients in a row none of whom is
                          proposed, with their lines in one piece (the nightly job's reused
-                         decisions); by default `add` for each
+                         decisions); by default `add` for each. `patients` may be read from
+                         the store only when first looked at: a writer that needs only the
+                         lines should leave it alone
     finish(done)         once, after the last patient (`Finished`: the summary and the decisions
                          kept), to complete the file
     close()              on failure instead of `finish`: release what `begin` opened

@@ -54,10 +54,19 @@ FINGERPRINT_KEY = "decisions_fingerprint"
 LINES_FILE_KEY = "lines_file"
 ROWS_PER_QUERY = 500  # ids per `IN (...)` query (well under SQLite's parameter limit)
 
-# (patient id, as_of, valid_until, digest, summary, data, digest after the last run, proposal):
-# the cached columns are None for a patient without a cache row, the last digest for a new one.
+# (patient id, as_of, valid_until, digest, summary, data, digest after the last run, proposal,
+# plain summary number): the cached columns are None for a patient without a cache row, the last
+# digest for a new one; all but the id are None for a plain one (`StateStore.screen_rows`).
 ScreenRow = tuple[
-    str, str | None, str | None, str | None, bytes | None, bytes | None, str | None, bytes | None
+    str,
+    str | None,
+    str | None,
+    str | None,
+    bytes | None,
+    bytes | None,
+    str | None,
+    bytes | None,
+    int | None,
 ]
 # (patient id, as_of, valid_until, digest, summary, data, proposal); data: b"" but when proposed
 CacheRow = tuple[str, str, str, str, bytes, bytes, bytes | None]

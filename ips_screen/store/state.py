@@ -9,6 +9,10 @@
 Each part has its own tables and interface; they share one file and connection
 (`database.Database`), so a change to the facts forgets the cached decisions in the same
 transaction. `screen_rows` is the one query over all three.
+
+A screen marks the cached decisions it can reuse without looking at them ("plain", see
+`learn_plain`): `screen_rows` gives such a patient's id and a number, and nothing else, so that a
+night whose patients are nearly all reused does not turn every cached column into Python values.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class StateStore:
         self.cache = DecisionCache(self.db)
         self.facts = FactsStore(self.db, self.cache)
         self.ledger = RunLedger(self.db)
+        self.db.sql.execute(_PLAIN_TABLE)
 
     @property
     def path(self) -> Path:
@@ -48,14 +53,54 @@ class StateStore:
         """The database's size on disk, with its write-ahead log."""
         return self.db.size_bytes()
 
-    def screen_rows(self, after: str | None, limit: int) -> list[ScreenRow]:
+    def screen_rows(self, after: str | None, limit: int, day: str = "") -> list[ScreenRow]:
         """The next `limit` patients of the facts after id `after` (from the first when None),
-        in id order, with their cached decision and their digest after the last run."""
+        in id order, with their cached decision, their digest after the last run, and None.
+
+        With `day`, a patient whose cached decision is plain on that day has their id, None in
+        every other column, and last the number `learn_plain` gave its summary. Plain: no line
+        kept (not proposed), decided on or before `day` and valid after it, the same digest as
+        after the last run, and a summary learned since `forget_plain`."""
+        cached = ("c.as_of", "c.valid_until", "c.digest", "c.summary", "c.data", "d.digest")
+        columns = ", ".join(f"iif(s.n IS NULL, {c}, NULL)" for c in (*cached, "c.proposal"))
         where = "" if after is None else "WHERE p.id > ?"
         return self.db.sql.execute(
-            "SELECT p.id, c.as_of, c.valid_until, c.digest, c.summary, c.data, d.digest, "  # noqa: S608 (constant fragments)
-            "c.proposal FROM patients p "
+            f"SELECT p.id, {columns}, s.n FROM patients p "  # noqa: S608 (constant fragments)
             "LEFT JOIN decision_cache c ON c.patient_id = p.id "
-            f"LEFT JOIN decisions d ON d.patient_id = p.id {where} ORDER BY p.id LIMIT ?",
-            (limit,) if after is None else (after, limit),
+            "LEFT JOIN decisions d ON d.patient_id = p.id "
+            "LEFT JOIN temp.screen_plain s ON s.summary = c.summary AND c.data = x'' "
+            "AND c.as_of <= ? AND ? < c.valid_until AND c.digest = d.digest "
+            f"{where} ORDER BY p.id LIMIT ?",
+            (day, day, limit) if after is None else (day, day, after, limit),
         ).fetchall()
+
+    def learn_plain(self, summary: bytes) -> int:
+        """The number of a cached summary whose decisions the screen takes as plain (see
+        `screen_rows`): only a summary of a decision that is not proposed."""
+        sql = self.db.sql
+        sql.execute("INSERT OR IGNORE INTO temp.screen_plain (summary) VALUES (?)", (summary,))
+        found = sql.execute("SELECT n FROM temp.screen_plain WHERE summary = ?", (summary,))
+        return int(found.fetchone()[0])
+
+    def forget_plain(self) -> None:
+        """No summary is plain (a new screen learns them again)."""
+        self.db.sql.execute("DELETE FROM temp.screen_plain")
+
+    def plain_summaries(self) -> list[tuple[int, bytes]]:
+        """(number, summary) of every summary learned since `forget_plain`."""
+        return self.db.sql.execute("SELECT n, summary FROM temp.screen_plain").fetchall()
+
+    def plain_between(self, first: str, last: str) -> list[tuple[str, bytes]]:
+        """(id, cached summary) of the patients from `first` to `last`, in id order."""
+        return self.db.sql.execute(
+            "SELECT p.id, c.summary FROM patients p "
+            "JOIN decision_cache c ON c.patient_id = p.id "
+            "WHERE p.id BETWEEN ? AND ? ORDER BY p.id",
+            (first, last),
+        ).fetchall()
+
+
+_PLAIN_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS screen_plain "
+    "(n INTEGER PRIMARY KEY, summary BLOB NOT NULL UNIQUE)"
+)

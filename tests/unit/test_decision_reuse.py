@@ -19,8 +19,9 @@ import pytest
 from ips_screen.dates import LONDON
 from ips_screen.engine import evaluate
 from ips_screen.facts.extract import SUBJECT_FIELD
+from ips_screen.nightly import screen
 from ips_screen.nightly.config import PracticeConfig
-from ips_screen.nightly.last_lines import file_stamp
+from ips_screen.nightly.last_lines import LastLines, file_stamp
 from ips_screen.nightly.run import NightlyResult, run_nightly
 from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.formats.proposals_json import proposal_template
@@ -44,6 +45,26 @@ CHRONIC_PAIN = "82423001"
 @pytest.fixture(scope="module")
 def ruleset() -> CompiledRuleset:
     return load_ruleset(None)
+
+
+@pytest.fixture(params=["one-chunk", "small-chunks"])
+def stretches(request, monkeypatch) -> list[bool]:
+    """Whether each of the screen's stretches of plain patients had its lines taken in one
+    piece (False: by id). With small chunks the screen reads the store many times a night, so
+    that the summaries it learns in one chunk make patients plain in the next."""
+    if request.param == "small-chunks":
+        monkeypatch.setattr(screen, "CHUNK", 16)
+        monkeypatch.setattr(screen, "RUN_MAX", 5)
+    taken: list[bool] = []
+    real = LastLines.stretch
+
+    def spy(self, *args):
+        lines = real(self, *args)
+        taken.append(lines is not None)
+        return lines
+
+    monkeypatch.setattr(LastLines, "stretch", spy)
+    return taken
 
 
 def night_of(day: date) -> datetime:
@@ -160,7 +181,9 @@ def _subject(resource: dict) -> str | None:
 
 
 @pytest.mark.slow
-def test_nights_with_and_without_reuse_give_identical_outputs(tmp_path: Path, ruleset):
+def test_nights_with_and_without_reuse_give_identical_outputs(
+    tmp_path: Path, ruleset, stretches: list[bool]
+):
     current = population(tmp_path / "data")
     ndjson(tmp_path / "night-0", current.values(), "all.ndjson")
     reusing = config(tmp_path / "night-0", tmp_path / "a", reuse=True)
@@ -203,6 +226,7 @@ def test_nights_with_and_without_reuse_give_identical_outputs(tmp_path: Path, ru
     assert results[2][0].reused > 0  # T + 40 days: still some
     earlier = results[4][0]  # T + 399 after T + 400: only decisions cached before T + 399 hold
     assert earlier.evaluated > 0.9 * earlier.patients
+    assert (True in stretches) == (screen.CHUNK == 16)  # with small chunks, plain patients
 
 
 def test_a_changed_record_invalidates_both_patients_and_a_reset_everyone(tmp_path: Path, ruleset):
@@ -253,7 +277,7 @@ def _night(cfg: PracticeConfig, source: Path, day: date) -> NightlyResult:
 
 @pytest.mark.slow
 def test_reused_lines_come_from_the_last_runs_file_and_only_when_it_is_as_recorded(
-    tmp_path: Path, ruleset, monkeypatch
+    tmp_path: Path, ruleset, monkeypatch, stretches: list[bool]
 ):
     """An incremental night takes the lines of the decisions it reuses from the last run's
     decisions.ndjson (the store keeps only the proposed ones' lines). When that file was
@@ -312,6 +336,7 @@ def test_reused_lines_come_from_the_last_runs_file_and_only_when_it_is_as_record
         state.cache.remember_lines_file(replace(recorded, **_stamp(last)))
     rescued = night(7)
     assert 0.2 * first.patients < rescued.evaluated < first.patients - proposed
+    assert (True in stretches) == (screen.CHUNK == 16)  # with small chunks, plain patients
 
 
 def _stamp(path: Path) -> dict[str, int]:
@@ -378,3 +403,36 @@ def test_worker_processes_collect_garbage_though_the_screen_paused_the_collector
     with gc_paused(), ProcessPoolExecutor(1, fork, _init, (how,)) as workers:
         assert not gc.isenabled()
         assert workers.submit(_collector_on, None).result()
+
+
+@pytest.mark.slow
+def test_patients_removed_between_reused_ones_leave_the_outputs_as_without_reuse(
+    tmp_path: Path, monkeypatch
+):
+    """Patients removed from the practice since the last run still have a line in its
+    decisions.ndjson, between the lines of patients whose decisions are reused tonight: such a
+    stretch is not taken in one piece but by id, and the outputs are those of a night without
+    reuse."""
+    monkeypatch.setattr(screen, "CHUNK", 16)
+    monkeypatch.setattr(screen, "RUN_MAX", 50)
+    taken: list[bool] = []
+    real = LastLines.stretch
+    monkeypatch.setattr(
+        LastLines, "stretch", lambda self, *a: taken.append(bool(x := real(self, *a))) or x
+    )
+    current = population(tmp_path / "data")
+    ndjson(tmp_path / "night-0", current.values(), "all.ndjson")
+    pids = sorted(ref for ref in current if ref.startswith("Patient/"))
+    gone = pids[40::25]
+    apply_changes(current, [], gone)
+    deletions(tmp_path / "night-1", gone)
+    ndjson(tmp_path / "night-1", [])
+    for reuse, state in ((True, "a"), (False, "b")):
+        cfg = config(tmp_path / "night-0", tmp_path / state, reuse=reuse)
+        _night(cfg, tmp_path / "night-0", T)
+        results = _night(cfg, tmp_path / "night-1", T + timedelta(days=1))
+        assert results.patients == len(pids) - len(gone)
+    for name in FILES:
+        a = (tmp_path / "a" / "runs" / "latest" / name).read_bytes()
+        assert a == (tmp_path / "b" / "runs" / "latest" / name).read_bytes(), name
+    assert True in taken and False in taken  # stretches taken whole, and some by id

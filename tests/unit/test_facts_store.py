@@ -397,7 +397,7 @@ def test_the_three_parts_share_one_file_and_keep_to_their_own_tables(state, rule
     rows = state.screen_rows(None, 2)
     assert [row[0] for row in rows] == ["fx-01", "fx-02"]
     assert rows[0][3] == "d1" and rows[0][6] == "d1"  # cached digest, digest after the last run
-    assert rows[1][1:] == (None,) * 7  # neither cached nor in the ledger
+    assert rows[1][1:] == (None,) * 8  # neither cached nor in the ledger (nor plain)
     assert cache.prepare("fingerprint-1")
     facts.reset(ruleset)
     assert not cache.has_rows() and facts.counts() == {"patients": 0, "records": 0}

@@ -86,3 +86,38 @@ def test_a_last_line_without_its_line_end_is_not_used():
     last = reader([line("a")], tail=line("b"))
     assert last.lines_of(["a"], NEW) is not None
     assert last.lines_of(["b"], NEW) is None and last.broken
+
+
+@pytest.mark.parametrize("block", [16, 200, 1 << 20])  # the buffer grown to hold a stretch, or not
+def test_a_stretch_known_by_its_ends_and_count_gets_its_lines_in_one_piece(block):
+    lines = [line(pid, str(n)) for n, pid in enumerate(PIDS)]
+    last = reader(lines, block)
+    assert last.stretch("a", "a", 1, NEW) == tonight(lines[0])
+    assert last.stretch("d\\e", 'q"uote', 3, NEW) == tonight(*lines[2:5])  # b passed over
+    assert last.stretch("s", "é", 2, NEW) == tonight(*lines[6:])
+    assert last.used == 6 and not last.broken
+
+
+def test_a_stretch_with_a_line_of_someone_else_inside_is_not_taken_and_then_read_by_id():
+    """c was removed from the practice since the last run: the store's three patients from b to
+    e are b, d and e, but the file has four lines there. Nothing is taken, and nothing lost."""
+    lines = [line(pid) for pid in ("a", "b", "c", "d", "e")]
+    last = reader(lines, 1 << 20)
+    assert last.stretch("a", "a", 1, NEW) == tonight(lines[0])
+    assert last.stretch("b", "e", 3, NEW) is None and not last.broken
+    assert last.lines_of(["b", "d", "e"], NEW) == tonight(lines[1], *lines[3:])
+
+
+@pytest.mark.parametrize(
+    ("first", "last_id", "count"),
+    [
+        ("b", "c", 2),  # the second line is e's
+        ("a", "b", 2),  # no line for a: the file starts at b
+        ("b", "f", 4),  # the file ends first
+        ("b", "e", 3),  # d's line is another night's
+    ],
+)
+def test_a_stretch_the_file_does_not_hold_as_asked_is_not_taken(first, last_id, count):
+    lines = [line("b"), line("d", day="2026-11-25"), line("e")] if count == 3 else []
+    last = reader(lines or [line("b"), line("e")], 1 << 20)
+    assert last.stretch(first, last_id, count, NEW) is None

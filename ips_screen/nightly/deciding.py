@@ -36,12 +36,13 @@ from typing import NamedTuple
 
 import orjson
 
-from ips_screen.engine import Decision, evaluate
+from ips_screen.engine import evaluate
 from ips_screen.engine.horizon import valid_until
 from ips_screen.facts.model import PatientFacts
 from ips_screen.nightly.steps import ProposalTally
 from ips_screen.outputs.formats.decisions_ndjson import decision_line
 from ips_screen.outputs.formats.proposals_json import proposal_template
+from ips_screen.outputs.proposed import proposed_texts
 from ips_screen.outputs.summary import SummaryCounter, SummaryKey
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.store.facts_store import FactsReader
@@ -75,39 +76,32 @@ class Decided(NamedTuple):
     counts: tuple[int, int, int]  # the tool's proposals: open, accepted, declined
     until: str  # the decision's horizon (ISO date)
     digest: str
-    decision: Decision | None  # proposed only: kept whole for the report, worklist and writer
-    proposal: bytes | None  # proposed only: proposals.json entries (None: to be built)
+    proposal: bytes | None  # proposed only: proposals.json entries
+    texts: bytes | None  # proposed only: the worklist's and report's words (`proposed_texts`)
 
 
 def decide(
     facts: PatientFacts,
     how: Deciding,
     counter: SummaryCounter,
-    reusable_proposal: tuple[bytes, bytes] | None = None,
+    reusable_proposal: Reuse = None,
 ) -> Decided:
     """Evaluate one patient. `reusable_proposal`: (the cached line after its as-of date, the
-    cached proposal entries) of the patient's cached decision; the entries are reused when the
-    new line is the same but for the date."""
+    cached proposal entries, the cached words) of the patient's cached decision when proposed;
+    the entries and words are reused when the new line is the same but for the date."""
     decision = evaluate(how.ruleset, facts, how.as_of)
     line = decision_line(decision)
     key = counter.key(decision)
     until = valid_until(how.ruleset, facts, how.as_of).isoformat()
-    proposed = decision.outcome == "propose"
-    proposal = None
-    if proposed:
+    proposal = texts = None
+    if decision.outcome == "propose":
         if reusable_proposal is not None and after_date(line) == reusable_proposal[0]:
-            proposal = reusable_proposal[1]
-        proposal = proposal or proposal_template(decision, how.ruleset, how.owner)
-    return Decided(
-        facts.id,
-        line,
-        key,
-        ProposalTally.count(facts),
-        until,
-        decision_digest(decision),
-        decision if proposed else None,
-        proposal,
-    )
+            proposal, texts = reusable_proposal[1], reusable_proposal[2]
+        else:
+            proposal = proposal_template(decision, how.ruleset, how.owner)
+            texts = proposed_texts(decision, how.ruleset)
+    counts = ProposalTally.count(facts)
+    return Decided(facts.id, line, key, counts, until, decision_digest(decision), proposal, texts)
 
 
 # What a shared decision keeps: its line cut where the stand-in's reference was, the summary key,
@@ -147,7 +141,7 @@ class Shared:
     ) -> Known | bool:
         done = decide(stand_in, how, counter)
         parts = tuple(done.line.split(self._REF))
-        if done.decision is not None or any(self._ID in part for part in parts):
+        if done.texts is not None or any(self._ID in part for part in parts):
             return False
         return self.lines.setdefault(parts, parts), done.key, done.until, done.digest
 
@@ -165,7 +159,7 @@ def after_date(line: bytes) -> bytes | None:
     return line[len(head) :]
 
 
-Reuse = tuple[bytes, bytes] | None  # see `decide`
+Reuse = tuple[bytes, bytes, bytes] | None  # see `decide`
 Need = list[tuple[str, Reuse]]  # the patients to decide, in id order
 FactsOf = Callable[[Iterable[str]], Iterator[PatientFacts]]
 

@@ -233,7 +233,7 @@ def _run(
                     client,
                     config,
                     ruleset,
-                    outputs.proposed,
+                    [p.decision for p in outputs.proposed],  # read back from their lines here
                     now,
                     as_of,
                     environ,

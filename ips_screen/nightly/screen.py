@@ -38,18 +38,18 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache, partial
 
 import orjson
 
-from ips_screen.engine import Decision
-from ips_screen.nightly.deciding import Decided, Deciders, Deciding, Need, date_prefix
+from ips_screen.nightly.deciding import Decided, Deciders, Deciding, Need, Reuse, date_prefix
 from ips_screen.nightly.last_lines import LastLines
 from ips_screen.nightly.progress import Progress
 from ips_screen.nightly.steps import ProposalTally
 from ips_screen.outputs.folder import OutputFolder
+from ips_screen.outputs.proposed import Proposed
 from ips_screen.outputs.summary import SummaryKey
 from ips_screen.reading import gc_paused
 from ips_screen.ruleset.loader import CompiledRuleset
@@ -63,7 +63,7 @@ log = logging.getLogger("ips_screen.nightly")
 CHUNK = 2_000  # patients read from the store at a time
 WRITE_ROWS = 20_000  # cache rows and digests written to the store at a time
 RUN_MAX = 2_000  # reused decisions in a row whose lines are taken at a time (about 9 MB)
-CACHE_FORMAT = "3"  # bump when what is cached per decision changes (3: lines of proposed only)
+CACHE_FORMAT = "4"  # bump when what is cached per decision changes (4: the proposed ones' words)
 
 
 def decisions_fingerprint(ruleset: CompiledRuleset, owner: str | None) -> str:
@@ -278,25 +278,29 @@ class _Screen:
 
     def evaluated(self, done: Decided) -> str:
         summary = orjson.dumps([*done.key, *done.counts])
-        line, proposal = done.line, done.proposal
-        data = line if done.decision is not None else b""  # others: tonight's decisions.ndjson
-        self.cached.append((done.pid, self.day, done.until, done.digest, summary, data, proposal))
+        line, proposal, texts, ref = done.line, done.proposal, done.texts, f"Patient/{done.pid}"
+        data = line if texts is not None else b""  # others: tonight's decisions.ndjson
+        row = (done.pid, self.day, done.until, done.digest, summary, data, proposal, texts)
+        self.cached.append(row)
         self.stats.tally.add_counts(done.counts)
         self.stats.evaluated += 1
-        self.outputs.add(f"Patient/{done.pid}", line, done.key, done.decision, proposal)
+        kept = None if texts is None else Proposed(ref, done.key, texts, line=line, as_of=self.day)
+        self.outputs.add(ref, line, done.key, kept, proposal)
         return done.digest
 
     def reuse_proposed(self, row: ScreenRow, key: SummaryKey, counts: tuple[int, int, int]) -> str:
-        """A reused proposed decision: its line is cached, and it is kept whole for the report,
-        the worklist and the writer."""
-        pid, cached_day, digest, data, proposal = row[0], row[1], row[3], row[5], row[7]
-        assert cached_day is not None and digest is not None and data
+        """A reused proposed decision: its line, proposals.json entries and words are cached (its
+        decision is read from the line only if an output asks for it)."""
+        pid, cached_day, digest, data = row[0], row[1], row[3], row[5]
+        proposal, texts = row[7], row[9]
+        assert cached_day is not None and digest is not None and data and texts is not None
         body = memoryview(data)[len(_prefix(cached_day)) :]
-        decision = replace(Decision.from_dict(orjson.loads(data)), as_of=self.day)
+        ref = f"Patient/{pid}"
+        kept = Proposed(ref, key, texts, line=data, as_of=self.day)
         if counts != NO_PROPOSALS:
             self.stats.tally.add_counts(counts)
         self.stats.reused += 1
-        self.outputs.add(f"Patient/{pid}", body, key, decision, proposal, head=self.new_prefix)
+        self.outputs.add(ref, body, key, kept, proposal, head=self.new_prefix)
         return digest
 
 
@@ -343,13 +347,14 @@ def _summary(summary: bytes) -> tuple[SummaryKey, tuple[int, int, int]]:
     return key, (values[7], values[8], values[9])
 
 
-def _cached_proposal(row: ScreenRow) -> tuple[bytes, bytes] | None:
-    """A cached decision's line after its date, and its proposal entries, when it has both."""
-    cached_day, cached, proposal = row[1], row[5], row[7]
-    if cached_day is None or cached is None or proposal is None:
+def _cached_proposal(row: ScreenRow) -> Reuse:
+    """A cached decision's line after its date, its proposal entries and its words, when it has
+    them (when proposed)."""
+    cached_day, cached, proposal, texts = row[1], row[5], row[7], row[9]
+    if cached_day is None or cached is None or proposal is None or texts is None:
         return None
     prefix = _prefix(cached_day)
-    return (cached[len(prefix) :], proposal) if cached.startswith(prefix) else None
+    return (cached[len(prefix) :], proposal, texts) if cached.startswith(prefix) else None
 
 
 def screen_all(

@@ -22,6 +22,7 @@ from pathlib import Path
 from ips_screen.engine.decision import Decision
 from ips_screen.outputs.formats.decisions_ndjson import decision_line
 from ips_screen.outputs.formats.proposals_json import proposal_template
+from ips_screen.outputs.proposed import Proposed
 from ips_screen.outputs.registry import filenames, make_writers
 from ips_screen.outputs.staging import StagedFolder
 from ips_screen.outputs.summary import SummaryCounter, SummaryKey
@@ -47,7 +48,7 @@ class OutputFolder:
         self.tag = f"{ruleset.id}@{ruleset.version}"
         self.counter = SummaryCounter(ruleset)
         self._keys: Counter[SummaryKey] = Counter()  # counted in the summary by `counted`
-        self.proposed: list[Decision] = []
+        self.proposed: list[Proposed] = []
         self.listed: list[Decision] = []  # not proposed, with data-quality notes (no trace)
         self._extra: list[str] = []  # files staged by `add_file`
         self.writers = make_writers(formats)
@@ -83,21 +84,25 @@ class OutputFolder:
         patient: str,
         line: bytes | memoryview,
         key: SummaryKey,
-        decision: Decision | None = None,
+        decision: Decision | Proposed | None = None,
         proposal: bytes | None = None,
         head: bytes = b"",
     ) -> None:
         """One patient's decision: its decisions.ndjson line (`head` + `line`, no newline), its
-        summary `key`, and when proposed the decision itself and its `proposal` entries (None:
-        built by the proposals writer, if chosen)."""
+        summary `key`, and when proposed the decision itself (or what the outputs keep of it,
+        `Proposed`) and its `proposal` entries (None: built by the proposals writer, if
+        chosen)."""
         self._keys[key] += 1
-        proposed = key.outcome == "propose"
-        if proposed:
+        proposed = None
+        if key.outcome == "propose":
             assert decision is not None
-            self.proposed.append(decision)
+            if isinstance(decision, Decision):
+                decision = Proposed.of(decision, key, None, self.ruleset)
+            proposed = decision
+            self.proposed.append(proposed)
         elif key.quality:
             self.listed.append(self._slim(patient, key))
-        item = PatientOutput(patient, line, key, decision if proposed else None, proposal, head)
+        item = PatientOutput(patient, line, key, proposed, proposal, head)
         for writer in self._streams:
             writer.add(item)
 

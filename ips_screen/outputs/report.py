@@ -196,6 +196,8 @@ def render_report(
 ) -> str:
     """The report as one HTML page.
 
+    `decisions`: the proposed patients (each a `Decision`, or an `outputs.proposed.Proposed`
+    whose words are made already) and the others with data-quality notes.
     `explain` turns a reason or flag name into plain words (default: the ruleset's `texts:`);
     `trends` (one dict per earlier run: run, as_of, propose, not_eligible, excluded,
     open_proposals) adds a chart of runs over time; `unfinished` (ledger rows: id, started,
@@ -226,7 +228,7 @@ def render_report(
             "patient": d.patient,
             "priority": d.priority or "",
             "asks": [asks(f) for f in d.flags],
-            "why": " ".join(brief_lines(d, ruleset)),  # the card's plain lines
+            "why": d.why if hasattr(d, "why") else " ".join(brief_lines(d, ruleset)),
         }
         for d in proposed_in_order(decisions)
     ]

@@ -278,10 +278,13 @@ def worklist_rows(
     ruleset: CompiledRuleset | None = None,
 ) -> list[dict[str, str]]:
     """Proposed patients: patient, priority, flags (joined by ';') and a one-line reason (in
-    plain words when the ruleset is given, else from the trace details)."""
+    plain words when the ruleset is given, else from the trace details). A proposed patient may
+    be given as an `outputs.proposed.Proposed`, whose words are made already."""
     from ips_screen.presentation.notes import reasons_in_brief
 
     def reason(d: Decision) -> str:
+        if ruleset and hasattr(d, "reason"):  # `outputs.proposed.Proposed`: its words made
+            return d.reason
         return reasons_in_brief(d, ruleset) if ruleset else one_line_reason(d, step_ids)
 
     return [

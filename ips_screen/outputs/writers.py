@@ -28,6 +28,7 @@ from datetime import date, datetime
 from typing import ClassVar
 
 from ips_screen.engine.decision import Decision
+from ips_screen.outputs.proposed import Proposed
 from ips_screen.outputs.staging import StagedFolder
 from ips_screen.outputs.summary import SummaryKey
 from ips_screen.ruleset.loader import CompiledRuleset
@@ -49,16 +50,21 @@ class PatientOutput:
 
     `line` is the decision's decisions.ndjson line without its newline (`head` + `line`: orjson
     of `Decision.to_dict()` with sorted keys; a cached line comes in two parts), `key` what the
-    summary counts of it. When proposed, `decision` is the decision itself and `proposal` its
-    proposals.json entries (`formats.proposals_json.proposal_template`; None: built by that
+    summary counts of it. When proposed, `proposed` is what the outputs keep of the patient
+    (`decision`: the decision itself, read from its line when first asked for) and `proposal`
+    its proposals.json entries (`formats.proposals_json.proposal_template`; None: built by that
     writer)."""
 
     patient: str
     line: bytes | memoryview
     key: SummaryKey
-    decision: Decision | None = None
+    proposed: Proposed | None = None
     proposal: bytes | None = None
     head: bytes = b""
+
+    @property
+    def decision(self) -> Decision | None:
+        return None if self.proposed is None else self.proposed.decision
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,7 @@ class Finished:
     """What the writers finish with."""
 
     summary: dict  # the content of summary.json
-    proposed: Sequence[Decision]  # in patient order
+    proposed: Sequence[Proposed]  # in patient order
     listed: Sequence[Decision]  # not proposed but with data-quality notes (no trace)
     trends: list[dict] | None = None  # earlier runs, for the report (nightly)
     unfinished: list[dict] = field(default_factory=list)  # runs that failed (nightly)

@@ -5,9 +5,10 @@
                     facts), digest (`ledger.decision_digest`), summary (orjson: its
                     `outputs.summary.SummaryKey` and the patient's proposal counts), data (for a
                     proposed decision, the line of decisions.ndjson without its newline: orjson
-                    of `Decision.to_dict()` with sorted keys; b"" for the others) and proposal
+                    of `Decision.to_dict()` with sorted keys; b"" for the others), proposal
                     (when proposed: its proposals.json entries,
-                    `outputs.formats.proposals_json.proposal_template`)
+                    `outputs.formats.proposals_json.proposal_template`) and texts (when
+                    proposed: the worklist's and report's words, `outputs.proposed`)
     meta 'decisions_fingerprint'   what the cached decisions were made with (ruleset, codelists,
                     tool version): another value empties the cache
     meta 'lines_file'  the decisions.ndjson of the last run that finished (`LinesFile`): it holds
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS decision_cache (
     digest TEXT NOT NULL,
     summary BLOB NOT NULL,
     data BLOB NOT NULL,
-    proposal BLOB
+    proposal BLOB,
+    texts BLOB
 );
 DROP INDEX IF EXISTS decision_cache_line;
 DROP TABLE IF EXISTS decision_lines;
@@ -55,8 +57,9 @@ LINES_FILE_KEY = "lines_file"
 ROWS_PER_QUERY = 500  # ids per `IN (...)` query (well under SQLite's parameter limit)
 
 # (patient id, as_of, valid_until, digest, summary, data, digest after the last run, proposal,
-# plain summary number): the cached columns are None for a patient without a cache row, the last
-# digest for a new one; all but the id are None for a plain one (`StateStore.screen_rows`).
+# plain summary number, texts): the cached columns are None for a patient without a cache row,
+# the last digest for a new one; all but the id and number are None for a plain one
+# (`StateStore.screen_rows`).
 ScreenRow = tuple[
     str,
     str | None,
@@ -67,9 +70,11 @@ ScreenRow = tuple[
     str | None,
     bytes | None,
     int | None,
+    bytes | None,
 ]
-# (patient id, as_of, valid_until, digest, summary, data, proposal); data: b"" but when proposed
-CacheRow = tuple[str, str, str, str, bytes, bytes, bytes | None]
+# (patient id, as_of, valid_until, digest, summary, data, proposal, texts); data: b"", proposal
+# and texts None, but when proposed
+CacheRow = tuple[str, str, str, str, bytes, bytes, bytes | None, bytes | None]
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,10 @@ class DecisionCache:
     def prepare(self, fingerprint: str) -> bool:
         """Empty the cache unless it was made with `fingerprint`, which is then recorded.
         Returns whether the cached rows (if any) may be used."""
+        present = {row[1] for row in self.db.sql.execute("PRAGMA table_info(decision_cache)")}
+        if "texts" not in present:  # a store made before the column (its rows are emptied too:
+            with self.db.transaction() as db:  # `nightly.screen.CACHE_FORMAT` changed with it)
+                db.execute("ALTER TABLE decision_cache ADD COLUMN texts BLOB")
         if self.db.get_meta(FINGERPRINT_KEY) == fingerprint:
             return True
         with self.db.transaction() as db:
@@ -129,7 +138,7 @@ class DecisionCache:
 
     def get(self, patient_id: str) -> CacheRow | None:
         return self.db.sql.execute(
-            "SELECT patient_id, as_of, valid_until, digest, summary, data, proposal "
+            "SELECT patient_id, as_of, valid_until, digest, summary, data, proposal, texts "
             "FROM decision_cache WHERE patient_id = ?",
             (patient_id,),
         ).fetchone()
@@ -141,8 +150,8 @@ class DecisionCache:
             with self.db.transaction() as db:
                 db.executemany(
                     "INSERT OR REPLACE INTO decision_cache "
-                    "(patient_id, as_of, valid_until, digest, summary, data, proposal) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "(patient_id, as_of, valid_until, digest, summary, data, proposal, texts) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
 

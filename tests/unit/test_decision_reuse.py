@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from ips_screen.dates import LONDON
-from ips_screen.engine import evaluate
+from ips_screen.engine import Decision, evaluate
 from ips_screen.facts.extract import SUBJECT_FIELD
 from ips_screen.nightly import screen
 from ips_screen.nightly.config import PracticeConfig
@@ -26,6 +26,7 @@ from ips_screen.nightly.run import NightlyResult, run_nightly
 from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.formats.proposals_json import proposal_template
 from ips_screen.outputs.formats.report_html import ReportHtml
+from ips_screen.outputs.proposed import Proposed, proposed_texts
 from ips_screen.outputs.registry import filenames
 from ips_screen.pipeline import finish
 from ips_screen.presentation.trace import step_line
@@ -236,7 +237,7 @@ def test_a_changed_record_invalidates_both_patients_and_a_reset_everyone(tmp_pat
         first = [patient("a"), patient("b"), patient("c")]
         first.append(condition(CHRONIC_PAIN, id="x", subject="a"))
         store.apply([(r, "memory", None) for r in first], ruleset)
-        row = ("", "2026-11-26", "2027-01-01", "d", b"[]", b"{}", None)
+        row = ("", "2026-11-26", "2027-01-01", "d", b"[]", b"{}", None, None)
         cache.put([(pid, *row[1:]) for pid in "abc"])
         moved = condition(CHRONIC_PAIN, id="x", subject="b")
         store.apply([(moved, "memory", None)], ruleset)
@@ -255,7 +256,7 @@ def test_cached_decisions_take_little_more_disk_than_their_bytes(tmp_path: Path)
     assert 4_000 < len(line) < 5_000
     with StateStore(tmp_path / "store.sqlite") as state:
         rows = [
-            (f"p{n:05}", "2026-11-26", "2027-01-01", "d" * 64, b"[1,2]", line, None)
+            (f"p{n:05}", "2026-11-26", "2027-01-01", "d" * 64, b"[1,2]", line, None, None)
             for n in range(2_000)
         ]
         state.cache.put(rows)
@@ -347,8 +348,8 @@ def _stamp(path: Path) -> dict[str, int]:
 @pytest.mark.slow
 def test_outputs_fed_from_the_cache_equal_pipeline_finish(tmp_path: Path, ruleset):
     """The guard that the screen and the nightly job write the same files: both go through
-    `OutputFolder`, the nightly job with cached lines (split after the as-of date), summary keys
-    and proposal templates."""
+    `OutputFolder`, the nightly job with cached lines (split after the as-of date), summary keys,
+    proposal templates and the proposed patients' words (their decisions left in their lines)."""
     resources = population(tmp_path / "data")
     facts = collect_resources(list(resources.values()), ruleset)
     for day in (T, date(2027, 6, 1)):  # GMT and BST nights
@@ -369,8 +370,10 @@ def test_outputs_fed_from_the_cache_equal_pipeline_finish(tmp_path: Path, rulese
             head, body = line[:cut], memoryview(line)[cut:]
             proposed = d.outcome == "propose"
             template = proposal_template(d, ruleset, None) if proposed else None
-            decision = d if proposed else None
-            streamed.add(d.patient, body, counter.key(d), decision, template, head=head)
+            key = counter.key(d)
+            texts = proposed_texts(d, ruleset)
+            kept = Proposed(d.patient, key, texts, line=line, as_of=day.isoformat())
+            streamed.add(d.patient, body, key, kept if proposed else None, template, head=head)
         streamed.finish(**kwargs)
         for name in FILES:
             got = (out / name).read_bytes()
@@ -436,3 +439,48 @@ def test_patients_removed_between_reused_ones_leave_the_outputs_as_without_reuse
         a = (tmp_path / "a" / "runs" / "latest" / name).read_bytes()
         assert a == (tmp_path / "b" / "runs" / "latest" / name).read_bytes(), name
     assert True in taken and False in taken  # stretches taken whole, and some by id
+
+
+def test_a_night_reusing_proposed_decisions_does_not_read_them_back(tmp_path: Path, monkeypatch):
+    """A reused proposed patient's worklist row and report lines are cached with the decision,
+    so a night that reuses them (and writes nothing to a server) reads no decision back from its
+    line; the outputs are still those of a night without reuse."""
+    current = population(tmp_path / "data")
+    ndjson(tmp_path / "night-0", current.values(), "all.ndjson")
+    ndjson(tmp_path / "none", [])
+    read: list[dict] = []
+    real = Decision.from_dict
+
+    def from_dict(data: dict) -> Decision:
+        read.append(data)
+        return real(data)
+
+    results = {}
+    for reuse, state in ((True, "a"), (False, "b")):
+        cfg = config(tmp_path / "night-0", tmp_path / state, reuse=reuse)
+        _night(cfg, tmp_path / "night-0", T)
+        read.clear()
+        with monkeypatch.context() as patched:
+            patched.setattr(Decision, "from_dict", from_dict)
+            results[reuse] = _night(cfg, tmp_path / "none", T + timedelta(days=1)), list(read)
+    (reusing, read_back), (fresh, _) = results[True], results[False]
+    assert reusing.summary["outcomes"]["propose"] > 0 and reusing.reused > 0.8 * reusing.patients
+    assert read_back == []
+    for name in FILES:
+        assert (reusing.out_dir / name).read_bytes() == (fresh.out_dir / name).read_bytes(), name
+
+
+def test_a_store_made_before_the_cached_words_is_emptied_once_and_then_caches_them(tmp_path):
+    path = tmp_path / "store.sqlite"
+    with StateStore(path) as state:
+        state.cache.prepare("an older fingerprint")
+        state.cache.put([("a", "2026-11-26", "2027-01-01", "d", b"[]", b"", None, None)])
+    with sqlite3.connect(path) as sql:  # as the cache table was before the words were kept
+        sql.execute("ALTER TABLE decision_cache DROP COLUMN texts")
+    with StateStore(path) as state:
+        assert not state.cache.prepare("fingerprint")
+        assert not state.cache.has_rows()
+        row = ("b", "2026-11-26", "2027-01-01", "d", b"[]", b"{}", b"{}", b'["why","lines"]')
+        state.cache.put([row])
+        assert state.cache.get("b") == row
+        assert state.cache.prepare("fingerprint")

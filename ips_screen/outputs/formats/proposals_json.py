@@ -78,11 +78,12 @@ class ProposalsJson(OutputWriter):
         self.handle: BinaryIO = folder.open(self.filename, "wb", buffering=BUFFER)
 
     def add(self, patient: PatientOutput) -> None:
-        if patient.decision is None or patient.decision.outcome != "propose":
+        if patient.proposed is None:
             return
         template = patient.proposal
         if template is None:
-            template = proposal_template(patient.decision, self.run.ruleset, self.run.owner)
+            decision = patient.proposed.decision
+            template = proposal_template(decision, self.run.ruleset, self.run.owner)
         if not self.started:
             self.handle.write(_BUNDLE_HEAD + _entry_bytes(device_entry(__version__)))
             self.started = True

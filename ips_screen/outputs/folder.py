@@ -97,7 +97,7 @@ class OutputFolder:
         if key.outcome == "propose":
             assert decision is not None
             if isinstance(decision, Decision):
-                decision = Proposed.of(decision, key, None, self.ruleset)
+                decision = Proposed.of(decision, key, self.ruleset)
             proposed = decision
             self.proposed.append(proposed)
         elif key.quality:

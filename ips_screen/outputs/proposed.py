@@ -30,8 +30,17 @@ class Proposed:
     """One proposed patient: reference, priority, flags and data-quality notes (as the summary
     key has them), the worklist's `reason` and the report's `why`, and `decision`."""
 
-    __slots__ = ("_decision", "_line", "as_of", "flags", "patient", "priority", "quality")
-    __slots__ += ("reason", "why")
+    __slots__ = (
+        "_decision",
+        "_line",
+        "as_of",
+        "flags",
+        "patient",
+        "priority",
+        "quality",
+        "reason",
+        "why",
+    )
     outcome = "propose"
 
     def __init__(
@@ -51,10 +60,9 @@ class Proposed:
         self._decision, self._line, self.as_of = decision, line, as_of
 
     @classmethod
-    def of(cls, decision: Decision, key: SummaryKey, texts: bytes | None, ruleset: CompiledRuleset):  # type: ignore[no-untyped-def]
-        """A proposed decision in hand (`texts`: its words if made already)."""
-        texts = texts if texts is not None else proposed_texts(decision, ruleset)
-        return cls(decision.patient, key, texts, decision=decision)
+    def of(cls, decision: Decision, key: SummaryKey, ruleset: CompiledRuleset) -> Proposed:
+        """A proposed decision in hand, its words made here."""
+        return cls(decision.patient, key, proposed_texts(decision, ruleset), decision=decision)
 
     @property
     def decision(self) -> Decision:

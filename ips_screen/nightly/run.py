@@ -75,6 +75,7 @@ from ips_screen.writeback.lock import PracticeLock
 log = logging.getLogger("ips_screen.nightly")
 
 STORE = "store.sqlite"
+TEMPLATES = "templates"  # the report's compiled template, kept from one night to the next
 UNFINISHED = ("interrupted", "failed")
 _DEFAULT: Any = object()
 
@@ -215,7 +216,14 @@ def _run(
                 f"{synced.read_report.skipped_count} unreadable resources skipped "
                 "(listed in summary.json)"
             )
-        outputs = OutputFolder(out_dir, ruleset, as_of=as_of, now=now, owner=config.screen.owner)
+        outputs = OutputFolder(
+            out_dir,
+            ruleset,
+            as_of=as_of,
+            now=now,
+            owner=config.screen.owner,
+            cache_dir=state / TEMPLATES,
+        )
         try:
             screened = screen_all(
                 store,

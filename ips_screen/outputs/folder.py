@@ -42,7 +42,10 @@ class OutputFolder:
         now: datetime,
         owner: str | None,
         formats: Iterable[str] | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
+        """`cache_dir`: a private folder where the report's compiled template may be kept from
+        one run to the next (`outputs.report`)."""
         self.ruleset, self.owner = ruleset, owner
         self.as_of = as_of.isoformat()
         self.tag = f"{ruleset.id}@{ruleset.version}"
@@ -53,7 +56,7 @@ class OutputFolder:
         self._extra: list[str] = []  # files staged by `add_file`
         self.writers = make_writers(formats)
         self.folder = StagedFolder(out_dir)
-        run = RunInfo(ruleset, as_of, now, owner)
+        run = RunInfo(ruleset, as_of, now, owner, cache_dir)
         begun: list[OutputWriter] = []
         try:
             for writer in self.writers:

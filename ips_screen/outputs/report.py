@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from functools import lru_cache
+from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, FileSystemBytecodeCache, PackageLoader, StrictUndefined
 
 import ips_screen
 from ips_screen.dates import LONDON, MONTHS, long_date, long_iso
@@ -65,11 +66,19 @@ def plural(count: object, singular: str, many: str | None = None) -> str:
     return singular if int(count or 0) == 1 else many or f"{singular}s"
 
 
-@lru_cache(maxsize=1)
-def _environment() -> Environment:
+@lru_cache(maxsize=4)
+def _environment(cache_dir: Path | None = None) -> Environment:
     """The template environment, made once per process (compiling the report template takes
-    about as long as a small screen)."""
+    about as long as a small screen). With `cache_dir`, a private folder (the nightly job's
+    state folder's), the compiled template is kept there for the next run: Jinja checks each
+    against its template's source and its own and Python's versions, and compiles again when
+    one differs."""
+    cache = None
+    if cache_dir is not None:
+        cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cache = FileSystemBytecodeCache(str(cache_dir))
     env = Environment(
+        bytecode_cache=cache,
         loader=PackageLoader("ips_screen.outputs", "templates"),
         autoescape=True,
         undefined=StrictUndefined,
@@ -193,6 +202,7 @@ def render_report(
     trends: list[dict] | None = None,
     unfinished: list[dict] | None = None,
     work: dict | None = None,
+    cache_dir: Path | None = None,
 ) -> str:
     """The report as one HTML page.
 
@@ -203,6 +213,7 @@ def render_report(
     open_proposals) adds a chart of runs over time; `unfinished` (ledger rows: id, started,
     status, errors) lists recent runs that failed or were interrupted; `work` (nightly: the
     review work on the practice server, `nightly.work.work_outstanding`) leads the report.
+    `cache_dir`: where the compiled template may be kept (`_environment`).
     """
 
     def meaning(name: str) -> str:
@@ -266,4 +277,4 @@ def render_report(
         ],
         "version": ips_screen.__version__,
     }
-    return _environment().get_template(TEMPLATE).render(**context)
+    return _environment(cache_dir).get_template(TEMPLATE).render(**context)

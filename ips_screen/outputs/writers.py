@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import ClassVar
 
 from ips_screen.engine.decision import Decision
@@ -42,6 +43,7 @@ class RunInfo:
     as_of: date
     now: datetime  # the time proposals are authored
     owner: str | None  # the Task owner of proposals
+    cache_dir: Path | None = None  # a private folder for compiled templates (`outputs.report`)
 
 
 @dataclass(slots=True)

@@ -336,6 +336,29 @@ def svgs(html: str) -> list[ET.Element]:
     return found
 
 
+def test_a_report_template_compiled_by_an_earlier_run_gives_the_same_page(
+    decisions, ruleset, tmp_path
+):
+    """The nightly job keeps the compiled template in its private state folder; a later process
+    loads it from there (and one whose source changed would be compiled again: Jinja's
+    checksum)."""
+    from ips_screen.outputs import report
+
+    summary = make_summary(decisions, ruleset)
+    fresh = render_report(summary, decisions, ruleset)
+    kept = tmp_path / "state" / "templates"
+    pages = []
+    for _ in range(2):  # a run that compiles and keeps it, then a run that loads it
+        report._environment.cache_clear()  # a new process
+        pages.append(render_report(summary, decisions, ruleset, cache_dir=kept))
+    assert pages == [fresh, fresh]
+    (compiled,) = kept.iterdir()
+    assert kept.stat().st_mode & 0o777 == 0o700 and compiled.stat().st_mode & 0o077 == 0
+    compiled.write_bytes(b"not a compiled template")  # damaged: compiled again, not trusted
+    report._environment.cache_clear()
+    assert render_report(summary, decisions, ruleset, cache_dir=kept) == fresh
+
+
 def test_report_renders_a_complete_page(decisions, ruleset):
     summary = make_summary(decisions, ruleset)
     html = render_report(summary, decisions, ruleset)

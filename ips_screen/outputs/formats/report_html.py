@@ -22,5 +22,6 @@ class ReportHtml(OutputWriter):
             trends=done.trends,
             unfinished=done.unfinished,
             work=done.work,
+            cache_dir=self.run.cache_dir,
         )
         self.folder.write_bytes(self.filename, html.encode("utf-8"))

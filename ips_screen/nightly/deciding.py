@@ -1,9 +1,10 @@
 """Deciding one patient for the nightly screen, in this process or on worker processes.
 
 `decide` is everything the screen needs of a patient it evaluates: the decisions.ndjson line,
-the summary key, the proposal counts, the decision's horizon and digest, and when proposed the
-decision and its proposals.json entries. It is a pure function of the facts, the ruleset, the
-date and the configured owner, so where it runs does not change the outputs.
+the summary key, the proposal counts, the decision's horizon and digest, and when proposed its
+proposals.json entries and its words in the worklist and report. It is a pure function of the
+facts, the ruleset, the date and the configured owner, so where it runs does not change the
+outputs.
 
 `Deciders` runs it on `jobs` processes once the night has enough patients to evaluate to be
 worth it (PARALLEL_MIN, counted over the batches so far: a full night's first batch, or an

@@ -3,8 +3,9 @@ order, to the writers of the formats chosen (`outputs.registry`), for the screen
 job alike.
 
 The summary is counted as decisions go by (`SummaryCounter`, from each decision's `SummaryKey`,
-which the nightly job caches); only the proposed patients' decisions are kept whole (the report,
-the worklist and the FHIR writer need them) and, for the report's data-quality list, a slim copy
+which the nightly job caches); only the proposed patients are kept (`outputs.proposed.Proposed`:
+what the report and the worklist show of them, and their decision for the FHIR writer, which the
+nightly job leaves in its line until asked for) and, for the report's data-quality list, a slim copy
 (no trace) of the other decisions with data-quality notes, so memory does not grow with the
 practice. `finish` completes every file and moves them into place (`StagedFolder`): atomically,
 0600, byte-reproducibly (nothing records the time of writing; JSON keys are sorted). Files of

@@ -91,8 +91,7 @@ class LastLines:
         and last patient asked and it has as many lines as patients: the file's ids are unique
         and in order, and holds a line for every one of them, so the lines between are theirs."""
         pieces = []
-        done, wanted = 0, len(pids)
-        head, date, size = self.prefix, prefix[-11:-1], len(self.prefix)
+        done, wanted, head = 0, len(pids), self.prefix
         while done < wanted:
             if not self._seek(pids[done]):
                 self._break(f"it has no line for a patient it should ({done} of {wanted})")
@@ -113,12 +112,8 @@ class LastLines:
                 or not all(buf.startswith(head, at) for at in starts)
             ):
                 count, last_end = 1, end  # not that stretch: one line at a time here
-            for at in starts[:count]:  # the buffer is ours: tonight's date written in place
-                buf[at + size - 11 : at + size - 1] = date
-            with memoryview(buf) as view:
-                pieces.append(bytes(view[start : last_end + 1]))
-            self.current, self.pos = None, last_end + 1
-            self.used += count
+            self.current = None
+            pieces.append(self._take(starts[:count], last_end, prefix))
             done += count
         return b"".join(pieces)
 
@@ -133,21 +128,27 @@ class LastLines:
         assert self.current is not None
         self.pos, self.current = self.current[1], None  # the first line is unread again
         ends = self._line_ends(count)
-        buf, pos, head, size = self.buf, self.pos, self.prefix, len(self.prefix)
-        starts = [pos, *(end + 1 for end in ends[:-1])]
+        buf, head = self.buf, self.prefix
+        starts = [self.pos, *(end + 1 for end in ends[:-1])]
         if (
             len(ends) < count
             or self._pid_at(starts[-1], ends[-1]) != last
             or not all(buf.startswith(head, at) for at in starts)
         ):
             return None
-        date = prefix[-11:-1]
-        for at in starts:  # the buffer is ours: tonight's date written in place
+        return self._take(starts, ends[-1], prefix)
+
+    def _take(self, starts: list[int], last_end: int, prefix: bytes) -> bytes:
+        """The lines starting at `starts` (in a row, the last ending at `last_end`), each with
+        tonight's date from `prefix` written in place (the buffer is ours), in one piece; the
+        reading goes on after them."""
+        buf, date, size = self.buf, prefix[-11:-1], len(self.prefix)
+        for at in starts:
             buf[at + size - 11 : at + size - 1] = date
         with memoryview(buf) as view:
-            piece = bytes(view[pos : ends[-1] + 1])
-        self.pos = ends[-1] + 1
-        self.used += count
+            piece = bytes(view[starts[0] : last_end + 1])
+        self.pos = last_end + 1
+        self.used += len(starts)
         return piece
 
     def _line_ends(self, count: int) -> list[int]:

@@ -122,7 +122,7 @@ class _Screen:
         self.run: list[Reused] = []  # reused, not proposed, not yet written (`_write_run`)
         self.plain = _Stretch()  # plain patients in a row, not yet written (`_write_plain`)
         self.plain_keys: dict[int, tuple[SummaryKey, tuple[int, int, int]]] = {}  # by number
-        self.learned: set[bytes] = set()  # summaries whose number the store gave
+        self.learned: dict[bytes, int] = {}  # summary -> the number the store gave it
         self.listed_numbers: set[int] = set()  # ... of decisions with data-quality notes
 
     def need(self, rows: list[ScreenRow], reuse: bool) -> Need:
@@ -182,8 +182,7 @@ class _Screen:
     def _learn(self, summary: bytes, known: tuple[SummaryKey, tuple[int, int, int]]) -> None:
         """Have the store mark as plain, from the next rows on, the reused decisions with this
         summary (not proposed)."""
-        number = self.store.learn_plain(summary)
-        self.learned.add(summary)
+        number = self.learned[summary] = self.store.learn_plain(summary)
         self.plain_keys[number] = known
         if known[0].quality:
             self.listed_numbers.add(number)
@@ -224,7 +223,7 @@ class _Screen:
 
     def _plain_between(self, first: str, last: str, count: int) -> list[tuple[str, int]]:
         """(id, summary number) of the `count` plain patients from `first` to `last`."""
-        numbers = {summary: n for n, summary in self.store.plain_summaries()}
+        numbers = self.learned
         found = [(pid, numbers[summary]) for pid, summary in self.store.plain_between(first, last)]
         assert len(found) == count, "the store changed during the screen"
         return found

@@ -88,10 +88,6 @@ class StateStore:
         """No summary is plain (a new screen learns them again)."""
         self.db.sql.execute("DELETE FROM temp.screen_plain")
 
-    def plain_summaries(self) -> list[tuple[int, bytes]]:
-        """(number, summary) of every summary learned since `forget_plain`."""
-        return self.db.sql.execute("SELECT n, summary FROM temp.screen_plain").fetchall()
-
     def plain_between(self, first: str, last: str) -> list[tuple[str, bytes]]:
         """(id, cached summary) of the patients from `first` to `last`, in id order."""
         return self.db.sql.execute(

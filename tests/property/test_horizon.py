@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ips_screen.engine import evaluate
-from ips_screen.engine.horizon import valid_until, window_lengths
+from ips_screen.dates import add_months, months_before
+from ips_screen.engine.horizon import valid_until, window_change, window_lengths
 from tests.helpers import default_ruleset as ruleset
 from tests.helpers import facts_from, observation, patient, proposal, qualifying, task
 from tests.support.generators import (
@@ -65,6 +66,68 @@ def test_a_window_edge_is_a_horizon():
     until = valid_until(rs, facts, t)
     assert t < until <= date(2027, 3, 10)
     assert evaluate(rs, facts, date(2027, 3, 11)).reasons == ("no-chronic-pain",)
+
+
+def _place(d: date, months: int, day: date) -> int:
+    start = months_before(day, months)
+    return (d > start) - (d < start)
+
+
+def first_change(d: date, months: int, t: date) -> date:
+    """The reference: day by day from T, the first day `d` is placed differently against the
+    window's start than on T (date.max when it is not within 40 months)."""
+    place, day = _place(d, months, t), t + timedelta(days=1)
+    for _ in range(1300):
+        if _place(d, months, day) != place:
+            return day
+        day += timedelta(days=1)
+    return date.max
+
+
+@st.composite
+def near_an_edge(draw) -> tuple[date, int, date]:
+    """A date, a window length and an as-of date, mostly within days of the window's edge;
+    month ends and 29 February often."""
+    year, month = draw(st.integers(2019, 2028)), draw(st.integers(1, 12))
+    last = (date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)).day
+    day = draw(st.one_of(st.integers(1, last), st.integers(max(1, last - 3), last)))
+    d = date(year, month, day)
+    months = draw(st.one_of(st.sampled_from([1, 3, 12, 24]), st.integers(1, 36)))
+    edge = add_months(d, months)
+    t = edge + timedelta(days=draw(st.one_of(st.integers(-5, 5), st.integers(-1100, 100))))
+    return d, months, t
+
+
+@given(case=near_an_edge(), limit_days=st.one_of(st.none(), st.integers(1, 400)))
+def test_a_window_change_is_the_first_day_the_place_of_a_date_changes(case, limit_days):
+    d, months, t = case
+    expected = first_change(d, months, t)
+    if limit_days is None:
+        assert window_change(d, months, t) == expected
+    else:
+        limit = t + timedelta(days=limit_days)
+        assert window_change(d, months, t, limit) == min(expected, limit)
+
+
+def test_a_horizon_at_a_window_edge_is_the_day_the_decision_changes():
+    """A chronic pain review on 2026-01-31 holds chronic pain in the 12-month window up to and
+    including 2027-01-31 (the window's start reaches it then): the horizon is that day, not days
+    before it, and the next is the day after, when the decision changes."""
+    rs = ruleset()
+    review = {
+        "resourceType": "Procedure",
+        "id": "rev",
+        "status": "completed",
+        "subject": {"reference": "Patient/p"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "860381000000107"}]},
+        "performedDateTime": "2026-01-31",
+    }
+    unemployed = observation("73438004", "http://snomed.info/sct", when="2026-06-01")
+    facts = facts_from([patient(birth="1980-06-15"), review, unemployed], rs)
+    assert valid_until(rs, facts, date(2027, 1, 20)) == date(2027, 1, 31)
+    assert valid_until(rs, facts, date(2027, 1, 31)) == date(2027, 2, 1)
+    assert evaluate(rs, facts, date(2027, 1, 31)).reasons != ("no-chronic-pain",)
+    assert evaluate(rs, facts, date(2027, 2, 1)).reasons == ("no-chronic-pain",)
 
 
 # --- declines: the 12-month suppression and the 3-month `not-now` deferral ---------------------

@@ -7,12 +7,14 @@ facts, the ruleset, the date and the configured owner, so where it runs does not
 outputs.
 
 `Deciders` runs it on `jobs` processes once the night has enough patients to evaluate to be
-worth it (PARALLEL_MIN, counted over the batches so far: a full night's first batch, or an
-incremental night's patients whose facts changed or whose decisions expired, a few in each
-batch; a night that evaluates fewer stays in this process): workers read the facts of a batch's
-patients from the store (a read-only connection each) and decide them, PIECE patients at a time,
-and the parent takes the results in patient order, with at most IN_FLIGHT pieces per process
-queued, so memory stays bounded and the outputs are the same for any number of processes.
+worth it (PARALLEL_MIN: a full night's first batch; an incremental night's patients whose facts
+changed or whose decisions expired are a few in each batch, so the batches so far are also taken
+as a sample of the patients the last run screened, and the processes start as soon as that
+foresees PARALLEL_MIN; a night that evaluates fewer stays in this process): workers read the
+facts of a batch's patients from the store (a read-only connection each) and decide them, PIECE
+patients at a time, and the parent takes the results in patient order, with at most IN_FLIGHT
+pieces per process queued, so memory stays bounded and the outputs are the same for any number
+of processes.
 
 Most patients of a practice have no record any rule reads (no chronic pain, fit note, employment
 status, referral...): their decision depends on their birth date and the few other facts of their
@@ -169,8 +171,10 @@ class Deciders:
     """Decides batches of patients, in order, on `jobs` processes once a batch is large enough
     (see the module); `submit` then `results` in the same order."""
 
-    def __init__(self, how: Deciding, jobs: int) -> None:
+    def __init__(self, how: Deciding, jobs: int, expected: int = 0) -> None:
         self.how, self.jobs = how, jobs
+        self.expected = expected  # patients the night will visit, as far as known (0: unknown)
+        self.visited = 0  # patients visited so far, of whom `asked` are evaluated
         self.counter = SummaryCounter(how.ruleset)
         self.shared = Shared()
         self.executor: ProcessPoolExecutor | None = None
@@ -179,12 +183,14 @@ class Deciders:
         self.asked = 0  # patients submitted so far
 
     def submit(
-        self, tag: object, batch: Need, facts_of: FactsOf
+        self, tag: object, batch: Need, facts_of: FactsOf, visited: int = 0
     ) -> Iterator[tuple[object, list[Decided]]]:
-        """Queue a batch (`tag` comes back with its results; `facts_of` reads facts in this
-        process); yields the batches done so far that may be taken, in the order given."""
+        """Queue a batch of the `visited` patients the screen has just gone through (`tag`
+        comes back with its results; `facts_of` reads facts in this process); yields the
+        batches done so far that may be taken, in the order given."""
         self.asked += len(batch)
-        if self.jobs > 1 and self.asked >= PARALLEL_MIN and self.executor is None:
+        self.visited += visited
+        if self.jobs > 1 and self.executor is None and self._worth_it():
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else None)
             self.executor = ProcessPoolExecutor(
@@ -202,6 +208,11 @@ class Deciders:
             self.in_flight > IN_FLIGHT * self.jobs or not _futures(self.pending[0][1])
         ):
             yield self._take()
+
+    def _worth_it(self) -> bool:
+        """Whether the night evaluates, or will by the batches so far, PARALLEL_MIN patients."""
+        foreseen = self.asked * self.expected >= PARALLEL_MIN * self.visited > 0
+        return self.asked >= PARALLEL_MIN or foreseen
 
     def decide_here(self, pids: list[str], facts_of: FactsOf) -> list[Decided]:
         """Decide these patients in this process, now."""

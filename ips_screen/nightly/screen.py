@@ -377,7 +377,8 @@ def screen_all(
     store.forget_plain()
     screen = _Screen(store, ruleset, as_of, outputs, last)
     how = Deciding(ruleset, as_of, outputs.owner, store.path)
-    deciders = Deciders(how, jobs or default_jobs())
+    last_patients = store.ledger.digest_count()  # the patients the last run screened
+    deciders = Deciders(how, jobs or default_jobs(), expected=last_patients)
     facts_of = store.facts.facts_of
     screen.rescue = lambda pids: deciders.decide_here(pids, facts_of)
     after: str | None = None
@@ -386,7 +387,7 @@ def screen_all(
             while rows := store.screen_rows(after, CHUNK, screen.day):
                 after = rows[-1][0]
                 need = screen.need(rows, usable)
-                for done_rows, decided in deciders.submit(rows, need, facts_of):
+                for done_rows, decided in deciders.submit(rows, need, facts_of, len(rows)):
                     screen.chunk(done_rows, decided)  # type: ignore[arg-type]
                     bar.update(len(done_rows))  # type: ignore[arg-type]
             for done_rows, decided in deciders.results():
@@ -398,7 +399,7 @@ def screen_all(
         if last is not None:
             last.close()
     stats = screen.stats
-    stats.gone = store.ledger.digest_count() - stats.kept
+    stats.gone = last_patients - stats.kept
     stats.changes += stats.gone
     log.info(
         "screened %d patients: %d evaluated, %d cached decisions reused (%d lines read from the "

@@ -7,8 +7,8 @@ from datetime import date, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ips_screen.engine import evaluate
 from ips_screen.dates import add_months, months_before
+from ips_screen.engine import evaluate
 from ips_screen.engine.horizon import valid_until, window_change, window_lengths
 from tests.helpers import default_ruleset as ruleset
 from tests.helpers import facts_from, observation, patient, proposal, qualifying, task

@@ -35,7 +35,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
 
@@ -50,6 +50,9 @@ from ips_screen.outputs.summary import SummaryCounter, SummaryKey
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.store.facts_store import FactsReader
 from ips_screen.store.ledger import decision_digest
+
+if TYPE_CHECKING:
+    from ips_screen.nightly.proposal_maker import ProposalMaker
 
 PARALLEL_MIN = 1_000  # patients to evaluate (so far in the night) before workers are used
 PIECE = 250  # patients a worker decides at a time
@@ -79,7 +82,8 @@ class Decided(NamedTuple):
     counts: tuple[int, int, int]  # the tool's proposals: open, accepted, declined
     until: str  # the decision's horizon (ISO date)
     digest: str
-    proposal: bytes | None  # proposed only: proposals.json entries
+    proposal: bytes | Future[bytes] | None  # proposed only: proposals.json entries (a Future:
+    # being made by a `ProposalMaker`; never from a worker)
     texts: bytes | None  # proposed only: the worklist's and report's words (`proposed_texts`)
 
 
@@ -88,10 +92,12 @@ def decide(
     how: Deciding,
     counter: SummaryCounter,
     reusable_proposal: Reuse = None,
+    maker: ProposalMaker | None = None,
 ) -> Decided:
     """Evaluate one patient. `reusable_proposal`: (the cached line after its as-of date, the
     cached proposal entries, the cached words) of the patient's cached decision when proposed;
-    the entries and words are reused when the new line is the same but for the date."""
+    the entries and words are reused when the new line is the same but for the date. New
+    entries are made by `maker` when given (nightly/proposal_maker.py)."""
     decision = evaluate(how.ruleset, facts, how.as_of)
     line = decision_line(decision)
     key = counter.key(decision)
@@ -101,7 +107,10 @@ def decide(
         if reusable_proposal is not None and after_date(line) == reusable_proposal[0]:
             proposal, texts = reusable_proposal[1], reusable_proposal[2]
         else:
-            proposal = proposal_template(decision, how.ruleset, how.owner)
+            if maker is None:
+                proposal = proposal_template(decision, how.ruleset, how.owner)
+            else:
+                proposal = maker.template(decision)
             texts = proposed_texts(decision, how.ruleset)
     counts = ProposalTally.count(facts)
     return Decided(facts.id, line, key, counts, until, decision_digest(decision), proposal, texts)
@@ -171,8 +180,12 @@ class Deciders:
     """Decides batches of patients, in order, on `jobs` processes once a batch is large enough
     (see the module); `submit` then `results` in the same order."""
 
-    def __init__(self, how: Deciding, jobs: int, expected: int = 0) -> None:
-        self.how, self.jobs = how, jobs
+    def __init__(
+        self, how: Deciding, jobs: int, expected: int = 0, maker: ProposalMaker | None = None
+    ) -> None:
+        """`maker`: where the patients decided in this process have their proposals' entries
+        made (None: here)."""
+        self.how, self.jobs, self.maker = how, jobs, maker
         self.expected = expected  # patients the night will visit, as far as known (0: unknown)
         self.visited = 0  # patients visited so far, of whom `asked` are evaluated
         self.counter = SummaryCounter(how.ruleset)
@@ -202,7 +215,7 @@ class Deciders:
             self.pending.append((tag, futures))
             self.in_flight += len(futures)
         else:
-            done = _decide(batch, facts_of, self.how, self.counter, self.shared)
+            done = _decide(batch, facts_of, self.how, self.counter, self.shared, self.maker)
             self.pending.append((tag, done))
         while self.pending and (
             self.in_flight > IN_FLIGHT * self.jobs or not _futures(self.pending[0][1])
@@ -216,7 +229,8 @@ class Deciders:
 
     def decide_here(self, pids: list[str], facts_of: FactsOf) -> list[Decided]:
         """Decide these patients in this process, now."""
-        return _decide([(pid, None) for pid in pids], facts_of, self.how, self.counter, self.shared)
+        asked = [(pid, None) for pid in pids]
+        return _decide(asked, facts_of, self.how, self.counter, self.shared, self.maker)
 
     def results(self) -> Iterator[tuple[object, list[Decided]]]:
         """The batches still queued, in order."""
@@ -241,11 +255,16 @@ def _futures(done: list) -> bool:
 
 
 def _decide(
-    batch: Need, facts_of: FactsOf, how: Deciding, counter: SummaryCounter, shared: Shared
+    batch: Need,
+    facts_of: FactsOf,
+    how: Deciding,
+    counter: SummaryCounter,
+    shared: Shared,
+    maker: ProposalMaker | None = None,
 ) -> list[Decided]:
     reuse = dict(batch)
     return [
-        shared.decide(facts, how, counter) or decide(facts, how, counter, reuse[facts.id])
+        shared.decide(facts, how, counter) or decide(facts, how, counter, reuse[facts.id], maker)
         for facts in facts_of(reuse)
     ]
 

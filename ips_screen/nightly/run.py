@@ -49,6 +49,7 @@ from ips_screen.fhir.connection import open_client
 from ips_screen.nightly.config import PracticeConfig
 from ips_screen.nightly.last_lines import file_stamp
 from ips_screen.nightly.progress import NoProgress, Progress
+from ips_screen.nightly.proposal_maker import ProposalMaker
 from ips_screen.nightly.screen import screen_all
 from ips_screen.nightly.state_cleanup import clear_crashed_runs, remove_downloads
 from ips_screen.nightly.steps import link_latest, prune_runs, trend_row, trends_from
@@ -65,6 +66,7 @@ from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.formats.decisions_ndjson import DecisionsNdjson
 from ips_screen.private_dir import FILE_MODE, PrivateDirError, ensure_private_dir, private_umask
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
+from ips_screen.sources.parallel import default_jobs
 from ips_screen.store.decision_cache import LinesFile
 from ips_screen.store.facts_store import FactsStore
 from ips_screen.store.ledger import decision_digest
@@ -136,8 +138,13 @@ def run_nightly(
             tag = f"{ruleset.id}@{ruleset.version}"
             run_id = store.ledger.start_run(started=now, as_of=as_of, ruleset=tag, mode=planned)
             log.info("run %d started (%s, as of %s)", run_id, tag, as_of.isoformat())
+            maker = None
             try:
-                return _run(store, run_id, config, ruleset, now, as_of, environ, progress, bulk_api)
+                if planned == "incremental" and (config.screen.jobs or default_jobs()) > 1:
+                    maker = ProposalMaker(ruleset, config.screen.owner)  # see its module
+                return _run(
+                    store, run_id, config, ruleset, now, as_of, environ, progress, bulk_api, maker
+                )
             except BaseException as exc:
                 message = str(exc) if isinstance(exc, UserError) else type(exc).__name__
                 store.ledger.finish_run(
@@ -150,6 +157,8 @@ def run_nightly(
                 )
                 raise
             finally:
+                if maker is not None:
+                    maker.close()
                 remove_downloads(state)
 
 
@@ -177,6 +186,7 @@ def _run(
     environ: Mapping[str, str],
     progress: Progress,
     api: BulkApi | None,
+    maker: ProposalMaker | None = None,
 ) -> NightlyResult:
     state = config.output.state_dir
     server = config.source.kind == "server"
@@ -223,6 +233,7 @@ def _run(
             now=now,
             owner=config.screen.owner,
             cache_dir=state / TEMPLATES,
+            device=None if maker is None else maker.device,
         )
         try:
             screened = screen_all(
@@ -233,6 +244,7 @@ def _run(
                 outputs,
                 reuse=config.screen.reuse_decisions,
                 jobs=config.screen.jobs,
+                maker=maker,
             )
             new_proposals = 0
             if client is not None and config.screen.write:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache, partial
@@ -47,6 +48,7 @@ import orjson
 from ips_screen.nightly.deciding import Decided, Deciders, Deciding, Need, Reuse, date_prefix
 from ips_screen.nightly.last_lines import LastLines
 from ips_screen.nightly.progress import Progress
+from ips_screen.nightly.proposal_maker import ProposalMaker
 from ips_screen.nightly.steps import ProposalTally
 from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.proposed import Proposed
@@ -267,10 +269,10 @@ class _Screen:
 
     def flush(self) -> None:
         """Write what is gathered: the reused decisions, then the cache rows and digests (a
-        transaction each)."""
+        transaction each; proposals' entries still being made are waited for)."""
         self._write_plain()
         self._write_run()
-        self.store.cache.put(self.cached)
+        self.store.cache.put([_made(row) for row in self.cached])
         self.store.ledger.stage_digests(self.staged)
         self.cached.clear()
         self.staged.clear()
@@ -346,6 +348,14 @@ def _summary(summary: bytes) -> tuple[SummaryKey, tuple[int, int, int]]:
     return key, (values[7], values[8], values[9])
 
 
+def _made(row: CacheRow) -> CacheRow:
+    """The row with its proposal's entries, once made (nightly/proposal_maker.py)."""
+    proposal = row[6]
+    if not isinstance(proposal, Future):
+        return row
+    return (*row[:6], proposal.result(), row[7])  # type: ignore[return-value]
+
+
 def _cached_proposal(row: ScreenRow) -> Reuse:
     """A cached decision's line after its date, its proposal entries and its words, when it has
     them (when proposed)."""
@@ -365,9 +375,12 @@ def screen_all(
     *,
     reuse: bool = True,
     jobs: int | None = None,
+    maker: ProposalMaker | None = None,
 ) -> ScreenStats:
     """Every patient in the store decided as of `as_of`, into `outputs`; the tool's proposals
-    counted; the decisions whose digest differs from the last run's staged for the ledger."""
+    counted; the decisions whose digest differs from the last run's staged for the ledger.
+    `maker`: where the proposals' entries of patients decided in this process are made (None:
+    here)."""
     fingerprint = decisions_fingerprint(ruleset, outputs.owner)
     usable = store.cache.prepare(fingerprint) and reuse
     recorded = store.cache.lines_file()
@@ -378,7 +391,7 @@ def screen_all(
     screen = _Screen(store, ruleset, as_of, outputs, last)
     how = Deciding(ruleset, as_of, outputs.owner, store.path)
     last_patients = store.ledger.digest_count()  # the patients the last run screened
-    deciders = Deciders(how, jobs or default_jobs(), expected=last_patients)
+    deciders = Deciders(how, jobs or default_jobs(), expected=last_patients, maker=maker)
     facts_of = store.facts.facts_of
     screen.rescue = lambda pids: deciders.decide_here(pids, facts_of)
     after: str | None = None

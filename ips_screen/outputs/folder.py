@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from datetime import date, datetime
 from pathlib import Path
 
@@ -44,9 +45,11 @@ class OutputFolder:
         owner: str | None,
         formats: Iterable[str] | None = None,
         cache_dir: Path | None = None,
+        device: Future[bytes] | None = None,
     ) -> None:
         """`cache_dir`: a private folder where the report's compiled template may be kept from
-        one run to the next (`outputs.report`)."""
+        one run to the next (`outputs.report`); `device`: proposals.json's Device entry, being
+        made on another process (nightly/proposal_maker.py)."""
         self.ruleset, self.owner = ruleset, owner
         self.as_of = as_of.isoformat()
         self.tag = f"{ruleset.id}@{ruleset.version}"
@@ -57,7 +60,7 @@ class OutputFolder:
         self._extra: list[str] = []  # files staged by `add_file`
         self.writers = make_writers(formats)
         self.folder = StagedFolder(out_dir)
-        run = RunInfo(ruleset, as_of, now, owner, cache_dir)
+        run = RunInfo(ruleset, as_of, now, owner, cache_dir, device)
         begun: list[OutputWriter] = []
         try:
             for writer in self.writers:
@@ -89,7 +92,7 @@ class OutputFolder:
         line: bytes | memoryview,
         key: SummaryKey,
         decision: Decision | Proposed | None = None,
-        proposal: bytes | None = None,
+        proposal: bytes | Future[bytes] | None = None,
         head: bytes = b"",
     ) -> None:
         """One patient's decision: its decisions.ndjson line (`head` + `line`, no newline), its

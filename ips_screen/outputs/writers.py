@@ -23,6 +23,7 @@ every writer has finished; a writer never writes outside the staging folder it i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -44,6 +45,7 @@ class RunInfo:
     now: datetime  # the time proposals are authored
     owner: str | None  # the Task owner of proposals
     cache_dir: Path | None = None  # a private folder for compiled templates (`outputs.report`)
+    device: Future[bytes] | None = None  # the Device entry, made elsewhere (None: by the writer)
 
 
 @dataclass(slots=True)
@@ -54,14 +56,14 @@ class PatientOutput:
     of `Decision.to_dict()` with sorted keys; a cached line comes in two parts), `key` what the
     summary counts of it. When proposed, `proposed` is what the outputs keep of the patient
     (`decision`: the decision itself, read from its line when first asked for) and `proposal`
-    its proposals.json entries (`formats.proposals_json.proposal_template`; None: built by that
-    writer)."""
+    its proposals.json entries (`formats.proposals_json.proposal_template`; a `Future` while they
+    are being made on another process, nightly/proposal_maker.py; None: built by that writer)."""
 
     patient: str
     line: bytes | memoryview
     key: SummaryKey
     proposed: Proposed | None = None
-    proposal: bytes | None = None
+    proposal: bytes | Future[bytes] | None = None
     head: bytes = b""
 
     @property

@@ -22,6 +22,7 @@ from ips_screen.facts.extract import SUBJECT_FIELD
 from ips_screen.nightly import screen
 from ips_screen.nightly.config import PracticeConfig
 from ips_screen.nightly.last_lines import LastLines, file_stamp
+from ips_screen.nightly.proposal_maker import ProposalMaker
 from ips_screen.nightly.run import NightlyResult, run_nightly
 from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.formats.proposals_json import proposal_template
@@ -97,11 +98,11 @@ def population(folder: Path) -> dict[str, dict]:
     return out
 
 
-def config(source: Path, state: Path, reuse: bool) -> PracticeConfig:
+def config(source: Path, state: Path, reuse: bool, jobs: int | None = None) -> PracticeConfig:
     return PracticeConfig.model_validate(
         {
             "source": {"kind": "files", "path": source, "incremental": True},
-            "screen": {"reuse_decisions": reuse},
+            "screen": {"reuse_decisions": reuse, "jobs": jobs},
             "output": {"state_dir": state, "keep_runs": 10},
         }
     )
@@ -183,12 +184,22 @@ def _subject(resource: dict) -> str | None:
 
 @pytest.mark.slow
 def test_nights_with_and_without_reuse_give_identical_outputs(
-    tmp_path: Path, ruleset, stretches: list[bool]
+    tmp_path: Path, ruleset, stretches: list[bool], monkeypatch: pytest.MonkeyPatch
 ):
+    """Night a reuses decisions, and on two processes has its new proposals made by a
+    `ProposalMaker`; night b evaluates everyone on one process and makes them itself."""
+    made: list[str] = []
+    real = ProposalMaker.template
+
+    def spy(self, decision):
+        made.append(decision.patient)
+        return real(self, decision)
+
+    monkeypatch.setattr(ProposalMaker, "template", spy)
     current = population(tmp_path / "data")
     ndjson(tmp_path / "night-0", current.values(), "all.ndjson")
-    reusing = config(tmp_path / "night-0", tmp_path / "a", reuse=True)
-    fresh = config(tmp_path / "night-0", tmp_path / "b", reuse=False)
+    reusing = config(tmp_path / "night-0", tmp_path / "a", reuse=True, jobs=2)
+    fresh = config(tmp_path / "night-0", tmp_path / "b", reuse=False, jobs=1)
     days = [T, T + timedelta(days=1), T + timedelta(days=40), T + timedelta(days=400)]
     days += [T + timedelta(days=399), T + timedelta(days=401)]  # a night earlier than the last
     results: list[tuple[NightlyResult, NightlyResult]] = []
@@ -228,6 +239,7 @@ def test_nights_with_and_without_reuse_give_identical_outputs(
     earlier = results[4][0]  # T + 399 after T + 400: only decisions cached before T + 399 hold
     assert earlier.evaluated > 0.9 * earlier.patients
     assert (True in stretches) == (screen.CHUNK == 16)  # with small chunks, plain patients
+    assert made  # new proposals of the incremental nights were made on the maker's process
 
 
 def test_a_changed_record_invalidates_both_patients_and_a_reset_everyone(tmp_path: Path, ruleset):

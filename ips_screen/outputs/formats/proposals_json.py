@@ -7,11 +7,17 @@ FHIR dateTime) and the decision's as-of date (in the clinician's note). `proposa
 builds them with a fixed time (SENTINEL) and a placeholder as-of date (AS_OF_PLACEHOLDER) that
 the writer replaces by the run's, so a template can be cached with the decision and reused on
 later nights without building and validating the resources again (nightly/screen.py).
+
+A template still being made on another process (a `Future`, nightly/proposal_maker.py) waits in
+line: the writer writes the templates in patient order as soon as those before them are made,
+and waits for the rest when it finishes.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import BinaryIO
@@ -58,6 +64,11 @@ def proposal_template(decision: Decision, ruleset: CompiledRuleset, owner: str |
     return b"".join(b",\n" + _entry_bytes(entry) for entry in ordered)
 
 
+def device_bytes() -> bytes:
+    """The tool's Device entry, as it begins the Bundle's entries."""
+    return _entry_bytes(device_entry(__version__))
+
+
 def _dumped_time(now: datetime) -> bytes:
     """`now` as every resource of a template holds it (JSON, quoted): `fhir_datetime`, which
     writes it as the R4B models do (tests/unit/test_proposals.py holds the two equal)."""
@@ -76,6 +87,7 @@ class ProposalsJson(OutputWriter):
         self.when, self.sentinel = _dumped_time(run.now), _dumped_time(SENTINEL)
         self.as_of = long_date(run.as_of).encode()  # the clinician note's "records up to" day
         self.handle: BinaryIO = folder.open(self.filename, "wb", buffering=BUFFER)
+        self.waiting: deque[bytes | Future[bytes]] = deque()  # in patient order
 
     def add(self, patient: PatientOutput) -> None:
         if patient.proposed is None:
@@ -84,8 +96,26 @@ class ProposalsJson(OutputWriter):
         if template is None:
             decision = patient.proposed.decision
             template = proposal_template(decision, self.run.ruleset, self.run.owner)
+        self.waiting.append(template)
+        self._write_made()
+
+    def _write_made(self, wait: bool = False) -> None:
+        """Write the templates waiting that are made, in order, up to the first that is not
+        (`wait`: every one, as it is made)."""
+        waiting = self.waiting
+        while waiting:
+            template = waiting[0]
+            if isinstance(template, Future):
+                if not (wait or template.done()):
+                    return
+                template = template.result()
+            waiting.popleft()
+            self._write(template)
+
+    def _write(self, template: bytes) -> None:
         if not self.started:
-            self.handle.write(_BUNDLE_HEAD + _entry_bytes(device_entry(__version__)))
+            device = self.run.device.result() if self.run.device is not None else device_bytes()
+            self.handle.write(_BUNDLE_HEAD + device)
             self.started = True
         entries = template.replace(self.sentinel, self.when)
         self.handle.write(entries.replace(AS_OF_PLACEHOLDER.encode(), self.as_of))
@@ -94,6 +124,7 @@ class ProposalsJson(OutputWriter):
         """None of them is proposed: nothing to write."""
 
     def finish(self, done: Finished) -> None:
+        self._write_made(wait=True)
         if self.started:
             self.handle.write(_BUNDLE_TAIL)
         else:

@@ -1,0 +1,62 @@
+"""Proposals.json entries made on a process of their own, for the proposed patients the nightly
+job decides in its own process.
+
+Building a proposal's FHIR resources validates them with the fhir.resources models, and their
+first use in a process costs about 0.15 s (pydantic builds each model's schema as it is
+imported): as much as the rest of a small practice's incremental night, which decides its few
+changed patients in the job's own process (nightly/deciding.py). `ProposalMaker` starts a process
+when the screen begins, and that process imports the models while the job loads the night's
+changes and reads the store. The job sends it each decision it proposes (`template`) and goes on;
+the entries come back as a `Future`, which the proposals writer and the decision cache take when
+they need the bytes (outputs/formats/proposals_json.py, nightly/screen.py). The tool's Device
+entry, which begins proposals.json, is made there too (`device`).
+
+What the process builds is what the job would: the same functions, with the same ruleset and
+Task owner, so the outputs do not depend on where the entries were made. Worker processes
+(`Deciders`) build their patients' entries themselves.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from ips_screen.engine.decision import Decision
+from ips_screen.outputs.formats.proposals_json import device_bytes, proposal_template
+from ips_screen.proposals.common import import_models
+from ips_screen.ruleset.loader import CompiledRuleset
+
+
+class ProposalMaker:
+    """One process that makes proposals.json entries (see the module). `close` when done."""
+
+    def __init__(self, ruleset: CompiledRuleset, owner: str | None) -> None:
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        self.executor = ProcessPoolExecutor(
+            1, mp_context=context, initializer=_init, initargs=(ruleset, owner)
+        )
+        self.device: Future[bytes] = self.executor.submit(device_bytes)
+
+    def template(self, decision: Decision) -> Future[bytes]:
+        """The proposed decision's entries (`proposal_template`), made on the process."""
+        return self.executor.submit(_template, decision)
+
+    def close(self) -> None:
+        """Wait for the entries asked for, and stop the process."""
+        self.executor.shutdown(wait=True)
+
+
+_RULESET: CompiledRuleset | None = None
+_OWNER: str | None = None
+
+
+def _init(ruleset: CompiledRuleset, owner: str | None) -> None:
+    global _RULESET, _OWNER
+    _RULESET, _OWNER = ruleset, owner
+    import_models()
+
+
+def _template(decision: Decision) -> bytes:  # on the process
+    assert _RULESET is not None
+    return proposal_template(decision, _RULESET, _OWNER)

@@ -6,10 +6,13 @@ Every night writes every patient's decision, one line each, in patient-id order,
 decision's line is its line of the night before with only its leading as-of date changed. So the
 last run's file holds, for each patient whose cached decision is still in the store, that
 decision's line with the last run's date. The screen asks for runs of consecutive reused patients
-as it walks them in the same order: one sequential read, the date written into each line in
-place, and a stretch of lines handed on in one piece (asked for by id, `lines_of`, or by its
-first and last id and its count, `stretch`). Keeping these lines in the store as well
-doubled what a full night wrote to SQLite and what an incremental night read from it.
+as it walks them in the same order: one pass over the file, mapped into memory (nothing of it is
+read into the job's memory but the stretches it takes, from where the page cache holds them; the
+pages passed over are let go every DROP_BYTES, so the job's memory does not grow with the file),
+and a stretch of lines copied out in one piece with tonight's date written into each line (asked
+for by id, `lines_of`, or by its first and last id and its count, `stretch`). Keeping these
+lines in the store as well doubled what a full night wrote to SQLite and what an incremental
+night read from it.
 
 The file is used only when it is certainly that line for every cached decision still in the store
 (`LastLines.open` checks what the store recorded when the run finished, see
@@ -28,8 +31,8 @@ The file is used only when it is certainly that line for every cached decision s
 from __future__ import annotations
 
 import logging
+import mmap
 from pathlib import Path
-from typing import BinaryIO
 
 import orjson
 
@@ -38,7 +41,7 @@ from ips_screen.store.decision_cache import LinesFile
 
 log = logging.getLogger("ips_screen.nightly")
 
-BLOCK = 16 << 20  # bytes read at a time
+DROP_BYTES = 64 << 20  # pages of the file passed over that are let go at a time
 _PATIENT = b'"patient":"Patient/'
 _AFTER = b'","priority":'
 
@@ -52,13 +55,13 @@ def file_stamp(path: Path) -> tuple[int, int, int]:
 class LastLines:
     """A forward-only reader of the last run's decisions.ndjson (see the module)."""
 
-    def __init__(self, handle: BinaryIO, day: str, block: int = BLOCK) -> None:
-        self.handle = handle
+    def __init__(self, data: bytes | mmap.mmap, day: str) -> None:
+        """`data`: the file's bytes (mapped: `open`)."""
+        self.buf = data
+        self.filled = len(data)
         self.prefix = date_prefix(day)
-        self.buf = bytearray(block)  # reused: fresh memory costs more than reading into it
-        self.filled = 0  # bytes of buf read
-        self.pos = 0  # where the next unread line starts in buf
-        self.eof = False
+        self.pos = 0  # where the next unread line starts
+        self.dropped = 0  # the mapped pages before this were let go (`_drop`)
         self.broken = False  # a line not shaped as expected: nothing more is read
         self.current: tuple[str, int, int] | None = None  # (patient id, start, end) in buf
         self.used = 0
@@ -73,14 +76,18 @@ class LastLines:
             if file_stamp(path) != (recorded.size, recorded.mtime_ns, recorded.inode):
                 log.info("the last run's decisions.ndjson changed: its patients are evaluated")
                 return None
-            handle = path.open("rb")
+            with path.open("rb") as handle:
+                if not recorded.size:
+                    return cls(b"", recorded.day)
+                data = mmap.mmap(handle.fileno(), recorded.size, access=mmap.ACCESS_READ)
         except OSError:
             log.info("the last run's decisions.ndjson is gone: its patients are evaluated")
             return None
-        return cls(handle, recorded.day)
+        return cls(data, recorded.day)
 
     def close(self) -> None:
-        self.handle.close()
+        if isinstance(self.buf, mmap.mmap):
+            self.buf.close()
 
     def lines_of(self, pids: list[str], prefix: bytes) -> bytes | None:
         """The lines of these patients (consecutive in id order; lines of patients before them
@@ -109,7 +116,7 @@ class LastLines:
             count = len(starts)
             if count > 1 and (
                 self._pid_at(starts[-1], last_end) != pids[done + count - 1]
-                or not all(buf.startswith(head, at) for at in starts)
+                or not all(_starts(buf, head, at) for at in starts)
             ):
                 count, last_end = 1, end  # not that stretch: one line at a time here
             self.current = None
@@ -133,35 +140,32 @@ class LastLines:
         if (
             len(ends) < count
             or self._pid_at(starts[-1], ends[-1]) != last
-            or not all(buf.startswith(head, at) for at in starts)
+            or not all(_starts(buf, head, at) for at in starts)
         ):
             return None
         return self._take(starts, ends[-1], prefix)
 
-    def _take(self, starts: list[int], last_end: int, prefix: bytes) -> bytes:
-        """The lines starting at `starts` (in a row, the last ending at `last_end`), each with
-        tonight's date from `prefix` written in place (the buffer is ours), in one piece; the
-        reading goes on after them."""
-        buf, date, size = self.buf, prefix[-11:-1], len(self.prefix)
+    def _take(self, starts: list[int], last_end: int, prefix: bytes) -> bytearray:
+        """A copy of the lines starting at `starts` (in a row, the last ending at `last_end`),
+        each with tonight's date from `prefix` in place of its own, in one piece; the reading
+        goes on after them."""
+        date, size, first = prefix[-11:-1], len(self.prefix), starts[0]
+        with memoryview(self.buf) as view:
+            piece = bytearray(view[first : last_end + 1])
         for at in starts:
-            buf[at + size - 11 : at + size - 1] = date
-        with memoryview(buf) as view:
-            piece = bytes(view[starts[0] : last_end + 1])
+            piece[at - first + size - 11 : at - first + size - 1] = date
         self.pos = last_end + 1
         self.used += len(starts)
+        self._drop()
         return piece
 
     def _line_ends(self, count: int) -> list[int]:
-        """Where the next `count` lines end in the buffer (fewer at the end of the file), more of
-        the file read (and the buffer grown) until it holds them."""
-        while True:
-            buf, at, filled, ends = self.buf, self.pos, self.filled, []
-            while len(ends) < count and (end := buf.find(b"\n", at, filled)) >= 0:
-                ends.append(end)
-                at = end + 1
-            if len(ends) == count or self.eof:
-                return ends
-            self._fill()
+        """Where the next `count` lines end (fewer at the end of the file)."""
+        buf, at, filled, ends = self.buf, self.pos, self.filled, []
+        while len(ends) < count and (end := buf.find(b"\n", at, filled)) >= 0:
+            ends.append(end)
+            at = end + 1
+        return ends
 
     def _seek(self, pid: str) -> bool:
         """Whether the current line is `pid`'s, passing over the lines of patients before."""
@@ -179,16 +183,12 @@ class LastLines:
     def _next(self) -> tuple[str, int, int] | None:
         buf, pos = self.buf, self.pos
         end = buf.find(b"\n", pos, self.filled)
-        while end < 0 and not self.eof:
-            self._fill()
-            buf, pos = self.buf, self.pos
-            end = buf.find(b"\n", pos, self.filled)
         if end < 0:
             if pos < self.filled:
                 self._break("its last line has no line end")
             return None
         self.pos = end + 1
-        pid = self._pid_at(pos, end) if buf.startswith(self.prefix, pos) else None
+        pid = self._pid_at(pos, end) if _starts(buf, self.prefix, pos) else None
         if pid is None:
             self._break("a line is not shaped as expected")
             return None
@@ -208,19 +208,15 @@ class LastLines:
         except ValueError:
             return None
 
-    def _fill(self) -> None:
-        """Move the unread bytes to the front of the buffer (grown when a line, or the lines of
-        a `stretch`, fill it) and read more after them."""
-        buf, pos, filled = self.buf, self.pos, self.filled
-        if pos == 0 and filled == len(buf):
-            buf.extend(bytes(len(buf)))  # a line longer than the buffer
-        elif pos:
-            buf[: filled - pos] = buf[pos:filled]
-            filled -= pos
-        with memoryview(buf) as view:
-            read = self.handle.readinto(view[filled:])
-        self.eof = not read
-        self.filled, self.pos = filled + read, 0
+    def _drop(self) -> None:
+        """Let go of the mapped pages passed over, DROP_BYTES at a time (they stay in the page
+        cache; only this process's hold on them goes)."""
+        buf = self.buf
+        if not hasattr(buf, "madvise") or self.pos - self.dropped < DROP_BYTES:
+            return  # bytes, or a system without madvise
+        upto = self.pos - self.pos % mmap.PAGESIZE
+        buf.madvise(mmap.MADV_DONTNEED, self.dropped, upto - self.dropped)
+        self.dropped = upto
 
     def _break(self, why: str) -> None:
         log.warning(
@@ -229,3 +225,8 @@ class LastLines:
             why,
         )
         self.broken = True
+
+
+def _starts(buf: bytes | mmap.mmap, head: bytes, at: int) -> bool:
+    """Whether `head` is at `at` in `buf` (a mapped file has no `startswith`)."""
+    return buf.find(head, at, at + len(head)) == at

@@ -37,6 +37,16 @@ def test_pieces_are_written_in_order_and_close_waits_for_them():
     assert target.kept == b"".join(pieces) and target.closed
 
 
+def test_a_piece_of_several_buffers_is_written_as_they_are_in_order():
+    target = FullDisk(room=10**9)
+    out = BackgroundFile(target, depth=1)
+    pieces = [[b"a" * 10, bytearray(b"b" * 5), memoryview(b"cdef")[1:]], b"gh", [b"i"]]
+    for piece in pieces:
+        out.write(piece)
+    out.close()
+    assert target.kept == b"a" * 10 + b"b" * 5 + b"defghi"
+
+
 def test_a_failed_write_is_raised_and_nothing_is_written_after_it():
     target = FullDisk(room=2_500)
     out = BackgroundFile(target, depth=1)

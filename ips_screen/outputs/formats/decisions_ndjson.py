@@ -33,8 +33,9 @@ class DecisionsNdjson(OutputWriter):
 
     def begin(self, folder: StagedFolder, run: RunInfo) -> None:
         super().begin(folder, run)
-        self.lines: list[bytes | bytearray | memoryview] = []
-        self.size = 0  # bytes in lines (about)
+        self.lines: list[bytes | bytearray | memoryview] = []  # single lines, in parts
+        self.pieces: list[bytes | bytearray] = []  # joined lines and whole stretches, in order
+        self.size = 0  # bytes gathered (about)
         self.handle = BackgroundFile(folder.open(self.filename, "wb", buffering=BUFFER))
 
     def add(self, patient: PatientOutput) -> None:
@@ -45,16 +46,24 @@ class DecisionsNdjson(OutputWriter):
             self._write()
 
     def add_run(self, patients: Sequence[tuple[str, SummaryKey]], lines: bytes) -> None:
-        self.lines.append(lines)
+        """A stretch of lines goes on as it is (megabytes, which joining would copy)."""
+        self._join()
+        self.pieces.append(lines)
         self.size += len(lines)
         if self.size >= WRITE_BYTES:
             self._write()
 
+    def _join(self) -> None:
+        if self.lines:
+            self.pieces.append(b"".join(self.lines))
+            self.lines.clear()
+
     def _write(self) -> None:
         """Hand what is gathered to the writing thread (in large pieces: each piece costs the
         thread a turn of the interpreter lock)."""
-        self.handle.write(b"".join(self.lines))
-        self.lines.clear()
+        self._join()
+        self.handle.write(self.pieces)
+        self.pieces = []
         self.size = 0
 
     def finish(self, done: Finished) -> None:

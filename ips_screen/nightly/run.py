@@ -33,6 +33,7 @@ are recorded in the ledger's counts (`unread_types`) and shown in the report.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -117,6 +118,21 @@ def run_nightly(
 ) -> NightlyResult:
     """Run once; `LockHeld` when another run holds the practice's lock. `bulk_api` replaces the
     Bulk export client (tests); None means "no Bulk export available"."""
+    gc.freeze()  # the modules loaded so far: the night's collections need not look at them
+    try:
+        return _run_nightly(config, now, as_of, environ, progress, bulk_api)
+    finally:
+        gc.unfreeze()
+
+
+def _run_nightly(
+    config: PracticeConfig,
+    now: datetime,
+    as_of: date,
+    environ: Mapping[str, str],
+    progress: Progress | None,
+    bulk_api: BulkApi | None,
+) -> NightlyResult:
     ruleset = load_ruleset(config.screen.rules)
     state = config.output.state_dir
     progress = progress or NoProgress()

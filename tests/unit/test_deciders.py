@@ -66,3 +66,19 @@ def test_without_a_last_run_the_patients_asked_so_far_decide(pools):
     assert pools == []
     list(deciders.submit("chunk 2", [("p9999", None)], lambda ids: iter(()), 1))
     assert pools == [2]
+
+
+def test_the_heap_is_trimmed_before_the_workers_are_forked(pools, monkeypatch):
+    """A forked worker starts with its parent's resident pages: the parent gives the memory it
+    freed while loading back to the system first (`release_free_memory`)."""
+    events: list[str] = []
+    monkeypatch.setattr(deciding, "release_free_memory", lambda: events.append("trimmed"))
+    real = Pool.__init__
+
+    def made(self, workers: int, **kwargs: object) -> None:
+        events.append("forked")
+        real(self, workers, **kwargs)
+
+    monkeypatch.setattr(Pool, "__init__", made)
+    first_batch(expected=100_000, evaluated=34)
+    assert events == ["trimmed", "forked"]

@@ -12,10 +12,12 @@ board):
    SEED, as of AS_OF) writes <work>/<n>/population/<Type>.000.ndjson, and `write_changes` writes
    <work>/<n>/changes/: for every 100th Patient in the file (1% of patients), a new fit note, a
    changed employment status, or one of their active Conditions resolved, in turn.
-2. Measures, each in a fresh interpreter after the files it reads were read once (so that they
-   come from the page cache: a VM may drop idle file cache within a minute), timed around the
-   call after the imports; peak RSS is the kernel's high-water mark (VmHWM) of the measure's
-   process and of the worker processes it starts, sampled every 20 ms and summed:
+2. Measures, each in a fresh interpreter after what earlier measures wrote was flushed to disk
+   (`os.sync`: a real night comes a day after the last) and the files it reads were read once
+   (so that they come from the page cache: a VM may drop idle file cache within a minute; for
+   an incremental night its changes, the store and the last run's decisions.ndjson), timed
+   around the call after the imports; peak RSS is the kernel's high-water mark (VmHWM) of the
+   measure's process and of the worker processes it starts, sampled every 20 ms and summed:
    - baseline: orjson parse-only of every line of the population files;
    - full night: `nightly.run.run_nightly` with [source] kind = "files", incremental = true, into
      a fresh state folder, as of AS_OF (a first run: the store is loaded in full, everyone is
@@ -197,10 +199,20 @@ class ChildFailed(Exception):
     pass
 
 
+def night_reads(source: Path, state: Path) -> list[Path]:
+    """What an incremental night reads: its changes, the store and the last run's
+    decisions.ndjson (written by the night before, they may have left the page cache since)."""
+    store = [state / f"store.sqlite{end}" for end in ("", "-wal")]
+    last = state / "runs" / "latest" / "decisions.ndjson"
+    return [p for p in (*sorted(source.rglob("*.ndjson")), *store, last) if p.is_file()]
+
+
 def run_child(name: str, spec: dict, warm_files: list[Path]) -> dict:
-    """One measure in a fresh interpreter, after `warm_files` were read into the page cache;
-    adds the process's wall time (with its imports) and the peak RSS of it and its worker
-    processes, summed (sampled every 20 ms)."""
+    """One measure in a fresh interpreter, after what earlier measures wrote is on disk (a real
+    night comes a day after the last, whose writes are long done) and `warm_files` were read into
+    the page cache; adds the process's wall time (with its imports) and the peak RSS of it and
+    its worker processes, summed (sampled every 20 ms)."""
+    os.sync()
     warm(warm_files)
     command = [sys.executable, str(Path(__file__).resolve()), "--child", name]
     command += ["--spec", orjson.dumps(spec).decode()]
@@ -248,7 +260,8 @@ def bench_size(n: int, work: Path) -> dict:
     for key, source, day, state, reuse in nights:
         spec = {"source": str(source), "state": str(state), "as_of": day.isoformat()}
         spec["reuse"] = reuse
-        out[key] = fig = run_child("night", spec, files if key == "full" else [])
+        read = files if key == "full" else night_reads(source, state)
+        out[key] = fig = run_child("night", spec, read)
         print(
             f"  {key} night: {fig['seconds']:.1f} s ({fig['mode']}; {fig['evaluated']:,} "
             f"evaluated, {fig['reused']:,} reused), peak RSS {fig['peak_rss_mb']:,.0f} MB, "

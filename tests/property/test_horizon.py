@@ -49,17 +49,22 @@ def test_window_lengths_are_read_from_the_ruleset():
     assert window_lengths(ruleset()) == (3, 12, 24)
 
 
-def test_a_window_edge_is_a_horizon():
-    """A chronic pain review in the last 12 months keeps chronic pain only until it expires."""
-    rs = ruleset()
-    review = {
+def pain_review(day: str) -> dict:
+    """A chronic pain review (a Procedure) performed on `day`."""
+    return {
         "resourceType": "Procedure",
         "id": "rev",
         "status": "completed",
         "subject": {"reference": "Patient/p"},
         "code": {"coding": [{"system": "http://snomed.info/sct", "code": "860381000000107"}]},
-        "performedDateTime": "2026-03-10",
+        "performedDateTime": day,
     }
+
+
+def test_a_window_edge_is_a_horizon():
+    """A chronic pain review in the last 12 months keeps chronic pain only until it expires."""
+    rs = ruleset()
+    review = pain_review("2026-03-10")
     unemployed = observation("73438004", "http://snomed.info/sct", when="2026-06-01")
     facts = facts_from([patient(), review, unemployed], rs)
     t = date(2026, 11, 26)
@@ -114,14 +119,7 @@ def test_a_horizon_at_a_window_edge_is_the_day_the_decision_changes():
     including 2027-01-31 (the window's start reaches it then): the horizon is that day, not days
     before it, and the next is the day after, when the decision changes."""
     rs = ruleset()
-    review = {
-        "resourceType": "Procedure",
-        "id": "rev",
-        "status": "completed",
-        "subject": {"reference": "Patient/p"},
-        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "860381000000107"}]},
-        "performedDateTime": "2026-01-31",
-    }
+    review = pain_review("2026-01-31")
     unemployed = observation("73438004", "http://snomed.info/sct", when="2026-06-01")
     facts = facts_from([patient(birth="1980-06-15"), review, unemployed], rs)
     assert valid_until(rs, facts, date(2027, 1, 20)) == date(2027, 1, 31)

@@ -28,7 +28,6 @@ other way, or proposes a referral, is not shared.
 from __future__ import annotations
 
 import gc
-import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -49,6 +48,7 @@ from ips_screen.outputs.proposed import proposed_texts
 from ips_screen.outputs.summary import SummaryCounter, SummaryKey
 from ips_screen.reading import release_free_memory
 from ips_screen.ruleset.loader import CompiledRuleset
+from ips_screen.sources.parallel import fork_context
 from ips_screen.store.facts_store import FactsReader
 from ips_screen.store.ledger import decision_digest
 
@@ -206,10 +206,8 @@ class Deciders:
         self.visited += visited
         if self.jobs > 1 and self.executor is None and self._worth_it():
             release_free_memory()  # before the workers inherit it
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("fork" if "fork" in methods else None)
             self.executor = ProcessPoolExecutor(
-                self.jobs, mp_context=context, initializer=_init, initargs=(self.how,)
+                self.jobs, mp_context=fork_context(), initializer=_init, initargs=(self.how,)
             )
         if self.executor is not None and batch:
             pieces = [batch[n : n + PIECE] for n in range(0, len(batch), PIECE)]

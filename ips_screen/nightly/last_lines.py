@@ -58,7 +58,7 @@ class LastLines:
     def __init__(self, data: bytes | mmap.mmap, day: str) -> None:
         """`data`: the file's bytes (mapped: `open`)."""
         self.buf = data
-        self.filled = len(data)
+        self.length = len(data)
         self.prefix = date_prefix(day)
         self.pos = 0  # where the next unread line starts
         self.dropped = 0  # the mapped pages before this were let go (`_drop`)
@@ -104,12 +104,12 @@ class LastLines:
                 self._break(f"it has no line for a patient it should ({done} of {wanted})")
                 return None
             assert self.current is not None
-            buf, filled, start, end = self.buf, self.filled, self.current[1], self.current[2]
+            buf, length, start, end = self.buf, self.length, self.current[1], self.current[2]
             starts = [start]
             last_end = end
             while (
                 len(starts) < wanted - done
-                and (after := buf.find(b"\n", last_end + 1, filled)) >= 0
+                and (after := buf.find(b"\n", last_end + 1, length)) >= 0
             ):
                 starts.append(last_end + 1)
                 last_end = after
@@ -161,8 +161,8 @@ class LastLines:
 
     def _line_ends(self, count: int) -> list[int]:
         """Where the next `count` lines end (fewer at the end of the file)."""
-        buf, at, filled, ends = self.buf, self.pos, self.filled, []
-        while len(ends) < count and (end := buf.find(b"\n", at, filled)) >= 0:
+        buf, at, length, ends = self.buf, self.pos, self.length, []
+        while len(ends) < count and (end := buf.find(b"\n", at, length)) >= 0:
             ends.append(end)
             at = end + 1
         return ends
@@ -182,9 +182,9 @@ class LastLines:
 
     def _next(self) -> tuple[str, int, int] | None:
         buf, pos = self.buf, self.pos
-        end = buf.find(b"\n", pos, self.filled)
+        end = buf.find(b"\n", pos, self.length)
         if end < 0:
-            if pos < self.filled:
+            if pos < self.length:
                 self._break("its last line has no line end")
             return None
         self.pos = end + 1

@@ -18,23 +18,21 @@ Task owner, so the outputs do not depend on where the entries were made. Worker 
 
 from __future__ import annotations
 
-import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from ips_screen.engine.decision import Decision
 from ips_screen.outputs.formats.proposals_json import device_bytes, proposal_template
 from ips_screen.proposals.common import import_models
 from ips_screen.ruleset.loader import CompiledRuleset
+from ips_screen.sources.parallel import fork_context
 
 
 class ProposalMaker:
     """One process that makes proposals.json entries (see the module). `close` when done."""
 
     def __init__(self, ruleset: CompiledRuleset, owner: str | None) -> None:
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else None)
         self.executor = ProcessPoolExecutor(
-            1, mp_context=context, initializer=_init, initargs=(ruleset, owner)
+            1, mp_context=fork_context(), initializer=_init, initargs=(ruleset, owner)
         )
         self.device: Future[bytes] = self.executor.submit(device_bytes)
 

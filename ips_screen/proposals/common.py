@@ -176,12 +176,8 @@ def device_entry(tool_version: str) -> Entry:
     )
 
 
-PROPOSAL_TYPES = (
-    "ServiceRequest",
-    "Task",
-    "Provenance",
-    "Device",
-)  # the resources of proposals.json
+# the resources of proposals.json
+PROPOSAL_TYPES = ("ServiceRequest", "Task", "Provenance", "Device")
 
 
 def import_models() -> None:

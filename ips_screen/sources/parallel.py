@@ -48,6 +48,13 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def fork_context() -> multiprocessing.context.BaseContext:
+    """How worker processes start: forked where the system can (they inherit the loaded modules
+    and the ruleset instead of importing and pickling them), else the system's default."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
+
+
 def collect(
     paths: Iterable[Path | str],
     ruleset: HasCodelists,
@@ -90,8 +97,7 @@ def read_parts(
             part = read_chunk(chunk, options)
             yield convert(part) if convert is not None else part  # type: ignore[misc]
         return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    context = fork_context()
     # concurrent.futures, not multiprocessing.Pool: a Pool closed early (a bad line stops the
     # read) can hang for good in terminate() joining its handler threads; shutdown does not.
     executor = ProcessPoolExecutor(

@@ -9,6 +9,7 @@ import copy
 import os
 import sqlite3
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -26,7 +27,8 @@ from ips_screen.nightly.last_lines import LastLines, file_stamp
 from ips_screen.nightly.proposal_maker import ProposalMaker
 from ips_screen.nightly.run import NightlyResult, run_nightly
 from ips_screen.outputs.folder import OutputFolder
-from ips_screen.outputs.formats.proposals_json import proposal_template
+from ips_screen.outputs.formats.decisions_ndjson import decision_line
+from ips_screen.outputs.formats.proposals_json import device_bytes, proposal_template
 from ips_screen.outputs.formats.report_html import ReportHtml
 from ips_screen.outputs.proposed import Proposed, proposed_texts
 from ips_screen.outputs.registry import filenames
@@ -392,6 +394,47 @@ def test_outputs_fed_from_the_cache_equal_pipeline_finish(tmp_path: Path, rulese
             got = (out / name).read_bytes()
             assert got == (expected / name).read_bytes(), name
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+class _NotYet(Future):
+    """A Future being made elsewhere: asking for its result before it is done is waiting."""
+
+    def result(self, timeout: float | None = None) -> bytes:
+        assert self.done(), "waited for an entry still being made"
+        return super().result(timeout)
+
+
+def test_proposals_json_waits_for_no_entry_being_made_until_it_finishes(tmp_path: Path, ruleset):
+    """An incremental night makes the Device entry and new proposals' entries on another process
+    (nightly/proposal_maker.py): the proposed patients reused meanwhile wait in line, in order,
+    and the file is the one written with every entry at hand."""
+    resources = population(tmp_path / "data")
+    facts = collect_resources(list(resources.values()), ruleset)
+    now = night_of(T)
+    decisions = sorted((evaluate(ruleset, f, T) for f in facts), key=lambda d: d.patient)
+    proposed = [d for d in decisions if d.outcome == "propose"]
+    assert len(proposed) > 2
+    made: dict[str, Future] = {}
+    folders = {}
+    for name, device in (("at-hand", None), ("being-made", _NotYet())):
+        out = OutputFolder(tmp_path / name, ruleset, as_of=T, now=now, owner=None, device=device)
+        for d in decisions:
+            template: bytes | Future | None = None
+            if d.outcome == "propose":
+                template = proposal_template(d, ruleset, None)
+                if device is not None and d is proposed[1]:  # still being made
+                    template = made[d.patient] = _NotYet()
+            if template is None:
+                out.add_decision(d)
+            else:
+                out.add(d.patient, decision_line(d), out.counter.key(d), d, template)
+        if device is not None:
+            device.set_result(device_bytes())
+            made[proposed[1].patient].set_result(proposal_template(proposed[1], ruleset, None))
+        read = {"files": 1, "resources": len(resources), "by_type": {}, "skipped_count": 0}
+        out.finish(read_report=read, orphans={}, unlinked=0)
+        folders[name] = (tmp_path / name / "proposals.json").read_bytes()
+    assert folders["being-made"] == folders["at-hand"]
 
 
 def _collector_on(_: object) -> bool:

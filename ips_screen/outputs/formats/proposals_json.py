@@ -9,8 +9,8 @@ the writer replaces by the run's, so a template can be cached with the decision 
 later nights without building and validating the resources again (nightly/screen.py).
 
 A template still being made on another process (a `Future`, nightly/proposal_maker.py) waits in
-line: the writer writes the templates in patient order as soon as those before them are made,
-and waits for the rest when it finishes.
+line: the writer writes the templates in patient order as soon as those before them (and the
+Device entry, which may be made there too) are made, and waits for the rest when it finishes.
 """
 
 from __future__ import annotations
@@ -100,9 +100,12 @@ class ProposalsJson(OutputWriter):
         self._write_made()
 
     def _write_made(self, wait: bool = False) -> None:
-        """Write the templates waiting that are made, in order, up to the first that is not
-        (`wait`: every one, as it is made)."""
+        """Write the templates waiting that are made, in order, up to the first that is not, once
+        the Device entry is made (`wait`: every one, as it is made)."""
         waiting = self.waiting
+        device = self.run.device
+        if not (self.started or wait or device is None or device.done()):
+            return  # the Bundle begins with the Device entry: none is written before it
         while waiting:
             template = waiting[0]
             if isinstance(template, Future):

@@ -54,6 +54,10 @@ def _no_windows(rule: Any) -> Iterable[int]:
     return ()
 
 
+def _any_type(rule: Any) -> Iterable[str] | None:
+    return None
+
+
 def _no_check(rule: Any, codelists: Mapping[str, Any]) -> str | None:
     return None
 
@@ -68,5 +72,7 @@ class KindSpec:
     children: Callable[[Any], Iterable[Any]] = _no_children
     codelists: Callable[[Any], Iterable[str]] = _own_codelist
     windows: Callable[[Any], Iterable[int]] = _no_windows
+    # the record types whose dates the criterion compares with its windows (None: any type)
+    window_types: Callable[[Any], Iterable[str] | None] = _any_type
     check: Callable[[Any, Mapping[str, Any]], str | None] = _no_check
     helpers: tuple[type[BaseModel], ...] = ()  # other models of the kind that name criteria

@@ -193,6 +193,7 @@ SPECS = (
         children=lambda rule: (rule.otherwise.criterion,) if rule.otherwise.criterion else (),
         codelists=_codelists,
         windows=lambda rule: (rule.recent_months,),
+        window_types=lambda rule: {t for source in rule.sources for t in source.resource_types},
         check=_check,
         helpers=(Otherwise,),
     ),

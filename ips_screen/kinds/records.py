@@ -159,4 +159,13 @@ def _check(rule: Records, codelists) -> str | None:
     return None
 
 
-SPECS = (KindSpec("records", Records, records, windows=_windows, check=_check),)
+SPECS = (
+    KindSpec(
+        "records",
+        Records,
+        records,
+        windows=_windows,
+        window_types=lambda rule: rule.resource_types,  # `select_records` keeps only those
+        check=_check,
+    ),
+)

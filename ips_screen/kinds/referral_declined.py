@@ -90,4 +90,12 @@ def _windows(rule: ReferralDeclined) -> tuple[int, ...]:
     return (rule.within_months, *(d.within_months for d in rule.deferrals))
 
 
-SPECS = (KindSpec("referral-declined", ReferralDeclined, referral_declined, windows=_windows),)
+SPECS = (
+    KindSpec(
+        "referral-declined",
+        ReferralDeclined,
+        referral_declined,
+        windows=_windows,
+        window_types=lambda rule: ("ServiceRequest", "Task"),  # a request, or its review Task
+    ),
+)

@@ -42,5 +42,6 @@ SPECS = (
         ReferralOpen,
         referral_open,
         windows=lambda rule: (rule.completed_within_months,),
+        window_types=lambda rule: ("ServiceRequest",),
     ),
 )

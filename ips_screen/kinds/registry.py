@@ -77,3 +77,10 @@ def check_of(criterion: Any, codelists: Any) -> str | None:
 def windows_of(criterion: Any) -> tuple[int, ...]:
     """The "N months" windows one criterion (not its children) compares dates with."""
     return tuple(spec_of(criterion).windows(criterion))
+
+
+def window_types_of(criterion: Any) -> frozenset[str] | None:
+    """The record types whose dates one criterion (not its children) compares with its windows
+    (None: any type)."""
+    types = spec_of(criterion).window_types(criterion)
+    return None if types is None else frozenset(types)

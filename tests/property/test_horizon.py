@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from ips_screen.dates import add_months, months_before
 from ips_screen.engine import evaluate
-from ips_screen.engine.horizon import valid_until, window_change, window_lengths
+from ips_screen.engine.horizon import valid_until, window_change, window_lengths, window_pairs
 from tests.helpers import default_ruleset as ruleset
 from tests.helpers import facts_from, observation, patient, proposal, qualifying, task
 from tests.support.generators import (
@@ -47,6 +47,26 @@ def test_no_decision_changes_before_the_horizon(case, data):
 
 def test_window_lengths_are_read_from_the_ruleset():
     assert window_lengths(ruleset()) == (3, 12, 24)
+
+
+def test_each_window_is_paired_with_the_record_types_compared_with_it():
+    """3 months: a pain Condition's first record and a `not-now` deferral (the request and its
+    review Task); 24 months: the spell's start in the priority, a date of any record."""
+    by_length = dict(window_pairs(ruleset()))
+    assert by_length[3] == {"Condition", "ServiceRequest", "Task"}
+    assert by_length[24] is None
+
+
+def test_a_record_is_not_reevaluated_at_the_edge_of_a_window_its_type_is_not_compared_with():
+    """The employment Observation of 2026-09-01 passes 3 months on 2026-12-01, which no
+    criterion reading Observations compares with: the horizon is the next edge that counts."""
+    rs = ruleset()
+    unemployed = observation("73438004", "http://snomed.info/sct", when="2026-09-01")
+    review = pain_review("2026-06-10")
+    facts = facts_from([patient(birth="1980-06-15"), review, unemployed], rs)
+    t = date(2026, 11, 26)
+    assert valid_until(rs, facts, t) == date(2027, 6, 10)  # the review reaches the 12 months edge
+    assert same(evaluate(rs, facts, date(2027, 6, 9)), evaluate(rs, facts, t))
 
 
 def pain_review(day: str) -> dict:

@@ -26,7 +26,11 @@ board):
      (the changes applied; decisions of unchanged patients reused where their horizon allows);
    - for sizes up to 100,000, the same incremental night with [screen] reuse_decisions = false,
      for information (what the night would cost if every patient were evaluated).
-   Store size: store.sqlite (with its write-ahead log) after each night.
+   Store size: store.sqlite (with its write-ahead log) after each night. At sizes up to
+   100,000 the baseline, the full night and the incremental night are measured in 3 rounds
+   (--rounds), each round's nights on a fresh state folder, and the medians are reported (with
+   every round's time, and the highest peak RSS); larger sizes are measured once. Single runs
+   on a shared VM vary by 10 to 20 %.
 3. Goals: at 1,000,000 patients the full night in under 10 minutes, at most 3 times the orjson
    parse of the same files (issue [10]), with peak memory under 2 GB (summed over processes);
    at every size the incremental night at least 10 times faster than the full one.
@@ -58,6 +62,9 @@ SEED = 2026
 CHANGED_EVERY = 100  # 1% of patients changed before the incremental night
 BYTES_PER_PATIENT = 25_000  # NDJSON ~13 kB, store ~6 kB, outputs of two nights ~6 kB
 NO_REUSE_UP_TO = 100_000
+ROUNDS = 3  # rounds of measures at each size up to ROUNDS_UP_TO; the medians are reported
+ROUNDS_UP_TO = 100_000  # a round at 1,000,000 patients takes about 7 minutes
+MEDIANS = ("baseline", "full", "incremental")  # the measures of every round
 GOAL_SECONDS = 600.0  # the full night at GOAL_SIZE (issue: nightly at scale)
 GOAL_PEAK_MB = 2048.0  # at GOAL_SIZE, summed over the job's processes
 GOAL_RATIO = 10.0  # full / incremental night, at every size
@@ -230,7 +237,7 @@ def run_child(name: str, spec: dict, warm_files: list[Path]) -> dict:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def bench_size(n: int, work: Path) -> dict:
+def bench_size(n: int, work: Path, rounds: int) -> dict:
     folder = work / str(n)
     population, changes = folder / "population", folder / "changes"
     manifest, gen_seconds, reused = generate(population, n)
@@ -248,31 +255,48 @@ def bench_size(n: int, work: Path) -> dict:
     )
     out: dict = {"patients": n, "generation_seconds": gen_seconds, "changes": changed}
     files = sorted(population.glob("*.ndjson"))
-    out["baseline"] = run_child("baseline", {"population": str(population)}, files)
-    print(f"  baseline (orjson parse-only): {out['baseline']['seconds']:.1f} s", flush=True)
     full_state = folder / "state"
     copy = folder / "state-no-reuse"
-    shutil.rmtree(full_state, ignore_errors=True)
-    nights = [("full", population, AS_OF, full_state, True)]
-    nights.append(("incremental", changes, AS_OF + timedelta(days=1), full_state, True))
-    if n <= NO_REUSE_UP_TO:
-        nights.append(("incremental_no_reuse", changes, AS_OF + timedelta(days=1), copy, False))
-    for key, source, day, state, reuse in nights:
-        spec = {"source": str(source), "state": str(state), "as_of": day.isoformat()}
-        spec["reuse"] = reuse
-        read = files if key == "full" else night_reads(source, state)
-        out[key] = fig = run_child("night", spec, read)
-        print(
-            f"  {key} night: {fig['seconds']:.1f} s ({fig['mode']}; {fig['evaluated']:,} "
-            f"evaluated, {fig['reused']:,} reused), peak RSS {fig['peak_rss_mb']:,.0f} MB, "
-            f"store {fig['store_bytes'] / 1e6:,.0f} MB",
-            flush=True,
-        )
-        if key == "full" and n <= NO_REUSE_UP_TO:  # the store as the full night left it
-            shutil.rmtree(copy, ignore_errors=True)
-            shutil.copytree(full_state, copy, ignore=shutil.ignore_patterns("runs"))
-    shutil.rmtree(copy, ignore_errors=True)
+    runs: dict[str, list[dict]] = {}
+    for round_ in range(rounds):
+        print(f"  round {round_ + 1} of {rounds}:" if rounds > 1 else "  one round:", flush=True)
+        fig = run_child("baseline", {"population": str(population)}, files)
+        runs.setdefault("baseline", []).append(fig)
+        print(f"    baseline (orjson parse-only): {fig['seconds']:.1f} s", flush=True)
+        shutil.rmtree(full_state, ignore_errors=True)
+        nights = [("full", population, AS_OF, full_state, True)]
+        nights.append(("incremental", changes, AS_OF + timedelta(days=1), full_state, True))
+        if n <= NO_REUSE_UP_TO and round_ == 0:  # for information: once
+            nights.append(("incremental_no_reuse", changes, AS_OF + timedelta(days=1), copy, False))
+        for key, source, day, state, reuse in nights:
+            spec = {"source": str(source), "state": str(state), "as_of": day.isoformat()}
+            spec["reuse"] = reuse
+            read = files if key == "full" else night_reads(source, state)
+            fig = run_child("night", spec, read)
+            runs.setdefault(key, []).append(fig)
+            print(
+                f"    {key} night: {fig['seconds']:.1f} s ({fig['mode']}; {fig['evaluated']:,} "
+                f"evaluated, {fig['reused']:,} reused), peak RSS {fig['peak_rss_mb']:,.0f} MB, "
+                f"store {fig['store_bytes'] / 1e6:,.0f} MB",
+                flush=True,
+            )
+            if key == "full" and n <= NO_REUSE_UP_TO and round_ == 0:  # as the full night left it
+                shutil.rmtree(copy, ignore_errors=True)
+                shutil.copytree(full_state, copy, ignore=shutil.ignore_patterns("runs"))
+        shutil.rmtree(copy, ignore_errors=True)
+    for key, figs in runs.items():
+        out[key] = median_of(figs)
     return out
+
+
+def median_of(figs: list[dict]) -> dict:
+    """The figures of the run with the median time (of an even number, the slower middle one),
+    with every run's time and the highest peak RSS of them all."""
+    ordered = sorted(figs, key=lambda f: f["seconds"])
+    fig = dict(ordered[len(ordered) // 2])
+    fig["runs_seconds"] = [round(f["seconds"], 3) for f in figs]
+    fig["peak_rss_mb"] = max(f["peak_rss_mb"] for f in figs)
+    return fig
 
 
 def row(label: str, fig: dict, resources: int, patients: int) -> list[str]:
@@ -330,6 +354,9 @@ def report(results: list[dict]) -> dict:
             f"{verdict[ratio >= GOAL_RATIO]}; full night / parse-only = {vs_base:.1f} x; "
             f"peak {peak:,.0f} MB"
         )
+        if len(full.get("runs_seconds", ())) > 1:
+            times = {k: ", ".join(f"{x:.2f}" for x in res[k]["runs_seconds"]) for k in MEDIANS}
+            print("  medians of " + "; ".join(f"{k} {v} s" for k, v in times.items()))
         if "incremental_no_reuse" in res:
             slow = res["incremental_no_reuse"]["seconds"] / inc["seconds"]
             print(f"  (incremental night without reuse_decisions: {slow:.1f} x slower)")
@@ -351,12 +378,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, help="work folder (default: a new temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the work folder")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help=f"rounds of measures at each size up to {ROUNDS_UP_TO:,} (the medians are "
+        f"reported; default {ROUNDS}); larger sizes are measured once",
+    )
     parser.add_argument("--child", choices=list(MEASURES), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(args.child, orjson.loads(args.spec))
         return 0
+    if args.rounds < 1:
+        parser.error("--rounds: at least 1")
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     if not sizes or min(sizes) < CHANGED_EVERY:
         parser.error(f"--sizes: each at least {CHANGED_EVERY}")
@@ -374,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         for n in sizes:
-            results.append(bench_size(n, work))
+            results.append(bench_size(n, work, args.rounds if n <= ROUNDS_UP_TO else 1))
             if not args.keep:
                 shutil.rmtree(work / str(n), ignore_errors=True)
     except ChildFailed as exc:

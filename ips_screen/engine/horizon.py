@@ -28,7 +28,7 @@ from datetime import date, timedelta
 
 from ips_screen.dates import add_months, add_years, age_on, months_before, uk_state_pension_date
 from ips_screen.facts.model import PatientFacts
-from ips_screen.kinds.registry import walk_criteria, window_types_of, windows_of
+from ips_screen.kinds.registry import window_types_of, windows_of
 from ips_screen.ruleset.loader import CompiledRuleset
 
 ONE_DAY = timedelta(days=1)
@@ -66,10 +66,8 @@ def _windows(ruleset: CompiledRuleset) -> _Windows:
             known = found.get(n, frozenset())
             found[n] = None if known is None or types is None else known | types
 
-    tops = [*(e.rule for e in model.exclusions), *(c.rule for c in model.criteria)]
-    for top in tops:
-        for rule in walk_criteria(top):
-            add(windows_of(rule), window_types_of(rule))
+    for rule in ruleset.criteria:
+        add(windows_of(rule), window_types_of(rule))
     if model.priority is not None:
         add(model.priority.windows(), None)  # a spell's start: a date of any record
     add(model.proposal.windows(), window_types_of(model.proposal.supporting_info))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -10,7 +11,7 @@ from pydantic import Field, model_validator
 from ips_screen.dates import add_years, age_on, uk_state_pension_date
 from ips_screen.kinds.base import Id, KindModel, KindSpec
 from ips_screen.kinds.context import Context, Finding
-from ips_screen.kinds.evidence import AgeEvidence
+from ips_screen.kinds.evidence import AgeBand, AgeEvidence
 
 
 class OutsideAgeRange(KindModel):
@@ -27,27 +28,30 @@ class OutsideAgeRange(KindModel):
         return self
 
 
-def outside_age_range(rule: OutsideAgeRange, ctx: Context) -> Finding:
-    birth, t, ref = ctx.facts.birth_date, ctx.t, ctx.facts.ref
-
-    def found(matched: bool | None, age: int | None, band: str, reason: str | None = None):
-        evidence = AgeEvidence(age, band, rule.min_age, rule.max_age)  # type: ignore[arg-type]
-        return Finding(matched, (ref,), evidence, reason=reason)
-
+def age_band(rule: OutsideAgeRange, birth: date | None, t: date) -> tuple[int | None, AgeBand]:
+    """The age at T and the band it falls in: all the finding reads of the birth date."""
     if birth is None:
-        return found(None, None, "no-birth-date", rule.missing_reason)
+        return None, "no-birth-date"
     age = age_on(birth, t)
     if t < add_years(birth, rule.min_age):
-        return found(True, age, "under-min")
+        return age, "under-min"
     if rule.max_age is not None and t >= add_years(birth, rule.max_age):
-        return found(True, age, "at-max")
+        return age, "at-max"
     if (
         rule.max_age is None
         and rule.state_pension_age == "uk"
         and t >= uk_state_pension_date(birth)
     ):
-        return found(True, age, "pension")
-    return found(False, age, "working-age")
+        return age, "pension"
+    return age, "working-age"
 
 
-SPECS = (KindSpec("outside-age-range", OutsideAgeRange, outside_age_range),)
+def outside_age_range(rule: OutsideAgeRange, ctx: Context) -> Finding:
+    age, band = age_band(rule, ctx.facts.birth_date, ctx.t)
+    evidence = AgeEvidence(age, band, rule.min_age, rule.max_age)
+    if band == "no-birth-date":
+        return Finding(None, (ctx.facts.ref,), evidence, reason=rule.missing_reason)
+    return Finding(band != "working-age", (ctx.facts.ref,), evidence)
+
+
+SPECS = (KindSpec("outside-age-range", OutsideAgeRange, outside_age_range, birth_key=age_band),)

@@ -12,8 +12,9 @@ A kind module declares, once, everything the rest of the tool needs to know abou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -76,3 +77,8 @@ class KindSpec:
     window_types: Callable[[Any], Iterable[str] | None] = _any_type
     check: Callable[[Any, Mapping[str, Any]], str | None] = _no_check
     helpers: tuple[type[BaseModel], ...] = ()  # other models of the kind that name criteria
+    # (rule, birth date or None, T) -> all the criterion's finding reads of the patient's birth
+    # date: patients with equal keys get the same finding (None: the kind reads no birth date;
+    # tests/spec/test_kinds.py checks that no other kind does). Shares decisions between
+    # patients with no records (nightly/deciding.py).
+    birth_key: Callable[[Any, date | None, date], Hashable] | None = None

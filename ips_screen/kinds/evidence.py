@@ -34,13 +34,16 @@ class DeceasedEvidence:
     how: Literal["recorded", "dated", "not-recorded"]
 
 
+AgeBand = Literal["no-birth-date", "under-min", "at-max", "pension", "working-age"]
+
+
 @dataclass(frozen=True, slots=True)
 class AgeEvidence:
     """Age at T against the kind's range; `band` says which bound applied."""
 
     TAG: ClassVar[str] = "age"
     age: int | None
-    band: Literal["no-birth-date", "under-min", "at-max", "pension", "working-age"]
+    band: AgeBand
     min_age: int
     max_age: int | None
 

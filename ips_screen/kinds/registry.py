@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
+from datetime import date
 from typing import Annotated, Any, Union
 
 from pydantic import Field
@@ -77,6 +78,11 @@ def check_of(criterion: Any, codelists: Any) -> str | None:
 def windows_of(criterion: Any) -> tuple[int, ...]:
     """The "N months" windows one criterion (not its children) compares dates with."""
     return tuple(spec_of(criterion).windows(criterion))
+
+
+def birth_key_of(criterion: Any) -> Callable[[Any, date | None, date], Hashable] | None:
+    """What one criterion (not its children) reads of a birth date (None: nothing)."""
+    return spec_of(criterion).birth_key
 
 
 def window_types_of(criterion: Any) -> frozenset[str] | None:

@@ -21,8 +21,10 @@ status, referral...): their decision depends on their birth date and the few oth
 Patient alone. `Shared` decides such a patient once for each set of those facts, as a stand-in
 patient whose id no real one can have, and gives every other patient with the same facts that
 decision with their own reference in place of the stand-in's (the engine reads a patient's id only
-to name them: tests/property/test_shared_decisions.py). A decision that names the stand-in any
-other way, or proposes a referral, is not shared.
+to name them: tests/property/test_shared_decisions.py). The birth date counts only as far as the
+criteria read it (`KindSpec.birth_key`: the age at T and its band), so patients of the same age
+share a decision; each has their own horizon (their birthdays). A decision that names the
+stand-in any other way, or proposes a referral, is not shared.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import orjson
 from ips_screen.engine import evaluate
 from ips_screen.engine.horizon import valid_until
 from ips_screen.facts.model import PatientFacts
+from ips_screen.kinds.registry import birth_key_of
 from ips_screen.nightly.steps import ProposalTally
 from ips_screen.outputs.formats.decisions_ndjson import decision_line
 from ips_screen.outputs.formats.proposals_json import proposal_template
@@ -117,9 +120,12 @@ def decide(
     return Decided(facts.id, line, key, counts, until, decision_digest(decision), proposal, texts)
 
 
-# What a shared decision keeps: its line cut where the stand-in's reference was, the summary key,
-# the horizon and the digest (False: not shared).
-Known = tuple[tuple[bytes, ...], SummaryKey, str, str]
+# What a shared decision keeps: its line cut where the stand-in's reference was, the summary key
+# and the digest (False: not shared).
+Known = tuple[tuple[bytes, ...], SummaryKey, str]
+
+
+BirthKey = Callable[[object, date | None, date], object]
 
 
 class Shared:
@@ -131,12 +137,14 @@ class Shared:
     def __init__(self) -> None:
         self.known: dict[tuple, Known | bool] = {}
         self.lines: dict[tuple[bytes, ...], tuple[bytes, ...]] = {}  # identical lines kept once
+        self.birth: tuple[tuple[object, BirthKey], ...] | None = None  # see `_birth_key`
 
     def decide(self, facts: PatientFacts, how: Deciding, counter: SummaryCounter) -> Decided | None:
         """The patient's decision, when it may be shared (None: decide them in full)."""
         if facts.records:
             return None
-        key = (facts.birth_date, facts.deceased, facts.deceased_date, facts.general_practitioners)
+        birth = self._birth_key(facts.birth_date, how)
+        key = (birth, facts.deceased, facts.deceased_date, facts.general_practitioners)
         known = self.known.get(key)
         if known is None:
             if len(self.known) >= SHARED_MAX:
@@ -144,10 +152,21 @@ class Shared:
             known = self.known[key] = self._learn(replace(facts, id=STAND_IN), how, counter)
         if known is False:
             return None
-        parts, summary_key, until, digest = known  # type: ignore[misc]
+        parts, summary_key, digest = known  # type: ignore[misc]
         line = orjson.dumps(facts.ref).join(parts)
         counts = ProposalTally.count(facts)
+        until = valid_until(how.ruleset, facts, how.as_of).isoformat()  # the birthdays: their own
         return Decided(facts.id, line, summary_key, counts, until, digest, None, None)
+
+    def _birth_key(self, birth: date | None, how: Deciding) -> tuple:
+        """What the ruleset's criteria read of a birth date as of T (`KindSpec.birth_key`: the
+        age and its band), in place of the date: patients born on different days share a
+        decision when their criteria find the same."""
+        if self.birth is None:
+            self.birth = tuple(
+                (rule, key) for rule in how.ruleset.criteria if (key := birth_key_of(rule))
+            )
+        return tuple(key(rule, birth, how.as_of) for rule, key in self.birth)
 
     def _learn(
         self, stand_in: PatientFacts, how: Deciding, counter: SummaryCounter
@@ -156,7 +175,7 @@ class Shared:
         parts = tuple(done.line.split(self._REF))
         if done.texts is not None or any(self._ID in part for part in parts):
             return False
-        return self.lines.setdefault(parts, parts), done.key, done.until, done.digest
+        return self.lines.setdefault(parts, parts), done.key, done.digest
 
 
 def date_prefix(day: str) -> bytes:

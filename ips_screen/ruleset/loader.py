@@ -53,11 +53,16 @@ class CompiledRuleset:
         return self.codelists[name]
 
     @cached_property
+    def criteria(self) -> tuple[Criterion, ...]:
+        """Every criterion of the exclusions and inclusions, nested ones too, in order."""
+        return tuple(_all_criteria(self.model))
+
+    @cached_property
     def criteria_by_id(self) -> dict[str, Criterion]:
         """Every criterion, nested ones too, by id (the first of an id), made once: each
         patient's evaluation looks some up."""
         rules: dict[str, Criterion] = {}
-        for rule in _all_criteria(self.model):
+        for rule in self.criteria:
             rules.setdefault(rule.id, rule)
         return rules
 

@@ -6,11 +6,13 @@ itself; the claim rests on the engine reading a patient's id only to name them."
 from __future__ import annotations
 
 from datetime import date, timedelta
+from functools import cache
 from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ips_screen.dates import uk_state_pension_date
 from ips_screen.nightly.deciding import STAND_IN, Deciding, Shared, decide
 from ips_screen.outputs.summary import SummaryCounter
 from tests.helpers import default_ruleset as ruleset
@@ -55,6 +57,47 @@ def test_a_shared_decision_is_the_one_deciding_in_full_gives(data, t):
     assert len(shared.known) <= len(kinds)
 
 
+@cache
+def pension_edges(t: date) -> list[str]:
+    """Birth dates whose State Pension date is the day before T, T or the day after: patients
+    of the same age on either side of it (the pension age rises in steps of days)."""
+    days = (date(1979, 1, 1) - date(1953, 1, 1)).days
+    births = (date(1953, 1, 1) + timedelta(days=n) for n in range(days))
+    return [b.isoformat() for b in births if abs((uk_state_pension_date(b) - t).days) <= 1]
+
+
+@given(data=st.data(), t=st.sampled_from(AS_OF_CHOICES))
+def test_patients_born_on_other_days_share_what_deciding_them_in_full_gives(data, t):
+    """Record-less patients born on different days (at age boundaries, the State Pension date's
+    steps and 29 February among them) share a decision whenever the criteria find the same of
+    their birth dates, and each keeps their own horizon."""
+    rs = ruleset()
+    how, counter, shared = Deciding(rs, t, None, Path("unused")), SummaryCounter(rs), Shared()
+    edges = pension_edges(t)
+    births = data.draw(
+        st.lists(a_birth_date(t) | st.sampled_from(edges), min_size=2, max_size=12)
+        if edges
+        else st.lists(a_birth_date(t), min_size=2, max_size=12)
+    )
+    for n, birth in enumerate(births):
+        facts = facts_from([patient(id=f"p{n}", birth=birth)], rs)
+        got = shared.decide(facts, how, counter)
+        assert got is not None
+        assert got == decide(facts, how, counter), (n, birth)
+
+
+def test_patients_of_the_same_age_share_one_decision_with_their_own_birthdays():
+    rs = ruleset()
+    t = date(2026, 11, 26)
+    how, counter, shared = Deciding(rs, t, None, Path("unused")), SummaryCounter(rs), Shared()
+    a = shared.decide(facts_from([patient(id="a", birth="1980-01-02")], rs), how, counter)
+    b = shared.decide(facts_from([patient(id="b", birth="1980-07-09")], rs), how, counter)
+    assert a is not None and b is not None
+    assert len(shared.known) == 1  # one decision: aged 46, of working age
+    assert (a.until, b.until) == ("2027-01-02", "2027-07-09")  # each one's next birthday
+    assert a.line.replace(b"Patient/a", b"Patient/b") == b.line
+
+
 def test_patients_with_records_or_other_facts_are_not_shared():
     rs = ruleset()
     t = date(2026, 11, 26)
@@ -65,7 +108,7 @@ def test_patients_with_records_or_other_facts_are_not_shared():
         got = shared.decide(facts, how, counter)
         assert got is not None
         assert got == decide(facts, how, counter)
-    assert len(shared.known) == 2  # one decision per set of facts
+    assert len(shared.known) == 2  # one decision per set of facts (here: per age)
     with_record = facts_from(
         [
             patient(id="c", birth="2001-02-03"),

@@ -176,3 +176,19 @@ def test_a_brief_template_with_an_unknown_name_names_file_and_line(tmp_path: Pat
     line = path.read_text().splitlines().index('  brief_spell: "Out of work from {when}."') + 1
     with pytest.raises(RulesError, match=rf"rules.yaml:{line}: texts.brief_spell: .*may use only"):
         load_ruleset(path)
+
+
+def test_only_kinds_that_give_a_birth_key_read_the_birth_date():
+    """The nightly job shares a decision between record-less patients whose criteria read the
+    same of their birth dates (`KindSpec.birth_key`, nightly/deciding.py): a kind, or the engine,
+    reading the birth date any other way would give a patient another's decision."""
+    root = Path(ips_screen.__file__).parent
+    keyed = {spec.evaluate.__module__ for spec in KINDS.values() if spec.birth_key is not None}
+    readers = {
+        f"ips_screen.{folder}.{path.stem}"
+        for folder in ("kinds", "engine")
+        for path in (root / folder).glob("*.py")
+        if "birth_date" in path.read_text(encoding="utf-8")
+    }
+    assert keyed == {"ips_screen.kinds.age_range"}
+    assert readers - keyed == {"ips_screen.engine.horizon"}  # the birthdays, one's own

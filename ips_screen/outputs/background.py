@@ -3,10 +3,15 @@
 disk for as long as the screen takes to make the next lines; on its own thread that wait overlaps
 the making. At most DEPTH pieces wait to be written, so memory stays bounded; the first error of
 a write is raised by the next `write` or by `close`, and nothing is written after it. A piece
-may be a list of buffers, written one after the other (no copy joins them)."""
+may be a list of buffers, written one after the other (no copy joins them).
+
+`finish` lets the thread end the file on its own: the last pieces, then the file flushed to
+disk (fsync) and closed, while the caller finishes the other outputs; `wait` then waits for it
+(the output folder's commit fsyncs every file again, which costs nothing once it is on disk)."""
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from typing import BinaryIO
@@ -23,6 +28,8 @@ class BackgroundFile:
         self.thread = threading.Thread(target=self._drain, name="output-writer", daemon=True)
         self.thread.start()
 
+        self.sync = False  # set by `finish`: fsync the file once every piece is written
+
     def _drain(self) -> None:
         while (data := self.pending.get()) is not None:
             if self.error is None:
@@ -34,6 +41,12 @@ class BackgroundFile:
                         self.handle.write(data)
                 except BaseException as exc:  # raised in the caller's thread
                     self.error = exc
+        if self.sync and self.error is None:
+            try:
+                self.handle.flush()
+                os.fsync(self.handle.fileno())
+            except BaseException as exc:
+                self.error = exc
 
     def write(self, data: Piece) -> None:
         self._raise()
@@ -47,6 +60,17 @@ class BackgroundFile:
         finally:
             self.handle.close()
 
+    def finish(self) -> None:
+        """No more pieces: the thread writes those queued and flushes the file to disk, without
+        the caller waiting (`wait`)."""
+        self._raise()
+        self.sync = True
+        self.pending.put(None)
+
+    def wait(self) -> None:
+        """After `finish`: wait for the file to be on disk, close it; the first error, if any."""
+        self.close()
+
     def abort(self) -> None:
         """Stop (what is queued is still written) and close the file, raising nothing."""
         self._stop()
@@ -54,7 +78,8 @@ class BackgroundFile:
 
     def _stop(self) -> None:
         if self.thread.is_alive():
-            self.pending.put(None)
+            if not self.sync:  # `finish` asked the thread to stop already
+                self.pending.put(None)
             self.thread.join()
 
     def _raise(self) -> None:

@@ -179,6 +179,8 @@ class OutputFolder:
             done = Finished(summary, self.proposed, self.listed, trends, unfinished or [], work)
             for writer in self.writers:
                 writer.finish(done)
+            for writer in self.writers:
+                writer.settle()
         except BaseException:
             self.discard()
             raise

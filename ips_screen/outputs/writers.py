@@ -106,5 +106,9 @@ class OutputWriter:
     def finish(self, done: Finished) -> None:
         raise NotImplementedError
 
+    def settle(self) -> None:
+        """Wait for what `finish` left to finish on its own (the output folder calls it once
+        every writer's `finish` has returned, before it commits the files)."""
+
     def close(self) -> None:
         """Release what `begin` opened (after a failure)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import threading
 
 import pytest
@@ -58,3 +59,38 @@ def test_a_failed_write_is_raised_and_nothing_is_written_after_it():
     out.abort()  # as the output folder discards its files: closes, raises nothing more
     assert target.closed and target.kept == b"x" * 2_000
     assert not [t for t in threading.enumerate() if t.name == "output-writer"]
+
+
+def test_finish_flushes_the_file_to_disk_on_its_thread_and_wait_waits_for_it(tmp_path, monkeypatch):
+    """The screen finishes its other outputs while decisions.ndjson goes to disk: `finish`
+    returns at once, the thread writes the rest and fsyncs the file, `wait` closes it."""
+    synced: list[tuple[str, bytes]] = []
+    real_fsync = os.fsync
+    path = tmp_path / "decisions.ndjson"
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        synced.append((threading.current_thread().name, path.read_bytes()))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = BackgroundFile(path.open("wb", buffering=1 << 20), depth=2)
+    pieces = [str(n).encode() * 100 for n in range(50)]
+    for piece in pieces:
+        out.write(piece)
+    out.finish()
+    out.wait()
+    assert synced == [("output-writer", b"".join(pieces))]  # every byte there when synced
+    assert out.handle.closed and path.read_bytes() == b"".join(pieces)
+
+
+def test_a_failed_flush_to_disk_is_raised_by_wait(tmp_path, monkeypatch):
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = BackgroundFile((tmp_path / "decisions.ndjson").open("wb"), depth=1)
+    out.write(b"x" * 100)
+    out.finish()
+    with pytest.raises(OSError, match="Input/output error"):
+        out.wait()
+    assert out.handle.closed

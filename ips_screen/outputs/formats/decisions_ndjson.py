@@ -68,7 +68,10 @@ class DecisionsNdjson(OutputWriter):
 
     def finish(self, done: Finished) -> None:
         self._write()
-        self.handle.close()
+        self.handle.finish()  # flushed to disk on its thread while the other outputs finish
+
+    def settle(self) -> None:
+        self.handle.wait()
 
     def close(self) -> None:
         self.handle.abort()

@@ -42,6 +42,10 @@ class KindModel(Strict):
     description: str = ""
 
 
+# (rule, birth date or None, T) -> what the criterion reads of the birth date (`KindSpec.birth_key`)
+BirthKey = Callable[[Any, date | None, date], Hashable]
+
+
 def _no_children(rule: Any) -> Iterable[Any]:
     return ()
 
@@ -81,4 +85,4 @@ class KindSpec:
     # date: patients with equal keys get the same finding (None: the kind reads no birth date;
     # tests/spec/test_kinds.py checks that no other kind does). Shares decisions between
     # patients with no records (nightly/deciding.py).
-    birth_key: Callable[[Any, date | None, date], Hashable] | None = None
+    birth_key: BirthKey | None = None

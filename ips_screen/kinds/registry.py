@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Hashable, Iterator
-from datetime import date
+from collections.abc import Iterator
 from typing import Annotated, Any, Union
 
 from pydantic import Field
 
 import ips_screen.kinds as _package
-from ips_screen.kinds.base import KindModel, KindSpec
+from ips_screen.kinds.base import BirthKey, KindModel, KindSpec
 from ips_screen.kinds.context import Context, Finding
 
 _NOT_KINDS = frozenset({"base", "context", "evidence", "registry"})
@@ -80,7 +79,7 @@ def windows_of(criterion: Any) -> tuple[int, ...]:
     return tuple(spec_of(criterion).windows(criterion))
 
 
-def birth_key_of(criterion: Any) -> Callable[[Any, date | None, date], Hashable] | None:
+def birth_key_of(criterion: Any) -> BirthKey | None:
     """What one criterion (not its children) reads of a birth date (None: nothing)."""
     return spec_of(criterion).birth_key
 

@@ -43,6 +43,7 @@ import orjson
 from ips_screen.engine import evaluate
 from ips_screen.engine.horizon import valid_until
 from ips_screen.facts.model import PatientFacts
+from ips_screen.kinds.base import BirthKey
 from ips_screen.kinds.registry import birth_key_of
 from ips_screen.nightly.steps import ProposalTally
 from ips_screen.outputs.formats.decisions_ndjson import decision_line
@@ -123,9 +124,6 @@ def decide(
 # What a shared decision keeps: its line cut where the stand-in's reference was, the summary key
 # and the digest (False: not shared).
 Known = tuple[tuple[bytes, ...], SummaryKey, str]
-
-
-BirthKey = Callable[[object, date | None, date], object]
 
 
 class Shared:

@@ -6,8 +6,9 @@ a write is raised by the next `write` or by `close`, and nothing is written afte
 may be a list of buffers, written one after the other (no copy joins them).
 
 `finish` lets the thread end the file on its own: the last pieces, then the file flushed to
-disk (fsync) and closed, while the caller finishes the other outputs; `wait` then waits for it
-(the output folder's commit fsyncs every file again, which costs nothing once it is on disk)."""
+disk (fsync), while the caller finishes the other outputs; `wait` then waits for it and closes
+the file (the output folder's commit fsyncs every file again, which costs nothing once it is on
+disk)."""
 
 from __future__ import annotations
 
@@ -25,10 +26,9 @@ class BackgroundFile:
         self.handle = handle
         self.pending: queue.Queue[Piece | None] = queue.Queue(depth)
         self.error: BaseException | None = None
+        self.sync = False  # set by `finish`: fsync the file once every piece is written
         self.thread = threading.Thread(target=self._drain, name="output-writer", daemon=True)
         self.thread.start()
-
-        self.sync = False  # set by `finish`: fsync the file once every piece is written
 
     def _drain(self) -> None:
         while (data := self.pending.get()) is not None:

@@ -54,7 +54,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
-from machine import machine_facts, run_sampled, vm_hwm_mb, warm  # benchmarks/machine.py
+from machine import (  # benchmarks/machine.py
+    compile_package,
+    machine_facts,
+    run_sampled,
+    vm_hwm_mb,
+    warm,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = date(2026, 11, 26)
@@ -404,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR: {work}: {free / 1e9:.1f} GB free, about {need / 1e9:.1f} GB needed")
         return 1
     facts = machine_facts(("orjson", "ips-screen"))
+    facts["bytecode_compiled"] = compile_package()  # as an installed wheel has it
     print(f"python {facts['python']} on {facts['platform']}; SQLite {facts['sqlite']}")
     print(f"{facts['cpu_count']} CPUs: {facts['cpu_model']}; memory {facts['memory_gb']} GB")
     print(f"load average (1, 5, 15 min): {facts['load_average_at_start']}; work folder {work}")

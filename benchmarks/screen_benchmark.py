@@ -50,7 +50,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
-from machine import machine_facts, run_sampled, vm_hwm_mb, warm  # benchmarks/machine.py
+from machine import (  # benchmarks/machine.py
+    compile_package,
+    machine_facts,
+    run_sampled,
+    vm_hwm_mb,
+    warm,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -460,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         print("note: duckdb is not installed (pip install '.[bench]'): no DuckDB reference")
 
     facts = machine_facts(("orjson", "ips-screen"))
+    facts["bytecode_compiled"] = compile_package()  # as an installed wheel has it
     print(f"python {facts['python']} on {facts['platform']}")
     print(f"{facts['cpu_count']} CPUs: {facts['cpu_model']}; memory {facts['memory_gb']} GB")
     print(f"load average (1, 5, 15 min): {facts['load_average_at_start']}")

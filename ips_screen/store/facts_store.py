@@ -15,7 +15,8 @@ equal the facts of one read of the updated data; `iter_patients` then gives the 
 `PatientFacts` as `collect` would. One connection, WAL, explicit transactions of at most
 APPLY_BATCH_ROWS rows: a crash leaves whole batches, and applying the same changes again is
 harmless. Every change to a patient's facts removes their cached decision in the same transaction
-(`DecisionCache.forget_patients` / `forget_owners`).
+(`DecisionCache.forget_patients` / `forget_owners`) and notes the patient ids it touches for the
+orphan counts (orphan_counts.py).
 
 A load into an empty store (a full load) runs with `synchronous = OFF` and a larger page cache,
 then checkpoints the write-ahead log (durable from there). A crash of the job during it loses only
@@ -40,6 +41,7 @@ from ips_screen.reading import HasCodelists, Item, ReadReport, gc_paused
 from ips_screen.store.database import Database
 from ips_screen.store.decision_cache import DecisionCache, in_chunks
 from ips_screen.store.ledger import BATCH_ROWS
+from ips_screen.store.orphan_counts import ORPHANS_SCHEMA, OrphanCounts
 from ips_screen.store.rows import (
     ApplyStats,
     Batch,
@@ -55,21 +57,25 @@ __all__ = ["ApplyStats", "FactsReader", "FactsStore", "FullLoad", "ruleset_finge
 
 APPLY_BATCH_ROWS = 50_000  # rows (kept, replaced or dropped) per transaction while applying
 BULK_CACHE_KIB = 131_072  # SQLite page cache during a full load (the default is 2 MiB)
-FACTS_SCHEMA = """
+FACTS_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS patients (id TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS records (
     ref TEXT PRIMARY KEY, patient_id TEXT, data BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_patient ON records (patient_id);
 """
+    + ORPHANS_SCHEMA
+)
 
 
 class FactsStore:
     """The facts of one practice's population (the patients and records tables); every change
-    forgets the changed patients' cached decisions in `cache`."""
+    forgets the changed patients' cached decisions in `cache` and notes them in `counted`."""
 
     def __init__(self, db: Database, cache: DecisionCache) -> None:
         self.db, self.cache = db, cache
+        self.counted = OrphanCounts(db)
         self.sql = db.sql
 
     # -- meta -------------------------------------------------------------------------------------
@@ -97,6 +103,7 @@ class FactsStore:
             db.execute("DELETE FROM patients")
             db.execute("DELETE FROM records")
             self.cache.clear(db)
+            self.counted.stale(db)
             db.execute("DELETE FROM meta WHERE key IN ('since', 'source', 'fingerprint')")
             db.execute(
                 "INSERT INTO meta (key, value) VALUES ('fingerprint', ?)",
@@ -127,6 +134,9 @@ class FactsStore:
         full_load = self._empty()
         kept = KeptRefs() if full_load else None
         forget = self.cache.has_rows()
+        if full_load:
+            with self.db.transaction() as db:
+                self.counted.stale(db)
         with gc_paused(), self._bulk_load(full_load):
             for resource, where, resolve in resources:
                 stats.resources += 1
@@ -155,6 +165,8 @@ class FactsStore:
         if not self.is_empty():
             raise ValueError("a full load needs an empty store")
         load = FullLoad(self)
+        with self.db.transaction() as db:
+            self.counted.stale(db)
         with gc_paused(), self._bulk_load(True):
             yield load
             load.flush()
@@ -183,7 +195,16 @@ class FactsStore:
             self.sql.execute("PRAGMA cache_size=-2000")
             self.sql.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def _flush(self, batch: Batch, stats: ApplyStats, forget: bool, kept: KeptRefs | None) -> None:
+    def _flush(
+        self,
+        batch: Batch,
+        stats: ApplyStats,
+        forget: bool,
+        kept: KeptRefs | None,
+        full: bool = False,
+    ) -> None:
+        """Write a batch in one transaction. `kept`: the refs stored so far by a full load (which
+        counts the orphans afresh); `full`: a full load without them (`FullLoad`)."""
         if not batch:
             return
         upserts = [(ref, v[0], v[1]) for ref, v in batch.records.items() if v is not None]
@@ -196,6 +217,9 @@ class FactsStore:
             if forget:  # the patients whose facts change: before (records moving) and after
                 self.cache.forget_owners(db, batch.records)
                 self.cache.forget_patients(db, [*batch.patients, *(row[1] for row in upserts)])
+            if kept is None and not full:  # not into an empty store (its counts are stale)
+                self.counted.touch_owners(db, batch.records)
+                self.counted.touch(db, [*batch.patients, *(row[1] for row in upserts)])
             db.executemany(
                 "INSERT INTO patients (id, data) VALUES (?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
@@ -224,6 +248,8 @@ class FactsStore:
             with self.db.transaction() as db:
                 self.cache.forget_owners(db, (ref for (ref,) in records))
                 self.cache.forget_patients(db, (pid for (pid,) in patients))
+                self.counted.touch_owners(db, (ref for (ref,) in records))
+                self.counted.touch(db, (pid for (pid,) in patients))
                 removed += db.executemany("DELETE FROM records WHERE ref = ?", records).rowcount
                 removed += db.executemany(
                     "DELETE FROM records WHERE patient_id = ?", patients
@@ -256,15 +282,9 @@ class FactsStore:
         return _patients(self.sql, where, params)
 
     def orphans(self) -> dict[str, int]:
-        """Patient id -> number of records kept for a patient the store has no Patient row for."""
-        return dict(
-            self.sql.execute(
-                "SELECT patient_id, COUNT(*) FROM records r WHERE patient_id IS NOT NULL "
-                "GROUP BY patient_id "  # each patient looked up once, not once per record
-                "HAVING NOT EXISTS (SELECT 1 FROM patients p WHERE p.id = r.patient_id) "
-                "ORDER BY patient_id"
-            )
-        )
+        """Patient id -> number of records kept for a patient the store has no Patient row for,
+        in id order (counted as the facts changed: orphan_counts.py)."""
+        return self.counted.counts()
 
     def unlinked(self) -> int:
         """Records that name no resolvable patient."""
@@ -319,7 +339,7 @@ class FullLoad:
         return False
 
     def flush(self) -> None:
-        self.store._flush(self.batch, self.stats, False, None)
+        self.store._flush(self.batch, self.stats, False, None, full=True)
 
 
 def _patients(sql: sqlite3.Connection, where: str, params: tuple) -> Iterator[PatientFacts]:

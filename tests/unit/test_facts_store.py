@@ -223,9 +223,58 @@ def test_records_of_an_absent_patient_are_orphans_and_unlinked_ones_counted(stor
     assert list(store.iter_patients()) == []
 
 
+def _pain(rid: str, owner: str) -> dict:
+    code = {"coding": [{"system": "http://snomed.info/sct", "code": "82423001"}]}
+    return {"resourceType": "Condition", "id": rid, "code": code, "subject": {"reference": owner}}
+
+
+def test_orphan_counts_follow_each_change_and_survive_reopening(tmp_path: Path, ruleset):
+    path = tmp_path / "store.sqlite"
+    with StateStore(path) as state:
+        state.facts.apply(items([{"resourceType": "Patient", "id": "p1"}]), ruleset)  # full load
+        state.facts.apply(
+            items([_pain("c1", "Patient/ghost"), _pain("c2", "Patient/ghost")]), ruleset
+        )
+        assert state.facts.orphans() == {"ghost": 2}
+        # a record moves from the absent patient to a present one, and one to another absent one
+        moved = [_pain("c1", "Patient/p1"), _pain("c3", "Patient/p1")]
+        state.facts.apply(items([*moved, _pain("c3", "Patient/gone")]), ruleset)
+        assert state.facts.orphans() == {"ghost": 1, "gone": 1}
+        # a record kept for an absent patient deleted
+        state.facts.apply_deleted_files([write_deleted(tmp_path / "c.ndjson", ["Condition/c2"])])
+        assert state.facts.orphans() == {"gone": 1}
+        # an absent patient arrives: no longer absent
+        state.facts.apply(items([_pain("c2", "Patient/ghost")]), ruleset)
+        assert state.facts.orphans() == {"ghost": 1, "gone": 1}
+        state.facts.apply(items([{"resourceType": "Patient", "id": "ghost"}]), ruleset)
+        assert state.facts.orphans() == {"gone": 1}
+        # deleting an absent patient takes the records kept for them
+        state.facts.apply_deleted_files([write_deleted(tmp_path / "d.ndjson", ["Patient/gone"])])
+        state.facts.apply(items([_pain("c4", "Patient/later")]), ruleset)  # not counted yet
+    with StateStore(path) as state:  # the changes noted survive the connection
+        assert state.facts.orphans() == {"later": 1}
+        present = [{"resourceType": "Patient", "id": i} for i in ("p1", "ghost")]
+        kept = [
+            _pain("c1", "Patient/p1"),
+            _pain("c2", "Patient/ghost"),
+            _pain("c4", "Patient/later"),
+        ]
+        assert state.facts.orphans() == full_read(present + kept, ruleset).orphans
+
+
 # -- random updates and deletions ---------------------------------------------------------------
 
-OPS = ("retire", "recode", "redate", "delete", "delete-patient", "copy", "restore")
+OPS = (
+    "retire",
+    "recode",
+    "redate",
+    "delete",
+    "delete-patient",
+    "copy",
+    "restore",
+    "move",  # a record to another patient, or to one the input has no Patient for
+    "restore-patient",
+)
 _op = st.tuples(st.sampled_from(OPS), st.integers(0, 10_000), st.integers(0, 10_000), st.booleans())
 
 
@@ -278,6 +327,12 @@ def test_random_updates_and_deletions_keep_the_store_equal_to_a_full_read(ops, m
                 pending.append(_changed(resource, id=f"copy-{n}", subject=subject))
             elif op == "restore":
                 pending.append(original[key])
+            elif op == "move":
+                field = SUBJECT_FIELD[resource["resourceType"]]
+                owner = patients[j % len(patients)] if j % 3 else f"ghost-{j % 2}"
+                pending.append(_changed(resource, **{field: {"reference": f"Patient/{owner}"}}))
+            elif op == "restore-patient":
+                pending.append(original[f"Patient/{patients[j % len(patients)]}"])
             if flush or n == len(ops) - 1:
                 # one night's export: output files, then deleted files
                 ndjson = write_ndjson(Path(tmp) / f"out-{n}.ndjson", pending)
@@ -291,6 +346,8 @@ def test_random_updates_and_deletions_keep_the_store_equal_to_a_full_read(ops, m
                         gone = ref[8:]
                         data = {k: r for k, r in data.items() if patient_of(r) != gone}
                 pending, deletions = [], []
+                # counted after every night: the counts kept up to date, not counted afresh
+                assert state.facts.orphans() == full_read(data.values(), ruleset).orphans
         reference = full_read(data.values(), ruleset)
         assert list(store.iter_patients()) == list(reference.patients.values())
         assert screen(store.iter_patients(), ruleset) == screen(reference, ruleset)

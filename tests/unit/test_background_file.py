@@ -4,13 +4,18 @@ its bytes in order, and a failed write (a full disk) fails the screen instead of
 from __future__ import annotations
 
 import errno
+import fcntl
 import io
+import mmap
 import os
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ips_screen.outputs.background import BackgroundFile
+from ips_screen.outputs.background import ALIGN, STAGE, BackgroundFile
+from tests.support.hypothesis_profile import examples
 
 
 class FullDisk(io.BytesIO):
@@ -93,4 +98,135 @@ def test_a_failed_flush_to_disk_is_raised_by_wait(tmp_path, monkeypatch):
     out.finish()
     with pytest.raises(OSError, match="Input/output error"):
         out.wait()
+    assert out.handle.closed
+
+
+# -- around the page cache (O_DIRECT) ------------------------------------------------------------
+
+
+def _takes_o_direct(folder) -> bool:
+    """Whether this file system takes O_DIRECT writes (Linux ext4 and xfs do; tmpfs may not)."""
+    if not getattr(os, "O_DIRECT", 0):
+        return False
+    probe = folder / "probe"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
+    except OSError:
+        return False
+    buffer = mmap.mmap(-1, ALIGN)
+    try:
+        os.write(fd, buffer)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+        buffer.close()
+        probe.unlink()
+    return True
+
+
+def _pieces(sizes: list[int]) -> list:
+    out: list = []
+    for n, size in enumerate(sizes):
+        data = bytes([65 + n % 26]) * size
+        kind = n % 3
+        out.append(data if kind == 0 else bytearray(data) if kind == 1 else [memoryview(data)])
+    return out
+
+
+def _joined(pieces: list) -> bytes:
+    return b"".join(b"".join(map(bytes, p)) if isinstance(p, list) else bytes(p) for p in pieces)
+
+
+@settings(max_examples=examples(0.2), deadline=None)
+@given(
+    sizes=st.lists(
+        st.sampled_from([0, 1, 17, ALIGN - 1, ALIGN, ALIGN + 1, STAGE - 3, STAGE]), max_size=8
+    )
+)
+def test_bytes_written_around_the_page_cache_are_the_bytes_given(sizes, tmp_path_factory):
+    """Whole staged blocks around the cache, the tail through it: the same file either way."""
+    folder = tmp_path_factory.mktemp("direct")
+    pieces = _pieces(sizes)
+    path = folder / "decisions.ndjson"
+    out = BackgroundFile(path.open("wb", buffering=1 << 20), depth=2)
+    direct = out.direct
+    assert (direct is not None) == _takes_o_direct(folder)
+    for piece in pieces:
+        out.write(piece)
+    out.finish()
+    out.wait()
+    assert path.read_bytes() == _joined(pieces)
+    if direct is not None and sum(sizes) >= STAGE:  # a whole block went around the cache
+        assert direct.buffer.closed
+
+
+def test_a_file_system_that_refuses_o_direct_gets_the_bytes_through_the_cache(
+    tmp_path, monkeypatch
+):
+    if not _takes_o_direct(tmp_path):
+        pytest.skip("this file system does not take O_DIRECT")
+    real_write = os.write
+    refused: list[int] = []
+
+    def write(fd: int, data) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            refused.append(len(data))
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    pieces = _pieces([STAGE, 5, STAGE + 7])
+    path = tmp_path / "decisions.ndjson"
+    out = BackgroundFile(path.open("wb"), depth=1)
+    for piece in pieces:
+        out.write(piece)
+    out.close()
+    assert refused == [STAGE]  # refused once, then through the cache
+    assert path.read_bytes() == _joined(pieces)
+
+
+def test_a_short_write_around_the_cache_carries_on_through_it(tmp_path, monkeypatch):
+    if not _takes_o_direct(tmp_path):
+        pytest.skip("this file system does not take O_DIRECT")
+    real_write = os.write
+    calls: list[bool] = []
+
+    def write(fd: int, data) -> int:
+        direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+        calls.append(direct)
+        if direct and len(calls) == 1:
+            return real_write(fd, data[: ALIGN * 3])  # short, still aligned
+        if direct and len(calls) == 2:
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+            done = real_write(fd, data[:100])  # short and unaligned
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
+            return done
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    pieces = _pieces([STAGE * 2 + 9])
+    path = tmp_path / "decisions.ndjson"
+    out = BackgroundFile(path.open("wb"), depth=1)
+    for piece in pieces:
+        out.write(piece)
+    out.close()
+    assert calls[:2] == [True, True] and not any(calls[2:])
+    assert path.read_bytes() == _joined(pieces)
+
+
+def test_a_failed_write_around_the_cache_is_raised(tmp_path, monkeypatch):
+    if not _takes_o_direct(tmp_path):
+        pytest.skip("this file system does not take O_DIRECT")
+
+    def write(fd: int, data) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", write)
+    out = BackgroundFile((tmp_path / "decisions.ndjson").open("wb"), depth=1)
+    with pytest.raises(OSError, match="No space left"):
+        for _ in range(4):
+            out.write(b"x" * STAGE)
+        out.close()
+    out.abort()
     assert out.handle.closed

@@ -134,9 +134,6 @@ class FactsStore:
         full_load = self._empty()
         kept = KeptRefs() if full_load else None
         forget = self.cache.has_rows()
-        if full_load:
-            with self.db.transaction() as db:
-                self.counted.stale(db)
         with gc_paused(), self._bulk_load(full_load):
             for resource, where, resolve in resources:
                 stats.resources += 1
@@ -154,8 +151,8 @@ class FactsStore:
                 else:
                     stats.ignored += 1
                 if len(batch) >= APPLY_BATCH_ROWS:
-                    self._flush(batch, stats, forget, kept)
-            self._flush(batch, stats, forget, kept)
+                    self._flush(batch, stats, forget, kept, full_load)
+            self._flush(batch, stats, forget, kept, full_load)
         return stats
 
     @contextmanager
@@ -165,8 +162,6 @@ class FactsStore:
         if not self.is_empty():
             raise ValueError("a full load needs an empty store")
         load = FullLoad(self)
-        with self.db.transaction() as db:
-            self.counted.stale(db)
         with gc_paused(), self._bulk_load(True):
             yield load
             load.flush()
@@ -186,6 +181,8 @@ class FactsStore:
         if not bulk:
             yield
             return
+        with self.db.transaction() as db:  # a full load notes no touched patients
+            self.counted.stale(db)
         self.sql.execute("PRAGMA synchronous=OFF")
         self.sql.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
         try:
@@ -201,10 +198,10 @@ class FactsStore:
         stats: ApplyStats,
         forget: bool,
         kept: KeptRefs | None,
-        full: bool = False,
+        full: bool,
     ) -> None:
-        """Write a batch in one transaction. `kept`: the refs stored so far by a full load (which
-        counts the orphans afresh); `full`: a full load without them (`FullLoad`)."""
+        """Write a batch in one transaction. `kept`: the refs stored so far by a full load;
+        `full`: a load into an empty store (its orphan counts are stale: nothing is touched)."""
         if not batch:
             return
         upserts = [(ref, v[0], v[1]) for ref, v in batch.records.items() if v is not None]
@@ -217,7 +214,7 @@ class FactsStore:
             if forget:  # the patients whose facts change: before (records moving) and after
                 self.cache.forget_owners(db, batch.records)
                 self.cache.forget_patients(db, [*batch.patients, *(row[1] for row in upserts)])
-            if kept is None and not full:  # not into an empty store (its counts are stale)
+            if not full:
                 self.counted.touch_owners(db, batch.records)
                 self.counted.touch(db, [*batch.patients, *(row[1] for row in upserts)])
             db.executemany(
@@ -339,7 +336,7 @@ class FullLoad:
         return False
 
     def flush(self) -> None:
-        self.store._flush(self.batch, self.stats, False, None, full=True)
+        self.store._flush(self.batch, self.stats, False, None, True)
 
 
 def _patients(sql: sqlite3.Connection, where: str, params: tuple) -> Iterator[PatientFacts]:

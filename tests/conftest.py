@@ -1,9 +1,11 @@
 """Test-wide setup: a non-UTC local zone and a frozen clock, so no test depends on when or where
 it runs; the Hypothesis profile; the test tiers as marks (tests/support/tiers.py); and the path
-to the shared Synthea data (tests that need it skip when it is absent)."""
+to the shared Synthea data (tests that need it skip when it is absent); the `ips_screen` loggers
+restored after each test."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -53,6 +55,17 @@ def frozen_clock():
     # London while frozen, hiding code that wrongly uses local time.
     with time_machine.travel(FROZEN_NOW.timestamp(), tick=False) as traveller:
         yield traveller
+
+
+@pytest.fixture(autouse=True)
+def own_logging():
+    """The `ips_screen` loggers as they were before the test: a command run by a test points
+    them at that test's captured stderr (`log_setup.configure_logging`), which is closed once
+    the test ends, and a later test's first log line would go there."""
+    root = logging.getLogger("ips_screen")
+    handlers, level, propagate = root.handlers[:], root.level, root.propagate
+    yield
+    root.handlers[:], root.level, root.propagate = handlers, level, propagate
 
 
 @pytest.fixture

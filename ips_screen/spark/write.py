@@ -24,6 +24,7 @@ from ips_screen.writeback.writer import (
     PracticeLock,
     ServerLease,
     WriteReport,
+    sweep_into,
     write_proposals,
 )
 
@@ -65,8 +66,6 @@ def write_in_batches(
             )
             report.results.extend(written.results)
             log.info("batch %d: %d proposed patients written or checked", n, len(report.results))
-        swept = write_proposals(
-            client, [], ruleset, now=now, owner=owner, tool_version=__version__, lease=lease
-        )
-    report.duplicates, report.sweep_error = swept.duplicates, swept.sweep_error
+        sweep_into(report, client, ruleset, now=now, tool_version=__version__, lease=lease)
+    log.info("%s", report.summary_line())
     return report

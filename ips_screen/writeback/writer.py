@@ -161,20 +161,32 @@ def write_proposals(
         if progress and n % 100 == 0:
             progress(n)
     if sweep:
-        if lease is not None:
-            lease.renew()
-        try:
-            report.duplicates = sweep_duplicates(
-                client, ruleset, now=now, tool_version=tool_version
-            )
-        except ServerError as exc:
-            log.warning("duplicate sweep failed: %s", exc)
-            report.sweep_error = str(exc)
-        errors = [d.error for d in report.duplicates if d.error]
-        if errors and report.sweep_error is None:
-            report.sweep_error = f"{len(errors)} duplicate(s) not resolved: {errors[0]}"
-    log.info("%s", report.summary_line())
+        sweep_into(report, client, ruleset, now=now, tool_version=tool_version, lease=lease)
+        log.info("%s", report.summary_line())  # a part written (no sweep) is its caller's to tell
     return report
+
+
+def sweep_into(
+    report: WriteReport,
+    client: FhirClient,
+    ruleset: CompiledRuleset,
+    *,
+    now: datetime,
+    tool_version: str,
+    lease: ServerLease | None = None,
+) -> None:
+    """Resolve duplicate proposals on the server (`sweep_duplicates`), noting in `report` what
+    was resolved and what could not be."""
+    if lease is not None:
+        lease.renew()
+    try:
+        report.duplicates = sweep_duplicates(client, ruleset, now=now, tool_version=tool_version)
+    except ServerError as exc:
+        log.warning("duplicate sweep failed: %s", exc)
+        report.sweep_error = str(exc)
+    errors = [d.error for d in report.duplicates if d.error]
+    if errors and report.sweep_error is None:
+        report.sweep_error = f"{len(errors)} duplicate(s) not resolved: {errors[0]}"
 
 
 def _write_one(

@@ -33,8 +33,15 @@ def test_write_from_spark_is_idempotent(spark, fhir_server, capsys, tmp_path: Pa
         args = ["screen", str(export), "--as-of", "2026-11-26", "--engine", "spark", "--write"]
         args += ["--write-to", fhir_server.base_url, "--write-batch", "2"]
         assert main([*args, "--out", str(tmp_path / "one")], environ) == 0
-        out = capsys.readouterr().out
+        out, err = capsys.readouterr()
         assert "Wrote 3 new proposals (0 already present, 0 duplicates resolved, 0 failed)" in out
+        # the log tells of each batch and then of the whole write, once: no partial "Wrote"
+        # line for a batch or for the duplicate sweep
+        wrote = [line.split(" INFO ", 1)[1] for line in err.splitlines() if " Wrote " in line]
+        assert wrote == [
+            "Wrote 3 new proposals (0 already present, 0 duplicates resolved, 0 failed)"
+        ]
+        assert "batch 2: 3 proposed patients written or checked" in err
         counts = [count(client, t, ids) for t in ("ServiceRequest", "Task")]
         assert counts == [3, 3]
 

@@ -148,7 +148,9 @@ def write_proposals(
     """Write the proposal of every `propose` decision (in patient order) that is not on the
     server yet, then (unless `sweep` is False) resolve duplicates. Never raises for one patient's
     failure: see `WriteReport.failed` and `WriteReport.ok`. `lease`, the server's write lease the
-    caller holds, is renewed as writing goes on; `LockHeld` when another writer took it."""
+    caller holds, is renewed as writing goes on; `LockHeld` when another writer took it. The
+    summary line is logged for a whole write (with the sweep); a caller writing in parts logs
+    its own."""
     report = WriteReport()
     proposed = sorted((d for d in decisions if d.outcome == "propose"), key=lambda d: d.patient)
     for n, decision in enumerate(proposed, start=1):
@@ -162,7 +164,7 @@ def write_proposals(
             progress(n)
     if sweep:
         sweep_into(report, client, ruleset, now=now, tool_version=tool_version, lease=lease)
-        log.info("%s", report.summary_line())  # a part written (no sweep) is its caller's to tell
+        log.info("%s", report.summary_line())
     return report
 
 

@@ -58,12 +58,12 @@ def machine_facts(packages: tuple[str, ...] = ("orjson", "ips-screen")) -> dict:
     }
 
 
-def compile_package() -> bool:
-    """Byte-compile ips_screen as installing its wheel does (pip writes every module's .pyc), so
-    that a measured process imports it as a user's would, not compiling each module from source
-    (which it does when bytecode is not written: PYTHONDONTWRITEBYTECODE, a read-only checkout).
-    Returns whether every module compiled."""
-    return bool(compileall.compile_dir(ROOT / "ips_screen", quiet=1))
+def compile_package(root: Path = ROOT) -> bool:
+    """Byte-compile the ips_screen of the checkout at `root` as installing its wheel does (pip
+    writes every module's .pyc), so that a measured process imports it as a user's would, not
+    compiling each module from source (which it does when bytecode is not written:
+    PYTHONDONTWRITEBYTECODE, a read-only checkout). Returns whether every module compiled."""
+    return bool(compileall.compile_dir(root / "ips_screen", quiet=1))
 
 
 def machine_line() -> str:

@@ -332,12 +332,21 @@ def test_reused_lines_come_from_the_last_runs_file_and_only_when_it_is_as_record
     def fail(self, done):
         raise RuntimeError("disk on fire")
 
+    upserts, gone = changes(current, T + timedelta(days=5), 5)
+    ndjson(tmp_path / "night-5", upserts)
+    deletions(tmp_path / "night-5", gone)
     with monkeypatch.context() as patched:  # the run fails after the screen changed the cache
         patched.setattr(ReportHtml, "finish", fail)
         for cfg in (reusing, fresh):  # both, so that both reports list the failed run
             with pytest.raises(RuntimeError):
-                _night(cfg, tmp_path / "none", T + timedelta(days=5))
-    assert night(5).evaluated >= first.patients - proposed
+                _night(cfg, tmp_path / "night-5", T + timedelta(days=5))
+    # Decisions the failed run cached from the changes: their lines in the last finished run's
+    # file are out of date, some of them with the same digest (which leaves out the trace).
+    with sqlite3.connect(tmp_path / "a" / "store.sqlite") as sql:
+        day = (T + timedelta(days=5)).isoformat()
+        query = "SELECT COUNT(*) FROM decision_cache WHERE as_of = ?"
+        assert sql.execute(query, (day,)).fetchone()[0] > 0
+    assert night(5).evaluated >= first.patients - proposed  # run again the same day
     assert night(6).evaluated < 0.2 * first.patients
 
     # Not expected: a file that passes the checks but lacks a line. From there on the file is not

@@ -81,6 +81,7 @@ def screen_files(
         skip_invalid=skip_invalid,
         progress=_progress("read"),
         jobs=default_jobs() if jobs is None else jobs,
+        skip=() if out_dir is None else (out_dir,),  # a folder of earlier outputs in the input
     )
     log.info(
         "read %d resources from %d files: %d patients",

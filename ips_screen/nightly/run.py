@@ -221,6 +221,7 @@ def _run(
                 incremental=config.source.incremental,
                 max_line=max_line,
                 jobs=config.source.jobs,
+                skip=(runs_dir,),  # the outputs, should the state folder be in the source's
             )
         else:
             work_dir = state / "exports" / "current"

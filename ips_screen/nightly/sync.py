@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,17 +181,19 @@ def sync_files(
     incremental: bool = False,
     max_line: int = DEFAULT_MAX_LINE,
     jobs: int | None = None,
+    skip: Iterable[Path] = (),
 ) -> SyncResult:
     """Reload the store from the folder, or (`incremental`) apply the folder as changes to a store
     already loaded from files with this ruleset. `since` records the end of the last complete
-    load, so an interrupted load is done again in full."""
+    load, so an interrupted load is done again in full. Nothing inside the folders `skip` is read
+    (the runs' outputs, should the state folder be inside the source folder)."""
     source = store.get_meta("source") or ""
     current = store.fingerprint_matches(ruleset) and store.get_since() is not None
     changes = incremental and current and source.startswith("files:")
     if not changes:
         store.reset(ruleset, source=f"files:{path}")
     report = ReadReport(skip_invalid=True)
-    found = discover([path], report)
+    found = discover([path], report, skip=skip)
     deleted: list[Path] = []
     gone = Path(path) / DELETED_FOLDER
     if incremental and gone.is_dir():

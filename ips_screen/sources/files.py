@@ -18,9 +18,10 @@ never read whole.
 from __future__ import annotations
 
 import gzip
+import logging
 import zlib
 from collections.abc import Iterable, Iterator
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import orjson
@@ -30,6 +31,8 @@ from ips_screen.facts.extract import Resolver
 from ips_screen.limits import DEFAULT_MAX_LINE as DEFAULT_MAX_LINE  # re-exported
 from ips_screen.reading import Item, ReadReport
 from ips_screen.sources.resource_types import R4_RESOURCE_TYPES
+
+log = logging.getLogger("ips_screen.sources")
 
 BUNDLE_TYPES = ("collection", "transaction", "batch", "searchset", "document")
 MAX_SKIPPED = 1_000
@@ -50,17 +53,27 @@ def file_kind(path: Path) -> str | None:
 NOT_DATA = frozenset({"manifest.json"})
 
 
-def discover(paths: Iterable[Path | str], report: ReadReport | None = None) -> list[Path]:
+def discover(
+    paths: Iterable[Path | str],
+    report: ReadReport | None = None,
+    *,
+    skip: Iterable[Path | str] = (),
+) -> list[Path]:
     """The input files named by `paths` (files, or folders searched recursively in sorted order).
 
     Other files inside folders (and Bulk export ``manifest.json`` files) are ignored and counted
     in ``report.files_ignored``; a path given
     explicitly must exist and be a supported file. Each file is listed once, in the order found.
+    Nothing inside the folders `skip` is read (the tool's own output folders: a run's
+    decisions.ndjson and proposals.json are not patient data, and proposals read back as
+    referrals would change the next run's decisions); they are not counted either.
     """
     found: list[Path] = []
     seen: set[Path] = set()
     ignored = 0
     given = [Path(p) for p in paths]
+    outputs = [Path(p).resolve() for p in skip]
+    skipped: set[Path] = set()
 
     def add(path: Path) -> None:
         key = path.resolve()
@@ -68,10 +81,19 @@ def discover(paths: Iterable[Path | str], report: ReadReport | None = None) -> l
             seen.add(key)
             found.append(path)
 
+    @cache
+    def output_of(folder: Path) -> Path | None:
+        """The output folder `folder` is in (None: not in one)."""
+        where = folder.resolve()
+        return next((out for out in outputs if where == out or out in where.parents), None)
+
     for path in given:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
                 if not child.is_file():
+                    continue
+                if outputs and (out := output_of(child.parent)) is not None:
+                    skipped.add(out)
                     continue
                 if file_kind(child) is None or child.name in NOT_DATA:
                     ignored += 1
@@ -83,11 +105,14 @@ def discover(paths: Iterable[Path | str], report: ReadReport | None = None) -> l
             raise InputError(f"{path}: unsupported file type (expected {_SUPPORTED})")
         else:
             add(path)
+    for out in sorted(skipped):
+        log.info("not read: %s, an output folder of this tool inside the input", out)
     if report is not None:
         report.files_ignored += ignored
     if not found:
         names = ", ".join(str(p) for p in given) or "(no paths given)"
         extra = f"; {ignored} other file(s) ignored" if ignored else ""
+        extra += "".join(f"; {out}, an output folder, not read" for out in sorted(skipped))
         raise InputError(f"{names}: no FHIR input files ({_SUPPORTED}) found{extra}")
     return found
 

@@ -64,11 +64,13 @@ def collect(
     jobs: int = 1,
     shortcuts: bool = True,
     max_line: int = DEFAULT_MAX_LINE,
+    skip: Iterable[Path | str] = (),
 ) -> Population:
-    """Read every input file under `paths` and build each patient's facts, on `jobs` processes.
-    `shortcuts=False` parses every line (the exact path; the outputs are the same)."""
+    """Read every input file under `paths` (but inside the output folders `skip`) and build each
+    patient's facts, on `jobs` processes. `shortcuts=False` parses every line (the exact path;
+    the outputs are the same)."""
     report = ReadReport(skip_invalid=skip_invalid)
-    files = discover(paths, report)
+    files = discover(paths, report, skip=skip)
     options = ReadOptions(CodeIndex(ruleset.codelists.values()), skip_invalid, max_line, shortcuts)
     chunks = plan(files)
     try:

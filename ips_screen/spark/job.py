@@ -105,7 +105,7 @@ def screen_with_spark(
     sc = spark.sparkContext
     report = ReadReport(skip_invalid=skip_invalid)
     options = ReadOptions(CodeIndex(ruleset.codelists.values()), skip_invalid)
-    stage = read_stage(sc, sources, options, report, partitions)
+    stage = read_stage(sc, sources, options, report, partitions, skip=(out_dir,))
     events, held, parts = stage.events, stage.held, stage.partitions
     rules = sc.broadcast(ruleset)
     try:

@@ -93,10 +93,12 @@ def read_stage(
     options: ReadOptions,
     report: ReadReport,
     partitions: int | None = None,
+    skip: Sequence[Path] = (),
 ) -> ReadStage:
     """Read `sources` (paths, or URIs read through Spark); the counts and problems into `report`
     (`InputError` for the first problem without --skip-invalid, before anything is written).
-    `partitions`: the patient partitions, default by the size of the input (see the module)."""
+    `partitions`: the patient partitions, default by the size of the input (see the module).
+    `skip`: local output folders not read (`sources.files.discover`)."""
     from pyspark import StorageLevel
 
     given = [str(source) for source in sources]
@@ -108,7 +110,7 @@ def read_stage(
         partitions = partitions or default_partitions(size, sc.defaultParallelism)
         read = _uri_reader(sc, files, partitions)
     else:
-        chunks = plan(discover(given, report))
+        chunks = plan(discover(given, report, skip=skip))
         size = sum(_chunk_bytes(chunk) for chunk in chunks)
         partitions = partitions or default_partitions(size, sc.defaultParallelism)
         read = _chunk_reader(sc, chunks, partitions)

@@ -298,6 +298,23 @@ def test_discover_recurses_sorted_and_counts_other_files(tmp_path: Path) -> None
     assert discover([tmp_path / "a.json", tmp_path]) == found  # each file once
 
 
+def test_discover_reads_nothing_inside_an_output_folder_in_the_input(tmp_path: Path) -> None:
+    """Whether named by the path given or by another way to it (a symlink, `..`)."""
+    (tmp_path / "Patient.ndjson").write_text("")
+    for name in ("decisions.ndjson", "proposals.json", "report.html", "runs/1/summary.json"):
+        (tmp_path / "out" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "out" / name).write_text("{}")
+    (tmp_path / "link").symlink_to(tmp_path / "out")
+    for skip in (tmp_path / "out", tmp_path / "link", tmp_path / "out" / ".." / "link"):
+        report = ReadReport()
+        assert discover([tmp_path], report, skip=[skip]) == [tmp_path / "Patient.ndjson"]
+        assert report.files_ignored == 0  # not the user's files to count
+    assert len(discover([tmp_path])) == 1 + 3  # without: the three JSON outputs too
+    (tmp_path / "Patient.ndjson").unlink()
+    with pytest.raises(InputError, match=r"no FHIR input files .*; .*out, an output folder, not"):
+        discover([tmp_path], skip=[tmp_path / "out"])
+
+
 def test_discover_rejects_missing_and_unsupported_paths(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"nope\.json: no such file"):
         discover([tmp_path / "nope.json"])

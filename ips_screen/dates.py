@@ -58,6 +58,23 @@ def long_iso(value: str | None, missing: str = "-") -> str:
 # Later years are unreadable: no record is dated there, and the rules' arithmetic (ages, windows
 # of months, the decision horizon) must not overflow `date.max` (9999-12-31).
 MAX_YEAR = 9000
+# The longest window of months a ruleset may set (100 years), and the years an as-of date may be
+# in: windows reach back from it at most MAX_MONTHS, horizons forward at most as far (or to an age
+# of 130, or a State Pension date), so no date the rules compute leaves years 1 to 9999.
+MAX_MONTHS = 1200
+AS_OF_YEARS = (1900, MAX_YEAR)
+
+
+def as_of_date(value: str) -> date:
+    """A screen's as-of date, from YYYY-MM-DD in AS_OF_YEARS; ValueError saying what is wrong."""
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"not a date (YYYY-MM-DD): {value!r}") from None
+    low, high = AS_OF_YEARS
+    if not low <= day.year <= high:
+        raise ValueError(f"{value!r}: an as-of date must be in the years {low} to {high}")
+    return day
 
 
 def parse_fhir_date(value: object) -> date | None:

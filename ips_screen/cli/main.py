@@ -14,6 +14,7 @@ from ips_screen.cli.review_cmd import add_review_parser
 from ips_screen.cli.serve_cmd import add_serve_parser
 from ips_screen.cli.server_args import add_server_args
 from ips_screen.cli.spark_cmd import add_spark_args
+from ips_screen.dates import as_of_date
 from ips_screen.errors import EXIT_CODES, OUTPUT_CLOSED, UserError
 from ips_screen.log_setup import configure_logging
 from ips_screen.secret_values import redact
@@ -23,9 +24,9 @@ EPILOG = "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_
 
 def _as_of(value: str) -> date:
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+        return as_of_date(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

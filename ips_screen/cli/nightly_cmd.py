@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
+from ips_screen.dates import as_of_date
 from ips_screen.errors import EXIT_CODES
 
 HELP = "sync the practice's facts store, re-screen everyone, write proposals and the report"
@@ -24,9 +25,9 @@ DESCRIPTION = (
 
 def _date(value: str) -> date:
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+        return as_of_date(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_nightly_parser(sub: Any) -> None:

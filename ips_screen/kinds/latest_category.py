@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
+from ips_screen.dates import MAX_MONTHS
 from ips_screen.kinds.base import Id, KindModel, KindSpec, Strict
 from ips_screen.kinds.context import CodeMatcher, Context, Finding
 from ips_screen.kinds.evidence import LatestCategoryEvidence, RecordEvidence
@@ -56,7 +57,7 @@ class LatestCategory(KindModel):
     )
     pass_classes: list[str] = Field(min_length=1)
     fail_reasons: dict[str, Id] = Field(default_factory=dict, description="class -> reason")
-    recent_months: int = Field(24, ge=0)
+    recent_months: int = Field(24, ge=0, le=MAX_MONTHS)
     stale_flag: Id | None = None
     otherwise: Otherwise
 

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from ips_screen.dates import MAX_MONTHS
 from ips_screen.facts.model import Record
 from ips_screen.kinds.base import KindModel, KindSpec, ResourceType
 from ips_screen.kinds.context import CodeMatcher, Context, Finding
@@ -30,8 +31,8 @@ class Records(KindModel):
     )
     match: Literal["code", "value", "code-or-value"] = "code"
     active_at_as_of: bool = Field(False, description="Conditions must be active at T")
-    within_months: int | None = Field(None, ge=0)
-    earliest_at_least_months: int | None = Field(None, ge=0)
+    within_months: int | None = Field(None, ge=0, le=MAX_MONTHS)
+    earliest_at_least_months: int | None = Field(None, ge=0, le=MAX_MONTHS)
     categories: list[str] | None = None
     min_count: int = Field(1, ge=1)
     distinct: Literal["record", "day-and-category"] = "record"

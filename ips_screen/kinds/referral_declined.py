@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from ips_screen.code_keys import normalise
+from ips_screen.dates import MAX_MONTHS
 from ips_screen.facts.model import Record
 from ips_screen.kinds.base import KindModel, KindSpec, Strict
 from ips_screen.kinds.context import Context, Finding
@@ -26,7 +27,9 @@ class Deferral(Strict):
 
     system: str = Field(min_length=1)
     code: str = Field(min_length=1)
-    within_months: int = Field(ge=0, description="months this reason suppresses new proposals")
+    within_months: int = Field(
+        ge=0, le=MAX_MONTHS, description="months this reason suppresses new proposals"
+    )
 
 
 class ReferralDeclined(KindModel):
@@ -38,7 +41,7 @@ class ReferralDeclined(KindModel):
     codelist: str
     task_statuses: list[str] = Field(default_factory=lambda: ["rejected", "cancelled"])
     request_statuses: list[str] = Field(default_factory=lambda: ["revoked"])
-    within_months: int = Field(12, ge=0)
+    within_months: int = Field(12, ge=0, le=MAX_MONTHS)
     deferrals: list[Deferral] = Field(
         default_factory=list, description="decline reasons with a window other than within_months"
     )

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from ips_screen.dates import MAX_MONTHS
 from ips_screen.kinds.base import KindModel, KindSpec
 from ips_screen.kinds.context import Context, Finding
 from ips_screen.kinds.evidence import OpenReferral, ReferralOpenEvidence
@@ -17,7 +18,7 @@ class ReferralOpen(KindModel):
     kind: Literal["referral-open"]
     codelist: str
     open_statuses: list[str] = Field(default_factory=lambda: ["draft", "active", "on-hold"])
-    completed_within_months: int = Field(12, ge=0)
+    completed_within_months: int = Field(12, ge=0, le=MAX_MONTHS)
 
 
 def referral_open(rule: ReferralOpen, ctx: Context) -> Finding:

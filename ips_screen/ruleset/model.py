@@ -23,6 +23,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 
+from ips_screen.dates import MAX_MONTHS, as_of_date
 from ips_screen.kinds.age_range import OutsideAgeRange
 from ips_screen.kinds.base import KEBAB, Id, ResourceType, Strict
 from ips_screen.kinds.combine import AllOf, AnyOf
@@ -111,7 +112,7 @@ class Priority(Strict):
         validation_alias=AliasChoices("also_starts", "fit_notes"),
         description="records that also start a spell (old name: fit_notes; optional)",
     )
-    early_within_months: int = Field(24, ge=0)
+    early_within_months: int = Field(24, ge=0, le=MAX_MONTHS)
     quality_notes: QualityNotes = Field(default_factory=QualityNotes)
 
     def windows(self) -> tuple[int, ...]:
@@ -160,9 +161,7 @@ class Example(Strict):
     @field_validator("as_of")
     @classmethod
     def _date(cls, value: str) -> str:
-        from datetime import date
-
-        date.fromisoformat(value)
+        as_of_date(value)
         return value
 
 

@@ -140,6 +140,28 @@ def test_missing_source_and_bad_date_are_user_errors(capsys, tmp_path: Path):
     assert caught.value.code == 2
 
 
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "1899-12-31", "9001-01-01"])
+def test_an_as_of_date_out_of_range_is_a_usage_error(capsys, tmp_path: Path, day: str):
+    """The rules' windows and horizons from such a date leave the calendar (the nightly job
+    stopped with a traceback)."""
+    config = tmp_path / "practice.toml"
+    config.write_text(
+        f'[source]\nkind = "files"\npath = "{FIXTURES}"\n[output]\nstate_dir = "{tmp_path}"\n',
+        encoding="utf-8",
+    )
+    for argv in (
+        ["screen", str(FIXTURES), "--as-of", day, "--out", str(tmp_path / "o")],
+        ["nightly", "--config", str(config), "--as-of", day],
+    ):
+        with pytest.raises(SystemExit) as caught:
+            main(argv)
+        assert caught.value.code == 2
+        assert (
+            f"'{day}': an as-of date must be in the years 1900 to 9000" in capsys.readouterr().err
+        )
+    assert not (tmp_path / "o").exists() and not (tmp_path / "store.sqlite").exists()
+
+
 @pytest.mark.slow
 def test_as_of_defaults_to_today_in_london(capsys, tmp_path: Path, frozen_clock):
     """The frozen clock is 2026-11-26 09:30 London; in Auckland it is already evening."""

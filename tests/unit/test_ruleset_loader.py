@@ -60,6 +60,27 @@ def test_wrong_type_names_the_line(rules_copy: Path):
         load_ruleset(path)
 
 
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        ("recent_months: 24", "recent_months: 30000"),  # a typo for 300: 2,500 years
+        ("within_months: 3 ", "within_months: 99999 "),  # a deferral
+        ("earliest_at_least_months: 3", "earliest_at_least_months: 1201"),
+    ],
+)
+def test_a_window_of_more_than_100_years_names_the_line(rules_copy: Path, before, after):
+    """Longer windows reach before year 1 (the screen stopped with a traceback)."""
+    path = rules_copy / "ips-chronic-pain.yaml"
+    text = path.read_text()
+    assert before in text
+    text = text.replace(before, after, 1)
+    path.write_text(text)
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if after.strip() in s)
+    key = after.split(":")[0]
+    with pytest.raises(RulesError, match=rf"ips-chronic-pain.yaml:{line}: .*{key}.*1200"):
+        load_ruleset(path)
+
+
 def test_a_decision_text_with_an_unknown_placeholder_names_the_line(rules_copy: Path):
     """The review's words (texts.decisions) are templates: only their own placeholders."""
     path = rules_copy / "ips-chronic-pain.yaml"

@@ -79,7 +79,10 @@ def _source(args: argparse.Namespace) -> str | list[Path]:
 def cmd_screen(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from ips_screen.cli.spark_cmd import check_engine_args, run_spark_screen
     from ips_screen.pipeline import screen_files, screen_server
+    from ips_screen.sources.files import check_output_folder
 
+    local = [s for s in args.sources if not is_server_url(s) and "://" not in s]
+    check_output_folder(local, args.out)  # before anything is read or written
     if check_engine_args(args) == "spark":
         summary, written = run_spark_screen(args, environ, _as_of(args))
         _print_summary(summary, Path(args.out))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import orjson
 
-from ips_screen.errors import InputError
+from ips_screen.errors import InputError, UserError
 from ips_screen.facts.extract import Resolver
 from ips_screen.limits import DEFAULT_MAX_LINE as DEFAULT_MAX_LINE  # re-exported
 from ips_screen.reading import Item, ReadReport
@@ -115,6 +115,21 @@ def discover(
         extra += "".join(f"; {out}, an output folder, not read" for out in sorted(skipped))
         raise InputError(f"{names}: no FHIR input files ({_SUPPORTED}) found{extra}")
     return found
+
+
+def check_output_folder(sources: Iterable[Path | str], out: Path | str) -> None:
+    """Refuse an output folder that is an input folder or holds one (`UserError`): the next run
+    would find its outputs among the input, and could not tell them apart from the user's files.
+    An output folder inside an input folder is fine (`discover` leaves it out)."""
+    where = Path(out).resolve()
+    for source in sources:
+        folder = Path(source)
+        if folder.is_dir() and (where == folder.resolve() or where in folder.resolve().parents):
+            inside = "is" if where == folder.resolve() else "holds"
+            raise UserError(
+                f"--out {out} {inside} the input folder {source}: write the outputs to a folder "
+                f"of their own (e.g. {folder / 'out'}), or they would be read as input next time"
+            )
 
 
 def iter_resources(

@@ -35,6 +35,19 @@ def test_the_screen_does_not_read_its_earlier_outputs_in_its_input_folder(capsys
     assert orjson.loads((out / "summary.json").read_bytes())["data_quality"]["skipped"] == []
 
 
+def test_an_output_folder_that_is_or_holds_the_input_folder_is_refused(capsys, tmp_path: Path):
+    """Before anything is written: its outputs could not be told from the data the next time."""
+    data = tmp_path / "export" / "data"
+    shutil.copytree(FIXTURES, data)
+    for out in (data, data.parent, data / ".."):
+        code = main(["screen", str(data), "--as-of", AS_OF, "--out", str(out)])
+        _, err = capsys.readouterr()
+        assert code == 2
+        assert f"--out {out} " in err and "the input folder" in err and str(data / "out") in err
+        assert not (data / "decisions.ndjson").exists()
+        assert not (data.parent / "decisions.ndjson").exists()
+
+
 def test_nights_with_the_state_folder_inside_the_source_folder_read_only_the_data(
     capsys, tmp_path: Path
 ):

@@ -78,8 +78,8 @@ class SourceConfig(_Section):
         False,
         description="files: true applies the folder's resources as the changes since the last "
         "run (upserts; Bulk-style deleted files in its deleted/ subfolder remove resources) "
-        "instead of reloading the store from it; the first run, or one after a ruleset change, "
-        "loads it in full",
+        "instead of reloading the store from it (no input file in it: no changes); the first "
+        "run, or one after a ruleset change, loads it in full",
     )
     max_line_mib: int = Field(
         64,

@@ -193,7 +193,9 @@ def sync_files(
     if not changes:
         store.reset(ruleset, source=f"files:{path}")
     report = ReadReport(skip_invalid=True)
-    found = discover([path], report, skip=skip)
+    found = discover([path], report, skip=skip, empty_ok=changes)
+    if not found:
+        log.info("%s holds no input file: no changes tonight", path)
     deleted: list[Path] = []
     gone = Path(path) / DELETED_FOLDER
     if incremental and gone.is_dir():

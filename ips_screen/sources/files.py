@@ -58,6 +58,7 @@ def discover(
     report: ReadReport | None = None,
     *,
     skip: Iterable[Path | str] = (),
+    empty_ok: bool = False,
 ) -> list[Path]:
     """The input files named by `paths` (files, or folders searched recursively in sorted order).
 
@@ -66,7 +67,8 @@ def discover(
     explicitly must exist and be a supported file. Each file is listed once, in the order found.
     Nothing inside the folders `skip` is read (the tool's own output folders: a run's
     decisions.ndjson and proposals.json are not patient data, and proposals read back as
-    referrals would change the next run's decisions); they are not counted either.
+    referrals would change the next run's decisions); they are not counted either. Folders with
+    no input file are an `InputError` unless `empty_ok` (a folder of changes: none tonight).
     """
     found: list[Path] = []
     seen: set[Path] = set()
@@ -109,7 +111,7 @@ def discover(
         log.info("not read: %s, an output folder of this tool inside the input", out)
     if report is not None:
         report.files_ignored += ignored
-    if not found:
+    if not found and not empty_ok:
         names = ", ".join(str(p) for p in given) or "(no paths given)"
         extra = f"; {ignored} other file(s) ignored" if ignored else ""
         extra += "".join(f"; {out}, an output folder, not read" for out in sorted(skipped))

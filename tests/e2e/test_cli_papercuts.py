@@ -6,6 +6,7 @@ be one beside the date the proposals carry."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -99,3 +100,26 @@ def test_the_screens_last_line_names_every_output_and_a_past_as_of_date(
         "Screened 45 patients on records up to 1 November 2026 (a past date: proposals are "
         "dated today, 26 November 2026) with "
     )
+
+
+def test_an_incremental_files_night_with_an_empty_folder_has_no_changes(capsys, tmp_path: Path):
+    """A quiet day's folder of changes is empty: the night still screens everyone as of its date
+    (decisions change with time alone). The first night, a full load, needs files."""
+    data = tmp_path / "changes"
+    data.mkdir()
+    config = tmp_path / "practice.toml"
+    config.write_text(
+        f'[source]\nkind = "files"\npath = "{data}"\nincremental = true\n'
+        f'[output]\nstate_dir = "{tmp_path / "state"}"\n',
+        encoding="utf-8",
+    )
+    night = ["nightly", "--config", str(config), "--as-of"]
+    code, _, err = run(capsys, *night, "2026-11-26")
+    assert code == 3 and "no FHIR input files" in err  # nothing to load in full
+    shutil.copytree(FIXTURES, data, dirs_exist_ok=True)
+    assert run(capsys, *night, "2026-11-26")[0] == 0
+    for item in list(data.iterdir()):
+        shutil.rmtree(item) if item.is_dir() else item.unlink()
+    code, out, err = run(capsys, *night, "2026-11-27")
+    assert code == 0, err
+    assert "45 patients screened" in out and "no errors" in out

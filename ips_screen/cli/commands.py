@@ -176,12 +176,17 @@ def _print_written(written: WriteReport) -> int:
 
 def _print_summary(summary: dict, out: Path) -> None:
     """Three lines at most: the counts, any skipped records, and every output written. An as-of
-    day in the past is said to be one, beside today's date that the proposals carry."""
+    day in the past is said to be one, beside today's date that the proposals carry; a day in
+    the future too (a mistyped year decides everyone as they would be then)."""
     from ips_screen.outputs.registry import filenames
 
     outcomes = summary["outcomes"]
     as_of, today = date.fromisoformat(summary["as_of"]), today_london()
-    past = f" (a past date: proposals are dated today, {long_date(today)})" if as_of < today else ""
+    past = ""
+    if as_of < today:
+        past = f" (a past date: proposals are dated today, {long_date(today)})"
+    elif as_of > today:
+        past = f" (a future date: ages and time windows as of then; today is {long_date(today)})"
     print(
         f"Screened {summary['patients']} patients on records up to {long_date(as_of)}{past} "
         f"with {summary['ruleset']}: {outcomes['propose']} to propose, "

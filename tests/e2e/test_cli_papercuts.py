@@ -82,7 +82,7 @@ def _inline(table: dict) -> str:
 
 
 @pytest.mark.slow
-def test_the_screens_last_line_names_every_output_and_a_past_as_of_date(
+def test_the_screens_last_line_names_every_output_and_a_past_or_future_as_of_date(
     capsys, tmp_path: Path, frozen_clock
 ):
     code, out, err = run(capsys, "screen", str(FIXTURES), *AS_OF, "--out", str(tmp_path))
@@ -99,6 +99,13 @@ def test_the_screens_last_line_names_every_output_and_a_past_as_of_date(
     assert out.startswith(
         "Screened 45 patients on records up to 1 November 2026 (a past date: proposals are "
         "dated today, 26 November 2026) with "
+    )
+    code, out, err = run(  # e.g. a mistyped year
+        capsys, "screen", str(FIXTURES), "--as-of", "2027-11-26", "--out", str(tmp_path)
+    )
+    assert out.startswith(
+        "Screened 45 patients on records up to 26 November 2027 (a future date: ages and time "
+        "windows as of then; today is 26 November 2026) with "
     )
 
 

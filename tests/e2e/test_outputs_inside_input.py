@@ -1,8 +1,8 @@
 """A folder of the tool's own outputs inside the folder it reads (the screen's --out, the nightly
 job's runs in its state folder) is not read as input: its decisions.ndjson and summary.json are
-not patient data, and its proposals.json read back as referrals would change the next run's
-decisions (a patient taken as already referred, the tool's proposals counted as open though never
-written). A source folder inside the state folder is read as before.
+not patient data (every later night exited 9 over them), and its proposals.json read back made
+the tool's proposals count as open though never written. A source folder inside the state folder
+is read as before.
 """
 
 from __future__ import annotations

@@ -66,8 +66,8 @@ def discover(
     in ``report.files_ignored``; a path given
     explicitly must exist and be a supported file. Each file is listed once, in the order found.
     Nothing inside the folders `skip` is read (the tool's own output folders: a run's
-    decisions.ndjson and proposals.json are not patient data, and proposals read back as
-    referrals would change the next run's decisions); they are not counted either. Folders with
+    decisions.ndjson and summary.json are not patient data, and its proposals read back would
+    count as the tool's open proposals); they are not counted either. Folders with
     no input file are an `InputError` unless `empty_ok` (a folder of changes: none tonight).
     """
     found: list[Path] = []

@@ -87,7 +87,7 @@ def discover(
     def output_of(folder: Path) -> Path | None:
         """The output folder `folder` is in (None: not in one)."""
         where = folder.resolve()
-        return next((out for out in outputs if where == out or out in where.parents), None)
+        return next((out for out in outputs if where.is_relative_to(out)), None)
 
     for path in given:
         if path.is_dir():
@@ -126,8 +126,8 @@ def check_output_folder(sources: Iterable[Path | str], out: Path | str) -> None:
     where = Path(out).resolve()
     for source in sources:
         folder = Path(source)
-        if folder.is_dir() and (where == folder.resolve() or where in folder.resolve().parents):
-            inside = "is" if where == folder.resolve() else "holds"
+        if folder.is_dir() and (data := folder.resolve()).is_relative_to(where):
+            inside = "is" if data == where else "holds"
             raise UserError(
                 f"--out {out} {inside} the input folder {source}: write the outputs to a folder "
                 f"of their own (e.g. {folder / 'out'}), or they would be read as input next time"

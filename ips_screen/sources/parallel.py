@@ -66,7 +66,7 @@ def collect(
     max_line: int = DEFAULT_MAX_LINE,
     skip: Iterable[Path | str] = (),
 ) -> Population:
-    """Read every input file under `paths` (but inside the output folders `skip`) and build each
+    """Read every input file under `paths` (except inside the output folders `skip`) and build each
     patient's facts, on `jobs` processes. `shortcuts=False` parses every line (the exact path;
     the outputs are the same)."""
     report = ReadReport(skip_invalid=skip_invalid)

@@ -11,6 +11,11 @@ the entries come back as a `Future`, which the proposals writer and the decision
 they need the bytes (outputs/formats/proposals_json.py, nightly/screen.py). The tool's Device
 entry, which begins proposals.json, is made there too (`device`).
 
+report.html's HTML is made there as well (`page`): the report's template engine takes about 15 ms
+to import, and the process imports it, and loads the compiled template, once the models are in
+(`warm_report`); the job gathers the page's values as the files finish and writes the HTML when
+they settle (outputs/formats/report_html.py).
+
 What the process builds is what the job would: the same functions, with the same ruleset and
 Task owner, so the outputs do not depend on where the entries were made. Worker processes
 (`Deciders`) build their patients' entries themselves.
@@ -19,9 +24,12 @@ Task owner, so the outputs do not depend on where the entries were made. Worker 
 from __future__ import annotations
 
 from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
 
 from ips_screen.engine.decision import Decision
 from ips_screen.outputs.formats.proposals_json import device_bytes, proposal_template
+from ips_screen.outputs.report import page_html, warm
 from ips_screen.proposals.common import import_models
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.sources.parallel import fork_context
@@ -30,11 +38,19 @@ from ips_screen.sources.parallel import fork_context
 class ProposalMaker:
     """One process that makes proposals.json entries (see the module). `close` when done."""
 
-    def __init__(self, ruleset: CompiledRuleset, owner: str | None) -> None:
+    def __init__(
+        self, ruleset: CompiledRuleset, owner: str | None, cache_dir: Path | None = None
+    ) -> None:
+        """`cache_dir`: where the report's compiled template is kept (`outputs.report`)."""
         self.executor = ProcessPoolExecutor(
             1, mp_context=fork_context(), initializer=_init, initargs=(ruleset, owner)
         )
         self.device: Future[bytes] = self.executor.submit(device_bytes)
+        self.executor.submit(warm, cache_dir)
+
+    def page(self, page: dict[str, Any], cache_dir: Path | None) -> Future[str]:
+        """report.html's HTML (`outputs.report.page_html`), made on the process."""
+        return self.executor.submit(page_html, page, cache_dir)
 
     def template(self, decision: Decision) -> Future[bytes]:
         """The proposed decision's entries (`proposal_template`), made on the process."""

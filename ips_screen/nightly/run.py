@@ -157,7 +157,7 @@ def _run_nightly(
             maker = None
             try:
                 if planned == "incremental" and (config.screen.jobs or default_jobs()) > 1:
-                    maker = ProposalMaker(ruleset, config.screen.owner)  # see its module
+                    maker = ProposalMaker(ruleset, config.screen.owner, state / TEMPLATES)
                 return _run(
                     store, run_id, config, ruleset, now, as_of, environ, progress, bulk_api, maker
                 )
@@ -251,6 +251,7 @@ def _run(
             owner=config.screen.owner,
             cache_dir=state / TEMPLATES,
             device=None if maker is None else maker.device,
+            pages=None if maker is None else maker.page,
         )
         try:
             screened = screen_all(

@@ -28,7 +28,13 @@ from ips_screen.outputs.proposed import Proposed
 from ips_screen.outputs.registry import filenames, make_writers
 from ips_screen.outputs.staging import StagedFolder
 from ips_screen.outputs.summary import SummaryCounter, SummaryKey
-from ips_screen.outputs.writers import Finished, OutputWriter, PatientOutput, RunInfo
+from ips_screen.outputs.writers import (
+    Finished,
+    OutputWriter,
+    PageMaker,
+    PatientOutput,
+    RunInfo,
+)
 from ips_screen.ruleset.loader import CompiledRuleset
 
 
@@ -46,10 +52,12 @@ class OutputFolder:
         formats: Iterable[str] | None = None,
         cache_dir: Path | None = None,
         device: Future[bytes] | None = None,
+        pages: PageMaker | None = None,
     ) -> None:
         """`cache_dir`: a private folder where the report's compiled template may be kept from
         one run to the next (`outputs.report`); `device`: proposals.json's Device entry, being
-        made on another process (nightly/proposal_maker.py)."""
+        made on another process, and `pages`: where the report's HTML is made (both
+        nightly/proposal_maker.py)."""
         self.ruleset, self.owner = ruleset, owner
         self.as_of = as_of.isoformat()
         self.tag = f"{ruleset.id}@{ruleset.version}"
@@ -60,7 +68,7 @@ class OutputFolder:
         self._extra: list[str] = []  # files staged by `add_file`
         self.writers = make_writers(formats)
         self.folder = StagedFolder(out_dir)
-        run = RunInfo(ruleset, as_of, now, owner, cache_dir, device)
+        run = RunInfo(ruleset, as_of, now, owner, cache_dir, device, pages)
         begun: list[OutputWriter] = []
         try:
             for writer in self.writers:

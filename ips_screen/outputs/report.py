@@ -11,8 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
-
-from jinja2 import Environment, FileSystemBytecodeCache, PackageLoader, StrictUndefined
+from typing import TYPE_CHECKING, Any
 
 import ips_screen
 from ips_screen.dates import LONDON, MONTHS, long_date, long_iso
@@ -21,6 +20,9 @@ from ips_screen.outputs.summary import proposed_in_order
 from ips_screen.presentation.brief import brief_lines
 from ips_screen.presentation.labels import report_text, step_name
 from ips_screen.ruleset.loader import CompiledRuleset
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 TEMPLATE = "report.html.j2"
 LISTED_MAX = 200  # patients listed by reference in the data-quality section
@@ -72,7 +74,10 @@ def _environment(cache_dir: Path | None = None) -> Environment:
     about as long as a small screen). With `cache_dir`, a private folder (the nightly job's
     state folder's), the compiled template is kept there for the next run: Jinja checks each
     against its template's source and its own and Python's versions, and compiles again when
-    one differs."""
+    one differs. Jinja is imported here, not with the module: importing it takes about 15 ms,
+    which a small nightly run spends elsewhere (`page_html`)."""
+    from jinja2 import Environment, FileSystemBytecodeCache, PackageLoader, StrictUndefined
+
     cache = None
     if cache_dir is not None:
         cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -204,7 +209,36 @@ def render_report(
     work: dict | None = None,
     cache_dir: Path | None = None,
 ) -> str:
-    """The report as one HTML page.
+    """The report as one HTML page (`report_page`'s values through `page_html`; the arguments
+    are theirs)."""
+    more = {"explain": explain, "trends": trends, "unfinished": unfinished, "work": work}
+    return page_html(report_page(summary, decisions, ruleset, **more), cache_dir)
+
+
+def page_html(page: dict[str, Any], cache_dir: Path | None = None) -> str:
+    """The HTML of a page `report_page` made. Only plain values and the ruleset's texts go in,
+    so the page can be made in another process (the nightly job's helper process:
+    nightly/proposal_maker.py). `cache_dir`: where the compiled template may be kept
+    (`_environment`)."""
+    return _environment(cache_dir).get_template(TEMPLATE).render(**page)
+
+
+def warm(cache_dir: Path | None = None) -> None:
+    """Import Jinja and load the compiled template now, so that `page_html` does not."""
+    _environment(cache_dir).get_template(TEMPLATE)
+
+
+def report_page(
+    summary: dict,
+    decisions: list[Decision],
+    ruleset: CompiledRuleset,
+    *,
+    explain: Callable[[str], str] | None = None,
+    trends: list[dict] | None = None,
+    unfinished: list[dict] | None = None,
+    work: dict | None = None,
+) -> dict[str, Any]:
+    """What the report shows, as the template's values.
 
     `decisions`: the proposed patients (each a `Decision`, or an `outputs.proposed.Proposed`
     whose words are made already) and the others with data-quality notes.
@@ -213,7 +247,6 @@ def render_report(
     open_proposals) adds a chart of runs over time; `unfinished` (ledger rows: id, started,
     status, errors) lists recent runs that failed or were interrupted; `work` (nightly: the
     review work on the practice server, `nightly.work.work_outstanding`) leads the report.
-    `cache_dir`: where the compiled template may be kept (`_environment`).
     """
 
     def meaning(name: str) -> str:
@@ -245,7 +278,7 @@ def render_report(
     ]
     missing_note = model.priority.quality_notes.missing if model.priority else None
     no_status = sorted(d.patient for d in decisions if missing_note and missing_note in d.quality)
-    context = {
+    return {
         "title": model.title,
         "texts": model.texts,
         "early_months": model.priority.early_within_months if model.priority else None,
@@ -277,4 +310,3 @@ def render_report(
         ],
         "version": ips_screen.__version__,
     }
-    return _environment(cache_dir).get_template(TEMPLATE).render(**context)

@@ -22,18 +22,22 @@ every writer has finished; a writer never writes outside the staging folder it i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ips_screen.engine.decision import Decision
 from ips_screen.outputs.proposed import Proposed
 from ips_screen.outputs.staging import StagedFolder
 from ips_screen.outputs.summary import SummaryKey
 from ips_screen.ruleset.loader import CompiledRuleset
+
+# Makes report.html's HTML from the page's values and the template cache folder, elsewhere
+# (`outputs.report.page_html`, on the nightly job's helper process: nightly/proposal_maker.py).
+PageMaker = Callable[[dict[str, Any], Path | None], Future[str]]
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class RunInfo:
     owner: str | None  # the Task owner of proposals
     cache_dir: Path | None = None  # a private folder for compiled templates (`outputs.report`)
     device: Future[bytes] | None = None  # the Device entry, made elsewhere (None: by the writer)
+    pages: PageMaker | None = None  # where report.html's HTML is made (None: by the writer)
 
 
 @dataclass(slots=True)

@@ -189,16 +189,23 @@ def _subject(resource: dict) -> str | None:
 def test_nights_with_and_without_reuse_give_identical_outputs(
     tmp_path: Path, ruleset, stretches: list[bool], monkeypatch: pytest.MonkeyPatch
 ):
-    """Night a reuses decisions, and on two processes has its new proposals made by a
-    `ProposalMaker`; night b evaluates everyone on one process and makes them itself."""
+    """Night a reuses decisions, and on two processes has its new proposals and its report's
+    HTML made by a `ProposalMaker`; night b evaluates everyone on one process and makes them
+    itself."""
     made: list[str] = []
-    real = ProposalMaker.template
+    pages: list[str] = []
+    real, real_page = ProposalMaker.template, ProposalMaker.page
 
     def spy(self, decision):
         made.append(decision.patient)
         return real(self, decision)
 
+    def page_spy(self, page, cache_dir):
+        pages.append(page["as_of"])
+        return real_page(self, page, cache_dir)
+
     monkeypatch.setattr(ProposalMaker, "template", spy)
+    monkeypatch.setattr(ProposalMaker, "page", page_spy)
     current = population(tmp_path / "data")
     ndjson(tmp_path / "night-0", current.values(), "all.ndjson")
     reusing = config(tmp_path / "night-0", tmp_path / "a", reuse=True, jobs=2)
@@ -243,6 +250,7 @@ def test_nights_with_and_without_reuse_give_identical_outputs(
     assert earlier.evaluated > 0.9 * earlier.patients
     assert (True in stretches) == (screen.CHUNK == 16)  # with small chunks, plain patients
     assert made  # new proposals of the incremental nights were made on the maker's process
+    assert pages == [day.isoformat() for day in days[1:]]  # and their reports' HTML
 
 
 def test_a_changed_record_invalidates_both_patients_and_a_reset_everyone(tmp_path: Path, ruleset):
@@ -565,3 +573,34 @@ def test_a_night_leaves_nothing_frozen_out_of_the_garbage_collector(tmp_path: Pa
     with pytest.raises(InputError, match="missing"):
         run_nightly(broken, now=night_of(T), as_of=T, environ={})
     assert gc.get_freeze_count() == frozen
+
+
+def test_a_report_the_maker_cannot_make_fails_the_night_and_keeps_the_last_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """report.html's HTML is made on the maker's process (nightly/proposal_maker.py) and
+    written when the files settle: should it fail there, no file of the night is kept."""
+    current = population(tmp_path / "data")
+    ndjson(tmp_path / "night-0", current.values(), "all.ndjson")
+    settings = config(tmp_path / "night-0", tmp_path / "state", reuse=True, jobs=2)
+    first = run_nightly(settings, now=night_of(T), as_of=T, environ={})
+    kept = {p.name: p.read_bytes() for p in first.out_dir.iterdir()}
+
+    def broken(self: ProposalMaker, page: dict, cache_dir: Path | None) -> Future[str]:
+        failed: Future[str] = Future()
+        failed.set_exception(RuntimeError("template missing"))
+        return failed
+
+    monkeypatch.setattr(ProposalMaker, "page", broken)
+    ndjson(tmp_path / "night-1", [current[next(k for k in current if k.startswith("Patient/"))]])
+    later = settings.model_copy(
+        update={"source": settings.source.model_copy(update={"path": tmp_path / "night-1"})}
+    )
+    day = T + timedelta(days=1)
+    with pytest.raises(RuntimeError, match="template missing"):
+        run_nightly(later, now=night_of(day), as_of=day, environ={})
+    runs = tmp_path / "state" / "runs"
+    assert (runs / "latest").resolve() == first.out_dir.resolve()
+    others = [p for p in runs.iterdir() if p.name not in (first.out_dir.name, "latest")]
+    assert all(not any(p.iterdir()) for p in others)  # no file of the failed night (its folder)
+    assert {p.name: p.read_bytes() for p in first.out_dir.iterdir()} == kept

@@ -87,7 +87,7 @@ def test_a_failed_writer_leaves_the_folder_as_it_was(decisions, ruleset, tmp_pat
     def broken(*args, **kwargs):
         raise RuntimeError("template missing")
 
-    monkeypatch.setattr(report_html, "render_report", broken)
+    monkeypatch.setattr(report_html, "page_html", broken)
     with pytest.raises(RuntimeError, match="template missing"):
         write(out, decisions[:3], ruleset)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

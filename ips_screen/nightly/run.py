@@ -264,6 +264,7 @@ def _run(
                 jobs=config.screen.jobs,
                 maker=maker,
             )
+            store.db.checkpoint_soon()  # the screen's writes, while the outputs finish
             new_proposals = 0
             if client is not None and config.screen.write:
                 new_proposals = _write(

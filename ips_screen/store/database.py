@@ -9,11 +9,15 @@ opens the file and builds them.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
+
+log = logging.getLogger("ips_screen.store")
 
 # SQLite's default page. A row larger than about a quarter of a page keeps only its first part on
 # the page and the rest on overflow pages of its own. A cached decision is about 4.5 kB (its
@@ -40,9 +44,33 @@ class Database:
         self.sql.execute("PRAGMA journal_mode=WAL")
         self.sql.execute("PRAGMA synchronous=NORMAL")
         self.sql.executescript(META_SCHEMA + "".join(schemas))
+        self._checkpoint: threading.Thread | None = None
 
     def close(self) -> None:
+        """Close the connection (SQLite then copies what is left of the write-ahead log into
+        the file), after the checkpoint `checkpoint_soon` started."""
+        if self._checkpoint is not None:
+            self._checkpoint.join()
         self.sql.close()
+
+    def checkpoint_soon(self) -> None:
+        """Start copying the write-ahead log into the file now, on a thread and a connection of
+        its own, while the caller does other work; `close` waits for it, and then has only what
+        was written since to copy. SQLite lets other threads run meanwhile, and a passive
+        checkpoint does not hold up this connection's transactions. A small nightly run spends
+        10 to 15 ms on it (3 MB of log, and the file synced to disk)."""
+        if self._checkpoint is None:
+            self._checkpoint = threading.Thread(
+                target=self._checkpoint_now, name="store-checkpoint", daemon=True
+            )
+            self._checkpoint.start()
+
+    def _checkpoint_now(self) -> None:  # on its thread
+        try:
+            with closing(sqlite3.connect(self.path, isolation_level=None)) as other:
+                other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:  # closing the connection checkpoints again, and says why
+            log.debug("the store's early checkpoint failed: %s", exc)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

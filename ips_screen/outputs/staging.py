@@ -4,11 +4,13 @@ Each file is created 0600 (`private_dir.private_open`: it holds patient data; th
 mode is left as the user made it) in a temporary sibling folder, written in full, and only on
 `commit` flushed to disk and moved into place with `os.replace` (atomic on one file system), so a
 crash never leaves a half-written file in the output folder, and a failed run leaves the folder
-as it was.
+as it was (a folder it made is removed again: an empty run folder of a failed night would count
+as one of the runs the nightly job keeps).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -38,10 +40,13 @@ def _sync_dir(path: Path) -> None:
 class StagedFolder:
     """An output folder written in a temporary sibling folder first: files are created there
     (`open`, `write_bytes`), and `commit` moves them into place, each with `os.replace`.
-    `discard` removes the temporary folder (a no-op after `commit`)."""
+    `discard` removes the temporary folder, and the output folder when it made it and nothing
+    was committed to it (a no-op after `commit`)."""
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = Path(out_dir)
+        self.made = not self.out_dir.exists()
+        self.committed = False
         self.out_dir.mkdir(parents=True, exist_ok=True)
         parent = self.out_dir.parent
         self.staging = Path(
@@ -69,8 +74,12 @@ class StagedFolder:
             for name in remove:
                 (self.out_dir / name).unlink(missing_ok=True)
             _sync_dir(self.out_dir)
+            self.committed = True
         finally:
             self.discard()
 
     def discard(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+        if self.made and not self.committed:
+            with contextlib.suppress(OSError):  # only while empty: what a failed commit moved stays
+                self.out_dir.rmdir()

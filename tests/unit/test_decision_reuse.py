@@ -579,28 +579,41 @@ def test_a_report_the_maker_cannot_make_fails_the_night_and_keeps_the_last_outpu
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """report.html's HTML is made on the maker's process (nightly/proposal_maker.py) and
-    written when the files settle: should it fail there, no file of the night is kept."""
+    written when the files settle: should it fail there, no file of the night is kept, nor its
+    run folder, which would count as a run kept (`keep_runs`) and push a good one out."""
     current = population(tmp_path / "data")
     ndjson(tmp_path / "night-0", current.values(), "all.ndjson")
     settings = config(tmp_path / "night-0", tmp_path / "state", reuse=True, jobs=2)
+    settings = settings.model_copy(
+        update={"output": settings.output.model_copy(update={"keep_runs": 2})}
+    )
     first = run_nightly(settings, now=night_of(T), as_of=T, environ={})
     kept = {p.name: p.read_bytes() for p in first.out_dir.iterdir()}
+    ndjson(tmp_path / "night-1", [current[next(k for k in current if k.startswith("Patient/"))]])
+    later = settings.model_copy(
+        update={"source": settings.source.model_copy(update={"path": tmp_path / "night-1"})}
+    )
 
     def broken(self: ProposalMaker, page: dict, cache_dir: Path | None) -> Future[str]:
         failed: Future[str] = Future()
         failed.set_exception(RuntimeError("template missing"))
         return failed
 
-    monkeypatch.setattr(ProposalMaker, "page", broken)
-    ndjson(tmp_path / "night-1", [current[next(k for k in current if k.startswith("Patient/"))]])
-    later = settings.model_copy(
-        update={"source": settings.source.model_copy(update={"path": tmp_path / "night-1"})}
-    )
-    day = T + timedelta(days=1)
-    with pytest.raises(RuntimeError, match="template missing"):
-        run_nightly(later, now=night_of(day), as_of=day, environ={})
     runs = tmp_path / "state" / "runs"
-    assert (runs / "latest").resolve() == first.out_dir.resolve()
-    others = [p for p in runs.iterdir() if p.name not in (first.out_dir.name, "latest")]
-    assert all(not any(p.iterdir()) for p in others)  # no file of the failed night (its folder)
+    with monkeypatch.context() as patched:
+        patched.setattr(ProposalMaker, "page", broken)
+        for days in (1, 2):
+            day = T + timedelta(days=days)
+            with pytest.raises(RuntimeError, match="template missing"):
+                run_nightly(later, now=night_of(day), as_of=day, environ={})
+            assert (runs / "latest").resolve() == first.out_dir.resolve()
+            assert sorted(p.name for p in runs.iterdir()) == [first.out_dir.name, "latest"]
+            assert {p.name: p.read_bytes() for p in first.out_dir.iterdir()} == kept
+    day = T + timedelta(days=3)
+    fourth = run_nightly(later, now=night_of(day), as_of=day, environ={})
+    assert sorted(p.name for p in runs.iterdir()) == [
+        first.out_dir.name,
+        fourth.out_dir.name,
+        "latest",
+    ]
     assert {p.name: p.read_bytes() for p in first.out_dir.iterdir()} == kept

@@ -92,6 +92,9 @@ def test_a_failed_writer_leaves_the_folder_as_it_was(decisions, ruleset, tmp_pat
         write(out, decisions[:3], ruleset)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left
+    with pytest.raises(RuntimeError, match="template missing"):
+        write(tmp_path / "new", decisions[:3], ruleset)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nor the folder it made
 
 
 class FlagsCsv(OutputWriter):

@@ -93,7 +93,7 @@ class OutputWriter:
 
     name: ClassVar[str]  # chosen by this name (`registry.make_writers`)
     filename: ClassVar[str]  # the file it writes in the output folder
-    order: ClassVar[int]  # files are moved into place in this order (summary.json last)
+    order: ClassVar[int]  # finished and moved into place in this order (summary.json last)
     default: ClassVar[bool] = True  # written unless the formats are named
 
     def begin(self, folder: StagedFolder, run: RunInfo) -> None:

@@ -18,7 +18,7 @@ from ips_screen.outputs.writers import Finished, OutputWriter
 class ReportHtml(OutputWriter):
     name = "report"
     filename = "report.html"
-    order = 40
+    order = 15  # finished before the other files but decisions.ndjson: made elsewhere meanwhile
 
     pending: Future[str] | None = None  # the page being made elsewhere
 

@@ -14,13 +14,14 @@ for by id, `lines_of`, or by its first and last id and its count, `stretch`). Ke
 lines in the store as well doubled what a full night wrote to SQLite and what an incremental
 night read from it.
 
-The file is used only when it is certainly that line for every cached decision still in the store
+The file is used only when it is certainly that line for every cached decision it is read for
 (`LastLines.open` checks what the store recorded when the run finished, see
 `store.decision_cache.LinesFile`):
 
-- a run records its file only after its outputs are in place, and every screen forgets the record
-  before it changes a cached decision, so a run that failed half-way leaves none (the next night
-  evaluates the patients whose line the store does not keep);
+- a run records its file only after its outputs are in place, with its screen's generation, and
+  the file is read only for cached decisions of that generation or older: those a run that
+  failed half-way cached are younger (the next night evaluates them, but the proposed ones,
+  whose line the store keeps);
 - the file must be where it was and have the size, modification time and inode it had;
 - each line read must start with the recorded date, and the lines that begin and end each stretch
   taken must name their patients where the format puts it (`"patient":"Patient/<id>","priority":`);

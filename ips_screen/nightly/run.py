@@ -321,7 +321,7 @@ def _run(
     )
     link_latest(runs_dir, out_dir)
     prune_runs(runs_dir, config.output.keep_runs, out_dir)
-    _remember_lines(store, state, out_dir, as_of)
+    _remember_lines(store, state, out_dir, as_of, screened.generation)
     store.ledger.commit_digests(drop_gone=screened.gone > 0)  # once the run's outputs are written
     status = "errors" if errors else "ok"
     store.ledger.finish_run(
@@ -350,14 +350,17 @@ def _run(
     )
 
 
-def _remember_lines(store: StateStore, state: Path, out_dir: Path, as_of: date) -> None:
-    """Record tonight's decisions.ndjson, now in place, as the file holding every cached
-    decision's line (nightly/last_lines.py): the next night reads the lines it reuses from it."""
+def _remember_lines(
+    store: StateStore, state: Path, out_dir: Path, as_of: date, generation: int
+) -> None:
+    """Record tonight's decisions.ndjson, now in place, as the file holding the line of every
+    decision cached by tonight's screen (`generation`) or before (nightly/last_lines.py): the
+    next night reads the lines it reuses from it."""
     path = out_dir / DecisionsNdjson.filename
     if path.is_file():
         size, mtime_ns, inode = file_stamp(path)
         relative = path.relative_to(state).as_posix()
-        lines = LinesFile(relative, as_of.isoformat(), size, mtime_ns, inode)
+        lines = LinesFile(relative, as_of.isoformat(), size, mtime_ns, inode, generation)
         store.cache.remember_lines_file(lines)
 
 

@@ -13,9 +13,12 @@ A patient's cached decision (store/decision_cache.py) is reused, with only `as_o
 A reused decision is not loaded as facts, nor evaluated: its decisions.ndjson line is its line
 of the last run's decisions.ndjson (nightly/last_lines.py; cached in the store when proposed) with
 the as-of date replaced, and its summary counts, proposal counts, digest and (when proposed)
-proposals.json entries are cached beside it. When that file cannot be vouched for (a run that
-failed after changing the cache, a file moved or edited), the patients whose line it held are
-evaluated again. Everyone else is evaluated from their
+proposals.json entries are cached beside it. Each screen has a generation, one more than the
+last's, and caches its decisions with it: the file holds the lines of the decisions of its
+screen's generation or older, so after a run that failed having cached some decisions, only
+those are evaluated again (but the proposed ones). When the file cannot be vouched for (moved
+or edited), the patients whose line it held are evaluated again. Everyone else is evaluated
+from their
 facts (loaded by id, ROWS_PER_QUERY at a time) and their cache row replaced.
 `[screen] reuse_decisions = false` evaluates everyone (the cache is
 still refreshed). Either way the outputs are the same, byte for byte.
@@ -100,6 +103,7 @@ class ScreenStats:
     changes: int = 0  # patients whose decision digest differs from the last run's
     kept: int = 0  # patients screened who had a digest after the last run
     gone: int = 0  # patients with a digest after the last run who are no longer in the store
+    generation: int = 0  # the screen's (`DecisionCache.next_generation`)
     tally: ProposalTally = field(default_factory=ProposalTally)
 
 
@@ -114,6 +118,8 @@ class _Screen:
     ) -> None:
         self.store, self.ruleset, self.as_of, self.outputs = store, ruleset, as_of, outputs
         self.last = last
+        self.generation = 0  # this screen's (`DecisionCache.next_generation`)
+        self.lines_generation = -1  # the cached decisions of this or older are in `last`
         self.rescue: Callable[[list[str]], list[Decided]] = lambda pids: []  # see screen_all
         self.day = as_of.isoformat()
         self.new_prefix = _prefix(self.day)
@@ -131,12 +137,14 @@ class _Screen:
         """The chunk's patients who are evaluated tonight, in id order, each with what of their
         cached decision may be reused (its proposal entries). A reusable decision's line is the
         cached one when proposed, else the last run's decisions.ndjson's: without that file, the
-        patient is evaluated. A plain patient (see `StateStore.screen_rows`) is reused."""
+        patient is evaluated, as is one whose decision is younger than the file. A plain patient
+        (see `StateStore.screen_rows`) is reused."""
+        lines = self.lines_generation
         return [
             (row[0], _cached_proposal(row) if reuse else None)
             for row in rows
             if row[8] is None
-            and not (reuse and reusable(row, self.day) and (row[5] or self.last is not None))
+            and not (reuse and reusable(row, self.day) and (row[5] or (row[10] or 0) <= lines))
         ]
 
     def chunk(self, rows: list[ScreenRow], decided: list[Decided]) -> None:
@@ -272,7 +280,7 @@ class _Screen:
         transaction each; proposals' entries still being made are waited for)."""
         self._write_plain()
         self._write_run()
-        self.store.cache.put([_made(row) for row in self.cached])
+        self.store.cache.put([_made(row) for row in self.cached], self.generation)
         self.store.ledger.stage_digests(self.staged)
         self.cached.clear()
         self.staged.clear()
@@ -384,11 +392,13 @@ def screen_all(
     fingerprint = decisions_fingerprint(ruleset, outputs.owner)
     usable = store.cache.prepare(fingerprint) and reuse
     recorded = store.cache.lines_file()
-    store.cache.forget_lines_file()  # before any cached decision is replaced
     last = LastLines.open(store.path.parent, recorded) if usable else None
     store.ledger.clear_staged_digests()
     store.forget_plain()
     screen = _Screen(store, ruleset, as_of, outputs, last)
+    screen.generation = screen.stats.generation = store.cache.next_generation()
+    if last is not None and recorded is not None:
+        screen.lines_generation = recorded.generation
     how = Deciding(ruleset, as_of, outputs.owner, store.path)
     last_patients = store.ledger.digest_count()  # the patients the last run screened
     deciders = Deciders(how, jobs or default_jobs(), expected=last_patients, maker=maker)
@@ -397,7 +407,7 @@ def screen_all(
     after: str | None = None
     try:
         with gc_paused(), progress.stage("screened", unit="patients") as bar:
-            while rows := store.screen_rows(after, CHUNK, screen.day):
+            while rows := store.screen_rows(after, CHUNK, screen.day, screen.lines_generation):
                 after = rows[-1][0]
                 need = screen.need(rows, usable)
                 for done_rows, decided in deciders.submit(rows, need, facts_of, len(rows)):

@@ -8,15 +8,20 @@
                     of `Decision.to_dict()` with sorted keys; b"" for the others), proposal
                     (when proposed: its proposals.json entries,
                     `outputs.formats.proposals_json.proposal_template`) and texts (when
-                    proposed: the worklist's and report's words, `outputs.proposed`)
+                    proposed: the worklist's and report's words, `outputs.proposed`), and
+                    generation: the screen that cached it (NULL: made before the column, older
+                    than any screen that counts them)
     meta 'decisions_fingerprint'   what the cached decisions were made with (ruleset, codelists,
                     tool version): another value empties the cache
-    meta 'lines_file'  the decisions.ndjson of the last run that finished (`LinesFile`): it holds
-                    every cached decision's line with that run's date (`nightly.last_lines`), and
-                    is where a night reads the lines of the decisions it reuses, but for the
-                    proposed ones (whose line it needs whole). Forgotten before any cached
-                    decision is replaced (`forget_lines_file`); without it (or when the file is
-                    not as recorded) the decisions without a line here are evaluated again.
+    meta 'screen_generation'  the last screen's number (`next_generation`: one more each screen)
+    meta 'lines_file'  the decisions.ndjson of the last run that finished (`LinesFile`) and the
+                    generation of its screen: it holds the line, with that run's date, of every
+                    cached decision of that generation or older (`nightly.last_lines`), and is
+                    where a night reads the lines of the decisions it reuses, but for the
+                    proposed ones (whose line it needs whole). A screen that fails after caching
+                    some decisions leaves it as it was: the decisions it cached are of a later
+                    generation, and evaluated again if not proposed. Without it (or when the file
+                    is not as recorded) the decisions without a line here are evaluated again.
 
 A night writes some 4.5 kB of decisions.ndjson per patient; keeping that line here as well
 doubled what a full night wrote to SQLite and what an incremental night read from it.
@@ -47,19 +52,21 @@ CREATE TABLE IF NOT EXISTS decision_cache (
     summary BLOB NOT NULL,
     data BLOB NOT NULL,
     proposal BLOB,
-    texts BLOB
+    texts BLOB,
+    generation INTEGER
 );
 DROP INDEX IF EXISTS decision_cache_line;
 DROP TABLE IF EXISTS decision_lines;
 """
 FINGERPRINT_KEY = "decisions_fingerprint"
 LINES_FILE_KEY = "lines_file"
+GENERATION_KEY = "screen_generation"
 ROWS_PER_QUERY = 500  # ids per `IN (...)` query (well under SQLite's parameter limit)
 
 # (patient id, as_of, valid_until, digest, summary, data, digest after the last run, proposal,
-# plain summary number, texts): the cached columns are None for a patient without a cache row,
-# the last digest for a new one; all but the id and number are None for a plain one
-# (`StateStore.screen_rows`).
+# plain summary number, texts, generation): the cached columns are None for a patient without a
+# cache row, the last digest for a new one; all but the id and number are None for a plain one
+# (`StateStore.screen_rows`); generation 0 without a row or for one made before the column.
 ScreenRow = tuple[
     str,
     str | None,
@@ -71,6 +78,7 @@ ScreenRow = tuple[
     bytes | None,
     int | None,
     bytes | None,
+    int | None,
 ]
 # (patient id, as_of, valid_until, digest, summary, data, proposal, texts); data: b"", proposal
 # and texts None, but when proposed
@@ -80,13 +88,15 @@ CacheRow = tuple[str, str, str, str, bytes, bytes, bytes | None, bytes | None]
 @dataclass(frozen=True)
 class LinesFile:
     """A run's decisions.ndjson as it was when the run finished: `path` relative to the store's
-    folder, `day` the run's as-of date, and the file's size, modification time and inode."""
+    folder, `day` the run's as-of date, the file's size, modification time and inode, and the
+    generation of the run's screen (0: recorded before generations were)."""
 
     path: str
     day: str
     size: int
     mtime_ns: int
     inode: int
+    generation: int = 0
 
 
 def in_chunks(values: Iterable[str], size: int = ROWS_PER_QUERY) -> Iterator[list[str]]:
@@ -108,6 +118,9 @@ class DecisionCache:
         if "texts" not in present:  # a store made before the column (its rows are emptied too:
             with self.db.transaction() as db:  # `nightly.screen.CACHE_FORMAT` changed with it)
                 db.execute("ALTER TABLE decision_cache ADD COLUMN texts BLOB")
+        if "generation" not in present:  # a store made before the column (its rows are older
+            with self.db.transaction() as db:  # than any generation: NULL)
+                db.execute("ALTER TABLE decision_cache ADD COLUMN generation INTEGER")
         if self.db.get_meta(FINGERPRINT_KEY) == fingerprint:
             return True
         with self.db.transaction() as db:
@@ -128,10 +141,14 @@ class DecisionCache:
     def remember_lines_file(self, lines: LinesFile) -> None:
         self.db.set_meta(LINES_FILE_KEY, orjson.dumps(asdict(lines)).decode())
 
-    def forget_lines_file(self) -> None:
-        """Before a cached decision is replaced: no run's file holds every cached line now."""
-        if self.db.get_meta(LINES_FILE_KEY) is not None:
-            self.db.set_meta(LINES_FILE_KEY, None)
+    def next_generation(self) -> int:
+        """A new screen's generation: one more than the last screen's (see the module)."""
+        with self.db.transaction() as db:
+            found = db.execute("SELECT value FROM meta WHERE key = ?", (GENERATION_KEY,))
+            row = found.fetchone()
+            generation = (int(row[0]) if row else 0) + 1
+            self.db.put_meta(db, GENERATION_KEY, str(generation))
+        return generation
 
     def has_rows(self) -> bool:
         return self.db.sql.execute("SELECT 1 FROM decision_cache LIMIT 1").fetchone() is not None
@@ -143,16 +160,16 @@ class DecisionCache:
             (patient_id,),
         ).fetchone()
 
-    def put(self, rows: Sequence[CacheRow]) -> None:
-        """Cache the decisions just made (replacing earlier ones). The caller has forgotten the
-        lines file (`forget_lines_file`)."""
+    def put(self, rows: Sequence[CacheRow], generation: int) -> None:
+        """Cache the decisions just made by the screen of this `generation` (`next_generation`),
+        replacing earlier ones."""
         if rows:
             with self.db.transaction() as db:
                 db.executemany(
-                    "INSERT OR REPLACE INTO decision_cache "
-                    "(patient_id, as_of, valid_until, digest, summary, data, proposal, texts) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
+                    "INSERT OR REPLACE INTO decision_cache (patient_id, as_of, valid_until, "
+                    "digest, summary, data, proposal, texts, generation) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*row, generation) for row in rows],
                 )
 
     # -- invalidation (inside the facts store's write transactions) -----------------------------

@@ -53,27 +53,35 @@ class StateStore:
         """The database's size on disk, with its write-ahead log."""
         return self.db.size_bytes()
 
-    def screen_rows(self, after: str | None, limit: int, day: str = "") -> list[ScreenRow]:
+    def screen_rows(
+        self, after: str | None, limit: int, day: str = "", generation: int = 0
+    ) -> list[ScreenRow]:
         """The next `limit` patients of the facts after id `after` (from the first when None),
-        in id order, with their cached decision, their digest after the last run, None, and
-        their cached decision's words (`outputs.proposed`).
+        in id order, with their cached decision, their digest after the last run, None, their
+        cached decision's words (`outputs.proposed`) and its generation (0: older than any).
 
         With `day`, a patient whose cached decision is plain on that day has their id, None in
         every other column, and the number `learn_plain` gave its summary. Plain: no line
         kept (not proposed), decided on or before `day` and valid after it, the same digest as
-        after the last run, and a summary learned since `forget_plain`."""
+        after the last run, of `generation` or older, and a summary learned since
+        `forget_plain`."""
         cached = ("c.as_of", "c.valid_until", "c.digest", "c.summary", "c.data", "d.digest")
         columns = ", ".join(f"iif(s.n IS NULL, {c}, NULL)" for c in (*cached, "c.proposal"))
-        texts = "iif(s.n IS NULL, c.texts, NULL)"
+        after_n = ", ".join(
+            f"iif(s.n IS NULL, {c}, NULL)" for c in ("c.texts", "coalesce(c.generation, 0)")
+        )
         where = "" if after is None else "WHERE p.id > ?"
         return self.db.sql.execute(
-            f"SELECT p.id, {columns}, s.n, {texts} FROM patients p "  # noqa: S608 (constant fragments)
+            f"SELECT p.id, {columns}, s.n, {after_n} FROM patients p "  # noqa: S608 (constant fragments)
             "LEFT JOIN decision_cache c ON c.patient_id = p.id "
             "LEFT JOIN decisions d ON d.patient_id = p.id "
             "LEFT JOIN temp.screen_plain s ON s.summary = c.summary AND c.data = x'' "
             "AND c.as_of <= ? AND ? < c.valid_until AND c.digest = d.digest "
+            "AND coalesce(c.generation, 0) <= ? "
             f"{where} ORDER BY p.id LIMIT ?",
-            (day, day, limit) if after is None else (day, day, after, limit),
+            (day, day, generation, limit)
+            if after is None
+            else (day, day, generation, after, limit),
         ).fetchall()
 
     def learn_plain(self, summary: bytes) -> int:

@@ -89,7 +89,12 @@ def night(
             store.facts.sql.execute("SELECT ref, patient_id, data FROM records ORDER BY ref")
         )
         rows += list(store.facts.sql.execute("SELECT id, NULL, data FROM patients ORDER BY id"))
-        cache = list(store.facts.sql.execute("SELECT * FROM decision_cache ORDER BY patient_id"))
+        cache = list(  # the cached decisions, without the generation of the screen that made them
+            store.facts.sql.execute(
+                "SELECT patient_id, as_of, valid_until, digest, summary, data, proposal, texts "
+                "FROM decision_cache ORDER BY patient_id"
+            )
+        )
     return (
         (run / "decisions.ndjson").read_bytes(),
         orjson.loads((run / "summary.json").read_bytes()),

@@ -261,11 +261,11 @@ def test_a_changed_record_invalidates_both_patients_and_a_reset_everyone(tmp_pat
         first.append(condition(CHRONIC_PAIN, id="x", subject="a"))
         store.apply([(r, "memory", None) for r in first], ruleset)
         row = ("", "2026-11-26", "2027-01-01", "d", b"[]", b"{}", None, None)
-        cache.put([(pid, *row[1:]) for pid in "abc"])
+        cache.put([(pid, *row[1:]) for pid in "abc"], 1)
         moved = condition(CHRONIC_PAIN, id="x", subject="b")
         store.apply([(moved, "memory", None)], ruleset)
         assert [cache.get(p) is None for p in "abc"] == [True, True, False]
-        cache.put([(pid, *row[1:]) for pid in "ab"])
+        cache.put([(pid, *row[1:]) for pid in "ab"], 1)
         store.delete(["Condition/x"])
         assert [cache.get(p) is None for p in "abc"] == [False, True, False]
         store.reset(ruleset)
@@ -282,7 +282,7 @@ def test_cached_decisions_take_little_more_disk_than_their_bytes(tmp_path: Path)
             (f"p{n:05}", "2026-11-26", "2027-01-01", "d" * 64, b"[1,2]", line, None, None)
             for n in range(2_000)
         ]
-        state.cache.put(rows)
+        state.cache.put(rows, 1)
         sql = state.facts.sql
         try:
             [(used,)] = sql.execute(
@@ -305,8 +305,9 @@ def test_reused_lines_come_from_the_last_runs_file_and_only_when_it_is_as_record
 ):
     """An incremental night takes the lines of the decisions it reuses from the last run's
     decisions.ndjson (the store keeps only the proposed ones' lines). When that file was
-    touched, removed, or the last run failed after changing the cache, those patients are
-    evaluated again; the outputs are the same as with no reuse either way."""
+    touched or removed, the patients whose line it held are evaluated again; when the last run
+    failed after caching some decisions, only those (but the proposed ones, whose lines the
+    store keeps). The outputs are the same as with no reuse either way."""
     current = population(tmp_path / "data")
     ndjson(tmp_path / "night-0", current.values(), "all.ndjson")
     ndjson(tmp_path / "none", [])
@@ -349,12 +350,15 @@ def test_reused_lines_come_from_the_last_runs_file_and_only_when_it_is_as_record
             with pytest.raises(RuntimeError):
                 _night(cfg, tmp_path / "night-5", T + timedelta(days=5))
     # Decisions the failed run cached from the changes: their lines in the last finished run's
-    # file are out of date, some of them with the same digest (which leaves out the trace).
+    # file are out of date, some of them with the same digest (which leaves out the trace). The
+    # others' lines are still those of the file, which the failed run left recorded.
     with sqlite3.connect(tmp_path / "a" / "store.sqlite") as sql:
         day = (T + timedelta(days=5)).isoformat()
-        query = "SELECT COUNT(*) FROM decision_cache WHERE as_of = ?"
-        assert sql.execute(query, (day,)).fetchone()[0] > 0
-    assert night(5).evaluated >= first.patients - proposed  # run again the same day
+        query = "SELECT COUNT(*) FROM decision_cache WHERE as_of = ? AND data = x''"
+        cached_by_failed_run = sql.execute(query, (day,)).fetchone()[0]
+    assert cached_by_failed_run > 0
+    after_failure = night(5)  # run again the same day
+    assert cached_by_failed_run <= after_failure.evaluated < 0.2 * first.patients
     assert night(6).evaluated < 0.2 * first.patients
 
     # Not expected: a file that passes the checks but lacks a line. From there on the file is not
@@ -547,14 +551,14 @@ def test_a_store_made_before_the_cached_words_is_emptied_once_and_then_caches_th
     path = tmp_path / "store.sqlite"
     with StateStore(path) as state:
         state.cache.prepare("an older fingerprint")
-        state.cache.put([("a", "2026-11-26", "2027-01-01", "d", b"[]", b"", None, None)])
+        state.cache.put([("a", "2026-11-26", "2027-01-01", "d", b"[]", b"", None, None)], 1)
     with sqlite3.connect(path) as sql:  # as the cache table was before the words were kept
         sql.execute("ALTER TABLE decision_cache DROP COLUMN texts")
     with StateStore(path) as state:
         assert not state.cache.prepare("fingerprint")
         assert not state.cache.has_rows()
         row = ("b", "2026-11-26", "2027-01-01", "d", b"[]", b"{}", b"{}", b'["why","lines"]')
-        state.cache.put([row])
+        state.cache.put([row], 1)
         assert state.cache.get("b") == row
         assert state.cache.prepare("fingerprint")
 
@@ -617,3 +621,30 @@ def test_a_report_the_maker_cannot_make_fails_the_night_and_keeps_the_last_outpu
         "latest",
     ]
     assert {p.name: p.read_bytes() for p in first.out_dir.iterdir()} == kept
+
+
+def test_a_store_made_before_generations_reuses_its_decisions_from_the_next_night_on(
+    tmp_path: Path,
+):
+    """A store whose cached decisions and lines file predate the screens' generations: its
+    rows count as older than any screen, and its file as holding their lines."""
+    current = population(tmp_path / "data")
+    ndjson(tmp_path / "night-0", current.values(), "all.ndjson")
+    ndjson(tmp_path / "none", [])
+    reusing = config(tmp_path / "night-0", tmp_path / "a", reuse=True)
+    fresh = config(tmp_path / "night-0", tmp_path / "b", reuse=False)
+    first = _night(reusing, tmp_path / "night-0", T)
+    _night(fresh, tmp_path / "night-0", T)
+    with sqlite3.connect(tmp_path / "a" / "store.sqlite") as sql:  # as such a store was
+        sql.execute("ALTER TABLE decision_cache DROP COLUMN generation")
+        sql.execute("DELETE FROM meta WHERE key = 'screen_generation'")
+        (value,) = sql.execute("SELECT value FROM meta WHERE key = 'lines_file'").fetchone()
+        older = {k: v for k, v in orjson.loads(value).items() if k != "generation"}
+        sql.execute(
+            "UPDATE meta SET value = ? WHERE key = 'lines_file'", (orjson.dumps(older).decode(),)
+        )
+    day = T + timedelta(days=1)
+    a, b = _night(reusing, tmp_path / "none", day), _night(fresh, tmp_path / "none", day)
+    assert a.evaluated < 0.2 * first.patients
+    for name in FILES:
+        assert (a.out_dir / name).read_bytes() == (b.out_dir / name).read_bytes(), name

@@ -450,11 +450,12 @@ def test_the_three_parts_share_one_file_and_keep_to_their_own_tables(state, rule
     run = ledger.start_run(started=FROZEN_NOW, as_of=AS_OF, ruleset="r@1", mode="full")
     ledger.replace_decision_digests({"fx-01": "d1"})
     assert not cache.prepare("fingerprint-1")  # a new fingerprint: nothing usable yet
-    cache.put([("fx-01", "2026-11-26", "2027-01-01", "d1", b"[]", b"{}", None, None)])
+    cache.put([("fx-01", "2026-11-26", "2027-01-01", "d1", b"[]", b"{}", None, None)], 3)
     rows = state.screen_rows(None, 2)
     assert [row[0] for row in rows] == ["fx-01", "fx-02"]
     assert rows[0][3] == "d1" and rows[0][6] == "d1"  # cached digest, digest after the last run
-    assert rows[1][1:] == (None,) * 9  # neither cached nor in the ledger (nor plain)
+    assert rows[0][10] == 3  # the generation of the screen that cached it
+    assert rows[1][1:] == (None,) * 9 + (0,)  # neither cached nor in the ledger (nor plain)
     assert cache.prepare("fingerprint-1")
     facts.reset(ruleset)
     assert not cache.has_rows() and facts.counts() == {"patients": 0, "records": 0}

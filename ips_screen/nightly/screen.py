@@ -18,10 +18,9 @@ last's, and caches its decisions with it: the file holds the lines of the decisi
 screen's generation or older, so after a run that failed having cached some decisions, only
 those are evaluated again (but the proposed ones). When the file cannot be vouched for (moved
 or edited), the patients whose line it held are evaluated again. Everyone else is evaluated
-from their
-facts (loaded by id, ROWS_PER_QUERY at a time) and their cache row replaced.
-`[screen] reuse_decisions = false` evaluates everyone (the cache is
-still refreshed). Either way the outputs are the same, byte for byte.
+from their facts (loaded by id, ROWS_PER_QUERY at a time) and their cache row replaced.
+`[screen] reuse_decisions = false` evaluates everyone (the cache is still refreshed). Either
+way the outputs are the same, byte for byte.
 
 Most reused decisions are plain: not proposed, with the same digest as after the last run, and a
 summary the screen has met before tonight (`_learn`). The store gives such a patient's id and

@@ -203,15 +203,11 @@ def render_report(
     decisions: list[Decision],
     ruleset: CompiledRuleset,
     *,
-    explain: Callable[[str], str] | None = None,
-    trends: list[dict] | None = None,
-    unfinished: list[dict] | None = None,
-    work: dict | None = None,
     cache_dir: Path | None = None,
+    **more: Any,
 ) -> str:
-    """The report as one HTML page (`report_page`'s values through `page_html`; the arguments
-    are theirs)."""
-    more = {"explain": explain, "trends": trends, "unfinished": unfinished, "work": work}
+    """The report as one HTML page: `report_page`'s values (`more`: its keyword arguments)
+    through `page_html`."""
     return page_html(report_page(summary, decisions, ruleset, **more), cache_dir)
 
 

@@ -23,7 +23,9 @@ from their facts (loaded by id, ROWS_PER_QUERY at a time) and their cache row re
 way the outputs are the same, byte for byte.
 
 Most reused decisions are plain: not proposed, with the same digest as after the last run, and a
-summary the screen has met before tonight (`_learn`). The store gives such a patient's id and
+summary the screen has met (`_learn`): tonight, or in the last finished screen, which keeps the
+summaries of the decisions it wrote not proposed (`DecisionCache.plain_summaries`), so that
+the first patients of a night are plain too. The store gives such a patient's id and
 their summary's number, and nothing more (`StateStore.screen_rows`), and the screen gathers plain
 patients in a row into a stretch known by its first and last id and its count: one piece of the
 last run's file (`LastLines.stretch`), counted by summary number, without a Python value per
@@ -130,6 +132,8 @@ class _Screen:
         self.plain = _Stretch()  # plain patients in a row, not yet written (`_write_plain`)
         self.plain_keys: dict[int, tuple[SummaryKey, tuple[int, int, int]]] = {}  # by number
         self.learned: dict[bytes, int] = {}  # summary -> the number the store gave it
+        self.written: set[bytes] = set()  # summaries of decisions not proposed (`kept_summaries`)
+        self.plain_used: set[int] = set()  # ... and the numbers of those written as plain
         self.listed_numbers: set[int] = set()  # ... of decisions with data-quality notes
 
     def need(self, rows: list[ScreenRow], reuse: bool) -> Need:
@@ -181,12 +185,27 @@ class _Screen:
                 self._count(pid, self.reuse_proposed(row, *known), previous)
             else:
                 run.append((pid, known[0], known[1], digest, previous))
+                self.written.add(summary)
                 if digest == previous and summary not in self.learned and self.last is not None:
                     self._learn(summary, known)
                 if len(run) >= RUN_MAX:
                     self._write_run()
         if len(self.cached) + len(self.staged) >= WRITE_ROWS:
             self.flush()
+
+    def learn_kept(self, summaries: list[bytes]) -> None:
+        """Learn (`_learn`) the summaries the last screen kept, but those of proposed decisions
+        (not expected), before the first rows are read."""
+        for summary in summaries:
+            known = self.summaries.get(summary) or _summary(summary)
+            if known[0].outcome != "propose" and summary not in self.learned:
+                self.summaries[summary] = known
+                self._learn(summary, known)
+
+    def kept_summaries(self) -> set[bytes]:
+        """The summaries of tonight's decisions not proposed, for the next screen."""
+        numbers = {number: summary for summary, number in self.learned.items()}
+        return self.written | {numbers[n] for n in self.plain_used}
 
     def _learn(self, summary: bytes, known: tuple[SummaryKey, tuple[int, int, int]]) -> None:
         """Have the store mark as plain, from the next rows on, the reused decisions with this
@@ -204,6 +223,7 @@ class _Screen:
         if not plain.count:
             return
         assert self.last is not None
+        self.plain_used.update(plain.numbers)
         first, last, count = plain.first, plain.last, plain.count
         lines = self.last.stretch(first, last, count, self.new_prefix)
         if lines is None:
@@ -287,6 +307,8 @@ class _Screen:
     def evaluated(self, done: Decided) -> str:
         summary = orjson.dumps([*done.key, *done.counts])
         line, proposal, texts, ref = done.line, done.proposal, done.texts, f"Patient/{done.pid}"
+        if texts is None:
+            self.written.add(summary)
         data = line if texts is not None else b""  # others: tonight's decisions.ndjson
         row = (done.pid, self.day, done.until, done.digest, summary, data, proposal, texts)
         self.cached.append(row)
@@ -398,6 +420,7 @@ def screen_all(
     screen.generation = screen.stats.generation = store.cache.next_generation()
     if last is not None and recorded is not None:
         screen.lines_generation = recorded.generation
+        screen.learn_kept(store.cache.plain_summaries())
     how = Deciding(ruleset, as_of, outputs.owner, store.path)
     last_patients = store.ledger.digest_count()  # the patients the last run screened
     deciders = Deciders(how, jobs or default_jobs(), expected=last_patients, maker=maker)
@@ -416,6 +439,7 @@ def screen_all(
                 screen.chunk(done_rows, decided)  # type: ignore[arg-type]
                 bar.update(len(done_rows))  # type: ignore[arg-type]
             screen.flush()
+        store.cache.keep_plain_summaries(screen.kept_summaries())
     finally:
         deciders.close()
         if last is not None:

@@ -14,6 +14,9 @@
     meta 'decisions_fingerprint'   what the cached decisions were made with (ruleset, codelists,
                     tool version): another value empties the cache
     meta 'screen_generation'  the last screen's number (`next_generation`: one more each screen)
+    meta 'plain_summaries'  the summaries of the decisions not proposed that the last finished
+                    screen wrote (`plain_summaries`): the next screen knows them from its first
+                    patient on (nightly/screen.py)
     meta 'lines_file'  the decisions.ndjson of the last run that finished (`LinesFile`) and the
                     generation of its screen: it holds the line, with that run's date, of every
                     cached decision of that generation or older (`nightly.last_lines`), and is
@@ -61,6 +64,7 @@ DROP TABLE IF EXISTS decision_lines;
 FINGERPRINT_KEY = "decisions_fingerprint"
 LINES_FILE_KEY = "lines_file"
 GENERATION_KEY = "screen_generation"
+SUMMARIES_KEY = "plain_summaries"
 ROWS_PER_QUERY = 500  # ids per `IN (...)` query (well under SQLite's parameter limit)
 
 # (patient id, as_of, valid_until, digest, summary, data, digest after the last run, proposal,
@@ -141,6 +145,22 @@ class DecisionCache:
     def remember_lines_file(self, lines: LinesFile) -> None:
         self.db.set_meta(LINES_FILE_KEY, orjson.dumps(asdict(lines)).decode())
 
+    def plain_summaries(self) -> list[bytes]:
+        """The summaries `keep_plain_summaries` kept (none when the value is not a list of
+        strings: written by another version)."""
+        value = self.db.get_meta(SUMMARIES_KEY)
+        try:
+            kept = orjson.loads(value) if value is not None else []
+        except ValueError:
+            return []
+        if not isinstance(kept, list) or not all(isinstance(k, str) for k in kept):
+            return []
+        return [k.encode() for k in kept]
+
+    def keep_plain_summaries(self, summaries: Iterable[bytes]) -> None:
+        value = orjson.dumps(sorted(s.decode() for s in summaries)).decode()
+        self.db.set_meta(SUMMARIES_KEY, value)
+
     def next_generation(self) -> int:
         """A new screen's generation: one more than the last screen's (see the module)."""
         with self.db.transaction() as db:
@@ -177,6 +197,7 @@ class DecisionCache:
     def clear(self, db: sqlite3.Connection) -> None:
         db.execute("DELETE FROM decision_cache")
         self.db.put_meta(db, LINES_FILE_KEY, None)
+        self.db.put_meta(db, SUMMARIES_KEY, None)
 
     @staticmethod
     def forget_patients(db: sqlite3.Connection, patient_ids: Iterable[str | None]) -> None:

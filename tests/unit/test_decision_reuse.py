@@ -56,7 +56,8 @@ def ruleset() -> CompiledRuleset:
 def stretches(request, monkeypatch) -> list[bool]:
     """Whether each of the screen's stretches of plain patients had its lines taken in one
     piece (False: by id). With small chunks the screen reads the store many times a night, so
-    that the summaries it learns in one chunk make patients plain in the next."""
+    that the summaries it learns in one chunk make patients plain in the next; in one chunk,
+    patients are plain by the summaries the last screen kept."""
     if request.param == "small-chunks":
         monkeypatch.setattr(screen, "CHUNK", 16)
         monkeypatch.setattr(screen, "RUN_MAX", 5)
@@ -248,7 +249,7 @@ def test_nights_with_and_without_reuse_give_identical_outputs(
     assert results[2][0].reused > 0  # T + 40 days: still some
     earlier = results[4][0]  # T + 399 after T + 400: only decisions cached before T + 399 hold
     assert earlier.evaluated > 0.9 * earlier.patients
-    assert (True in stretches) == (screen.CHUNK == 16)  # with small chunks, plain patients
+    assert True in stretches  # plain patients, in one chunk or many
     assert made  # new proposals of the incremental nights were made on the maker's process
     assert pages == [day.isoformat() for day in days[1:]]  # and their reports' HTML
 
@@ -373,7 +374,7 @@ def test_reused_lines_come_from_the_last_runs_file_and_only_when_it_is_as_record
         state.cache.remember_lines_file(replace(recorded, **_stamp(last)))
     rescued = night(7)
     assert 0.2 * first.patients < rescued.evaluated < first.patients - proposed
-    assert (True in stretches) == (screen.CHUNK == 16)  # with small chunks, plain patients
+    assert True in stretches  # plain patients, in one chunk or many
 
 
 def _stamp(path: Path) -> dict[str, int]:
@@ -648,3 +649,38 @@ def test_a_store_made_before_generations_reuses_its_decisions_from_the_next_nigh
     assert a.evaluated < 0.2 * first.patients
     for name in FILES:
         assert (a.out_dir / name).read_bytes() == (b.out_dir / name).read_bytes(), name
+
+
+def test_a_night_knows_the_summaries_the_last_screen_kept_from_its_first_patient(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The screen keeps the summaries of the decisions it wrote not proposed, so that the next
+    night takes its first patients' lines in stretches too (`LastLines.stretch`), not by id
+    (`LastLines.lines_of`), which it did for the whole first chunk (2,000 patients) before; a
+    kept value another version wrote is ignored."""
+    current = population(tmp_path / "data")
+    ndjson(tmp_path / "night-0", current.values(), "all.ndjson")
+    ndjson(tmp_path / "none", [])
+    reusing = config(tmp_path / "night-0", tmp_path / "a", reuse=True)
+    fresh = config(tmp_path / "night-0", tmp_path / "b", reuse=False)
+    by_id: list[int] = []
+    real = LastLines.lines_of
+
+    def spy(self: LastLines, pids: list[str], prefix: bytes) -> bytes | None:
+        by_id.append(len(pids))
+        return real(self, pids, prefix)
+
+    monkeypatch.setattr(LastLines, "lines_of", spy)
+    first = _night(reusing, tmp_path / "night-0", T)
+    _night(fresh, tmp_path / "night-0", T)
+    for n, kept in enumerate(("as kept", "another version's")):
+        day = T + timedelta(days=n + 1)
+        if n:
+            with sqlite3.connect(tmp_path / "a" / "store.sqlite") as sql:
+                sql.execute("UPDATE meta SET value = '{}' WHERE key = 'plain_summaries'")
+        by_id.clear()
+        a, b = _night(reusing, tmp_path / "none", day), _night(fresh, tmp_path / "none", day)
+        assert a.reused > 0.8 * first.patients, kept
+        assert sum(by_id) == (0 if n == 0 else a.reused - a.summary["outcomes"]["propose"]), kept
+        for name in FILES:
+            assert (a.out_dir / name).read_bytes() == (b.out_dir / name).read_bytes(), (kept, name)

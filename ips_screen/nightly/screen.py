@@ -194,10 +194,14 @@ class _Screen:
             self.flush()
 
     def learn_kept(self, summaries: list[bytes]) -> None:
-        """Learn (`_learn`) the summaries the last screen kept, but those of proposed decisions
-        (not expected), before the first rows are read."""
+        """Learn (`_learn`) the summaries the last screen kept, before the first rows are read,
+        but those of proposed decisions and those that are not summaries (neither expected: a
+        store edited by hand); their patients' rows teach them as before."""
         for summary in summaries:
-            known = self.summaries.get(summary) or _summary(summary)
+            try:
+                known = self.summaries.get(summary) or _summary(summary)
+            except (ValueError, TypeError, IndexError):
+                continue
             if known[0].outcome != "propose" and summary not in self.learned:
                 self.summaries[summary] = known
                 self._learn(summary, known)

@@ -657,7 +657,7 @@ def test_a_night_knows_the_summaries_the_last_screen_kept_from_its_first_patient
     """The screen keeps the summaries of the decisions it wrote not proposed, so that the next
     night takes its first patients' lines in stretches too (`LastLines.stretch`), not by id
     (`LastLines.lines_of`), which it did for the whole first chunk (2,000 patients) before; a
-    kept value another version wrote is ignored."""
+    kept value another version wrote, or one that holds no summaries, is ignored."""
     current = population(tmp_path / "data")
     ndjson(tmp_path / "night-0", current.values(), "all.ndjson")
     ndjson(tmp_path / "none", [])
@@ -673,11 +673,13 @@ def test_a_night_knows_the_summaries_the_last_screen_kept_from_its_first_patient
     monkeypatch.setattr(LastLines, "lines_of", spy)
     first = _night(reusing, tmp_path / "night-0", T)
     _night(fresh, tmp_path / "night-0", T)
-    for n, kept in enumerate(("as kept", "another version's")):
+    edited = {"another version's": "{}", "not summaries": '["[\\"x\\"]", "[]", "1"]'}
+    for n, kept in enumerate(("as kept", *edited)):
         day = T + timedelta(days=n + 1)
         if n:
             with sqlite3.connect(tmp_path / "a" / "store.sqlite") as sql:
-                sql.execute("UPDATE meta SET value = '{}' WHERE key = 'plain_summaries'")
+                update = "UPDATE meta SET value = ? WHERE key = 'plain_summaries'"
+                sql.execute(update, (edited[kept],))
         by_id.clear()
         a, b = _night(reusing, tmp_path / "none", day), _night(fresh, tmp_path / "none", day)
         assert a.reused > 0.8 * first.patients, kept

@@ -13,8 +13,8 @@ entry, which begins proposals.json, is made there too (`device`).
 
 report.html's HTML is made there as well (`page`): the report's template engine takes about 15 ms
 to import, and the process imports it, and loads the compiled template, once the models are in
-(`warm_report`); the job gathers the page's values as the files finish and writes the HTML when
-they settle (outputs/formats/report_html.py).
+(`outputs.report.warm`); the job gathers the page's values as the files finish and writes the
+HTML when they settle (outputs/formats/report_html.py).
 
 What the process builds is what the job would: the same functions, with the same ruleset and
 Task owner, so the outputs do not depend on where the entries were made. Worker processes

@@ -421,7 +421,8 @@ def screen_all(
     store.ledger.clear_staged_digests()
     store.forget_plain()
     screen = _Screen(store, ruleset, as_of, outputs, last)
-    screen.generation = screen.stats.generation = store.cache.next_generation()
+    in_file = recorded.generation if recorded is not None else 0
+    screen.generation = screen.stats.generation = store.cache.next_generation(in_file)
     if last is not None and recorded is not None:
         screen.lines_generation = recorded.generation
         screen.learn_kept(store.cache.plain_summaries())

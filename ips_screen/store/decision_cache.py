@@ -14,9 +14,9 @@
     meta 'decisions_fingerprint'   what the cached decisions were made with (ruleset, codelists,
                     tool version): another value empties the cache
     meta 'screen_generation'  the last screen's number (`next_generation`: one more each screen)
-    meta 'plain_summaries'  the summaries of the decisions not proposed that the last finished
-                    screen wrote (`plain_summaries`): the next screen knows them from its first
-                    patient on (nightly/screen.py)
+    meta 'plain_summaries'  the summaries of the decisions not proposed that the last screen to
+                    go through every patient wrote (`plain_summaries`): the next screen knows
+                    them from its first patient on (nightly/screen.py)
     meta 'lines_file'  the decisions.ndjson of the last run that finished (`LinesFile`) and the
                     generation of its screen: it holds the line, with that run's date, of every
                     cached decision of that generation or older (`nightly.last_lines`), and is
@@ -161,12 +161,15 @@ class DecisionCache:
         value = orjson.dumps(sorted(s.decode() for s in summaries)).decode()
         self.db.set_meta(SUMMARIES_KEY, value)
 
-    def next_generation(self) -> int:
-        """A new screen's generation: one more than the last screen's (see the module)."""
+    def next_generation(self, after: int = 0) -> int:
+        """A new screen's generation: one more than the last screen's (see the module), and
+        than `after` (the recorded lines file's: a screen's decisions must never count as in
+        that file, whatever became of the counter)."""
         with self.db.transaction() as db:
             found = db.execute("SELECT value FROM meta WHERE key = ?", (GENERATION_KEY,))
             row = found.fetchone()
-            generation = (int(row[0]) if row else 0) + 1
+            last = int(row[0]) if row and str(row[0]).isdigit() else 0
+            generation = max(last, after) + 1
             self.db.put_meta(db, GENERATION_KEY, str(generation))
         return generation
 

@@ -62,3 +62,19 @@ def test_a_failed_early_checkpoint_leaves_closing_to_copy_the_log(
     assert "early checkpoint failed: unable to open database file" in caplog.text
     assert not Path(f"{path}-wal").exists()
     assert _rows(path) == ROWS
+
+
+def test_a_screens_generation_is_past_the_lines_files_whatever_the_counter_says(tmp_path: Path):
+    """A screen's decisions must never count as being in the recorded decisions.ndjson: its
+    generation is past that file's even when the counter was lost or edited by hand."""
+    from ips_screen.store import StateStore
+
+    with StateStore(tmp_path / "store.sqlite") as state:
+        cache = state.cache
+        assert [cache.next_generation(), cache.next_generation()] == [1, 2]
+        assert cache.next_generation(after=7) == 8  # the recorded file's was 7
+        state.db.set_meta("screen_generation", None)
+        assert cache.next_generation(after=8) == 9
+        state.db.set_meta("screen_generation", "not a number")
+        assert cache.next_generation() == 1
+        assert cache.next_generation(after=9) == 10

@@ -6,27 +6,19 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import date
 
 from ips_screen import __version__
+from ips_screen.cli.arg_types import as_of_arg
 from ips_screen.cli.nightly_cmd import add_nightly_parser
 from ips_screen.cli.review_cmd import add_review_parser
 from ips_screen.cli.serve_cmd import add_serve_parser
 from ips_screen.cli.server_args import add_server_args
 from ips_screen.cli.spark_cmd import add_spark_args
-from ips_screen.dates import as_of_date
 from ips_screen.errors import EXIT_CODES, OUTPUT_CLOSED, UserError
 from ips_screen.log_setup import configure_logging
 from ips_screen.secret_values import redact
 
 EPILOG = "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
-
-
-def _as_of(value: str) -> date:
-    try:
-        return as_of_date(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--patients", type=int, required=True, help="number of patients")
     synth.add_argument("--seed", type=int, default=1, help="random seed (same seed, same files)")
     synth.add_argument("--out", required=True, help="output folder")
-    synth.add_argument("--as-of", type=_as_of, help="reference date (default: today, London)")
+    synth.add_argument("--as-of", type=as_of_arg, help="reference date (default: today, London)")
     _everywhere(parser)
     return parser
 
@@ -143,7 +135,7 @@ def _everywhere(parser: argparse.ArgumentParser) -> None:
 def _common_screen_args(parser: argparse.ArgumentParser, *, patient_ids: bool = True) -> None:
     parser.add_argument(
         "--as-of",
-        type=_as_of,
+        type=as_of_arg,
         help="screen as of this date (YYYY-MM-DD; default: today in Europe/London)",
     )
     parser.add_argument("--rules", help="ruleset file (default: the built-in one)")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
-from ips_screen.dates import as_of_date
+from ips_screen.cli.arg_types import as_of_arg
 from ips_screen.errors import EXIT_CODES
 
 HELP = "sync the practice's facts store, re-screen everyone, write proposals and the report"
@@ -21,13 +21,6 @@ DESCRIPTION = (
     "count, a truncated gzip stream, a line of the wrong type or over the size cap) is applied "
     "not at all: the previous _since is kept, the store stays as it was, and the run exits 9."
 )
-
-
-def _date(value: str) -> date:
-    try:
-        return as_of_date(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_nightly_parser(sub: Any) -> None:
@@ -43,7 +36,7 @@ def add_nightly_parser(sub: Any) -> None:
     parser.add_argument("--config", required=True, metavar="FILE", help="practice config (TOML)")
     parser.add_argument(
         "--as-of",
-        type=_date,
+        type=as_of_arg,
         help="screen as of this date (YYYY-MM-DD; default: today in Europe/London)",
     )
 

@@ -11,16 +11,19 @@ a resource wins, as when the input is read resource by resource (`FactsStore.app
 - a dropped ref (a copy the rules cannot use) needs a DELETE only when an earlier part may have
   kept that resource (`IdFilter`: a Bloom filter of the kept ids, only false positives);
 - a line skipped unparsed (it carries no code of any codelist) may be a later copy of a record
-  an earlier part kept. When one of its ids may be kept (the filter) and is (the rows written or
-  pending), the part is read again with every line parsed, in this process, so that its copy
-  removes the record as the exact reading would. The same resource in two parts is rare (one
-  Bulk export holds each resource once).
+  an earlier part kept. When one of its ids may be kept (the filter) and one of the refs it may
+  be may be kept too (`RefFilter`: a Bloom filter of 64-bit hashes of the kept refs, six bits
+  each, so that a false "may" is under one in a billion refs at 2 million records), the
+  part is read again with every line parsed, in this process, so that its copy removes the
+  record as the exact reading would. A false "may" only costs that reading. The same resource
+  in two parts is rare (one Bulk export holds each resource once).
 
 Only for a load into an empty store: a store with earlier facts is updated resource by resource.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import zlib
 from array import array
@@ -33,12 +36,14 @@ from ips_screen.facts.extract import SUBJECT_FIELD
 from ips_screen.reading import ReadReport
 from ips_screen.sources.chunks import ALWAYS_PARSED, Chunk, ChunkFacts
 from ips_screen.sources.parallel import take_counts
-from ips_screen.store.facts_store import ApplyStats, FactsStore, FullLoad
+from ips_screen.store.facts_store import ApplyStats, FactsStore
 from ips_screen.store.rows import patient_row
 
 log = logging.getLogger("ips_screen.nightly")
 
 FILTER_BITS = 1 << 29  # 64 MiB: about 0.4% false positives at 2,000,000 kept records
+REF_FILTER_BITS = 1 << 29  # 64 MiB
+REF_FILTER_PROBES = 6  # bits a ref sets: a false "may" < 1e-9 at 2,000,000 records
 PREFILTERED = tuple(sorted(set(SUBJECT_FIELD) - ALWAYS_PARSED))  # types a line may be skipped of
 
 
@@ -52,6 +57,7 @@ class PartRows:
     dropped: list[str] = field(default_factory=list)
     dropped_hashes: bytes = b""  # array('I') of crc32 of each dropped ref's id
     kept_hashes: bytes = b""  # array('I') of crc32 of each kept record's id
+    kept_refs: bytes = b""  # 64-bit hashes (`ref_hashes`) of each kept record's ref
     skipped_hashes: bytes = b""  # array('I') of crc32 of each id of the lines skipped unparsed
     skipped_ids: bytes = b""  # those ids, one per line (only when checking needs them)
 
@@ -65,6 +71,7 @@ def part_rows(part: ChunkFacts) -> PartRows:
     dropped = sorted(part.dropped)
     skipped = part.skipped_blob
     rows = PartRows(part, patients, records, dropped, _id_hashes(dropped), _id_hashes(part.records))
+    rows.kept_refs = ref_hashes(part.records)
     if skipped:
         rows.skipped_hashes = array("I", map(zlib.crc32, skipped.split(b"\n"))).tobytes()
         rows.skipped_ids = skipped
@@ -74,6 +81,43 @@ def part_rows(part: ChunkFacts) -> PartRows:
 
 def _id_hashes(refs: Iterable[str]) -> bytes:
     return array("I", (zlib.crc32(ref.split("/", 1)[1].encode()) for ref in refs)).tobytes()
+
+
+def ref_hashes(refs: Iterable[str]) -> bytes:
+    """64-bit hashes of refs, 8 bytes each (the same in every process)."""
+    return b"".join(hashlib.blake2b(ref.encode(), digest_size=8).digest() for ref in refs)
+
+
+class RefFilter:
+    """Kept refs as a Bloom filter of REF_FILTER_PROBES bits each, from their 64-bit hashes
+    (two 32-bit halves, double hashing): "certainly not kept" or "may be"."""
+
+    def __init__(self, bits: int = REF_FILTER_BITS, probes: int = REF_FILTER_PROBES) -> None:
+        import numpy as np
+
+        self.np = np
+        self.mask = np.uint64(bits - 1)
+        self.probes = np.arange(probes, dtype=np.uint64)
+        self.bits = np.zeros(bits // 8, dtype=np.uint8)
+
+    def _positions(self, hashes: bytes) -> tuple:
+        np = self.np
+        h = np.frombuffer(hashes, dtype=np.uint64)
+        low, high = h & np.uint64(0xFFFFFFFF), (h >> np.uint64(32)) | np.uint64(1)
+        places = (low[:, None] + self.probes[None, :] * high[:, None]) & self.mask
+        return places >> np.uint64(3), np.left_shift(1, places & np.uint64(7)).astype(np.uint8)
+
+    def add(self, hashes: bytes) -> None:
+        if hashes:
+            byte, bit = self._positions(hashes)
+            self.np.bitwise_or.at(self.bits, byte, bit)
+
+    def may_hold_any(self, refs: list[str]) -> bool:
+        """Whether any of these refs may have been added (False: certainly none)."""
+        if not refs:
+            return False
+        byte, bit = self._positions(ref_hashes(refs))
+        return bool((self.bits[byte] & bit).all(axis=1).any())
 
 
 class IdFilter:
@@ -123,18 +167,19 @@ def load_parts(
     reread: Callable[[Chunk], PartRows],
     report: ReadReport,
     progress: Callable[[int], None] | None = None,
+    threads: int = 1,
 ) -> ApplyStats:
     """Load the empty store from the rows of the parts of the input, in input order (see the
     module); `reread` reads a part again with every line parsed. Problems are located in their
     file and line, and raised or skipped as `report` says. `progress` is called with the number
-    of resources of each part."""
-    ids = IdFilter()
+    of resources of each part; `threads`: for sorting the rows at the end (`FullLoad`)."""
+    ids, refs = IdFilter(), RefFilter()
     lines_before: dict[str, int] = {}
-    with store.full_load() as load:
+    with store.full_load(threads) as load:
         stats = load.stats
         for given in parts:
             rows = given
-            if rows.skipped_hashes and _skipped_kept(rows, ids, load):
+            if rows.skipped_hashes and _skipped_kept(rows, ids, refs):
                 chunk = rows.part.chunk
                 log.info("%s from byte %d: read again, every line parsed", chunk.path, chunk.start)
                 rows = reread(chunk)
@@ -149,12 +194,12 @@ def load_parts(
             dropped = [rows.dropped[n] for n in ids.maybe(rows.dropped_hashes)]
             load.put(rows.patients, rows.records, dropped)
             ids.add(rows.kept_hashes)
+            refs.add(rows.kept_refs)
             if progress is not None:
                 progress(part.resources_read)
     return stats
 
 
-def _skipped_kept(rows: PartRows, ids: IdFilter, load: FullLoad) -> bool:
-    """Whether a line the part skipped unparsed is a later copy of a record kept so far."""
-    refs = [ref for rid in skipped_candidates(rows, ids) for ref in refs_of(rid)]
-    return bool(refs) and load.holds_any(refs)
+def _skipped_kept(rows: PartRows, ids: IdFilter, kept: RefFilter) -> bool:
+    """Whether a line the part skipped unparsed may be a later copy of a record kept so far."""
+    return kept.may_hold_any([ref for rid in skipped_candidates(rows, ids) for ref in refs_of(rid)])

@@ -161,10 +161,11 @@ def _load_files(
     def reread(chunk: Chunk) -> PartRows:
         return part_rows(read_chunk(chunk, exact))
 
-    parts = read_parts(chunks, options, jobs or default_jobs(), part_rows)
+    jobs = jobs or default_jobs()
+    parts = read_parts(chunks, options, jobs, part_rows)
     try:
         with progress.stage("applied", unit="resources") as bar:
-            return load_parts(store, parts, reread, report, bar.update)
+            return load_parts(store, parts, reread, report, bar.update, threads=jobs)
     finally:
         release_buffer()
 

@@ -22,7 +22,9 @@ A load into an empty store (a full load) runs with `synchronous = OFF` and a lar
 then checkpoints the write-ahead log (durable from there). A crash of the job during it loses only
 a load that is redone in full (`since` is set after a complete load); an operating-system crash or
 power loss during it may leave the file unreadable: delete it and the next run loads everything.
-The cyclic garbage collector is paused while applying.
+The cyclic garbage collector is paused while applying. A full load from rows made in parts
+(`full_load`) gathers them in a staging file and writes them in key order at the end
+(full_load.py).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from ips_screen.facts.model import PatientFacts, Record
 from ips_screen.reading import HasCodelists, Item, ReadReport, gc_paused
 from ips_screen.store.database import Database
 from ips_screen.store.decision_cache import DecisionCache, in_chunks
+from ips_screen.store.full_load import RECORDS_PATIENT_INDEX, FullLoad
 from ips_screen.store.ledger import BATCH_ROWS
 from ips_screen.store.orphan_counts import ORPHANS_SCHEMA, OrphanCounts
 from ips_screen.store.rows import (
@@ -63,8 +66,9 @@ CREATE TABLE IF NOT EXISTS patients (id TEXT PRIMARY KEY, data BLOB NOT NULL) WI
 CREATE TABLE IF NOT EXISTS records (
     ref TEXT PRIMARY KEY, patient_id TEXT, data BLOB NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS records_patient ON records (patient_id);
 """
+    + RECORDS_PATIENT_INDEX
+    + ";\n"
     + ORPHANS_SCHEMA
 )
 
@@ -156,15 +160,15 @@ class FactsStore:
         return stats
 
     @contextmanager
-    def full_load(self) -> Iterator[FullLoad]:
-        """Load the empty store from rows made elsewhere (`nightly.part_load`), in batches of
-        APPLY_BATCH_ROWS rows, as a full load (see the module)."""
+    def full_load(self, threads: int = 1) -> Iterator[FullLoad]:
+        """Load the empty store from rows made elsewhere (`nightly.part_load`), written in key
+        order when all are given (store/full_load.py; `threads`: for SQLite's sorter). Nothing
+        is written to the store's tables if the block raises."""
         if not self.is_empty():
             raise ValueError("a full load needs an empty store")
-        load = FullLoad(self)
-        with gc_paused(), self._bulk_load(True):
+        with gc_paused(), self._bulk_load(True), FullLoad(self.db, threads) as load:
             yield load
-            load.flush()
+            load.finish()
 
     def is_empty(self) -> bool:
         """Whether the store holds no facts (a load into it is a full load)."""
@@ -293,50 +297,6 @@ class FactsStore:
         patients = self.sql.execute("SELECT COUNT(*) FROM patients").fetchone()[0]
         records = self.sql.execute("SELECT COUNT(*) FROM records").fetchone()[0]
         return {"patients": patients, "records": records}
-
-
-class FullLoad:
-    """Rows given in input order to an empty store: the last given for a ref wins. Rows are
-    written APPLY_BATCH_ROWS at a time; `stats` counts what was written."""
-
-    def __init__(self, store: FactsStore) -> None:
-        self.store, self.batch, self.stats = store, Batch(), ApplyStats()
-
-    def put(
-        self,
-        patients: Iterable[tuple[str, bytes]],
-        records: Iterable[tuple[str, str | None, bytes]],
-        dropped: Iterable[str],
-    ) -> None:
-        """Patient rows, record rows (ref, patient id or None, data), and refs to remove (a
-        later copy the rules cannot use)."""
-        batch = self.batch
-        batch.patients.update(patients)
-        for ref in dropped:
-            batch.records[ref] = None
-        for ref, pid, data in records:
-            batch.records[ref] = (pid, data)
-            if pid is None:
-                self.stats.unlinked += 1
-        if len(batch) >= APPLY_BATCH_ROWS:
-            self.flush()
-
-    def holds_any(self, refs: list[str]) -> bool:
-        """Whether any of these records is kept so far (written or still in the batch)."""
-        if any(self.batch.records.get(ref) is not None for ref in refs):
-            return True
-        for chunk in in_chunks(refs):
-            marks = ",".join("?" * len(chunk))
-            found = self.store.sql.execute(
-                f"SELECT 1 FROM records WHERE ref IN ({marks}) LIMIT 1",  # noqa: S608
-                tuple(chunk),
-            ).fetchone()
-            if found is not None:
-                return True
-        return False
-
-    def flush(self) -> None:
-        self.store._flush(self.batch, self.stats, False, None, True)
 
 
 def _patients(sql: sqlite3.Connection, where: str, params: tuple) -> Iterator[PatientFacts]:

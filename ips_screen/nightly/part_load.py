@@ -12,8 +12,8 @@ a resource wins, as when the input is read resource by resource (`FactsStore.app
   kept that resource (`IdFilter`: a Bloom filter of the kept ids, only false positives);
 - a line skipped unparsed (it carries no code of any codelist) may be a later copy of a record
   an earlier part kept. When one of its ids may be kept (the filter) and one of the refs it may
-  be may be kept too (`RefFilter`: a Bloom filter of 64-bit hashes of the kept refs, six bits
-  each, so that a false "may" is under one in a billion refs at 2 million records), the
+  be may be kept too (`RefFilter`: a Bloom filter of 64-bit hashes of the kept refs with at
+  least 64 bits a ref, so that a false "may" is about one in 25 million refs), the
   part is read again with every line parsed, in this process, so that its copy removes the
   record as the exact reading would. A false "may" only costs that reading. The same resource
   in two parts is rare (one Bulk export holds each resource once).
@@ -42,8 +42,8 @@ from ips_screen.store.rows import patient_row
 log = logging.getLogger("ips_screen.nightly")
 
 FILTER_BITS = 1 << 29  # 64 MiB: about 0.4% false positives at 2,000,000 kept records
-REF_FILTER_BITS = 1 << 29  # 64 MiB
-REF_FILTER_PROBES = 6  # bits a ref sets: a false "may" < 1e-9 at 2,000,000 records
+REF_FILTER_BITS_PER_REF = 64  # at least; with 8 probes a false "may" is about 4e-8 a ref
+REF_FILTER_PROBES = 8
 PREFILTERED = tuple(sorted(set(SUBJECT_FIELD) - ALWAYS_PARSED))  # types a line may be skipped of
 
 
@@ -90,33 +90,56 @@ def ref_hashes(refs: Iterable[str]) -> bytes:
 
 class RefFilter:
     """Kept refs as a Bloom filter of REF_FILTER_PROBES bits each, from their 64-bit hashes
-    (two 32-bit halves, double hashing): "certainly not kept" or "may be"."""
+    (two 32-bit halves, double hashing): "certainly not kept" or "may be". It has at least
+    REF_FILTER_BITS_PER_REF bits a ref: it keeps the hashes, and is built again twice the size
+    when it grows past that (16 bytes a ref in all: 34 MB at 2,000,000 records)."""
 
-    def __init__(self, bits: int = REF_FILTER_BITS, probes: int = REF_FILTER_PROBES) -> None:
+    def __init__(self, probes: int = REF_FILTER_PROBES) -> None:
         import numpy as np
 
         self.np = np
-        self.mask = np.uint64(bits - 1)
         self.probes = np.arange(probes, dtype=np.uint64)
-        self.bits = np.zeros(bits // 8, dtype=np.uint8)
+        self.hashes: list = []  # numpy arrays of uint64
+        self.count = 0
+        self._build(1 << 16)
 
-    def _positions(self, hashes: bytes) -> tuple:
+    def _build(self, bits: int) -> None:
         np = self.np
-        h = np.frombuffer(hashes, dtype=np.uint64)
-        low, high = h & np.uint64(0xFFFFFFFF), (h >> np.uint64(32)) | np.uint64(1)
+        self.mask = np.uint64(bits - 1)
+        self.bits = np.zeros(bits // 8, dtype=np.uint8)
+        for hashes in self.hashes:
+            self._set(hashes)
+
+    def _positions(self, hashes) -> tuple:
+        np = self.np
+        low, high = hashes & np.uint64(0xFFFFFFFF), (hashes >> np.uint64(32)) | np.uint64(1)
         places = (low[:, None] + self.probes[None, :] * high[:, None]) & self.mask
         return places >> np.uint64(3), np.left_shift(1, places & np.uint64(7)).astype(np.uint8)
 
+    def _set(self, hashes) -> None:
+        byte, bit = self._positions(hashes)
+        self.np.bitwise_or.at(self.bits, byte, bit)
+
     def add(self, hashes: bytes) -> None:
-        if hashes:
-            byte, bit = self._positions(hashes)
-            self.np.bitwise_or.at(self.bits, byte, bit)
+        if not hashes:
+            return
+        found = self.np.frombuffer(hashes, dtype=self.np.uint64)
+        self.hashes.append(found)
+        self.count += len(found)
+        if self.count * REF_FILTER_BITS_PER_REF > len(self.bits) * 8:
+            bits = len(self.bits) * 8
+            while self.count * REF_FILTER_BITS_PER_REF > bits:
+                bits *= 2
+            self._build(bits)
+        else:
+            self._set(found)
 
     def may_hold_any(self, refs: list[str]) -> bool:
         """Whether any of these refs may have been added (False: certainly none)."""
         if not refs:
             return False
-        byte, bit = self._positions(ref_hashes(refs))
+        hashes = self.np.frombuffer(ref_hashes(refs), dtype=self.np.uint64)
+        byte, bit = self._positions(hashes)
         return bool((self.bits[byte] & bit).all(axis=1).any())
 
 

@@ -148,17 +148,26 @@ def test_the_last_row_given_for_a_ref_wins(tmp_path: Path):
 
 
 @given(
-    kept=st.lists(st.text(min_size=1, max_size=12), max_size=60, unique=True),
+    kept=st.lists(st.text(min_size=1, max_size=12), max_size=2000, unique=True),
     other=st.lists(st.text(min_size=1, max_size=12), max_size=60),
 )
 @settings(max_examples=examples(0.5), deadline=None)
 def test_the_ref_filter_never_says_certainly_not_of_a_kept_ref(kept, other):
-    refs = RefFilter(bits=1 << 12)  # small: "may" is often wrong, never "certainly not"
-    refs.add(ref_hashes(f"Condition/{k}" for k in kept))
+    refs = RefFilter()
+    for start in range(0, len(kept), 7):  # added a few at a time: the filter grows
+        refs.add(ref_hashes(f"Condition/{k}" for k in kept[start : start + 7]))
     for k in kept:
         assert refs.may_hold_any([f"Observation/{k}", f"Condition/{k}"])
     assert not refs.may_hold_any([])
-    fresh = RefFilter(bits=1 << 24)
-    fresh.add(ref_hashes(f"Condition/{k}" for k in kept))
     unseen = [f"Procedure/{o}" for o in other]
-    assert not fresh.may_hold_any(unseen)  # 2^29 bits: a false "may" is about (360 / 2**24) ** 6
+    assert not refs.may_hold_any(unseen)  # a false "may": about 4e-8 a ref
+
+
+def test_the_ref_filter_grows_and_still_knows_every_ref():
+    refs = RefFilter()
+    kept = [f"Observation/o{n}" for n in range(5000)]
+    for start in range(0, len(kept), 300):
+        refs.add(ref_hashes(kept[start : start + 300]))
+    assert len(refs.bits) * 8 >= 5000 * 64 > 1 << 16  # built again, larger
+    assert all(refs.may_hold_any([ref]) for ref in kept)
+    assert sum(refs.may_hold_any([f"Condition/o{n}"]) for n in range(5000)) == 0

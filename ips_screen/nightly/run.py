@@ -147,7 +147,7 @@ def _run_nightly(
             state / "locks" / "nightly.lock", base_url=f"the state folder {state}", mode=FILE_MODE
         )
         with lock, StateStore(state / STORE) as store:
-            clear_crashed_runs(store.ledger, state, now)
+            clear_crashed_runs(store.ledger, state, now, state / STORE)
             planned = (
                 "incremental" if _incremental_possible(store.facts, ruleset, config) else "full"
             )

@@ -4,9 +4,11 @@ a run), and what runs that crashed left behind.
     remove_downloads(state)            exports/*/files and stray files; each export's
                                        export-state.json (its status URL, no patient data) stays,
                                        so an interrupted export resumes
-    clear_crashed_runs(ledger, state)  downloads, staging folders of outputs never committed
-                                       (runs/.<id>.*.tmp), ledger rows still `running` marked
-                                       `interrupted` (and their empty run folders removed)
+    clear_crashed_runs(ledger, state, now, store)
+                                       downloads, staging folders of outputs never committed
+                                       (runs/.<id>.*.tmp), the staging file of a full load of
+                                       the store (store.sqlite-load), ledger rows still `running`
+                                       marked `interrupted` (and their empty run folders removed)
 
 Both are called under the practice lock (nightly/run.py), which proves no run is in progress.
 """
@@ -19,6 +21,7 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
+from ips_screen.store.full_load import remove_stage
 from ips_screen.store.ledger import RunLedger
 
 log = logging.getLogger("ips_screen.nightly")
@@ -44,10 +47,12 @@ def remove_downloads(state: Path) -> None:
                 item.unlink()
 
 
-def clear_crashed_runs(ledger: RunLedger, state: Path, now: datetime) -> None:
-    """What runs that did not finish left: downloads, staging folders, `running` ledger rows.
-    Called under the practice lock, which proves that no run is in progress."""
+def clear_crashed_runs(ledger: RunLedger, state: Path, now: datetime, store: Path) -> None:
+    """What runs that did not finish left: downloads, staging folders, the staging file of a
+    full load of the `store` (its facts), `running` ledger rows. Called under the practice lock,
+    which proves that no run is in progress."""
     remove_downloads(state)
+    remove_stage(store)
     runs_dir = state / "runs"
     if runs_dir.is_dir():
         for staging in runs_dir.glob(".*.tmp"):  # outputs.staging.StagedFolder's, never committed

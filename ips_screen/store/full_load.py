@@ -42,6 +42,13 @@ def stage_path(store: Path) -> Path:
     return store.with_name(store.name + STAGE_SUFFIX)
 
 
+def remove_stage(store: Path) -> None:
+    """Remove the staging file of a load that was killed (and its rollback journal)."""
+    path = stage_path(store)
+    for suffix in ("", "-journal"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
 class FullLoad:
     """Rows given in input order to an empty store (see the module); `stats` counts them. Use
     as a context manager: leaving it removes the staging file."""
@@ -51,7 +58,7 @@ class FullLoad:
         self.stats = ApplyStats()
         self.dropped = 0
         self.path = stage_path(db.path)
-        self.path.unlink(missing_ok=True)  # left by a load that was killed
+        remove_stage(db.path)  # left by a load that was killed
         os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
         self.sql.execute("ATTACH DATABASE ? AS stage", (str(self.path),))
         self.attached = True
@@ -127,5 +134,4 @@ class FullLoad:
                 self.sql.execute("ROLLBACK")
             self.sql.execute("DETACH DATABASE stage")
             self.attached = False
-        for suffix in ("", "-journal"):
-            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+        remove_stage(self.db.path)

@@ -14,14 +14,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ips_screen.nightly.config import PracticeConfig
 from ips_screen.nightly.part_load import RefFilter, ref_hashes
 from ips_screen.nightly.progress import NoProgress
+from ips_screen.nightly.run import run_nightly
 from ips_screen.nightly.sync import sync_files
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.sources import chunks, discover, iter_resources
 from ips_screen.store import StateStore
 from ips_screen.store.full_load import stage_path
 from tests.support.hypothesis_profile import examples
+from tests.support.paths import FROZEN_NOW
 
 SNOMED = "http://snomed.info/sct"
 
@@ -171,3 +174,24 @@ def test_the_ref_filter_grows_and_still_knows_every_ref():
     assert len(refs.bits) * 8 >= 5000 * 64 > 1 << 16  # built again, larger
     assert all(refs.may_hold_any([ref]) for ref in kept)
     assert sum(refs.may_hold_any([f"Condition/o{n}"]) for n in range(5000)) == 0
+
+
+def test_a_staging_file_left_by_a_killed_load_is_removed_by_the_next_night(
+    data: Path, tmp_path: Path
+):
+    """A load killed mid-way leaves store.sqlite-load (patients' facts) in the state folder;
+    the next night removes it even when it loads nothing in full (here: an incremental night)."""
+    state = tmp_path / "state"
+    config = PracticeConfig.model_validate(
+        {
+            "source": {"kind": "files", "path": str(data), "incremental": True},
+            "output": {"state_dir": str(state)},
+        }
+    )
+    first = run_nightly(config, now=FROZEN_NOW, as_of=FROZEN_NOW.date(), environ={})
+    assert first.mode == "full" and not stage_path(state / "store.sqlite").exists()
+    stale = stage_path(state / "store.sqlite")
+    stale.write_bytes(b"facts of a load that was killed")
+    later = run_nightly(config, now=FROZEN_NOW, as_of=FROZEN_NOW.date(), environ={})
+    assert later.mode == "incremental"
+    assert not stale.exists()

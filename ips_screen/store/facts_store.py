@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from itertools import islice
 from pathlib import Path
 
@@ -166,7 +166,7 @@ class FactsStore:
         is written to the store's tables if the block raises."""
         if not self.is_empty():
             raise ValueError("a full load needs an empty store")
-        with gc_paused(), self._bulk_load(True), FullLoad(self.db, threads) as load:
+        with gc_paused(), self._bulk_load(True), closing(FullLoad(self.db, threads)) as load:
             yield load
             load.finish()
 

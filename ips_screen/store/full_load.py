@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 
 from ips_screen.store.database import Database
 from ips_screen.store.rows import ApplyStats
@@ -50,8 +49,8 @@ def remove_stage(store: Path) -> None:
 
 
 class FullLoad:
-    """Rows given in input order to an empty store (see the module); `stats` counts them. Use
-    as a context manager: leaving it removes the staging file."""
+    """Rows given in input order to an empty store (see the module); `stats` counts them.
+    `close` removes the staging file (`FactsStore.full_load` calls it however the load ends)."""
 
     def __init__(self, db: Database, threads: int = 1) -> None:
         self.db, self.sql, self.threads = db, db.sql, max(1, threads)
@@ -65,17 +64,6 @@ class FullLoad:
         self.sql.execute("PRAGMA stage.journal_mode=MEMORY")
         self.sql.execute("PRAGMA stage.synchronous=OFF")
         self.sql.executescript(_STAGE_SCHEMA)
-
-    def __enter__(self) -> FullLoad:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def put(
         self,

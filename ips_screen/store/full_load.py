@@ -1,16 +1,17 @@
 """A load into an empty store: rows gathered in input order, then written in key order.
 
 Patient ids and record refs are random strings, so rows inserted as they come land in random
-places of the tables' B-trees and of the patient index, and each transaction rewrites pages
-the one before wrote: at 1,000,000 patients (3.1 million rows) that took 88 s on the benchmark
-VM, and in a full night it was the job's process that the reading processes waited for.
-Instead `FullLoad` appends the rows to a staging file beside the store (`<store>-load`, its own
-SQLite file, removed when the load ends, whatever ends it), and `finish` writes them into the
-store's tables in one transaction, each table in its key order, and builds the patient index
-afterwards: 23 s for the same rows. SQLite sorts them in memory up to the load's page cache
-(`BULK_CACHE_KIB`) and beyond that in its temporary files (in SQLITE_TMPDIR, else /var/tmp:
-removed from the folder as they are made, readable by the job's user only), about as much as the
-store's facts at most (700 MB at 1,000,000 patients).
+places of the tables' B-trees and of the patient index, and each transaction rewrites pages the
+one before wrote: at 1,000,000 patients (3.1 million rows) that took 88 s on the benchmark VM,
+and in a full night the job's process spent 81 of the load's 87 s writing them. Instead
+`FullLoad` appends the rows to a staging file beside the store (`<store>-load`, its own SQLite
+file, removed when the load ends, or by the next night's clean-up if the job was killed:
+`nightly.state_cleanup`), and `finish` writes them into the store's tables in one transaction,
+each table in its key order, and builds the patient index afterwards: 23 s for the same rows.
+SQLite sorts them in memory up to the load's page cache (`BULK_CACHE_KIB`) and beyond that in
+its temporary files (in SQLITE_TMPDIR, else /var/tmp: removed from the folder as they are made,
+readable by the job's user only), about as much as the store's facts at most (700 MB at
+1,000,000 patients).
 
 The last row given for a key wins, as in `FactsStore.apply`: rows are ordered by key, then by
 the order given, and each replaces the one before it. A ref given as dropped (a copy the rules

@@ -10,7 +10,7 @@ import gzip
 import hashlib
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -139,8 +139,7 @@ def patient_row(info: PatientInfo) -> bytes:
 
 
 def facts_from(data: bytes, records: list[Record]) -> PatientFacts:
-    base = PatientFacts.from_dict(orjson.loads(data))
-    return replace(base, records=tuple(sorted(records, key=record_order)))
+    return PatientFacts.from_dict(orjson.loads(data), tuple(sorted(records, key=record_order)))
 
 
 def deleted_refs(paths: Iterable[Path]) -> Iterator[str]:

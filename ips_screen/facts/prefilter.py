@@ -179,6 +179,9 @@ def candidate_ids(line: bytes) -> list[bytes] | None:
 
 # --- whole blocks of a Bulk file -----------------------------------------------------------------
 
+# A "code" value in a block without any backslash (so no escape can hide in a value).
+_PLAIN_CODE = re.compile(rb'"code"\s*:\s*"([^"]*)')
+
 
 def plain_lines(data: bytes | bytearray) -> int | None:
     """The number of lines of a block when every line ends in ``}\n`` (none is blank), else None.

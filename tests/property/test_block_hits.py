@@ -13,7 +13,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ips_screen.facts.extract import CodeIndex
-from ips_screen.facts.prefilter import MISS_TIMES, MISSES_KNOWN, Block, Prefilter
+from ips_screen.facts.prefilter import _PLAIN_CODE, MISS_TIMES, MISSES_KNOWN, Block, Prefilter
 from ips_screen.ruleset.loader import load_ruleset
 from tests.support.hypothesis_profile import examples
 
@@ -21,7 +21,6 @@ INDEX = CodeIndex(load_ruleset(None).codelists.values())
 SHARED = Prefilter(INDEX)  # learns across the examples, as a reading process across parts
 MATCHING = ["82423001", " 82423001 ", "751481000000104", "MG30.0", "mg30", "Mg30.01", "73438004"]
 OTHER = ["8867-4", "vital-signs", "{score}", "final", "72514-3", "", " ", "MG3", "G89"]
-PLAIN_CODE = re.compile(rb'"code"\s*:\s*"([^"]*)')  # a value, in a block without backslashes
 value = st.sampled_from(MATCHING + OTHER) | st.text(
     st.characters(codec="utf-8", exclude_categories=("Cc", "Cs"), exclude_characters='"\\'),
     max_size=12,
@@ -31,7 +30,7 @@ value = st.sampled_from(MATCHING + OTHER) | st.text(
 def reference_hits(data: bytes, prefilter: Prefilter) -> list[int]:
     """The lines (from 0) with a "code" value that may match: every value found, then a search
     for those that may (the implementation before the one-pass `candidates`)."""
-    values = set(PLAIN_CODE.findall(data))
+    values = set(_PLAIN_CODE.findall(data))
     spelled = [re.escape(v) + b'"' for v in values if prefilter.value_matches(v)]
     if not spelled:
         return []

@@ -74,12 +74,7 @@ def _shaped(line: bytes) -> bool:
     return b"\\" not in line or b"\\u" not in line
 
 
-# `Prefilter.candidates` passes by, in the regex, up to MISSES_KNOWN values found not to match,
-# each once found MISS_TIMES times (so the frequent ones: each costs the regex a comparison at
-# every "code" key); the others are looked at in Python.
-MISSES_KNOWN = 64
-MISS_TIMES = 8
-_MISSES_COUNTED = 100_000  # distinct values counted at most
+MISSES_KNOWN = 400  # values `Prefilter.candidates` passes by in the regex (the rest in Python)
 
 
 class Prefilter:
@@ -97,29 +92,25 @@ class Prefilter:
         self.prefixes = tuple(sorted(prefixes))
         self._seen: dict[bytes, bool] = {}
         self._misses: list[bytes] = []  # values found not to match, for `candidates`
-        self._missed: dict[bytes, int] = {}  # times each was found (in Python)
+        self._missed: set[bytes] = set()
         self._candidates: re.Pattern[bytes] | None = None
 
     def candidates(self) -> re.Pattern[bytes]:
-        """A "code" key with a string value that is not one of the frequent values found not
-        to match (see MISSES_KNOWN): in a block without backslashes, every value that may match
+        """A "code" key with a string value that is not one already found not to match (at
+        most MISSES_KNOWN of those): in a block without backslashes, every value that may match
         is at the end of one of these, and few others are (the values of a Bulk file recur)."""
         if self._candidates is None:
             known = b"|".join(re.escape(v) for v in self._misses)
-            lookahead = rb'(?!(?:%s)")' % known if known else b""
-            self._candidates = re.compile(rb'"code"\s*:\s*"' + lookahead)
+            self._candidates = re.compile(
+                rb'"code"\s*:\s*"' + (rb'(?!(?:%s)")' % known if known else b"")
+            )
         return self._candidates
 
     def learn_miss(self, raw: bytes) -> None:
-        """`raw` was found not to match once more: found MISS_TIMES times, `candidates` passes
-        it by from then on (up to MISSES_KNOWN values)."""
-        missed = self._missed
-        times = missed.get(raw, 0) + 1
-        if times == 1 and len(missed) >= _MISSES_COUNTED:
-            return
-        missed[raw] = times
-        if times == MISS_TIMES and len(self._misses) < MISSES_KNOWN:
+        """`raw` does not match: `candidates` will pass it by (up to MISSES_KNOWN values)."""
+        if raw not in self._missed and len(self._misses) < MISSES_KNOWN:
             self._misses.append(raw)
+            self._missed.add(raw)
             self._candidates = None
 
     def maybe(self, line: bytes) -> bool:

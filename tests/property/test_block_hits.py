@@ -13,7 +13,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ips_screen.facts.extract import CodeIndex
-from ips_screen.facts.prefilter import _PLAIN_CODE, MISS_TIMES, MISSES_KNOWN, Block, Prefilter
+from ips_screen.facts.prefilter import _PLAIN_CODE, MISSES_KNOWN, Block, Prefilter
 from ips_screen.ruleset.loader import load_ruleset
 from tests.support.hypothesis_profile import examples
 
@@ -78,15 +78,13 @@ def test_the_lines_found_are_the_references(lines, sort_keys, spaced):
 
 def test_values_past_those_it_keeps_in_the_pattern_are_still_looked_at():
     prefilter = Prefilter(INDEX)
-    misses = [f"x{n}" for n in range(MISSES_KNOWN + 50)] * MISS_TIMES  # each found enough
-    codes = [*misses, "82423001", *misses[:10], "mg30", "MG3", "MG30"]
+    misses = [f"x{n}" for n in range(MISSES_KNOWN + 50)]
     data = b"".join(
-        orjson.dumps(observation(n, [code], False)) + b"\n" for n, code in enumerate(codes)
+        orjson.dumps(observation(n, [code], False)) + b"\n"
+        for n, code in enumerate([*misses, "82423001", *misses[:10], "mg30"])
     )
     block = Block.of(data, "Observation", 1 << 20)
     assert block is not None
-    where = len(misses)
-    expected = [where, where + 11, where + 13]
+    expected = [MISSES_KNOWN + 50, MISSES_KNOWN + 61]
     assert block.hits(prefilter) == expected == reference_hits(data, Prefilter(INDEX))
-    assert len(prefilter._misses) == MISSES_KNOWN  # the pattern is full
     assert block.hits(prefilter) == expected  # again, with what it learned

@@ -74,9 +74,6 @@ def _shaped(line: bytes) -> bool:
     return b"\\" not in line or b"\\u" not in line
 
 
-MISSES_KNOWN = 400  # values `Prefilter.candidates` passes by in the regex (the rest in Python)
-
-
 class Prefilter:
     """ "Could any coding in this line be in a codelist?" from the bytes, with a cache per raw
     code value (the same few thousand values recur across millions of lines)."""
@@ -91,27 +88,6 @@ class Prefilter:
         self.codes = frozenset(codes)
         self.prefixes = tuple(sorted(prefixes))
         self._seen: dict[bytes, bool] = {}
-        self._misses: list[bytes] = []  # values found not to match, for `candidates`
-        self._missed: set[bytes] = set()
-        self._candidates: re.Pattern[bytes] | None = None
-
-    def candidates(self) -> re.Pattern[bytes]:
-        """A "code" key with a string value that is not one already found not to match (at
-        most MISSES_KNOWN of those): in a block without backslashes, every value that may match
-        is at the end of one of these, and few others are (the values of a Bulk file recur)."""
-        if self._candidates is None:
-            known = b"|".join(re.escape(v) for v in self._misses)
-            self._candidates = re.compile(
-                rb'"code"\s*:\s*"' + (rb'(?!(?:%s)")' % known if known else b"")
-            )
-        return self._candidates
-
-    def learn_miss(self, raw: bytes) -> None:
-        """`raw` does not match: `candidates` will pass it by (up to MISSES_KNOWN values)."""
-        if raw not in self._missed and len(self._misses) < MISSES_KNOWN:
-            self._misses.append(raw)
-            self._missed.add(raw)
-            self._candidates = None
 
     def maybe(self, line: bytes) -> bool:
         """False only when no "code" value in the line can match a codelist code."""
@@ -255,32 +231,13 @@ class Block:
             if any(escaped for _, escaped in found):  # every line with an escaped value
                 spelled.append(rb'[^"\\]*\\')
         else:
-            return self._plain_hits(prefilter)
+            values = set(_PLAIN_CODE.findall(self.data))
+            spelled = [re.escape(v) + b'"' for v in values if prefilter.value_matches(v)]
         if not spelled:
             return []
         pattern = re.compile(rb'"code"\s*:\s*"(?:' + b"|".join(spelled) + rb")")
         starts, out, last = self.starts, [], -1
         for found in pattern.finditer(self.data):
-            line = bisect_right(starts, found.start()) - 1
-            if line != last:
-                out.append(line)
-                last = line
-        return out
-
-    def _plain_hits(self, prefilter: Prefilter) -> list[int]:
-        """`hits` in a block without a backslash: one pass over the "code" values but those
-        already known not to match (`Prefilter.candidates`); each value found is looked at
-        here (it ends at the next quote, there being no escapes) and, if it does not match,
-        learned, so that the next blocks pass it by."""
-        data, starts, out, last = self.data, self.starts, [], -1
-        find, matches = data.find, prefilter.value_matches
-        for found in prefilter.candidates().finditer(data):
-            at = found.end()
-            end = find(b'"', at)
-            value = bytes(data[at : end if end != -1 else len(data)])
-            if not matches(value):
-                prefilter.learn_miss(value)
-                continue
             line = bisect_right(starts, found.start()) - 1
             if line != last:
                 out.append(line)

@@ -12,7 +12,8 @@ code; anything else is a bug and shows a traceback.
     │       └── AlreadyDecided  exit 6   the review was already accepted or declined (says
     │                                   who did what and when); nothing was changed
     ├── LockHeld              exit 7   another run holds the practice lock
-    └── PortInUse             exit 10  `serve`: the address and port are taken
+    ├── PortInUse             exit 10  `serve`: the address and port are taken
+    └── HelperDied            exit 11  a helper process was killed (`helper_died`)
 
 Exit 9 (`COMPLETED_WITH_ERRORS`) is not an exception: the nightly run finished, with errors.
 Exit 141 (`OUTPUT_CLOSED`, 128 + SIGPIPE, as a shell reports a command killed by it) is not one
@@ -66,6 +67,32 @@ class PortInUse(UserError):
     exit_code = 10
 
 
+class HelperDied(UserError):
+    """A process the command started to use another core (reading input, deciding patients,
+    making proposals) ended abruptly: killed from outside, most often by the system for want of
+    memory. Not a fault in the input or the tool (a worker's own errors come back as errors)."""
+
+    exit_code = 11
+
+
+HELPER_DIED = (
+    "a helper process ended abruptly (killed from outside, most often by the system for want of "
+    "memory) and the command stopped: its output files were not written. Run again with fewer "
+    "processes (--jobs, or jobs in the nightly config) or more memory"
+)
+
+
+def helper_died(exc: BaseException) -> HelperDied | None:
+    """`HelperDied` for a process pool broken by the death of one of its processes (None for
+    anything else). The pool's module is imported only if a pool was used."""
+    import sys
+
+    process = sys.modules.get("concurrent.futures.process")
+    if process is None or not isinstance(exc, process.BrokenProcessPool):
+        return None
+    return HelperDied(HELPER_DIED)
+
+
 def validation_problem(exc: ValidationError) -> str:
     """The first problem pydantic found in a configuration, as "where: what (and N more)"; a key
     the model does not have is an "unknown key"."""
@@ -91,7 +118,12 @@ EXIT_CODES = {
     "damaged Bulk export: a short or truncated file or a wrong line; none of it applied and the "
     "previous _since kept, so the next run asks again)",
     10: "serve: the address and port are already in use (another server is listening there)",
+    11: "a helper process was killed (most often by the system, for want of memory); no output "
+    "files written: run again with fewer processes (--jobs) or more memory",
     141: "the output was closed before it was all written (e.g. piped to head); nothing else",
 }
+EXIT_CODES_HELP = "exit codes:\n" + "\n".join(  # the commands' --help epilog
+    f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items()
+)
 COMPLETED_WITH_ERRORS = 9
 OUTPUT_CLOSED = 141

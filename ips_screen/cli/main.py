@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from concurrent.futures import BrokenExecutor
 
 from ips_screen import __version__
 from ips_screen.cli.arg_types import as_of_arg
@@ -14,18 +15,16 @@ from ips_screen.cli.review_cmd import add_review_parser
 from ips_screen.cli.serve_cmd import add_serve_parser
 from ips_screen.cli.server_args import add_server_args
 from ips_screen.cli.spark_cmd import add_spark_args
-from ips_screen.errors import EXIT_CODES, OUTPUT_CLOSED, UserError
+from ips_screen.errors import EXIT_CODES_HELP, OUTPUT_CLOSED, UserError, helper_died
 from ips_screen.log_setup import configure_logging
 from ips_screen.secret_values import redact
-
-EPILOG = "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ips-screen",
         description="Find people with chronic pain who are out of work and may want IPS.",
-        epilog=EPILOG,
+        epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"ips-screen {__version__}")
@@ -37,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="screen FHIR data and write decisions, summary, report and proposals",
         description="Screen FHIR data (files, folders, or a FHIR server base URL). Without "
         "--write nothing is written anywhere but --out.",
-        epilog=EPILOG,
+        epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     screen.add_argument("sources", nargs="+", metavar="SOURCE", help="file, folder or FHIR URL")
@@ -157,6 +156,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except UserError as exc:  # a secret that slipped into a message is not printed
         print(f"ips-screen: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except BrokenExecutor as exc:  # a process pool whose worker was killed: not a bug
+        died = helper_died(exc)
+        if died is None:
+            raise
+        print(f"ips-screen: error: {died}", file=sys.stderr)
+        return died.exit_code
     except KeyboardInterrupt:
         print("ips-screen: interrupted", file=sys.stderr)
         return 130

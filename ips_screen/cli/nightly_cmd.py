@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from ips_screen.cli.arg_types import as_of_arg
-from ips_screen.errors import EXIT_CODES
+from ips_screen.errors import EXIT_CODES_HELP
 
 HELP = "sync the practice's facts store, re-screen everyone, write proposals and the report"
 DESCRIPTION = (
@@ -25,12 +25,11 @@ DESCRIPTION = (
 
 def add_nightly_parser(sub: Any) -> None:
     """Register the `nightly` command on the main parser's sub-parsers."""
-    epilog = "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
     parser = sub.add_parser(
         "nightly",
         help=HELP,
         description=DESCRIPTION,
-        epilog=epilog,
+        epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", required=True, metavar="FILE", help="practice config (TOML)")

@@ -45,7 +45,13 @@ import orjson
 
 from ips_screen import __version__
 from ips_screen.engine import Decision, evaluate
-from ips_screen.errors import COMPLETED_WITH_ERRORS, ConfigError, ServerError, UserError
+from ips_screen.errors import (
+    COMPLETED_WITH_ERRORS,
+    ConfigError,
+    ServerError,
+    UserError,
+    helper_died,
+)
 from ips_screen.fhir.connection import open_client
 from ips_screen.nightly.config import PracticeConfig
 from ips_screen.nightly.last_lines import file_stamp
@@ -162,7 +168,9 @@ def _run_nightly(
                     store, run_id, config, ruleset, now, as_of, environ, progress, bulk_api, maker
                 )
             except BaseException as exc:
-                message = str(exc) if isinstance(exc, UserError) else type(exc).__name__
+                died = helper_died(exc)
+                failure = exc if died is None else died
+                message = str(failure) if isinstance(failure, UserError) else type(exc).__name__
                 store.ledger.finish_run(
                     run_id,
                     finished=datetime.now(tz=now.tzinfo),
@@ -171,6 +179,8 @@ def _run_nightly(
                     new_proposals=0,
                     errors=[message[:500]],
                 )
+                if died is not None:
+                    raise died from exc
                 raise
             finally:
                 if maker is not None:

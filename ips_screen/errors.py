@@ -13,7 +13,8 @@ code; anything else is a bug and shows a traceback.
     │                                   who did what and when); nothing was changed
     ├── LockHeld              exit 7   another run holds the practice lock
     ├── PortInUse             exit 10  `serve`: the address and port are taken
-    └── HelperDied            exit 11  a helper process was killed (`helper_died`)
+    ├── HelperDied            exit 11  a helper process was killed (`helper_died`)
+    └── DiskFull              exit 12  a write the disk refused (`disk_failed`)
 
 Exit 9 (`COMPLETED_WITH_ERRORS`) is not an exception: the nightly run finished, with errors.
 Exit 141 (`OUTPUT_CLOSED`, 128 + SIGPIPE, as a shell reports a command killed by it) is not one
@@ -22,6 +23,8 @@ either: the reader of the output went away (`review show ... | head`); the CLI e
 
 from __future__ import annotations
 
+import errno
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -82,6 +85,46 @@ HELPER_DIED = (
 )
 
 
+class DiskFull(UserError):
+    """A write to disk refused for want of room: the disk (or the user's quota) full, a file
+    size limit reached, or SQLite finding its database or disk full or failing to write it."""
+
+    exit_code = 12
+
+
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_SQLITE_FULL = 13  # SQLite's result code, with any extended code
+# SQLITE_IOERR_WRITE, _FSYNC, _DIR_FSYNC, _TRUNCATE, _SHMSIZE: what SQLite says when the system
+# refuses to write, sync or grow its files (past a file size limit, say); not its read errors.
+_SQLITE_WRITE_ERRORS = frozenset({778, 1034, 1290, 1546, 4874})
+
+
+def disk_failed(exc: BaseException) -> DiskFull | None:
+    """`DiskFull` for an error of writing to a disk with no room (None for anything else):
+    an OSError of ENOSPC, EDQUOT or EFBIG, or an SQLite error of a full database or disk or of
+    a write, sync or truncation the system refused."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        where = f": {exc.filename}" if exc.filename else ""
+        reason = f"{exc.strerror or os.strerror(exc.errno)}{where}"
+    else:
+        code = getattr(exc, "sqlite_errorcode", None)  # sqlite3.Error, Python 3.11+
+        if not isinstance(code, int) or not (
+            code & 0xFF == _SQLITE_FULL or code in _SQLITE_WRITE_ERRORS
+        ):
+            return None
+        reason = str(exc)
+    return DiskFull(
+        f"could not write to the disk ({reason}): the command stopped and its output files "
+        "were not written. Free some space (or raise the limit) and run again"
+    )
+
+
+def environment_failure(exc: BaseException) -> UserError | None:
+    """The user error an exception from the machine stands for (a helper process killed, a
+    disk that refused a write), None for anything else: a bug, shown with its traceback."""
+    return helper_died(exc) or disk_failed(exc)
+
+
 def helper_died(exc: BaseException) -> HelperDied | None:
     """`HelperDied` for a process pool broken by the death of one of its processes (None for
     anything else). The pool's module is imported only if a pool was used."""
@@ -120,6 +163,8 @@ EXIT_CODES = {
     10: "serve: the address and port are already in use (another server is listening there)",
     11: "a helper process was killed (most often by the system, for want of memory); no output "
     "files written: run again with fewer processes (--jobs) or more memory",
+    12: "a write the disk refused (full, over quota or past a file size limit); no output files "
+    "written: free some space and run again",
     141: "the output was closed before it was all written (e.g. piped to head); nothing else",
 }
 EXIT_CODES_HELP = "exit codes:\n" + "\n".join(  # the commands' --help epilog

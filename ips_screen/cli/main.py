@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from concurrent.futures import BrokenExecutor
 
 from ips_screen import __version__
 from ips_screen.cli.arg_types import as_of_arg
@@ -15,7 +14,7 @@ from ips_screen.cli.review_cmd import add_review_parser
 from ips_screen.cli.serve_cmd import add_serve_parser
 from ips_screen.cli.server_args import add_server_args
 from ips_screen.cli.spark_cmd import add_spark_args
-from ips_screen.errors import EXIT_CODES_HELP, OUTPUT_CLOSED, UserError, helper_died
+from ips_screen.errors import EXIT_CODES_HELP, OUTPUT_CLOSED, UserError, environment_failure
 from ips_screen.log_setup import configure_logging
 from ips_screen.secret_values import redact
 
@@ -156,18 +155,18 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except UserError as exc:  # a secret that slipped into a message is not printed
         print(f"ips-screen: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
-    except BrokenExecutor as exc:  # a process pool whose worker was killed: not a bug
-        died = helper_died(exc)
-        if died is None:
-            raise
-        print(f"ips-screen: error: {died}", file=sys.stderr)
-        return died.exit_code
     except KeyboardInterrupt:
         print("ips-screen: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `review show ... | head`: the reader has all it wanted
         _stdout_to_devnull()
         return OUTPUT_CLOSED
+    except Exception as exc:  # what the machine refused (not a bug) is said in one line too
+        refused = environment_failure(exc)
+        if refused is None:
+            raise
+        print(f"ips-screen: error: {redact(str(refused))}", file=sys.stderr)
+        return refused.exit_code
 
 
 def _stdout_to_devnull() -> None:

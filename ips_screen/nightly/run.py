@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
@@ -50,7 +51,7 @@ from ips_screen.errors import (
     ConfigError,
     ServerError,
     UserError,
-    helper_died,
+    environment_failure,
 )
 from ips_screen.fhir.connection import open_client
 from ips_screen.nightly.config import PracticeConfig
@@ -168,24 +169,33 @@ def _run_nightly(
                     store, run_id, config, ruleset, now, as_of, environ, progress, bulk_api, maker
                 )
             except BaseException as exc:
-                died = helper_died(exc)
-                failure = exc if died is None else died
+                refused = environment_failure(exc)
+                failure = exc if refused is None else refused
                 message = str(failure) if isinstance(failure, UserError) else type(exc).__name__
-                store.ledger.finish_run(
-                    run_id,
-                    finished=datetime.now(tz=now.tzinfo),
-                    status="failed",
-                    counts={},
-                    new_proposals=0,
-                    errors=[message[:500]],
-                )
-                if died is not None:
-                    raise died from exc
+                _record_failure(store, run_id, now, message)
+                if refused is not None:
+                    raise refused from exc
                 raise
             finally:
                 if maker is not None:
                     maker.close()
                 remove_downloads(state)
+
+
+def _record_failure(store: StateStore, run_id: int, now: datetime, message: str) -> None:
+    """Record the run as failed; when even that cannot be written (the disk that failed the run
+    is full), the next run finds it unfinished and says so (`clear_crashed_runs`)."""
+    try:
+        store.ledger.finish_run(
+            run_id,
+            finished=datetime.now(tz=now.tzinfo),
+            status="failed",
+            counts={},
+            new_proposals=0,
+            errors=[message[:500]],
+        )
+    except sqlite3.Error as exc:
+        log.warning("run %d failed, and could not be recorded as failed: %s", run_id, exc)
 
 
 def _incremental_possible(store: FactsStore, ruleset: CompiledRuleset, cfg: PracticeConfig) -> bool:

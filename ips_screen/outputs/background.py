@@ -21,6 +21,7 @@ that refuses it (EINVAL) gets the same bytes through the page cache."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import mmap
@@ -88,8 +89,11 @@ class DirectWrites:
         self.used = 0
 
     def close(self) -> None:
+        """Let go of the buffer: unmapped now, or (after a failed write, whose error's traceback
+        still holds a slice of it) when that error is let go."""
         self.view.release()
-        self.buffer.close()
+        with contextlib.suppress(BufferError):
+            self.buffer.close()
 
     def _write_all(self, view: memoryview) -> None:
         while view.nbytes:

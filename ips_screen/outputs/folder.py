@@ -15,6 +15,7 @@ earlier run's proposals.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
@@ -202,6 +203,12 @@ class OutputFolder:
         self._discard(self.writers)
 
     def _discard(self, writers: list[OutputWriter]) -> None:
-        for writer in writers:
-            writer.close()
-        self.folder.discard()
+        """Close every writer and remove the staging folder, whatever a close raises: closing a
+        file flushes what it buffered, which fails again on the full disk that failed the run
+        (the run's own error is the one raised)."""
+        try:
+            for writer in writers:
+                with contextlib.suppress(Exception):
+                    writer.close()
+        finally:
+            self.folder.discard()

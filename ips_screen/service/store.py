@@ -136,7 +136,8 @@ class ServiceStore:
                     self._cleaned_at = now
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite rolls back by itself on some errors (disk full)
+                    conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
 

@@ -74,12 +74,15 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (unless SQLite rolled it back
+        already: it does on some errors, such as a full disk, and a second ROLLBACK would fail
+        and hide the error)."""
         self.sql.execute("BEGIN IMMEDIATE")
         try:
             yield self.sql
         except BaseException:
-            self.sql.execute("ROLLBACK")
+            if self.sql.in_transaction:
+                self.sql.execute("ROLLBACK")
             raise
         self.sql.execute("COMMIT")
 

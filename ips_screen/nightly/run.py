@@ -123,13 +123,36 @@ def run_nightly(
     progress: Progress | None = None,
     bulk_api: BulkApi | None = _DEFAULT,
 ) -> NightlyResult:
-    """Run once; `LockHeld` when another run holds the practice's lock. `bulk_api` replaces the
-    Bulk export client (tests); None means "no Bulk export available"."""
+    """Run once; `LockHeld` when another run holds the practice's lock, `ConfigError` when the
+    state folder's store is damaged (`damaged_store`). `bulk_api` replaces the Bulk export
+    client (tests); None means "no Bulk export available"."""
     gc.freeze()  # the modules loaded so far: the night's collections need not look at them
     try:
         return _run_nightly(config, now, as_of, environ, progress, bulk_api)
+    except sqlite3.DatabaseError as exc:
+        damaged = damaged_store(exc, config.output.state_dir / STORE)
+        if damaged is None:
+            raise
+        raise damaged from exc
     finally:
         gc.unfreeze()
+
+
+_SQLITE_DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (with any extended code)
+
+
+def damaged_store(exc: sqlite3.DatabaseError, path: Path) -> ConfigError | None:
+    """The one-line error for a store SQLite cannot read (overwritten, cut short, a damaged
+    disk), None for any other database error. The store holds only what the runs made of the
+    source, the decisions and the runs' record: moved aside, the next run loads it all again."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(code, int) or code & 0xFF not in _SQLITE_DAMAGED:
+        return None
+    return ConfigError(
+        f"[output] state_dir: the store {path} cannot be read ({exc}). Restore it from a "
+        f"backup, or move it aside (with any {path.name}-wal and {path.name}-shm beside it): "
+        "the next run then loads everything again"
+    )
 
 
 def _run_nightly(

@@ -31,6 +31,7 @@ from ips_screen.errors import ConfigError
 from ips_screen.private_dir import PrivateDirError, ensure_private_dir, private_open
 
 DB_NAME = "service.sqlite"
+_SQLITE_DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB: a file SQLite cannot read
 CARD_RETENTION_SECONDS = 24 * 3600.0
 FAILURE_WINDOW_SECONDS = 15 * 60.0
 CLEANUP_EVERY_SECONDS = 60.0
@@ -80,9 +81,12 @@ def _digest(session_id: str) -> str:
 
 
 def open_database(state_dir: str | None) -> sqlite3.Connection:
-    """The service database in `state_dir` (made private), or in memory when it is None."""
+    """The service database in `state_dir` (made private), or in memory when it is None, with
+    its tables; `ConfigError` for a file SQLite cannot read."""
     if state_dir is None:
-        return sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        memory = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        memory.executescript(SCHEMA)
+        return memory
     folder = Path(state_dir)
     try:
         ensure_private_dir(folder)
@@ -94,9 +98,20 @@ def open_database(state_dir: str | None) -> sqlite3.Connection:
     conn = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
     )
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.executescript(SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _SQLITE_DAMAGED:
+            raise
+        raise ConfigError(
+            f"state_dir: the service's database {path} cannot be read ({exc}). Move it aside "
+            "(with any -wal and -shm file beside it): it holds only review-page sessions, "
+            "recent cards and EHR token ids, so signed-in users sign in again"
+        ) from None
     return conn
 
 
@@ -117,8 +132,6 @@ class ServiceStore:
         self._conn = open_database(state_dir)
         self._lock = threading.Lock()
         self._cleaned_at = float("-inf")
-        with self._lock:
-            self._conn.executescript(SCHEMA)
 
     def close(self) -> None:
         with self._lock:

@@ -52,7 +52,7 @@ def test_global_options_work_before_and_after_the_command(capsys, tmp_path: Path
     assert (args.verbose, args.quiet, args.log_format) == (True, True, "text")  # after an action
 
 
-def test_serve_on_a_port_in_use_says_so_in_one_line(capsys, tmp_path: Path):
+def _serve_config(tmp_path: Path) -> Path:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     config = tmp_path / "serve.toml"
     config.write_text(
@@ -63,6 +63,31 @@ def test_serve_on_a_port_in_use_says_so_in_one_line(capsys, tmp_path: Path):
         f"iss = {json.dumps(ISS)}\n"
         f"jwks = {{ keys = [{', '.join(_inline(k) for k in public_jwks(key)['keys'])}] }}\n"
     )
+    return config
+
+
+def test_serve_with_a_damaged_database_says_so_in_one_line(capsys, tmp_path: Path):
+    """The service's database overwritten (or its disk damaged): what it is and what to do,
+    before anything listens."""
+    config = _serve_config(tmp_path)
+    (tmp_path / "state").mkdir(mode=0o700)
+    database = tmp_path / "state" / "service.sqlite"
+    database.write_bytes(b"not a database, " * 512)
+    database.chmod(0o600)
+    with socket.socket() as probe:  # a port free a moment ago: nothing listens on it anyway
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code, out, err = run(capsys, "serve", "--config", str(config), "--port", str(port))
+    assert code == 4, err
+    assert err.startswith(
+        f"ips-screen: error: state_dir: the service's database {database} cannot be read "
+        "(file is not a database). Move it aside"
+    ), err
+    assert len(err.splitlines()) == 1 and out == ""
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(capsys, tmp_path: Path):
+    config = _serve_config(tmp_path)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

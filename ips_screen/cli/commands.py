@@ -15,6 +15,7 @@ from ips_screen.dates import LONDON, long_date, today_london
 from ips_screen.engine import Decision, evaluate
 from ips_screen.engine.decision import Step
 from ips_screen.errors import InputError, UserError
+from ips_screen.presentation.counts import plural
 from ips_screen.presentation.trace import step_line
 from ips_screen.ruleset.loader import DEFAULT_RULESET, load_ruleset
 
@@ -166,7 +167,8 @@ def _print_written(written: WriteReport) -> int:
 
     print(written.summary_line())
     if written.repaired:
-        print(f"Restored the missing review Task of {written.repaired} proposals.")
+        repaired = written.repaired
+        print(f"Restored the missing review Task of {repaired} {plural(repaired, 'proposal')}.")
     for patient, message in written.failed:
         print(f"ips-screen: {patient} not written: {message}", file=sys.stderr)
     if written.sweep_error:
@@ -187,14 +189,16 @@ def _print_summary(summary: dict, out: Path) -> None:
         past = f" (a past date: proposals are dated today, {long_date(today)})"
     elif as_of > today:
         past = f" (a future date: ages and time windows as of then; today is {long_date(today)})"
+    patients = summary["patients"]
     print(
-        f"Screened {summary['patients']} patients on records up to {long_date(as_of)}{past} "
-        f"with {summary['ruleset']}: {outcomes['propose']} to propose, "
+        f"Screened {patients} {plural(patients, 'patient')} on records up to "
+        f"{long_date(as_of)}{past} with {summary['ruleset']}: {outcomes['propose']} to propose, "
         f"{outcomes['not-eligible']} not eligible, {outcomes['excluded']} excluded."
     )
     skipped = summary.get("data_quality", {}).get("records_skipped", 0)
     if skipped:
-        print(f"{skipped} unreadable records were skipped (listed in summary.json).")
+        were = plural(skipped, "record was", "records were")
+        print(f"{skipped} unreadable {were} skipped (listed in summary.json).")
     written = [name for name in filenames() if (out / name).is_file()]
     print(f"Outputs in {out}/: {', '.join(written) or 'none'}")
 
@@ -307,7 +311,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     out = Path(args.out)
     counts = write_bulk(out, args.patients, args.seed, _as_of(args))
     total = sum(counts.values())
-    print(f"Wrote {args.patients} patients ({total} resources) to {out}/ as Bulk NDJSON:")
+    print(
+        f"Wrote {args.patients} {plural(args.patients, 'patient')} ({total} "
+        f"{plural(total, 'resource')}) to {out}/ as Bulk NDJSON:"
+    )
     for kind, n in sorted(counts.items()):
         print(f"  {kind:<18} {n:>9}")
     return 0
@@ -321,5 +328,5 @@ def cmd_load(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         raise UserError(f"{args.server}: expected a FHIR base URL (http:// or https://)")
     client = client_from_args(args, environ, args.server)
     written = load_bundles(client, [Path(s) for s in args.sources])
-    print(f"Loaded {written} resources into {args.server}")
+    print(f"Loaded {written} {plural(written, 'resource')} into {args.server}")
     return 0

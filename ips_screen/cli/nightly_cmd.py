@@ -45,6 +45,7 @@ def run_nightly_cmd(args: argparse.Namespace, environ: Mapping[str, str]) -> int
     from ips_screen.nightly.config import load_config
     from ips_screen.nightly.progress import make_progress
     from ips_screen.nightly.run import run_nightly
+    from ips_screen.presentation.counts import plural
 
     config = load_config(args.config)
     result = run_nightly(
@@ -55,14 +56,14 @@ def run_nightly_cmd(args: argparse.Namespace, environ: Mapping[str, str]) -> int
         progress=make_progress(sys.stderr),
     )
     outcomes = result.summary.get("outcomes", {})
-    new = result.proposals_new
-    changes = result.changes
+    new, changes, errors = result.proposals_new, result.changes, len(result.errors)
     print(
         f"Nightly run {result.run_id} ({result.mode}, {result.method}) as of "
-        f"{result.summary.get('as_of')}: {result.patients} patients screened, "
-        f"{outcomes.get('propose', 0)} to propose; {new} new proposal{'s' * (new != 1)} written, "
-        f"{result.proposals_open} open; {changes} change{'s' * (changes != 1)} since the last "
-        f"run; {len(result.errors) or 'no'} error{'s' * (len(result.errors) != 1)}."
+        f"{result.summary.get('as_of')}: {result.patients} {plural(result.patients, 'patient')} "
+        f"screened, {outcomes.get('propose', 0)} to propose; {new} new "
+        f"{plural(new, 'proposal')} written, {result.proposals_open} open; {changes} "
+        f"{plural(changes, 'change')} since the last run; {errors or 'no'} "
+        f"{plural(errors, 'error')}."
     )
     for error in result.errors[:20]:
         print(f"ips-screen: {error}", file=sys.stderr)

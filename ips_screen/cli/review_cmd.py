@@ -275,7 +275,7 @@ def _config_weeks(path: str | None) -> int:
 def format_followup(late: list[Unanswered], weeks: int) -> str:
     """An aligned table (order, patient, proposal, accepted date, age) and a count line: ids
     only, as in the batch outputs."""
-    from ips_screen.outputs.report import plural
+    from ips_screen.presentation.counts import plural
 
     if not late:
         return (
@@ -304,7 +304,7 @@ def format_followup(late: list[Unanswered], weeks: int) -> str:
 
 
 def _age(days: int | None) -> str:
-    from ips_screen.outputs.report import plural
+    from ips_screen.presentation.counts import plural
 
     if days is None:
         return "unknown (no authoredOn)"

@@ -213,7 +213,7 @@ class Downloader:
             if entry.count is not None and entry.count != done.lines:
                 counted = (
                     f"{path} (from {request_label('GET', entry.url)}): the manifest's count is "
-                    f"{entry.count}, the file holds {done.lines} resources"
+                    f"{entry.count}, the file holds {done.lines}"
                 )
                 if entry.kind != "error":  # data went missing: the export is damaged
                     path.unlink(missing_ok=True)

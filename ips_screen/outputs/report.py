@@ -18,6 +18,7 @@ from ips_screen.dates import LONDON, MONTHS, long_date, long_iso
 from ips_screen.engine.decision import Decision
 from ips_screen.outputs.summary import proposed_in_order
 from ips_screen.presentation.brief import brief_lines
+from ips_screen.presentation.counts import plural
 from ips_screen.presentation.labels import report_text, step_name
 from ips_screen.ruleset.loader import CompiledRuleset
 
@@ -61,11 +62,6 @@ def _moment(value: object) -> str:
     if when.tzinfo is not None:
         when = when.astimezone(LONDON)
     return f"{long_date(when.date())} at {when:%H:%M}"
-
-
-def plural(count: object, singular: str, many: str | None = None) -> str:
-    """The noun for a count: "patient" for 1, "patients" otherwise (`many`: an irregular one)."""
-    return singular if int(count or 0) == 1 else many or f"{singular}s"
 
 
 @lru_cache(maxsize=4)

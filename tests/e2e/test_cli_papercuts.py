@@ -155,3 +155,24 @@ def test_an_incremental_files_night_with_an_empty_folder_has_no_changes(capsys, 
     code, out, err = run(capsys, *night, "2026-11-27")
     assert code == 0, err
     assert "45 patients screened" in out and "no errors" in out
+
+
+def test_counts_of_one_are_said_in_the_singular(capsys, tmp_path: Path):
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(FIXTURES / "patients" / "01-unemployed-recent.json", one)
+    code, out, err = run(capsys, "screen", str(one), "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    assert out.startswith("Screened 1 patient on records up to "), out
+    config = tmp_path / "practice.toml"
+    config.write_text(
+        f'[source]\nkind = "files"\npath = "{one}"\n[screen]\nwrite = false\n'
+        f'[output]\nstate_dir = "{tmp_path / "state"}"\n',
+        encoding="utf-8",
+    )
+    code, out, err = run(capsys, "nightly", "--config", str(config), "--as-of", "2026-11-26")
+    assert code == 0, err
+    assert (
+        "1 patient screened, 1 to propose; 0 new proposals written, 0 open; 1 change since the "
+        "last run; no errors."
+    ) in out

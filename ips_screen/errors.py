@@ -119,6 +119,16 @@ def disk_failed(exc: BaseException) -> DiskFull | None:
     )
 
 
+_SQLITE_UNREADABLE = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (with any extended code)
+
+
+def sqlite_unreadable(exc: BaseException) -> bool:
+    """Whether an SQLite error says its file cannot be read as a database: overwritten, cut
+    short, or its pages damaged (the caller names the file and what to do)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # sqlite3.Error, Python 3.11+
+    return isinstance(code, int) and code & 0xFF in _SQLITE_UNREADABLE
+
+
 def environment_failure(exc: BaseException) -> UserError | None:
     """The user error an exception from the machine stands for (a helper process killed, a
     disk that refused a write), None for anything else: a bug, shown with its traceback."""

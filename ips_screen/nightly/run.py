@@ -52,6 +52,7 @@ from ips_screen.errors import (
     ServerError,
     UserError,
     environment_failure,
+    sqlite_unreadable,
 )
 from ips_screen.fhir.connection import open_client
 from ips_screen.nightly.config import PracticeConfig
@@ -139,15 +140,11 @@ def run_nightly(
         gc.unfreeze()
 
 
-_SQLITE_DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (with any extended code)
-
-
 def damaged_store(exc: sqlite3.DatabaseError, path: Path) -> ConfigError | None:
     """The one-line error for a store SQLite cannot read (overwritten, cut short, a damaged
     disk), None for any other database error. The store holds only what the runs made of the
     source, the decisions and the runs' record: moved aside, the next run loads it all again."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if not isinstance(code, int) or code & 0xFF not in _SQLITE_DAMAGED:
+    if not sqlite_unreadable(exc):
         return None
     return ConfigError(
         f"[output] state_dir: the store {path} cannot be read ({exc}). Restore it from a "

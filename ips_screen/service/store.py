@@ -27,11 +27,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ips_screen.errors import ConfigError
+from ips_screen.errors import ConfigError, sqlite_unreadable
 from ips_screen.private_dir import PrivateDirError, ensure_private_dir, private_open
 
 DB_NAME = "service.sqlite"
-_SQLITE_DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB: a file SQLite cannot read
 CARD_RETENTION_SECONDS = 24 * 3600.0
 FAILURE_WINDOW_SECONDS = 15 * 60.0
 CLEANUP_EVERY_SECONDS = 60.0
@@ -105,7 +104,7 @@ def open_database(state_dir: str | None) -> sqlite3.Connection:
         conn.executescript(SCHEMA)
     except sqlite3.DatabaseError as exc:
         conn.close()
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _SQLITE_DAMAGED:
+        if not sqlite_unreadable(exc):
             raise
         raise ConfigError(
             f"state_dir: the service's database {path} cannot be read ({exc}). Move it aside "

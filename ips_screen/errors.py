@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -107,10 +108,8 @@ def disk_failed(exc: BaseException) -> DiskFull | None:
         where = f": {exc.filename}" if exc.filename else ""
         reason = f"{exc.strerror or os.strerror(exc.errno)}{where}"
     else:
-        code = getattr(exc, "sqlite_errorcode", None)  # sqlite3.Error, Python 3.11+
-        if not isinstance(code, int) or not (
-            code & 0xFF == _SQLITE_FULL or code in _SQLITE_WRITE_ERRORS
-        ):
+        code = _sqlite_code(exc)
+        if code is None or not (code & 0xFF == _SQLITE_FULL or code in _SQLITE_WRITE_ERRORS):
             return None
         reason = str(exc)
     return DiskFull(
@@ -125,8 +124,14 @@ _SQLITE_UNREADABLE = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (with any extende
 def sqlite_unreadable(exc: BaseException) -> bool:
     """Whether an SQLite error says its file cannot be read as a database: overwritten, cut
     short, or its pages damaged (the caller names the file and what to do)."""
-    code = getattr(exc, "sqlite_errorcode", None)  # sqlite3.Error, Python 3.11+
-    return isinstance(code, int) and code & 0xFF in _SQLITE_UNREADABLE
+    code = _sqlite_code(exc)
+    return code is not None and code & 0xFF in _SQLITE_UNREADABLE
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    """An SQLite error's extended result code (sqlite3.Error, Python 3.11+); None for others."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code if isinstance(code, int) else None
 
 
 def environment_failure(exc: BaseException) -> UserError | None:
@@ -138,8 +143,6 @@ def environment_failure(exc: BaseException) -> UserError | None:
 def helper_died(exc: BaseException) -> HelperDied | None:
     """`HelperDied` for a process pool broken by the death of one of its processes (None for
     anything else). The pool's module is imported only if a pool was used."""
-    import sys
-
     process = sys.modules.get("concurrent.futures.process")
     if process is None or not isinstance(exc, process.BrokenProcessPool):
         return None

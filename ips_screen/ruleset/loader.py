@@ -79,11 +79,23 @@ def _load_with_lines(text: str, path: Path) -> tuple[object, dict[tuple, int]]:
         if node is None:
             raise RulesError(f"{path}: the file is empty")
         lines: dict[tuple, int] = {}
+        seen: set[int] = set()
 
         def walk(n: yaml.Node, loc: tuple) -> None:
+            if id(n) in seen:  # an alias (*name) names a node met before: refused
+                raise RulesError(
+                    f"{path}:{n.start_mark.line + 1}: a YAML anchor (&name) used again by an "
+                    "alias (*name): a ruleset spells every value out"
+                )
+            seen.add(id(n))
             lines[loc] = n.start_mark.line + 1
             if isinstance(n, yaml.MappingNode):
                 for key, value in n.value:
+                    if not isinstance(key, yaml.ScalarNode):
+                        raise RulesError(
+                            f"{path}:{key.start_mark.line + 1}: a key must be a plain word, "
+                            "not a list or a mapping"
+                        )
                     k = key.value
                     lines[(*loc, k)] = key.start_mark.line + 1
                     walk(value, (*loc, k))

@@ -102,6 +102,27 @@ def test_invalid_yaml_names_the_line(rules_copy: Path):
         load_ruleset(path)
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("id: &name x\nversion: *name\n", 1),  # a scalar used twice
+        ("id: x\nversion: '1'\ntexts: &t {}\ncriteria:\n  <<: *t\n", 3),  # a merge key
+    ],
+)
+def test_yaml_aliases_are_refused_naming_the_anchor(rules_copy: Path, text: str, line: int):
+    path = rules_copy / "ips-chronic-pain.yaml"
+    path.write_text(text)
+    with pytest.raises(RulesError, match=rf"ips-chronic-pain.yaml:{line}: a YAML anchor"):
+        load_ruleset(path)
+
+
+def test_a_key_that_is_not_a_plain_word_names_the_line(rules_copy: Path):
+    path = rules_copy / "ips-chronic-pain.yaml"
+    path.write_text("id: x\n? [a, b]\n: 1\n")
+    with pytest.raises(RulesError, match=r"ips-chronic-pain.yaml:2: a key must be a plain word"):
+        load_ruleset(path)
+
+
 def test_a_codelist_that_drifts_from_its_manifest_is_refused(rules_copy: Path):
     csv = rules_copy / "codelists" / "chronic-pain.csv"
     csv.write_text(csv.read_text() + "http://snomed.info/sct,999999,Made up,,nowhere\n")

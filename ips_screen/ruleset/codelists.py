@@ -12,6 +12,7 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -85,7 +86,14 @@ class Codelist:
 
 
 def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read the codelist ({_reason(exc)})") from None
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 def read_codelist(name: str, path: Path) -> Codelist:
@@ -96,7 +104,16 @@ def read_codelist(name: str, path: Path) -> Codelist:
         raise RulesError(f"{path}: codelist file not found") from None
     except UnicodeDecodeError as exc:
         raise RulesError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:  # a folder, no permission...
+        raise RulesError(f"{path}: cannot read the codelist ({_reason(exc)})") from None
     reader = csv.reader(io.StringIO(text))
+    try:
+        return _rows(name, path, reader)
+    except csv.Error as exc:  # a field over the csv module's limit, say
+        raise RulesError(f"{path}:{reader.line_num}: not CSV as expected ({exc})") from None
+
+
+def _rows(name: str, path: Path, reader: Any) -> Codelist:
     header = next(reader, None)
     if header != HEADER:
         raise RulesError(
@@ -129,6 +146,8 @@ def read_manifest(directory: Path) -> dict[str, str]:
         data = orjson.loads(path.read_bytes())
     except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read the manifest ({_reason(exc)})") from None
     except orjson.JSONDecodeError as exc:
         raise RulesError(f"{path}: not valid JSON ({exc})") from None
     files = data.get("files") if isinstance(data, dict) else None
@@ -161,7 +180,12 @@ def pin_directory(directory: Path) -> dict[str, str]:
     for path in sorted(directory.glob("*.csv")):
         read_codelist(path.stem, path)  # refuse to pin a broken file
         files[path.name] = file_sha256(path)
-    (directory / MANIFEST).write_bytes(
-        orjson.dumps({"files": files}, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
-    )
+    manifest = directory / MANIFEST
+    try:
+        manifest.write_bytes(
+            orjson.dumps({"files": files}, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+            + b"\n"
+        )
+    except OSError as exc:
+        raise RulesError(f"{manifest}: cannot write the manifest ({_reason(exc)})") from None
     return files

@@ -217,6 +217,10 @@ def load_ruleset(path: Path | str | None = None, *, check_pins: bool = True) -> 
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RulesError(f"{path}: ruleset file not found") from None
+    except UnicodeDecodeError as exc:
+        raise RulesError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:  # no permission...
+        raise RulesError(f"{path}: cannot read the ruleset ({exc.strerror or exc})") from None
     data, lines = _load_with_lines(text, path)
     if not isinstance(data, dict):
         raise RulesError(f"{path}:1: a ruleset must be a mapping of keys to values")

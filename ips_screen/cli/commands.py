@@ -79,11 +79,13 @@ def _source(args: argparse.Namespace) -> str | list[Path]:
 
 def cmd_screen(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from ips_screen.cli.spark_cmd import check_engine_args, run_spark_screen
+    from ips_screen.outputs.staging import check_folder
     from ips_screen.pipeline import screen_files, screen_server
     from ips_screen.sources.files import check_output_folder
 
     local = [s for s in args.sources if not is_server_url(s) and "://" not in s]
-    check_output_folder(local, args.out)  # before anything is read or written
+    check_folder(Path(args.out))  # before anything is read or written
+    check_output_folder(local, args.out)
     if check_engine_args(args) == "spark":
         summary, written = run_spark_screen(args, environ, _as_of(args))
         _print_summary(summary, Path(args.out))
@@ -304,11 +306,13 @@ def cmd_rules_pin(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from ips_screen.outputs.staging import make_folder
     from ips_screen.synth import write_bulk
 
     if args.patients < 1:
         raise UserError("--patients must be at least 1")
     out = Path(args.out)
+    make_folder(out)
     counts = write_bulk(out, args.patients, args.seed, _as_of(args))
     total = sum(counts.values())
     print(

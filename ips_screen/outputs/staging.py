@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+from ips_screen.errors import UserError, disk_failed
 from ips_screen.private_dir import private_open
 
 
@@ -37,6 +38,29 @@ def _sync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def check_folder(out_dir: Path) -> None:
+    """Refuse (`UserError`) an output folder whose name a file already has."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: a file is there, not a folder: name a folder for the outputs")
+
+
+def make_folder(out_dir: Path) -> None:
+    """Make an output folder (and its parents): a file of its name refused (`check_folder`),
+    and a folder the system will not make said as a `UserError` naming it (but a full disk,
+    which `errors.environment_failure` says)."""
+    check_folder(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_make(out_dir, exc) from None
+
+
+def _cannot_make(out_dir: Path, exc: OSError) -> OSError | UserError:
+    if disk_failed(exc) is not None:
+        return exc
+    return UserError(f"{out_dir}: cannot make the output folder ({exc.strerror or exc})")
+
+
 class StagedFolder:
     """An output folder written in a temporary sibling folder first: files are created there
     (`open`, `write_bytes`), and `commit` moves them into place, each with `os.replace`.
@@ -47,11 +71,17 @@ class StagedFolder:
         self.out_dir = Path(out_dir)
         self.made = not self.out_dir.exists()
         self.committed = False
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(self.out_dir)
         parent = self.out_dir.parent
-        self.staging = Path(
-            tempfile.mkdtemp(prefix=f".{self.out_dir.name}.", suffix=".tmp", dir=parent)
-        )
+        try:
+            self.staging = Path(
+                tempfile.mkdtemp(prefix=f".{self.out_dir.name}.", suffix=".tmp", dir=parent)
+            )
+        except OSError as exc:
+            if self.made:
+                with contextlib.suppress(OSError):
+                    self.out_dir.rmdir()
+            raise _cannot_make(self.out_dir, exc) from None
 
     def path(self, name: str) -> Path:
         return self.staging / name

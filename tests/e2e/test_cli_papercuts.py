@@ -176,3 +176,21 @@ def test_counts_of_one_are_said_in_the_singular(capsys, tmp_path: Path):
         "1 patient screened, 1 to propose; 0 new proposals written, 0 open; 1 change since the "
         "last run; no errors."
     ) in out
+
+
+def test_an_output_folder_that_cannot_be_one_is_said_in_one_line(capsys, tmp_path: Path):
+    """`--out` naming a file, or a folder inside a file, is refused before anything is read,
+    naming it, instead of a traceback after the screen (exit 2)."""
+    taken = tmp_path / "taken"
+    taken.write_text("someone's file\n")
+    for out, why in (
+        (taken, "a file is there, not a folder"),
+        (taken / "out", "cannot make the output folder (Not a directory)"),
+    ):
+        for args in (("screen", ONE, *AS_OF), ("synth", "--patients", "2")):
+            code, _, err = run(capsys, *args, "--out", str(out), "-q")
+            assert code == 2, err
+            assert err.startswith(f"ips-screen: error: {out}: {why}"), err
+            assert len(err.splitlines()) == 1, err
+    assert taken.read_text() == "someone's file\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # nothing left behind

@@ -15,7 +15,7 @@ earlier run's proposals.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
@@ -37,6 +37,8 @@ from ips_screen.outputs.writers import (
     RunInfo,
 )
 from ips_screen.ruleset.loader import CompiledRuleset
+
+log = logging.getLogger("ips_screen.outputs")
 
 
 class OutputFolder:
@@ -208,7 +210,9 @@ class OutputFolder:
         (the run's own error is the one raised)."""
         try:
             for writer in writers:
-                with contextlib.suppress(Exception):
+                try:
                     writer.close()
+                except Exception:  # kept in the debug log: a bug in a close shows there
+                    log.debug("closing %s also failed", writer.filename, exc_info=True)
         finally:
             self.folder.discard()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from pathlib import Path
@@ -95,6 +96,33 @@ def test_a_failed_writer_leaves_the_folder_as_it_was(decisions, ruleset, tmp_pat
     with pytest.raises(RuntimeError, match="template missing"):
         write(tmp_path / "new", decisions[:3], ruleset)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nor the folder it made
+
+
+def test_a_close_that_also_fails_is_in_the_debug_log(
+    decisions, ruleset, tmp_path, monkeypatch, caplog
+):
+    """A failed run closes its writers whatever their `close` raises (on a full disk it fails
+    again) and raises its own error; what a close raised is kept in the debug log, where a bug
+    in a writer's close shows."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("template missing")
+
+    def close_broken(self):
+        raise ValueError("close went wrong")
+
+    monkeypatch.setattr(report_html, "page_html", broken)
+    monkeypatch.setattr(report_html.ReportHtml, "close", close_broken)
+    with (
+        caplog.at_level(logging.DEBUG, logger="ips_screen.outputs"),
+        pytest.raises(RuntimeError, match="template missing"),
+    ):
+        write(tmp_path / "out", decisions[:3], ruleset)
+    [record] = [r for r in caplog.records if r.name == "ips_screen.outputs"]
+    assert record.levelno == logging.DEBUG
+    assert record.getMessage() == "closing report.html also failed"
+    assert record.exc_info is not None and str(record.exc_info[1]) == "close went wrong"
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
 
 
 class FlagsCsv(OutputWriter):

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ips_screen.errors import ConfigError
 from ips_screen.secret_values import env_name_problem
@@ -113,10 +113,10 @@ class SmartAuthSettings(_Strict):
     client_id_env: str | None = Field(
         None, description="the NAME of an environment variable holding the client id"
     )
-    client_id_file: Path | None = Field(
+    client_id_file: ConfigPath | None = Field(
         None, description="a file holding the client id (surrounding whitespace ignored)"
     )
-    private_key_file: Path | None = Field(
+    private_key_file: ConfigPath | None = Field(
         None, description="the PEM private key file (RS384 or ES384), readable by this process"
     )
     kid: str | None = Field(None, min_length=1, description="the key id registered with the key")
@@ -227,6 +227,18 @@ class FhirConnection(_Strict):
             }
         )
         return self.model_copy(update={"auth": auth})
+
+
+def _not_empty(value: object) -> object:
+    """A path written as "" (or spaces) is a slip, not this folder (pydantic reads "" as ".")."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError('an empty path; write "." for the config file\'s own folder')
+    return value
+
+
+# A path in a config file: an empty one refused (relative ones are taken from the file's folder)
+ConfigPath = Annotated[Path, BeforeValidator(_not_empty)]
+ConfigPathText = Annotated[str, BeforeValidator(_not_empty)]
 
 
 def error_message(error: Mapping[str, Any]) -> str:

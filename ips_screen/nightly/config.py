@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ips_screen.errors import ConfigError
 from ips_screen.fhir.connection import (
     BearerAuthSettings,
+    ConfigPath,
     FhirConnection,
     SmartAuthSettings,
     error_location,
@@ -73,7 +74,7 @@ class SourceConfig(_Section):
         "by Bulk export or REST search) or 'files' (a folder of FHIR JSON/NDJSON, reloaded in "
         "full every run unless incremental; for demos and benchmarks)"
     )
-    path: Path | None = Field(None, description="files: the folder (or file) to read")
+    path: ConfigPath | None = Field(None, description="files: the folder (or file) to read")
     incremental: bool = Field(
         False,
         description="files: true applies the folder's resources as the changes since the last "
@@ -149,7 +150,7 @@ class ExportConfig(_Section):
 
 
 class ScreenConfig(_Section):
-    rules: Path | None = Field(
+    rules: ConfigPath | None = Field(
         None, description="the ruleset file (default: the built-in rules/ips-chronic-pain.yaml)"
     )
     owner: str | None = Field(
@@ -180,14 +181,14 @@ class ScreenConfig(_Section):
 
 
 class OutputConfig(_Section):
-    state_dir: Path = Field(
+    state_dir: ConfigPath = Field(
         description="the job's own folder, made private by every run (0700, files 0600): "
         "store.sqlite (facts and the run ledger), locks/, exports/ (Bulk downloads, deleted "
         "after each run and after a crash), runs/<run id>/ (report.html, worklist.csv, "
         "decisions.ndjson, summary.json) and runs/latest"
     )
     keep_runs: int = Field(30, ge=1, le=10_000, description="run folders kept under runs/")
-    lock_dir: Path | None = Field(
+    lock_dir: ConfigPath | None = Field(
         None,
         description="the folder of the per-server write locks, shared by every ips-screen "
         "writing to the server from this machine (the nightly job and the service; set "

@@ -48,7 +48,12 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ips_screen.errors import ConfigError
-from ips_screen.fhir.connection import FhirConnection, error_location, error_message
+from ips_screen.fhir.connection import (
+    ConfigPathText,
+    FhirConnection,
+    error_location,
+    error_message,
+)
 from ips_screen.fhir.connection_keys import (
     Moved,
     log_deprecations,
@@ -99,7 +104,7 @@ class _Strict(BaseModel):
 class ReviewPageConfig(_Strict):
     """Sign-in for the review page: a users file, or a header set by a trusted proxy."""
 
-    users_file: str | None = None
+    users_file: ConfigPathText | None = None
     proxy_header: str | None = None
     proxy_users: dict[str, str] = Field(default_factory=dict)
     trusted_proxy_ips: list[str] = Field(default_factory=list)
@@ -183,7 +188,7 @@ class LeafletConfig(_Strict):
 
 class ServeConfig(_Strict):
     public_base_url: str
-    rules: str | None = None
+    rules: ConfigPathText | None = None
     fhir: FhirConnection  # the practice FHIR server, read and written with the service's OWN
     # credentials ([fhir] + [fhir.auth], the same shape as practice.toml's)
     ehr_auth: EhrAuthConfig | None  # None only when [ehr_auth] disabled = true
@@ -195,7 +200,7 @@ class ServeConfig(_Strict):
     # The folder of the state every worker shares (cards shown, EHR token ids, review-page
     # sessions, sign-in failures): required unless public_base_url is loopback (then, when
     # missing, that state is in memory: one worker, lost on restart).
-    state_dir: str | None = None
+    state_dir: ConfigPathText | None = None
     # EHR FHIR servers the service may read with the user's token when prefetch lacks data
     # (required unless public_base_url is loopback). Empty (loopback development only): any https
     # server whose host has only public addresses. A listed server may be http on loopback, or on

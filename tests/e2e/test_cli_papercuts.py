@@ -194,3 +194,19 @@ def test_an_output_folder_that_cannot_be_one_is_said_in_one_line(capsys, tmp_pat
             assert len(err.splitlines()) == 1, err
     assert taken.read_text() == "someone's file\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # nothing left behind
+
+
+def test_a_nightly_config_with_an_empty_path_stops_before_anything_is_written(
+    capsys, tmp_path: Path
+):
+    """`state_dir = ""` was read as the config's own folder (store and runs beside it), and
+    `path = ""` as that folder's files for records (another run's proposals.json among them)."""
+    config = tmp_path / "practice.toml"
+    for source, state in (('""', '"state"'), (json.dumps(ONE), '""')):
+        config.write_text(
+            f'[source]\nkind = "files"\npath = {source}\n[output]\nstate_dir = {state}\n'
+        )
+        code, _, err = run(capsys, "nightly", "--config", str(config), *AS_OF, "-q")
+        assert code == 4, err
+        assert err.endswith(': an empty path; write "." for the config file\'s own folder\n'), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["practice.toml"]

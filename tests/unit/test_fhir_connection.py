@@ -310,6 +310,53 @@ def test_serve_errors_name_the_file_and_key(tmp_path: Path, fhir: str, message: 
     assert message in str(raised.value)
 
 
+EMPTY = 'an empty path; write "." for the config file\'s own folder'
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        (
+            "p.toml",
+            '[source]\nkind = "files"\npath = ""\n[output]\nstate_dir = "s"\n',
+            "[source] path",
+        ),
+        (
+            "p.toml",
+            '[source]\nkind = "files"\npath = "d"\n[output]\nstate_dir = " "\n',
+            "[output] state_dir",
+        ),
+        (
+            "p.toml",
+            f'[source]\nkind = "files"\npath = "d"\n[screen]\nrules = ""\n{PRACTICE_TAIL}',
+            "[screen] rules",
+        ),
+        (
+            "p.toml",
+            f'[source]\nkind = "server"\n[fhir]\nbase_url = "{BASE}"\n[fhir.auth]\n'
+            f'method = "smart"\nclient_id = "c"\nkid = "k"\nprivate_key_file = ""\n{PRACTICE_TAIL}',
+            "[fhir.auth] private_key_file",
+        ),
+        ("s.toml", f'state_dir = ""\n{SERVE_HEAD}[fhir]\nbase_url = "{BASE}"\n', "state_dir"),
+        ("s.toml", f'rules = ""\n{SERVE_HEAD}[fhir]\nbase_url = "{BASE}"\n', "rules"),
+        (
+            "s.toml",
+            f'{SERVE_HEAD}[fhir]\nbase_url = "{BASE}"\n[review_page]\nusers_file = ""\n',
+            "review_page.users_file",
+        ),
+    ],
+)
+def test_an_empty_path_is_refused_not_read_as_this_folder(
+    tmp_path: Path, name: str, text: str, where: str
+):
+    """pydantic reads "" as ".": a practice whose state_dir or source path was left empty
+    would keep its store beside the config, or read the config's folder as its records."""
+    path = write(tmp_path, name, text)
+    with pytest.raises(ConfigError) as raised:
+        (load_practice if name == "p.toml" else load_serve)(path)
+    assert str(raised.value) == f"{path}: {where}: {EMPTY}"
+
+
 def test_cli_errors_name_the_option():
     with pytest.raises(UserError, match=r"^--token-env: this looks like a secret"):
         server_args.connection_from_args(

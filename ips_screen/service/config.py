@@ -275,6 +275,12 @@ def _ehr_auth(section: object, public_base_url: object) -> EhrAuthConfig | None:
     if disabled:
         if not (isinstance(public_base_url, str) and is_loopback(public_base_url)):
             raise ConfigError("ehr_auth: disabled = true is allowed only on a loopback address")
+        unknown = sorted(set(data) - set(EhrAuthConfig.model_fields))
+        if unknown:  # its own settings may stay (unread); another key is a slip, said
+            raise ConfigError(
+                f"ehr_auth: {', '.join(unknown)}: unknown key (a top-level setting written "
+                "below the [ehr_auth] table belongs above it)"
+            )
         return None
     return EhrAuthConfig.from_dict(data)
 

@@ -458,6 +458,13 @@ def test_auth_can_be_disabled_only_on_loopback(ehr_key):
         parse_config(data)
     data["public_base_url"] = "http://127.0.0.1:8080"
     assert parse_config(data).auth_disabled
+    # The table's own settings may stay, unread; another key is said, not ignored (a top-level
+    # setting written below the table's header lands in it).
+    data["ehr_auth"] = {"disabled": True, "leeway_seconds": 5, "issuers": []}
+    assert parse_config(data).auth_disabled
+    data["ehr_auth"] = {"disabled": True, "state_dir": "/var/lib/ips", "leeway_seconds": 5}
+    with pytest.raises(ConfigError, match=r"^ehr_auth: state_dir: unknown key \(a top-level"):
+        parse_config(data)
 
 
 # --------------------------------------------------------------------------- feedback

@@ -24,8 +24,9 @@ and a test checks that code outside it imports nothing else):
   credentials only to the server's own origin (`origin_of`).
 - `connection`: `FhirConnection`, the one description of a server connection (base URL, auth
   settings, timeouts, page size) that the CLI, practice.toml and serve.toml share, and
-  `open_client`, the one factory that builds a `FhirClient` from it; `connection_keys` reads the
-  old config keys with a deprecation line.
+  `open_client`, the one factory that builds a `FhirClient` from it, and `ConfigPath` (a path
+  setting of either file, never empty); `connection_keys` reads the old config keys with a
+  deprecation line.
 - `bulk`: Bulk Data 2.0 `export` of an `ExportRequest` (`bulk_request`): kick-off
   (`bulk_kickoff`), status (`bulk_status`), download and checking of the files (`bulk_download`,
   `bulk_lines`, `bulk_filter`), resume; `bulk_http` holds what they share.
@@ -61,6 +62,8 @@ from ips_screen.fhir.client import (
 )
 from ips_screen.fhir.connection import (
     BearerAuthSettings,
+    ConfigPath,
+    ConfigPathText,
     FhirConnection,
     NoAuthSettings,
     SmartAuthSettings,
@@ -84,6 +87,8 @@ __all__ = [
     "STATE_FILE",
     "BearerAuthSettings",
     "BearerTokenAuth",
+    "ConfigPath",
+    "ConfigPathText",
     "ExportDamaged",
     "ExportRequest",
     "ExportResult",

@@ -14,6 +14,7 @@ from ips_screen.cli.review_cmd import add_review_parser
 from ips_screen.cli.serve_cmd import add_serve_parser
 from ips_screen.cli.server_args import add_server_args
 from ips_screen.cli.spark_cmd import add_spark_args
+from ips_screen.cli.terminal import safe_terminal
 from ips_screen.errors import EXIT_CODES_HELP, OUTPUT_CLOSED, UserError, environment_failure
 from ips_screen.log_setup import configure_logging
 from ips_screen.secret_values import redact
@@ -142,12 +143,17 @@ def _common_screen_args(parser: argparse.ArgumentParser, *, patient_ids: bool = 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run a command; returns the exit code. Tests call this directly."""
-    from ips_screen.cli import commands
-
     environ = os.environ if environ is None else environ
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args)
+    with safe_terminal():  # what others wrote (names, notes, displays) cannot drive the terminal
+        configure_logging(args)
+        return _run(args, environ)
+
+
+def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from ips_screen.cli import commands
+
     try:
         code = commands.dispatch(args, environ)
         sys.stdout.flush()  # here, so a closed pipe is met inside this try

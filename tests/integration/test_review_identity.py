@@ -162,6 +162,25 @@ def test_an_invalid_nhs_number_is_flagged_on_the_page_and_in_the_cli(
     assert out.splitlines()[0] == "Name: OKAFOR, Ada"
 
 
+def test_a_name_written_to_drive_the_terminal_is_shown_as_text_in_the_cli(
+    fhir_client: FhirClient, fhir_server: FhirTestServer, capsys
+):
+    """Anyone who writes to the practice's server can put escape sequences in a name: `review
+    list` and `review show` print them as escapes (the terminal is not retitled or cleared)."""
+    proposed = load_proposed_patient(fhir_client, "esc", now=NOW)
+    (patient,) = [r for r in proposed.resources if r["resourceType"] == "Patient"]
+    hostile = {"family": "OKAFOR\x1b]0;X\x07\x1b[2J", "given": ["Ada\u202e"]}
+    fhir_client.update({**patient, "name": [hostile]})
+    url = fhir_server.base_url
+    assert main(["review", "show", proposed.task_id, "--server", url]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "Name: OKAFOR\\x1b]0;X\\x07\\x1b[2J, Ada\\u202e"
+    assert main(["review", "list", "--server", url]) == 0
+    listed = capsys.readouterr().out
+    assert "OKAFOR\\x1b]0;X\\x07\\x1b[2J, Ada\\u202e" in listed
+    assert not any(c in out + listed for c in "\x1b\x07\u202e")
+
+
 # --- 2. IPS history ----------------------------------------------------------------------------
 
 

@@ -5,8 +5,9 @@ character in one (an escape sequence that retitles the window, moves the cursor,
 screen, or on some terminals writes the clipboard) or a bidirectional-text override (which makes
 a name read as another) would act on the clinician's terminal instead of being shown. While a
 command runs, everything written to stdout and stderr (its output, its log lines, its one-line
-errors) passes through `safe_text`, which shows each such character as its escape (``\\x1b``,
-``\\u202e``) and keeps tabs and line ends. JSON output is unchanged: it escapes them already.
+errors) passes through `safe_text` (presentation/plain_text.py), which shows each such
+character as its escape (``\\x1b``, ``\\u202e``) and keeps tabs and line ends. JSON output
+is unchanged: it escapes them already.
 """
 
 from __future__ import annotations
@@ -16,21 +17,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-_C0 = [c for c in range(0x20) if c not in (0x09, 0x0A)]  # but tab and line feed
-_UNSAFE = {c: f"\\x{c:02x}" for c in (*_C0, 0x7F)} | {
-    c: f"\\u{c:04x}"
-    for c in (
-        *range(0x80, 0xA0),  # C1 controls (CSI, OSC ... in one character)
-        *range(0x202A, 0x202F),  # bidirectional embeddings and overrides
-        *range(0x2066, 0x206A),  # bidirectional isolates
-    )
-}
+from ips_screen.presentation.plain_text import UNSAFE, safe_text
 
-
-def safe_text(text: str) -> str:
-    """`text` with every control character but tab and line feed, and every bidirectional
-    override, written as its escape."""
-    return text.translate(_UNSAFE)
+__all__ = ["SafeStream", "safe_terminal", "safe_text"]
 
 
 class SafeStream:
@@ -40,7 +29,7 @@ class SafeStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        self._stream.write(text.translate(_UNSAFE))
+        self._stream.write(text.translate(UNSAFE))
         return len(text)
 
     def writelines(self, lines: Iterable[str]) -> None:

@@ -74,6 +74,8 @@ def _environment(cache_dir: Path | None = None) -> Environment:
     which a small nightly run spends elsewhere (`page_html`)."""
     from jinja2 import Environment, FileSystemBytecodeCache, PackageLoader, StrictUndefined
 
+    from ips_screen.presentation.plain_text import html_value
+
     cache = None
     if cache_dir is not None:
         cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -82,6 +84,7 @@ def _environment(cache_dir: Path | None = None) -> Environment:
         bytecode_cache=cache,
         loader=PackageLoader("ips_screen.outputs", "templates"),
         autoescape=True,
+        finalize=html_value,  # record displays others wrote are shown as text
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

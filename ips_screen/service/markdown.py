@@ -8,7 +8,8 @@ import re
 __all__ = ["md_escape"]
 
 _MD_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>|#~&!"})
-_BREAKS = re.compile(r"[\s\x00-\x1f\x7f]+")  # newlines, tabs, Unicode line separators, controls
+# newlines, tabs, Unicode line separators, C0 and C1 controls, bidirectional overrides
+_BREAKS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+")
 _BLOCK_START = re.compile(r"^(?:(\d{1,9})([.)])|([-+=]))")
 
 

@@ -13,6 +13,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from ips_screen import __version__
 from ips_screen.presentation.labels import category_text, review_headings
+from ips_screen.presentation.plain_text import html_value
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.service import signin
 from ips_screen.service.state import ServiceState
@@ -22,6 +23,7 @@ log = logging.getLogger("ips_screen.service")
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).with_name("templates")),
     autoescape=True,
+    finalize=html_value,  # names and notes others wrote cannot reorder or hide what is shown
     trim_blocks=True,
     lstrip_blocks=True,
 )

@@ -1,6 +1,7 @@
 """Text others wrote reaches a clinician's terminal as text: a control character or a
 bidirectional override in a record's display, a patient id or a file name is shown as its
-escape, in the output, the log lines and the one-line errors alike; tabs and line ends stay."""
+escape, in the output, the log lines and the one-line errors alike; tabs and line ends stay.
+report.html shows such a display as text too."""
 
 from __future__ import annotations
 
@@ -57,3 +58,13 @@ def test_an_error_naming_what_others_wrote_is_shown_as_text(capsys, hostile_reco
 def test_safe_text_keeps_tabs_and_line_ends_and_plain_unicode():
     assert safe_text("Ada\tOKAFOR\nJosé Ŝ 李\n") == "Ada\tOKAFOR\nJosé Ŝ 李\n"
     assert safe_text("a\rb\x00c\x7fd\u2066e") == "a\\x0db\\x00c\\x7fd\\u2066e"
+
+
+def test_report_html_shows_a_displays_control_characters_as_escapes(
+    capsys, hostile_record: Path, tmp_path: Path
+):
+    out = tmp_path / "out"
+    assert main(["screen", str(hostile_record), "--out", str(out), *AS_OF, "-q"]) == 0
+    html = (out / "report.html").read_text()
+    assert SHOWN.replace("\\u009b31m", "") in html
+    assert _raw_controls(html) == []

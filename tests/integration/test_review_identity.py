@@ -162,11 +162,13 @@ def test_an_invalid_nhs_number_is_flagged_on_the_page_and_in_the_cli(
     assert out.splitlines()[0] == "Name: OKAFOR, Ada"
 
 
-def test_a_name_written_to_drive_the_terminal_is_shown_as_text_in_the_cli(
-    fhir_client: FhirClient, fhir_server: FhirTestServer, capsys
+def test_a_name_written_to_drive_the_terminal_is_shown_as_text(
+    fhir_client: FhirClient, fhir_server: FhirTestServer, capsys, tmp_path: Path
 ):
-    """Anyone who writes to the practice's server can put escape sequences in a name: `review
-    list` and `review show` print them as escapes (the terminal is not retitled or cleared)."""
+    """Anyone who writes to the practice's server can put escape sequences or a bidirectional
+    override in a name: `review list` and `review show` print them as escapes (the terminal is
+    not retitled or cleared), and the review page shows them so too (the name cannot be made
+    to read as another)."""
     proposed = load_proposed_patient(fhir_client, "esc", now=NOW)
     (patient,) = [r for r in proposed.resources if r["resourceType"] == "Patient"]
     hostile = {"family": "OKAFOR\x1b]0;X\x07\x1b[2J", "given": ["Ada\u202e"]}
@@ -179,6 +181,10 @@ def test_a_name_written_to_drive_the_terminal_is_shown_as_text_in_the_cli(
     listed = capsys.readouterr().out
     assert "OKAFOR\\x1b]0;X\\x07\\x1b[2J, Ada\\u202e" in listed
     assert not any(c in out + listed for c in "\x1b\x07\u202e")
+    page = page_for(fhir_server, tmp_path, f"Practitioner/gp-{proposed.pid}")
+    for html in (page.get("/review/").text, page.get(f"/review/task/{proposed.task_id}").text):
+        assert "OKAFOR\\x1b]0;X\\x07\\x1b[2J, Ada\\u202e" in html
+        assert not any(c in html for c in "\x1b\x07\u202e")
 
 
 # --- 2. IPS history ----------------------------------------------------------------------------

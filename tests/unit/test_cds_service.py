@@ -290,6 +290,15 @@ def test_record_text_cannot_break_out_of_the_card_markdown(client: TestClient, e
     assert "bullet" in _blocks(card["detail"])
 
 
+def test_record_text_cannot_reorder_or_hide_the_card_words(client: TestClient, ehr_key):
+    """A bidirectional override or a C1 control in a display (the EHR renders the card's text)
+    becomes a space, as line breaks and C0 controls do."""
+    display = "Back\u202epain\x9b2J\u2066x\x85y"
+    resources = _displayed(fixture_resources("01"), display)
+    (card,) = call(client, ehr_key, hook_request("fx-01", prefetch_of(resources))).json()["cards"]
+    assert "- Back pain 2J x y, first recorded 7 February 2024." in card["detail"].split("\n")
+
+
 @pytest.mark.parametrize("status", ["draft", "active", "on-hold", "unknown", "completed"])
 def test_loop_guard_an_ips_referral_silences_the_card(client: TestClient, ehr_key, status):
     resources = fixture_resources("01")

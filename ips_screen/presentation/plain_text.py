@@ -1,0 +1,38 @@
+"""Text others wrote (names, notes, record displays), shown as text on every screen.
+
+A control character in such text (an escape sequence that drives a terminal) or a bidirectional
+override (which makes a name read as another, on a terminal or a web page alike) is shown as its
+escape (``\\x1b``, ``\\u202e``); tabs and line feeds stay, as do letters of every script
+(right-to-left ones need no override). The commands' output passes through it
+(cli/terminal.py), and so does every value the review page and report.html put into their HTML
+(`html_value`, the templates' `finalize`).
+"""
+
+from __future__ import annotations
+
+from markupsafe import Markup
+
+_C0 = [c for c in range(0x20) if c not in (0x09, 0x0A)]  # but tab and line feed
+UNSAFE = {c: f"\\x{c:02x}" for c in (*_C0, 0x7F)} | {
+    c: f"\\u{c:04x}"
+    for c in (
+        *range(0x80, 0xA0),  # C1 controls (CSI, OSC ... in one character)
+        *range(0x202A, 0x202F),  # bidirectional embeddings and overrides
+        *range(0x2066, 0x206A),  # bidirectional isolates
+    )
+}
+
+
+def safe_text(text: str) -> str:
+    """`text` with every control character but tab and line feed, and every bidirectional
+    override, written as its escape."""
+    return text.translate(UNSAFE)
+
+
+def html_value(value: object) -> object:
+    """A template value as `safe_text` (HTML the template marked safe stays marked)."""
+    if isinstance(value, Markup):
+        return Markup(str(value).translate(UNSAFE))  # noqa: S704 (HTML given as safe, escapes added)
+    if isinstance(value, str):
+        return value.translate(UNSAFE)
+    return value

@@ -52,7 +52,7 @@ from ips_screen.outputs.proposed import proposed_texts
 from ips_screen.outputs.summary import SummaryCounter, SummaryKey
 from ips_screen.reading import release_free_memory
 from ips_screen.ruleset.loader import CompiledRuleset
-from ips_screen.sources.parallel import fork_context
+from ips_screen.sources.parallel import fork_context, in_helper, start_guarded
 from ips_screen.store.facts_store import FactsReader
 from ips_screen.store.ledger import decision_digest
 
@@ -224,11 +224,14 @@ class Deciders:
         if self.jobs > 1 and self.executor is None and self._worth_it():
             release_free_memory()  # before the workers inherit it
             self.executor = ProcessPoolExecutor(
-                self.jobs, mp_context=fork_context(), initializer=_init, initargs=(self.how,)
+                self.jobs,
+                mp_context=fork_context(),
+                initializer=start_guarded,
+                initargs=(_init, self.how),
             )
         if self.executor is not None and batch:
             pieces = [batch[n : n + PIECE] for n in range(0, len(batch), PIECE)]
-            futures = [self.executor.submit(_decide_batch, piece) for piece in pieces]
+            futures = [self.executor.submit(in_helper, _decide_batch, piece) for piece in pieces]
             self.pending.append((tag, futures))
             self.in_flight += len(futures)
         else:

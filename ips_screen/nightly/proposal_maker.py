@@ -32,7 +32,7 @@ from ips_screen.outputs.formats.proposals_json import device_bytes, proposal_tem
 from ips_screen.outputs.report import page_html, warm
 from ips_screen.proposals.common import import_models
 from ips_screen.ruleset.loader import CompiledRuleset
-from ips_screen.sources.parallel import fork_context
+from ips_screen.sources.parallel import fork_context, in_helper, start_guarded
 
 
 class ProposalMaker:
@@ -43,18 +43,21 @@ class ProposalMaker:
     ) -> None:
         """`cache_dir`: where the report's compiled template is kept (`outputs.report`)."""
         self.executor = ProcessPoolExecutor(
-            1, mp_context=fork_context(), initializer=_init, initargs=(ruleset, owner)
+            1,
+            mp_context=fork_context(),
+            initializer=start_guarded,
+            initargs=(_init, ruleset, owner),
         )
-        self.device: Future[bytes] = self.executor.submit(device_bytes)
-        self.executor.submit(warm, cache_dir)
+        self.device: Future[bytes] = self.executor.submit(in_helper, device_bytes)
+        self.executor.submit(in_helper, warm, cache_dir)
 
     def page(self, page: dict[str, Any], cache_dir: Path | None) -> Future[str]:
         """report.html's HTML (`outputs.report.page_html`), made on the process."""
-        return self.executor.submit(page_html, page, cache_dir)
+        return self.executor.submit(in_helper, page_html, page, cache_dir)
 
     def template(self, decision: Decision) -> Future[bytes]:
         """The proposed decision's entries (`proposal_template`), made on the process."""
-        return self.executor.submit(_template, decision)
+        return self.executor.submit(in_helper, _template, decision)
 
     def close(self) -> None:
         """Wait for the entries asked for, and stop the process."""

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +47,35 @@ def default_jobs() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+class HelperStartFailed(RuntimeError):
+    """A helper process's initializer raised (a bug, or a broken installation): raised by each of
+    its tasks (`in_helper`), so that the command ends on it, with the helper's traceback, and not
+    on a pool broken as if the helper had been killed from outside (`errors.helper_died`)."""
+
+
+_START_FAILED: BaseException | None = None  # in a helper: what its initializer raised
+
+
+def start_guarded(initializer: Callable[..., None], *args: Any) -> None:
+    """A pool's initializer (`initargs=(initializer, *args)`): what `initializer(*args)` raises
+    is kept for `in_helper` instead of ending the process (which breaks the pool)."""
+    global _START_FAILED
+    try:
+        initializer(*args)
+    except Exception as exc:
+        _START_FAILED = exc
+
+
+def in_helper(task: Callable[..., T], *args: Any) -> T:
+    """`task(*args)` in a helper started by `start_guarded`; `HelperStartFailed` from what its
+    initializer raised, if it did."""
+    if _START_FAILED is not None:
+        raise HelperStartFailed(
+            f"a helper process failed as it started: {_START_FAILED!r}"
+        ) from _START_FAILED
+    return task(*args)
 
 
 def fork_context() -> multiprocessing.context.BaseContext:
@@ -103,10 +133,10 @@ def read_parts(
     # concurrent.futures, not multiprocessing.Pool: a Pool closed early (a bad line stops the
     # read) can hang for good in terminate() joining its handler threads; shutdown does not.
     executor = ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_init, initargs=(options, convert)
+        jobs, mp_context=context, initializer=start_guarded, initargs=(_init, options, convert)
     )
     try:
-        yield from executor.map(_read, chunks)
+        yield from executor.map(partial(in_helper, _read), chunks)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 

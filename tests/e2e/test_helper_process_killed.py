@@ -1,6 +1,8 @@
 """A helper process killed mid-run (the system's out-of-memory killer, an operator's `kill -9`)
 ends the command with one line saying so and exit 11, not a traceback; nothing half-written is
-left, and for the nightly job the run is recorded as failed and the next one succeeds.
+left, and for the nightly job the run is recorded as failed and the next one succeeds. A helper
+whose start fails (a bug, a broken installation) is not said to be killed: the command ends on
+its error, with the helper's traceback.
 
 The helpers are forked, so they run the functions these tests put in place of the real ones."""
 
@@ -16,6 +18,7 @@ from ips_screen.cli.main import main
 from ips_screen.errors import EXIT_CODES, HelperDied
 from ips_screen.nightly import deciding, proposal_maker
 from ips_screen.sources import chunks, parallel
+from ips_screen.sources.parallel import HelperStartFailed
 from ips_screen.store import StateStore
 from tests.support.bulk_files import as_bulk, resources_in
 from tests.support.paths import FIXTURES, FROZEN_NOW
@@ -134,6 +137,45 @@ def test_the_proposal_makers_process_killed_fails_the_night_in_one_line(
     assert code == 11, err
     _said_helper_died(err)
     assert [status for status, _ in _runs(tmp_path)] == ["ok", "failed"]
+
+
+BROKEN = r"ImportError\('fhir.resources is broken in this installation'\)"
+
+
+def _start_fails(*args) -> None:  # a helper's initializer
+    assert os.getpid() != PARENT
+    raise ImportError("fhir.resources is broken in this installation")
+
+
+def test_a_reading_process_that_fails_to_start_is_shown_as_its_error_not_as_killed(
+    capsys, tmp_path, monkeypatch
+):
+    data = as_bulk(resources_in([FIXTURES]), tmp_path / "in")
+    monkeypatch.setattr(parallel, "_init", _start_fails)
+    out = tmp_path / "out"
+    with pytest.raises(HelperStartFailed, match=BROKEN):
+        main(["-q", "screen", str(data), "--out", str(out), "--jobs", "2", "--as-of", "2026-11-26"])
+    assert "helper process ended abruptly" not in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("helper", ["deciding", "proposal maker"])
+def test_a_nightly_helper_that_fails_to_start_fails_the_night_on_its_error(
+    capsys, tmp_path, monkeypatch, helper
+):
+    """The maker runs on incremental nights: the first night loads, the second fails."""
+    data = as_bulk(resources_in([FIXTURES]), tmp_path / "in")
+    config = _config(tmp_path, data, incremental=True)
+    assert _night(config) == 0
+    if helper == "deciding":
+        monkeypatch.setattr(deciding, "PARALLEL_MIN", 1)  # decided on worker processes
+        monkeypatch.setattr(deciding, "_init", _start_fails)
+    else:
+        monkeypatch.setattr(proposal_maker, "_init", _start_fails)
+    with pytest.raises(HelperStartFailed, match=BROKEN):
+        _night(config)
+    assert "helper process ended abruptly" not in capsys.readouterr().err
+    assert [run for run in _runs(tmp_path)] == [("ok", ""), ("failed", "HelperStartFailed")]
 
 
 @pytest.mark.parametrize("command", [["--help"], ["nightly", "--help"]])

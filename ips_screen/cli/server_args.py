@@ -113,10 +113,17 @@ def connection_from_args(args: argparse.Namespace, base_url: str) -> FhirConnect
     """The connection the options describe for the server at `base_url` (no credential is read)."""
     from pydantic import ValidationError
 
-    from ips_screen.fhir.connection import FhirConnection, error_location, error_message
+    from ips_screen.fhir.connection import (
+        FhirConnection,
+        error_location,
+        error_message,
+        without_secrets,
+    )
 
     if not is_server_url(base_url):
-        raise UserError(f"{base_url}: a FHIR base URL starts with http:// or https://")
+        raise UserError(
+            f"{without_secrets(base_url)}: a FHIR base URL starts with http:// or https://"
+        )
     kind = getattr(args, "auth", None) or "none"
     smart_given = [o for a, o in _SMART_OPTIONS.items() if getattr(args, a, None) is not None]
     if kind != "smart" and smart_given:

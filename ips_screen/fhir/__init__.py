@@ -70,6 +70,7 @@ from ips_screen.fhir.connection import (
     error_location,
     error_message,
     open_client,
+    without_secrets,
 )
 from ips_screen.fhir.connection_keys import (
     Moved,
@@ -118,4 +119,5 @@ __all__ = [
     "supports_export",
     "upgrade_practice_keys",
     "upgrade_serve_keys",
+    "without_secrets",
 ]

@@ -198,10 +198,16 @@ class FhirConnection(_Strict):
     @classmethod
     def _base(cls, value: str) -> str:
         parts = urlsplit(value)
+        shown = without_secrets(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"a FHIR base URL starts with http:// or https://: {value!r}")
+            raise ValueError(f"a FHIR base URL starts with http:// or https://: {shown!r}")
+        if "@" in parts.netloc:  # sent as Basic auth by requests, and kept wherever it is named
+            raise ValueError(
+                f"a FHIR base URL holds no user name or password ({shown!r}): give credentials "
+                "with the auth settings"
+            )
         if parts.query or parts.fragment:
-            raise ValueError(f"a FHIR base URL has no query or fragment: {value!r}")
+            raise ValueError(f"a FHIR base URL has no query or fragment: {shown!r} had one")
         return value.rstrip("/")
 
     @model_validator(mode="after")
@@ -227,6 +233,14 @@ class FhirConnection(_Strict):
             }
         )
         return self.model_copy(update={"auth": auth})
+
+
+def without_secrets(url: str) -> str:
+    """`url` as it may be shown: no user name or password, query or fragment (each may carry a
+    credential)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else host + parts.path
 
 
 def _not_empty(value: object) -> object:

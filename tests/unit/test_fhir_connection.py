@@ -357,6 +357,39 @@ def test_an_empty_path_is_refused_not_read_as_this_folder(
     assert str(raised.value) == f"{path}: {where}: {EMPTY}"
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://ips:s3cret-pw@f.example/R4", "holds no user name or password"),
+        ("https://f.example/R4?access_token=s3cret-pw", "has no query or fragment"),
+        ("https://f.example/R4#s3cret-pw", "has no query or fragment"),
+        ("ftp://ips:s3cret-pw@f.example/R4", "starts with http:// or https://"),
+    ],
+)
+def test_a_base_url_with_a_credential_in_it_is_refused_without_repeating_it(
+    tmp_path: Path, capsys, url: str, message: str
+):
+    """A password in the URL would go out as Basic auth and be kept wherever the URL is named
+    (the store, the locks, messages); a token in a query string likewise. Refused in
+    practice.toml, serve.toml and on the command line alike, the URL shown without them."""
+    from ips_screen.cli.main import main
+
+    practice = write(
+        tmp_path,
+        "p.toml",
+        f'[source]\nkind = "server"\n[fhir]\nbase_url = "{url}"\n{PRACTICE_TAIL}',
+    )
+    serve = write(tmp_path, "s.toml", f'{SERVE_HEAD}[fhir]\nbase_url = "{url}"\n')
+    for path, load in ((practice, load_practice), (serve, load_serve)):
+        with pytest.raises(ConfigError, match=message) as raised:
+            load(path)
+        assert "s3cret" not in str(raised.value) and "f.example/R4" in str(raised.value)
+    if url.startswith("https"):  # (another scheme is a path or a Spark URI on the command line)
+        assert main(["screen", url, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "s3cret" not in err, err
+
+
 def test_cli_errors_name_the_option():
     with pytest.raises(UserError, match=r"^--token-env: this looks like a secret"):
         server_args.connection_from_args(

@@ -12,6 +12,17 @@ import sys
 
 import orjson
 
+from ips_screen.presentation.plain_text import one_line
+
+
+class _TextFormatter(logging.Formatter):
+    """A record as one line: its message's line feeds and control characters escaped
+    (`one_line`), so that what a message quotes cannot forge a line of its own; a traceback
+    below it stays as Python wrote it."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return one_line(super().formatMessage(record))
+
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -34,7 +45,7 @@ def configure_logging(args: argparse.Namespace) -> None:
     if args.log_format == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     root = logging.getLogger("ips_screen")
     root.handlers[:] = [handler]
     root.setLevel(level)

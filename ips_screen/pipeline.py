@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ips_screen import __version__
 from ips_screen.engine import Decision, evaluate
 from ips_screen.facts.model import PatientFacts
+from ips_screen.presentation.counts import plural
 from ips_screen.reading import gc_paused
 from ips_screen.ruleset.loader import CompiledRuleset
 
@@ -83,11 +84,15 @@ def screen_files(
         jobs=default_jobs() if jobs is None else jobs,
         skip=() if out_dir is None else (out_dir,),  # a folder of earlier outputs in the input
     )
+    report, patients = population.report, len(population.patients)
     log.info(
-        "read %d resources from %d files: %d patients",
-        population.report.resources_read,
-        population.report.files_read,
-        len(population.patients),
+        "read %d %s from %d %s: %d %s",
+        report.resources_read,
+        plural(report.resources_read, "resource"),
+        report.files_read,
+        plural(report.files_read, "file"),
+        patients,
+        plural(patients, "patient"),
     )
     return _screen(population, ruleset, as_of=as_of, out_dir=out_dir, now=now, owner=owner)
 
@@ -116,10 +121,13 @@ def screen_server(
         skip_invalid=skip_invalid,
         progress=_progress("read"),
     )
+    read, patients = population.report.resources_read, len(population.patients)
     log.info(
-        "read %d resources from the FHIR server: %d patients",
-        population.report.resources_read,
-        len(population.patients),
+        "read %d %s from the FHIR server: %d %s",
+        read,
+        plural(read, "resource"),
+        patients,
+        plural(patients, "patient"),
     )
     return _screen(population, ruleset, as_of=as_of, out_dir=out_dir, now=now, owner=owner)
 

@@ -17,6 +17,7 @@ from ips_screen.cli.spark_cmd import add_spark_args
 from ips_screen.cli.terminal import safe_terminal
 from ips_screen.errors import EXIT_CODES_HELP, OUTPUT_CLOSED, UserError, environment_failure
 from ips_screen.log_setup import configure_logging
+from ips_screen.presentation.plain_text import one_line
 from ips_screen.secret_values import redact
 
 
@@ -159,7 +160,7 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         sys.stdout.flush()  # here, so a closed pipe is met inside this try
         return code
     except UserError as exc:  # a secret that slipped into a message is not printed
-        print(f"ips-screen: error: {redact(str(exc))}", file=sys.stderr)
+        print(f"ips-screen: error: {one_line(redact(str(exc)))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("ips-screen: interrupted", file=sys.stderr)
@@ -171,7 +172,7 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         refused = environment_failure(exc)
         if refused is None:
             raise
-        print(f"ips-screen: error: {redact(str(refused))}", file=sys.stderr)
+        print(f"ips-screen: error: {one_line(redact(str(refused)))}", file=sys.stderr)
         return refused.exit_code
 
 

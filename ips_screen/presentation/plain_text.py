@@ -5,7 +5,8 @@ override (which makes a name read as another, on a terminal or a web page alike)
 escape (``\\x1b``, ``\\u202e``); tabs and line feeds stay, as do letters of every script
 (right-to-left ones need no override). The commands' output passes through it
 (cli/terminal.py), and so does every value the review page and report.html put into their HTML
-(`html_value`, the templates' `finalize`).
+(`html_value`, the templates' `finalize`); a one-line error and a text log line have their line
+feeds escaped as well (`one_line`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ def safe_text(text: str) -> str:
     """`text` with every control character but tab and line feed, and every bidirectional
     override, written as its escape."""
     return text.translate(UNSAFE)
+
+
+def one_line(text: str) -> str:
+    """`safe_text` with line feeds escaped too: a message quoting what others wrote (a file name
+    with a line end in it, say) stays the one line it is, and cannot print one that looks like
+    the tool's own."""
+    return text.translate(UNSAFE).replace("\n", "\\n")
 
 
 def html_value(value: object) -> object:

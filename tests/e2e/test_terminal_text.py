@@ -1,17 +1,21 @@
 """Text others wrote reaches a clinician's terminal as text: a control character or a
 bidirectional override in a record's display, a patient id or a file name is shown as its
-escape, in the output, the log lines and the one-line errors alike; tabs and line ends stay.
+escape, in the output, the log lines and the one-line errors alike; tabs and line ends stay in
+the output, and are escaped in a one-line error or a log line, which stays one line.
 report.html shows such a display as text too."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
 from ips_screen.cli.main import main
 from ips_screen.cli.terminal import safe_text
+from ips_screen.log_setup import configure_logging
 from tests.support.paths import FIXTURES
 
 AS_OF = ["--as-of", "2026-11-26"]
@@ -68,3 +72,25 @@ def test_report_html_shows_a_displays_control_characters_as_escapes(
     html = (out / "report.html").read_text()
     assert SHOWN.replace("\\u009b31m", "") in html
     assert _raw_controls(html) == []
+
+
+def test_an_error_naming_a_file_with_a_line_end_in_its_name_stays_one_line(capsys, tmp_path):
+    """A file name can hold a line feed: the error quoting it cannot print a second line that
+    looks like one of the tool's own."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "bad\n21:00:00 INFO run 7 done.json").write_text("not json")
+    code = main(["screen", str(folder), "--out", str(tmp_path / "out"), *AS_OF, "-q"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert err.splitlines() == [
+        f"ips-screen: error: {folder}/bad\\n21:00:00 INFO run 7 done.json:1: not valid JSON "
+        "(invalid literal, expected 'null' at column 1)"
+    ]
+
+
+def test_a_text_log_line_stays_one_line(capsys):
+    configure_logging(argparse.Namespace(verbose=False, quiet=False, log_format="text"))
+    logging.getLogger("ips_screen.test").warning("read %s", "a\n12:00:00 ERROR forged\x1b[2J")
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.endswith(" WARNING read a\\n12:00:00 ERROR forged\\x1b[2J")

@@ -73,7 +73,7 @@ from ips_screen.nightly.sync import (
 from ips_screen.nightly.work import period_start, work_outstanding
 from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.formats.decisions_ndjson import DecisionsNdjson
-from ips_screen.presentation.counts import plural
+from ips_screen.presentation.counts import counted, plural
 from ips_screen.private_dir import FILE_MODE, PrivateDirError, ensure_private_dir, private_umask
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.sources.parallel import default_jobs
@@ -422,7 +422,11 @@ def _followup(
         "unanswered": [{**asdict(u), "weeks": u.weeks} for u in late],
     }
     outputs.add_file("followup.json", orjson.dumps(listed, option=orjson.OPT_INDENT_2))
-    log.info("follow-up: %d accepted referrals unanswered after %d weeks", len(late), weeks)
+    log.info(
+        "follow-up: %s unanswered after %s",
+        counted(len(late), "accepted referral"),
+        counted(weeks, "week"),
+    )
     return len(late)
 
 
@@ -478,14 +482,14 @@ def _log_end(
     run_id: int, synced: SyncResult, counts: dict, new_proposals: int, errors: list[str]
 ) -> None:
     log.info(
-        "run %d done (%s, %s): %d patients, %d new proposals, %d open, %d changes, %d errors",
+        "run %d done (%s, %s): %s, %s, %d open, %s, %s",
         run_id,
         synced.mode,
         synced.method,
-        counts["patients"],
-        new_proposals,
+        counted(counts["patients"], "patient"),
+        counted(new_proposals, "new proposal"),
         counts["open_proposals"],
-        counts["changes"],
-        len(errors),
+        counted(counts["changes"], "change"),
+        counted(len(errors), "error"),
         extra={"event": {"run": run_id, "mode": synced.mode, **counts, "errors": len(errors)}},
     )

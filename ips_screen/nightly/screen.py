@@ -57,6 +57,7 @@ from ips_screen.nightly.steps import ProposalTally
 from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.proposed import Proposed
 from ips_screen.outputs.summary import SummaryKey
+from ips_screen.presentation.counts import counted
 from ips_screen.reading import gc_paused
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.sources.parallel import default_jobs
@@ -453,12 +454,11 @@ def screen_all(
     stats.gone = last_patients - stats.kept
     stats.changes += stats.gone
     log.info(
-        "screened %d patients: %d evaluated, %d cached decisions reused (%d lines read from the "
-        "last run's decisions.ndjson)",
-        stats.patients,
+        "screened %s: %d evaluated, %s reused (%s read from the last run's decisions.ndjson)",
+        counted(stats.patients, "patient"),
         stats.evaluated,
-        stats.reused,
-        0 if last is None else last.used,
+        counted(stats.reused, "cached decision"),
+        counted(0 if last is None else last.used, "line"),
         extra={"event": {"screened": stats.patients, "evaluated": stats.evaluated}},
     )
     return stats

@@ -164,6 +164,7 @@ def test_counts_of_one_are_said_in_the_singular(capsys, tmp_path: Path):
     code, out, err = run(capsys, "screen", str(one), "--out", str(tmp_path / "out"))
     assert code == 0, err
     assert out.startswith("Screened 1 patient on records up to "), out
+    assert " INFO read 5 resources from 1 file: 1 patient\n" in err, err  # the log lines too
     config = tmp_path / "practice.toml"
     config.write_text(
         f'[source]\nkind = "files"\npath = "{one}"\n[screen]\nwrite = false\n'
@@ -176,6 +177,8 @@ def test_counts_of_one_are_said_in_the_singular(capsys, tmp_path: Path):
         "1 patient screened, 1 to propose; 0 new proposals written, 0 open; 1 change since the "
         "last run; no errors."
     ) in out
+    assert " INFO screened 1 patient: 1 evaluated, 0 cached decisions reused (0 lines " in err
+    assert "): 1 patient, 0 new proposals, 0 open, 1 change, 0 errors\n" in err, err
 
 
 def test_an_output_folder_that_cannot_be_one_is_said_in_one_line(capsys, tmp_path: Path):

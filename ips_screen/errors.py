@@ -32,6 +32,13 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cron or systemd timeout, `kill`), raised in the main thread as Ctrl-C's
+    KeyboardInterrupt is (`cli.main`), so that the command stops the same way: its helper
+    processes stopped, nothing half-written left, its locks released, the nightly run recorded
+    as failed; exit 143 (128 + SIGTERM)."""
+
+
 class UserError(Exception):
     """An error the user can fix; shown as one line, never a traceback."""
 
@@ -179,9 +186,12 @@ EXIT_CODES = {
     12: "a write the disk refused (full, over quota or past a file size limit); no output files "
     "written: free some space and run again",
     141: "the output was closed before it was all written (e.g. piped to head); nothing else",
+    143: "terminated (SIGTERM, e.g. a timeout): stopped cleanly, no output files written; the "
+    "nightly run is recorded as failed and the next one runs as usual",
 }
 EXIT_CODES_HELP = "exit codes:\n" + "\n".join(  # the commands' --help epilog
     f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items()
 )
 COMPLETED_WITH_ERRORS = 9
 OUTPUT_CLOSED = 141
+TERMINATED = 143

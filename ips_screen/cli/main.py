@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from ips_screen import __version__
 from ips_screen.cli.arg_types import as_of_arg
@@ -15,7 +18,14 @@ from ips_screen.cli.serve_cmd import add_serve_parser
 from ips_screen.cli.server_args import add_server_args
 from ips_screen.cli.spark_cmd import add_spark_args
 from ips_screen.cli.terminal import safe_terminal
-from ips_screen.errors import EXIT_CODES_HELP, OUTPUT_CLOSED, UserError, environment_failure
+from ips_screen.errors import (
+    EXIT_CODES_HELP,
+    OUTPUT_CLOSED,
+    TERMINATED,
+    Terminated,
+    UserError,
+    environment_failure,
+)
 from ips_screen.log_setup import configure_logging
 from ips_screen.presentation.plain_text import one_line
 from ips_screen.secret_values import redact
@@ -147,9 +157,27 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     parser = build_parser()
     args = parser.parse_args(argv)
-    with safe_terminal():  # what others wrote (names, notes, displays) cannot drive the terminal
+    with safe_terminal(), _terminate_as_interrupt():
         configure_logging(args)
         return _run(args, environ)
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises `Terminated` in the main thread while the command runs (by default it
+    would end the process at once: no clean-up, and helper processes left holding its locks)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -162,6 +190,9 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     except UserError as exc:  # a secret that slipped into a message is not printed
         print(f"ips-screen: error: {one_line(redact(str(exc)))}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print("ips-screen: terminated (SIGTERM): stopped, no output files written", file=sys.stderr)
+        return TERMINATED
     except KeyboardInterrupt:
         print("ips-screen: interrupted", file=sys.stderr)
         return 130

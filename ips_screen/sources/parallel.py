@@ -10,10 +10,13 @@ order, each with its file and line.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -59,13 +62,35 @@ _START_FAILED: BaseException | None = None  # in a helper: what its initializer 
 
 
 def start_guarded(initializer: Callable[..., None], *args: Any) -> None:
-    """A pool's initializer (`initargs=(initializer, *args)`): what `initializer(*args)` raises
-    is kept for `in_helper` instead of ending the process (which breaks the pool)."""
+    """A pool's initializer (`initargs=(initializer, *args)`): the helper ends with its parent
+    (`_die_with_parent`), and what `initializer(*args)` raises is kept for `in_helper` instead
+    of ending the process (which breaks the pool)."""
     global _START_FAILED
+    _die_with_parent()
     try:
         initializer(*args)
     except Exception as exc:
         _START_FAILED = exc
+
+
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _die_with_parent() -> None:
+    """Have the system kill this helper when its parent dies (Linux: PR_SET_PDEATHSIG): a
+    parent killed outright (the out-of-memory killer, `kill -9`) cannot stop its helpers, which
+    would otherwise wait for work for ever, holding the memory and the files and locks they
+    inherited (the practice lock: every later night would be refused). Elsewhere nothing."""
+    parent = multiprocessing.parent_process()
+    if not sys.platform.startswith("linux") or parent is None:
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent.pid:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def in_helper(task: Callable[..., T], *args: Any) -> T:

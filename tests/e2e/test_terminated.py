@@ -1,0 +1,140 @@
+"""A nightly run stopped from outside while its helper processes decide patients: by SIGTERM (a
+cron or systemd timeout) it stops as Ctrl-C stops it, in one line with exit 143, its helpers
+ended, nothing half-written; killed outright (SIGKILL, the out-of-memory killer) its helpers end
+with it. Either way the practice lock is free and the next night runs; before, the helpers lived
+on holding the lock, and every later night was refused as "another run".
+
+The job runs in a subprocess whose deciding helper blocks at its first piece until the test lets
+it go, on named pipes (no timing): the test knows the night is mid-screen when it signals."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ips_screen.store import StateStore
+from tests.support.bulk_files import as_bulk, resources_in
+from tests.support.paths import FIXTURES, FROZEN_NOW, ROOT
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="helpers end with their parent on Linux"
+)
+
+HOOKS = """
+import os
+
+from ips_screen.nightly import deciding
+
+REAL = deciding._decide_batch
+
+
+def blocked(piece):  # in a deciding helper: the first piece waits for the test
+    try:
+        os.close(os.open(os.environ["STARTED"] + ".claimed", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return REAL(piece)
+    with open(os.environ["STARTED"], "w") as started:
+        started.write(str(os.getpid()))
+    with open(os.environ["GO"]) as go:
+        go.read()
+    return REAL(piece)
+
+
+deciding._decide_batch = blocked
+deciding.PARALLEL_MIN = 1  # decided on helper processes
+"""
+WRAPPER = "import runpy, night_hooks\nrunpy.run_module('ips_screen', run_name='__main__')\n"
+
+
+def _setup(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    data = as_bulk(resources_in([FIXTURES]), tmp_path / "in")
+    config = tmp_path / "practice.toml"
+    config.write_text(
+        f'[source]\nkind = "files"\npath = "{data}"\njobs = 2\n[screen]\nwrite = false\njobs = 2\n'
+        f'[output]\nstate_dir = "{tmp_path / "state"}"\n',
+        encoding="utf-8",
+    )
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "night_hooks.py").write_text(HOOKS)
+    for pipe in ("started", "go"):
+        os.mkfifo(tmp_path / pipe)
+    env = {**os.environ, "PYTHONPATH": f"{hooks}{os.pathsep}{ROOT}", "TZ": "Europe/London"}
+    env.update(STARTED=str(tmp_path / "started"), GO=str(tmp_path / "go"))
+    return config, env
+
+
+def _night(config: Path, env: dict[str, str], hooked: bool) -> subprocess.Popen:
+    as_of = FROZEN_NOW.date().isoformat()
+    command = ["-q", "nightly", "--config", str(config), "--as-of", as_of]
+    start = ["-c", WRAPPER] if hooked else ["-m", "ips_screen"]
+    return subprocess.Popen(
+        [sys.executable, *start, *command], env=env, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _helper_started(tmp_path: Path) -> int:
+    with (tmp_path / "started").open() as started:  # returns once the helper has written
+        return int(started.read())
+
+
+def _ended(pid: int) -> bool:
+    """Whether process `pid` ends (within 30 s); if not, it is killed, not left behind."""
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        if select.select([handle], [], [], 30)[0]:
+            return True
+        signal.pidfd_send_signal(handle, signal.SIGKILL)
+        return False
+    finally:
+        os.close(handle)
+
+
+def _runs(tmp_path: Path) -> list[str]:
+    with StateStore(tmp_path / "state" / "store.sqlite") as store:
+        return [run["status"] for run in store.ledger.recent_runs(5)]
+
+
+def _next_night_runs(tmp_path: Path, config: Path, env: dict[str, str]) -> None:
+    again = _night(config, env, hooked=False)
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err  # not exit 7: no helper holds the practice lock
+    assert (tmp_path / "state" / "runs" / "latest" / "decisions.ndjson").stat().st_size
+    assert [n.name for n in (tmp_path / "state" / "runs").iterdir() if n.name.startswith(".")] == []
+
+
+def test_sigterm_stops_the_night_and_its_helpers_in_one_line(tmp_path: Path):
+    config, env = _setup(tmp_path)
+    night = _night(config, env, hooked=True)
+    helper = _helper_started(tmp_path)
+    night.send_signal(signal.SIGTERM)
+    with (tmp_path / "go").open("w") as go:  # the helper's piece ends; the job stops cleanly
+        go.write("go")
+    _, err = night.communicate(timeout=120)
+    assert night.returncode == 143, err
+    assert err == "ips-screen: terminated (SIGTERM): stopped, no output files written\n"
+    assert _ended(helper)
+    assert not (tmp_path / "state" / "runs" / "latest").exists()
+    assert _runs(tmp_path) == ["failed"]
+    _next_night_runs(tmp_path, config, env)
+    assert _runs(tmp_path) == ["failed", "ok"]
+
+
+def test_a_night_killed_outright_takes_its_helpers_with_it(tmp_path: Path):
+    config, env = _setup(tmp_path)
+    night = _night(config, env, hooked=True)
+    helper = _helper_started(tmp_path)  # blocked for good: nobody lets it go
+    night.kill()
+    night.communicate(timeout=120)
+    assert _ended(helper)  # the system ended it with its parent
+    _next_night_runs(tmp_path, config, env)
+    assert _runs(tmp_path) == ["interrupted", "ok"]

@@ -16,6 +16,7 @@ from datetime import date
 from typing import TYPE_CHECKING, NamedTuple, TypedDict
 
 from ips_screen.engine.decision import Decision, Step
+from ips_screen.presentation.plain_text import one_line
 from ips_screen.presentation.trace import step_line
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.ruleset.model import OutsideAgeRange
@@ -268,7 +269,9 @@ def proposed_in_order(decisions: Iterable[Decision]) -> list[Decision]:
 
 
 def _cell(text: str) -> str:
-    """Stop a spreadsheet reading a cell as a formula."""
+    """A cell as text: not read as a formula by a spreadsheet, and its control characters and
+    bidirectional overrides (from record displays) shown as escapes, on one line (`one_line`)."""
+    text = one_line(text)
     return f"'{text}" if text.startswith(_FORMULA_START) else text
 
 

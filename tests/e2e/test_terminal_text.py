@@ -2,7 +2,7 @@
 bidirectional override in a record's display, a patient id or a file name is shown as its
 escape, in the output, the log lines and the one-line errors alike; tabs and line ends stay in
 the output, and are escaped in a one-line error or a log line, which stays one line.
-report.html shows such a display as text too."""
+report.html and worklist.csv show such a display as text too."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_safe_text_keeps_tabs_and_line_ends_and_plain_unicode():
     assert safe_text("a\rb\x00c\x7fd\u2066e") == "a\\x0db\\x00c\\x7fd\\u2066e"
 
 
-def test_report_html_shows_a_displays_control_characters_as_escapes(
+def test_report_and_worklist_show_a_displays_control_characters_as_escapes(
     capsys, hostile_record: Path, tmp_path: Path
 ):
     out = tmp_path / "out"
@@ -72,6 +72,9 @@ def test_report_html_shows_a_displays_control_characters_as_escapes(
     html = (out / "report.html").read_text()
     assert SHOWN.replace("\\u009b31m", "") in html
     assert _raw_controls(html) == []
+    worklist = (out / "worklist.csv").read_text()  # a spreadsheet shows it as text too
+    assert SHOWN.replace("\\u009b31m", "") in worklist
+    assert _raw_controls(worklist) == []
 
 
 def test_an_error_naming_a_file_with_a_line_end_in_its_name_stays_one_line(capsys, tmp_path):

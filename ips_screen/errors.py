@@ -19,6 +19,8 @@ code; anything else is a bug and shows a traceback.
 Exit 9 (`COMPLETED_WITH_ERRORS`) is not an exception: the nightly run finished, with errors.
 Exit 141 (`OUTPUT_CLOSED`, 128 + SIGPIPE, as a shell reports a command killed by it) is not one
 either: the reader of the output went away (`review show ... | head`); the CLI ends quietly.
+Exit 143 (`TERMINATED`, 128 + SIGTERM) comes from `Terminated`, a KeyboardInterrupt the CLI
+raises on SIGTERM, so that the command stops as Ctrl-C stops it (exit 130).
 """
 
 from __future__ import annotations

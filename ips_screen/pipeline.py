@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ips_screen import __version__
 from ips_screen.engine import Decision, evaluate
 from ips_screen.facts.model import PatientFacts
-from ips_screen.presentation.counts import plural
+from ips_screen.presentation.counts import counted
 from ips_screen.reading import gc_paused
 from ips_screen.ruleset.loader import CompiledRuleset
 
@@ -86,13 +86,10 @@ def screen_files(
     )
     report, patients = population.report, len(population.patients)
     log.info(
-        "read %d %s from %d %s: %d %s",
-        report.resources_read,
-        plural(report.resources_read, "resource"),
-        report.files_read,
-        plural(report.files_read, "file"),
-        patients,
-        plural(patients, "patient"),
+        "read %s from %s: %s",
+        counted(report.resources_read, "resource"),
+        counted(report.files_read, "file"),
+        counted(patients, "patient"),
     )
     return _screen(population, ruleset, as_of=as_of, out_dir=out_dir, now=now, owner=owner)
 
@@ -123,11 +120,7 @@ def screen_server(
     )
     read, patients = population.report.resources_read, len(population.patients)
     log.info(
-        "read %d %s from the FHIR server: %d %s",
-        read,
-        plural(read, "resource"),
-        patients,
-        plural(patients, "patient"),
+        "read %s from the FHIR server: %s", counted(read, "resource"), counted(patients, "patient")
     )
     return _screen(population, ruleset, as_of=as_of, out_dir=out_dir, now=now, owner=owner)
 

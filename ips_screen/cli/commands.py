@@ -15,7 +15,7 @@ from ips_screen.dates import LONDON, long_date, today_london
 from ips_screen.engine import Decision, evaluate
 from ips_screen.engine.decision import Step
 from ips_screen.errors import InputError, UserError
-from ips_screen.presentation.counts import plural
+from ips_screen.presentation.counts import counted, plural
 from ips_screen.presentation.trace import step_line
 from ips_screen.ruleset.loader import DEFAULT_RULESET, load_ruleset
 
@@ -170,7 +170,7 @@ def _print_written(written: WriteReport) -> int:
     print(written.summary_line())
     if written.repaired:
         repaired = written.repaired
-        print(f"Restored the missing review Task of {repaired} {plural(repaired, 'proposal')}.")
+        print(f"Restored the missing review Task of {counted(repaired, 'proposal')}.")
     for patient, message in written.failed:
         print(f"ips-screen: {patient} not written: {message}", file=sys.stderr)
     if written.sweep_error:
@@ -193,7 +193,7 @@ def _print_summary(summary: dict, out: Path) -> None:
         past = f" (a future date: ages and time windows as of then; today is {long_date(today)})"
     patients = summary["patients"]
     print(
-        f"Screened {patients} {plural(patients, 'patient')} on records up to "
+        f"Screened {counted(patients, 'patient')} on records up to "
         f"{long_date(as_of)}{past} with {summary['ruleset']}: {outcomes['propose']} to propose, "
         f"{outcomes['not-eligible']} not eligible, {outcomes['excluded']} excluded."
     )
@@ -316,8 +316,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     counts = write_bulk(out, args.patients, args.seed, _as_of(args))
     total = sum(counts.values())
     print(
-        f"Wrote {args.patients} {plural(args.patients, 'patient')} ({total} "
-        f"{plural(total, 'resource')}) to {out}/ as Bulk NDJSON:"
+        f"Wrote {counted(args.patients, 'patient')} ({counted(total, 'resource')}) to {out}/ "
+        "as Bulk NDJSON:"
     )
     for kind, n in sorted(counts.items()):
         print(f"  {kind:<18} {n:>9}")
@@ -332,5 +332,5 @@ def cmd_load(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         raise UserError(f"{args.server}: expected a FHIR base URL (http:// or https://)")
     client = client_from_args(args, environ, args.server)
     written = load_bundles(client, [Path(s) for s in args.sources])
-    print(f"Loaded {written} {plural(written, 'resource')} into {args.server}")
+    print(f"Loaded {counted(written, 'resource')} into {args.server}")
     return 0

@@ -45,7 +45,7 @@ def run_nightly_cmd(args: argparse.Namespace, environ: Mapping[str, str]) -> int
     from ips_screen.nightly.config import load_config
     from ips_screen.nightly.progress import make_progress
     from ips_screen.nightly.run import run_nightly
-    from ips_screen.presentation.counts import plural
+    from ips_screen.presentation.counts import counted, plural
 
     config = load_config(args.config)
     result = run_nightly(
@@ -59,11 +59,10 @@ def run_nightly_cmd(args: argparse.Namespace, environ: Mapping[str, str]) -> int
     new, changes, errors = result.proposals_new, result.changes, len(result.errors)
     print(
         f"Nightly run {result.run_id} ({result.mode}, {result.method}) as of "
-        f"{result.summary.get('as_of')}: {result.patients} {plural(result.patients, 'patient')} "
-        f"screened, {outcomes.get('propose', 0)} to propose; {new} new "
-        f"{plural(new, 'proposal')} written, {result.proposals_open} open; {changes} "
-        f"{plural(changes, 'change')} since the last run; {errors or 'no'} "
-        f"{plural(errors, 'error')}."
+        f"{result.summary.get('as_of')}: {counted(result.patients, 'patient')} screened, "
+        f"{outcomes.get('propose', 0)} to propose; {counted(new, 'new proposal')} written, "
+        f"{result.proposals_open} open; {counted(changes, 'change')} since the last run; "
+        f"{errors or 'no'} {plural(errors, 'error')}."
     )
     for error in result.errors[:20]:
         print(f"ips-screen: {error}", file=sys.stderr)

@@ -304,13 +304,13 @@ def format_followup(late: list[Unanswered], weeks: int) -> str:
 
 
 def _age(days: int | None) -> str:
-    from ips_screen.presentation.counts import plural
+    from ips_screen.presentation.counts import counted
 
     if days is None:
         return "unknown (no authoredOn)"
     weeks, rest = divmod(days, 7)
-    text = f"{weeks} {plural(weeks, 'week')}"
-    return f"{text} {rest} {plural(rest, 'day')}" if rest else text
+    text = counted(weeks, "week")
+    return f"{text} {counted(rest, 'day')}" if rest else text
 
 
 def _evidence_line(e: review.Evidence) -> str:

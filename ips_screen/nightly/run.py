@@ -73,7 +73,7 @@ from ips_screen.nightly.sync import (
 from ips_screen.nightly.work import period_start, work_outstanding
 from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.formats.decisions_ndjson import DecisionsNdjson
-from ips_screen.presentation.counts import counted, plural
+from ips_screen.presentation.counts import counted
 from ips_screen.private_dir import FILE_MODE, PrivateDirError, ensure_private_dir, private_umask
 from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.sources.parallel import default_jobs
@@ -281,8 +281,7 @@ def _run(
         errors = list(synced.errors)
         if skipped := synced.read_report.skipped_count:
             errors.append(
-                f"{skipped} unreadable {plural(skipped, 'resource')} skipped "
-                "(listed in summary.json)"
+                f"{counted(skipped, 'unreadable resource')} skipped (listed in summary.json)"
             )
         outputs = OutputFolder(
             out_dir,

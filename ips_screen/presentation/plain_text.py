@@ -34,7 +34,7 @@ def one_line(text: str) -> str:
     """`safe_text` with line feeds escaped too: a message quoting what others wrote (a file name
     with a line end in it, say) stays the one line it is, and cannot print one that looks like
     the tool's own."""
-    return text.translate(UNSAFE).replace("\n", "\\n")
+    return safe_text(text).replace("\n", "\\n")
 
 
 def html_value(value: object) -> object:

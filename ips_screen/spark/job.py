@@ -37,7 +37,6 @@ from ips_screen import __version__
 from ips_screen.engine import Decision
 from ips_screen.facts.extract import CodeIndex
 from ips_screen.outputs.folder import OutputFolder
-from ips_screen.presentation.counts import plural
 from ips_screen.proposals.build import build_transaction
 from ips_screen.reading import ReadReport
 from ips_screen.ruleset.loader import CompiledRuleset
@@ -132,9 +131,11 @@ def screen_with_spark(
         patients = sum(times for _, times in keys)
         read, files = report.resources_read, report.files_read
         log.info(
-            "read %d %s from %d %s: %d %s in %d %s",
-            *(read, plural(read, "resource"), files, plural(files, "file")),
-            *(patients, plural(patients, "patient"), parts, plural(parts, "partition")),
+            "read %s from %s: %s in %s",
+            counted(read, "resource"),
+            counted(files, "file"),
+            counted(patients, "patient"),
+            counted(parts, "partition"),
         )
         _write_partitions(results, out_dir, rules, now=now, owner=owner)
         gathered = patients <= gather_limit

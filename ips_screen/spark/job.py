@@ -37,6 +37,7 @@ from ips_screen import __version__
 from ips_screen.engine import Decision
 from ips_screen.facts.extract import CodeIndex
 from ips_screen.outputs.folder import OutputFolder
+from ips_screen.presentation.counts import counted
 from ips_screen.proposals.build import build_transaction
 from ips_screen.reading import ReadReport
 from ips_screen.ruleset.loader import CompiledRuleset
@@ -122,11 +123,11 @@ def screen_with_spark(
         results = screened.filter(lambda e: e[0] == "patient").map(lambda e: e[1])
         small = screened.filter(lambda e: e[0] != "patient").collect()
         orphans = dict(sorted(item for kind, item in small if kind == "orphan"))
-        counted: Counter = Counter()
+        by_key: Counter = Counter()
         for kind, item in small:
             if kind == "keys":
-                counted.update(item)
-        keys = list(counted.items())
+                by_key.update(item)
+        keys = list(by_key.items())
         unlinked = records.filter(lambda kv: kv[1].state == UNLINKED).count()
         patients = sum(times for _, times in keys)
         read, files = report.resources_read, report.files_read

@@ -27,7 +27,10 @@ UNSAFE = {c: f"\\x{c:02x}" for c in (*_C0, 0x7F)} | {
 def safe_text(text: str) -> str:
     """`text` with every control character but tab and line feed, and every bidirectional
     override, written as its escape."""
-    return text.translate(UNSAFE)
+    # Every character of UNSAFE is "Other" in Unicode (Cc, Cf), so printable text has none: one
+    # pass in C, where `translate` looks up each character of a text that is not ASCII in a dict
+    # (6 ms over a 10,000-patient night's worklist.csv, of cells with an em dash)
+    return text if text.isprintable() else text.translate(UNSAFE)
 
 
 def one_line(text: str) -> str:
@@ -40,7 +43,7 @@ def one_line(text: str) -> str:
 def html_value(value: object) -> object:
     """A template value as `safe_text` (HTML the template marked safe stays marked)."""
     if isinstance(value, Markup):
-        return Markup(str(value).translate(UNSAFE))  # noqa: S704 (HTML given as safe, escapes added)
+        return Markup(safe_text(str(value)))  # noqa: S704 (HTML given as safe, escapes added)
     if isinstance(value, str):
-        return value.translate(UNSAFE)
+        return safe_text(value)
     return value

@@ -61,7 +61,7 @@ from ips_screen.presentation.counts import counted
 from ips_screen.reading import gc_paused
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.sources.parallel import default_jobs
-from ips_screen.store.decision_cache import CacheRow, ScreenRow
+from ips_screen.store.decision_cache import CacheRow, PlainRow, ScreenRow
 from ips_screen.store.rows import ruleset_fingerprint
 from ips_screen.store.state import StateStore
 
@@ -137,7 +137,7 @@ class _Screen:
         self.plain_used: set[int] = set()  # ... and the numbers of those written as plain
         self.listed_numbers: set[int] = set()  # ... of decisions with data-quality notes
 
-    def need(self, rows: list[ScreenRow], reuse: bool) -> Need:
+    def need(self, rows: list[ScreenRow | PlainRow], reuse: bool) -> Need:
         """The chunk's patients who are evaluated tonight, in id order, each with what of their
         cached decision may be reused (its proposal entries). A reusable decision's line is the
         cached one when proposed, else the last run's decisions.ndjson's: without that file, the
@@ -147,17 +147,18 @@ class _Screen:
         return [
             (row[0], _cached_proposal(row) if reuse else None)
             for row in rows
-            if row[8] is None
+            if len(row) != 2  # not a `PlainRow`
             and not (reuse and reusable(row, self.day) and (row[5] or (row[10] or 0) <= lines))
         ]
 
-    def chunk(self, rows: list[ScreenRow], decided: list[Decided]) -> None:
+    def chunk(self, rows: list[ScreenRow | PlainRow], decided: list[Decided]) -> None:
         """Write and cache the chunk's decisions: those `decided` tonight, the others reused."""
         by_pid = {d.pid: d for d in decided}
         run, summaries, plain = self.run, self.summaries, self.plain
         for row in rows:
-            pid, number = row[0], row[8]
-            if number is not None:  # the common case, kept short
+            pid = row[0]
+            if len(row) == 2:  # a `PlainRow`, the common case, kept short
+                number = row[1]
                 if run:
                     self._write_run()
                 if not plain.count:

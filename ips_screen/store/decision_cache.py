@@ -69,8 +69,8 @@ ROWS_PER_QUERY = 500  # ids per `IN (...)` query (well under SQLite's parameter 
 
 # (patient id, as_of, valid_until, digest, summary, data, digest after the last run, proposal,
 # plain summary number, texts, generation): the cached columns are None for a patient without a
-# cache row, the last digest for a new one; all but the id and number are None for a plain one
-# (`StateStore.screen_rows`); generation 0 without a row or for one made before the column.
+# cache row, the last digest for a new one; the number None (a plain patient's row is a
+# `PlainRow`); generation 0 without a row or for one made before the column.
 ScreenRow = tuple[
     str,
     str | None,
@@ -84,6 +84,8 @@ ScreenRow = tuple[
     bytes | None,
     int | None,
 ]
+# A plain patient's row (`StateStore.screen_rows`): (patient id, plain summary number)
+PlainRow = tuple[str, int]
 # (patient id, as_of, valid_until, digest, summary, data, proposal, texts); data: b"", proposal
 # and texts None, but when proposed
 CacheRow = tuple[str, str, str, str, bytes, bytes, bytes | None, bytes | None]

@@ -38,6 +38,7 @@ from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.sources import discover, iter_resources
 from ips_screen.sources.population import collect_resources
 from ips_screen.store import StateStore
+from ips_screen.store import state as state_module
 from ips_screen.synth import write_bulk
 from tests.helpers import NOT_FIT, UNEMPLOYED, condition, employment, fit_note, patient
 from tests.support.paths import FIXTURES
@@ -57,10 +58,13 @@ def stretches(request, monkeypatch) -> list[bool]:
     """Whether each of the screen's stretches of plain patients had its lines taken in one
     piece (False: by id). With small chunks the screen reads the store many times a night, so
     that the summaries it learns in one chunk make patients plain in the next; in one chunk,
-    patients are plain by the summaries the last screen kept."""
+    patients are plain by the summaries the last screen kept. Small chunks also read the
+    patients who are not plain by id only when they are at most 3 of a chunk (else the chunk
+    whole again: `StateStore.screen_rows`), so that a night takes both ways."""
     if request.param == "small-chunks":
         monkeypatch.setattr(screen, "CHUNK", 16)
         monkeypatch.setattr(screen, "RUN_MAX", 5)
+        monkeypatch.setattr(state_module, "ROWS_PER_QUERY", 3)
     taken: list[bool] = []
     real = LastLines.stretch
 

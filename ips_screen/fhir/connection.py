@@ -250,8 +250,14 @@ def _not_empty(value: object) -> object:
     return value
 
 
+def _a_path(value: object) -> object:
+    """A path as a config file writes it, text (also where a file is checked strictly)."""
+    value = _not_empty(value)
+    return Path(value) if isinstance(value, str) else value
+
+
 # A path in a config file: an empty one refused (relative ones are taken from the file's folder)
-ConfigPath = Annotated[Path, BeforeValidator(_not_empty)]
+ConfigPath = Annotated[Path, BeforeValidator(_a_path)]
 ConfigPathText = Annotated[str, BeforeValidator(_not_empty)]
 
 

@@ -273,8 +273,8 @@ def load_config(path: Path | str) -> PracticeConfig:
         data, moved = upgrade_practice_keys(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    try:
-        config = PracticeConfig.model_validate(data)
+    try:  # strictly: TOML has types, and `true` or "3" for a number is a slip, not 1 or 3
+        config = PracticeConfig.model_validate(data, strict=True)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, path, moved)) from None
     log_deprecations(path, moved)

@@ -213,3 +213,27 @@ def test_a_nightly_config_with_an_empty_path_stops_before_anything_is_written(
         assert code == 4, err
         assert err.endswith(': an empty path; write "." for the config file\'s own folder\n'), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["practice.toml"]
+
+
+def test_a_nightly_config_value_of_the_wrong_type_is_refused_not_converted(capsys, tmp_path: Path):
+    """TOML says what type a value is: `keep_runs = true` was read as 1 (every run folder but
+    the last pruned), `write = 1` as true (proposals written to the server), `"3"` and `3.0` as
+    3. practice.toml is now checked as serve.toml is: the key and the type it needs, exit 4."""
+    config = tmp_path / "practice.toml"
+    integer, boolean = "Input should be a valid integer", "Input should be a valid boolean"
+    for table, setting, says in (
+        ("output", "keep_runs = true", f"[output] keep_runs: {integer}"),
+        ("output", 'keep_runs = "3"', f"[output] keep_runs: {integer}"),
+        ("output", "keep_runs = 3.0", f"[output] keep_runs: {integer}"),
+        ("screen", "write = 1", f"[screen] write: {boolean}"),
+        ("source", 'incremental = "yes"', f"[source] incremental: {boolean}"),
+        ("export", 'max_parallel_downloads = "4"', f"[export] max_parallel_downloads: {integer}"),
+    ):
+        tables = {"source": ['kind = "files"', f"path = {json.dumps(ONE)}"]}
+        tables["output"] = ['state_dir = "state"']
+        tables.setdefault(table, []).append(setting)
+        config.write_text("".join(f"[{t}]\n" + "\n".join(v) + "\n" for t, v in tables.items()))
+        code, _, err = run(capsys, "nightly", "--config", str(config), *AS_OF, "-q")
+        assert code == 4, (setting, err)
+        assert says in err and len(err.splitlines()) == 1, (setting, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["practice.toml"]

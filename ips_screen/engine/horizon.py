@@ -9,14 +9,18 @@ with the as-of date T has one of two forms:
 
 plus the patient's birthdays and State Pension date. The window lengths are those each criterion
 kind declares (`KindSpec.windows`), with the priority's and the proposal's; a record's dates are
-compared with the windows of the criteria that read records of its type
-(`KindSpec.window_types`; the priority's and the proposal's: any type). `valid_until` returns
-a day no later than the first day on which any such comparison could change; for every T' from T
-up to the day before it, `evaluate(ruleset, facts, T')` equals `evaluate(ruleset, facts, T)`
-except for `as_of`. The bound is conservative in what it compares (every date of a record against
-every window of a criterion that reads its type, whether or not the criterion reads that record:
-its codes are not looked at) but exact in when a
-comparison changes: the start of a window, `months_before(T, N)`, never moves back as T moves on,
+compared with the windows of the criteria that may read it (`Compared`): of a type the criterion
+reads (`KindSpec.window_types`), and, for a kind that reads records by their codes
+(`KindSpec.window_coded`: `records`, `latest-category`), with a coding (code, value, or a
+component's code or value) in one of its codelists; the priority's windows with the records a
+spell can start from (its latest-category criterion's and `also_starts`), the proposal's with
+those of `supporting_info`. `valid_until` returns a day no later than the first day on which
+any such comparison could change; for every T' from T up to the day before it,
+`evaluate(ruleset, facts, T')` equals `evaluate(ruleset, facts, T)` except for `as_of`. The
+bound is conservative in what it compares (every date of such a record against every such
+window, whichever of its codings or dates the criterion reads, and whatever else narrows its
+records: status, category) but exact in when a comparison changes: the start of a window,
+`months_before(T, N)`, never moves back as T moves on,
 so a date's place against it (before it, on it or after it) changes on days `window_change` finds,
 month ends and leap days included. Re-evaluating early is always safe, late never happens;
 property tests check both the horizon and `window_change` against a day-by-day reference.
@@ -27,28 +31,70 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from ips_screen.dates import add_months, add_years, age_on, months_before, uk_state_pension_date
-from ips_screen.facts.model import PatientFacts
-from ips_screen.kinds.registry import window_types_of, windows_of
+from ips_screen.facts.model import PatientFacts, Record
+from ips_screen.kinds.registry import window_codelists_of, window_types_of, windows_of
 from ips_screen.ruleset.loader import CompiledRuleset
 
 ONE_DAY = timedelta(days=1)
 SCAN_DAYS = 62  # days `window_change` looks at, at most: a date's place changes within 35
 
 
+# A window and the records compared with it: (length in months, record types or None: any,
+# codelists or None: any record of the types; else only records with a coding in one of them)
+Compared = tuple[int, frozenset[str] | None, frozenset[str] | None]
+RECORD_KINDS_KEPT = 50_000  # the kinds of record (type and codings) `_Windows` keeps answers of
+
+
 class _Windows:
-    """A ruleset's windows: each length with the record types compared with it (None: any)."""
+    """A ruleset's windows, each with the records compared with it (`Compared`)."""
 
-    def __init__(self, model: object, pairs: tuple[tuple[int, frozenset[str] | None], ...]):
-        self.model, self.pairs = model, pairs
-        self.lengths = tuple(n for n, _ in pairs)
-        self.by_type: dict[str, tuple[int, ...]] = {}
+    def __init__(self, ruleset: CompiledRuleset, compared: tuple[Compared, ...]):
+        self.model, self.codelists, self.compared = ruleset.model, ruleset.codelists, compared
+        found: dict[int, frozenset[str] | None] = {}
+        for n, types, _ in compared:
+            known = found.get(n, frozenset())
+            found[n] = None if known is None or types is None else known | types
+        self.pairs = tuple(sorted(found.items()))
+        self.lengths = tuple(n for n, _ in self.pairs)
+        self.by_record: dict[tuple, tuple[int, ...]] = {}
 
-    def of_type(self, resource_type: str) -> tuple[int, ...]:
-        lengths = self.by_type.get(resource_type)
+    def of_record(self, record: Record) -> tuple[int, ...]:
+        """The lengths of the windows the record's dates are compared with; records of the
+        same type and codings share the answer (codings are shared objects: facts/model.py)."""
+        key = (record.resource_type, record.codes, record.values, record.components)
+        lengths = self.by_record.get(key)
         if lengths is None:
-            lengths = tuple(n for n, t in self.pairs if t is None or resource_type in t)
-            self.by_type[resource_type] = lengths
+            if len(self.by_record) >= RECORD_KINDS_KEPT:
+                self.by_record.clear()
+            lengths = self.by_record[key] = self._lengths(record)
         return lengths
+
+    def _lengths(self, record: Record) -> tuple[int, ...]:
+        codings = (
+            *record.codes,
+            *record.values,
+            *(coding for codes, values in record.components for coding in (*codes, *values)),
+        )
+        coded: dict[str, bool] = {}
+
+        def in_one_of(names: frozenset[str]) -> bool:
+            for name in names:
+                if name not in coded:
+                    coded[name] = self.codelists[name].first_match(codings) is not None
+                if coded[name]:
+                    return True
+            return False
+
+        rtype = record.resource_type
+        return tuple(
+            sorted(
+                {
+                    n
+                    for n, types, names in self.compared
+                    if (types is None or rtype in types) and (names is None or in_one_of(names))
+                }
+            )
+        )
 
 
 _WINDOWS: dict[int, _Windows] = {}
@@ -59,27 +105,49 @@ def _windows(ruleset: CompiledRuleset) -> _Windows:
     cached = _WINDOWS.get(id(model))
     if cached is not None and cached.model is model:
         return cached
-    found: dict[int, frozenset[str] | None] = {}
-
-    def add(lengths: tuple[int, ...], types: frozenset[str] | None) -> None:
-        for n in lengths:
-            known = found.get(n, frozenset())
-            found[n] = None if known is None or types is None else known | types
-
+    compared: set[Compared] = set()
     for rule in ruleset.criteria:
-        add(windows_of(rule), window_types_of(rule))
+        types, names = window_types_of(rule), window_codelists_of(rule)
+        compared.update((n, types, names) for n in windows_of(rule))
     if model.priority is not None:
-        add(model.priority.windows(), None)  # a spell's start: a date of any record
-    add(model.proposal.windows(), window_types_of(model.proposal.supporting_info))
-    windows = _WINDOWS[id(model)] = _Windows(model, tuple(sorted(found.items())))
+        types, names = _priority_records(ruleset)
+        compared.update((n, types, names) for n in model.priority.windows())
+    supporting = model.proposal.supporting_info
+    types, names = window_types_of(supporting), window_codelists_of(supporting)
+    compared.update((n, types, names) for n in model.proposal.windows())
+    windows = _WINDOWS[id(model)] = _Windows(ruleset, tuple(sorted(compared, key=repr)))
     return windows
+
+
+def _priority_records(ruleset: CompiledRuleset) -> tuple[frozenset[str] | None, ...]:
+    """The records whose dates the priority compares with its windows (types, codelists; see
+    `Compared`): a spell starts at the evidence of its latest-category criterion or at a record
+    of `also_starts` (`engine.evaluate._priority`)."""
+    priority = ruleset.model.priority
+    assert priority is not None
+    latest = ruleset.criteria_by_id.get(priority.latest)
+    if latest is None:  # not expected: the loader checks the id
+        return None, None
+    sources = [latest, *([priority.also_starts] if priority.also_starts else [])]
+    types = [window_types_of(rule) for rule in sources]
+    names = [window_codelists_of(rule) for rule in sources]
+    return (
+        None if None in types else frozenset().union(*types),  # type: ignore[arg-type]
+        None if None in names else frozenset().union(*names),  # type: ignore[arg-type]
+    )
 
 
 def window_pairs(ruleset: CompiledRuleset) -> tuple[tuple[int, frozenset[str] | None], ...]:
     """Every "N months" of the ruleset with the record types whose dates are compared with it
     (None: any type): the windows its criteria declare, each with the types the criterion reads
-    (`KindSpec.window_types`), the priority's with any type and the proposal's."""
+    (`KindSpec.window_types`), the priority's (the types a spell can start from) and the
+    proposal's."""
     return _windows(ruleset).pairs
+
+
+def window_compared(ruleset: CompiledRuleset) -> tuple[Compared, ...]:
+    """Every "N months" of the ruleset with the records compared with it (`Compared`)."""
+    return _windows(ruleset).compared
 
 
 def window_lengths(ruleset: CompiledRuleset) -> tuple[int, ...]:
@@ -94,7 +162,7 @@ def valid_until(ruleset: CompiledRuleset, facts: PatientFacts, t: date) -> date:
     horizon = date.max
     dates: set[tuple[date, tuple[int, ...]]] = set()  # (date, the windows it is compared with)
     for record in facts.records:
-        lengths = windows.of_type(record.resource_type)
+        lengths = windows.of_record(record)
         for d in (record.date, record.abatement, record.changed):
             if d is not None:
                 dates.add((d, lengths))

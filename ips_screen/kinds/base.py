@@ -6,7 +6,9 @@ A kind module declares, once, everything the rest of the tool needs to know abou
     evaluate   (rule, Context) -> Finding: whether it holds for one patient at T, with evidence
     children   the criteria nested in it (combinators, fallbacks)
     codelists  the names of the codelists it reads
-    windows    its "N months" windows, which bound how long a decision stays valid (horizon)
+    windows    its "N months" windows, which bound how long a decision stays valid (horizon),
+               with the record types (and whether only records coded in its codelists) whose
+               dates it compares with them
     check      what loading a ruleset checks against the codelists (None: nothing), as a message
 """
 
@@ -79,6 +81,10 @@ class KindSpec:
     windows: Callable[[Any], Iterable[int]] = _no_windows
     # the record types whose dates the criterion compares with its windows (None: any type)
     window_types: Callable[[Any], Iterable[str] | None] = _any_type
+    # True: every record whose dates the criterion compares with its windows has a coding (code,
+    # value, or a component's code or value) in one of its `codelists` (False: any record of
+    # the types, e.g. a review Task found by its focus)
+    window_coded: bool = False
     check: Callable[[Any, Mapping[str, Any]], str | None] = _no_check
     helpers: tuple[type[BaseModel], ...] = ()  # other models of the kind that name criteria
     # (rule, birth date or None, T) -> all the criterion's finding reads of the patient's birth

@@ -195,6 +195,7 @@ SPECS = (
         codelists=_codelists,
         windows=lambda rule: (rule.recent_months,),
         window_types=lambda rule: {t for source in rule.sources for t in source.resource_types},
+        window_coded=True,  # evidence: a code, value or component's value in its codelist
         check=_check,
         helpers=(Otherwise,),
     ),

@@ -167,6 +167,7 @@ SPECS = (
         records,
         windows=_windows,
         window_types=lambda rule: rule.resource_types,  # `select_records` keeps only those
+        window_coded=True,  # ... coded (by code or value) in its codelist
         check=_check,
     ),
 )

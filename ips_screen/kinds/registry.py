@@ -84,6 +84,13 @@ def birth_key_of(criterion: Any) -> BirthKey | None:
     return spec_of(criterion).birth_key
 
 
+def window_codelists_of(criterion: Any) -> frozenset[str] | None:
+    """The codelists one criterion (not its children) reads the records it compares with its
+    windows by: each such record has a coding in one of them (None: any record of the types)."""
+    spec = spec_of(criterion)
+    return frozenset(spec.codelists(criterion)) if spec.window_coded else None
+
+
 def window_types_of(criterion: Any) -> frozenset[str] | None:
     """The record types whose dates one criterion (not its children) compares with its windows
     (None: any type)."""

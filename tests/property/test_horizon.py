@@ -9,9 +9,24 @@ from hypothesis import strategies as st
 
 from ips_screen.dates import add_months, months_before
 from ips_screen.engine import evaluate
-from ips_screen.engine.horizon import valid_until, window_change, window_lengths, window_pairs
+from ips_screen.engine.horizon import (
+    valid_until,
+    window_change,
+    window_compared,
+    window_lengths,
+    window_pairs,
+)
+from tests.helpers import (
+    CHRONIC_PAIN,
+    condition,
+    facts_from,
+    observation,
+    patient,
+    proposal,
+    qualifying,
+    task,
+)
 from tests.helpers import default_ruleset as ruleset
-from tests.helpers import facts_from, observation, patient, proposal, qualifying, task
 from tests.support.generators import (
     AS_OF_CHOICES,
     DECLINE_REASON,
@@ -51,10 +66,44 @@ def test_window_lengths_are_read_from_the_ruleset():
 
 def test_each_window_is_paired_with_the_record_types_compared_with_it():
     """3 months: a pain Condition's first record and a `not-now` deferral (the request and its
-    review Task); 24 months: the spell's start in the priority, a date of any record."""
+    review Task); 24 months: the latest employment status and the spell's start in the priority
+    (employment evidence or a fit note), not a request or a Task."""
     by_length = dict(window_pairs(ruleset()))
     assert by_length[3] == {"Condition", "ServiceRequest", "Task"}
-    assert by_length[24] is None
+    assert by_length[24] == {"Condition", "Observation", "Procedure", "DocumentReference"}
+
+
+def test_each_window_is_compared_only_with_records_coded_as_its_criteria_read_them():
+    """A kind that reads records by their codes has its windows compared only with records coded
+    in its codelists; one that finds records otherwise (a review Task by its focus) with any
+    record of its types."""
+    compared = window_compared(ruleset())
+    by_length: dict[int, set] = {}
+    for n, _, names in compared:
+        by_length.setdefault(n, set()).add(names)
+    assert by_length[3] == {frozenset({"persistent-pain"}), None}
+    assert frozenset({"chronic-pain-review"}) in by_length[12] and None in by_length[12]
+    assert by_length[24] == {
+        frozenset({"employment-status", "employment-questions"}),
+        frozenset({"employment-status", "employment-questions", "fit-notes"}),
+    }
+
+
+def test_a_record_is_not_reevaluated_at_the_edge_of_a_window_no_criterion_reading_it_has():
+    """The chronic pain Condition of 2025-11-27 reaches the 12 months edge on 2026-11-27, but
+    the 12-month criteria reading Conditions read pain reviews, fit notes and palliative care,
+    not chronic pain codes (which no window compares): the horizon is the next edge that counts.
+    Before the horizon looked at codes, it was the next day."""
+    rs = ruleset()
+    pain = condition(CHRONIC_PAIN, onset="2025-11-27")
+    unemployed = observation("73438004", "http://snomed.info/sct", when="2026-09-01")
+    facts = facts_from([patient(birth="1980-06-15"), pain, unemployed], rs)
+    t = date(2026, 11, 26)
+    until = valid_until(rs, facts, t)
+    assert until > date(2026, 11, 28)
+    last = until - timedelta(days=1)
+    for day in (t + timedelta(days=1), t + timedelta(days=2), last):
+        assert same(evaluate(rs, facts, day), evaluate(rs, facts, t)), day
 
 
 def test_a_record_is_not_reevaluated_at_the_edge_of_a_window_its_type_is_not_compared_with():

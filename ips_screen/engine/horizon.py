@@ -103,7 +103,7 @@ _WINDOWS: dict[int, _Windows] = {}
 def _windows(ruleset: CompiledRuleset) -> _Windows:
     model = ruleset.model
     cached = _WINDOWS.get(id(model))
-    if cached is not None and cached.model is model:
+    if cached is not None and cached.model is model and cached.codelists is ruleset.codelists:
         return cached
     compared: set[Compared] = set()
     for rule in ruleset.criteria:

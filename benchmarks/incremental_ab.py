@@ -12,10 +12,12 @@ differed by 7 %. This script measures the two checkouts' nights in turn (A B A B
 the same state, so that whatever slows the machine down for a while slows both:
 
 1. the population and its changes of `nightly_benchmark.py` (same seed; a kept one is reused);
-2. one full night with the baseline's code into <work>/<n>/ab-state, and a copy of its store;
-3. each round: the store put back as the full night left it (its contents, in place: the last
-   run's decisions.ndjson keeps the inode the store recorded) and later runs' folders removed,
-   then the incremental night of the baseline, then the same for the candidate, each in a fresh
+2. one full night with each checkout's code into <work>/<n>/ab-state-A and -B, and a copy of
+   each store (each its own: what a full night caches, such as each decision's horizon, is the
+   checkout's; with one full night for both, a change to it would not show);
+3. each round: a checkout's store put back as its full night left it (its contents, in place:
+   the last run's decisions.ndjson keeps the inode the store recorded) and later runs' folders
+   removed, then its incremental night, the baseline's then the candidate's, each in a fresh
    interpreter with that checkout first on PYTHONPATH (its modules byte-compiled first), after
    the files it reads were read once (`nightly_benchmark.night_reads`), timed as
    `nightly_benchmark.measure_night` times it.
@@ -41,7 +43,7 @@ import orjson
 from machine import compile_package, machine_line, warm  # benchmarks/machine.py
 from nightly_benchmark import AS_OF, ROOT, generate, night_reads, write_changes
 
-STATE = "ab-state"
+STATE = "ab-state"  # -A, -B
 BOOTSTRAP = 2_000  # resamples for the interval of the difference
 SEED = 10
 
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "nightly")
-    parser.add_argument("--keep", action="store_true", help="keep the state folder")
+    parser.add_argument("--keep", action="store_true", help="keep the state folders")
     parser.add_argument("--json", type=Path, help="also write every night's figures here")
     args = parser.parse_args(argv)
     if args.rounds < 2:
@@ -117,29 +119,35 @@ def main(argv: list[str] | None = None) -> int:
     generate(population, args.patients)
     shutil.rmtree(changes, ignore_errors=True)
     write_changes(population, changes)
-    state = folder / STATE
-    shutil.rmtree(state, ignore_errors=True)
-    full = {"source": str(population), "state": str(state), "as_of": AS_OF.isoformat()}
-    done = night(args.baseline, {**full, "reuse": True}, sorted(population.glob("*.ndjson")))
-    first_run = os.readlink(state / "runs" / "latest")
-    saved = folder / "ab-store.sqlite"
-    shutil.copyfile(state / "store.sqlite", saved)
-    print(f"{machine_line()}\nfull night (A): {done['seconds']:.2f} s", flush=True)
-    spec = {"source": str(changes), "state": str(state), "reuse": True}
-    spec["as_of"] = (AS_OF + timedelta(days=1)).isoformat()
+    states = {name: folder / f"{STATE}-{name}" for name in checkouts}
+    saved = {name: folder / f"ab-store-{name}.sqlite" for name in checkouts}
+    first_runs: dict[str, str] = {}
+    print(machine_line(), flush=True)
+    for name, checkout in checkouts.items():
+        state = states[name]
+        shutil.rmtree(state, ignore_errors=True)
+        full = {"source": str(population), "state": str(state), "as_of": AS_OF.isoformat()}
+        done = night(checkout, {**full, "reuse": True}, sorted(population.glob("*.ndjson")))
+        first_runs[name] = os.readlink(state / "runs" / "latest")
+        shutil.copyfile(state / "store.sqlite", saved[name])
+        print(f"full night ({name}): {done['seconds']:.2f} s", flush=True)
+    day = (AS_OF + timedelta(days=1)).isoformat()
     figures: dict[str, list[dict]] = {"A": [], "B": []}
     try:
         for round_ in range(args.rounds):
             for name, checkout in checkouts.items():
-                put_back(state, saved, first_run)
+                state = states[name]
+                put_back(state, saved[name], first_runs[name])
+                spec = {"source": str(changes), "state": str(state), "reuse": True, "as_of": day}
                 figures[name].append(night(checkout, spec, night_reads(changes, state)))
             a, b = figures["A"][-1], figures["B"][-1]
             line = f"  round {round_ + 1}: A {a['seconds']:.3f} s, B {b['seconds']:.3f} s"
             print(line, flush=True)
     finally:
-        saved.unlink(missing_ok=True)
-        if not args.keep:
-            shutil.rmtree(state, ignore_errors=True)
+        for name in checkouts:
+            saved[name].unlink(missing_ok=True)
+            if not args.keep:
+                shutil.rmtree(states[name], ignore_errors=True)
     a_wall = [f["seconds"] * 1000 for f in figures["A"]]
     b_wall = [f["seconds"] * 1000 for f in figures["B"]]
     low, high = interval(a_wall, b_wall)

@@ -251,9 +251,13 @@ def _not_empty(value: object) -> object:
 
 
 def _a_path(value: object) -> object:
-    """A path as a config file writes it, text (also where a file is checked strictly)."""
-    value = _not_empty(value)
-    return Path(value) if isinstance(value, str) else value
+    """A path as a config file writes it, text, made a `Path` (also where a file is checked
+    strictly); a number, switch or list there is a slip, said as such."""
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("a path is written as text, in quotes")
+    return Path(_not_empty(value))
 
 
 # A path in a config file: an empty one refused (relative ones are taken from the file's folder)

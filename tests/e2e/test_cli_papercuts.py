@@ -228,11 +228,19 @@ def test_a_nightly_config_value_of_the_wrong_type_is_refused_not_converted(capsy
         ("screen", "write = 1", f"[screen] write: {boolean}"),
         ("source", 'incremental = "yes"', f"[source] incremental: {boolean}"),
         ("export", 'max_parallel_downloads = "4"', f"[export] max_parallel_downloads: {integer}"),
+        ("output", "state_dir = 5", "[output] state_dir: a path is written as text, in quotes"),
+        ("source", 'path = ["in"]', "[source] path: a path is written as text, in quotes"),
     ):
-        tables = {"source": ['kind = "files"', f"path = {json.dumps(ONE)}"]}
-        tables["output"] = ['state_dir = "state"']
-        tables.setdefault(table, []).append(setting)
-        config.write_text("".join(f"[{t}]\n" + "\n".join(v) + "\n" for t, v in tables.items()))
+        tables = {"source": {"kind": '"files"', "path": json.dumps(ONE)}}
+        tables["output"] = {"state_dir": '"state"'}
+        key, value = setting.split(" = ")
+        tables.setdefault(table, {})[key] = value
+        config.write_text(
+            "".join(
+                f"[{t}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
+                for t, keys in tables.items()
+            )
+        )
         code, _, err = run(capsys, "nightly", "--config", str(config), *AS_OF, "-q")
         assert code == 4, (setting, err)
         assert says in err and len(err.splitlines()) == 1, (setting, err)

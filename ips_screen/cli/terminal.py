@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from ips_screen.presentation.plain_text import UNSAFE, safe_text
+from ips_screen.presentation.plain_text import safe_text
 
 __all__ = ["SafeStream", "safe_terminal", "safe_text"]
 
@@ -29,7 +29,7 @@ class SafeStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        self._stream.write(text.translate(UNSAFE))
+        self._stream.write(safe_text(text))
         return len(text)
 
     def writelines(self, lines: Iterable[str]) -> None:

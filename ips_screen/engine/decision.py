@@ -117,8 +117,11 @@ class Decision:
     links: Links = field(default_factory=Links)
     quality: tuple[str, ...] = ()  # data-quality notes, e.g. "no-employment-status"
 
-    def to_dict(self, describe: Describe | None = None) -> dict:
-        """Plain JSON; `describe` adds each trace step's words (see `Step.to_dict`)."""
+    def to_dict(
+        self, describe: Describe | None = None, step: Callable[[Step], object] | None = None
+    ) -> dict:
+        """Plain JSON; `describe` adds each trace step's words (see `Step.to_dict`); `step`, if
+        given, writes each step of the trace instead (e.g. as JSON it has already written)."""
         out = {
             "patient": self.patient,
             "outcome": self.outcome,
@@ -127,7 +130,7 @@ class Decision:
             "priority": self.priority,
             "as_of": self.as_of,
             "ruleset": self.ruleset,
-            "trace": [s.to_dict(describe) for s in self.trace],
+            "trace": [s.to_dict(describe) if step is None else step(s) for s in self.trace],
         }
         if self.outcome == "propose":
             out["links"] = {

@@ -10,7 +10,7 @@ from datetime import date
 
 from ips_screen.engine.decision import Decision, Links, Step, split_reasons
 from ips_screen.facts.model import PatientFacts
-from ips_screen.kinds.context import Child, Context, Finding
+from ips_screen.kinds.context import CONSTANT_MAX, Child, Context, Finding, is_constant
 from ips_screen.kinds.evidence import RecordEvidence, SpellStartEvidence
 from ips_screen.kinds.latest_category import category_evidence
 from ips_screen.kinds.records import in_window
@@ -18,12 +18,37 @@ from ips_screen.kinds.registry import evaluate_rule
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.ruleset.model import Criterion, LatestCategory, Priority
 
+# (id of a constant finding, the step's id, kind, inclusion, reason) -> its step; the finding
+# is kept by `kinds.context` for the life of the process, and so is the step (`is_constant_step`).
+_STEPS: dict[tuple, Step] = {}
+_STEP_IDS: dict[int, Step] = {}
+
 
 def to_step(
     rule_id: str, kind: str, finding: Finding, *, inclusion: bool, reason: str | None = None
 ) -> Step:
     """A finding as a trace step; for an exclusion, a match means the patient is stopped.
-    Nested findings become nested steps (as inclusions)."""
+    Nested findings become nested steps (as inclusions). A constant finding's step is made once
+    (`kinds.context.constant`)."""
+    if not is_constant(finding):
+        return _step(rule_id, kind, finding, inclusion, reason)
+    key = (id(finding), rule_id, kind, inclusion, reason)
+    step = _STEPS.get(key)
+    if step is None:
+        step = _step(rule_id, kind, finding, inclusion, reason)
+        if len(_STEPS) < CONSTANT_MAX:
+            step = _STEPS.setdefault(key, step)  # another thread's, if it came first
+            _STEP_IDS[id(step)] = step
+    return step
+
+
+def is_constant_step(step: Step) -> bool:
+    """Whether `step` is the one step of a constant finding (the same for every patient), so
+    that what is derived from it alone may be kept with it (decisions.ndjson's line)."""
+    return _STEP_IDS.get(id(step)) is step
+
+
+def _step(rule_id: str, kind: str, finding: Finding, inclusion: bool, reason: str | None) -> Step:
     if finding.matched is None:
         status = "unknown"
     elif inclusion:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from ips_screen.kinds.base import KindModel, KindSpec
-from ips_screen.kinds.context import Context, Finding
+from ips_screen.kinds.context import Child, Context, Finding, constant, is_constant
 from ips_screen.kinds.evidence import CombinedEvidence
 
 if TYPE_CHECKING:
@@ -41,6 +41,14 @@ def all_of(rule: AllOf, ctx: Context) -> Finding:
 def _combine(rule: AnyOf | AllOf, ctx: Context, how: Callable) -> Finding:
     parts = tuple(ctx.child(child) for child in rule.criteria)
     findings = [p.finding for p in parts]
+    if all(is_constant(f) for f in findings):  # then so is this one
+        return constant(rule, lambda: _combined(rule, parts, findings, how), *findings)
+    return _combined(rule, parts, findings, how)
+
+
+def _combined(
+    rule: AnyOf | AllOf, parts: tuple[Child, ...], findings: list[Finding], how: Callable
+) -> Finding:
     matched = how(f.matched is True for f in findings)
     if not matched and any(f.matched is None for f in findings):
         result: bool | None = None

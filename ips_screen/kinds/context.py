@@ -1,8 +1,19 @@
-"""What a criterion kind reads (`Context`) and what it returns (`Finding`)."""
+"""What a criterion kind reads (`Context`) and what it returns (`Finding`), and the findings
+that are the same for every patient (`constant`).
+
+A kind that finds nothing of what it reads (no record coded in its codelist, no referral, no
+decline) gives a finding that depends on its rule alone. `constant` makes it once per rule and
+gives every such patient that one object, so the engine's trace step for it and the outputs'
+serialisation of that step are made once too (`engine.evaluate.to_step`, decisions.ndjson's
+line): most steps of most patients' traces are such steps. A finding made of constant findings
+only (a combinator's) is constant too. Kept for the life of the process (rules and findings are
+few: CONSTANT_MAX is a bound for processes that load many rulesets, such as the test suite).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
@@ -10,6 +21,8 @@ from typing import Any, Protocol
 from ips_screen.dates import months_before
 from ips_screen.facts.model import PatientFacts, Record
 from ips_screen.kinds.evidence import Evidence
+
+CONSTANT_MAX = 10_000  # constant findings kept; beyond it, findings are made as they are asked
 
 
 class CodeMatcher(Protocol):
@@ -60,3 +73,46 @@ class Context:
 
     def child(self, rule: Any) -> Child:
         return Child(rule.id, rule.kind, self.evaluate(rule))
+
+
+# (id of the rule, ids of the constant findings it was made of) -> (the rule, those findings,
+# the finding): the value holds the rule and findings whose ids make the key, so no other
+# object can take those ids while the entry is kept (entries are never removed).
+_CONSTANT: dict[tuple[int, ...], tuple[Any, tuple[Finding, ...], Finding]] = {}
+_CONSTANT_IDS: dict[int, Finding] = {}  # id -> the constant finding (kept, so ids stay its)
+_afresh = False  # `made_afresh`
+
+
+@contextmanager
+def made_afresh() -> Iterator[None]:
+    """Within it (one thread, tests), `constant` makes every finding anew and keeps none: the
+    findings as each kind makes them for the patient, to compare the kept ones with."""
+    global _afresh
+    _afresh = True
+    try:
+        yield
+    finally:
+        _afresh = False
+
+
+def constant(rule: Any, make: Callable[[], Finding], *made_of: Finding) -> Finding:
+    """The finding `make()` gives, the same object for every patient. `make` must depend on
+    nothing but `rule` and `made_of` (constant findings of nested criteria); the caller says
+    when that holds (e.g. no record of the patient is coded in the rule's codelist)."""
+    if _afresh:
+        return make()
+    key = (id(rule), *map(id, made_of))
+    held = _CONSTANT.get(key)
+    if held is not None:
+        return held[2]
+    finding = make()
+    if len(_CONSTANT) >= CONSTANT_MAX:
+        return finding
+    held = _CONSTANT.setdefault(key, (rule, made_of, finding))  # another thread's, if first
+    _CONSTANT_IDS[id(held[2])] = held[2]
+    return held[2]
+
+
+def is_constant(finding: Finding) -> bool:
+    """Whether `finding` is one `constant` made (the same for every patient)."""
+    return _CONSTANT_IDS.get(id(finding)) is finding

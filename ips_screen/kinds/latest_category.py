@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from ips_screen.dates import MAX_MONTHS
 from ips_screen.kinds.base import Id, KindModel, KindSpec, Strict
-from ips_screen.kinds.context import CodeMatcher, Context, Finding
+from ips_screen.kinds.context import CodeMatcher, Context, Finding, constant, is_constant
 from ips_screen.kinds.evidence import LatestCategoryEvidence, RecordEvidence
 from ips_screen.kinds.records import active_at
 
@@ -165,13 +165,18 @@ def latest_category(rule: LatestCategory, ctx: Context) -> Finding:
         said = found(None, (), None, "none", False)
     fallback = rule.otherwise
     if fallback.criterion is None:
-        return Finding(False, (), said, reason=fallback.fail_reason)
+        finding = Finding(False, (), said, reason=fallback.fail_reason)
+        return finding if evidence else constant(rule, lambda: finding)
     child = ctx.child(fallback.criterion)
     step = child.finding
     if step.matched:
         flags = (fallback.flag,) if fallback.flag else ()
-        return Finding(True, step.refs, said, (child,), flags=flags)
-    return Finding(False, step.refs, said, (child,), reason=fallback.fail_reason)
+        finding = Finding(True, step.refs, said, (child,), flags=flags)
+    else:
+        finding = Finding(False, step.refs, said, (child,), reason=fallback.fail_reason)
+    if evidence or not is_constant(step):
+        return finding
+    return constant(rule, lambda: finding, step)  # no evidence, and a fallback the same for all
 
 
 def _check(rule: LatestCategory, codelists) -> str | None:

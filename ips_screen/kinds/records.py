@@ -14,7 +14,7 @@ from pydantic import Field
 from ips_screen.dates import MAX_MONTHS
 from ips_screen.facts.model import Record
 from ips_screen.kinds.base import KindModel, KindSpec, ResourceType
-from ips_screen.kinds.context import CodeMatcher, Context, Finding
+from ips_screen.kinds.context import CodeMatcher, Context, Finding, constant
 from ips_screen.kinds.evidence import RecordEvidence, RecordsEvidence
 
 ACTIVE = frozenset({"active", "recurrence", "relapse"})
@@ -103,6 +103,8 @@ def in_window(rule: Records, ctx: Context) -> list[tuple[Record, str]]:
 
 def records(rule: Records, ctx: Context) -> Finding:
     coded = select_records(rule, ctx)
+    if not coded:  # nothing of the patient's is in the codelist: the same for every patient
+        return constant(rule, lambda: _finding(rule, [], 0, (), False, "too-few"))
     chosen = coded
     if rule.active_at_as_of:
         chosen = [
@@ -120,33 +122,42 @@ def records(rule: Records, ctx: Context) -> Finding:
     else:
         count = len(chosen)
 
-    def found(matched: bool, result: str, earliest: Record | None = None) -> Finding:
-        evidence = RecordsEvidence(
-            codelist=rule.codelist,
-            count=count,
-            min_count=rule.min_count,
-            records=tuple(as_evidence(r, c) for r, c in chosen),
-            active=rule.active_at_as_of,
-            within_months=rule.within_months,
-            categories=tuple(rule.categories) if rule.categories is not None else None,
-            persistence_months=rule.earliest_at_least_months,
-            earliest=as_evidence(earliest) if earliest is not None else None,
-            result=result,  # type: ignore[arg-type]
-        )
-        return Finding(matched, refs, evidence)
-
     if count < rule.min_count:
-        return found(False, "too-few")
+        return _finding(rule, chosen, count, refs, False, "too-few")
     if rule.earliest_at_least_months is not None:
         dated = [r for r, _ in coded if r.date is not None]
         if not dated:
-            return found(False, "none-dated")
+            return _finding(rule, chosen, count, refs, False, "none-dated")
         earliest = min(dated, key=lambda r: (r.date, r.ref))
         if earliest.date > ctx.window_start(rule.earliest_at_least_months):
-            return found(False, "too-recent", earliest)
+            return _finding(rule, chosen, count, refs, False, "too-recent", earliest)
         refs = (*refs, earliest.ref) if earliest.ref not in refs else refs
-        return found(True, "enough", earliest)
-    return found(True, "enough")
+        return _finding(rule, chosen, count, refs, True, "enough", earliest)
+    return _finding(rule, chosen, count, refs, True, "enough")
+
+
+def _finding(
+    rule: Records,
+    chosen: list[tuple[Record, str]],
+    count: int,
+    refs: tuple[str, ...],
+    matched: bool,
+    result: str,
+    earliest: Record | None = None,
+) -> Finding:
+    evidence = RecordsEvidence(
+        codelist=rule.codelist,
+        count=count,
+        min_count=rule.min_count,
+        records=tuple(as_evidence(r, c) for r, c in chosen),
+        active=rule.active_at_as_of,
+        within_months=rule.within_months,
+        categories=tuple(rule.categories) if rule.categories is not None else None,
+        persistence_months=rule.earliest_at_least_months,
+        earliest=as_evidence(earliest) if earliest is not None else None,
+        result=result,  # type: ignore[arg-type]
+    )
+    return Finding(matched, refs, evidence)
 
 
 def _windows(rule: Records) -> tuple[int, ...]:

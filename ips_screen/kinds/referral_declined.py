@@ -18,7 +18,7 @@ from ips_screen.code_keys import normalise
 from ips_screen.dates import MAX_MONTHS
 from ips_screen.facts.model import Record
 from ips_screen.kinds.base import KindModel, KindSpec, Strict
-from ips_screen.kinds.context import Context, Finding
+from ips_screen.kinds.context import Context, Finding, constant
 from ips_screen.kinds.evidence import Decline, ReferralDeclinedEvidence
 
 
@@ -73,7 +73,8 @@ def referral_declined(rule: ReferralDeclined, ctx: Context) -> Finding:
     evidence = ReferralDeclinedEvidence(
         tuple(found), rule.within_months, tuple((d.code, d.within_months) for d in rule.deferrals)
     )
-    return Finding(bool(found), tuple(dict.fromkeys(d.ref for d in found)), evidence)
+    finding = Finding(bool(found), tuple(dict.fromkeys(d.ref for d in found)), evidence)
+    return finding if found else constant(rule, lambda: finding)  # none: the same for all
 
 
 def _within(when: date | None, months: int, ctx: Context) -> bool:

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from ips_screen.dates import MAX_MONTHS
 from ips_screen.kinds.base import KindModel, KindSpec
-from ips_screen.kinds.context import Context, Finding
+from ips_screen.kinds.context import Context, Finding, constant
 from ips_screen.kinds.evidence import OpenReferral, ReferralOpenEvidence
 from ips_screen.kinds.records import as_evidence
 
@@ -34,7 +34,8 @@ def referral_open(rule: ReferralOpen, ctx: Context) -> Finding:
         elif r.status == "completed" and r.date is not None and r.date >= start:
             found.append(OpenReferral(as_evidence(r), r.status, r.intent, False))
     evidence = ReferralOpenEvidence(tuple(found), rule.completed_within_months)
-    return Finding(bool(found), tuple(f.record.ref for f in found), evidence)
+    finding = Finding(bool(found), tuple(f.record.ref for f in found), evidence)
+    return finding if found else constant(rule, lambda: finding)  # none: the same for all
 
 
 SPECS = (

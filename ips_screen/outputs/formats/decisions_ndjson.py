@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import orjson
 
-from ips_screen.engine.decision import Decision
+from ips_screen.engine.decision import Decision, Step
+from ips_screen.engine.evaluate import is_constant_step
 from ips_screen.outputs.background import BackgroundFile
 from ips_screen.outputs.registry import register
 from ips_screen.outputs.staging import StagedFolder
@@ -19,10 +20,26 @@ BUFFER = 1 << 20
 WRITE_BYTES = 4 << 20  # lines gathered before they are written
 
 
+_WRITTEN: dict[int, orjson.Fragment] = {}  # id of a constant step -> its JSON (both kept)
+
+
 def decision_line(decision: Decision) -> bytes:
     """A decision's decisions.ndjson line, without the newline: the one format of the line for
     every engine (one machine, the nightly job, Spark)."""
-    return orjson.dumps(decision.to_dict(step_line), option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(decision.to_dict(step_line, _step_json), option=orjson.OPT_SORT_KEYS)
+
+
+def _step_json(step: Step) -> object:
+    """A trace step as the line holds it: a step the same for every patient (most of a trace,
+    `engine.evaluate.is_constant_step`) is written once and its JSON reused; the same bytes, as
+    JSON written with sorted keys holds an object's keys sorted at every depth."""
+    if not is_constant_step(step):
+        return step.to_dict(step_line)
+    written = _WRITTEN.get(id(step))
+    if written is None:
+        text = orjson.dumps(step.to_dict(step_line), option=orjson.OPT_SORT_KEYS)
+        written = _WRITTEN.setdefault(id(step), orjson.Fragment(text))
+    return written
 
 
 @register

@@ -32,8 +32,11 @@ class Step:
     parts: tuple[Step, ...] = ()
     reason: str | None = None
 
-    def to_dict(self, describe: Describe | None = None) -> dict:
-        """Plain JSON; `describe` (e.g. `presentation.trace.step_line`) adds the words."""
+    def to_dict(
+        self, describe: Describe | None = None, step: Callable[[Step], object] | None = None
+    ) -> dict:
+        """Plain JSON; `describe` (e.g. `presentation.trace.step_line`) adds the words; `step`,
+        if given, writes each nested step instead (as `Decision.to_dict` does)."""
         out: dict = {"id": self.id, "kind": self.kind, "status": self.status}
         if self.reason:
             out["reason"] = self.reason
@@ -43,7 +46,7 @@ class Step:
         if describe is not None:
             out["detail"] = describe(self)
         if self.parts:
-            out["parts"] = [p.to_dict(describe) for p in self.parts]
+            out["parts"] = [p.to_dict(describe) if step is None else step(p) for p in self.parts]
         return out
 
     @classmethod

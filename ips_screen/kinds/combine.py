@@ -39,16 +39,14 @@ def all_of(rule: AllOf, ctx: Context) -> Finding:
 
 
 def _combine(rule: AnyOf | AllOf, ctx: Context, how: Callable) -> Finding:
-    parts = tuple(ctx.child(child) for child in rule.criteria)
-    findings = [p.finding for p in parts]
+    findings = [ctx.evaluate(child) for child in rule.criteria]
     if all(is_constant(f) for f in findings):  # then so is this one
-        return constant(rule, lambda: _combined(rule, parts, findings, how), *findings)
-    return _combined(rule, parts, findings, how)
+        return constant(rule, lambda: _combined(rule, findings, how), *findings)
+    return _combined(rule, findings, how)
 
 
-def _combined(
-    rule: AnyOf | AllOf, parts: tuple[Child, ...], findings: list[Finding], how: Callable
-) -> Finding:
+def _combined(rule: AnyOf | AllOf, findings: list[Finding], how: Callable) -> Finding:
+    parts = tuple(Child(c.id, c.kind, f) for c, f in zip(rule.criteria, findings, strict=True))
     matched = how(f.matched is True for f in findings)
     if not matched and any(f.matched is None for f in findings):
         result: bool | None = None

@@ -20,13 +20,19 @@ from ips_screen.kinds.evidence import (
 from ips_screen.presentation.labels import one_line
 
 LISTED = 5  # records named in a records step's line
+_BY_TYPE: dict[type, Callable[[object, Step], str]] = {}  # `step_line`'s lookups of `_line`
 
 
 def step_line(step: Step) -> str:
     """The step's evidence in words ("" for a step with no evidence)."""
-    if step.evidence is None:
+    evidence = step.evidence
+    if evidence is None:
         return ""
-    return _line(step.evidence, step)
+    kind = type(evidence)
+    words = _BY_TYPE.get(kind)
+    if words is None:  # `_line`'s function for the type, looked up once (a lookup a step is 1 us)
+        words = _BY_TYPE.setdefault(kind, _line.dispatch(kind))
+    return words(evidence, step)
 
 
 def record_words(record: RecordEvidence) -> str:

@@ -30,14 +30,14 @@ def decision_line(decision: Decision) -> bytes:
 
 
 def _step_json(step: Step) -> object:
-    """A trace step as the line holds it: a step the same for every patient (most of a trace,
-    `engine.evaluate.is_constant_step`) is written once and its JSON reused; the same bytes, as
-    JSON written with sorted keys holds an object's keys sorted at every depth."""
+    """A trace step (at any depth) as the line holds it: a step the same for every patient (most
+    of a trace, `engine.evaluate.is_constant_step`) is written once and its JSON reused; the same
+    bytes, as JSON written with sorted keys holds an object's keys sorted at every depth."""
     if not is_constant_step(step):
-        return step.to_dict(step_line)
+        return step.to_dict(step_line, _step_json)  # its nested steps may be constant
     written = _WRITTEN.get(id(step))
     if written is None:
-        text = orjson.dumps(step.to_dict(step_line), option=orjson.OPT_SORT_KEYS)
+        text = orjson.dumps(step.to_dict(step_line, _step_json), option=orjson.OPT_SORT_KEYS)
         written = _WRITTEN.setdefault(id(step), orjson.Fragment(text))
     return written
 

@@ -10,11 +10,12 @@ from datetime import date
 
 from ips_screen.engine.decision import Decision, Links, Step, split_reasons
 from ips_screen.facts.model import PatientFacts
-from ips_screen.kinds.context import CONSTANT_MAX, Child, Context, Finding, is_constant
+from ips_screen.kinds.context import CONSTANT_MAX, Child, Context, Finding, afresh, is_constant
 from ips_screen.kinds.evidence import RecordEvidence, SpellStartEvidence
 from ips_screen.kinds.latest_category import category_evidence
 from ips_screen.kinds.records import in_window
 from ips_screen.kinds.registry import evaluate_rule
+from ips_screen.kinds.unread import Unread
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.ruleset.model import Criterion, LatestCategory, Priority
 
@@ -111,12 +112,15 @@ def evaluate(ruleset: CompiledRuleset, facts: PatientFacts, as_of: date) -> Deci
     """The decision for one patient as of T."""
     model = ruleset.model
     visible = tuple(r for r in facts.records if r.date is None or r.date <= as_of)
+    unread = None if afresh() else _unread(ruleset)
     ctx = Context(
         facts=facts,
         t=as_of,
         codelists=ruleset.codelists,
         records=visible,
         dispatch=evaluate_rule,
+        unread=unread,
+        coded=unread.coded(visible) if unread is not None else [],
     )
 
     trace: list[Step] = []
@@ -124,7 +128,7 @@ def evaluate(ruleset: CompiledRuleset, facts: PatientFacts, as_of: date) -> Deci
     unknown: list[str] = []
     for exclusion in model.exclusions:
         rule = exclusion.rule
-        finding = evaluate_rule(rule, ctx)
+        finding = ctx.evaluate(rule)
         step = to_step(rule.id, rule.kind, finding, inclusion=False, reason=exclusion.reason)
         trace.append(step)
         if step.status == "fail":
@@ -137,7 +141,7 @@ def evaluate(ruleset: CompiledRuleset, facts: PatientFacts, as_of: date) -> Deci
     steps_by_id: dict[str, Step] = {}
     for inclusion in model.criteria:
         rule = inclusion.rule
-        finding = evaluate_rule(rule, ctx)
+        finding = ctx.evaluate(rule)
         step = to_step(rule.id, rule.kind, finding, inclusion=True, reason=inclusion.fail_reason)
         trace.append(step)
         steps_by_id[step.id] = step
@@ -185,6 +189,19 @@ def evaluate(ruleset: CompiledRuleset, facts: PatientFacts, as_of: date) -> Deci
         links=links,
         **common,
     )
+
+
+_UNREAD: dict[int, tuple[object, Unread]] = {}  # id of a ruleset's model -> (it, its Unread)
+
+
+def _unread(ruleset: CompiledRuleset) -> Unread:
+    """The ruleset's `Unread` (one a ruleset, kept with its model)."""
+    model = ruleset.model
+    cached = _UNREAD.get(id(model))
+    if cached is None or cached[0] is not model or cached[1].codelists is not ruleset.codelists:
+        rules = [e.rule for e in model.exclusions] + [c.rule for c in model.criteria]
+        cached = _UNREAD[id(model)] = (model, Unread(rules, ruleset.codelists))
+    return cached[1]
 
 
 def _quality(ruleset: CompiledRuleset, ctx: Context, steps: dict[str, Step]) -> tuple[str, ...]:

@@ -10,6 +10,8 @@ A kind module declares, once, everything the rest of the tool needs to know abou
                with the record types (and whether only records coded in its codelists) whose
                dates it compares with them
     check      what loading a ruleset checks against the codelists (None: nothing), as a message
+    reads      the records its finding depends on, when only records (the patients with none of
+               them get one finding, made once: `kinds.context.constant`)
 """
 
 from __future__ import annotations
@@ -92,3 +94,9 @@ class KindSpec:
     # tests/spec/test_kinds.py checks that no other kind does). Shares decisions between
     # patients with no records (nightly/deciding.py).
     birth_key: BirthKey | None = None
+    # (rule) -> (record types, codelists): the finding depends on the patient only through their
+    # records of those types with a coding (code, value, or a component's code or value) in one
+    # of those codelists; with none, it is the kind's constant finding (`kinds.context.constant`)
+    # if its nested criteria's are too (engine/unread.py then gives it without evaluating).
+    # None: the kind reads the patient otherwise (birth date, death) or has no constant finding.
+    reads: Callable[[Any], tuple[Iterable[str], Iterable[str]]] | None = None

@@ -63,7 +63,25 @@ def _children(rule: AnyOf | AllOf) -> tuple:
     return tuple(rule.criteria)
 
 
+def _reads_nothing(rule: AnyOf | AllOf) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return (), ()  # only its parts read the patient
+
+
 SPECS = (
-    KindSpec("any-of", AnyOf, any_of, children=_children, codelists=lambda rule: ()),
-    KindSpec("all-of", AllOf, all_of, children=_children, codelists=lambda rule: ()),
+    KindSpec(
+        "any-of",
+        AnyOf,
+        any_of,
+        children=_children,
+        codelists=lambda rule: (),
+        reads=_reads_nothing,
+    ),
+    KindSpec(
+        "all-of",
+        AllOf,
+        all_of,
+        children=_children,
+        codelists=lambda rule: (),
+        reads=_reads_nothing,
+    ),
 )

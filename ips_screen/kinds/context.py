@@ -63,13 +63,23 @@ class Context:
     records: tuple[Record, ...]  # visible at T: undated, or dated on or before T
     dispatch: Callable[[Any, Context], Finding]
     cache: dict = field(default_factory=dict)
+    unread: Any = None  # the ruleset's `kinds.unread.Unread`, if findings are kept
+    coded: list = field(default_factory=list)  # its `coded(records)`
 
     def window_start(self, months: int) -> date:
         return months_before(self.t, months)
 
     def evaluate(self, rule: Any) -> Finding:
-        """The finding of a (nested) criterion."""
-        return self.dispatch(rule, self)
+        """The finding of a (nested) criterion: the one kept for patients with nothing it reads
+        (`kinds.unread`), or evaluated."""
+        unread = self.unread
+        if unread is None:
+            return self.dispatch(rule, self)
+        finding = unread.kept(rule, self.coded)
+        if finding is None:
+            finding = self.dispatch(rule, self)
+            unread.keep(rule, finding)
+        return finding
 
     def child(self, rule: Any) -> Child:
         return Child(rule.id, rule.kind, self.evaluate(rule))
@@ -93,6 +103,11 @@ def made_afresh() -> Iterator[None]:
         yield
     finally:
         _afresh = False
+
+
+def afresh() -> bool:
+    """Whether findings are being made afresh (`made_afresh`): none is kept or reused."""
+    return _afresh
 
 
 def constant(rule: Any, make: Callable[[], Finding], *made_of: Finding) -> Finding:

@@ -202,6 +202,10 @@ SPECS = (
         window_types=lambda rule: {t for source in rule.sources for t in source.resource_types},
         window_coded=True,  # evidence: a code, value or component's value in its codelist
         check=_check,
+        reads=lambda rule: (
+            {t for source in rule.sources for t in source.resource_types},
+            (rule.codelist,),  # no evidence without a coding in it (and the fallback's reads)
+        ),
         helpers=(Otherwise,),
     ),
 )

@@ -180,5 +180,6 @@ SPECS = (
         window_types=lambda rule: rule.resource_types,  # `select_records` keeps only those
         window_coded=True,  # ... coded (by code or value) in its codelist
         check=_check,
+        reads=lambda rule: (rule.resource_types, (rule.codelist,)),  # `select_records`
     ),
 )

@@ -101,5 +101,6 @@ SPECS = (
         referral_declined,
         windows=_windows,
         window_types=lambda rule: ("ServiceRequest", "Task"),  # a request, or its review Task
+        reads=lambda rule: (("ServiceRequest",), (rule.codelist,)),  # no request, no decline
     ),
 )

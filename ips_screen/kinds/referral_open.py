@@ -45,5 +45,6 @@ SPECS = (
         referral_open,
         windows=lambda rule: (rule.completed_within_months,),
         window_types=lambda rule: ("ServiceRequest",),
+        reads=lambda rule: (("ServiceRequest",), (rule.codelist,)),
     ),
 )

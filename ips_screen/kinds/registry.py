@@ -19,7 +19,7 @@ import ips_screen.kinds as _package
 from ips_screen.kinds.base import BirthKey, KindModel, KindSpec
 from ips_screen.kinds.context import Context, Finding
 
-_NOT_KINDS = frozenset({"base", "context", "evidence", "registry"})
+_NOT_KINDS = frozenset({"base", "context", "evidence", "registry", "unread"})
 
 
 def _discover() -> dict[str, KindSpec]:
@@ -96,3 +96,18 @@ def window_types_of(criterion: Any) -> frozenset[str] | None:
     (None: any type)."""
     types = spec_of(criterion).window_types(criterion)
     return None if types is None else frozenset(types)
+
+
+def reads_of(criterion: Any) -> tuple[frozenset[str], frozenset[str]] | None:
+    """The record types and codelists a criterion and every criterion nested in it read, when
+    they read the patient only through such records (`KindSpec.reads`); None otherwise."""
+    types: set[str] = set()
+    names: set[str] = set()
+    for rule in walk_criteria(criterion):
+        reads = spec_of(rule).reads
+        if reads is None:
+            return None
+        more_types, more_names = reads(rule)
+        types.update(more_types)
+        names.update(more_names)
+    return frozenset(types), frozenset(names)

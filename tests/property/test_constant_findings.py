@@ -1,8 +1,10 @@
 """Findings the same for every patient (`kinds.context.constant`): a kind that finds nothing of
-what it reads gives one kept finding, whose trace step and decisions.ndjson JSON are made once.
-The claim: a decision (and its line) made of kept findings is exactly the one each kind gives
-when made afresh for the patient (`made_afresh`), for any patient, on any as-of date, after any
-patients before them (the kept findings outlive each example, as they outlive each patient)."""
+what it reads gives one kept finding, whose trace step and decisions.ndjson JSON are made once,
+and a criterion whose records (`KindSpec.reads`) the patient has none of is not evaluated at all
+(`kinds.unread`). The claim: a decision (and its line) made of kept findings is exactly the one
+each kind gives when evaluated afresh for the patient (`made_afresh`), for any patient, on any
+as-of date, after any patients before them (the kept findings outlive each example, as they
+outlive each patient)."""
 
 from __future__ import annotations
 

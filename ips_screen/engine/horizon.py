@@ -32,6 +32,7 @@ from datetime import date, timedelta
 
 from ips_screen.dates import add_months, add_years, age_on, months_before, uk_state_pension_date
 from ips_screen.facts.model import PatientFacts, Record
+from ips_screen.facts.record_kinds import PerRecordKind, all_codings
 from ips_screen.kinds.registry import window_codelists_of, window_types_of, windows_of
 from ips_screen.ruleset.loader import CompiledRuleset
 
@@ -42,7 +43,6 @@ SCAN_DAYS = 62  # days `window_change` looks at, at most: a date's place changes
 # A window and the records compared with it: (length in months, record types or None: any,
 # codelists or None: any record of the types; else only records with a coding in one of them)
 Compared = tuple[int, frozenset[str] | None, frozenset[str] | None]
-RECORD_KINDS_KEPT = 50_000  # the kinds of record (type and codings) `_Windows` keeps answers of
 
 
 class _Windows:
@@ -56,25 +56,12 @@ class _Windows:
             found[n] = None if known is None or types is None else known | types
         self.pairs = tuple(sorted(found.items()))
         self.lengths = tuple(n for n, _ in self.pairs)
-        self.by_record: dict[tuple, tuple[int, ...]] = {}
-
-    def of_record(self, record: Record) -> tuple[int, ...]:
-        """The lengths of the windows the record's dates are compared with; records of the
-        same type and codings share the answer (codings are shared objects: facts/model.py)."""
-        key = (record.resource_type, record.codes, record.values, record.components)
-        lengths = self.by_record.get(key)
-        if lengths is None:
-            if len(self.by_record) >= RECORD_KINDS_KEPT:
-                self.by_record.clear()
-            lengths = self.by_record[key] = self._lengths(record)
-        return lengths
+        # The lengths of the windows a record's dates are compared with, asked once for each
+        # kind of record (type and codings: facts/record_kinds.py).
+        self.of_record = PerRecordKind(self._lengths)
 
     def _lengths(self, record: Record) -> tuple[int, ...]:
-        codings = (
-            *record.codes,
-            *record.values,
-            *(coding for codes, values in record.components for coding in (*codes, *values)),
-        )
+        codings = all_codings(record)
         coded: dict[str, bool] = {}
 
         def in_one_of(names: frozenset[str]) -> bool:

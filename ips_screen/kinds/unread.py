@@ -6,8 +6,8 @@ with no such record the same finding (`context.constant`). Once an evaluation ha
 finding, `Unread.kept` gives it to the next such patient without evaluating the criterion; most
 criteria of most patients are such (no fit note, no palliative care, no referral). Which
 codelists a record is coded in (code, value, or a component's code or value, as
-`Codelist.first_match` matches them) is asked once for each kind of record (type and codings),
-as the horizon does.
+`Codelist.first_match` matches them) is asked once for each kind of record (type and codings:
+`facts.record_kinds`), as the horizon does.
 
 `Context.evaluate` asks it; `engine.evaluate` gives a Context one unless findings are made afresh
 (`context.made_afresh`: tests compare the two ways).
@@ -19,10 +19,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ips_screen.facts.model import Record
+from ips_screen.facts.record_kinds import PerRecordKind, all_codings
 from ips_screen.kinds.context import CodeMatcher, Finding, is_constant
 from ips_screen.kinds.registry import reads_of, walk_criteria
-
-RECORD_KINDS_KEPT = 50_000  # the kinds of record (type and codings) `Unread` keeps answers of
 
 Coded = list[tuple[str, frozenset[str]]]  # (type, codelists read it is coded in) of a patient
 
@@ -36,29 +35,21 @@ class Unread:
         self.codelists = codelists
         self.reads = {id(r): reads_of(r) for top in self.criteria for r in walk_criteria(top)}
         self.names = sorted({n for reads in self.reads.values() if reads for n in reads[1]})
-        self.by_record: dict[tuple, frozenset[str]] = {}
+        self.names_of = PerRecordKind(self._names)  # the codelists read it is coded in
         self.findings: dict[int, Finding] = {}  # id of a criterion -> its constant finding
 
     def coded(self, records: Iterable[Record]) -> Coded:
         """(type, the codelists read that it is coded in) of each record coded in any."""
         out = []
+        names_of = self.names_of
         for record in records:
-            key = (record.resource_type, record.codes, record.values, record.components)
-            names = self.by_record.get(key)
-            if names is None:
-                if len(self.by_record) >= RECORD_KINDS_KEPT:
-                    self.by_record.clear()
-                names = self.by_record[key] = self._names(record)
+            names = names_of(record)
             if names:
                 out.append((record.resource_type, names))
         return out
 
     def _names(self, record: Record) -> frozenset[str]:
-        codings = (
-            *record.codes,
-            *record.values,
-            *(coding for codes, values in record.components for coding in (*codes, *values)),
-        )
+        codings = all_codings(record)
         return frozenset(
             n for n in self.names if self.codelists[n].first_match(codings) is not None
         )

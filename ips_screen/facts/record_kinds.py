@@ -12,6 +12,7 @@ from ips_screen.facts.model import Coding, Record
 
 KINDS_KEPT = 50_000  # kinds of record whose answers are kept (then forgotten, and asked again)
 T = TypeVar("T")
+_UNKNOWN = object()
 
 
 def all_codings(record: Record) -> tuple[Coding, ...]:
@@ -34,9 +35,9 @@ class PerRecordKind(Generic[T]):
     def __call__(self, record: Record) -> T:
         key = (record.resource_type, record.codes, record.values, record.components)
         known = self.known
-        if key in known:
-            return known[key]
-        if len(known) >= KINDS_KEPT:
-            known.clear()
-        found = known[key] = self.answer(record)
-        return found
+        found = known.get(key, _UNKNOWN)  # one lookup: another thread may clear the dict
+        if found is _UNKNOWN:
+            if len(known) >= KINDS_KEPT:
+                known.clear()
+            found = known[key] = self.answer(record)
+        return found  # type: ignore[return-value]

@@ -19,11 +19,21 @@ from ips_screen.engine.evaluate import is_constant_step
 from ips_screen.kinds.context import made_afresh
 from ips_screen.outputs.formats.decisions_ndjson import decision_line
 from ips_screen.presentation.trace import step_line
-from tests.helpers import CHRONIC_PAIN, condition, facts_from, patient
+from tests.helpers import (
+    CHRONIC_PAIN,
+    MAY_BE_FIT,
+    NOT_FIT,
+    UNSPECIFIED_FIT_NOTE,
+    condition,
+    facts_from,
+    fit_note,
+    patient,
+)
 from tests.helpers import default_ruleset as load_default
 from tests.support.generators import (
     AS_OF_CHOICES,
     clinical_record,
+    dates_around,
     random_patient,
     referral,
     review_task,
@@ -47,7 +57,24 @@ def with_referrals(draw) -> tuple:
     return t, [patient(), *records, *requests, *tasks]
 
 
-@given(case=st.one_of(random_patient(), with_referrals()))
+@st.composite
+def with_fit_notes(draw) -> tuple:
+    """A patient with fit notes and no employment status (rare in `random_patient`): the
+    employment criterion falls back to the fit notes, whose finding differs by patient."""
+    t = draw(st.sampled_from(AS_OF_CHOICES))
+    notes = [
+        fit_note(
+            draw(st.sampled_from([NOT_FIT, MAY_BE_FIT, UNSPECIFIED_FIT_NOTE])),
+            draw(dates_around(t)).isoformat(),
+            resource_type=draw(st.sampled_from(["Observation", "DocumentReference"])),
+        )
+        for _ in range(draw(st.integers(1, 4)))
+    ]
+    pain = [condition(CHRONIC_PAIN)] if draw(st.booleans()) else []
+    return t, [patient(), *pain, *notes]
+
+
+@given(case=st.one_of(random_patient(), with_referrals(), with_fit_notes()))
 def test_a_decision_of_kept_findings_is_the_one_made_afresh(case):
     t, resources = case
     rs = ruleset()

@@ -32,7 +32,7 @@ from datetime import date, timedelta
 
 from ips_screen.dates import add_months, add_years, age_on, months_before, uk_state_pension_date
 from ips_screen.facts.model import PatientFacts, Record
-from ips_screen.facts.record_kinds import PerRecordKind, all_codings
+from ips_screen.facts.record_kinds import PerRecordKind, coded_in
 from ips_screen.kinds.registry import window_codelists_of, window_types_of, windows_of
 from ips_screen.ruleset.loader import CompiledRuleset
 
@@ -56,29 +56,21 @@ class _Windows:
             found[n] = None if known is None or types is None else known | types
         self.pairs = tuple(sorted(found.items()))
         self.lengths = tuple(n for n, _ in self.pairs)
+        names = {n for _, _, some in compared if some is not None for n in some}
+        self.coded_in = coded_in(ruleset.codelists, names)  # the codelists a record is coded in
         # The lengths of the windows a record's dates are compared with, asked once for each
         # kind of record (type and codings: facts/record_kinds.py).
         self.of_record = PerRecordKind(self._lengths)
 
     def _lengths(self, record: Record) -> tuple[int, ...]:
-        codings = all_codings(record)
-        coded: dict[str, bool] = {}
-
-        def in_one_of(names: frozenset[str]) -> bool:
-            for name in names:
-                if name not in coded:
-                    coded[name] = self.codelists[name].first_match(codings) is not None
-                if coded[name]:
-                    return True
-            return False
-
-        rtype = record.resource_type
+        rtype, coded = record.resource_type, self.coded_in(record)
         return tuple(
             sorted(
                 {
                     n
                     for n, types, names in self.compared
-                    if (types is None or rtype in types) and (names is None or in_one_of(names))
+                    if (types is None or rtype in types)
+                    and (names is None or not names.isdisjoint(coded))
                 }
             )
         )

@@ -5,13 +5,22 @@ Codings are shared objects (`facts.model`), so a kind's key is cheap to hash and
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Generic, Protocol, TypeVar
 
 from ips_screen.facts.model import Coding, Record
 
 KINDS_KEPT = 50_000  # kinds of record whose answers are kept (then forgotten, and asked again)
 T = TypeVar("T")
+
+
+class Matcher(Protocol):
+    """What is asked of a codelist (`ruleset.codelists.Codelist`): the category of the first
+    of the codings in it (None: none is)."""
+
+    def first_match(self, codings: Iterable[Coding]) -> str | None: ...
+
+
 _UNKNOWN = object()
 
 
@@ -41,3 +50,17 @@ class PerRecordKind(Generic[T]):
                 known.clear()
             found = known[key] = self.answer(record)
         return found  # type: ignore[return-value]
+
+
+def coded_in(
+    codelists: Mapping[str, Matcher], names: Iterable[str]
+) -> PerRecordKind[frozenset[str]]:
+    """The names (of `names`) of the codelists each record has a coding in (`all_codings`, as
+    `first_match` matches them), asked once for each kind of record."""
+    wanted = sorted(set(names))
+
+    def answer(record: Record) -> frozenset[str]:
+        codings = all_codings(record)
+        return frozenset(n for n in wanted if codelists[n].first_match(codings) is not None)
+
+    return PerRecordKind(answer)

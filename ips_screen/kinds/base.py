@@ -97,6 +97,6 @@ class KindSpec:
     # (rule) -> (record types, codelists): the finding depends on the patient only through their
     # records of those types with a coding (code, value, or a component's code or value) in one
     # of those codelists; with none, it is the kind's constant finding (`kinds.context.constant`)
-    # if its nested criteria's are too (engine/unread.py then gives it without evaluating).
+    # if its nested criteria's are too (kinds/unread.py then gives it without evaluating).
     # None: the kind reads the patient otherwise (birth date, death) or has no constant finding.
     reads: Callable[[Any], tuple[Iterable[str], Iterable[str]]] | None = None

@@ -41,7 +41,7 @@ def all_of(rule: AllOf, ctx: Context) -> Finding:
 def _combine(rule: AnyOf | AllOf, ctx: Context, how: Callable) -> Finding:
     findings = [ctx.evaluate(child) for child in rule.criteria]
     if all(is_constant(f) for f in findings):  # then so is this one
-        return constant(rule, lambda: _combined(rule, findings, how), *findings)
+        return constant(rule, lambda: _combined(rule, findings, how))
     return _combined(rule, findings, how)
 
 

@@ -12,23 +12,18 @@ few: CONSTANT_MAX is a bound for processes that load many rulesets, such as the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Protocol
+from typing import Any
 
 from ips_screen.dates import months_before
 from ips_screen.facts.model import PatientFacts, Record
+from ips_screen.facts.record_kinds import Matcher as CodeMatcher  # what a kind asks of a codelist
 from ips_screen.kinds.evidence import Evidence
 
 CONSTANT_MAX = 10_000  # constant findings kept; beyond it, findings are made as they are asked
-
-
-class CodeMatcher(Protocol):
-    """What a kind needs of a codelist (`ruleset.codelists.Codelist`)."""
-
-    def first_match(self, codings: Iterable[tuple[str, str]]) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,19 +71,15 @@ class Context:
         if unread is None:
             return self.dispatch(rule, self)
         finding = unread.kept(rule, self.coded)
-        if finding is None:
-            finding = self.dispatch(rule, self)
-            unread.keep(rule, finding)
-        return finding
+        return self.dispatch(rule, self) if finding is None else finding
 
     def child(self, rule: Any) -> Child:
         return Child(rule.id, rule.kind, self.evaluate(rule))
 
 
-# (id of the rule, ids of the constant findings it was made of) -> (the rule, those findings,
-# the finding): the value holds the rule and findings whose ids make the key, so no other
-# object can take those ids while the entry is kept (entries are never removed).
-_CONSTANT: dict[tuple[int, ...], tuple[Any, tuple[Finding, ...], Finding]] = {}
+# id of a rule -> (the rule, its constant finding): the value holds the rule, so no other object
+# can take its id while the entry is kept (entries are never removed).
+_CONSTANT: dict[int, tuple[Any, Finding]] = {}
 _CONSTANT_IDS: dict[int, Finding] = {}  # id -> the constant finding (kept, so ids stay its)
 _afresh = False  # `made_afresh`
 
@@ -110,22 +101,29 @@ def afresh() -> bool:
     return _afresh
 
 
-def constant(rule: Any, make: Callable[[], Finding], *made_of: Finding) -> Finding:
-    """The finding `make()` gives, the same object for every patient. `make` must depend on
-    nothing but `rule` and `made_of` (constant findings of nested criteria); the caller says
-    when that holds (e.g. no record of the patient is coded in the rule's codelist)."""
+def constant(rule: Any, make: Callable[[], Finding]) -> Finding:
+    """The finding `make()` gives, the same object for every patient: a rule has one. `make`
+    must depend on nothing but `rule` and the constant findings of its nested criteria (each
+    the one of its rule); the caller says when that holds (e.g. no record of the patient is
+    coded in the rule's codelist)."""
     if _afresh:
         return make()
-    key = (id(rule), *map(id, made_of))
-    held = _CONSTANT.get(key)
+    held = _CONSTANT.get(id(rule))
     if held is not None:
-        return held[2]
+        return held[1]
     finding = make()
     if len(_CONSTANT) >= CONSTANT_MAX:
         return finding
-    held = _CONSTANT.setdefault(key, (rule, made_of, finding))  # another thread's, if first
-    _CONSTANT_IDS[id(held[2])] = held[2]
-    return held[2]
+    held = _CONSTANT.setdefault(id(rule), (rule, finding))  # another thread's, if it came first
+    _CONSTANT_IDS[id(held[1])] = held[1]
+    return held[1]
+
+
+def constant_of(rule: Any) -> Finding | None:
+    """The rule's constant finding, once `constant` has made it (None before, or when made
+    afresh)."""
+    held = None if _afresh else _CONSTANT.get(id(rule))
+    return None if held is None else held[1]
 
 
 def is_constant(finding: Finding) -> bool:

@@ -176,7 +176,7 @@ def latest_category(rule: LatestCategory, ctx: Context) -> Finding:
         finding = Finding(False, step.refs, said, (child,), reason=fallback.fail_reason)
     if evidence or not is_constant(step):
         return finding
-    return constant(rule, lambda: finding, step)  # no evidence, and a fallback the same for all
+    return constant(rule, lambda: finding)  # no evidence, and a fallback the same for all
 
 
 def _check(rule: LatestCategory, codelists) -> str | None:

@@ -9,8 +9,9 @@ decision's line with the last run's date. The screen asks for runs of consecutiv
 as it walks them in the same order: one pass over the file, mapped into memory (nothing of it is
 read into the job's memory but the stretches it takes, from where the page cache holds them; the
 pages passed over are let go every DROP_BYTES, so the job's memory does not grow with the file),
-and a stretch of lines copied out in one piece with tonight's date written into each line (asked
-for by id, `lines_of`, or by its first and last id and its count, `stretch`). Keeping these
+and a stretch of lines given in one piece with tonight's date written into each line (asked for
+by id, `lines_of`: copied; or by its first and last id and its count, `stretch`: named, for the
+writer of tonight's file to read on its own thread, outputs/file_slice.py). Keeping these
 lines in the store as well doubled what a full night wrote to SQLite and what an incremental
 night read from it.
 
@@ -33,11 +34,13 @@ from __future__ import annotations
 
 import logging
 import mmap
+import os
 from pathlib import Path
 
 import orjson
 
 from ips_screen.nightly.deciding import date_prefix
+from ips_screen.outputs.file_slice import FileSlice, SourceFile
 from ips_screen.store.decision_cache import LinesFile
 
 log = logging.getLogger("ips_screen.nightly")
@@ -56,9 +59,11 @@ def file_stamp(path: Path) -> tuple[int, int, int]:
 class LastLines:
     """A forward-only reader of the last run's decisions.ndjson (see the module)."""
 
-    def __init__(self, data: bytes | mmap.mmap, day: str) -> None:
-        """`data`: the file's bytes (mapped: `open`)."""
+    def __init__(self, data: bytes | mmap.mmap, day: str, source: SourceFile | None = None) -> None:
+        """`data`: the file's bytes (mapped: `open`); `source`: the file open, for the stretches
+        to be read by the output's writer (`stretch`; None: copied here)."""
         self.buf = data
+        self.source = source
         self.length = len(data)
         self.prefix = date_prefix(day)
         self.pos = 0  # where the next unread line starts
@@ -81,14 +86,17 @@ class LastLines:
                 if not recorded.size:
                     return cls(b"", recorded.day)
                 data = mmap.mmap(handle.fileno(), recorded.size, access=mmap.ACCESS_READ)
+                source = SourceFile(os.dup(handle.fileno()))
         except OSError:
             log.info("the last run's decisions.ndjson is gone: its patients are evaluated")
             return None
-        return cls(data, recorded.day)
+        return cls(data, recorded.day, source)
 
     def close(self) -> None:
+        """Unmap the file (the stretches still to be written hold it open)."""
         if isinstance(self.buf, mmap.mmap):
             self.buf.close()
+        self.source = None
 
     def lines_of(self, pids: list[str], prefix: bytes) -> bytes | None:
         """The lines of these patients (consecutive in id order; lines of patients before them
@@ -125,12 +133,15 @@ class LastLines:
             done += count
         return b"".join(pieces)
 
-    def stretch(self, first: str, last: str, count: int, prefix: bytes) -> bytes | None:
+    def stretch(
+        self, first: str, last: str, count: int, prefix: bytes
+    ) -> FileSlice | bytearray | None:
         """The lines of `count` patients in a row, from `first` to `last`, as `lines_of` gives
         them, when the file's `count` lines from `first`'s end with `last`'s (then they are
         theirs, as in `lines_of`); None, with nothing taken, when they do not (lines of patients
         no longer in the store between them) or the file has no line for `first`: ask
-        `lines_of` for them by id then."""
+        `lines_of` for them by id then. From a file (`open`), the lines are not copied here but
+        named, for the output's writer to read (`outputs.file_slice`)."""
         if not self._seek(first):
             return None
         assert self.current is not None
@@ -144,7 +155,15 @@ class LastLines:
             or not all(_starts(buf, head, at) for at in starts)
         ):
             return None
-        return self._take(starts, ends[-1], prefix)
+        if self.source is None:
+            return self._take(starts, ends[-1], prefix)
+        first_at, size = starts[0], ends[-1] + 1 - starts[0]
+        self.pos = ends[-1] + 1
+        self.used += count
+        self._drop()
+        at = len(self.prefix) - 11  # where the date is in a line (date_prefix's quotes)
+        marks = [start - first_at + at for start in starts]
+        return FileSlice(self.source, first_at, size, marks, prefix[at : at + 10])
 
     def _take(self, starts: list[int], last_end: int, prefix: bytes) -> bytearray:
         """A copy of the lines starting at `starts` (in a row, the last ending at `last_end`),

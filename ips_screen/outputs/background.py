@@ -3,7 +3,8 @@
 disk for as long as the screen takes to make the next lines; on its own thread that wait overlaps
 the making. At most DEPTH pieces wait to be written, so memory stays bounded; the first error of
 a write is raised by the next `write` or by `close`, and nothing is written after it. A piece
-may be a list of buffers, written one after the other (no copy joins them).
+may be a list of buffers, written one after the other (no copy joins them), or bytes of another
+file (`file_slice.FileSlice`), read on the thread.
 
 `finish` lets the thread end the file on its own: the last pieces, then the file flushed to
 disk (fsync), while the caller finishes the other outputs; `wait` then waits for it and closes
@@ -30,8 +31,11 @@ import queue
 import threading
 from typing import BinaryIO
 
+from ips_screen.outputs.file_slice import FileSlice
+
 DEPTH = 2  # pieces queued before `write` waits
-Piece = bytes | bytearray | memoryview | list[bytes | bytearray | memoryview]
+Part = bytes | bytearray | memoryview | FileSlice
+Piece = Part | list[Part]
 STAGE = 4 << 20  # bytes gathered before a write around the page cache
 ALIGN = 4096  # what O_DIRECT needs of a write's length, offset and buffer (the largest block)
 _O_DIRECT = getattr(os, "O_DIRECT", 0)  # Linux only
@@ -64,7 +68,10 @@ class DirectWrites:
             return None
         return cls(fd)
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
+    def write(self, data: Part) -> None:
+        if isinstance(data, FileSlice):
+            self._write_slice(data)
+            return
         view = memoryview(data)
         size, at = view.nbytes, 0
         if view.ndim != 1 or view.itemsize != 1:
@@ -72,6 +79,18 @@ class DirectWrites:
         while at < size:
             take = min(STAGE - self.used, size - at)
             self.view[self.used : self.used + take] = view[at : at + take]
+            self.used += take
+            at += take
+            if self.used == STAGE:
+                self._write_all(self.view)
+                self.used = 0
+
+    def _write_slice(self, data: FileSlice) -> None:
+        """A file's bytes read straight into the buffer."""
+        size, at = data.size, 0
+        while at < size:
+            take = min(STAGE - self.used, size - at)
+            data.read_into(self.view[self.used : self.used + take], at)
             self.used += take
             at += take
             if self.used == STAGE:
@@ -125,7 +144,7 @@ class BackgroundFile:
         self.thread.start()
 
     def _drain(self) -> None:
-        put = self.handle.write if self.direct is None else self.direct.write
+        put = self._buffered_write if self.direct is None else self.direct.write
         while (data := self.pending.get()) is not None:
             if self.error is None:
                 try:
@@ -150,6 +169,13 @@ class BackgroundFile:
                 os.fsync(self.handle.fileno())
             except BaseException as exc:
                 self.error = exc
+
+    def _buffered_write(self, data: Part) -> None:
+        if not isinstance(data, FileSlice):
+            self.handle.write(data)
+            return
+        for chunk in data.chunks(STAGE):
+            self.handle.write(chunk)
 
     def write(self, data: Piece) -> None:
         self._raise()

@@ -31,6 +31,7 @@ from ips_screen.outputs.staging import StagedFolder
 from ips_screen.outputs.summary import SummaryCounter, SummaryKey
 from ips_screen.outputs.writers import (
     Finished,
+    Lines,
     OutputWriter,
     PageMaker,
     PatientOutput,
@@ -124,7 +125,7 @@ class OutputFolder:
         for writer in self._streams:
             writer.add(item)
 
-    def add_run(self, patients: Sequence[tuple[str, SummaryKey]], lines: bytes) -> None:
+    def add_run(self, patients: Sequence[tuple[str, SummaryKey]], lines: Lines) -> None:
         """What `add` does for each of several patients in a row, none of them proposed:
         (reference, summary key) each, and their lines, each with its line end, in one piece."""
         listed = [(patient, key) for patient, key in patients if key.quality]
@@ -132,7 +133,7 @@ class OutputFolder:
 
     def add_stretch(
         self,
-        lines: bytes,
+        lines: Lines,
         keys: Mapping[SummaryKey, int],
         listed: Iterable[tuple[str, SummaryKey]],
         patients: Sequence[tuple[str, SummaryKey]],

@@ -30,10 +30,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ips_screen.engine.decision import Decision
+from ips_screen.outputs.file_slice import FileSlice
 from ips_screen.outputs.proposed import Proposed
 from ips_screen.outputs.staging import StagedFolder
 from ips_screen.outputs.summary import SummaryKey
 from ips_screen.ruleset.loader import CompiledRuleset
+
+Lines = bytes | bytearray | FileSlice  # lines in one piece, each with its line end
 
 # Makes report.html's HTML from the page's values and the template cache folder, elsewhere
 # (`outputs.report.page_html`, on the nightly job's helper process: nightly/proposal_maker.py).
@@ -102,10 +105,11 @@ class OutputWriter:
     def add(self, patient: PatientOutput) -> None:
         """One patient (not called unless a writer overrides it)."""
 
-    def add_run(self, patients: Sequence[tuple[str, SummaryKey]], lines: bytes) -> None:
+    def add_run(self, patients: Sequence[tuple[str, SummaryKey]], lines: Lines) -> None:
         """Several patients in a row, none proposed: (reference, summary key) each, and their
-        decisions.ndjson lines, each with its line end, in one piece."""
-        for (patient, key), line in zip(patients, lines.split(b"\n"), strict=False):
+        decisions.ndjson lines, each with its line end, in one piece (bytes, or bytes of another
+        file: `file_slice.FileSlice`)."""
+        for (patient, key), line in zip(patients, bytes(lines).split(b"\n"), strict=False):
             self.add(PatientOutput(patient, line, key))
 
     def finish(self, done: Finished) -> None:

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ips_screen.outputs.background import ALIGN, STAGE, BackgroundFile
+from ips_screen.outputs.file_slice import FileSlice, SourceFile
 from tests.support.hypothesis_profile import examples
 
 
@@ -125,17 +126,42 @@ def _takes_o_direct(folder) -> bool:
     return True
 
 
-def _pieces(sizes: list[int]) -> list:
+def _pieces(sizes: list[int], folder=None) -> list:
+    """Pieces of these sizes, of each kind `write` takes: bytes, a bytearray, a list of
+    buffers and (with a folder for its file) bytes of another file with a date written over
+    every 100th byte and over the last bytes, as nightly/last_lines.py gives them."""
     out: list = []
     for n, size in enumerate(sizes):
         data = bytes([65 + n % 26]) * size
-        kind = n % 3
-        out.append(data if kind == 0 else bytearray(data) if kind == 1 else [memoryview(data)])
+        kind = n % 4 if folder is not None else n % 3
+        if kind == 3:
+            path = folder / f"source-{n}"
+            path.write_bytes(b"head" + data)
+            marks = sorted({*range(0, size - 9, 100), *([size - 10] if size >= 10 else [])})
+            source = SourceFile(os.open(path, os.O_RDONLY))
+            out.append(FileSlice(source, 4, size, marks, b"2026-11-27"))
+        else:
+            out.append(data if kind == 0 else bytearray(data) if kind == 1 else [memoryview(data)])
     return out
 
 
+def _patched(piece: FileSlice) -> bytes:
+    """What a slice's bytes are, the plain way."""
+    data = bytearray(os.pread(piece.source.fd, piece.size, piece.offset))
+    for mark in piece.marks:
+        data[mark : mark + len(piece.patch)] = piece.patch
+    return bytes(data)
+
+
 def _joined(pieces: list) -> bytes:
-    return b"".join(b"".join(map(bytes, p)) if isinstance(p, list) else bytes(p) for p in pieces)
+    return b"".join(
+        b"".join(map(bytes, p))
+        if isinstance(p, list)
+        else _patched(p)
+        if isinstance(p, FileSlice)
+        else bytes(p)
+        for p in pieces
+    )
 
 
 @settings(max_examples=examples(0.2), deadline=None)
@@ -147,7 +173,7 @@ def _joined(pieces: list) -> bytes:
 def test_bytes_written_around_the_page_cache_are_the_bytes_given(sizes, tmp_path_factory):
     """Whole staged blocks around the cache, the tail through it: the same file either way."""
     folder = tmp_path_factory.mktemp("direct")
-    pieces = _pieces(sizes)
+    pieces = _pieces(sizes, folder)
     path = folder / "decisions.ndjson"
     out = BackgroundFile(path.open("wb", buffering=1 << 20), depth=2)
     direct = out.direct
@@ -176,7 +202,7 @@ def test_a_file_system_that_refuses_o_direct_gets_the_bytes_through_the_cache(
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", write)
-    pieces = _pieces([STAGE, 5, STAGE + 7])
+    pieces = _pieces([STAGE, 5, STAGE + 7, STAGE * 2 + 3], tmp_path)
     path = tmp_path / "decisions.ndjson"
     out = BackgroundFile(path.open("wb"), depth=1)
     for piece in pieces:

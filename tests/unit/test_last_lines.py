@@ -12,6 +12,7 @@ import pytest
 
 from ips_screen.nightly import last_lines
 from ips_screen.nightly.last_lines import LastLines, file_stamp
+from ips_screen.outputs.file_slice import FileSlice
 from ips_screen.store.decision_cache import LinesFile
 
 DAY, TONIGHT = "2026-11-26", "2026-11-27"
@@ -49,6 +50,12 @@ def recorded(path: Path) -> LinesFile:
 @pytest.fixture(params=["in memory", "mapped"])
 def folder(request, tmp_path: Path) -> Path | None:
     return tmp_path if request.param == "mapped" else None
+
+
+def taken(lines: FileSlice | bytes | bytearray | None) -> bytes:
+    """A stretch's bytes: copied in memory, or named in the mapped file for the writer to read."""
+    assert lines is not None
+    return bytes(lines)
 
 
 def tonight(*lines: bytes) -> bytes:
@@ -110,9 +117,9 @@ def test_a_last_line_without_its_line_end_is_not_used():
 def test_a_stretch_known_by_its_ends_and_count_gets_its_lines_in_one_piece(folder):
     lines = [line(pid, str(n)) for n, pid in enumerate(PIDS)]
     last = reader(lines, folder)
-    assert last.stretch("a", "a", 1, NEW) == tonight(lines[0])
-    assert last.stretch("d\\e", 'q"uote', 3, NEW) == tonight(*lines[2:5])  # b passed over
-    assert last.stretch("s", "é", 2, NEW) == tonight(*lines[6:])
+    assert taken(last.stretch("a", "a", 1, NEW)) == tonight(lines[0])
+    assert taken(last.stretch("d\\e", 'q"uote', 3, NEW)) == tonight(*lines[2:5])  # b passed
+    assert taken(last.stretch("s", "é", 2, NEW)) == tonight(*lines[6:])
     assert last.used == 6 and not last.broken
 
 
@@ -150,7 +157,7 @@ def test_the_pages_of_a_mapped_file_passed_over_are_let_go_and_the_lines_still_r
     last = reader(lines, tmp_path)
     got = [last.stretch(pids[n], pids[n + 9], 10, NEW) for n in range(0, 200, 10)]
     got.append(last.lines_of(pids[200:], NEW))
-    assert b"".join(got) == tonight(*lines)  # type: ignore[arg-type]
+    assert b"".join(map(taken, got)) == tonight(*lines)
     assert last.dropped > len(b"".join(lines)) // 2
     last.close()
 
@@ -159,3 +166,15 @@ def test_an_empty_file_of_a_practice_with_no_patients_is_read_as_empty(tmp_path:
     last = reader([], tmp_path)
     assert last.lines_of(["a"], NEW) is None
     last.close()
+
+
+def test_a_stretch_of_a_mapped_file_is_named_not_copied_and_read_after_the_reader_closes(
+    tmp_path: Path,
+):
+    lines = [line(pid, str(n)) for n, pid in enumerate(PIDS)]
+    last = reader(lines, tmp_path)
+    piece = last.stretch("b", "f", 3, NEW)
+    assert isinstance(piece, FileSlice) and piece.size == sum(len(x) + 1 for x in lines[1:4])
+    last.close()
+    (tmp_path / "decisions.ndjson").unlink()
+    assert bytes(piece) == tonight(*lines[1:4])

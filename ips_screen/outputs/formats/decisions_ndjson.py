@@ -9,11 +9,11 @@ import orjson
 
 from ips_screen.engine.decision import Decision, Step
 from ips_screen.engine.evaluate import is_constant_step
-from ips_screen.outputs.background import BackgroundFile
+from ips_screen.outputs.background import BackgroundFile, Part
 from ips_screen.outputs.registry import register
 from ips_screen.outputs.staging import StagedFolder
 from ips_screen.outputs.summary import SummaryKey
-from ips_screen.outputs.writers import Finished, OutputWriter, PatientOutput, RunInfo
+from ips_screen.outputs.writers import Finished, Lines, OutputWriter, PatientOutput, RunInfo
 from ips_screen.presentation.trace import step_line
 
 BUFFER = 1 << 20
@@ -51,7 +51,7 @@ class DecisionsNdjson(OutputWriter):
     def begin(self, folder: StagedFolder, run: RunInfo) -> None:
         super().begin(folder, run)
         self.lines: list[bytes | bytearray | memoryview] = []  # single lines, in parts
-        self.pieces: list[bytes | bytearray] = []  # joined lines and whole stretches, in order
+        self.pieces: list[Part] = []  # joined lines and whole stretches, in order
         self.size = 0  # bytes gathered (about)
         self.handle = BackgroundFile(folder.open(self.filename, "wb", buffering=BUFFER))
 
@@ -62,7 +62,7 @@ class DecisionsNdjson(OutputWriter):
         if self.size >= WRITE_BYTES:
             self._write()
 
-    def add_run(self, patients: Sequence[tuple[str, SummaryKey]], lines: bytes) -> None:
+    def add_run(self, patients: Sequence[tuple[str, SummaryKey]], lines: Lines) -> None:
         """A stretch of lines goes on as it is (megabytes, which joining would copy)."""
         self._join()
         self.pieces.append(lines)

@@ -30,7 +30,7 @@ from ips_screen.engine.decision import Decision
 from ips_screen.outputs.registry import register
 from ips_screen.outputs.staging import StagedFolder
 from ips_screen.outputs.summary import SummaryKey
-from ips_screen.outputs.writers import Finished, OutputWriter, PatientOutput, RunInfo
+from ips_screen.outputs.writers import Finished, Lines, OutputWriter, PatientOutput, RunInfo
 from ips_screen.proposals.build import proposal_entries
 from ips_screen.proposals.common import Entry, device_entry, fhir_datetime, transaction
 from ips_screen.ruleset.loader import CompiledRuleset
@@ -123,7 +123,7 @@ class ProposalsJson(OutputWriter):
         entries = template.replace(self.sentinel, self.when)
         self.handle.write(entries.replace(AS_OF_PLACEHOLDER.encode(), self.as_of))
 
-    def add_run(self, patients: Sequence[tuple[str, SummaryKey]], lines: bytes) -> None:
+    def add_run(self, patients: Sequence[tuple[str, SummaryKey]], lines: Lines) -> None:
         """None of them is proposed: nothing to write."""
 
     def finish(self, done: Finished) -> None:

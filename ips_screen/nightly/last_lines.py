@@ -86,7 +86,7 @@ class LastLines:
                 if not recorded.size:
                     return cls(b"", recorded.day)
                 data = mmap.mmap(handle.fileno(), recorded.size, access=mmap.ACCESS_READ)
-                source = SourceFile(os.dup(handle.fileno()))
+                source = SourceFile(os.dup(handle.fileno()), str(path))
         except OSError:
             log.info("the last run's decisions.ndjson is gone: its patients are evaluated")
             return None

@@ -19,13 +19,16 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from ips_screen.errors import UserError
+
 
 class SourceFile:
     """A file descriptor open for reading, closed once nothing holds it (its reader and the
     slices of it)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, name: str = "the file") -> None:
         self.fd = fd  # owned: closed by this
+        self.name = name  # for messages
 
     def __del__(self) -> None:
         fd, self.fd = getattr(self, "fd", -1), -1
@@ -49,7 +52,8 @@ class FileSlice:
 
     def read_into(self, view: memoryview, at: int) -> None:
         """The slice's bytes from `at`, patched, into all of `view` (writable, one byte an item);
-        OSError when the file no longer holds them (shorter than when it was sliced)."""
+        a `UserError` when the file no longer holds them (cut shorter since it was sliced: by
+        something other than the job, which never writes the file it reads)."""
         size = view.nbytes
         if at < 0 or at + size > self.size:
             raise ValueError(f"bytes {at} to {at + size} are not in a slice of {self.size}")
@@ -57,7 +61,11 @@ class FileSlice:
         while done < size:
             got = os.preadv(self.source.fd, [view[done:]], self.offset + at + done)
             if got <= 0:
-                raise OSError(f"the file ended {size - done} bytes before the slice it was cut to")
+                raise UserError(
+                    f"{self.source.name} was cut shorter while it was being read (it ended "
+                    f"{size - done} bytes early): something other than ips-screen wrote to the "
+                    "state folder. The night stopped and wrote no outputs; run it again"
+                )
             done += got
         patch, width, marks = self.patch, len(self.patch), self.marks
         for mark in marks[bisect.bisect_left(marks, at - width + 1) :]:

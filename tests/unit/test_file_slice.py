@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 from pathlib import Path
 
 import pytest
 
+from ips_screen.errors import UserError
 from ips_screen.outputs import background
 from ips_screen.outputs.background import BackgroundFile
 from ips_screen.outputs.file_slice import FileSlice, SourceFile
@@ -30,7 +32,7 @@ def expected(offset: int, size: int, marks: list[int]) -> bytes:
 def source(tmp_path: Path) -> SourceFile:
     path = tmp_path / "decisions.ndjson"
     path.write_bytes(DATA)
-    return SourceFile(os.open(path, os.O_RDONLY))
+    return SourceFile(os.open(path, os.O_RDONLY), str(path))
 
 
 def test_a_slice_read_in_two_parts_cut_anywhere_is_the_patched_bytes(source):
@@ -53,7 +55,7 @@ def test_a_slice_from_inside_the_file_in_chunks_of_any_size_is_the_patched_bytes
 
 def test_a_file_shorter_than_its_slice_is_an_error_not_short_output(source, tmp_path):
     os.truncate(tmp_path / "decisions.ndjson", 40)
-    with pytest.raises(OSError, match="ended 20 bytes before"):
+    with pytest.raises(UserError, match=r"decisions.ndjson was cut shorter .* ended 20 bytes"):
         bytes(FileSlice(source, 0, 60, [], PATCH))
 
 
@@ -87,9 +89,12 @@ def test_the_writer_writes_a_slice_after_its_reader_let_go_and_the_file_was_remo
         os.fstat(fd)  # closed with the last slice of it
 
 
-def test_a_slice_the_file_no_longer_holds_fails_the_write_not_the_screen(source, tmp_path):
+def test_a_slice_the_file_no_longer_holds_fails_the_write_with_a_message_naming_it(
+    source, tmp_path
+):
+    """Raised where the job finishes its outputs, as one line for the user (errors.UserError)."""
     os.truncate(tmp_path / "decisions.ndjson", 10)
     out = BackgroundFile((tmp_path / "out.ndjson").open("wb"), depth=1)
     out.write(FileSlice(source, 0, 60, MARKS, PATCH))
-    with pytest.raises(OSError, match="ended 50 bytes before"):
+    with pytest.raises(UserError, match=re.escape(f"{tmp_path / 'decisions.ndjson'} was cut")):
         out.close()

@@ -46,6 +46,7 @@ from ips_screen.store.decision_cache import LinesFile
 log = logging.getLogger("ips_screen.nightly")
 
 DROP_BYTES = 64 << 20  # pages of the file passed over that are let go at a time
+_DATE_AT = len(date_prefix("")) - 1  # where a line's date starts (after date_prefix's quote)
 _PATIENT = b'"patient":"Patient/'
 _AFTER = b'","priority":'
 
@@ -155,25 +156,26 @@ class LastLines:
             or not all(_starts(buf, head, at) for at in starts)
         ):
             return None
-        if self.source is None:
-            return self._take(starts, ends[-1], prefix)
-        first_at, size = starts[0], ends[-1] + 1 - starts[0]
-        self.pos = ends[-1] + 1
-        self.used += count
-        self._drop()
-        at = len(self.prefix) - 11  # where the date is in a line (date_prefix's quotes)
-        marks = [start - first_at + at for start in starts]
-        return FileSlice(self.source, first_at, size, marks, prefix[at : at + 10])
+        return self._take(starts, ends[-1], prefix, named=True)
 
-    def _take(self, starts: list[int], last_end: int, prefix: bytes) -> bytearray:
-        """A copy of the lines starting at `starts` (in a row, the last ending at `last_end`),
-        each with tonight's date from `prefix` in place of its own, in one piece; the reading
-        goes on after them."""
-        date, size, first = prefix[-11:-1], len(self.prefix), starts[0]
-        with memoryview(self.buf) as view:
-            piece = bytearray(view[first : last_end + 1])
-        for at in starts:
-            piece[at - first + size - 11 : at - first + size - 1] = date
+    def _take(
+        self, starts: list[int], last_end: int, prefix: bytes, *, named: bool = False
+    ) -> FileSlice | bytearray:
+        """The lines starting at `starts` (in a row, the last ending at `last_end`), each with
+        tonight's date from `prefix` in place of its own, in one piece: `named` in the file for
+        the output's writer to read, when it is open (`source`), else a copy; the reading goes
+        on after them."""
+        first, date = starts[0], prefix[_DATE_AT:-1]
+        marks = [at - first + _DATE_AT for at in starts]
+        if named and self.source is not None:
+            piece: FileSlice | bytearray = FileSlice(
+                self.source, first, last_end + 1 - first, marks, date
+            )
+        else:
+            with memoryview(self.buf) as view:
+                piece = bytearray(view[first : last_end + 1])
+            for mark in marks:
+                piece[mark : mark + len(date)] = date
         self.pos = last_end + 1
         self.used += len(starts)
         self._drop()

@@ -69,28 +69,23 @@ class DirectWrites:
         return cls(fd)
 
     def write(self, data: Part) -> None:
+        """Gather `data` in the buffer, writing it out each time it is full: bytes copied in,
+        or a file's bytes read straight into it (`FileSlice.read_into`)."""
         if isinstance(data, FileSlice):
-            self._write_slice(data)
-            return
-        view = memoryview(data)
-        size, at = view.nbytes, 0
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
-        while at < size:
-            take = min(STAGE - self.used, size - at)
-            self.view[self.used : self.used + take] = view[at : at + take]
-            self.used += take
-            at += take
-            if self.used == STAGE:
-                self._write_all(self.view)
-                self.used = 0
+            size, fill = data.size, data.read_into
+        else:
+            view = memoryview(data)
+            if view.ndim != 1 or view.itemsize != 1:
+                view = view.cast("B")
+            size = view.nbytes
 
-    def _write_slice(self, data: FileSlice) -> None:
-        """A file's bytes read straight into the buffer."""
-        size, at = data.size, 0
+            def fill(target: memoryview, at: int) -> None:
+                target[:] = view[at : at + target.nbytes]
+
+        at = 0
         while at < size:
             take = min(STAGE - self.used, size - at)
-            data.read_into(self.view[self.used : self.used + take], at)
+            fill(self.view[self.used : self.used + take], at)
             self.used += take
             at += take
             if self.used == STAGE:

@@ -23,7 +23,10 @@ The file is used only when it is certainly that line for every cached decision i
   the file is read only for cached decisions of that generation or older: those a run that
   failed half-way cached are younger (the next night evaluates them, but the proposed ones,
   whose line the store keeps);
-- the file must be where it was and have the size, modification time and inode it had;
+- the file must be where it was and have the size, modification time and inode it had, when
+  it is opened and still each time lines are taken from it and written: should something else
+  cut it shorter or write over it during the night, the night stops with a message
+  (`outputs.file_slice.SourceFile.check`), and the next finds it changed;
 - each line read must start with the recorded date, and the lines that begin and end each stretch
   taken must name their patients where the format puts it (`"patient":"Patient/<id>","priority":`);
   a line that does not, or a patient the file lacks, makes `lines_of` return None and the screen
@@ -75,20 +78,21 @@ class LastLines:
 
     @classmethod
     def open(cls, state_dir: Path, recorded: LinesFile | None) -> LastLines | None:
-        """The reader of the file `recorded`, when it is still that file; None otherwise."""
+        """The reader of the file `recorded`, when it is still that file (as opened: what
+        identifies it is read from the open file, then mapped); None otherwise."""
         if recorded is None:
             return None
         path = state_dir / recorded.path
         try:
-            if file_stamp(path) != (recorded.size, recorded.mtime_ns, recorded.inode):
-                log.info("the last run's decisions.ndjson changed: its patients are evaluated")
-                return None
             with path.open("rb") as handle:
+                source = SourceFile(os.dup(handle.fileno()), str(path))
+                if source.stamp != (recorded.size, recorded.mtime_ns, recorded.inode):
+                    log.info("the last run's decisions.ndjson changed: its patients are evaluated")
+                    return None
                 if not recorded.size:
                     return cls(b"", recorded.day)
                 data = mmap.mmap(handle.fileno(), recorded.size, access=mmap.ACCESS_READ)
-                source = SourceFile(os.dup(handle.fileno()), str(path))
-        except OSError:
+        except (OSError, ValueError):  # ValueError: cut shorter since (mmap's length)
             log.info("the last run's decisions.ndjson is gone: its patients are evaluated")
             return None
         return cls(data, recorded.day, source)
@@ -107,6 +111,7 @@ class LastLines:
         A stretch of lines is taken whole when its first and last lines are those of the first
         and last patient asked and it has as many lines as patients: the file's ids are unique
         and in order, and holds a line for every one of them, so the lines between are theirs."""
+        self._check()
         pieces = []
         done, wanted, head = 0, len(pids), self.prefix
         while done < wanted:
@@ -143,6 +148,7 @@ class LastLines:
         no longer in the store between them) or the file has no line for `first`: ask
         `lines_of` for them by id then. From a file (`open`), the lines are not copied here but
         named, for the output's writer to read (`outputs.file_slice`)."""
+        self._check()
         if not self._seek(first):
             return None
         assert self.current is not None
@@ -180,6 +186,15 @@ class LastLines:
         self.used += len(starts)
         self._drop()
         return piece
+
+    def _check(self) -> None:
+        """Stop the night (`SourceFile.check`) when the file changed since it was opened: a
+        mapped file cut shorter ends the job with SIGBUS at the next page read past its end, and
+        one written over would have the screen check other lines than are written. (A file cut
+        while a stretch is being looked through still ends the job so: only reading the file
+        into memory, rather than mapping it, would close that, at the cost of copying it.)"""
+        if self.source is not None:
+            self.source.check()
 
     def _line_ends(self, count: int) -> list[int]:
         """Where the next `count` lines end (fewer at the end of the file)."""

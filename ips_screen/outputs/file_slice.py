@@ -10,7 +10,11 @@ thread reads them straight into its buffer (`read_into`: `os.preadv`, which copi
 without the interpreter lock) and writes the date over each line's there.
 
 The file stays open while a slice of it is waiting to be written (`SourceFile`: closed when the
-last slice and its reader let go of it), so the caller can be done with it first."""
+last slice and its reader let go of it), so the caller can be done with it first. The job never
+writes the file it reads; should something else change it in the meantime (cut it shorter, or
+write over it), the write fails with a message (`state_file_changed`) rather than writing bytes
+other than those the screen checked: every read ends by looking at the file's size,
+modification time and inode again (`SourceFile.check`)."""
 
 from __future__ import annotations
 
@@ -19,16 +23,40 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ips_screen.errors import UserError
+from ips_screen.errors import ConfigError
+
+
+def state_file_changed(name: str, how: str) -> ConfigError:
+    """The error for a file of the state folder that changed while the night read it."""
+    return ConfigError(
+        f"[output] state_dir: {name} {how} while the night read it: something other than "
+        "ips-screen wrote to the state folder. The night stopped and wrote no outputs; run it "
+        "again"
+    )
+
+
+def stamp_of(fd: int) -> tuple[int, int, int]:
+    """What identifies an open file's content cheaply: (size, modification time ns, inode)."""
+    stat = os.fstat(fd)
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
 class SourceFile:
     """A file descriptor open for reading, closed once nothing holds it (its reader and the
-    slices of it)."""
+    slices of it), with what identified the file when it was opened (`stamp_of`)."""
 
     def __init__(self, fd: int, name: str = "the file") -> None:
         self.fd = fd  # owned: closed by this
         self.name = name  # for messages
+        self.stamp = stamp_of(fd)
+
+    def check(self) -> None:
+        """Raises `state_file_changed` unless the file is as it was when opened."""
+        now = stamp_of(self.fd)
+        if now != self.stamp:
+            raise state_file_changed(
+                self.name, "was cut shorter" if now[0] < self.stamp[0] else "changed"
+            )
 
     def __del__(self) -> None:
         fd, self.fd = getattr(self, "fd", -1), -1
@@ -52,8 +80,8 @@ class FileSlice:
 
     def read_into(self, view: memoryview, at: int) -> None:
         """The slice's bytes from `at`, patched, into all of `view` (writable, one byte an item);
-        a `UserError` when the file no longer holds them (cut shorter since it was sliced: by
-        something other than the job, which never writes the file it reads)."""
+        the error `state_file_changed` when the file is no longer as it was opened (see the
+        module)."""
         size = view.nbytes
         if at < 0 or at + size > self.size:
             raise ValueError(f"bytes {at} to {at + size} are not in a slice of {self.size}")
@@ -61,12 +89,9 @@ class FileSlice:
         while done < size:
             got = os.preadv(self.source.fd, [view[done:]], self.offset + at + done)
             if got <= 0:
-                raise UserError(
-                    f"{self.source.name} was cut shorter while it was being read (it ended "
-                    f"{size - done} bytes early): something other than ips-screen wrote to the "
-                    "state folder. The night stopped and wrote no outputs; run it again"
-                )
+                raise state_file_changed(self.source.name, "was cut shorter")
             done += got
+        self.source.check()
         patch, width, marks = self.patch, len(self.patch), self.marks
         for mark in marks[bisect.bisect_left(marks, at - width + 1) :]:
             if mark >= at + size:

@@ -32,6 +32,7 @@ def expected(offset: int, size: int, marks: list[int]) -> bytes:
 def source(tmp_path: Path) -> SourceFile:
     path = tmp_path / "decisions.ndjson"
     path.write_bytes(DATA)
+    os.utime(path, (1_700_000_000, 1_700_000_000))  # written long ago, as the last run's file
     return SourceFile(os.open(path, os.O_RDONLY), str(path))
 
 
@@ -55,8 +56,20 @@ def test_a_slice_from_inside_the_file_in_chunks_of_any_size_is_the_patched_bytes
 
 def test_a_file_shorter_than_its_slice_is_an_error_not_short_output(source, tmp_path):
     os.truncate(tmp_path / "decisions.ndjson", 40)
-    with pytest.raises(UserError, match=r"decisions.ndjson was cut shorter .* ended 20 bytes"):
+    with pytest.raises(UserError, match=r"decisions.ndjson was cut shorter while the night"):
         bytes(FileSlice(source, 0, 60, [], PATCH))
+
+
+@pytest.mark.parametrize("offset", [0, 30])  # the slice itself written over, or the file beside
+def test_a_file_written_over_since_it_was_opened_is_an_error_not_other_bytes(
+    source, tmp_path, offset
+):
+    """The same size, other bytes: the screen checked lines the writer would not write."""
+    with (tmp_path / "decisions.ndjson").open("r+b") as file:
+        file.seek(offset)
+        file.write(b"X" * 10)
+    with pytest.raises(UserError, match=r"decisions.ndjson changed while the night read it"):
+        bytes(FileSlice(source, 0, 20, [], PATCH))
 
 
 def test_the_writer_writes_a_slice_after_its_reader_let_go_and_the_file_was_removed(

@@ -83,15 +83,14 @@ class LastLines:
         if recorded is None:
             return None
         path = state_dir / recorded.path
-        try:
-            with path.open("rb") as handle:
-                source = SourceFile(os.dup(handle.fileno()), str(path))
-                if source.stamp != (recorded.size, recorded.mtime_ns, recorded.inode):
-                    log.info("the last run's decisions.ndjson changed: its patients are evaluated")
-                    return None
-                if not recorded.size:
-                    return cls(b"", recorded.day)
-                data = mmap.mmap(handle.fileno(), recorded.size, access=mmap.ACCESS_READ)
+        try:  # not blocking: a named pipe put in its place would wait for a writer
+            source = SourceFile(os.open(path, os.O_RDONLY | os.O_NONBLOCK), str(path))
+            if source.stamp != (recorded.size, recorded.mtime_ns, recorded.inode):
+                log.info("the last run's decisions.ndjson changed: its patients are evaluated")
+                return None
+            if not recorded.size:
+                return cls(b"", recorded.day)
+            data = mmap.mmap(source.fd, recorded.size, access=mmap.ACCESS_READ)
         except (OSError, ValueError):  # ValueError: cut shorter since (mmap's length)
             log.info("the last run's decisions.ndjson is gone: its patients are evaluated")
             return None

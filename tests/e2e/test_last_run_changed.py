@@ -8,6 +8,8 @@ checked them."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from ips_screen.cli.main import main
 from ips_screen.errors import ConfigError
 from ips_screen.nightly.last_lines import LastLines
 from ips_screen.synth import write_bulk
+from tests.support.paths import ROOT
 
 
 def _night(capsys, tmp_path: Path, source: Path, day: str) -> tuple[int, str]:
@@ -79,3 +82,31 @@ def test_a_last_run_file_changed_while_read_stops_the_night_and_the_next_runs_ag
     assert code == 0, err
     lines = ((runs / "latest").resolve() / "decisions.ndjson").read_bytes()
     assert lines.count(b"\n") == 300 and b'"as_of":"2026-11-26"' not in lines
+
+
+def test_a_named_pipe_in_place_of_the_last_run_file_is_not_waited_on(tmp_path, capsys):
+    """Opened only after it was found to be the file the store recorded, or without waiting:
+    a named pipe there (no writer) hung the night for good at eaa0163, which opened it first."""
+    write_bulk(tmp_path / "practice", 300, seed=7, as_of=date(2026, 11, 26))
+    (tmp_path / "no-changes").mkdir()
+    assert _night(capsys, tmp_path, tmp_path / "practice", "2026-11-26")[0] == 0
+    last = (tmp_path / "state" / "runs" / "latest").resolve() / "decisions.ndjson"
+    last.unlink()
+    os.mkfifo(last)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TZ": "Europe/London"}
+    config = tmp_path / "practice.toml"
+    config.write_text(
+        config.read_text().replace(str(tmp_path / "practice"), str(tmp_path / "no-changes"))
+    )
+    night = ["--as-of", "2026-11-27"]
+    done = subprocess.run(
+        [sys.executable, "-m", "ips_screen", "-q", "nightly", "--config", str(config), *night],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = ((tmp_path / "state" / "runs" / "latest").resolve() / "decisions.ndjson").read_bytes()
+    assert lines.count(b"\n") == 300 and b'"as_of":"2026-11-27"' in lines

@@ -165,7 +165,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 @contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM raises `Terminated` in the main thread while the command runs (by default it
-    would end the process at once: no clean-up, and helper processes left holding its locks)."""
+    would end the process at once: no clean-up, and helper processes left holding its locks).
+    Helper processes forked meanwhile end on SIGTERM as processes do (`_helper_sigterm`)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -173,6 +174,10 @@ def _terminate_as_interrupt() -> Iterator[None]:
     def terminated(signum: int, frame: object) -> None:
         raise Terminated
 
+    global _AT_FORK
+    if not _AT_FORK:
+        os.register_at_fork(after_in_child=_helper_sigterm)
+        _AT_FORK = True
     previous = signal.signal(signal.SIGTERM, terminated)
     try:
         yield
@@ -180,10 +185,27 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from ips_screen.cli import commands
+_AT_FORK = False  # `_helper_sigterm` registered
 
+
+def _helper_sigterm() -> None:
+    """In a process forked from the command (its helpers: multiprocessing's fork), before any
+    of its Python code runs: a process group of its own, so that the signals a terminal, a
+    `timeout` or `kill -TERM -<group>` send to the command's group reach the command alone,
+    which then stops its helpers in good order; and SIGTERM, which a process pool sends its
+    helpers when one of them died, ends it, rather than raising the command's `Terminated` in
+    it. Before, a helper signalled with the command printed a traceback, and one blocked
+    writing results the command had stopped reading did not end, so the command waited for it
+    for good. (A helper the system ends outright still has it end with the command:
+    `sources.parallel.start_guarded`.)"""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.setpgid(0, 0)
+
+
+def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
+        from ips_screen.cli import commands  # here: a SIGTERM while importing is said in one line
+
         code = commands.dispatch(args, environ)
         sys.stdout.flush()  # here, so a closed pipe is met inside this try
         return code

@@ -138,3 +138,67 @@ def test_a_night_killed_outright_takes_its_helpers_with_it(tmp_path: Path):
     assert _ended(helper)  # the system ended it with its parent
     _next_night_runs(tmp_path, config, env)
     assert _runs(tmp_path) == ["interrupted", "ok"]
+
+
+def test_sigterm_to_the_whole_process_group_stops_the_night_and_its_helpers_in_one_line(
+    tmp_path: Path,
+):
+    """As `timeout` and `kill -TERM -<group>` send it, to the job's process group: the helpers,
+    in a group of their own, are stopped by the job in good order. Before, they got it too,
+    printed tracebacks, and could deadlock the job's shutdown for good (a helper blocked
+    writing its results, which the job had stopped reading, did not end when told to)."""
+    config, env = _setup(tmp_path)
+    as_of = FROZEN_NOW.date().isoformat()
+    command = ["-q", "nightly", "--config", str(config), "--as-of", as_of]
+    night = subprocess.Popen(
+        [sys.executable, "-c", WRAPPER, *command],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a unit's
+    )
+    helper = _helper_started(tmp_path)
+    os.killpg(night.pid, signal.SIGTERM)
+    with (tmp_path / "go").open("w") as go:  # the helper's piece ends; the job stops cleanly
+        go.write("go")
+    _, err = night.communicate(timeout=120)
+    assert _ended(helper)
+    assert night.returncode == 143, err
+    assert err == "ips-screen: terminated (SIGTERM): stopped, no output files written\n"
+    assert not (tmp_path / "state" / "runs" / "latest").exists()
+    assert _runs(tmp_path) == ["failed"]
+    _next_night_runs(tmp_path, config, env)
+    assert _runs(tmp_path) == ["failed", "ok"]
+
+
+IMPORTING = """
+import importlib.abc, os, runpy, signal, sys
+
+
+class SignalWhileImporting(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "ips_screen.cli.commands":  # imported once the handler is in place
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+
+
+sys.meta_path.insert(0, SignalWhileImporting())
+runpy.run_module("ips_screen", run_name="__main__")
+"""
+
+
+def test_sigterm_while_the_command_is_still_importing_is_one_line(tmp_path: Path):
+    config, env = _setup(tmp_path)
+    as_of = FROZEN_NOW.date().isoformat()
+    command = ["-q", "nightly", "--config", str(config), "--as-of", as_of]
+    night = subprocess.run(
+        [sys.executable, "-c", IMPORTING, *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert night.returncode == 143, night.stderr
+    assert night.stderr == "ips-screen: terminated (SIGTERM): stopped, no output files written\n"

@@ -167,6 +167,7 @@ def _load_files(
         with progress.stage("applied", unit="resources") as bar:
             return load_parts(store, parts, reread, report, bar.update, threads=jobs)
     finally:
+        parts.close()  # its processes stopped here (see `read_parts`)
         release_buffer()
 
 

@@ -17,8 +17,9 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -129,14 +130,10 @@ def collect(
     options = ReadOptions(CodeIndex(ruleset.codelists.values()), skip_invalid, max_line, shortcuts)
     chunks = plan(files)
     try:
-        with gc_paused():  # once for the whole read: re-enabling it after each part costs passes
-            return merge(_read_all(chunks, options, jobs), options, report, progress)
+        with gc_paused(), closing(read_parts(chunks, options, jobs)) as parts:
+            return merge(parts, options, report, progress)  # (gc paused once for the read)
     finally:
         release_buffer()
-
-
-def _read_all(chunks: list[Chunk], options: ReadOptions, jobs: int) -> Iterator[ChunkFacts]:
-    return read_parts(chunks, options, jobs)
 
 
 def read_parts(
@@ -144,10 +141,12 @@ def read_parts(
     options: ReadOptions,
     jobs: int,
     convert: Callable[[ChunkFacts], T] | None = None,
-) -> Iterator[T]:
+) -> Generator[T, None, None]:
     """Each part's facts, in input order, read on `jobs` processes; `convert` (a module-level
     function, so that a worker process can run it) turns each part's facts into what the
-    caller keeps of them, in the process that read it."""
+    caller keeps of them, in the process that read it. Close it when done, early or not: its
+    `finally` stops the processes (left to the garbage collector, that ran on whichever thread
+    collected it, and failed on the process pool's own thread)."""
     jobs = max(1, min(jobs, len(chunks)))
     if jobs == 1:
         for chunk in chunks:

@@ -7,6 +7,7 @@ the store if the load fails, and the staging file never outlives the load."""
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from pathlib import Path
 
 import orjson
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ips_screen.nightly import sync
 from ips_screen.nightly.config import PracticeConfig
 from ips_screen.nightly.part_load import RefFilter, ref_hashes
 from ips_screen.nightly.progress import NoProgress
@@ -23,6 +25,7 @@ from ips_screen.ruleset.loader import CompiledRuleset, load_ruleset
 from ips_screen.sources import chunks, discover, iter_resources
 from ips_screen.store import StateStore
 from ips_screen.store.full_load import stage_path
+from ips_screen.synth import write_bulk
 from tests.support.hypothesis_profile import examples
 from tests.support.paths import FROZEN_NOW
 
@@ -195,3 +198,23 @@ def test_a_staging_file_left_by_a_killed_load_is_removed_by_the_next_night(
     later = run_nightly(config, now=FROZEN_NOW, as_of=FROZEN_NOW.date(), environ={})
     assert later.mode == "incremental"
     assert not stale.exists()
+
+
+def test_a_load_that_fails_half_way_has_stopped_its_reading_processes_when_it_raises(
+    tmp_path: Path, ruleset: CompiledRuleset, monkeypatch: pytest.MonkeyPatch
+):
+    """Stopped there, in the thread that raised, not when the garbage collector got to the
+    parts' generator: on the process pool's own thread (a SIGTERM mid-load) that printed
+    "Exception ignored ... cannot join current thread" after the one-line message."""
+    write_bulk(tmp_path / "data", 300, seed=7, as_of=FROZEN_NOW.date())
+
+    def first_part_then_fail(store, parts, *args, **kwargs):
+        next(iter(parts))
+        raise RuntimeError("stopped half-way")
+
+    monkeypatch.setattr(sync, "load_parts", first_part_then_fail)
+    with StateStore(tmp_path / "store.sqlite") as state:
+        with pytest.raises(RuntimeError) as failed:
+            sync_files(state.facts, ruleset, tmp_path / "data", NoProgress(), jobs=2)
+        assert multiprocessing.active_children() == []
+        del failed

@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM raises `Terminated` in the main thread while the command runs (by default it
     would end the process at once: no clean-up, and helper processes left holding its locks).
-    Helper processes forked meanwhile end on SIGTERM as processes do (`_helper_sigterm`)."""
+    Helper processes forked meanwhile are set apart from it (`_helper_sigterm`)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -174,18 +174,21 @@ def _terminate_as_interrupt() -> Iterator[None]:
     def terminated(signum: int, frame: object) -> None:
         raise Terminated
 
-    global _AT_FORK
+    global _AT_FORK, _HANDLING
     if not _AT_FORK:
         os.register_at_fork(after_in_child=_helper_sigterm)
         _AT_FORK = True
     previous = signal.signal(signal.SIGTERM, terminated)
+    _HANDLING = True
     try:
         yield
     finally:
+        _HANDLING = False
         signal.signal(signal.SIGTERM, previous)
 
 
-_AT_FORK = False  # `_helper_sigterm` registered
+_AT_FORK = False  # `_helper_sigterm` registered (it cannot be unregistered)
+_HANDLING = False  # the command's SIGTERM handler is in place
 
 
 def _helper_sigterm() -> None:
@@ -197,9 +200,12 @@ def _helper_sigterm() -> None:
     it. Before, a helper signalled with the command printed a traceback, and one blocked
     writing results the command had stopped reading did not end, so the command waited for it
     for good. (A helper the system ends outright still has it end with the command:
-    `sources.parallel.start_guarded`.)"""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.setpgid(0, 0)
+    `sources.parallel.start_guarded`.) Nothing outside the command."""
+    global _HANDLING
+    if _HANDLING:
+        _HANDLING = False  # in the helper: not the command
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.setpgid(0, 0)
 
 
 def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,12 +71,15 @@ def _setup(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return config, env
 
 
-def _night(config: Path, env: dict[str, str], hooked: bool) -> subprocess.Popen:
+def _night(
+    config: Path, env: dict[str, str], hooked: bool, script: str = WRAPPER, **options: Any
+) -> subprocess.Popen:
+    """The night, started (`hooked`: by `script`) with Popen's `options`."""
     as_of = FROZEN_NOW.date().isoformat()
     command = ["-q", "nightly", "--config", str(config), "--as-of", as_of]
-    start = ["-c", WRAPPER] if hooked else ["-m", "ips_screen"]
+    start = ["-c", script] if hooked else ["-m", "ips_screen"]
     return subprocess.Popen(
-        [sys.executable, *start, *command], env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, *start, *command], env=env, stderr=subprocess.PIPE, text=True, **options
     )
 
 
@@ -148,15 +152,7 @@ def test_sigterm_to_the_whole_process_group_stops_the_night_and_its_helpers_in_o
     printed tracebacks, and could deadlock the job's shutdown for good (a helper blocked
     writing its results, which the job had stopped reading, did not end when told to)."""
     config, env = _setup(tmp_path)
-    as_of = FROZEN_NOW.date().isoformat()
-    command = ["-q", "nightly", "--config", str(config), "--as-of", as_of]
-    night = subprocess.Popen(
-        [sys.executable, "-c", WRAPPER, *command],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # a process group of its own, as a unit's
-    )
+    night = _night(config, env, hooked=True, start_new_session=True)  # a group of its own
     helper = _helper_started(tmp_path)
     os.killpg(night.pid, signal.SIGTERM)
     with (tmp_path / "go").open("w") as go:  # the helper's piece ends; the job stops cleanly
@@ -190,15 +186,7 @@ runpy.run_module("ips_screen", run_name="__main__")
 
 def test_sigterm_while_the_command_is_still_importing_is_one_line(tmp_path: Path):
     config, env = _setup(tmp_path)
-    as_of = FROZEN_NOW.date().isoformat()
-    command = ["-q", "nightly", "--config", str(config), "--as-of", as_of]
-    night = subprocess.run(
-        [sys.executable, "-c", IMPORTING, *command],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert night.returncode == 143, night.stderr
-    assert night.stderr == "ips-screen: terminated (SIGTERM): stopped, no output files written\n"
+    night = _night(config, env, hooked=True, script=IMPORTING)
+    _, err = night.communicate(timeout=120)
+    assert night.returncode == 143, err
+    assert err == "ips-screen: terminated (SIGTERM): stopped, no output files written\n"

@@ -174,10 +174,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
     def terminated(signum: int, frame: object) -> None:
         raise Terminated
 
-    global _AT_FORK, _HANDLING
-    if not _AT_FORK:
-        os.register_at_fork(after_in_child=_helper_sigterm)
-        _AT_FORK = True
+    global _HANDLING
     previous = signal.signal(signal.SIGTERM, terminated)
     _HANDLING = True
     try:
@@ -187,8 +184,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-_AT_FORK = False  # `_helper_sigterm` registered (it cannot be unregistered)
-_HANDLING = False  # the command's SIGTERM handler is in place
+_HANDLING = False  # the command's SIGTERM handler is in place (`_helper_sigterm` acts only then)
 
 
 def _helper_sigterm() -> None:
@@ -206,6 +202,10 @@ def _helper_sigterm() -> None:
         _HANDLING = False  # in the helper: not the command
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.setpgid(0, 0)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_helper_sigterm)
 
 
 def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

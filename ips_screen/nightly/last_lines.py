@@ -54,12 +54,6 @@ _PATIENT = b'"patient":"Patient/'
 _AFTER = b'","priority":'
 
 
-def file_stamp(path: Path) -> tuple[int, int, int]:
-    """What identifies a file's content cheaply: (size, modification time ns, inode)."""
-    stat = path.stat()
-    return stat.st_size, stat.st_mtime_ns, stat.st_ino
-
-
 class LastLines:
     """A forward-only reader of the last run's decisions.ndjson (see the module)."""
 

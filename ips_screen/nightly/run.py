@@ -56,7 +56,6 @@ from ips_screen.errors import (
 )
 from ips_screen.fhir.connection import open_client
 from ips_screen.nightly.config import PracticeConfig
-from ips_screen.nightly.last_lines import file_stamp
 from ips_screen.nightly.progress import NoProgress, Progress
 from ips_screen.nightly.proposal_maker import ProposalMaker
 from ips_screen.nightly.screen import screen_all
@@ -71,6 +70,7 @@ from ips_screen.nightly.sync import (
     sync_server,
 )
 from ips_screen.nightly.work import period_start, work_outstanding
+from ips_screen.outputs.file_slice import file_stamp
 from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.formats.decisions_ndjson import DecisionsNdjson
 from ips_screen.presentation.counts import counted

@@ -35,24 +35,25 @@ def state_file_changed(name: str, how: str) -> ConfigError:
     )
 
 
-def stamp_of(fd: int) -> tuple[int, int, int]:
-    """What identifies an open file's content cheaply: (size, modification time ns, inode)."""
-    stat = os.fstat(fd)
+def file_stamp(file: int | os.PathLike[str]) -> tuple[int, int, int]:
+    """What identifies a file's content cheaply (a path, or an open file's descriptor): its size,
+    modification time (ns) and inode."""
+    stat = os.stat(file)
     return stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
 class SourceFile:
     """A file descriptor open for reading, closed once nothing holds it (its reader and the
-    slices of it), with what identified the file when it was opened (`stamp_of`)."""
+    slices of it), with what identified the file when it was opened (`file_stamp`)."""
 
     def __init__(self, fd: int, name: str = "the file") -> None:
         self.fd = fd  # owned: closed by this
         self.name = name  # for messages
-        self.stamp = stamp_of(fd)
+        self.stamp = file_stamp(fd)
 
     def check(self) -> None:
         """Raises `state_file_changed` unless the file is as it was when opened."""
-        now = stamp_of(self.fd)
+        now = file_stamp(self.fd)
         if now != self.stamp:
             raise state_file_changed(
                 self.name, "was cut shorter" if now[0] < self.stamp[0] else "changed"

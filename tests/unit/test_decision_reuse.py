@@ -23,9 +23,10 @@ from ips_screen.errors import InputError
 from ips_screen.facts.extract import SUBJECT_FIELD
 from ips_screen.nightly import screen
 from ips_screen.nightly.config import PracticeConfig
-from ips_screen.nightly.last_lines import LastLines, file_stamp
+from ips_screen.nightly.last_lines import LastLines
 from ips_screen.nightly.proposal_maker import ProposalMaker
 from ips_screen.nightly.run import NightlyResult, run_nightly
+from ips_screen.outputs.file_slice import file_stamp
 from ips_screen.outputs.folder import OutputFolder
 from ips_screen.outputs.formats.decisions_ndjson import decision_line
 from ips_screen.outputs.formats.proposals_json import device_bytes, proposal_template

@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from ips_screen.nightly import last_lines
-from ips_screen.nightly.last_lines import LastLines, file_stamp
-from ips_screen.outputs.file_slice import FileSlice
+from ips_screen.nightly.last_lines import LastLines
+from ips_screen.outputs.file_slice import FileSlice, file_stamp
 from ips_screen.store.decision_cache import LinesFile
 
 DAY, TONIGHT = "2026-11-26", "2026-11-27"

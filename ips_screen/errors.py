@@ -41,6 +41,23 @@ class Terminated(KeyboardInterrupt):
     as failed; exit 143 (128 + SIGTERM)."""
 
 
+_TERMINATING = False  # a SIGTERM reached the command (`note_terminated`)
+
+
+def note_terminated() -> None:
+    """The command was told to stop by SIGTERM (its handler, in `cli.main`, calls this before
+    raising `Terminated`): from here its process pools end their helpers at once rather than in
+    good order (`sources.parallel.stop_pool`), and the command exits without waiting for the
+    pools' own threads (`cli.main.entry_point`)."""
+    global _TERMINATING
+    _TERMINATING = True
+
+
+def terminating() -> bool:
+    """Whether a SIGTERM reached the command (`note_terminated`)."""
+    return _TERMINATING
+
+
 class UserError(Exception):
     """An error the user can fix; shown as one line, never a traceback."""
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from ips_screen import __version__
 from ips_screen.cli.arg_types import as_of_arg
@@ -25,6 +26,8 @@ from ips_screen.errors import (
     Terminated,
     UserError,
     environment_failure,
+    note_terminated,
+    terminating,
 )
 from ips_screen.log_setup import configure_logging
 from ips_screen.presentation.plain_text import one_line
@@ -172,6 +175,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
         return
 
     def terminated(signum: int, frame: object) -> None:
+        note_terminated()
         raise Terminated
 
     global _HANDLING
@@ -191,11 +195,11 @@ def _helper_sigterm() -> None:
     """In a process forked from the command (its helpers: multiprocessing's fork), before any
     of its Python code runs: a process group of its own, so that the signals a terminal, a
     `timeout` or `kill -TERM -<group>` send to the command's group reach the command alone,
-    which then stops its helpers in good order; and SIGTERM, which a process pool sends its
-    helpers when one of them died, ends it, rather than raising the command's `Terminated` in
-    it. Before, a helper signalled with the command printed a traceback, and one blocked
-    writing results the command had stopped reading did not end, so the command waited for it
-    for good. (A helper the system ends outright still has it end with the command:
+    which then stops its helpers (`sources.parallel.stop_pool`); and SIGTERM, which a process
+    pool sends its helpers when one of them died, ends it, rather than raising the command's
+    `Terminated` in it. Before, a helper signalled with the command printed a traceback, and
+    one blocked writing results the command had stopped reading did not end, so the command
+    waited for it for good. (A helper the system ends outright still has it end with the command:
     `sources.parallel.start_guarded`.) Nothing outside the command."""
     global _HANDLING
     if _HANDLING:
@@ -246,7 +250,21 @@ def _stdout_to_devnull() -> None:
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    code = main()
+    if terminating():  # stopped by SIGTERM: its process pools may hold threads that never end
+        _exit_now(code)
+    sys.exit(code)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without the interpreter's clean-up, which would join every process pool's thread,
+    one perhaps waiting for good for the rest of a result its helper, killed, never wrote
+    (`sources.parallel.stop_pool`): what the command wrote is flushed first."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 def _jobs(value: str) -> int:

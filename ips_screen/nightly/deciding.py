@@ -52,7 +52,7 @@ from ips_screen.outputs.proposed import proposed_texts
 from ips_screen.outputs.summary import SummaryCounter, SummaryKey
 from ips_screen.reading import release_free_memory
 from ips_screen.ruleset.loader import CompiledRuleset
-from ips_screen.sources.parallel import fork_context, in_helper, start_guarded
+from ips_screen.sources.parallel import fork_context, in_helper, start_guarded, stop_pool
 from ips_screen.store.facts_store import FactsReader
 from ips_screen.store.ledger import decision_digest
 
@@ -266,7 +266,7 @@ class Deciders:
 
     def close(self) -> None:
         if self.executor is not None:
-            self.executor.shutdown(wait=True, cancel_futures=True)
+            stop_pool(self.executor)
             self.executor = None
 
 

@@ -32,7 +32,7 @@ from ips_screen.outputs.formats.proposals_json import device_bytes, proposal_tem
 from ips_screen.outputs.report import page_html, warm
 from ips_screen.proposals.common import import_models
 from ips_screen.ruleset.loader import CompiledRuleset
-from ips_screen.sources.parallel import fork_context, in_helper, start_guarded
+from ips_screen.sources.parallel import fork_context, in_helper, start_guarded, stop_pool
 
 
 class ProposalMaker:
@@ -60,8 +60,9 @@ class ProposalMaker:
         return self.executor.submit(in_helper, _template, decision)
 
     def close(self) -> None:
-        """Wait for the entries asked for, and stop the process."""
-        self.executor.shutdown(wait=True)
+        """Wait for the entries asked for, and stop the process (at once after a SIGTERM:
+        `stop_pool`)."""
+        stop_pool(self.executor, cancel=False)
 
 
 _RULESET: CompiledRuleset | None = None

@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ips_screen.errors import InputError
+from ips_screen.errors import InputError, terminating
 from ips_screen.facts.extract import CodeIndex
 from ips_screen.limits import DEFAULT_MAX_LINE
 from ips_screen.reading import MAX_SKIPPED, HasCodelists, ReadReport, Skipped, gc_paused
@@ -104,6 +104,24 @@ def in_helper(task: Callable[..., T], *args: Any) -> T:
     return task(*args)
 
 
+def stop_pool(executor: ProcessPoolExecutor, *, cancel: bool = True) -> None:
+    """Shut a pool of helpers down: in good order (its work done, or the work not started
+    cancelled when `cancel`; its processes and threads waited for), or, once a SIGTERM reached
+    the command (`errors.terminating`), at once: its helpers killed and nothing waited for.
+    systemd's default stop (`KillMode=control-group`) signals every process of the service
+    together, so a helper may end halfway through writing a result; the pool's thread then
+    waits for the rest of it for good, and a shutdown in good order with it, until systemd's
+    SIGKILL. The helpers' work is not wanted then, and the command exits without joining that
+    thread (`cli.main.entry_point`)."""
+    if not terminating():
+        executor.shutdown(wait=True, cancel_futures=cancel)
+        return
+    helpers = list((getattr(executor, "_processes", None) or {}).values())  # CPython's pool
+    executor.shutdown(wait=False, cancel_futures=True)
+    for helper in helpers:
+        helper.kill()
+
+
 def fork_context() -> multiprocessing.context.BaseContext:
     """How worker processes start: forked where the system can (they inherit the loaded modules
     and the ruleset instead of importing and pickling them), else the system's default."""
@@ -162,7 +180,7 @@ def read_parts(
     try:
         yield from executor.map(partial(in_helper, _read), chunks)
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+        stop_pool(executor)
 
 
 _OPTIONS: ReadOptions | None = None

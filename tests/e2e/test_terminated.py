@@ -190,3 +190,43 @@ def test_sigterm_while_the_command_is_still_importing_is_one_line(tmp_path: Path
     _, err = night.communicate(timeout=120)
     assert night.returncode == 143, err
     assert err == "ips-screen: terminated (SIGTERM): stopped, no output files written\n"
+
+
+CUT_SHORT = HOOKS.replace(
+    '    with open(os.environ["STARTED"], "w") as started:',
+    """    import struct, sys
+
+    frame = sys._getframe()
+    while frame.f_code.co_name != "_process_worker":
+        frame = frame.f_back
+    results = frame.f_locals["result_queue"]._writer  # the pool's result pipe
+    os.write(results.fileno(), struct.pack("!i", 1 << 20) + b"partial")  # a result cut short
+    with open(os.environ["STARTED"], "w") as started:""",
+)
+CUT_SHORT_WRAPPER = WRAPPER.replace("night_hooks", "night_hooks_cut")
+
+
+def test_sigterm_to_the_night_and_its_helpers_at_once_stops_in_one_line(tmp_path: Path):
+    """As systemd's default stop (`KillMode=control-group`) sends it: to every process of the
+    service at once, so that a helper ends in the middle of writing its results. Before, the
+    job then waited for the rest of them for good (until systemd's SIGKILL, 90 s later), in its
+    process pool's shutdown; now it stops in one line, exit 143, as for a SIGTERM to it alone."""
+    config, env = _setup(tmp_path)
+    (tmp_path / "hooks" / "night_hooks_cut.py").write_text(CUT_SHORT)
+    night = _night(config, env, hooked=True, script=CUT_SHORT_WRAPPER)
+    helper = _helper_started(tmp_path)  # it has written part of a result, and waits
+    os.kill(helper, signal.SIGTERM)
+    night.send_signal(signal.SIGTERM)
+    try:
+        _, err = night.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        night.kill()
+        night.communicate()
+        pytest.fail("the night did not end within 60 s of SIGTERM")
+    assert _ended(helper)
+    assert night.returncode == 143, err
+    assert err == "ips-screen: terminated (SIGTERM): stopped, no output files written\n"
+    assert not (tmp_path / "state" / "runs" / "latest").exists()
+    assert _runs(tmp_path) == ["failed"]
+    _next_night_runs(tmp_path, config, env)
+    assert _runs(tmp_path) == ["failed", "ok"]

@@ -204,15 +204,25 @@ CUT_SHORT = HOOKS.replace(
     with open(os.environ["STARTED"], "w") as started:""",
 )
 CUT_SHORT_WRAPPER = WRAPPER.replace("night_hooks", "night_hooks_cut")
+CUT_SHORT_READING = (
+    CUT_SHORT.replace(
+        "from ips_screen.nightly import deciding", "from ips_screen.sources import parallel"
+    )
+    .replace("REAL = deciding._decide_batch", "REAL = parallel._read")
+    .replace("deciding._decide_batch = blocked", "parallel._read = blocked")
+    .replace("deciding.PARALLEL_MIN = 1  # decided on helper processes\n", "")
+)
 
 
-def test_sigterm_to_the_night_and_its_helpers_at_once_stops_in_one_line(tmp_path: Path):
+@pytest.mark.parametrize("stage", ["deciding", "reading"])
+def test_sigterm_to_the_night_and_its_helpers_at_once_stops_in_one_line(tmp_path: Path, stage: str):
     """As systemd's default stop (`KillMode=control-group`) sends it: to every process of the
     service at once, so that a helper ends in the middle of writing its results. Before, the
     job then waited for the rest of them for good (until systemd's SIGKILL, 90 s later), in its
     process pool's shutdown; now it stops in one line, exit 143, as for a SIGTERM to it alone."""
     config, env = _setup(tmp_path)
-    (tmp_path / "hooks" / "night_hooks_cut.py").write_text(CUT_SHORT)
+    hooks = CUT_SHORT if stage == "deciding" else CUT_SHORT_READING
+    (tmp_path / "hooks" / "night_hooks_cut.py").write_text(hooks)
     night = _night(config, env, hooked=True, script=CUT_SHORT_WRAPPER)
     helper = _helper_started(tmp_path)  # it has written part of a result, and waits
     os.kill(helper, signal.SIGTERM)

@@ -116,6 +116,19 @@ def _next_night_runs(tmp_path: Path, config: Path, env: dict[str, str]) -> None:
     assert [n.name for n in (tmp_path / "state" / "runs").iterdir() if n.name.startswith(".")] == []
 
 
+def _stopped_in_one_line(
+    night: subprocess.Popen, err: str, tmp_path: Path, config: Path, env: dict[str, str]
+) -> None:
+    """The night stopped on SIGTERM as it should: exit 143, one line, no outputs, the run
+    recorded as failed, and the next night runs."""
+    assert night.returncode == 143, err
+    assert err == "ips-screen: terminated (SIGTERM): stopped, no output files written\n"
+    assert not (tmp_path / "state" / "runs" / "latest").exists()
+    assert _runs(tmp_path) == ["failed"]
+    _next_night_runs(tmp_path, config, env)
+    assert _runs(tmp_path) == ["failed", "ok"]
+
+
 def test_sigterm_stops_the_night_and_its_helpers_in_one_line(tmp_path: Path):
     config, env = _setup(tmp_path)
     night = _night(config, env, hooked=True)
@@ -124,13 +137,8 @@ def test_sigterm_stops_the_night_and_its_helpers_in_one_line(tmp_path: Path):
     with (tmp_path / "go").open("w") as go:  # the helper's piece ends; the job stops cleanly
         go.write("go")
     _, err = night.communicate(timeout=120)
-    assert night.returncode == 143, err
-    assert err == "ips-screen: terminated (SIGTERM): stopped, no output files written\n"
     assert _ended(helper)
-    assert not (tmp_path / "state" / "runs" / "latest").exists()
-    assert _runs(tmp_path) == ["failed"]
-    _next_night_runs(tmp_path, config, env)
-    assert _runs(tmp_path) == ["failed", "ok"]
+    _stopped_in_one_line(night, err, tmp_path, config, env)
 
 
 def test_a_night_killed_outright_takes_its_helpers_with_it(tmp_path: Path):
@@ -148,7 +156,7 @@ def test_sigterm_to_the_whole_process_group_stops_the_night_and_its_helpers_in_o
     tmp_path: Path,
 ):
     """As `timeout` and `kill -TERM -<group>` send it, to the job's process group: the helpers,
-    in a group of their own, are stopped by the job in good order. Before, they got it too,
+    in a group of their own, are stopped by the job (`stop_pool`). Before, they got it too,
     printed tracebacks, and could deadlock the job's shutdown for good (a helper blocked
     writing its results, which the job had stopped reading, did not end when told to)."""
     config, env = _setup(tmp_path)
@@ -159,12 +167,7 @@ def test_sigterm_to_the_whole_process_group_stops_the_night_and_its_helpers_in_o
         go.write("go")
     _, err = night.communicate(timeout=120)
     assert _ended(helper)
-    assert night.returncode == 143, err
-    assert err == "ips-screen: terminated (SIGTERM): stopped, no output files written\n"
-    assert not (tmp_path / "state" / "runs" / "latest").exists()
-    assert _runs(tmp_path) == ["failed"]
-    _next_night_runs(tmp_path, config, env)
-    assert _runs(tmp_path) == ["failed", "ok"]
+    _stopped_in_one_line(night, err, tmp_path, config, env)
 
 
 IMPORTING = """
@@ -234,9 +237,4 @@ def test_sigterm_to_the_night_and_its_helpers_at_once_stops_in_one_line(tmp_path
         night.communicate()
         pytest.fail("the night did not end within 60 s of SIGTERM")
     assert _ended(helper)
-    assert night.returncode == 143, err
-    assert err == "ips-screen: terminated (SIGTERM): stopped, no output files written\n"
-    assert not (tmp_path / "state" / "runs" / "latest").exists()
-    assert _runs(tmp_path) == ["failed"]
-    _next_night_runs(tmp_path, config, env)
-    assert _runs(tmp_path) == ["failed", "ok"]
+    _stopped_in_one_line(night, err, tmp_path, config, env)

@@ -116,29 +116,45 @@ def _next_night_runs(tmp_path: Path, config: Path, env: dict[str, str]) -> None:
     assert [n.name for n in (tmp_path / "state" / "runs").iterdir() if n.name.startswith(".")] == []
 
 
+TERMINATED = (143, "ips-screen: terminated (SIGTERM): stopped, no output files written\n")
+
+
 def _stopped_in_one_line(
-    night: subprocess.Popen, err: str, tmp_path: Path, config: Path, env: dict[str, str]
+    night: subprocess.Popen,
+    err: str,
+    tmp_path: Path,
+    config: Path,
+    env: dict[str, str],
+    how: tuple[int, str] = TERMINATED,
 ) -> None:
-    """The night stopped on SIGTERM as it should: exit 143, one line, no outputs, the run
-    recorded as failed, and the next night runs."""
-    assert night.returncode == 143, err
-    assert err == "ips-screen: terminated (SIGTERM): stopped, no output files written\n"
+    """The night stopped as it should (`how`: its exit code and line; by default SIGTERM's):
+    that one line, no outputs, the run recorded as failed, and the next night runs."""
+    assert (night.returncode, err) == how
     assert not (tmp_path / "state" / "runs" / "latest").exists()
     assert _runs(tmp_path) == ["failed"]
     _next_night_runs(tmp_path, config, env)
     assert _runs(tmp_path) == ["failed", "ok"]
 
 
-def test_sigterm_stops_the_night_and_its_helpers_in_one_line(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("signum", "how"),
+    [(signal.SIGTERM, TERMINATED), (signal.SIGINT, (130, "ips-screen: interrupted\n"))],
+    ids=["SIGTERM", "ctrl-c"],
+)
+def test_a_signal_stops_the_night_and_its_helpers_in_one_line(
+    tmp_path: Path, signum: int, how: tuple[int, str]
+):
+    """SIGTERM to the job alone (`kill`), or Ctrl-C in its terminal (SIGINT to the job's
+    process group, which its helpers, in groups of their own, are not in)."""
     config, env = _setup(tmp_path)
     night = _night(config, env, hooked=True)
     helper = _helper_started(tmp_path)
-    night.send_signal(signal.SIGTERM)
+    night.send_signal(signum)
     with (tmp_path / "go").open("w") as go:  # the helper's piece ends; the job stops cleanly
         go.write("go")
     _, err = night.communicate(timeout=120)
     assert _ended(helper)
-    _stopped_in_one_line(night, err, tmp_path, config, env)
+    _stopped_in_one_line(night, err, tmp_path, config, env, how)
 
 
 def test_a_night_killed_outright_takes_its_helpers_with_it(tmp_path: Path):

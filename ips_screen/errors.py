@@ -69,7 +69,15 @@ class InputError(UserError):
 
 
 class RulesError(UserError):
+    """A ruleset, codelist or configuration error. `key`: where in a config file the problem is
+    (its keys and array indexes from the top), for the loader to name the line
+    (`ips_screen.toml_lines`); empty when the message names its place itself."""
+
     exit_code = 4
+
+    def __init__(self, message: str, *, key: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 ConfigError = RulesError
@@ -177,12 +185,17 @@ def helper_died(exc: BaseException) -> HelperDied | None:
 
 def validation_problem(exc: ValidationError) -> str:
     """The first problem pydantic found in a configuration, as "where: what (and N more)"; a key
-    the model does not have is an "unknown key"."""
+    the model does not have is an "unknown key". Its place: `problem_key`."""
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "(top level)"
     message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{where}: {message}{more}"
+
+
+def problem_key(exc: ValidationError) -> tuple[str | int, ...]:
+    """Where pydantic's first problem is, as the keys and array indexes of the data."""
+    return tuple(exc.errors()[0]["loc"])
 
 
 EXIT_CODES = {

@@ -76,6 +76,7 @@ from ips_screen.fhir.connection_keys import (
     Moved,
     log_deprecations,
     old_key_label,
+    old_key_path,
     upgrade_practice_keys,
     upgrade_serve_keys,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "log_deprecations",
     "next_link",
     "old_key_label",
+    "old_key_path",
     "open_client",
     "origin_of",
     "supports_export",

@@ -97,7 +97,10 @@ def upgrade_serve_keys(data: dict[str, Any]) -> tuple[dict[str, Any], list[Moved
     if isinstance(fhir.get("auth"), str) or old_auth:
         method = fhir.pop("auth", "none")
         if method is not None and not isinstance(method, str):
-            raise ConfigError("fhir.auth: a table (method = ...), or the deprecated method name")
+            raise ConfigError(
+                "fhir.auth: a table (method = ...), or the deprecated method name",
+                key=("fhir", "auth"),
+            )
         if method is not None:
             moved.append(Moved("fhir.auth", "fhir.auth.method", ("fhir", "auth", "method")))
         auth: dict[str, Any] = {"method": method}
@@ -106,14 +109,17 @@ def upgrade_serve_keys(data: dict[str, Any]) -> tuple[dict[str, Any], list[Moved
             if (
                 old == "token_env" and problem is not None
             ):  # never repeats the value: it may be the token itself
-                raise ConfigError(f"fhir.token_env: {problem}")
+                raise ConfigError(f"fhir.token_env: {problem}", key=("fhir", "token_env"))
             auth[_SERVE_AUTH_KEYS[old]] = value
             new = f"fhir.auth.{_SERVE_AUTH_KEYS[old]}"
             moved.append(Moved(f"fhir.{old}", new, ("fhir", "auth", _SERVE_AUTH_KEYS[old])))
         fhir["auth"] = auth
     if "timeout_seconds" in fhir:
         if "read_timeout_seconds" in fhir:
-            raise ConfigError("fhir.timeout_seconds: give only fhir.read_timeout_seconds")
+            raise ConfigError(
+                "fhir.timeout_seconds: give only fhir.read_timeout_seconds",
+                key=("fhir", "timeout_seconds"),
+            )
         fhir["read_timeout_seconds"] = fhir.pop("timeout_seconds")
         loc = ("fhir", "read_timeout_seconds")
         moved.append(Moved("fhir.timeout_seconds", "fhir.read_timeout_seconds", loc))
@@ -126,7 +132,10 @@ def _put(fhir: Any, key: str, value: Any, old: str) -> dict[str, Any]:
         return {key: value}  # the new [fhir] is not a table: its own error follows
     if key in table:
         new = "[fhir.auth]" if key == "auth" else f"[fhir] {key}"
-        raise ConfigError(f"{old}: also given as {new}; keep only {new} ({old} is deprecated)")
+        raise ConfigError(
+            f"{old}: also given as {new}; keep only {new} ({old} is deprecated)",
+            key=label_keys(old),
+        )
     return {**table, key: value}
 
 
@@ -140,6 +149,24 @@ def old_key_label(loc: tuple[str, ...], moved: Sequence[Moved]) -> str | None:
     if not rest:
         return best.old
     return f"{best.old} {rest}" if best.old.endswith("]") else f"{best.old}.{rest}"
+
+
+def old_key_path(loc: Sequence[str | int], moved: Sequence[Moved]) -> tuple[str | int, ...]:
+    """The keys of the value at `loc` as the file writes them: under its old key when it was
+    given under one (see `old_key_label`), else `loc` itself."""
+    within = [m for m in moved if m.loc and tuple(loc[: len(m.loc)]) == m.loc]
+    best = max(within, key=lambda m: len(m.loc), default=None)
+    if best is None:
+        return tuple(loc)
+    return (*label_keys(best.old), *loc[len(best.loc) :])
+
+
+def label_keys(label: str) -> tuple[str, ...]:
+    """The keys a label names: "[source] base_url", "[auth]", "fhir.private_key"."""
+    if label.startswith("["):
+        table, _, key = label[1:].partition("]")
+        return (*table.split("."), *key.split())
+    return tuple(label.split("."))
 
 
 def log_deprecations(path: Path, moved: list[Moved]) -> None:

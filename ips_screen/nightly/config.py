@@ -13,9 +13,9 @@ as in the service's serve.toml; ips_screen/fhir/connection.py). The 0.1 keys `[s
 `[auth]` and `[export] page_size` still load, with one deprecation line naming the new keys
 (ips_screen/fhir/connection_keys.py), until ips-screen 0.2.
 
-Errors are one line naming the file and the key ("practice.toml: [export] mode: ..."). They carry
-no line number: `tomllib` reports positions only for syntax errors, not for the keys of a
-document it parsed, so a value that parses but is invalid can only be located by its key.
+Errors are one line naming the file, the line and the key ("practice.toml:12: [export] mode:
+..."); `tomllib` gives no positions for the keys of a document it parsed, so the line is found
+by `ips_screen.toml_lines` (a required key left out names its table's line, or none).
 """
 
 from __future__ import annotations
@@ -41,9 +41,11 @@ from ips_screen.fhir.connection_keys import (
     Moved,
     log_deprecations,
     old_key_label,
+    old_key_path,
     upgrade_practice_keys,
 )
 from ips_screen.secret_values import env_name_problem, secret_kind
+from ips_screen.toml_lines import located
 from ips_screen.writeback.followup import FOLLOWUP_WEEKS
 from ips_screen.writeback.referral_config import ReferralConfig
 
@@ -258,25 +260,28 @@ class PracticeConfig(_Section):
 
 
 def load_config(path: Path | str) -> PracticeConfig:
-    """Read and check a practice config file; `ConfigError` (exit 4) names the file and key."""
+    """Read and check a practice config file; `ConfigError` (exit 4) names file, line and key."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    _refuse_secrets(data, path, ())
+    moved: list[Moved] = []
     try:
+        _refuse_secrets(data, ())
         data, moved = upgrade_practice_keys(data)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    try:  # strictly: TOML has types, and `true` or "3" for a number is a slip, not 1 or 3
+        # strictly: TOML has types, and `true` or "3" for a number is a slip, not 1 or 3
         config = PracticeConfig.model_validate(data, strict=True)
     except ValidationError as exc:
-        raise ConfigError(_one_line(exc, path, moved)) from None
+        message, key = _one_line(exc, moved)
+        raise ConfigError(f"{located(path, text, key)}: {message}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{located(path, text, exc.key)}: {exc}") from None
     log_deprecations(path, moved)
     return config.rebased(path.resolve().parent)
 
@@ -295,34 +300,37 @@ def _where(loc: tuple[Any, ...], moved: Sequence[Moved] = ()) -> str:
     return f"[{'.'.join(parts[:-1])}] {parts[-1]}"
 
 
-def _refuse_secrets(data: dict[str, Any], path: Path, loc: tuple[str, ...]) -> None:
+def _refuse_secrets(data: dict[str, Any], loc: tuple[str, ...]) -> None:
     for key, value in data.items():
         here = (*loc, key)
         if isinstance(value, dict):
-            _refuse_secrets(value, path, here)
+            _refuse_secrets(value, here)
             continue
         lowered = key.lower()
         if lowered not in _NAMED_SECRETS and _SECRET_KEY.search(lowered):
             raise ConfigError(
-                f"{path}: {_where(here)}: secrets must not be written in the config file; "
+                f"{_where(here)}: secrets must not be written in the config file; "
                 "name an environment variable instead ([fhir.auth] token_env) or a key file "
-                "([fhir.auth] private_key_file)"
+                "([fhir.auth] private_key_file)",
+                key=here,
             )
         if not isinstance(value, str) or lowered in _NOT_SECRETS:
             continue
         if lowered in _ENV_NAME_KEYS:
             problem = env_name_problem(value)
             if problem is not None:
-                raise ConfigError(f"{path}: {_where(here)}: {problem}")
+                raise ConfigError(f"{_where(here)}: {problem}", key=here)
         elif (kind := secret_kind(value)) is not None:
             raise ConfigError(
-                f"{path}: {_where(here)}: this looks like a secret ({kind}) written into the "
+                f"{_where(here)}: this looks like a secret ({kind}) written into the "
                 "config file; it is not repeated here. Name an environment variable "
-                "([fhir.auth] token_env) or a key file ([fhir.auth] private_key_file) instead"
+                "([fhir.auth] token_env) or a key file ([fhir.auth] private_key_file) instead",
+                key=here,
             )
 
 
-def _one_line(exc: ValidationError, path: Path, moved: list[Moved]) -> str:
+def _one_line(exc: ValidationError, moved: list[Moved]) -> tuple[str, tuple[str | int, ...]]:
+    """The first problem's message, and the keys of its place as the file writes them."""
     first = exc.errors()[0]
     loc = tuple(first["loc"])
     message = error_message(first)
@@ -332,8 +340,8 @@ def _one_line(exc: ValidationError, path: Path, moved: list[Moved]) -> str:
         message = "required setting missing"
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     if not loc:  # a rule across sections names its keys itself
-        return f"{path}: {message}{more}"
-    return f"{path}: {_where(loc, moved)}: {message}{more}"
+        return f"{message}{more}", ()
+    return f"{_where(loc, moved)}: {message}{more}", old_key_path(error_location(loc), moved)
 
 
 def describe_settings() -> list[tuple[str, str]]:

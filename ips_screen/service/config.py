@@ -1,6 +1,7 @@
 """The service's configuration (`ips-screen serve --config serve.toml`), and review-page passwords.
 
-Strict: unknown keys, wrong types and inline secrets are errors (`ConfigError`, naming the key).
+Strict: unknown keys, wrong types and inline secrets are errors (`ConfigError`, naming the file,
+the line and the key).
 Secrets live in environment variables or files the configuration names, never in the file:
 the backend's bearer token (`fhir.auth.token_env`), its SMART private key
 (`fhir.auth.private_key_file`), the
@@ -58,6 +59,7 @@ from ips_screen.fhir.connection_keys import (
     Moved,
     log_deprecations,
     old_key_label,
+    old_key_path,
     upgrade_serve_keys,
 )
 from ips_screen.secret_values import env_name_problem
@@ -65,6 +67,7 @@ from ips_screen.service.backend_connection import with_backend_defaults
 from ips_screen.service.ehr_auth_config import EhrAuthConfig
 from ips_screen.service.ehr_reader import ReadLimits
 from ips_screen.service.passwords import UserEntry, hash_password, load_users, verify_password
+from ips_screen.toml_lines import located
 from ips_screen.writeback.referral_config import ReferralConfig
 
 __all__ = [
@@ -267,19 +270,25 @@ class ServeConfig(_Strict):
 
 def _ehr_auth(section: object, public_base_url: object) -> EhrAuthConfig | None:
     if not isinstance(section, dict):
-        raise ConfigError("ehr_auth: missing (a table with issuers, or disabled = true)")
+        raise ConfigError(
+            "ehr_auth: missing (a table with issuers, or disabled = true)", key=("ehr_auth",)
+        )
     data = dict(section)
     disabled = data.pop("disabled", False)
     if not isinstance(disabled, bool):
-        raise ConfigError("ehr_auth: disabled: must be true or false")
+        raise ConfigError("ehr_auth: disabled: must be true or false", key=("ehr_auth", "disabled"))
     if disabled:
         if not (isinstance(public_base_url, str) and is_loopback(public_base_url)):
-            raise ConfigError("ehr_auth: disabled = true is allowed only on a loopback address")
+            raise ConfigError(
+                "ehr_auth: disabled = true is allowed only on a loopback address",
+                key=("ehr_auth", "disabled"),
+            )
         unknown = sorted(set(data) - set(EhrAuthConfig.model_fields))
         if unknown:  # its own settings may stay (unread); another key is a slip, said
             raise ConfigError(
                 f"ehr_auth: {', '.join(unknown)}: unknown key (a top-level setting written "
-                "below the [ehr_auth] table belongs above it)"
+                "below the [ehr_auth] table belongs above it)",
+                key=("ehr_auth", unknown[0]),
             )
         return None
     return EhrAuthConfig.from_dict(data)
@@ -298,13 +307,15 @@ def _check_ehr_side(config: ServeConfig) -> None:
     if not config.ehr_fhir_servers and not is_loopback(config.public_base_url):
         raise ConfigError(
             "ehr_fhir_servers: list the EHR FHIR servers (fhirServer) the service may read; it "
-            "is required unless public_base_url is a loopback address"
+            "is required unless public_base_url is a loopback address",
+            key=("ehr_fhir_servers",),
         )
     if trusts_public_sandbox(config.ehr_auth) and not config.demo_trust_public_sandbox:
         raise ConfigError(
             f"ehr_auth: {SANDBOX_HOST} signs its tokens with a key published in its source, so "
             "anyone can mint them: trust it only for a demo, with demo_trust_public_sandbox = "
-            "true (which turns every write off)"
+            "true (which turns every write off)",
+            key=("ehr_auth",),
         )
 
 
@@ -315,13 +326,13 @@ def _resolve(path: str | None, folder: Path) -> str | None:
     return str(candidate if candidate.is_absolute() else (folder / candidate).resolve())
 
 
-def _problem(exc: ValidationError, moved: list[Moved]) -> str:
+def _problem(exc: ValidationError, moved: list[Moved]) -> ConfigError:
     first = exc.errors()[0]
     loc = error_location(tuple(first["loc"]))
     where = old_key_label(loc, moved) or ".".join(loc) or "(top level)"
     message = "unknown key" if first["type"] == "extra_forbidden" else error_message(first)
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {message}{more}"
+    return ConfigError(f"{where}: {message}{more}", key=old_key_path(loc, moved))
 
 
 def parse_config(
@@ -338,11 +349,12 @@ def parse_config(
     try:
         config = ServeConfig.model_validate({**data, "ehr_auth": None})
     except ValidationError as exc:
-        raise ConfigError(_problem(exc, renamed)) from None
+        raise _problem(exc, renamed) from None
     if config.state_dir is None and not is_loopback(config.public_base_url):
         raise ConfigError(
             "state_dir: required (the folder of the state the service's workers share) unless "
-            "public_base_url is a loopback address"
+            "public_base_url is a loopback address",
+            key=("state_dir",),
         )
     fhir = config.fhir.rebased(folder)
     page = config.review_page
@@ -362,18 +374,21 @@ def parse_config(
 
 
 def load_config(path: Path | str) -> ServeConfig:
-    """Read and validate a TOML configuration file; `ConfigError` names the file and key."""
+    """Read and validate a TOML configuration file; `ConfigError` names the file, line and key."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read: not UTF-8 text ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     moved: list[Moved] = []
     try:
         config = parse_config(data, path.resolve().parent, moved=moved)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{located(path, text, exc.key)}: {exc}") from None
     log_deprecations(path, moved)
     return config

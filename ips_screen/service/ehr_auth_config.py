@@ -12,7 +12,7 @@ import jwt
 from jwt import PyJWKSet
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ips_screen.errors import ConfigError, validation_problem
+from ips_screen.errors import ConfigError, problem_key, validation_problem
 
 
 def _check_url(url: str) -> str:
@@ -102,4 +102,6 @@ class EhrAuthConfig(BaseModel):
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            raise ConfigError(f"ehr_auth: {validation_problem(exc)}") from None
+            raise ConfigError(
+                f"ehr_auth: {validation_problem(exc)}", key=("ehr_auth", *problem_key(exc))
+            ) from None

@@ -246,67 +246,78 @@ def test_the_service_keeps_its_own_defaults(tmp_path: Path, key_file: Path):
 
 
 @pytest.mark.parametrize(
-    ("fhir", "message"),
+    ("fhir", "line", "message"),
     [
         (
             f'base_url = "{BASE}"\n[fhir.auth]\nmethod = "smart"\nclient_id = "c"',
+            5,  # the table
             "[fhir.auth]: method = 'smart' needs private_key_file, kid",
         ),
         (
             f'base_url = "{BASE}"\n[fhir.auth]\nmethod = "bearer"\ntokn_env = "X"',
+            7,
             "[fhir.auth] tokn_env: unknown key",
         ),
-        (f'base_url = "{BASE}"\npage_size = 0', "[fhir] page_size: "),
+        (f'base_url = "{BASE}"\npage_size = 0', 5, "[fhir] page_size: "),
         (
             f'base_url = "{BASE}"\n[fhir.auth]\ntoken_env = "X"',
+            5,
             "[fhir.auth]: method must be one of 'none', 'bearer' or 'smart'",
         ),
-        ('base_url = "http://f.example/R4"\n[fhir.auth]\nmethod = "bearer"', "without https"),
-        ('base_url = "ftp://f.example/R4"', "[fhir] base_url: "),
+        ('base_url = "http://f.example/R4"\n[fhir.auth]\nmethod = "bearer"', 3, "without https"),
+        ('base_url = "ftp://f.example/R4"', 4, "[fhir] base_url: "),
     ],
 )
-def test_practice_errors_name_the_file_and_key(tmp_path: Path, fhir: str, message: str):
+def test_practice_errors_name_the_file_line_and_key(
+    tmp_path: Path, fhir: str, line: int, message: str
+):
     path = write(tmp_path, "p.toml", f'[source]\nkind = "server"\n[fhir]\n{fhir}\n{PRACTICE_TAIL}')
     with pytest.raises(ConfigError) as raised:
         load_practice(path)
-    assert str(raised.value).startswith(f"{path}: ")
+    assert str(raised.value).startswith(f"{path}:{line}: ")
     assert message in str(raised.value)
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("text", "where", "message"),
     [
-        ('[source]\nkind = "server"\n', "[fhir] base_url is required when [source] kind"),
+        ('[source]\nkind = "server"\n', "", "[fhir] base_url is required when [source] kind"),
         (
             f'[source]\nkind = "server"\nbase_url = "{BASE}"\n[fhir]\nbase_url = "{BASE}"\n',
+            ":3",  # the old key
             "[source] base_url: also given as [fhir] base_url; keep only [fhir] base_url",
         ),
         (
             f'[source]\nkind = "files"\npath = "d"\n[fhir]\nbase_url = "{BASE}"\n',
+            "",  # a rule across sections: it names its keys itself
             "[fhir] only applies when [source] kind = 'server'",
         ),
     ],
 )
-def test_practice_source_and_connection_must_agree(tmp_path: Path, text: str, message: str):
+def test_practice_source_and_connection_must_agree(
+    tmp_path: Path, text: str, where: str, message: str
+):
     path = write(tmp_path, "p.toml", text + '[output]\nstate_dir = "s"\n')
-    with pytest.raises(ConfigError, match=f"^{path}: .*") as raised:
+    with pytest.raises(ConfigError, match=f"^{path}{where}: .*") as raised:
         load_practice(path)
     assert message in str(raised.value)
 
 
 @pytest.mark.parametrize(
-    ("fhir", "message"),
+    ("fhir", "line", "message"),
     [
-        ('[fhir.auth]\nmethod = "smart"\nclient_id = "c"', "fhir.auth: method = 'smart' needs"),
-        ('[fhir.auth]\nmethod = "none"\ntoken_env = "X"', "fhir.auth.token_env: unknown key"),
-        ('private_key = "k.pem"\n', "fhir.private_key: "),  # an old key, named as written
+        ('[fhir.auth]\nmethod = "smart"\nclient_id = "c"', 6, "fhir.auth: method = 'smart' needs"),
+        ('[fhir.auth]\nmethod = "none"\ntoken_env = "X"', 8, "fhir.auth.token_env: unknown key"),
+        ('private_key = "k.pem"\n', 6, "fhir.private_key: "),  # an old key, named as written
     ],
 )
-def test_serve_errors_name_the_file_and_key(tmp_path: Path, fhir: str, message: str):
+def test_serve_errors_name_the_file_line_and_key(
+    tmp_path: Path, fhir: str, line: int, message: str
+):
     path = write(tmp_path, "s.toml", f'{SERVE_HEAD}[fhir]\nbase_url = "{BASE}"\n{fhir}\n')
     with pytest.raises(ConfigError) as raised:
         load_serve(path)
-    assert str(raised.value).startswith(f"{path}: ")
+    assert str(raised.value).startswith(f"{path}:{line}: ")
     assert message in str(raised.value)
 
 
@@ -314,47 +325,52 @@ EMPTY = 'an empty path; write "." for the config file\'s own folder'
 
 
 @pytest.mark.parametrize(
-    ("name", "text", "where"),
+    ("name", "text", "line", "where"),
     [
         (
             "p.toml",
             '[source]\nkind = "files"\npath = ""\n[output]\nstate_dir = "s"\n',
+            3,
             "[source] path",
         ),
         (
             "p.toml",
             '[source]\nkind = "files"\npath = "d"\n[output]\nstate_dir = " "\n',
+            5,
             "[output] state_dir",
         ),
         (
             "p.toml",
             f'[source]\nkind = "files"\npath = "d"\n[screen]\nrules = ""\n{PRACTICE_TAIL}',
+            5,
             "[screen] rules",
         ),
         (
             "p.toml",
             f'[source]\nkind = "server"\n[fhir]\nbase_url = "{BASE}"\n[fhir.auth]\n'
             f'method = "smart"\nclient_id = "c"\nkid = "k"\nprivate_key_file = ""\n{PRACTICE_TAIL}',
+            9,
             "[fhir.auth] private_key_file",
         ),
-        ("s.toml", f'state_dir = ""\n{SERVE_HEAD}[fhir]\nbase_url = "{BASE}"\n', "state_dir"),
-        ("s.toml", f'rules = ""\n{SERVE_HEAD}[fhir]\nbase_url = "{BASE}"\n', "rules"),
+        ("s.toml", f'state_dir = ""\n{SERVE_HEAD}[fhir]\nbase_url = "{BASE}"\n', 1, "state_dir"),
+        ("s.toml", f'rules = ""\n{SERVE_HEAD}[fhir]\nbase_url = "{BASE}"\n', 1, "rules"),
         (
             "s.toml",
             f'{SERVE_HEAD}[fhir]\nbase_url = "{BASE}"\n[review_page]\nusers_file = ""\n',
+            7,
             "review_page.users_file",
         ),
     ],
 )
 def test_an_empty_path_is_refused_not_read_as_this_folder(
-    tmp_path: Path, name: str, text: str, where: str
+    tmp_path: Path, name: str, text: str, line: int, where: str
 ):
     """pydantic reads "" as ".": a practice whose state_dir or source path was left empty
     would keep its store beside the config, or read the config's folder as its records."""
     path = write(tmp_path, name, text)
     with pytest.raises(ConfigError) as raised:
         (load_practice if name == "p.toml" else load_serve)(path)
-    assert str(raised.value) == f"{path}: {where}: {EMPTY}"
+    assert str(raised.value) == f"{path}:{line}: {where}: {EMPTY}"
 
 
 @pytest.mark.parametrize(

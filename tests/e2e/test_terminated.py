@@ -14,6 +14,8 @@ import select
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,20 @@ def _helper_started(tmp_path: Path) -> int:
         return int(started.read())
 
 
+def _signal_while_blocked(tmp_path: Path, send: Callable[[], None]) -> None:
+    """`send` the signal while the helper waits at its piece, then let the helper go. The go
+    pipe is opened first (it opens once the helper has it open to read, and the helper then
+    waits to read it): opened after the signal, it could wait for good for a helper the job
+    had already ended (SIGTERM ends them at once), as it once did."""
+    go = os.open(tmp_path / "go", os.O_WRONLY)
+    try:
+        send()
+        with suppress(BrokenPipeError):  # the helper was ended first: nobody reads it
+            os.write(go, b"go")  # the helper's piece ends; the job stops cleanly
+    finally:
+        os.close(go)
+
+
 def _ended(pid: int) -> bool:
     """Whether process `pid` ends (within 30 s); if not, it is killed, not left behind."""
     try:
@@ -149,9 +165,7 @@ def test_a_signal_stops_the_night_and_its_helpers_in_one_line(
     config, env = _setup(tmp_path)
     night = _night(config, env, hooked=True)
     helper = _helper_started(tmp_path)
-    night.send_signal(signum)
-    with (tmp_path / "go").open("w") as go:  # the helper's piece ends; the job stops cleanly
-        go.write("go")
+    _signal_while_blocked(tmp_path, lambda: night.send_signal(signum))
     _, err = night.communicate(timeout=120)
     assert _ended(helper)
     _stopped_in_one_line(night, err, tmp_path, config, env, how)
@@ -178,9 +192,7 @@ def test_sigterm_to_the_whole_process_group_stops_the_night_and_its_helpers_in_o
     config, env = _setup(tmp_path)
     night = _night(config, env, hooked=True, start_new_session=True)  # a group of its own
     helper = _helper_started(tmp_path)
-    os.killpg(night.pid, signal.SIGTERM)
-    with (tmp_path / "go").open("w") as go:  # the helper's piece ends; the job stops cleanly
-        go.write("go")
+    _signal_while_blocked(tmp_path, lambda: os.killpg(night.pid, signal.SIGTERM))
     _, err = night.communicate(timeout=120)
     assert _ended(helper)
     _stopped_in_one_line(night, err, tmp_path, config, env)

@@ -18,7 +18,8 @@
   A paged manifest (`link` next) is followed on the same origin, at most `max_manifest_pages`.
 - Files of every page are downloaded and checked by `bulk_download`: a damaged file (count
   mismatch, truncated stream, wrong line) is `ExportDamaged`; `error` files end up in `errors`
-  and do not fail the export. Then `DELETE` of the status URL (404 ignored, failures logged).
+  (their OperationOutcomes whose issues are all "information" in `notes`, only logged) and do not
+  fail the export. Then `DELETE` of the status URL (404 ignored, failures logged).
 - `supports_export` (in `bulk_kickoff`) tells whether to try $export at all; `ExportRequest` (in
   `bulk_request`) is what is asked for, checked when made.
 """
@@ -29,7 +30,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,11 +67,12 @@ class ExportResult:
     transaction_time: str  # manifest transactionTime: the next _since
     files: list[tuple[str, Path]]  # (resourceType, path) of the downloaded output NDJSON
     deleted: list[Path]  # downloaded deleted NDJSON (Bundles with DELETE request entries)
-    errors: list[str]  # one line per OperationOutcome of the error files
+    errors: list[str]  # one line per OperationOutcome of the error files, but ...
     manifest: dict  # the first page of the manifest
     resumed: bool  # True when an earlier job's status URL was reused
     unsupported_types: tuple[str, ...] = ()  # requested types the server could not export
     pages: int = 1  # manifest pages (Bulk Data 2.0 `link` next)
+    notes: list[str] = field(default_factory=list)  # ... those whose issues only inform
 
 
 def export(
@@ -145,6 +147,9 @@ def export(
     errors = [text for done in downloaded for text in done.errors]
     if errors:
         log.warning("the export's error files hold %d OperationOutcome(s)", len(errors))
+    notes = [text for done in downloaded for text in done.notes]
+    for text in notes:
+        log.info("the export's error files inform: %s", text)
     _delete_job(http, status_url)
     state_path.unlink(missing_ok=True)
     result = ExportResult(
@@ -156,6 +161,7 @@ def export(
         resumed=resumed,
         unsupported_types=unsupported,
         pages=len(pages),
+        notes=notes,
     )
     counts = {"files": len(result.files), "deleted": len(result.deleted), "errors": len(errors)}
     notify("complete", {**counts, "resumed": resumed, "unsupported_types": [*unsupported]})

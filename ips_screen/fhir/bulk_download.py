@@ -111,6 +111,7 @@ class Downloaded:
     lines: int = 0
     kept: int = 0
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # error-file outcomes that only inform
 
     def event(self, **extra: int) -> dict:
         kind, rtype, path = self.entry.kind, self.entry.line_type, str(self.path)
@@ -205,7 +206,8 @@ class Downloader:
                 )
                 decoder = BodyDecoder(resp.headers.get("Content-Encoding"), what)
                 self._write(resp, path, decoder, lines, stop, what)
-            done.lines, done.kept, done.errors = lines.lines, lines.kept, lines.errors
+            done.lines, done.kept = lines.lines, lines.kept
+            done.errors, done.notes = lines.errors, lines.notes
             return done
 
         try:

@@ -19,11 +19,11 @@ import orjson
 
 from ips_screen.fhir.bulk_filter import Criterion, matches
 from ips_screen.fhir.bulk_http import ExportDamaged
-from ips_screen.fhir.outcome import outcome_summary
+from ips_screen.fhir.outcome import only_informs, outcome_summary
 from ips_screen.limits import DEFAULT_MAX_LINE
 
 DECODE_STEP = 1 << 20  # at most this many decoded bytes per decompression step
-MAX_ERRORS = 1000  # OperationOutcome summaries kept from error files
+MAX_ERRORS = 1000  # OperationOutcome summaries kept from error files (and as many notes)
 ACCEPT_ENCODING = "gzip, deflate"
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 
@@ -105,7 +105,8 @@ class LineChecker:
         self.lineno = 0
         self.lines = 0  # resources seen
         self.kept = 0  # resources kept after client filtering
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # an error file's OperationOutcomes (summaries) ...
+        self.notes: list[str] = []  # ... but those with information only (`only_informs`)
 
     def feed(self, chunk: bytes) -> bytes:
         end = chunk.rfind(b"\n")
@@ -151,8 +152,10 @@ class LineChecker:
                 f"{self.where(self.lineno)}: expected resourceType {self.line_type}, got {got}"
             )
         self.lines += 1
-        if self.keep_errors and len(self.errors) < MAX_ERRORS:
-            self.errors.append(outcome_summary(value))
+        if self.keep_errors:
+            kept = self.notes if only_informs(value) else self.errors
+            if len(kept) < MAX_ERRORS:
+                kept.append(outcome_summary(value))
         if self.criteria is not None and not matches(value, self.criteria):
             return b""
         self.kept += 1

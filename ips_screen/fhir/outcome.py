@@ -81,6 +81,17 @@ def outcome_summary(outcome: Mapping[str, Any], limit: int = 600) -> str:
     return one_line("; ".join(parts), limit) if parts else "OperationOutcome without issues"
 
 
+def only_informs(outcome: Mapping[str, Any]) -> bool:
+    """Whether an OperationOutcome holds issues, each of severity "information": a Bulk export's
+    note (its error files hold "error, warning, and information messages"), not a failure."""
+    issues = outcome.get("issue")
+    return (
+        isinstance(issues, list)
+        and bool(issues)
+        and all(isinstance(i, dict) and i.get("severity") == "information" for i in issues)
+    )
+
+
 def issue_codes(resp: requests.Response) -> set[str]:
     """The issue codes of an OperationOutcome body; empty for any other body."""
     try:

@@ -341,6 +341,27 @@ def test_error_files_are_collected_and_do_not_fail(mock, client, fake, tmp_path)
     assert len(result.files) == 1
 
 
+def test_outcomes_that_only_inform_are_notes_not_errors(mock, client, fake, tmp_path):
+    kickoff(mock)
+    errors = [{"type": "OperationOutcome", "url": f"{BASE}/files/e.ndjson"}]
+    done(mock, manifest(("Patient", f"{BASE}/files/p.ndjson", 1), error=errors))
+    mock.get(f"{BASE}/files/p.ndjson", body=ndjson(patient("p1")))
+    info = {"severity": "information", "code": "informational", "diagnostics": "no Task"}
+    mixed = {"severity": "warning", "code": "incomplete", "diagnostics": "some cut"}
+    outcomes = [
+        {"resourceType": "OperationOutcome", "issue": [info, info]},
+        {"resourceType": "OperationOutcome", "issue": [info, mixed]},  # not only information
+        {"resourceType": "OperationOutcome", "issue": []},  # says nothing: an error, as before
+    ]
+    mock.get(f"{BASE}/files/e.ndjson", body=ndjson(*outcomes))
+    result = run(client, fake, tmp_path)
+    assert result.notes == ["; ".join(["information informational: no Task"] * 2)]
+    assert result.errors == [
+        "information informational: no Task; warning incomplete: some cut",
+        "OperationOutcome without issues",
+    ]
+
+
 def test_an_error_file_must_hold_operation_outcomes(mock, client, fake, tmp_path):
     kickoff(mock)
     done(mock, manifest(error=[{"type": "OperationOutcome", "url": f"{BASE}/files/e.ndjson"}]))

@@ -125,6 +125,35 @@ def test_a_line_of_another_type_is_a_damaged_night(tmp_path):
     assert "expected resourceType Patient" in ledger(tmp_path)[-1]["errors"][0]
 
 
+def issue(severity: str, text: str) -> dict:
+    return {"severity": severity, "code": "informational", "diagnostics": text}
+
+
+def test_an_error_file_that_only_informs_does_not_hold_since_back(tmp_path, capsys):
+    """Bulk Data puts "error, warning, and information messages" in the manifest's error files:
+    a server that always writes an informational one (e.g. "Observation: 0 resources") kept
+    `_since` where it was and made every night exit 9, re-exporting everything since for good.
+    Only an OperationOutcome with an issue that is not information holds `_since` back."""
+    config = write_config(tmp_path)
+    note = {"resourceType": "OperationOutcome", "issue": [issue("information", "0 Procedures")]}
+    files = {"Patient": (ndjson(patient("p1")), 1)}
+    with exporter(files, when=T1, errors=(ndjson(note, note),)):
+        assert nightly(config, "--log-format", "text") == 0
+    assert store_state(tmp_path)[0] == T1
+    assert ledger(tmp_path)[-1]["status"] == "ok"
+    logged = capsys.readouterr().err
+    assert logged.count("the export's error files inform: information informational: 0 Pro") == 2
+
+    warned = {**note, "issue": [issue("information", "x"), issue("warning", "Observation cut")]}
+    with exporter(files, when=T2, errors=(ndjson(note), ndjson(warned))) as mock:
+        assert nightly(config) == 9
+        assert since_asked(mock) == T1
+    assert store_state(tmp_path)[0] == T1  # kept: the next night asks for the same changes
+    assert ledger(tmp_path)[-1]["errors"] == [
+        "Bulk export: information informational: x; warning informational: Observation cut"
+    ]
+
+
 # -- 2. types the server cannot export -----------------------------------------------------------
 
 

@@ -179,8 +179,10 @@ def exporter(
     when: str,
     kick_off: str = f"{BASE}/$export",
     types: tuple[str, ...] = (*TYPES, "ServiceRequest", "Task"),
+    errors: tuple[bytes, ...] = (),
 ) -> Iterator[responses.RequestsMock]:
-    """One night of a fake exporter: files by type as (body, manifest count)."""
+    """One night of a fake exporter: files by type as (body, manifest count), and the bodies of
+    its error files (OperationOutcomes)."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.get(f"{BASE}/metadata", json=statement(*types))
         mock.get(kick_off, status=202, headers={"Content-Location": STATUS})
@@ -189,10 +191,16 @@ def exporter(
             for t, (_, c) in files.items()
         ]
         body = {"transactionTime": when, "request": kick_off, "requiresAccessToken": True}
-        mock.get(STATUS, json={**body, "output": output, "error": []})
+        error = [
+            {"type": "OperationOutcome", "url": f"{BASE}/files/error{n}.ndjson"}
+            for n in range(len(errors))
+        ]
+        mock.get(STATUS, json={**body, "output": output, "error": error})
         mock.delete(STATUS, status=202)
         for t, (data, _) in files.items():
             mock.get(f"{BASE}/files/{t}.ndjson", body=data)
+        for n, data in enumerate(errors):
+            mock.get(f"{BASE}/files/error{n}.ndjson", body=data)
         # The night's report reads the open review Tasks (its "Work outstanding"): none here.
         # Unanswered, `responses` would refuse the connection and the job would retry for real.
         searchset = {"resourceType": "Bundle", "type": "searchset", "entry": []}

@@ -12,7 +12,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader
 
 from ips_screen import __version__
-from ips_screen.presentation.labels import category_text, review_headings
+from ips_screen.presentation.labels import (
+    care_plan_words,
+    category_text,
+    proposal_title,
+    review_headings,
+    short_name,
+)
 from ips_screen.presentation.plain_text import html_value
 from ips_screen.ruleset.loader import CompiledRuleset
 from ips_screen.service import signin
@@ -49,9 +55,20 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
         base=state.config.base_path,
         csrf=signin.csrf_token(request),
         version=__version__,
+        words=_ruleset_words(state.ruleset),
         **context,
     )
     return HTMLResponse(html, status, headers=HEADERS)
+
+
+def _ruleset_words(ruleset: CompiledRuleset) -> dict[str, str]:
+    """What every page calls the offer, from the ruleset's texts: its short name ("IPS"), its
+    name ("Individual Placement and Support (IPS)") and the care plan an accept creates."""
+    return {
+        "short": short_name(ruleset),
+        "offer": proposal_title(ruleset),
+        "care_plan": care_plan_words(ruleset)[0],
+    }
 
 
 def redirect(request: Request, path: str) -> Response:

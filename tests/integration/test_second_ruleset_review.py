@@ -65,3 +65,61 @@ def test_review_of_a_second_ruleset_proposal(fhir_server, fhir_client: FhirClien
     for what, text in (("show", shown), ("show --json", as_json), ("decline", declined)):
         assert_clean(what, text)
     assert_clean("Task", orjson.dumps(done).decode())
+
+
+def test_the_review_page_speaks_a_second_rulesets_words(fhir_server, fhir_client, tmp_path):
+    """Signed in to the review page of a service configured with the second ruleset, the
+    clinician sees its words on every page (sign-in, worklist, the proposal and its forms):
+    none of the default ruleset's (before, "IPS proposal for ..." and "Accept: refer to IPS")."""
+    import warnings
+
+    from ips_screen.service.app import create_app
+    from ips_screen.service.config import parse_config
+    from tests.support.cds import PASSWORD, SECRET_ENV, users_file
+
+    with warnings.catch_warnings():  # starlette warns that httpx (not httpx2) is installed
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    smoking = load_ruleset(SMOKING)
+    pid = unique_patient_id("smp")
+    resources = [patient(pid, "1980-01-01"), smoking_status(SMOKER, pid)]
+    for resource in resources:
+        fhir_client.update(resource)
+    decision = evaluate(smoking, facts_from(resources, smoking), AS_OF)
+    fhir_client.transaction(
+        build_patient_transaction(decision, smoking, now=NOW, tool_version=__version__)
+    )
+    (task,) = search(fhir_client, "Task", {"patient": f"Patient/{pid}"})
+    fhir_client.update(practitioner("Practitioner/dr-smp"))
+    config = parse_config(
+        {
+            "public_base_url": "https://review.example.org",
+            "rules": str(SMOKING),
+            "ehr_fhir_servers": ["https://ehr.example.org/fhir"],
+            "fhir": {"base_url": fhir_server.base_url},
+            "ehr_auth": {
+                "issuers": [
+                    {"iss": "https://ehr.example.org", "jwks_url": "https://ehr.example.org/j"}
+                ]
+            },
+            "review_page": {"users_file": str(users_file(tmp_path, {"dr": "Practitioner/dr-smp"}))},
+            "state_dir": str(tmp_path / "serve-state"),
+            "referral": {"ips_service": "Organization/stop-smoking-service"},
+        }
+    )
+    app = create_app(config, environ=SECRET_ENV)
+    client = TestClient(app, base_url="https://testserver", follow_redirects=False)
+    login = client.get("/review/login").text
+    assert_clean("sign-in page", login)
+    token = login.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    signed = client.post(
+        "/review/login", data={"username": "dr", "password": PASSWORD, "csrf_token": token}
+    )
+    assert signed.status_code == 303
+    worklist = client.get("/review/?scope=all")
+    assert worklist.status_code == 200 and task["id"] in worklist.text
+    assert_clean("worklist", worklist.text)
+    page = client.get(f"/review/task/{task['id']}")
+    assert page.status_code == 200 and "Stop-smoking support" in page.text
+    assert_clean("proposal page", page.text)

@@ -84,7 +84,24 @@ ConfigError = RulesError
 
 
 class ServerError(UserError):
+    """The FHIR server (or the network to it) failed a request. `status`: the HTTP status the
+    server answered with, when it answered (`refused_as_asked`)."""
+
     exit_code = 5
+    status: int | None = None
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def refused_as_asked(self) -> bool:
+        """Whether the server answered and refused the request as it was made (a 4xx other than
+        one for credentials, a timeout or too many requests; or 501): asking otherwise may
+        work. A server that did not answer, or failed (5xx), fails whatever is asked."""
+        status = self.status
+        if status is None:
+            return False
+        return status == 501 or (400 <= status < 500 and status not in (401, 407, 408, 429))
 
 
 class ConflictError(ServerError):

@@ -39,8 +39,8 @@ def raise_for_status(
     if detail:
         message += f": {detail}"
     if conflict and status in (409, 412):
-        raise ConflictError(f"{conflict}: {message}")
-    raise ServerError(message)
+        raise ConflictError(f"{conflict}: {message}", status=status)
+    raise ServerError(message, status=status)
 
 
 def error_detail(resp: requests.Response) -> str:

@@ -78,8 +78,10 @@ def answer(client: FhirClient, order: Resource) -> str | None:
         for version in client.history("ServiceRequest", order["id"]):
             if version.get("status") != "active":
                 return f"status {version.get('status')} in its history"
-    except ServerError as exc:  # a server without _history: the searches below still answer
-        log.warning("follow-up: history of %s unreadable (%s)", ref, exc)
+    except ServerError as exc:
+        if not exc.refused_as_asked():  # down or failing: the searches below would fail too
+            raise
+        log.warning("follow-up: history of %s unreadable (%s)", ref, exc)  # no _history
     searches = (("Task", "based-on"), ("Task", "focus"), ("Communication", "based-on"))
     for rtype, param in searches:
         for found in client.search(rtype, [(param, ref), ("_count", "1")]):

@@ -179,7 +179,9 @@ def open_reviews(
     try:
         found = list(client.search("Task", [*params, ("_include", "Task:focus")]))
     except ServerError as exc:
-        log.info("Task search with _include failed (%s); reading each focus instead", exc)
+        if not exc.refused_as_asked():  # down or failing: asking again without it fails too
+            raise
+        log.info("Task search with _include refused (%s); reading each focus instead", exc)
         found = list(client.search("Task", params))
     included = {f"{r['resourceType']}/{r.get('id')}": r for r in found}
     tasks = [r for r in found if r.get("resourceType") == "Task"]

@@ -1,6 +1,6 @@
 """`review followup` on a server without `_history`: the order's history cannot be read, so the
 Task and Communication searches alone decide (logged, ids only); a search the server refuses is
-a server error, not an empty list."""
+a server error, not an empty list, and so is a server that fails (not one without history)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,20 @@ class NoHistory:
             yield from (t for t in self.tasks if t["focus"]["reference"] == ref)
 
     def history(self, rtype: str, rid: str) -> Iterator[dict]:
-        raise ServerError(f"HTTP 405 Method Not Allowed from GET /{rtype}/{rid}/_history")
+        message = f"HTTP 405 Method Not Allowed from GET /{rtype}/{rid}/_history"
+        raise ServerError(message, status=405)
+
+
+class Down(NoHistory):
+    """Its history cannot be read either: the connection fails (after the client's retries)."""
+
+    def history(self, rtype: str, rid: str) -> Iterator[dict]:
+        raise ServerError(f"GET /{rtype}/{rid}/_history: connection failed")
+
+    def search(self, rtype: str, params: Any) -> Iterator[dict]:
+        if rtype != "ServiceRequest":
+            raise AssertionError(f"asked for {rtype} after the server failed")
+        yield from super().search(rtype, params)
 
 
 def test_without_history_the_searches_decide(caplog):
@@ -59,6 +72,11 @@ def test_without_history_the_searches_decide(caplog):
     warned = [r.getMessage() for r in caplog.records]
     assert any("history of ServiceRequest/o1 unreadable" in m for m in warned)
     assert all("Patient/p1" not in m for m in warned)
+
+
+def test_a_server_that_fails_is_an_error_at_once_not_taken_for_one_without_history():
+    with pytest.raises(ServerError, match="connection failed"):
+        unanswered_referrals(Down([order("o1")], []), now=FROZEN_NOW, weeks=6)
 
 
 def test_a_refused_search_is_a_server_error():

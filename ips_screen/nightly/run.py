@@ -321,8 +321,10 @@ def _run(
                 )
             work = None
             if client is not None:
-                since = period_start(store.ledger.recent_runs(14), run_id, now)
-                work = work_outstanding(client, ruleset, since=since, now=now, new=new_proposals)
+                since, since_run = period_start(store.ledger.recent_runs(14), run_id, now)
+                work = work_outstanding(
+                    client, ruleset, since=since, since_run=since_run, now=now, new=new_proposals
+                )
             late = None
             if client is not None and config.followup.nightly:
                 late = _followup(client, outputs, now, config.followup.weeks, errors)

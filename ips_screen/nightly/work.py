@@ -19,20 +19,27 @@ LONG_WAIT_DAYS = 14
 DEFAULT_PERIOD = timedelta(days=7)  # when there is no earlier run
 
 
-def period_start(recent_runs: list[dict], run_id: int, now: datetime) -> datetime:
-    """When the previous finished run started (the report's period), else a week ago."""
+def period_start(recent_runs: list[dict], run_id: int, now: datetime) -> tuple[datetime, bool]:
+    """When the previous finished run started (the report's period), else a week ago; True
+    when it is a run's start."""
     for run in reversed(recent_runs):
         if run.get("id") != run_id and run.get("status") in ("ok", "errors") and run.get("started"):
             try:
                 started = datetime.fromisoformat(str(run["started"]))
             except ValueError:
                 continue
-            return started if started.tzinfo else started.replace(tzinfo=UTC)
-    return now - DEFAULT_PERIOD
+            return (started if started.tzinfo else started.replace(tzinfo=UTC)), True
+    return now - DEFAULT_PERIOD, False
 
 
 def work_outstanding(
-    client: FhirClient, ruleset: CompiledRuleset, *, since: datetime, now: datetime, new: int
+    client: FhirClient,
+    ruleset: CompiledRuleset,
+    *,
+    since: datetime,
+    now: datetime,
+    new: int,
+    since_run: bool = True,
 ) -> dict | None:
     """The report's "Work outstanding" figures; None (and a warning) when the server cannot say."""
     try:
@@ -53,7 +60,8 @@ def work_outstanding(
         "longest_days": max(waits, default=0),
         "over_two_weeks": sum(w > LONG_WAIT_DAYS for w in waits),
         "new": new,
-        "since": since.date().isoformat(),
+        "since": since.isoformat(timespec="minutes"),  # shown in London time (`moment`)
+        "since_run": since_run,  # False: a week before this run (there is no earlier one)
         "accepted": work.accepted,
         "declined": work.declined,
         "deferred": work.deferred,

@@ -493,7 +493,8 @@ def test_the_nightly_report_leads_with_the_work_outstanding(decisions, ruleset):
         "longest_days": 1,
         "over_two_weeks": 0,
         "new": 1,
-        "since": "2026-11-25",
+        "since": "2026-07-01T23:30+00:00",  # 00:30 in London, a day later
+        "since_run": True,
         "accepted": 1,
         "declined": 0,
         "deferred": 2,
@@ -503,9 +504,13 @@ def test_the_nightly_report_leads_with_the_work_outstanding(decisions, ruleset):
     assert html.index('id="h-work"') < html.index('id="h-headline"')
     assert "3 proposals are waiting for a clinician's review (the longest for 1 day;" in text
     assert "1 new proposal tonight." in text
-    assert "Decided since 25 November 2026: 1 accepted, 0 declined and 2 deferred" in text
+    decided = "1 accepted, 0 declined and 2 deferred"
+    assert f"Decided since the last run began (2 July 2026 at 00:30): {decided}" in text
     assert "Already referred, or referred recently: 2 patients" in text
     assert "a proposal for them is waiting for a clinician's review 3" in text
     assert "already has an open or recently completed IPS referral 2" in text
     assert "Changes read tonight" in text and "Records read" not in text
     assert "Changes read tonight" not in _visible(render_report(summary, decisions, ruleset))
+    first = {**work, "since_run": False}
+    text = " ".join(_visible(render_report(summary, decisions, ruleset, work=first)).split())
+    assert f"in the week before this first run (since 2 July 2026 at 00:30): {decided}" in text

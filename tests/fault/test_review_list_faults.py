@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import requests
 import responses
 
@@ -24,29 +25,25 @@ def task_calls(mock: responses.RequestsMock) -> list[str]:
     return [c.request.url for c in mock.calls if c.request.url.startswith(f"{BASE}/Task")]
 
 
-def test_a_server_that_is_down_is_an_error_after_one_search_and_its_retries(mock, delays):
-    mock.get(TASKS, body=requests.exceptions.ConnectionError("refused"))
-    with FhirClient(BASE, sleep=delays.append) as client:
-        try:
-            open_reviews(client)
-        except ServerError as exc:
-            assert "connection failed (gave up after 5 attempts)" in str(exc)
-        else:
-            raise AssertionError("no ServerError")
-    assert len(task_calls(mock)) == 5 and len(delays) == 4  # before: 10 calls, 30 s of waits
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ({"body": requests.exceptions.ConnectionError("refused")}, "connection failed"),
+        ({"status": 503}, "HTTP 503"),  # a server error that persists
+    ],
+    ids=["down", "503"],
+)
+def test_a_server_that_fails_is_an_error_after_one_search_and_its_retries(
+    mock, delays, answer: dict, message: str
+):
+    """Not taken for a server that refuses `_include`: before, the search was asked again
+    without it, through the retries again (10 calls and 30 s of waits when it is down)."""
+    mock.get(TASKS, **answer)
+    gave_up = pytest.raises(ServerError, match=f"{message}.*gave up after 5 attempts")
+    with FhirClient(BASE, sleep=delays.append) as client, gave_up:
+        open_reviews(client)
+    assert len(task_calls(mock)) == 5 and len(delays) == 4
     assert all("_include" in url for url in task_calls(mock))
-
-
-def test_a_server_error_that_persists_is_not_taken_for_a_refused_include(mock, delays):
-    mock.get(TASKS, status=503)
-    with FhirClient(BASE, sleep=delays.append) as client:
-        try:
-            open_reviews(client)
-        except ServerError as exc:
-            assert "HTTP 503" in str(exc)
-        else:
-            raise AssertionError("no ServerError")
-    assert len(task_calls(mock)) == 5
 
 
 def test_a_refused_include_is_asked_again_without_it(mock, delays):

@@ -83,7 +83,12 @@ def test_the_review_page_speaks_a_second_rulesets_words(fhir_server, fhir_client
 
     smoking = load_ruleset(SMOKING)
     pid = unique_patient_id("smp")
-    resources = [patient(pid, "1980-01-01"), smoking_status(SMOKER, pid)]
+    gp = f"Practitioner/gp-{pid}"  # the proposal's owner: the worklist shows this one alone
+    resources = [
+        patient(pid, "1980-01-01", generalPractitioner=[ref(gp)]),
+        smoking_status(SMOKER, pid),
+    ]
+    fhir_client.update(practitioner(gp))
     for resource in resources:
         fhir_client.update(resource)
     decision = evaluate(smoking, facts_from(resources, smoking), AS_OF)
@@ -117,7 +122,7 @@ def test_the_review_page_speaks_a_second_rulesets_words(fhir_server, fhir_client
         "/review/login", data={"username": "dr", "password": PASSWORD, "csrf_token": token}
     )
     assert signed.status_code == 303
-    worklist = client.get("/review/?scope=all")
+    worklist = client.get("/review/", params={"owner": gp})  # the server holds others' too
     assert worklist.status_code == 200 and task["id"] in worklist.text
     assert_clean("worklist", worklist.text)
     page = client.get(f"/review/task/{task['id']}")

@@ -272,6 +272,15 @@ def error_message(error: Mapping[str, Any]) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
+def error_key(error: Mapping[str, Any]) -> tuple[str, ...]:
+    """Where one pydantic error in a connection is, as the keys a user writes: its location
+    (`error_location`), and for the auth method's own error its `method` key."""
+    where = error_location(tuple(error["loc"]))
+    if error["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        return (*where, "method")
+    return where
+
+
 def error_location(loc: tuple[Any, ...]) -> tuple[str, ...]:
     """A pydantic error location without the union's tag ("auth", "smart", "kid" -> "auth",
     "kid"), so that messages name the keys a user writes."""

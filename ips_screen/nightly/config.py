@@ -34,6 +34,7 @@ from ips_screen.fhir.connection import (
     ConfigPath,
     FhirConnection,
     SmartAuthSettings,
+    error_key,
     error_location,
     error_message,
 )
@@ -341,7 +342,7 @@ def _one_line(exc: ValidationError, moved: list[Moved]) -> tuple[str, tuple[str 
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     if not loc:  # a rule across sections names its keys itself
         return f"{message}{more}", ()
-    return f"{_where(loc, moved)}: {message}{more}", old_key_path(error_location(loc), moved)
+    return f"{_where(loc, moved)}: {message}{more}", old_key_path(error_key(first), moved)
 
 
 def describe_settings() -> list[tuple[str, str]]:

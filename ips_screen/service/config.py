@@ -52,6 +52,7 @@ from ips_screen.errors import ConfigError
 from ips_screen.fhir.connection import (
     ConfigPathText,
     FhirConnection,
+    error_key,
     error_location,
     error_message,
 )
@@ -332,7 +333,7 @@ def _problem(exc: ValidationError, moved: list[Moved]) -> ConfigError:
     where = old_key_label(loc, moved) or ".".join(loc) or "(top level)"
     message = "unknown key" if first["type"] == "extra_forbidden" else error_message(first)
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return ConfigError(f"{where}: {message}{more}", key=old_key_path(loc, moved))
+    return ConfigError(f"{where}: {message}{more}", key=old_key_path(error_key(first), moved))
 
 
 def parse_config(

@@ -261,7 +261,12 @@ def test_the_service_keeps_its_own_defaults(tmp_path: Path, key_file: Path):
         (f'base_url = "{BASE}"\npage_size = 0', 5, "[fhir] page_size: "),
         (
             f'base_url = "{BASE}"\n[fhir.auth]\ntoken_env = "X"',
-            5,
+            5,  # no method: its table
+            "[fhir.auth]: method must be one of 'none', 'bearer' or 'smart'",
+        ),
+        (
+            f'base_url = "{BASE}"\n[fhir.auth]\nmethod = "oauth"',
+            6,  # the method written
             "[fhir.auth]: method must be one of 'none', 'bearer' or 'smart'",
         ),
         ('base_url = "http://f.example/R4"\n[fhir.auth]\nmethod = "bearer"', 3, "without https"),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -128,13 +129,27 @@ def _line_for(loc: tuple, lines: dict[tuple, int]) -> int | None:
 def _format_error(exc: ValidationError, path: Path, lines: dict[tuple, int]) -> str:
     first = exc.errors()[0]
     loc = tuple(first["loc"])
+    message = first["msg"]
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):  # a criterion's kind
+        loc, message = _kind_problem(first)
     line = _line_for(loc, lines)
     where = ".".join(str(p) for p in loc if p not in _DISCRIMINATORS) or "(top level)"
-    message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key (not part of the ruleset format; check the spelling)"
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     return f"{path}{f':{line}' if line else ''}: {where}: {message}{more}"
+
+
+def _kind_problem(error: Mapping[str, Any]) -> tuple[tuple, str]:
+    """(where, what) of a criterion whose `kind` names no criterion kind, or has none: at its
+    `kind` key, in words (pydantic says "Input tag ... found using 'kind' ...")."""
+    context = error.get("ctx") or {}
+    key = str(context.get("discriminator", "kind")).strip("'")
+    loc = (*error["loc"], key)
+    if error["type"] == "union_tag_not_found":
+        return loc, "missing (every criterion names its kind: README.md, Criterion kinds)"
+    kinds = str(context.get("expected_tags", "")).replace("'", "")
+    return loc, f"unknown criterion kind {context.get('tag')!r} (the kinds: {kinds})"
 
 
 _DISCRIMINATORS = frozenset(KINDS)

@@ -51,6 +51,35 @@ def test_unknown_key_is_an_error_naming_file_line_and_key(rules_copy: Path):
     assert "unknown key" in message
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "kind: outside-age-range",
+            "kind: outside-age-rang",
+            "exclusions.1.rule.kind: unknown criterion kind 'outside-age-rang' (the kinds: "
+            "outside-age-range, any-of, all-of, deceased,",
+        ),
+        ("kind: outside-age-range", "kind_: outside-age-range", "exclusions.1.rule.kind: missing"),
+    ],
+    ids=["misspelt", "missing"],
+)
+def test_a_criterion_kind_that_is_not_one_names_its_line(
+    rules_copy: Path, old: str, new: str, message: str
+):
+    """A misspelt `kind:` is the rule's kind line, said in words; before, the line of the rule
+    two lines up and pydantic's 'Input tag ... found using ...'."""
+    path = rules_copy / "ips-chronic-pain.yaml"
+    text = path.read_text().replace(old, new, 1)
+    path.write_text(text)
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if new in s)
+    if new.startswith("kind_"):
+        line -= 2  # no kind: the rule's own first line (`rule:`), where it is missing
+    with pytest.raises(RulesError) as caught:
+        load_ruleset(path)
+    assert str(caught.value).startswith(f"{path}:{line}: {message}"), str(caught.value)
+
+
 def test_wrong_type_names_the_line(rules_copy: Path):
     path = rules_copy / "ips-chronic-pain.yaml"
     text = path.read_text().replace("recent_months: 24", "recent_months: two years", 1)

@@ -72,4 +72,12 @@ def test_the_practice_report_as_the_practice_manager_sees_it(
     # Checked by axe, and at 375 and 320 px: readable on a phone (issue 8, point 5).
     checks.check("report")
     checks.assert_clean()
+    # The step-by-step chart's words scale with it: on a wide screen they stay near the body
+    # text's size (before, twice it: 31 px against 16).
+    sizes = browser.execute_script(
+        "const label = document.querySelector('figure svg text');"
+        "return [label.getBoundingClientRect().height,"
+        " parseFloat(getComputedStyle(document.body).fontSize)];"
+    )
+    assert sizes[0] < 1.5 * sizes[1], sizes
     readme_image(browser, "report", 1100)

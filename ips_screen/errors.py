@@ -58,6 +58,21 @@ def terminating() -> bool:
     return _TERMINATING
 
 
+_OUTPUTS_WRITTEN = False  # the command's output files are in place (`note_outputs_written`)
+
+
+def note_outputs_written(written: bool = True) -> None:
+    """The command's output files were moved into place (`outputs.staging`), so that a Ctrl-C
+    or SIGTERM after it is not said as "no output files written"; False: a new command."""
+    global _OUTPUTS_WRITTEN
+    _OUTPUTS_WRITTEN = written
+
+
+def outputs_written() -> bool:
+    """Whether the command's output files are in place (`note_outputs_written`)."""
+    return _OUTPUTS_WRITTEN
+
+
 class UserError(Exception):
     """An error the user can fix; shown as one line, never a traceback."""
 

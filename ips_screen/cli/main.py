@@ -26,7 +26,9 @@ from ips_screen.errors import (
     Terminated,
     UserError,
     environment_failure,
+    note_outputs_written,
     note_terminated,
+    outputs_written,
     terminating,
 )
 from ips_screen.log_setup import configure_logging
@@ -158,6 +160,7 @@ def _common_screen_args(parser: argparse.ArgumentParser, *, patient_ids: bool = 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run a command; returns the exit code. Tests call this directly."""
     environ = os.environ if environ is None else environ
+    note_outputs_written(False)  # none yet, by this command
     parser = build_parser()
     args = parser.parse_args(argv)
     with safe_terminal(), _terminate_as_interrupt():
@@ -223,10 +226,15 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         print(f"ips-screen: error: {one_line(redact(str(exc)))}", file=sys.stderr)
         return exc.exit_code
     except Terminated:
-        print("ips-screen: terminated (SIGTERM): stopped, no output files written", file=sys.stderr)
+        if outputs_written():  # the signal came as they moved into place: they all did
+            line = "ips-screen: terminated (SIGTERM): stopped after its output files were written"
+        else:
+            line = "ips-screen: terminated (SIGTERM): stopped, no output files written"
+        print(line, file=sys.stderr)
         return TERMINATED
     except KeyboardInterrupt:
-        print("ips-screen: interrupted", file=sys.stderr)
+        after = " after its output files were written" if outputs_written() else ""
+        print(f"ips-screen: interrupted{after}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `review show ... | head`: the reader has all it wanted
         _stdout_to_devnull()

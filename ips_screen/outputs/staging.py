@@ -13,13 +13,28 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ips_screen.errors import UserError, disk_failed
+from ips_screen.errors import UserError, disk_failed, note_outputs_written
 from ips_screen.private_dir import private_open
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back from this thread while inside, delivered when it ends (where
+    the system allows it)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _sync_file(path: Path) -> None:
@@ -96,15 +111,20 @@ class StagedFolder:
 
     def commit(self, names: Iterable[str], remove: Iterable[str] = ()) -> None:
         """Flush `names` to disk and move them into the output folder, remove `remove` from it,
-        make it durable."""
+        make it durable. A Ctrl-C or SIGTERM while they move is held until all have: the folder
+        never holds some of this run's files beside some of the last one's."""
+        names = list(names)
         try:
             for name in names:
-                _sync_file(self.path(name))
-                os.replace(self.path(name), self.out_dir / name)
-            for name in remove:
-                (self.out_dir / name).unlink(missing_ok=True)
+                _sync_file(self.path(name))  # the slow part, before anything moves
+            with _signals_held():
+                for name in names:
+                    os.replace(self.path(name), self.out_dir / name)
+                for name in remove:
+                    (self.out_dir / name).unlink(missing_ok=True)
+                self.committed = True
+                note_outputs_written()
             _sync_dir(self.out_dir)
-            self.committed = True
         finally:
             self.discard()
 

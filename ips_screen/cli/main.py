@@ -261,6 +261,11 @@ def entry_point() -> None:
     code = main()
     if terminating():  # stopped by SIGTERM: its process pools may hold threads that never end
         _exit_now(code)
+    # Done: a Ctrl-C while the interpreter shuts down is ignored, so that the command ends with
+    # its own exit code. (The interpreter puts SIGINT's default action back as it finalizes, and
+    # a Ctrl-C then killed the process with no message, its outputs all written; an ignored
+    # signal it leaves as it is. SIGTERM still ends a shutdown that does not.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(code)
 
 

@@ -250,8 +250,9 @@ EXIT_CODES = {
     12: "a write the disk refused (full, over quota or past a file size limit); no output files "
     "written: free some space and run again",
     141: "the output was closed before it was all written (e.g. piped to head); nothing else",
-    143: "terminated (SIGTERM, e.g. a timeout): stopped cleanly, no output files written; the "
-    "nightly run is recorded as failed and the next one runs as usual",
+    143: "terminated (SIGTERM, e.g. a timeout): stopped cleanly, no output files written (one "
+    "that came as they moved into place: all of them, and the line says so); the nightly run "
+    "is recorded as failed and the next one runs as usual",
 }
 EXIT_CODES_HELP = "exit codes:\n" + "\n".join(  # the commands' --help epilog
     f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items()

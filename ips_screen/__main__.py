@@ -1,3 +1,3 @@
-from ips_screen.cli.main import entry_point
+from ips_screen.cli.launch import entry_point
 
 entry_point()

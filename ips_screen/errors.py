@@ -110,13 +110,12 @@ class ServerError(UserError):
         self.status = status
 
     def refused_as_asked(self) -> bool:
-        """Whether the server answered and refused the request as it was made (a 4xx other than
-        one for credentials, a timeout or too many requests; or 501): asking otherwise may
-        work. A server that did not answer, or failed (5xx), fails whatever is asked."""
+        """Whether the server answered this request and failed or refused it as it was made (a
+        4xx, or a 500 or 501: asking otherwise may work), rather than not answering at all: no
+        connection or a timeout, a gateway's or an overloaded server's 502, 503 or 504, too many
+        requests (429) or credentials refused (401, 407), which fail whatever is asked."""
         status = self.status
-        if status is None:
-            return False
-        return status == 501 or (400 <= status < 500 and status not in (401, 407, 408, 429))
+        return status is not None and status not in (401, 407, 408, 429, 502, 503, 504)
 
 
 class ConflictError(ServerError):

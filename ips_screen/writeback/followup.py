@@ -79,7 +79,7 @@ def answer(client: FhirClient, order: Resource) -> str | None:
             if version.get("status") != "active":
                 return f"status {version.get('status')} in its history"
     except ServerError as exc:
-        if not exc.refused_as_asked():  # down or failing: the searches below would fail too
+        if not exc.refused_as_asked():  # not answering: the searches below would fail too
             raise
         log.warning("follow-up: history of %s unreadable (%s)", ref, exc)  # no _history
     searches = (("Task", "based-on"), ("Task", "focus"), ("Communication", "based-on"))

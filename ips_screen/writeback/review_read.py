@@ -179,7 +179,7 @@ def open_reviews(
     try:
         found = list(client.search("Task", [*params, ("_include", "Task:focus")]))
     except ServerError as exc:
-        if not exc.refused_as_asked():  # down or failing: asking again without it fails too
+        if not exc.refused_as_asked():  # not answering: asking again without it fails too
             raise
         log.info("Task search with _include refused (%s); reading each focus instead", exc)
         found = list(client.search("Task", params))

@@ -33,8 +33,11 @@ def order(oid: str) -> dict:
 class NoHistory:
     """Orders and Tasks; `_history` answered with 405, and optionally every Task search refused."""
 
-    def __init__(self, orders: list[dict], tasks: list[dict], refuse_tasks: bool = False) -> None:
+    def __init__(
+        self, orders: list[dict], tasks: list[dict], refuse_tasks: bool = False, status: int = 405
+    ) -> None:
         self.orders, self.tasks, self.refuse_tasks = orders, tasks, refuse_tasks
+        self.status = status  # what `_history` is answered with
 
     def search(self, rtype: str, params: Any) -> Iterator[dict]:
         wanted = dict(params)
@@ -47,8 +50,8 @@ class NoHistory:
             yield from (t for t in self.tasks if t["focus"]["reference"] == ref)
 
     def history(self, rtype: str, rid: str) -> Iterator[dict]:
-        message = f"HTTP 405 Method Not Allowed from GET /{rtype}/{rid}/_history"
-        raise ServerError(message, status=405)
+        message = f"HTTP {self.status} from GET /{rtype}/{rid}/_history"
+        raise ServerError(message, status=self.status)
 
 
 class Down(NoHistory):
@@ -63,9 +66,10 @@ class Down(NoHistory):
         yield from super().search(rtype, params)
 
 
-def test_without_history_the_searches_decide(caplog):
+@pytest.mark.parametrize("status", [405, 500])  # not supported, or failed on by the server
+def test_without_history_the_searches_decide(caplog, status: int):
     task = {"resourceType": "Task", "id": "t1", "focus": {"reference": "ServiceRequest/o2"}}
-    server = NoHistory([order("o1"), order("o2")], [task])
+    server = NoHistory([order("o1"), order("o2")], [task], status=status)
     caplog.set_level(logging.WARNING, logger="ips_screen.writeback")
     late = unanswered_referrals(server, now=FROZEN_NOW + timedelta(weeks=1), weeks=6)
     assert [(u.order, u.weeks) for u in late] == [("ServiceRequest/o1", 13)]

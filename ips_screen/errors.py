@@ -28,9 +28,11 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from pydantic import ValidationError
 
 
@@ -222,6 +224,14 @@ def validation_problem(exc: ValidationError) -> str:
     message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{where}: {message}{more}"
+
+
+def tag_key(error: Mapping[str, Any]) -> str | None:
+    """The key a pydantic error about a tagged union's tag is about (its discriminator: a
+    criterion's "kind", an auth table's "method"); None for any other error."""
+    if error["type"] not in ("union_tag_invalid", "union_tag_not_found"):
+        return None
+    return str((error.get("ctx") or {}).get("discriminator", "")).strip("'") or None
 
 
 def problem_key(exc: ValidationError) -> tuple[str | int, ...]:

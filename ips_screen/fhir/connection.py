@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from ips_screen.errors import ConfigError
+from ips_screen.errors import ConfigError, tag_key
 from ips_screen.secret_values import env_name_problem
 
 if TYPE_CHECKING:
@@ -276,9 +276,8 @@ def error_key(error: Mapping[str, Any]) -> tuple[str, ...]:
     """Where one pydantic error in a connection is, as the keys a user writes: its location
     (`error_location`), and for the auth method's own error its `method` key."""
     where = error_location(tuple(error["loc"]))
-    if error["type"] in ("union_tag_not_found", "union_tag_invalid"):
-        return (*where, "method")
-    return where
+    key = tag_key(error)
+    return (*where, key) if key else where
 
 
 def error_location(loc: tuple[Any, ...]) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ips_screen.errors import RulesError
+from ips_screen.errors import RulesError, tag_key
 from ips_screen.kinds.registry import KINDS, check_of, codelists_of, walk_criteria
 from ips_screen.ruleset.codelists import Codelist, check_pinned, read_codelist
 from ips_screen.ruleset.model import Criterion, LatestCategory, Ruleset
@@ -130,7 +130,7 @@ def _format_error(exc: ValidationError, path: Path, lines: dict[tuple, int]) -> 
     first = exc.errors()[0]
     loc = tuple(first["loc"])
     message = first["msg"]
-    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):  # a criterion's kind
+    if tag_key(first) is not None:  # a criterion's kind
         loc, message = _kind_problem(first)
     line = _line_for(loc, lines)
     where = ".".join(str(p) for p in loc if p not in _DISCRIMINATORS) or "(top level)"
@@ -144,8 +144,7 @@ def _kind_problem(error: Mapping[str, Any]) -> tuple[tuple, str]:
     """(where, what) of a criterion whose `kind` names no criterion kind, or has none: at its
     `kind` key, in words (pydantic says "Input tag ... found using 'kind' ...")."""
     context = error.get("ctx") or {}
-    key = str(context.get("discriminator", "kind")).strip("'")
-    loc = (*error["loc"], key)
+    loc = (*error["loc"], tag_key(error) or "kind")
     if error["type"] == "union_tag_not_found":
         return loc, "missing (every criterion names its kind: README.md, Criterion kinds)"
     kinds = str(context.get("expected_tags", "")).replace("'", "")
